@@ -1,0 +1,121 @@
+//! Settings of `run`: `<home>/config.toml`, overridden by command-line flags, so that a
+//! controller started indirectly (by a link) behaves like one started by hand.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::{error::HomeError, home::read_file};
+
+/// The file's keys. Every key is optional; unknown keys are errors (they are typos).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub listen: Option<Vec<String>>,
+    pub mdns: Option<bool>,
+    pub browser: Option<bool>,
+    pub api_port: Option<u16>,
+    pub bootstrap: Option<Vec<String>>,
+    pub relays: Option<Vec<String>>,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<Self, HomeError> {
+        let Some(bytes) = read_file(path)? else {
+            return Ok(Self::default());
+        };
+        let text = String::from_utf8(bytes).map_err(|_| HomeError::BadConfig {
+            path: path.to_path_buf(),
+            detail: "not UTF-8 text".into(),
+        })?;
+        toml::from_str(&text).map_err(|err| HomeError::BadConfig {
+            path: path.to_path_buf(),
+            detail: err.to_string(),
+        })
+    }
+}
+
+/// Flags given to `whatnext run`; `None`/empty means "not given".
+#[derive(Debug, Default, Clone)]
+pub struct RunFlags {
+    pub listen: Vec<String>,
+    pub no_mdns: bool,
+    pub no_browser: bool,
+    pub api_port: Option<u16>,
+}
+
+/// The settings a controller runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub listen: Vec<String>,
+    pub mdns: bool,
+    pub browser: bool,
+    pub api_port: u16,
+    pub bootstrap: Vec<String>,
+    pub relays: Vec<String>,
+}
+
+pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"];
+
+impl Settings {
+    pub fn merge(flags: &RunFlags, file: ConfigFile) -> Self {
+        let listen = if !flags.listen.is_empty() {
+            flags.listen.clone()
+        } else {
+            file.listen
+                .unwrap_or_else(|| DEFAULT_LISTEN.iter().map(|s| s.to_string()).collect())
+        };
+        Self {
+            listen,
+            mdns: !flags.no_mdns && file.mdns.unwrap_or(true),
+            browser: !flags.no_browser && file.browser.unwrap_or(true),
+            api_port: flags.api_port.or(file.api_port).unwrap_or(0),
+            bootstrap: file.bootstrap.unwrap_or_default(),
+            relays: file.relays.unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let file: ConfigFile =
+            toml::from_str("listen = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\napi_port = 7000\n")
+                .expect("parses");
+        let s = Settings::merge(&RunFlags::default(), file);
+        assert_eq!(s.listen, vec!["/ip4/127.0.0.1/tcp/0"]);
+        assert!(!s.mdns);
+        assert!(s.browser);
+        assert_eq!(s.api_port, 7000);
+
+        let flags = RunFlags {
+            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".into()],
+            no_mdns: false,
+            no_browser: true,
+            api_port: Some(7001),
+        };
+        let s = Settings::merge(&flags, ConfigFile::default());
+        assert_eq!(s.listen, vec!["/ip4/127.0.0.1/udp/0/quic-v1"]);
+        assert!(s.mdns);
+        assert!(!s.browser);
+        assert_eq!(s.api_port, 7001);
+        assert_eq!(
+            Settings::merge(&RunFlags::default(), ConfigFile::default())
+                .listen
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_typo_in_the_file_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "mdsn = false\n").expect("write");
+        let err = ConfigFile::load(&path).expect_err("refused");
+        assert!(err.to_string().contains("mdsn"), "{err}");
+    }
+}

@@ -1,0 +1,129 @@
+//! The home directory: where one WhatNext identity lives, and what is in it.
+//!
+//! ```text
+//! <home>/identity.key   Ed25519 keypair, libp2p protobuf encoding, mode 0600
+//! <home>/config.toml    optional settings for `run` (flags win)
+//! <home>/api.json       {url, token, pid} of the running controller, mode 0600
+//! <home>/whatnext.lock  single-instance lock (holds the controller's pid)
+//! <home>/logs/          the controller's logs, the service's included
+//! ```
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{Read as _, Write as _},
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::HomeError;
+
+#[derive(Debug, Clone)]
+pub struct Home {
+    dir: PathBuf,
+}
+
+impl Home {
+    /// `explicit` (from `--home` or `WHATNEXT_HOME`), else the platform data directory.
+    pub fn resolve(explicit: Option<PathBuf>) -> Result<Self, HomeError> {
+        let dir = match explicit {
+            Some(dir) => dir,
+            None => directories::ProjectDirs::from("org", "WhatNext", "WhatNext")
+                .map(|dirs| dirs.data_dir().to_path_buf())
+                .ok_or(HomeError::NoDefault)?,
+        };
+        Ok(Self { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn identity_path(&self) -> PathBuf {
+        self.dir.join("identity.key")
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    pub fn api_path(&self) -> PathBuf {
+        self.dir.join("api.json")
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join("whatnext.lock")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    /// Creates the directory (owner-only) if it does not exist yet.
+    pub fn create(&self) -> Result<(), HomeError> {
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&self.dir)
+            .map_err(|source| HomeError::io("create the home directory", &self.dir, source))
+    }
+
+    /// Reads `api.json`, written by the running controller.
+    pub fn read_api_info(&self) -> Result<ApiInfo, HomeError> {
+        let path = self.api_path();
+        let text = fs::read_to_string(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                HomeError::NotRunning {
+                    home: self.dir.clone(),
+                }
+            } else {
+                HomeError::io("read", &path, source)
+            }
+        })?;
+        serde_json::from_str(&text).map_err(|source| HomeError::Corrupt {
+            path,
+            detail: source.to_string(),
+        })
+    }
+}
+
+/// What a client needs to reach the running controller. Written to `api.json` (0600).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiInfo {
+    pub url: String,
+    pub token: String,
+    pub pid: u32,
+}
+
+/// Writes `contents` to `path` atomically with owner-only permissions: temp file, fsync,
+/// rename, so a crash leaves either the old file or the new one, never half of one.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), HomeError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension("tmp");
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let result = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // The rename is durable once the directory entry is.
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|source| HomeError::io("write", path, source))
+}
+
+pub fn read_file(path: &Path) -> Result<Option<Vec<u8>>, HomeError> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut file) => {
+            file.read_to_end(&mut bytes)
+                .map_err(|source| HomeError::io("read", path, source))?;
+            Ok(Some(bytes))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(HomeError::io("read", path, source)),
+    }
+}

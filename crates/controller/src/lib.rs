@@ -1,0 +1,179 @@
+//! The WhatNext controller (`whatnext run`).
+//!
+//! It owns the home directory (single-instance lock, identity, settings), keeps the one
+//! versioned [`AppState`], supervises the network service child process and serves the
+//! loopback HTTP API that the CLI and the view use.
+//!
+//! Invariant: the controller is the only process that touches the home directory while it
+//! runs; the network service gets what it needs over its pipe.
+//!
+//! [`AppState`]: whatnext_protocol::state::AppState
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod home;
+pub mod identity;
+pub mod logging;
+pub mod single_instance;
+pub mod state;
+pub mod supervisor;
+
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use whatnext_protocol::{
+    ipc::NodeConfig,
+    state::{AppState, NodeStatus, ServiceInfo},
+};
+
+pub use config::RunFlags;
+pub use home::{ApiInfo, Home};
+
+use crate::{
+    config::{ConfigFile, Settings},
+    state::{StateHandle, now_ms},
+    supervisor::{RestartPolicy, ServiceSpec},
+};
+
+/// Runs the controller in the foreground until SIGINT/SIGTERM or `POST /api/shutdown`.
+pub fn run(home: Home, flags: RunFlags) -> anyhow::Result<()> {
+    home.create()?;
+    let _lock = single_instance::acquire(&home)?;
+    let _log_guard = logging::init(&home);
+    let settings = Settings::merge(&flags, ConfigFile::load(&home.config_path())?);
+    let identity = identity::load_or_create(&home)?;
+    let program = std::env::current_exe()
+        .context("cannot find the whatnext binary to start the network service")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    let node = NodeConfig {
+        keypair: supervisor::encode_keypair(&identity.encoded()),
+        listen: settings.listen.clone(),
+        bootstrap: settings.bootstrap.clone(),
+        relays: settings.relays.clone(),
+        mdns: settings.mdns,
+        agent_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
+        ping_interval_ms: 5_000,
+    };
+    let initial = AppState {
+        version: 1,
+        pid: std::process::id(),
+        peer_id: identity.peer_id.to_string(),
+        node: NodeStatus::Starting,
+        listen_addrs: vec![],
+        external_addrs: vec![],
+        service: ServiceInfo::default(),
+        connections: vec![],
+        discovered: vec![],
+        last_error: None,
+        home: home.dir().display().to_string(),
+        started_at_ms: now_ms(),
+    };
+    let spec = ServiceSpec {
+        program,
+        node,
+        policy: RestartPolicy::default(),
+    };
+    runtime.block_on(serve(home, settings, spec, initial))
+}
+
+async fn serve(
+    home: Home,
+    settings: Settings,
+    spec: ServiceSpec,
+    initial: AppState,
+) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signals(shutdown.clone()));
+    let state = StateHandle::new(initial);
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.api_port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the API on 127.0.0.1:{}; choose another port with --api-port or api_port in {}",
+                settings.api_port,
+                home.config_path().display()
+            )
+        })?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let token = random_token();
+
+    let (supervisor, service) = supervisor::supervisor(spec, state.clone(), shutdown.clone());
+    let supervisor = tokio::spawn(supervisor.run());
+
+    let info = ApiInfo {
+        url: url.clone(),
+        token: token.clone(),
+        pid: std::process::id(),
+    };
+    home::write_private_file(&home.api_path(), &serde_json::to_vec_pretty(&info)?)?;
+    let peer_id = state.snapshot().peer_id;
+    println!(
+        "WhatNext is running (peer id {peer_id}); API at {url}; home {}",
+        home.dir().display()
+    );
+    println!("Stop it with Ctrl-C. `whatnext status` shows the node.");
+
+    let ctx = Arc::new(api::ApiContext {
+        state: state.clone(),
+        service,
+        token,
+        shutdown: shutdown.clone(),
+    });
+    let app = api::router(ctx);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    let _ = supervisor.await;
+    remove_api_file(&home);
+    tracing::info!("stopped");
+    served.context("the API server failed")
+}
+
+/// Removes `api.json` if it is still ours (a newer controller may have replaced it).
+fn remove_api_file(home: &Home) {
+    if let Ok(info) = home.read_api_info()
+        && info.pid == std::process::id()
+    {
+        let _ = std::fs::remove_file(home.api_path());
+    }
+}
+
+async fn stop_on_signals(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::warn!("cannot listen for SIGTERM/SIGINT; stop the controller with `kill -9`");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+}
+
+fn random_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// Where the binary's own path is needed by callers that start a controller.
+pub fn binary_path() -> Option<PathBuf> {
+    std::env::current_exe().ok()
+}

@@ -1,0 +1,46 @@
+//! The controller's single source of truth: one `AppState` behind a watch channel.
+//!
+//! Every mutation goes through [`StateHandle::update`], which bumps `version` when the
+//! closure reports a change. Readers never see a torn state, and long-pollers wake on the
+//! exact change they were waiting for.
+
+use tokio::sync::watch;
+use whatnext_protocol::state::AppState;
+
+#[derive(Clone)]
+pub struct StateHandle {
+    tx: watch::Sender<AppState>,
+}
+
+impl StateHandle {
+    pub fn new(initial: AppState) -> Self {
+        let (tx, _rx) = watch::channel(initial);
+        Self { tx }
+    }
+
+    /// Applies `change`; if it returns true the version grows and watchers wake.
+    pub fn update(&self, change: impl FnOnce(&mut AppState) -> bool) {
+        self.tx.send_if_modified(|state| {
+            let changed = change(state);
+            if changed {
+                state.version += 1;
+            }
+            changed
+        });
+    }
+
+    pub fn snapshot(&self) -> AppState {
+        self.tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<AppState> {
+        self.tx.subscribe()
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}

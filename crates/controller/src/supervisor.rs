@@ -1,0 +1,869 @@
+//! Supervision of the network service: spawn `whatnext p2p`, speak frames with it, fold its
+//! events into `AppState`, restart it with backoff when it exits or stops answering
+//! heartbeats, and re-dial the peers it was connected to.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use futures::{SinkExt as _, StreamExt as _};
+use tokio::{
+    io::{AsyncBufReadExt as _, BufReader},
+    process::{Child, ChildStdin, ChildStdout},
+    sync::{mpsc, oneshot},
+};
+use tokio_util::{
+    codec::{FramedRead, FramedWrite},
+    sync::CancellationToken,
+};
+use whatnext_protocol::{
+    PROTOCOL_VERSION,
+    frame::{Frame, FrameCodec, decode_json},
+    ipc::{Command, Event, EventEnvelope, NodeConfig},
+    state::{Connection, NodeStatus},
+};
+
+use crate::state::{StateHandle, now_ms};
+
+/// Restart policy (DESIGN.md §1).
+#[derive(Debug, Clone)]
+pub struct RestartPolicy {
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Give up after this many crashes within `crash_window`.
+    pub max_crashes: usize,
+    pub crash_window: Duration,
+    /// An incarnation that lived this long resets the backoff.
+    pub stable_after: Duration,
+    pub heartbeat_interval: Duration,
+    /// No frame from the service for this long means it hangs: it is killed and restarted.
+    pub heartbeat_timeout: Duration,
+    /// Time allowed from spawn to `ready`.
+    pub ready_timeout: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            max_crashes: 5,
+            crash_window: Duration::from_secs(60),
+            stable_after: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(4),
+            ready_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("the network service is not running right now ({0})")]
+    Unavailable(String),
+    #[error("the network service restarted before answering; try again")]
+    Restarted,
+    #[error("the network service did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+type Reply = oneshot::Sender<Result<Event, ServiceError>>;
+
+struct Request {
+    command: Command,
+    reply: Reply,
+}
+
+/// Sends commands to whichever incarnation of the service is current.
+#[derive(Clone)]
+pub struct ServiceClient {
+    tx: mpsc::Sender<Request>,
+}
+
+impl ServiceClient {
+    pub async fn request(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<Event, ServiceError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request { command, reply })
+            .await
+            .map_err(|_| ServiceError::Unavailable("the controller is shutting down".into()))?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            // The incarnation that had the request died before answering.
+            Ok(Err(_)) => Err(ServiceError::Restarted),
+            Err(_) => Err(ServiceError::Timeout(timeout)),
+        }
+    }
+}
+
+pub struct ServiceSpec {
+    /// The `whatnext` binary; the service is `<program> p2p`.
+    pub program: PathBuf,
+    pub node: NodeConfig,
+    pub policy: RestartPolicy,
+}
+
+pub struct Supervisor {
+    spec: ServiceSpec,
+    state: StateHandle,
+    requests: mpsc::Receiver<Request>,
+    shutdown: CancellationToken,
+    /// Known dialable addresses of peers, from our dials and from identify.
+    peer_addrs: HashMap<String, Vec<String>>,
+    /// Peers connected when the last incarnation died: dialed again by the next one.
+    redial: HashSet<String>,
+    crashes: VecDeque<Instant>,
+    consecutive_crashes: u32,
+    /// The configured listen addresses with port 0 replaced by the ports the first node got,
+    /// so a restarted service keeps its addresses and peers' copies of them stay dialable.
+    pinned_listen: Option<Vec<String>>,
+}
+
+pub fn supervisor(
+    spec: ServiceSpec,
+    state: StateHandle,
+    shutdown: CancellationToken,
+) -> (Supervisor, ServiceClient) {
+    let (tx, requests) = mpsc::channel(256);
+    let supervisor = Supervisor {
+        spec,
+        state,
+        requests,
+        shutdown,
+        peer_addrs: HashMap::new(),
+        redial: HashSet::new(),
+        crashes: VecDeque::new(),
+        consecutive_crashes: 0,
+        pinned_listen: None,
+    };
+    (supervisor, ServiceClient { tx })
+}
+
+/// Why an incarnation of the service ended.
+enum Ended {
+    /// The controller is shutting down; the service was stopped on purpose.
+    Shutdown,
+    /// The service crashed, hung, or could not start; restart it.
+    Crashed(String),
+    /// Restarting cannot help (e.g. a bad listen address); wait for the user.
+    Fatal(String),
+}
+
+impl Supervisor {
+    pub async fn run(mut self) {
+        let mut incarnation: u32 = 0;
+        loop {
+            let status = if incarnation == 0 {
+                NodeStatus::Starting
+            } else {
+                NodeStatus::Restarting
+            };
+            self.state.update(|s| {
+                s.node = status;
+                true
+            });
+            let started = Instant::now();
+            let ended = self.run_incarnation(incarnation).await;
+            incarnation += 1;
+            let reason = match ended {
+                Ended::Shutdown => break,
+                Ended::Fatal(reason) => {
+                    tracing::error!("network service cannot run: {reason}");
+                    self.fail(reason).await;
+                    break;
+                }
+                Ended::Crashed(reason) => reason,
+            };
+            tracing::warn!("network service failed: {reason}");
+            if started.elapsed() >= self.spec.policy.stable_after {
+                self.consecutive_crashes = 0;
+            }
+            self.consecutive_crashes += 1;
+            let now = Instant::now();
+            self.crashes.push_back(now);
+            while self
+                .crashes
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > self.spec.policy.crash_window)
+            {
+                self.crashes.pop_front();
+            }
+            if self.crashes.len() >= self.spec.policy.max_crashes {
+                let reason = format!(
+                    "the network service crashed {} times within {:?}; not restarting it (last failure: {reason})",
+                    self.crashes.len(),
+                    self.spec.policy.crash_window
+                );
+                tracing::error!("{reason}");
+                self.fail(reason).await;
+                break;
+            }
+            let backoff = self.backoff();
+            self.state.update(|s| {
+                s.node = NodeStatus::Restarting;
+                s.last_error = Some(reason.clone());
+                s.service.pid = None;
+                true
+            });
+            if !self
+                .wait_answering_unavailable(Some(backoff), "it is restarting")
+                .await
+            {
+                break;
+            }
+            self.state.update(|s| {
+                s.service.restarts += 1;
+                true
+            });
+        }
+        self.state.update(|s| {
+            s.node = NodeStatus::Stopped;
+            s.service.pid = None;
+            s.connections.clear();
+            true
+        });
+    }
+
+    fn backoff(&self) -> Duration {
+        let exp = self.consecutive_crashes.saturating_sub(1).min(16);
+        (self.spec.policy.first_backoff * 2u32.pow(exp)).min(self.spec.policy.max_backoff)
+    }
+
+    async fn fail(&mut self, reason: String) {
+        self.state.update(|s| {
+            s.node = NodeStatus::Failed;
+            s.last_error = Some(reason.clone());
+            s.service.pid = None;
+            s.connections.clear();
+            true
+        });
+        let why = format!("it failed: {reason}");
+        self.wait_answering_unavailable(None, &why).await;
+    }
+
+    /// Waits `duration` (or until shutdown when `None`), answering requests with an error.
+    /// Returns false when shutdown was requested.
+    async fn wait_answering_unavailable(&mut self, duration: Option<Duration>, why: &str) -> bool {
+        let sleep = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => futures::future::pending().await,
+            }
+        };
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return true,
+                () = self.shutdown.cancelled() => return false,
+                Some(request) = self.requests.recv() => {
+                    let _ = request.reply.send(Err(ServiceError::Unavailable(why.to_string())));
+                }
+            }
+        }
+    }
+
+    fn spawn(&self) -> std::io::Result<Child> {
+        let mut command = tokio::process::Command::new(&self.spec.program);
+        command
+            .arg("p2p")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // Its own process group: Ctrl-C in a terminal reaches only the controller, which
+        // then stops the service in order instead of seeing it "crash".
+        #[cfg(unix)]
+        command.process_group(0);
+        command.spawn()
+    }
+
+    async fn run_incarnation(&mut self, incarnation: u32) -> Ended {
+        let mut child = match self.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                return Ended::Fatal(format!(
+                    "could not start {} p2p: {err}",
+                    self.spec.program.display()
+                ));
+            }
+        };
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Ended::Crashed("the service's pipes were not set up".into());
+        };
+        tokio::spawn(relay_logs(stderr));
+        let pid = child.id();
+        self.state.update(|s| {
+            s.service.pid = pid;
+            true
+        });
+        let mut link = ServiceLink {
+            writer: FramedWrite::new(stdin, FrameCodec::default()),
+            reader: FramedRead::new(stdout, FrameCodec::default()),
+            next_id: 1,
+            pending: HashMap::new(),
+            internal: HashMap::new(),
+        };
+        let ended = self.drive(&mut child, &mut link, incarnation).await;
+        for (_, reply) in link.pending.drain() {
+            let _ = reply.send(Err(ServiceError::Restarted));
+        }
+        if let Ended::Shutdown = ended {
+            let _ = link.send(Command::Shutdown, Internal::Ignore).await;
+            drop(link);
+            if tokio::time::timeout(Duration::from_secs(2), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        } else {
+            let _ = child.kill().await;
+        }
+        // Remember who we were connected to, then forget the dead incarnation's connections.
+        let connected: Vec<String> = self
+            .state
+            .snapshot()
+            .connections
+            .iter()
+            .map(|c| c.peer_id.clone())
+            .collect();
+        self.redial.extend(connected);
+        self.state.update(|s| {
+            let had = !s.connections.is_empty() || !s.listen_addrs.is_empty();
+            s.connections.clear();
+            s.listen_addrs.clear();
+            s.external_addrs.clear();
+            had
+        });
+        ended
+    }
+
+    async fn drive(
+        &mut self,
+        child: &mut Child,
+        link: &mut ServiceLink,
+        incarnation: u32,
+    ) -> Ended {
+        let policy = self.spec.policy.clone();
+        // 1. `ready`, with the protocol version check.
+        match tokio::time::timeout(policy.ready_timeout, link.reader.next()).await {
+            Err(_) => {
+                return Ended::Crashed(format!(
+                    "no `ready` from the service within {:?}",
+                    policy.ready_timeout
+                ));
+            }
+            Ok(None) => return Ended::Crashed(exit_reason(child).await),
+            Ok(Some(Err(err))) => {
+                return Ended::Crashed(format!("bad first frame from the service: {err}"));
+            }
+            Ok(Some(Ok(frame))) => match parse_event(frame) {
+                Ok(EventEnvelope {
+                    body:
+                        Event::Ready {
+                            protocol_version, ..
+                        },
+                    ..
+                }) if protocol_version == PROTOCOL_VERSION => {}
+                Ok(EventEnvelope {
+                    body:
+                        Event::Ready {
+                            protocol_version, ..
+                        },
+                    ..
+                }) => {
+                    return Ended::Fatal(format!(
+                        "the network service speaks protocol {protocol_version}, this controller {PROTOCOL_VERSION}; reinstall WhatNext"
+                    ));
+                }
+                Ok(other) => {
+                    return Ended::Crashed(format!("expected `ready`, got {:?}", other.body));
+                }
+                Err(err) => return Ended::Crashed(err),
+            },
+        }
+        // 2. `start_node`.
+        let mut node = self.spec.node.clone();
+        if let Some(pinned) = &self.pinned_listen {
+            node.listen = pinned.clone();
+        }
+        if link
+            .send(Command::StartNode(node), Internal::StartNode)
+            .await
+            .is_err()
+        {
+            return Ended::Crashed(exit_reason(child).await);
+        }
+        if incarnation > 0 {
+            tracing::info!("network service restarted (incarnation {incarnation})");
+        }
+        // 3. The steady state.
+        let mut heartbeat = tokio::time::interval(policy.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Ended::Shutdown,
+                frame = link.reader.next() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        None => return Ended::Crashed(exit_reason(child).await),
+                        Some(Err(err)) => return Ended::Crashed(format!("unreadable frame from the service: {err}")),
+                        Some(Ok(frame)) => match parse_event(frame) {
+                            Ok(envelope) => {
+                                if let Some(ended) = self.on_event(link, envelope).await {
+                                    return ended;
+                                }
+                            }
+                            Err(err) => tracing::warn!("ignored a bad frame from the service: {err}"),
+                        },
+                    }
+                }
+                Some(request) = self.requests.recv() => {
+                    if link.send(request.command, Internal::Reply(request.reply)).await.is_err() {
+                        return Ended::Crashed(exit_reason(child).await);
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > policy.heartbeat_timeout {
+                        return Ended::Crashed(format!(
+                            "the service stopped answering heartbeats for {:?}",
+                            last_heard.elapsed()
+                        ));
+                    }
+                    if link.send(Command::Ping, Internal::Ignore).await.is_err() {
+                        return Ended::Crashed(exit_reason(child).await);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one event. Returns `Some` when the incarnation must end.
+    async fn on_event(&mut self, link: &mut ServiceLink, envelope: EventEnvelope) -> Option<Ended> {
+        let EventEnvelope { id, body: event } = envelope;
+        let waiter = id.and_then(|id| link.take_waiter(id));
+        match (&waiter, &event) {
+            (
+                Some(Internal::StartNode),
+                Event::NodeError { message } | Event::Error { message },
+            ) => {
+                if self.pinned_listen.take().is_some() {
+                    // The old ports may be taken now: retry once on the configured ones.
+                    return Some(Ended::Crashed(format!(
+                        "could not listen on the previous ports again: {message}"
+                    )));
+                }
+                return Some(Ended::Fatal(format!(
+                    "the network node could not start: {message}"
+                )));
+            }
+            (Some(Internal::StartNode), Event::NodeStarted { listen_addrs, .. }) => {
+                if self.pinned_listen.is_none() {
+                    self.pinned_listen = Some(pin_ports(&self.spec.node.listen, listen_addrs));
+                }
+                let peers: Vec<String> = self.redial.drain().collect();
+                for peer in peers {
+                    let addrs = self.peer_addrs.get(&peer).cloned().unwrap_or_default();
+                    tracing::info!("re-dialing {peer} after the restart");
+                    let command = Command::Dial {
+                        peer_id: Some(peer),
+                        addrs,
+                    };
+                    if link.send(command, Internal::Ignore).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Event::Dialed { peer_id, addr } = &event {
+            remember_addr(&mut self.peer_addrs, peer_id, addr);
+        }
+        self.apply(&event);
+        if let Some(Internal::Reply(reply)) = waiter {
+            let _ = reply.send(Ok(event));
+        }
+        None
+    }
+
+    /// Folds an event into `AppState`.
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::NodeStarted {
+                peer_id,
+                listen_addrs,
+            } => self.state.update(|s| {
+                s.node = NodeStatus::Running;
+                s.peer_id = peer_id.clone();
+                for addr in listen_addrs {
+                    if !s.listen_addrs.contains(addr) {
+                        s.listen_addrs.push(addr.clone());
+                    }
+                }
+                true
+            }),
+            Event::ListenAddrAdded { addr } => self.state.update(|s| {
+                let new = !s.listen_addrs.contains(addr);
+                if new {
+                    s.listen_addrs.push(addr.clone());
+                }
+                new
+            }),
+            Event::ListenAddrRemoved { addr } => self.state.update(|s| {
+                let before = s.listen_addrs.len();
+                s.listen_addrs.retain(|a| a != addr);
+                before != s.listen_addrs.len()
+            }),
+            Event::ExternalAddrConfirmed { addr } => self.state.update(|s| {
+                let new = !s.external_addrs.contains(addr);
+                if new {
+                    s.external_addrs.push(addr.clone());
+                }
+                new
+            }),
+            Event::ConnectionEstablished(info) => {
+                if info.direction == "dialer" {
+                    remember_addr(&mut self.peer_addrs, &info.peer_id, &info.addr);
+                }
+                self.state.update(|s| {
+                    s.connections.push(Connection {
+                        peer_id: info.peer_id.clone(),
+                        addr: info.addr.clone(),
+                        transport: info.transport.clone(),
+                        rtt_ms: None,
+                        direction: info.direction.clone(),
+                        relayed: info.relayed,
+                        since_ms: now_ms(),
+                        connection_id: info.connection_id,
+                    });
+                    true
+                });
+            }
+            Event::ConnectionClosed { connection_id, .. } => self.state.update(|s| {
+                let before = s.connections.len();
+                s.connections.retain(|c| c.connection_id != *connection_id);
+                before != s.connections.len()
+            }),
+            Event::Rtt {
+                connection_id,
+                micros,
+                ..
+            } => self.state.update(|s| {
+                let Some(conn) = s
+                    .connections
+                    .iter_mut()
+                    .find(|c| c.connection_id == *connection_id)
+                else {
+                    return false;
+                };
+                conn.rtt_ms = Some(*micros as f64 / 1000.0);
+                true
+            }),
+            Event::PeerIdentified {
+                peer_id,
+                listen_addrs,
+                ..
+            } => {
+                for addr in listen_addrs {
+                    remember_addr(&mut self.peer_addrs, peer_id, addr);
+                }
+            }
+            Event::PeerDiscovered { peer_id, addrs } => {
+                for addr in addrs {
+                    remember_addr(&mut self.peer_addrs, peer_id, addr);
+                }
+                self.state.update(|s| {
+                    let new = !s.discovered.contains(peer_id);
+                    if new {
+                        s.discovered.push(peer_id.clone());
+                    }
+                    new
+                });
+            }
+            Event::PeerExpired { peer_id } => self.state.update(|s| {
+                let before = s.discovered.len();
+                s.discovered.retain(|p| p != peer_id);
+                before != s.discovered.len()
+            }),
+            Event::NodeError { message } => self.state.update(|s| {
+                s.last_error = Some(message.clone());
+                true
+            }),
+            Event::DialFailed { peer_id, reason } => {
+                let who = peer_id.as_deref().unwrap_or("an address");
+                let message = format!("dial to {who} failed: {reason}");
+                self.state.update(|s| {
+                    s.last_error = Some(message);
+                    true
+                });
+            }
+            Event::Error { message } => tracing::warn!("the service refused a command: {message}"),
+            _ => {}
+        }
+    }
+}
+
+/// Replaces port 0 in each configured address by the port the node actually got on a
+/// reported address of the same shape (same protocols; same IP unless unspecified).
+pub fn pin_ports(configured: &[String], reported: &[String]) -> Vec<String> {
+    use multiaddr::{Multiaddr, Protocol};
+    fn port(p: &Protocol) -> Option<u16> {
+        match p {
+            Protocol::Tcp(port) | Protocol::Udp(port) => Some(*port),
+            _ => None,
+        }
+    }
+    fn unspecified(p: &Protocol) -> bool {
+        match p {
+            Protocol::Ip4(ip) => ip.is_unspecified(),
+            Protocol::Ip6(ip) => ip.is_unspecified(),
+            _ => false,
+        }
+    }
+    let configured_addrs: Vec<Multiaddr> =
+        configured.iter().filter_map(|a| a.parse().ok()).collect();
+    // A reported address on a port that is configured explicitly belongs to that listener.
+    let explicit_ports: Vec<u16> = configured_addrs
+        .iter()
+        .flat_map(|a| a.iter().filter_map(|p| port(&p)))
+        .filter(|p| *p != 0)
+        .collect();
+    let reported: Vec<Multiaddr> = reported
+        .iter()
+        .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .filter(|a| {
+            !a.iter()
+                .filter_map(|p| port(&p))
+                .any(|p| explicit_ports.contains(&p))
+        })
+        .collect();
+    configured
+        .iter()
+        .map(|text| {
+            let Ok(addr) = text.parse::<Multiaddr>() else {
+                return text.clone();
+            };
+            if !addr.iter().any(|p| port(&p) == Some(0)) {
+                return text.clone();
+            }
+            let matches = |candidate: &Multiaddr| {
+                let (a, b): (Vec<_>, Vec<_>) = (addr.iter().collect(), candidate.iter().collect());
+                a.len() == b.len()
+                    && a.iter().zip(&b).all(|(want, got)| {
+                        std::mem::discriminant(want) == std::mem::discriminant(got)
+                            && (want == got || unspecified(want) || port(want) == Some(0))
+                    })
+            };
+            let Some(found) = reported.iter().find(|c| matches(c)) else {
+                return text.clone();
+            };
+            addr.iter()
+                .zip(found.iter())
+                .map(|(want, got)| if port(&want) == Some(0) { got } else { want })
+                .collect::<Multiaddr>()
+                .to_string()
+        })
+        .collect()
+}
+
+fn remember_addr(book: &mut HashMap<String, Vec<String>>, peer: &str, addr: &str) {
+    // Only addresses that can be dialed again are useful: skip unspecified and circuit ones.
+    if addr.contains("/0.0.0.0/") || addr.contains("/::/") {
+        return;
+    }
+    let addrs = book.entry(peer.to_string()).or_default();
+    if !addrs.iter().any(|a| a == addr) {
+        addrs.push(addr.to_string());
+        // Bound the book per peer: identify may announce many addresses.
+        if addrs.len() > 16 {
+            addrs.remove(0);
+        }
+    }
+}
+
+fn parse_event(frame: Frame) -> Result<EventEnvelope, String> {
+    match frame {
+        Frame::Message(body) => decode_json(&body).map_err(|e| e.to_string()),
+        Frame::Oversized { len, max } => {
+            Err(format!("oversized event frame ({len} bytes, limit {max})"))
+        }
+    }
+}
+
+async fn exit_reason(child: &mut Child) -> String {
+    match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
+        Ok(Ok(status)) => describe_exit(status),
+        Ok(Err(err)) => format!("the service's status is unknown: {err}"),
+        Err(_) => "the service closed its output but kept running".to_string(),
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        if let Some(signal) = status.signal() {
+            let name = match signal {
+                libc::SIGKILL => " (SIGKILL)",
+                libc::SIGSEGV => " (SIGSEGV)",
+                libc::SIGABRT => " (SIGABRT)",
+                libc::SIGTERM => " (SIGTERM)",
+                _ => "",
+            };
+            return format!("the network service was killed by signal {signal}{name}");
+        }
+    }
+    match status.code() {
+        Some(code) => format!("the network service exited with status {code}"),
+        None => "the network service exited".to_string(),
+    }
+}
+
+/// Who waits for the reply to a command.
+enum Internal {
+    Reply(Reply),
+    StartNode,
+    Ignore,
+}
+
+struct ServiceLink {
+    writer: FramedWrite<ChildStdin, FrameCodec>,
+    reader: FramedRead<ChildStdout, FrameCodec>,
+    next_id: u64,
+    pending: HashMap<u64, Reply>,
+    internal: HashMap<u64, Internal>,
+}
+
+impl ServiceLink {
+    async fn send(&mut self, command: Command, waiter: Internal) -> std::io::Result<()> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let body = serde_json::to_vec(&whatnext_protocol::ipc::Envelope::request(id, command))
+            .map_err(std::io::Error::other)?;
+        match waiter {
+            Internal::Reply(reply) => {
+                self.pending.insert(id, reply);
+            }
+            Internal::StartNode => {
+                self.internal.insert(id, Internal::StartNode);
+            }
+            Internal::Ignore => {}
+        }
+        self.writer.send(body).await.map_err(std::io::Error::other)
+    }
+
+    fn take_waiter(&mut self, id: u64) -> Option<Internal> {
+        if let Some(reply) = self.pending.remove(&id) {
+            return Some(Internal::Reply(reply));
+        }
+        self.internal.remove(&id)
+    }
+}
+
+/// Re-emits the service's stderr lines under the `p2p` target, at their own level.
+async fn relay_logs(stderr: tokio::process::ChildStderr) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let trimmed = line.trim_start();
+        let (level, rest) = trimmed.split_once(' ').unwrap_or(("", trimmed));
+        match level {
+            "ERROR" => tracing::error!(target: "p2p", "{rest}"),
+            "WARN" => tracing::warn!(target: "p2p", "{rest}"),
+            "INFO" => tracing::info!(target: "p2p", "{rest}"),
+            "DEBUG" => tracing::debug!(target: "p2p", "{rest}"),
+            "TRACE" => tracing::trace!(target: "p2p", "{rest}"),
+            _ => tracing::info!(target: "p2p", "{trimmed}"),
+        }
+    }
+}
+
+/// Encodes the identity for `start_node`.
+pub fn encode_keypair(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_is_pinned_to_the_port_the_node_got() {
+        let configured = vec![
+            "/ip4/0.0.0.0/tcp/0".to_string(),
+            "/ip4/127.0.0.1/udp/0/quic-v1".to_string(),
+            "/ip4/127.0.0.1/tcp/4001".to_string(),
+        ];
+        let reported = vec![
+            "/ip4/127.0.0.1/udp/5555/quic-v1".to_string(),
+            "/ip4/127.0.0.1/tcp/4001".to_string(),
+            "/ip4/192.0.2.7/tcp/6666".to_string(),
+            "/ip4/127.0.0.1/tcp/6666".to_string(),
+        ];
+        assert_eq!(
+            pin_ports(&configured, &reported),
+            vec![
+                "/ip4/0.0.0.0/tcp/6666".to_string(),
+                "/ip4/127.0.0.1/udp/5555/quic-v1".to_string(),
+                "/ip4/127.0.0.1/tcp/4001".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let (mut sup, _client) = supervisor(
+            ServiceSpec {
+                program: PathBuf::from("whatnext"),
+                node: NodeConfig {
+                    keypair: String::new(),
+                    listen: vec![],
+                    bootstrap: vec![],
+                    relays: vec![],
+                    mdns: false,
+                    agent_version: String::new(),
+                    ping_interval_ms: 1000,
+                },
+                policy: RestartPolicy::default(),
+            },
+            crate::state::StateHandle::new(test_state()),
+            CancellationToken::new(),
+        );
+        let mut seen = vec![];
+        for n in 1..=10 {
+            sup.consecutive_crashes = n;
+            seen.push(sup.backoff().as_millis());
+        }
+        assert_eq!(
+            seen,
+            vec![100, 200, 400, 800, 1600, 3200, 6400, 10000, 10000, 10000]
+        );
+    }
+
+    fn test_state() -> whatnext_protocol::state::AppState {
+        whatnext_protocol::state::AppState {
+            version: 1,
+            pid: 1,
+            peer_id: String::new(),
+            node: NodeStatus::Starting,
+            listen_addrs: vec![],
+            external_addrs: vec![],
+            service: Default::default(),
+            connections: vec![],
+            discovered: vec![],
+            last_error: None,
+            home: String::new(),
+            started_at_ms: 0,
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The WhatNext network service (`whatnext p2p`).
+//!
+//! A child process of the controller that runs one rust-libp2p node. It reads [`Command`]
+//! frames on stdin and writes [`Event`] frames on stdout; its logs go to stderr, which the
+//! controller re-emits. It holds no durable state and never opens a file — on Linux a
+//! Landlock ruleset forbids it — so the controller can kill and restart it at any moment.
+//!
+//! When stdin reaches EOF (the controller exited, even by `kill -9`) the service exits:
+//! no orphans.
+//!
+//! [`Command`]: whatnext_protocol::ipc::Command
+//! [`Event`]: whatnext_protocol::ipc::Event
+
+mod node;
+mod sandbox;
+mod service;
+
+use anyhow::Context as _;
+
+/// Entry point of the `p2p` role. Blocks until the controller closes the pipe or says
+/// `shutdown`.
+pub fn run() -> anyhow::Result<()> {
+    init_logging();
+    // The sandbox goes up before the runtime starts, so no thread ever runs unsandboxed.
+    sandbox::deny_filesystem();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the network service's async runtime")?;
+    runtime.block_on(service::serve())
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,whatnext_p2p=info"));
+    // No timestamps: the controller stamps the lines when it re-emits them. Plain text,
+    // one event per line, level first, so the controller can re-emit at the same level.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,144 @@
+//! The libp2p node: one `NetworkBehaviour` and the swarm built around it.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, identify,
+    identity::Keypair,
+    mdns, noise, ping,
+    swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
+    tcp, yamux,
+};
+use whatnext_protocol::ipc::NodeConfig;
+
+/// Protocol name announced by identify; peers use it to recognise WhatNext nodes.
+pub const IDENTIFY_PROTOCOL: &str = "/whatnext/id/1.0.0";
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+pub fn decode_keypair(encoded: &str) -> anyhow::Result<Keypair> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .context("identity key is not valid base64")?;
+    Keypair::from_protobuf_encoding(&bytes).context("identity key is not a valid libp2p keypair")
+}
+
+pub fn parse_addrs(addrs: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse::<Multiaddr>()
+                .with_context(|| format!("{what} address {a:?} is not a valid multiaddr"))
+        })
+        .collect()
+}
+
+pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<Swarm<Behaviour>> {
+    let keypair = decode_keypair(&config.keypair)?;
+    let local_peer_id = keypair.public().to_peer_id();
+    let ping_interval = Duration::from_millis(config.ping_interval_ms.max(100));
+    let mdns_enabled = config.mdns;
+    let agent_version = if config.agent_version.is_empty() {
+        format!("whatnext/{}", env!("CARGO_PKG_VERSION"))
+    } else {
+        config.agent_version.clone()
+    };
+
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .context("could not set up the TCP transport")?
+        .with_quic()
+        .with_behaviour(|key| {
+            let mdns = if mdns_enabled {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    local_peer_id,
+                )?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
+                        .with_agent_version(agent_version),
+                ),
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_interval)),
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| anyhow::anyhow!("could not set up the node's protocols: {e}"))?
+        // Friends' connections should stay up while the app runs even when idle; ping alone
+        // does not keep a connection alive in libp2p, so the idle timeout is long.
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
+        .build();
+    Ok(swarm)
+}
+
+/// Splits `/…/p2p/<id>` into the address and the peer id, when the address ends with one.
+pub fn split_peer_id(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
+    let mut addr = addr.clone();
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(peer)) => {
+            addr.pop();
+            (addr, Some(peer))
+        }
+        _ => (addr, None),
+    }
+}
+
+/// Resolves the peer to dial from the command's fields, checking they agree.
+pub fn dial_target(
+    peer_id: Option<&str>,
+    addrs: &[String],
+) -> anyhow::Result<(Option<PeerId>, Vec<Multiaddr>)> {
+    let mut peer = match peer_id {
+        Some(p) => Some(
+            p.parse::<PeerId>()
+                .with_context(|| format!("{p:?} is not a valid peer id"))?,
+        ),
+        None => None,
+    };
+    let mut plain = Vec::new();
+    for addr in parse_addrs(addrs, "dial")? {
+        let (addr, in_addr) = split_peer_id(&addr);
+        match (peer, in_addr) {
+            (Some(p), Some(q)) if p != q => {
+                bail!("address {addr}/p2p/{q} names a different peer than {p}")
+            }
+            (None, Some(q)) => peer = Some(q),
+            _ => {}
+        }
+        plain.push(addr);
+    }
+    if plain.is_empty() && peer.is_none() {
+        bail!("nothing to dial: give a peer id or at least one address");
+    }
+    Ok((peer, plain))
+}
+
+/// Formats an error with its chain of causes on one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}

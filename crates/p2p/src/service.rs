@@ -1,0 +1,528 @@
+//! The service's one loop: commands in on stdin, events out on stdout, and the swarm in
+//! between — the shape of rust-libp2p's examples, with the pipe as the command channel.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Context as _;
+use futures::{SinkExt as _, StreamExt as _};
+use libp2p::{
+    Multiaddr, PeerId, Swarm,
+    core::ConnectedPoint,
+    core::transport::ListenerId,
+    identify, mdns, ping,
+    swarm::{
+        ConnectionId, SwarmEvent,
+        dial_opts::{DialOpts, PeerCondition},
+    },
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use whatnext_protocol::{
+    PROTOCOL_VERSION,
+    frame::{Frame, FrameCodec, FrameError, decode_json},
+    ipc::{Command, CommandEnvelope, ConnectionInfo, Event, EventEnvelope, NodeConfig, Stats},
+    ipc::{is_relayed, transport_of},
+};
+
+use crate::node::{Behaviour, BehaviourEvent, build_swarm, dial_target, error_chain, parse_addrs};
+
+/// Serves on the process's stdin/stdout.
+pub async fn serve() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        use tokio::net::unix::pipe;
+        // Async pipes on fds 0/1 wake the task directly from epoll; tokio::io::stdin() goes
+        // through the blocking thread pool and costs about 3x the round trip.
+        let not_a_pipe = "`whatnext p2p` is the internal network service: it is started by `whatnext run` and speaks frames on pipes";
+        let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
+        let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
+        let reader = pipe::Receiver::from_owned_fd(stdin).context(not_a_pipe)?;
+        let writer = pipe::Sender::from_owned_fd(stdout).context(not_a_pipe)?;
+        serve_on(reader, writer).await
+    }
+    #[cfg(not(unix))]
+    {
+        serve_on(tokio::io::stdin(), tokio::io::stdout()).await
+    }
+}
+
+enum Flow {
+    Continue,
+    Exit,
+}
+
+struct Starting {
+    request_id: Option<u64>,
+    pending_listeners: HashSet<ListenerId>,
+}
+
+struct Service<W> {
+    writer: FramedWrite<W, FrameCodec>,
+    swarm: Option<Swarm<Behaviour>>,
+    starting: Option<Starting>,
+    /// Dials requested by the controller, by connection id, with the request id to answer.
+    pending_dials: HashMap<ConnectionId, Option<u64>>,
+    connections: HashMap<ConnectionId, (PeerId, Multiaddr)>,
+    commands_handled: u64,
+}
+
+pub async fn serve_on<R, W>(reader: R, writer: W) -> anyhow::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut reader = FramedRead::new(reader, FrameCodec::default());
+    let mut service = Service {
+        writer: FramedWrite::new(writer, FrameCodec::default()),
+        swarm: None,
+        starting: None,
+        pending_dials: HashMap::new(),
+        connections: HashMap::new(),
+        commands_handled: 0,
+    };
+    service
+        .emit(
+            None,
+            Event::Ready {
+                protocol_version: PROTOCOL_VERSION,
+                pid: std::process::id(),
+            },
+        )
+        .await?;
+
+    loop {
+        tokio::select! {
+            frame = reader.next() => {
+                let flow = match frame {
+                    None => {
+                        tracing::info!("controller closed the command pipe; exiting");
+                        Flow::Exit
+                    }
+                    Some(Err(FrameError::Io(err))) => {
+                        tracing::warn!("command pipe failed ({err}); exiting");
+                        Flow::Exit
+                    }
+                    Some(Err(err)) => {
+                        tracing::warn!("command stream ended badly ({err}); exiting");
+                        Flow::Exit
+                    }
+                    Some(Ok(frame)) => service.on_frame(frame).await?,
+                };
+                if let Flow::Exit = flow {
+                    break;
+                }
+            }
+            event = next_swarm_event(&mut service.swarm) => service.on_swarm_event(event).await?,
+        }
+    }
+    Ok(())
+}
+
+async fn next_swarm_event(swarm: &mut Option<Swarm<Behaviour>>) -> SwarmEvent<BehaviourEvent> {
+    match swarm {
+        Some(swarm) => swarm.select_next_some().await,
+        None => futures::future::pending().await,
+    }
+}
+
+fn conn_id(id: ConnectionId) -> u64 {
+    // ConnectionId exposes its counter only through Display.
+    id.to_string().parse().unwrap_or_default()
+}
+
+impl<W: AsyncWrite + Unpin> Service<W> {
+    async fn emit(&mut self, id: Option<u64>, event: Event) -> anyhow::Result<()> {
+        let body = serde_json::to_vec(&EventEnvelope { id, body: event })?;
+        self.writer
+            .send(body)
+            .await
+            .context("could not write to the controller (pipe closed)")
+    }
+
+    async fn on_frame(&mut self, frame: Frame) -> anyhow::Result<Flow> {
+        let body = match frame {
+            Frame::Message(body) => body,
+            Frame::Oversized { len, max } => {
+                tracing::warn!("dropped an oversized command frame ({len} bytes, limit {max})");
+                let message = format!("command frame of {len} bytes exceeds the limit of {max}");
+                self.emit(None, Event::Error { message }).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        match decode_json::<CommandEnvelope>(&body) {
+            Ok(envelope) => {
+                self.commands_handled += 1;
+                self.on_command(envelope.id, envelope.body).await
+            }
+            Err(err) => {
+                // Answer with the id if one can be read, so the caller is not left waiting.
+                let id = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|id| id.as_u64()));
+                tracing::warn!("malformed command: {err}");
+                let message = format!("malformed command: {err}");
+                self.emit(id, Event::Error { message }).await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    async fn on_command(&mut self, id: Option<u64>, command: Command) -> anyhow::Result<Flow> {
+        match command {
+            Command::Ping => self.emit(id, Event::Pong).await?,
+            Command::Shutdown => {
+                self.emit(id, Event::Ok).await?;
+                return Ok(Flow::Exit);
+            }
+            Command::GetStats => {
+                let stats = Stats {
+                    connections: self.connections.len() as u64,
+                    connected_peers: self
+                        .swarm
+                        .as_ref()
+                        .map_or(0, |s| s.connected_peers().count() as u64),
+                    listen_addrs: self
+                        .swarm
+                        .as_ref()
+                        .map_or(0, |s| s.listeners().count() as u64),
+                    commands_handled: self.commands_handled,
+                };
+                self.emit(id, Event::Stats(stats)).await?;
+            }
+            Command::StartNode(config) => {
+                if self.swarm.is_some() {
+                    let message = "the node is already running".to_string();
+                    self.emit(id, Event::Error { message }).await?;
+                } else if let Err(err) = self.start_node(id, &config).await {
+                    self.swarm = None;
+                    self.starting = None;
+                    self.emit(
+                        id,
+                        Event::NodeError {
+                            message: format!("{err:#}"),
+                        },
+                    )
+                    .await?;
+                }
+            }
+            Command::StopNode => {
+                self.swarm = None;
+                self.starting = None;
+                self.connections.clear();
+                let pending: Vec<_> = self.pending_dials.drain().collect();
+                for (_, dial_id) in pending {
+                    let reason = "the node was stopped".to_string();
+                    self.emit(
+                        dial_id,
+                        Event::DialFailed {
+                            peer_id: None,
+                            reason,
+                        },
+                    )
+                    .await?;
+                }
+                self.emit(id, Event::NodeStopped).await?;
+            }
+            Command::Dial { peer_id, addrs } => self.dial(id, peer_id, addrs).await?,
+            Command::HangUp { peer_id } => match (peer_id.parse::<PeerId>(), &mut self.swarm) {
+                (Ok(peer), Some(swarm)) => {
+                    let _ = swarm.disconnect_peer_id(peer);
+                    self.emit(id, Event::Ok).await?;
+                }
+                (Err(err), _) => {
+                    let message = format!("{peer_id:?} is not a valid peer id: {err}");
+                    self.emit(id, Event::Error { message }).await?;
+                }
+                (_, None) => self.emit(id, Event::Ok).await?,
+            },
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn start_node(&mut self, id: Option<u64>, config: &NodeConfig) -> anyhow::Result<()> {
+        let listen = parse_addrs(&config.listen, "listen")?;
+        let mut swarm = build_swarm(config)?;
+        let mut pending_listeners = HashSet::new();
+        for addr in listen {
+            let listener = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {}", error_chain(&e)))?;
+            pending_listeners.insert(listener);
+        }
+        for addr in parse_addrs(&config.bootstrap, "bootstrap")?
+            .into_iter()
+            .chain(parse_addrs(&config.relays, "relay")?)
+        {
+            // Kademlia and the relay client arrive with the connectivity work; until then
+            // bootstrap and relay nodes are dialed so they are at least connected.
+            if let Err(err) = swarm.dial(addr.clone()) {
+                tracing::warn!("could not dial {addr}: {}", error_chain(&err));
+            }
+        }
+        tracing::info!(peer_id = %swarm.local_peer_id(), "node built");
+        self.swarm = Some(swarm);
+        self.starting = Some(Starting {
+            request_id: id,
+            pending_listeners,
+        });
+        self.finish_start_if_listening().await
+    }
+
+    /// Answers `start_node` once every listener has reported its first address.
+    async fn finish_start_if_listening(&mut self) -> anyhow::Result<()> {
+        let done = self
+            .starting
+            .as_ref()
+            .is_some_and(|s| s.pending_listeners.is_empty());
+        if !done {
+            return Ok(());
+        }
+        let Some(starting) = self.starting.take() else {
+            return Ok(());
+        };
+        let Some(swarm) = &self.swarm else {
+            return Ok(());
+        };
+        let event = Event::NodeStarted {
+            peer_id: swarm.local_peer_id().to_string(),
+            listen_addrs: swarm.listeners().map(|a| a.to_string()).collect(),
+        };
+        self.emit(starting.request_id, event).await
+    }
+
+    async fn dial(
+        &mut self,
+        id: Option<u64>,
+        peer_id: Option<String>,
+        addrs: Vec<String>,
+    ) -> anyhow::Result<()> {
+        let Some(swarm) = &mut self.swarm else {
+            let reason = "the network node is not running".to_string();
+            return self.emit(id, Event::DialFailed { peer_id, reason }).await;
+        };
+        let (peer, addrs) = match dial_target(peer_id.as_deref(), &addrs) {
+            Ok(target) => target,
+            Err(err) => {
+                let reason = format!("{err:#}");
+                return self.emit(id, Event::DialFailed { peer_id, reason }).await;
+            }
+        };
+        if let Some(peer) = peer {
+            if peer == *swarm.local_peer_id() {
+                let reason = "that is this node's own peer id".to_string();
+                return self.emit(id, Event::DialFailed { peer_id, reason }).await;
+            }
+            let existing = self
+                .connections
+                .values()
+                .find(|(p, _)| *p == peer)
+                .map(|(_, addr)| addr.to_string());
+            if let Some(addr) = existing {
+                let peer_id = peer.to_string();
+                return self.emit(id, Event::Dialed { peer_id, addr }).await;
+            }
+        }
+        let opts = match (peer, addrs.first()) {
+            (Some(peer), _) => DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::Always)
+                .build(),
+            (None, Some(addr)) => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+            (None, None) => {
+                let reason = "nothing to dial: give a peer id or an address".to_string();
+                return self.emit(id, Event::DialFailed { peer_id, reason }).await;
+            }
+        };
+        let connection_id = opts.connection_id();
+        match swarm.dial(opts) {
+            Ok(()) => {
+                self.pending_dials.insert(connection_id, id);
+                Ok(())
+            }
+            Err(err) => {
+                let reason = error_chain(&err);
+                self.emit(id, Event::DialFailed { peer_id, reason }).await
+            }
+        }
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> anyhow::Result<()> {
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                tracing::info!("listening on {address}");
+                let addr = address.to_string();
+                self.emit(None, Event::ListenAddrAdded { addr }).await?;
+                if let Some(starting) = &mut self.starting {
+                    starting.pending_listeners.remove(&listener_id);
+                }
+                self.finish_start_if_listening().await?;
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let addr = address.to_string();
+                self.emit(None, Event::ListenAddrRemoved { addr }).await?;
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Err(err) = reason {
+                    let message = format!("a listener closed: {}", error_chain(&err));
+                    self.emit(None, Event::NodeError { message }).await?;
+                }
+                if let Some(starting) = &mut self.starting {
+                    starting.pending_listeners.remove(&listener_id);
+                }
+                self.finish_start_if_listening().await?;
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                let message = format!("listener error: {}", error_chain(&error));
+                self.emit(None, Event::NodeError { message }).await?;
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                let (addr, direction) = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => (address.clone(), "dialer"),
+                    ConnectedPoint::Listener { send_back_addr, .. } => {
+                        (send_back_addr.clone(), "listener")
+                    }
+                };
+                tracing::info!("connected to {peer_id} via {addr} ({direction})");
+                self.connections
+                    .insert(connection_id, (peer_id, addr.clone()));
+                let addr_text = addr.to_string();
+                let info = ConnectionInfo {
+                    peer_id: peer_id.to_string(),
+                    connection_id: conn_id(connection_id),
+                    transport: transport_of(&addr_text).to_string(),
+                    relayed: is_relayed(&addr_text),
+                    addr: addr_text.clone(),
+                    direction: direction.to_string(),
+                };
+                self.emit(None, Event::ConnectionEstablished(info)).await?;
+                if let Some(request) = self.pending_dials.remove(&connection_id) {
+                    let peer_id = peer_id.to_string();
+                    self.emit(
+                        request,
+                        Event::Dialed {
+                            peer_id,
+                            addr: addr_text,
+                        },
+                    )
+                    .await?;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                cause,
+                ..
+            } => {
+                self.connections.remove(&connection_id);
+                let cause = cause.map(|c| error_chain(&c));
+                tracing::info!("connection to {peer_id} closed ({cause:?})");
+                let event = Event::ConnectionClosed {
+                    peer_id: peer_id.to_string(),
+                    connection_id: conn_id(connection_id),
+                    cause,
+                };
+                self.emit(None, event).await?;
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                let reason = error_chain(&error);
+                tracing::info!("dial to {peer_id:?} failed: {reason}");
+                let request = self.pending_dials.remove(&connection_id).flatten();
+                let peer_id = peer_id.map(|p| p.to_string());
+                self.emit(request, Event::DialFailed { peer_id, reason })
+                    .await?;
+            }
+            SwarmEvent::IncomingConnectionError {
+                error,
+                send_back_addr,
+                ..
+            } => {
+                tracing::debug!(
+                    "incoming connection from {send_back_addr} failed: {}",
+                    error_chain(&error)
+                );
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                let addr = address.to_string();
+                self.emit(None, Event::ExternalAddrConfirmed { addr })
+                    .await?;
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn on_behaviour_event(&mut self, event: BehaviourEvent) -> anyhow::Result<()> {
+        match event {
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Ok(rtt),
+            }) => {
+                let event = Event::Rtt {
+                    peer_id: peer.to_string(),
+                    connection_id: conn_id(connection),
+                    micros: u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX),
+                };
+                self.emit(None, event).await?;
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Err(err),
+                ..
+            }) => tracing::debug!("ping to {peer} failed: {err}"),
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let event = Event::PeerIdentified {
+                    peer_id: peer_id.to_string(),
+                    listen_addrs: info.listen_addrs.iter().map(|a| a.to_string()).collect(),
+                    agent_version: info.agent_version,
+                };
+                self.emit(None, event).await?;
+            }
+            BehaviourEvent::Identify(_) => {}
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (peer, addr) in found {
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+                for (peer, addrs) in by_peer {
+                    if let Some(swarm) = &mut self.swarm {
+                        for addr in &addrs {
+                            swarm.add_peer_address(peer, addr.clone());
+                        }
+                    }
+                    let event = Event::PeerDiscovered {
+                        peer_id: peer.to_string(),
+                        addrs: addrs.iter().map(|a| a.to_string()).collect(),
+                    };
+                    self.emit(None, event).await?;
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Expired(gone)) => {
+                let peers: HashSet<PeerId> = gone.into_iter().map(|(p, _)| p).collect();
+                for peer in peers {
+                    let peer_id = peer.to_string();
+                    self.emit(None, Event::PeerExpired { peer_id }).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,341 @@
+//! The controller ↔ network-service protocol (DESIGN.md §1).
+//!
+//! Every frame is an envelope `{"id": u64?, "type": "...", "payload": {...}}`. The controller
+//! sends [`Command`]s on the child's stdin; the service sends [`Event`]s on its stdout. A
+//! reply to a command carries that command's `id`; unsolicited events carry none.
+//!
+//! Session: the service's first frame is `ready`; the controller answers `start_node` with
+//! the identity key (the service never reads the disk); the service answers `node_started`.
+
+use serde::{Deserialize, Serialize};
+
+/// A message plus the request id that ties a reply to its command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+pub type CommandEnvelope = Envelope<Command>;
+pub type EventEnvelope = Envelope<Event>;
+
+impl<T> Envelope<T> {
+    pub fn request(id: u64, body: T) -> Self {
+        Self { id: Some(id), body }
+    }
+    pub fn unsolicited(body: T) -> Self {
+        Self { id: None, body }
+    }
+}
+
+/// Controller → service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum Command {
+    /// Build the libp2p node and start listening. Answered by `node_started` or `node_error`.
+    StartNode(NodeConfig),
+    /// Close every connection and drop the node; the process stays up. Answered by `node_stopped`.
+    StopNode,
+    /// Connect to a peer. Answered by `dialed` once a connection is up, or `dial_failed`.
+    Dial {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer_id: Option<String>,
+        addrs: Vec<String>,
+    },
+    /// Close all connections to a peer. Answered by `ok`.
+    HangUp { peer_id: String },
+    /// Liveness probe used for heartbeats and latency measurement. Answered by `pong`.
+    Ping,
+    /// Answered by `stats`.
+    GetStats,
+    /// Exit the process cleanly. Answered by `ok` just before exiting.
+    Shutdown,
+}
+
+/// Everything the service needs to run a node; sent over the pipe so the service needs no disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// The identity keypair, libp2p protobuf encoding, base64 (standard alphabet).
+    pub keypair: String,
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    #[serde(default)]
+    pub relays: Vec<String>,
+    /// mDNS discovery on the LAN. Its multicast leaves the machine, so tests turn it off.
+    #[serde(default)]
+    pub mdns: bool,
+    /// Agent string announced by identify.
+    #[serde(default)]
+    pub agent_version: String,
+    /// Interval of libp2p ping (RTT measurement), milliseconds.
+    #[serde(default = "default_ping_interval_ms")]
+    pub ping_interval_ms: u64,
+}
+
+fn default_ping_interval_ms() -> u64 {
+    5_000
+}
+
+/// Service → controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum Event {
+    /// First frame after the process starts.
+    Ready {
+        protocol_version: u32,
+        pid: u32,
+    },
+    NodeStarted {
+        peer_id: String,
+        listen_addrs: Vec<String>,
+    },
+    NodeStopped,
+    NodeError {
+        message: String,
+    },
+    ListenAddrAdded {
+        addr: String,
+    },
+    ListenAddrRemoved {
+        addr: String,
+    },
+    ExternalAddrConfirmed {
+        addr: String,
+    },
+    PeerDiscovered {
+        peer_id: String,
+        addrs: Vec<String>,
+    },
+    PeerExpired {
+        peer_id: String,
+    },
+    /// What identify learned about a peer: the addresses it listens on, so it can be re-dialed.
+    PeerIdentified {
+        peer_id: String,
+        listen_addrs: Vec<String>,
+        agent_version: String,
+    },
+    ConnectionEstablished(ConnectionInfo),
+    ConnectionClosed {
+        peer_id: String,
+        connection_id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<String>,
+    },
+    /// Reply to `dial` once a connection to the peer exists.
+    Dialed {
+        peer_id: String,
+        addr: String,
+    },
+    /// Reply to `dial`, or unsolicited for a dial the node made by itself.
+    DialFailed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer_id: Option<String>,
+        reason: String,
+    },
+    Rtt {
+        peer_id: String,
+        connection_id: u64,
+        micros: u64,
+    },
+    NatStatus {
+        status: String,
+    },
+    Pong,
+    Stats(Stats),
+    /// Generic success reply.
+    Ok,
+    /// A command could not be carried out (or could not be read); `message` says why.
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    pub peer_id: String,
+    pub connection_id: u64,
+    /// The remote address of this connection.
+    pub addr: String,
+    /// "tcp", "quic", "websocket", "webrtc" or "other".
+    pub transport: String,
+    /// "dialer" when we opened it, "listener" when the peer did.
+    pub direction: String,
+    pub relayed: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub connections: u64,
+    pub connected_peers: u64,
+    pub listen_addrs: u64,
+    pub commands_handled: u64,
+}
+
+/// Names the transport a multiaddr uses, as shown to users.
+pub fn transport_of(addr: &str) -> &'static str {
+    let has = |proto: &str| addr.split('/').any(|p| p == proto);
+    if has("webrtc-direct") || has("webrtc") {
+        "webrtc"
+    } else if has("ws") || has("wss") {
+        "websocket"
+    } else if has("quic-v1") || has("quic") {
+        "quic"
+    } else if has("tcp") {
+        "tcp"
+    } else {
+        "other"
+    }
+}
+
+/// Whether a multiaddr goes through a relay.
+pub fn is_relayed(addr: &str) -> bool {
+    addr.split('/').any(|p| p == "p2p-circuit")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{decode_json, encode_json};
+    use proptest::prelude::*;
+
+    #[test]
+    fn wire_shape_matches_the_design() {
+        let json = serde_json::to_value(Envelope::request(7, Command::Ping)).expect("serializes");
+        assert_eq!(json, serde_json::json!({"id": 7, "type": "ping"}));
+        let json = serde_json::to_value(Envelope::unsolicited(Event::Ready {
+            protocol_version: 1,
+            pid: 42,
+        }))
+        .expect("serializes");
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "ready", "payload": {"protocol_version": 1, "pid": 42}})
+        );
+    }
+
+    #[test]
+    fn unknown_command_type_is_an_error() {
+        let err = decode_json::<CommandEnvelope>(br#"{"id":1,"type":"format_disk"}"#);
+        assert!(err.is_err());
+    }
+
+    fn string() -> impl Strategy<Value = String> {
+        "\\PC{0,24}"
+    }
+
+    fn command() -> impl Strategy<Value = Command> {
+        prop_oneof![
+            Just(Command::Ping),
+            Just(Command::StopNode),
+            Just(Command::GetStats),
+            Just(Command::Shutdown),
+            string().prop_map(|peer_id| Command::HangUp { peer_id }),
+            (
+                proptest::option::of(string()),
+                proptest::collection::vec(string(), 0..4)
+            )
+                .prop_map(|(peer_id, addrs)| Command::Dial { peer_id, addrs }),
+            (
+                string(),
+                proptest::collection::vec(string(), 0..3),
+                any::<bool>(),
+                any::<u64>()
+            )
+                .prop_map(|(keypair, listen, mdns, ping_interval_ms)| {
+                    Command::StartNode(NodeConfig {
+                        keypair,
+                        listen,
+                        bootstrap: vec![],
+                        relays: vec![],
+                        mdns,
+                        agent_version: "whatnext/test".into(),
+                        ping_interval_ms,
+                    })
+                }),
+        ]
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            Just(Event::Pong),
+            Just(Event::Ok),
+            Just(Event::NodeStopped),
+            (any::<u32>(), any::<u32>()).prop_map(|(protocol_version, pid)| Event::Ready {
+                protocol_version,
+                pid
+            }),
+            (string(), proptest::collection::vec(string(), 0..3)).prop_map(
+                |(peer_id, listen_addrs)| Event::NodeStarted {
+                    peer_id,
+                    listen_addrs
+                }
+            ),
+            (string(), any::<u64>(), any::<u64>()).prop_map(|(peer_id, connection_id, micros)| {
+                Event::Rtt {
+                    peer_id,
+                    connection_id,
+                    micros,
+                }
+            }),
+            (proptest::option::of(string()), string())
+                .prop_map(|(peer_id, reason)| Event::DialFailed { peer_id, reason }),
+            (string(), any::<u64>(), string(), any::<bool>()).prop_map(
+                |(peer_id, connection_id, addr, relayed)| {
+                    Event::ConnectionEstablished(ConnectionInfo {
+                        transport: transport_of(&addr).into(),
+                        peer_id,
+                        connection_id,
+                        addr,
+                        direction: "dialer".into(),
+                        relayed,
+                    })
+                }
+            ),
+            (string(), any::<u64>(), proptest::option::of(string())).prop_map(
+                |(peer_id, connection_id, cause)| Event::ConnectionClosed {
+                    peer_id,
+                    connection_id,
+                    cause
+                }
+            ),
+            string().prop_map(|message| Event::Error { message }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn commands_round_trip(id in proptest::option::of(any::<u64>()), body in command()) {
+            let env = Envelope { id, body };
+            let wire = encode_json(&env).expect("encodes");
+            let back: CommandEnvelope = decode_json(&wire[4..]).expect("decodes");
+            prop_assert_eq!(back, env);
+        }
+
+        #[test]
+        fn events_round_trip(id in proptest::option::of(any::<u64>()), body in event()) {
+            let env = Envelope { id, body };
+            let wire = encode_json(&env).expect("encodes");
+            let back: EventEnvelope = decode_json(&wire[4..]).expect("decodes");
+            prop_assert_eq!(back, env);
+        }
+
+        #[test]
+        fn garbage_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_json::<CommandEnvelope>(&bytes);
+            let _ = decode_json::<EventEnvelope>(&bytes);
+        }
+    }
+
+    #[test]
+    fn transports_are_named() {
+        assert_eq!(transport_of("/ip4/127.0.0.1/tcp/4001"), "tcp");
+        assert_eq!(transport_of("/ip4/127.0.0.1/udp/4001/quic-v1"), "quic");
+        assert_eq!(transport_of("/ip4/127.0.0.1/tcp/4001/ws"), "websocket");
+        assert!(is_relayed("/ip4/1.2.3.4/tcp/1/p2p/12D3KooWA/p2p-circuit"));
+    }
+}

@@ -1,0 +1,16 @@
+//! Types shared by every WhatNext process.
+//!
+//! * [`frame`]: the length-prefixed framing of the controller ↔ network-service pipe.
+//! * [`ipc`]: the commands the controller sends and the events the service answers with.
+//! * [`state`]: the versioned `AppState` the controller publishes to the CLI and the view.
+//!
+//! Invariant: this crate does no I/O. It turns bytes into values and back, so both ends of
+//! every channel agree by construction and everything here is testable without processes.
+
+pub mod frame;
+pub mod ipc;
+pub mod state;
+
+/// Version of the controller ↔ service protocol. The service announces it in `ready`; the
+/// controller refuses to drive a service that speaks another version (e.g. a stale binary).
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,136 @@
+//! `AppState`: the controller's single source of truth, as published to the CLI and the view.
+//!
+//! Field names here are a public contract (`whatnext status --json`, `GET /api/state`):
+//! fields may be added, never renamed.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// The service is being spawned or the node is starting to listen.
+    Starting,
+    /// The node is up and listening.
+    Running,
+    /// The service died or hung; a new one is on its way (with backoff).
+    Restarting,
+    /// The service crashed too often; the controller stopped restarting it. See `last_error`.
+    Failed,
+    /// The controller is shutting down.
+    Stopped,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Starting => "starting",
+            NodeStatus::Running => "running",
+            NodeStatus::Restarting => "restarting",
+            NodeStatus::Failed => "failed",
+            NodeStatus::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppState {
+    /// Grows by at least one on every change; long-pollers wait for it to pass their cursor.
+    pub version: u64,
+    /// The controller's process id.
+    pub pid: u32,
+    pub peer_id: String,
+    pub node: NodeStatus,
+    pub listen_addrs: Vec<String>,
+    /// Addresses other peers confirmed they can reach us at.
+    pub external_addrs: Vec<String>,
+    pub service: ServiceInfo,
+    pub connections: Vec<Connection>,
+    /// Peers found by discovery (mDNS, later the DHT) and not yet expired.
+    pub discovered: Vec<String>,
+    pub last_error: Option<String>,
+    /// The home directory this controller owns.
+    pub home: String,
+    /// Unix milliseconds when the controller started.
+    pub started_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Process id of the current network service; null between a crash and its restart.
+    pub pid: Option<u32>,
+    /// How many times the controller restarted the service since it started.
+    pub restarts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub peer_id: String,
+    /// Remote address of the connection.
+    pub addr: String,
+    pub transport: String,
+    /// Last measured round-trip time; null until the first ping completes.
+    pub rtt_ms: Option<f64>,
+    /// "dialer" or "listener".
+    pub direction: String,
+    pub relayed: bool,
+    /// Unix milliseconds when the connection was established.
+    pub since_ms: u64,
+    /// The service's id of this connection (several may exist to one peer).
+    pub connection_id: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_json_has_the_contracted_fields() {
+        let state = AppState {
+            version: 3,
+            pid: 10,
+            peer_id: "12D3KooW".into(),
+            node: NodeStatus::Running,
+            listen_addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            external_addrs: vec![],
+            service: ServiceInfo {
+                pid: Some(11),
+                restarts: 0,
+            },
+            connections: vec![Connection {
+                peer_id: "p".into(),
+                addr: "/ip4/127.0.0.1/tcp/2".into(),
+                transport: "tcp".into(),
+                rtt_ms: None,
+                direction: "dialer".into(),
+                relayed: false,
+                since_ms: 0,
+                connection_id: 1,
+            }],
+            discovered: vec![],
+            last_error: None,
+            home: "/tmp/x".into(),
+            started_at_ms: 0,
+        };
+        let json = serde_json::to_value(&state).expect("serializes");
+        for key in [
+            "pid",
+            "peer_id",
+            "node",
+            "listen_addrs",
+            "service",
+            "connections",
+            "discovered",
+            "version",
+            "last_error",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(json["node"], "running");
+        assert_eq!(json["service"]["pid"], 11);
+        assert_eq!(json["service"]["restarts"], 0);
+        let conn = &json["connections"][0];
+        for key in ["peer_id", "addr", "transport", "rtt_ms"] {
+            assert!(conn.get(key).is_some(), "connection missing {key}");
+        }
+    }
+}
