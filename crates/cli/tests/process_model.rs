@@ -1,0 +1,383 @@
+//! The process model end to end: controllers, their supervised network services, identity,
+//! single instance, supervision and the status API — real processes on loopback.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use support::*;
+
+fn connect(from: &Node, to: &Node) {
+    let addr = to.tcp_multiaddr();
+    let out = from.cli(&["connect", &addr, "--timeout", "15"]);
+    assert!(
+        out.status.success(),
+        "connect failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        from.log()
+    );
+}
+
+fn has_connection_with_rtt(state: &Value, peer: &str) -> bool {
+    Node::connections_to(state, peer)
+        .iter()
+        .any(|c| c["rtt_ms"].is_number() && c["transport"] == "tcp")
+}
+
+#[test]
+fn two_controllers_connect_and_both_report_rtt() {
+    let a = Node::start();
+    let b = Node::start();
+    let (a_id, b_id) = (a.peer_id(), b.peer_id());
+    connect(&a, &b);
+    let state = a.wait_status(
+        "A's connection to B with an RTT",
+        Duration::from_secs(10),
+        |s| has_connection_with_rtt(s, &b_id),
+    );
+    let conn = &Node::connections_to(&state, &b_id)[0];
+    assert_eq!(conn["direction"], "dialer");
+    assert!(
+        conn["addr"]
+            .as_str()
+            .expect("addr")
+            .starts_with("/ip4/127.0.0.1/tcp/")
+    );
+    b.wait_status(
+        "B's connection to A with an RTT",
+        Duration::from_secs(10),
+        |s| has_connection_with_rtt(s, &a_id),
+    );
+
+    // The plain form is a readable summary naming the peer.
+    let out = a.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("running") && text.contains(&b_id), "{text}");
+}
+
+#[test]
+fn killed_service_comes_back_with_the_same_identity_and_reconnects() {
+    let a = Node::start();
+    let b = Node::start();
+    let b_id = b.peer_id();
+    connect(&a, &b);
+    let before = a.wait_status("connected", PATIENCE, |s| {
+        !Node::connections_to(s, &b_id).is_empty()
+    });
+    let old_pid = before["service"]["pid"].as_u64().expect("service pid") as u32;
+    let peer_id = before["peer_id"].clone();
+
+    assert!(signal(old_pid, Signal::SIGKILL));
+    let after = a.wait_status(
+        "restarted service reconnected to B",
+        Duration::from_secs(5),
+        |s| {
+            s["service"]["pid"]
+                .as_u64()
+                .is_some_and(|p| p as u32 != old_pid)
+                && s["node"] == "running"
+                && !Node::connections_to(s, &b_id).is_empty()
+        },
+    );
+    assert_eq!(after["service"]["restarts"], 1);
+    assert_eq!(after["peer_id"], peer_id);
+    assert!(
+        after["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("signal 9")),
+        "{after}"
+    );
+    // The restarted node listens on the same ports, so addresses peers hold stay valid.
+    assert_eq!(after["listen_addrs"], before["listen_addrs"]);
+}
+
+#[test]
+fn controller_restart_keeps_the_peer_id_and_sigterm_stops_the_service() {
+    let home = tempfile::tempdir().expect("temp home");
+    let mut first = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
+    let peer_id = first.peer_id();
+    let service = first.service_pid();
+    let status = first.stop_with(Signal::SIGTERM);
+    assert!(
+        status.success(),
+        "clean shutdown exits 0: {status:?}\n{}",
+        first.log()
+    );
+    wait_until("the service to exit with its controller", PATIENCE, || {
+        (!alive(service)).then_some(())
+    });
+    assert!(
+        !home.path().join("api.json").exists(),
+        "api.json is removed on clean exit"
+    );
+
+    let second = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
+    assert_eq!(second.peer_id(), peer_id);
+}
+
+#[test]
+fn a_second_run_on_a_busy_home_is_refused() {
+    let a = Node::start();
+    let out = a.cli(&LOOPBACK_RUN_ARGS);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already running"), "{err}");
+    assert!(
+        err.contains(&a.pid().to_string()),
+        "names the running pid: {err}"
+    );
+    // And the first one is unharmed.
+    a.wait_running();
+}
+
+#[test]
+fn kill_9_of_the_controller_leaves_no_service_behind() {
+    let mut a = Node::start();
+    let service = a.service_pid();
+    assert!(is_whatnext_service(service));
+    a.stop_with(Signal::SIGKILL);
+    // The service sees EOF on its stdin and exits; allow generous time on a loaded machine.
+    wait_until(
+        "the orphaned service to exit",
+        Duration::from_secs(5),
+        || (!alive(service)).then_some(()),
+    );
+    // The stale api.json is recognised: status says "not running" instead of hanging.
+    let out = a.cli(&["status"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+}
+
+#[test]
+fn status_without_a_controller_says_not_running() {
+    let home = tempfile::tempdir().expect("temp home");
+    let out = whatnext(home.path(), &["status", "--json"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not running") && err.contains("whatnext run"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_hung_service_is_detected_by_heartbeat_and_replaced() {
+    let a = Node::start();
+    let hung = a.service_pid();
+    assert!(signal(hung, Signal::SIGSTOP));
+    let after = a.wait_status("a replacement for the hung service", PATIENCE, |s| {
+        s["service"]["pid"]
+            .as_u64()
+            .is_some_and(|p| p as u32 != hung)
+            && s["node"] == "running"
+    });
+    assert_eq!(after["service"]["restarts"], 1);
+    assert!(
+        after["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("heartbeat")),
+        "{after}"
+    );
+    wait_until("the hung service to be killed", PATIENCE, || {
+        (!alive(hung)).then_some(())
+    });
+}
+
+#[test]
+fn a_crash_loop_stops_restarting_and_reports_failed() {
+    let a = Node::start();
+    let mut killed = Vec::new();
+    let started = Instant::now();
+    let state = loop {
+        let state = a.wait_status("a service to kill, or failure", PATIENCE, |s| {
+            s["node"] == "failed"
+                || s["service"]["pid"]
+                    .as_u64()
+                    .is_some_and(|p| !killed.contains(&(p as u32)))
+        });
+        if state["node"] == "failed" {
+            break state;
+        }
+        let pid = state["service"]["pid"].as_u64().expect("pid") as u32;
+        signal(pid, Signal::SIGKILL);
+        killed.push(pid);
+        assert!(
+            killed.len() <= 5,
+            "still restarting after {} crashes: {state}",
+            killed.len()
+        );
+    };
+    assert_eq!(killed.len(), 5, "gives up at the fifth crash within 60 s");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(state["service"]["pid"].is_null());
+    let error = state["last_error"].as_str().expect("a reason");
+    assert!(error.contains("crashed 5 times"), "{error}");
+    // The controller itself stays up and explains itself.
+    let out = a.cli(&["status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));
+}
+
+#[test]
+fn connect_errors_are_clear_and_nonzero() {
+    let a = Node::start();
+    let out = a.cli(&["connect", "not-a-multiaddr"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a multiaddr"));
+
+    let out = a.cli(&["connect", "/ip4/127.0.0.1/tcp/1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/p2p/"));
+
+    // A real peer id at a closed port: the dial error comes back.
+    let b = Node::start();
+    let addr = format!("/ip4/127.0.0.1/tcp/1/p2p/{}", b.peer_id());
+    let out = a.cli(&["connect", &addr, "--timeout", "10"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("could not connect"), "{err}");
+    a.wait_running();
+}
+
+#[test]
+fn api_requires_token_and_loopback_host_and_long_polls() {
+    let a = Node::start();
+    let (url, token) = a.api();
+    let host = url.trim_start_matches("http://").to_string();
+    let bearer = format!("Bearer {token}");
+
+    let (status, _) = http(&url, "GET", "/api/state", &[("Host", &host)], "");
+    assert_eq!(status, 401, "no token");
+    let (status, _) = http(
+        &url,
+        "GET",
+        "/api/state",
+        &[("Host", &host), ("Authorization", "Bearer nope")],
+        "",
+    );
+    assert_eq!(status, 401, "wrong token");
+    let (status, _) = http(
+        &url,
+        "GET",
+        "/api/state",
+        &[("Host", "evil.example:80"), ("Authorization", &bearer)],
+        "",
+    );
+    assert_eq!(status, 403, "DNS-rebinding Host");
+    let (status, body) = http(
+        &url,
+        "GET",
+        "/api/state",
+        &[("Host", &host), ("Authorization", &bearer)],
+        "",
+    );
+    assert_eq!(status, 200);
+    let state: Value = serde_json::from_str(&body).expect("state JSON");
+    let version = state["version"].as_u64().expect("version");
+
+    // A stale cursor answers at once.
+    let t = Instant::now();
+    let (_, body) = http(
+        &url,
+        "GET",
+        &format!("/api/state?since={}", version - 1),
+        &[("Host", &host), ("Authorization", &bearer)],
+        "",
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(
+        serde_json::from_str::<Value>(&body).expect("json")["version"].as_u64() >= Some(version)
+    );
+
+    // A current cursor waits for the next change: B connecting to A is one.
+    let b = Node::start();
+    let poll = {
+        let (url, host, bearer) = (url.clone(), host.clone(), bearer.clone());
+        std::thread::spawn(move || {
+            let path = format!("/api/state?since={version}");
+            http(
+                &url,
+                "GET",
+                &path,
+                &[("Host", &host), ("Authorization", &bearer)],
+                "",
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !poll.is_finished(),
+        "the long poll waits while nothing changes"
+    );
+    connect(&b, &a);
+    let (status, body) = poll.join().expect("poll thread");
+    assert_eq!(status, 200);
+    assert!(
+        serde_json::from_str::<Value>(&body).expect("json")["version"].as_u64() > Some(version)
+    );
+
+    // With nothing changing, a poll ends after its timeout with the same version.
+    let now = a.status().expect("status")["version"]
+        .as_u64()
+        .expect("version");
+    let (_, body) = http(
+        &url,
+        "GET",
+        &format!("/api/state?since={}&timeout_ms=300", now + 1000),
+        &[("Host", &host), ("Authorization", &bearer)],
+        "",
+    );
+    assert!(
+        serde_json::from_str::<Value>(&body).expect("json")["version"].as_u64() <= Some(now + 1000)
+    );
+}
+
+#[test]
+fn settings_come_from_config_toml_when_no_flags_are_given() {
+    let home = tempfile::tempdir().expect("temp home");
+    std::fs::write(
+        home.path().join("config.toml"),
+        "listen = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nbrowser = false\n",
+    )
+    .expect("config");
+    let a = Node::start_in(home.path(), &["run"]);
+    let state = a.wait_running();
+    let addrs: Vec<&str> = state["listen_addrs"]
+        .as_array()
+        .expect("addrs")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(addrs.len(), 1, "{addrs:?}");
+    assert!(addrs[0].starts_with("/ip4/127.0.0.1/tcp/"), "{addrs:?}");
+
+    // A typo in the file is refused with the key named.
+    let bad = tempfile::tempdir().expect("temp home");
+    std::fs::write(bad.path().join("config.toml"), "mdsn = false\n").expect("config");
+    let out = whatnext(bad.path(), &["run"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mdsn"));
+}
+
+#[test]
+fn identity_and_api_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let a = Node::start();
+    for file in ["identity.key", "api.json"] {
+        let mode = std::fs::metadata(a.home.join(file))
+            .expect(file)
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    // Logs are written under the home, the service's lines included.
+    wait_until("the service's log lines in the log file", PATIENCE, || {
+        let dir = std::fs::read_dir(a.home.join("logs")).ok()?;
+        let text: String = dir
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        text.contains(" p2p: ").then_some(())
+    });
+}

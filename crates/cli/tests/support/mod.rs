@@ -1,0 +1,305 @@
+//! Test harness: real `whatnext` processes with temp homes on loopback.
+//!
+//! Every process a test starts is killed by pid when its guard drops, also when the test
+//! panics. Waits poll for a condition with a generous deadline instead of sleeping.
+#![allow(dead_code)]
+
+use std::{
+    cell::RefCell,
+    collections::BTreeSet,
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{sys::signal::Signal, unistd::Pid};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_whatnext");
+/// Deadline for anything that should take well under a second.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Loopback-only, no multicast: test traffic never leaves the machine.
+pub const LOOPBACK_RUN_ARGS: [&str; 7] = [
+    "run",
+    "--no-mdns",
+    "--no-browser",
+    "--listen",
+    "/ip4/127.0.0.1/tcp/0",
+    "--listen",
+    "/ip4/127.0.0.1/udp/0/quic-v1",
+];
+
+pub fn whatnext(home: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("whatnext runs")
+}
+
+pub fn signal(pid: u32, signal: Signal) -> bool {
+    nix::sys::signal::kill(Pid::from_raw(pid as i32), signal).is_ok()
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // Field 3, after the parenthesised command name, is the state.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            state != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// One controller (`whatnext run`) in its own temp home.
+pub struct Node {
+    pub home: PathBuf,
+    _tempdir: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    /// Every service pid this node was seen with, to kill them all at the end.
+    service_pids: RefCell<BTreeSet<u32>>,
+}
+
+impl Node {
+    pub fn start() -> Node {
+        let tempdir = tempfile::tempdir().expect("temp home");
+        let home = tempdir.path().to_path_buf();
+        let mut node = Node::start_in(&home, &LOOPBACK_RUN_ARGS);
+        node._tempdir = Some(tempdir);
+        node
+    }
+
+    /// Starts `whatnext --home HOME ARGS…` and waits for the node to run.
+    pub fn start_in(home: &Path, args: &[&str]) -> Node {
+        let node = Node::spawn(home, args);
+        node.wait_running();
+        node
+    }
+
+    /// Starts the controller without waiting for anything.
+    pub fn spawn(home: &Path, args: &[&str]) -> Node {
+        std::fs::create_dir_all(home).expect("home");
+        let log = std::fs::File::create(home.join("test-run.log")).expect("log file");
+        let child = Command::new(BIN)
+            .arg("--home")
+            .arg(home)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("whatnext run starts");
+        Node {
+            home: home.to_path_buf(),
+            _tempdir: None,
+            child: Some(child),
+            service_pids: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("test-run.log")).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        whatnext(&self.home, args)
+    }
+
+    /// `status --json`, or None when the controller does not answer.
+    pub fn status(&self) -> Option<Value> {
+        let out = self.cli(&["status", "--json"]);
+        if !out.status.success() {
+            return None;
+        }
+        let state: Value = serde_json::from_slice(&out.stdout).ok()?;
+        if let Some(pid) = state["service"]["pid"].as_u64() {
+            self.service_pids.borrow_mut().insert(pid as u32);
+        }
+        Some(state)
+    }
+
+    /// Polls `status --json` until `check` accepts it.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Some(state) = self.status() {
+                if check(&state) {
+                    return state;
+                }
+                last = Some(state);
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; last status: {}\n--- controller log ---\n{}",
+                    last.map(|s| s.to_string()).unwrap_or_else(|| "none".into()),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn wait_running(&self) -> Value {
+        self.wait_status("node running", PATIENCE, |s| s["node"] == "running")
+    }
+
+    pub fn peer_id(&self) -> String {
+        self.wait_running()["peer_id"]
+            .as_str()
+            .expect("peer_id")
+            .to_string()
+    }
+
+    pub fn service_pid(&self) -> u32 {
+        self.wait_status("a service pid", PATIENCE, |s| s["service"]["pid"].is_u64())["service"]["pid"]
+            .as_u64()
+            .expect("pid") as u32
+    }
+
+    /// The node's TCP listen address with `/p2p/<peer id>`.
+    pub fn tcp_multiaddr(&self) -> String {
+        let state = self.wait_running();
+        let addr = state["listen_addrs"]
+            .as_array()
+            .expect("listen_addrs")
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|a| a.contains("/tcp/"))
+            .expect("a TCP listen address");
+        format!("{addr}/p2p/{}", state["peer_id"].as_str().expect("peer id"))
+    }
+
+    /// The connections of this node to `peer`.
+    pub fn connections_to(state: &Value, peer: &str) -> Vec<Value> {
+        state["connections"]
+            .as_array()
+            .map(|c| c.iter().filter(|c| c["peer_id"] == peer).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `(url, token)` from api.json.
+    pub fn api(&self) -> (String, String) {
+        let text = std::fs::read_to_string(self.home.join("api.json")).expect("api.json");
+        let info: Value = serde_json::from_str(&text).expect("api.json is JSON");
+        (
+            info["url"].as_str().expect("url").to_string(),
+            info["token"].as_str().expect("token").to_string(),
+        )
+    }
+
+    /// Sends a signal to the controller and waits for it to exit; returns its exit status.
+    pub fn stop_with(&mut self, sig: Signal) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("controller was started");
+        signal(child.id(), sig);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("controller did not exit after {sig:?}\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn known_service_pids(&self) -> Vec<u32> {
+        self.service_pids.borrow().iter().copied().collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for pid in self.service_pids.borrow().iter() {
+            if is_whatnext_service(*pid) {
+                signal(*pid, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Guards against killing a recycled pid that is not ours.
+pub fn is_whatnext_service(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.iter().any(|a| a.ends_with(b"whatnext")) && args.iter().any(|a| *a == b"p2p")
+        })
+        .unwrap_or(false)
+}
+
+/// A raw HTTP/1.1 request, so tests control every header. Returns (status, body).
+pub fn http(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let authority = url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(authority).expect("connect to API");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
