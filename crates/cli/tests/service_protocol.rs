@@ -1,0 +1,197 @@
+//! The network service (`whatnext p2p`) driven directly over its pipes, as the controller
+//! does: handshake, commands, and hostile input that must give errors, never a crash.
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+};
+
+use serde_json::{Value, json};
+use support::BIN;
+
+struct Service {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+}
+
+impl Service {
+    fn spawn() -> Service {
+        let mut child = Command::new(BIN)
+            .arg("p2p")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("service starts");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        Service { child, stdin, stdout }
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write");
+        stdin.flush().expect("flush");
+    }
+
+    fn send(&mut self, value: &Value) {
+        let body = serde_json::to_vec(value).expect("json");
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        self.write_raw(&frame);
+    }
+
+    fn recv(&mut self) -> Value {
+        let mut header = [0u8; 4];
+        self.stdout.read_exact(&mut header).expect("frame header");
+        let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+        self.stdout.read_exact(&mut body).expect("frame body");
+        serde_json::from_slice(&body).expect("event JSON")
+    }
+
+    /// Next event that answers request `id`, skipping unsolicited ones.
+    fn reply_to(&mut self, id: u64) -> Value {
+        for _ in 0..1000 {
+            let event = self.recv();
+            if event["id"] == id {
+                return event;
+            }
+        }
+        panic!("no reply to request {id}");
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        support::wait_until("the service to exit", support::PATIENCE, || self.child.try_wait().expect("wait"))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn handshake_then_commands_with_matching_ids() {
+    let mut service = Service::spawn();
+    let ready = service.recv();
+    assert_eq!(ready["type"], "ready");
+    assert_eq!(ready["payload"]["pid"], service.child.id());
+    assert_eq!(ready["payload"]["protocol_version"], 1);
+
+    service.send(&json!({"id": 41, "type": "ping"}));
+    assert_eq!(service.reply_to(41)["type"], "pong");
+
+    // A dial before the node runs is refused with a reason, not ignored.
+    service.send(&json!({"id": 42, "type": "dial", "payload": {"addrs": ["/ip4/127.0.0.1/tcp/1"]}}));
+    let reply = service.reply_to(42);
+    assert_eq!(reply["type"], "dial_failed");
+    assert!(reply["payload"]["reason"].as_str().expect("reason").contains("not running"));
+
+    service.send(&json!({"id": 43, "type": "shutdown"}));
+    assert_eq!(service.reply_to(43)["type"], "ok");
+    assert!(service.wait_exit().success());
+}
+
+#[test]
+fn a_bad_key_or_listen_address_is_a_node_error() {
+    let mut service = Service::spawn();
+    service.recv();
+    service.send(&json!({"id": 1, "type": "start_node", "payload": {"keypair": "!!", "listen": []}}));
+    let reply = service.reply_to(1);
+    assert_eq!(reply["type"], "node_error");
+    assert!(reply["payload"]["message"].as_str().expect("message").contains("base64"), "{reply}");
+
+    // A valid key with an address no transport can listen on.
+    let key = libp2p_identity::Keypair::generate_ed25519().to_protobuf_encoding().expect("encodes");
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
+    service.send(&json!({"id": 2, "type": "start_node", "payload": {"keypair": key, "listen": ["/dns4/example.invalid/tcp/0"]}}));
+    let reply = service.reply_to(2);
+    assert_eq!(reply["type"], "node_error", "{reply}");
+    let message = reply["payload"]["message"].as_str().expect("message");
+    assert!(message.contains("cannot listen on /dns4/example.invalid/tcp/0"), "{message}");
+    service.send(&json!({"id": 3, "type": "ping"}));
+    assert_eq!(service.reply_to(3)["type"], "pong");
+}
+
+#[test]
+fn garbage_and_oversized_frames_are_answered_and_the_service_goes_on() {
+    let mut service = Service::spawn();
+    service.recv();
+
+    // Not JSON: an error event, with the id when one could be read.
+    service.write_raw(&[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']);
+    let reply = service.recv();
+    assert_eq!(reply["type"], "error");
+    assert!(reply["payload"]["message"].as_str().expect("message").contains("malformed"));
+
+    service.send(&json!({"id": 9, "type": "format_the_disk"}));
+    let reply = service.reply_to(9);
+    assert_eq!(reply["type"], "error");
+
+    // A frame over the 16 MiB limit: skipped as it streams in, then answered.
+    let len: u32 = 16 * 1024 * 1024 + 1;
+    service.write_raw(&len.to_be_bytes());
+    let chunk = vec![b'x'; 1024 * 1024];
+    let writer = {
+        let mut stdin = service.stdin.take().expect("stdin");
+        std::thread::spawn(move || {
+            let mut left = len as usize;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                stdin.write_all(&chunk[..n]).expect("write");
+                left -= n;
+            }
+            stdin
+        })
+    };
+    let reply = service.recv();
+    assert_eq!(reply["type"], "error");
+    assert!(reply["payload"]["message"].as_str().expect("message").contains("exceeds the limit"));
+    service.stdin = Some(writer.join().expect("writer"));
+
+    service.send(&json!({"id": 10, "type": "ping"}));
+    assert_eq!(service.reply_to(10)["type"], "pong");
+
+    // A truncated frame followed by EOF: the service exits on its own.
+    service.write_raw(&[0, 0, 0, 50, b'{']);
+    service.stdin = None;
+    let status = service.wait_exit();
+    assert!(status.code().is_some(), "exited, not killed by a signal: {status:?}");
+}
+
+#[test]
+fn the_service_exits_when_its_controller_goes_away() {
+    let mut service = Service::spawn();
+    service.recv();
+    service.stdin = None; // EOF, as after `kill -9` of the controller
+    assert!(service.wait_exit().success());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_service_runs_sandboxed() {
+    let mut service = Service::spawn();
+    service.recv();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", service.child.id())).expect("proc status");
+    // Landlock requires no_new_privs; the crate sets it before restricting.
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    service.send(&json!({"id": 1, "type": "ping"}));
+    assert_eq!(service.reply_to(1)["type"], "pong");
+}
+
+#[test]
+fn run_by_hand_it_explains_what_it_is() {
+    let out = Command::new(BIN)
+        .arg("p2p")
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("started by `whatnext run`"), "{err}");
+}
