@@ -1,1 +1,252 @@
-fn main() {}
+//! WhatNext benchmarks. `bench/run` builds in release mode and runs `whatnext-bench all`,
+//! which prints a table and writes `target/bench/results.json`. Sub-commands measure one
+//! thing each and print JSON, so `all` can run them under `taskset` pinnings.
+
+mod ipc;
+mod lifecycle;
+mod stats;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle --whatnext BIN"
+    );
+    std::process::exit(2)
+}
+
+struct Args {
+    command: String,
+    whatnext: PathBuf,
+    out: PathBuf,
+    iters: usize,
+    placement: ipc::Placement,
+}
+
+fn parse_args() -> Args {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_else(|| usage());
+    let mut parsed = Args {
+        command,
+        whatnext: PathBuf::from("target/release/whatnext"),
+        out: PathBuf::from("target/bench/results.json"),
+        iters: 20_000,
+        placement: ipc::Placement { this: 0, child: 1 },
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().unwrap_or_else(|| usage());
+        match flag.as_str() {
+            "--whatnext" => parsed.whatnext = value.into(),
+            "--out" => parsed.out = value.into(),
+            "--iters" => parsed.iters = value.parse().unwrap_or_else(|_| usage()),
+            "--this-cpu" => parsed.placement.this = value.parse().unwrap_or_else(|_| usage()),
+            "--child-cpu" => parsed.placement.child = value.parse().unwrap_or_else(|_| usage()),
+            _ => usage(),
+        }
+    }
+    parsed
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args();
+    let result = match args.command.as_str() {
+        "echo" => return ipc::echo_child(),
+        "ipc-floor" => ipc::floor(args.iters, args.placement)?,
+        "ipc-direct" => ipc::direct(&args.whatnext, args.iters, args.placement)?,
+        "ipc-controller" => ipc::through_controller(&args.whatnext, args.iters, args.placement)?,
+        "pipelined" => ipc::pipelined(&args.whatnext, args.iters * 5, args.placement)?,
+        "lifecycle" => lifecycle::run(&args.whatnext)?,
+        "all" => return all(&args),
+        _ => usage(),
+    };
+    println!("{result}");
+    Ok(())
+}
+
+/// Runs `self SUBCOMMAND` in a fresh process and parses its JSON.
+fn sub(args: &[&str]) -> anyhow::Result<Value> {
+    let me = std::env::current_exe()?;
+    let out = Command::new(&me)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {args:?}"))?;
+    if !out.status.success() {
+        bail!("{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Node's fork IPC, the mechanism under Electron's utilityProcess, with the same messages
+/// and the same placement of the two processes.
+fn node_fork(placement: ipc::Placement, mode: &str, iters: usize) -> Option<Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/node/fork-ipc.mjs");
+    let out = Command::new("node")
+        .args([script, mode, &iters.to_string()])
+        .args([placement.this.to_string(), placement.child.to_string()])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "node baseline skipped: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+struct Row {
+    figure: String,
+    ours: f64,
+    baseline: Option<f64>,
+    baseline_name: &'static str,
+    unit: &'static str,
+}
+
+fn placed(base: &[&str], placement: ipc::Placement) -> anyhow::Result<Value> {
+    let (this, child) = (placement.this.to_string(), placement.child.to_string());
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend(["--this-cpu", &this, "--child-cpu", &child]);
+    sub(&args)
+}
+
+fn all(args: &Args) -> anyhow::Result<()> {
+    let bin = args.whatnext.to_str().context("path")?;
+    let iters = args.iters.to_string();
+    let mut rows = Vec::new();
+    let mut raw = serde_json::Map::new();
+    let cross = ipc::Placement { this: 0, child: 1 };
+    let same = ipc::Placement { this: 0, child: 0 };
+    for (label, placement) in [("across 2 cores", cross), ("on 1 core", same)] {
+        eprintln!("measuring IPC round trips {label} …");
+        let floor = placed(&["ipc-floor", "--iters", &iters], placement)?;
+        let direct = placed(
+            &["ipc-direct", "--whatnext", bin, "--iters", &iters],
+            placement,
+        )?;
+        let ctrl = placed(
+            &["ipc-controller", "--whatnext", bin, "--iters", &iters],
+            placement,
+        )?;
+        let node = node_fork(placement, "rtt", args.iters);
+        for q in ["p50_us", "p99_us"] {
+            let quantile = &q[..3];
+            let floor_q = floor[q].as_f64();
+            rows.push(Row {
+                figure: format!("IPC round trip {quantile}, controller path, {label}"),
+                ours: ctrl[q].as_f64().unwrap_or(f64::NAN),
+                baseline: floor_q,
+                baseline_name: "raw pipe floor",
+                unit: "µs",
+            });
+            rows.push(Row {
+                figure: format!("IPC round trip {quantile}, service only, {label}"),
+                ours: direct[q].as_f64().unwrap_or(f64::NAN),
+                baseline: floor_q,
+                baseline_name: "raw pipe floor",
+                unit: "µs",
+            });
+            rows.push(Row {
+                figure: format!("IPC round trip {quantile}, controller path, {label}"),
+                ours: ctrl[q].as_f64().unwrap_or(f64::NAN),
+                baseline: node.as_ref().and_then(|n| n[q].as_f64()),
+                baseline_name: "node fork IPC",
+                unit: "µs",
+            });
+        }
+        raw.insert(
+            format!("ipc {label}"),
+            json!({"floor": floor, "direct": direct, "controller": ctrl, "node_fork": node}),
+        );
+    }
+    eprintln!("measuring pipelined throughput …");
+    let piped = placed(&["pipelined", "--whatnext", bin, "--iters", &iters], cross)?;
+    let node_piped = node_fork(cross, "pipelined", args.iters * 5);
+    rows.push(Row {
+        figure: "pipelined commands, controller path, across 2 cores".into(),
+        ours: piped["msgs_per_sec"].as_f64().unwrap_or(f64::NAN),
+        baseline: node_piped.as_ref().and_then(|n| n["msgs_per_sec"].as_f64()),
+        baseline_name: "node fork IPC",
+        unit: "msg/s",
+    });
+    raw.insert(
+        "pipelined".into(),
+        json!({"ours": piped, "node_fork": node_piped}),
+    );
+
+    eprintln!("measuring cold start, kill -9 → reconnected, idle RSS …");
+    let life = sub(&["lifecycle", "--whatnext", bin])?;
+    for (key, figure, unit, baseline, baseline_name) in [
+        (
+            "cold_start_p50_ms",
+            "cold start: run → node running (p50)",
+            "ms",
+            None,
+            "",
+        ),
+        (
+            "restart_reconnect_p50_ms",
+            "kill -9 of service → reconnected (p50)",
+            "ms",
+            None,
+            "",
+        ),
+        (
+            "restart_reconnect_max_ms",
+            "kill -9 of service → reconnected (max)",
+            "ms",
+            None,
+            "",
+        ),
+        (
+            "idle_rss_mb",
+            "idle RSS, controller + service",
+            "MB",
+            Some(90.0),
+            "js-libp2p node (ENVIRONMENT.md)",
+        ),
+    ] {
+        rows.push(Row {
+            figure: figure.into(),
+            ours: life[key].as_f64().unwrap_or(f64::NAN),
+            baseline,
+            baseline_name,
+            unit,
+        });
+    }
+    raw.insert("lifecycle".into(), life);
+
+    let machine = stats::machine();
+    println!("machine: {machine}");
+    println!(
+        "{:<54} {:>15} {:>15} {:>8}  baseline is",
+        "figure", "ours", "baseline", "ratio"
+    );
+    let mut table = Vec::new();
+    for row in &rows {
+        let ratio = row.baseline.map(|b| row.ours / b);
+        println!(
+            "{:<54} {:>15} {:>15} {:>8}  {}",
+            row.figure,
+            format!("{:.1} {}", row.ours, row.unit),
+            row.baseline
+                .map_or("-".into(), |b| format!("{b:.1} {}", row.unit)),
+            ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+            row.baseline_name
+        );
+        table.push(json!({
+            "figure": row.figure, "ours": row.ours, "baseline": row.baseline,
+            "baseline_name": row.baseline_name, "ratio": ratio, "unit": row.unit,
+        }));
+    }
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let doc = json!({"machine": machine, "results": table, "raw": raw});
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&doc)?)?;
+    eprintln!("written to {}", args.out.display());
+    Ok(())
+}

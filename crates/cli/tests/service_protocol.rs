@@ -28,7 +28,11 @@ impl Service {
             .expect("service starts");
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout");
-        Service { child, stdin, stdout }
+        Service {
+            child,
+            stdin,
+            stdout,
+        }
     }
 
     fn write_raw(&mut self, bytes: &[u8]) {
@@ -64,7 +68,9 @@ impl Service {
     }
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
-        support::wait_until("the service to exit", support::PATIENCE, || self.child.try_wait().expect("wait"))
+        support::wait_until("the service to exit", support::PATIENCE, || {
+            self.child.try_wait().expect("wait")
+        })
     }
 }
 
@@ -87,10 +93,16 @@ fn handshake_then_commands_with_matching_ids() {
     assert_eq!(service.reply_to(41)["type"], "pong");
 
     // A dial before the node runs is refused with a reason, not ignored.
-    service.send(&json!({"id": 42, "type": "dial", "payload": {"addrs": ["/ip4/127.0.0.1/tcp/1"]}}));
+    service
+        .send(&json!({"id": 42, "type": "dial", "payload": {"addrs": ["/ip4/127.0.0.1/tcp/1"]}}));
     let reply = service.reply_to(42);
     assert_eq!(reply["type"], "dial_failed");
-    assert!(reply["payload"]["reason"].as_str().expect("reason").contains("not running"));
+    assert!(
+        reply["payload"]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("not running")
+    );
 
     service.send(&json!({"id": 43, "type": "shutdown"}));
     assert_eq!(service.reply_to(43)["type"], "ok");
@@ -101,19 +113,31 @@ fn handshake_then_commands_with_matching_ids() {
 fn a_bad_key_or_listen_address_is_a_node_error() {
     let mut service = Service::spawn();
     service.recv();
-    service.send(&json!({"id": 1, "type": "start_node", "payload": {"keypair": "!!", "listen": []}}));
+    service
+        .send(&json!({"id": 1, "type": "start_node", "payload": {"keypair": "!!", "listen": []}}));
     let reply = service.reply_to(1);
     assert_eq!(reply["type"], "node_error");
-    assert!(reply["payload"]["message"].as_str().expect("message").contains("base64"), "{reply}");
+    assert!(
+        reply["payload"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("base64"),
+        "{reply}"
+    );
 
     // A valid key with an address no transport can listen on.
-    let key = libp2p_identity::Keypair::generate_ed25519().to_protobuf_encoding().expect("encodes");
+    let key = libp2p_identity::Keypair::generate_ed25519()
+        .to_protobuf_encoding()
+        .expect("encodes");
     let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
     service.send(&json!({"id": 2, "type": "start_node", "payload": {"keypair": key, "listen": ["/dns4/example.invalid/tcp/0"]}}));
     let reply = service.reply_to(2);
     assert_eq!(reply["type"], "node_error", "{reply}");
     let message = reply["payload"]["message"].as_str().expect("message");
-    assert!(message.contains("cannot listen on /dns4/example.invalid/tcp/0"), "{message}");
+    assert!(
+        message.contains("cannot listen on /dns4/example.invalid/tcp/0"),
+        "{message}"
+    );
     service.send(&json!({"id": 3, "type": "ping"}));
     assert_eq!(service.reply_to(3)["type"], "pong");
 }
@@ -127,7 +151,12 @@ fn garbage_and_oversized_frames_are_answered_and_the_service_goes_on() {
     service.write_raw(&[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']);
     let reply = service.recv();
     assert_eq!(reply["type"], "error");
-    assert!(reply["payload"]["message"].as_str().expect("message").contains("malformed"));
+    assert!(
+        reply["payload"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("malformed")
+    );
 
     service.send(&json!({"id": 9, "type": "format_the_disk"}));
     let reply = service.reply_to(9);
@@ -151,7 +180,12 @@ fn garbage_and_oversized_frames_are_answered_and_the_service_goes_on() {
     };
     let reply = service.recv();
     assert_eq!(reply["type"], "error");
-    assert!(reply["payload"]["message"].as_str().expect("message").contains("exceeds the limit"));
+    assert!(
+        reply["payload"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("exceeds the limit")
+    );
     service.stdin = Some(writer.join().expect("writer"));
 
     service.send(&json!({"id": 10, "type": "ping"}));
@@ -161,7 +195,10 @@ fn garbage_and_oversized_frames_are_answered_and_the_service_goes_on() {
     service.write_raw(&[0, 0, 0, 50, b'{']);
     service.stdin = None;
     let status = service.wait_exit();
-    assert!(status.code().is_some(), "exited, not killed by a signal: {status:?}");
+    assert!(
+        status.code().is_some(),
+        "exited, not killed by a signal: {status:?}"
+    );
 }
 
 #[test]
@@ -177,7 +214,8 @@ fn the_service_exits_when_its_controller_goes_away() {
 fn the_service_runs_sandboxed() {
     let mut service = Service::spawn();
     service.recv();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", service.child.id())).expect("proc status");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", service.child.id()))
+        .expect("proc status");
     // Landlock requires no_new_privs; the crate sets it before restricting.
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     service.send(&json!({"id": 1, "type": "ping"}));

@@ -19,7 +19,7 @@ pub mod single_instance;
 pub mod state;
 pub mod supervisor;
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -46,11 +46,7 @@ pub fn run(home: Home, flags: RunFlags) -> anyhow::Result<()> {
     let identity = identity::load_or_create(&home)?;
     let program = std::env::current_exe()
         .context("cannot find the whatnext binary to start the network service")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?;
+    let runtime = runtime().context("could not start the async runtime")?;
     let node = NodeConfig {
         keypair: supervisor::encode_keypair(&identity.encoded()),
         listen: settings.listen.clone(),
@@ -173,7 +169,12 @@ fn random_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
-/// Where the binary's own path is needed by callers that start a controller.
-pub fn binary_path() -> Option<PathBuf> {
-    std::env::current_exe().ok()
+/// The controller's runtime: one thread. The controller's work is small and I/O-bound, and
+/// on one thread a request crosses no thread boundary on its way to the service and back
+/// (each cross-thread wake-up costs tens of microseconds on a VM). Blocking work (fsync)
+/// goes to `spawn_blocking`.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

@@ -232,9 +232,16 @@ impl Supervisor {
         });
     }
 
+    /// No wait after a first crash (most are one-offs, and every millisecond is a gap in
+    /// the user's session); then `first_backoff`, doubling up to `max_backoff`.
     fn backoff(&self) -> Duration {
-        let exp = self.consecutive_crashes.saturating_sub(1).min(16);
-        (self.spec.policy.first_backoff * 2u32.pow(exp)).min(self.spec.policy.max_backoff)
+        match self.consecutive_crashes {
+            0 | 1 => Duration::ZERO,
+            n => {
+                let exp = (n - 2).min(16);
+                (self.spec.policy.first_backoff * 2u32.pow(exp)).min(self.spec.policy.max_backoff)
+            }
+        }
     }
 
     async fn fail(&mut self, reason: String) {
@@ -411,9 +418,16 @@ impl Supervisor {
         let mut heartbeat = tokio::time::interval(policy.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
+        // Created once: a fresh `cancelled()` per iteration would register a waiter each time.
+        let shutdown = self.shutdown.clone();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             tokio::select! {
-                () = self.shutdown.cancelled() => return Ended::Shutdown,
+                // In order: shutdown, replies (what waiting requests are blocked on), new
+                // requests, the heartbeat.
+                biased;
+                () = &mut cancelled => return Ended::Shutdown,
                 frame = link.reader.next() => {
                     last_heard = Instant::now();
                     match frame {
@@ -821,7 +835,7 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_up_to_the_cap() {
+    fn first_restart_is_immediate_then_backoff_doubles_up_to_the_cap() {
         let (mut sup, _client) = supervisor(
             ServiceSpec {
                 program: PathBuf::from("whatnext"),
@@ -846,7 +860,7 @@ mod tests {
         }
         assert_eq!(
             seen,
-            vec![100, 200, 400, 800, 1600, 3200, 6400, 10000, 10000, 10000]
+            vec![0, 100, 200, 400, 800, 1600, 3200, 6400, 10000, 10000]
         );
     }
 

@@ -2,6 +2,7 @@
 //!
 //! * [`frame`]: the length-prefixed framing of the controller ↔ network-service pipe.
 //! * [`ipc`]: the commands the controller sends and the events the service answers with.
+//! * [`link`]: the `whtnxt://` invite link grammar.
 //! * [`state`]: the versioned `AppState` the controller publishes to the CLI and the view.
 //!
 //! Invariant: this crate does no I/O. It turns bytes into values and back, so both ends of
@@ -9,6 +10,7 @@
 
 pub mod frame;
 pub mod ipc;
+pub mod link;
 pub mod state;
 
 /// Version of the controller ↔ service protocol. The service announces it in `ready`; the

@@ -1,0 +1,177 @@
+//! Whole-process figures with the real binary: cold start, `kill -9` of the service to
+//! reconnected, idle RSS. State changes are observed with the long-poll API, so the
+//! figures are not quantised by a polling interval.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use nix::{sys::signal::Signal, unistd::Pid};
+use serde_json::{Value, json};
+
+struct Controller {
+    child: Child,
+    _home: tempfile::TempDir,
+    url: String,
+    token: String,
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Controller {
+    /// Starts `whatnext run` and returns it with the time to `node: "running"`.
+    fn start(whatnext: &Path) -> anyhow::Result<(Controller, Duration)> {
+        let home = tempfile::tempdir()?;
+        let t0 = Instant::now();
+        let child = Command::new(whatnext)
+            .arg("--home")
+            .arg(home.path())
+            .args([
+                "run",
+                "--no-mdns",
+                "--no-browser",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let api = home.path().join("api.json");
+        let info: Value = loop {
+            if let Ok(text) = std::fs::read_to_string(&api)
+                && let Ok(info) = serde_json::from_str(&text)
+            {
+                break info;
+            }
+            if t0.elapsed() > Duration::from_secs(20) {
+                bail!("controller did not write api.json");
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        };
+        let mut ctl = Controller {
+            child,
+            _home: home,
+            url: info["url"].as_str().context("url")?.to_string(),
+            token: info["token"].as_str().context("token")?.to_string(),
+        };
+        ctl.wait_for(|s| s["node"] == "running")?;
+        let elapsed = t0.elapsed();
+        Ok((ctl, elapsed))
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into()
+    }
+
+    fn state(&self, since: Option<u64>) -> anyhow::Result<Value> {
+        let path = match since {
+            Some(v) => format!("{}/api/state?since={v}", self.url),
+            None => format!("{}/api/state", self.url),
+        };
+        let mut response = Self::agent()
+            .get(&path)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call()?;
+        Ok(response.body_mut().read_json()?)
+    }
+
+    /// Long-polls until `check` holds; bounded to 30 s.
+    fn wait_for(&mut self, check: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut state = self.state(None)?;
+        while !check(&state) {
+            if Instant::now() > deadline {
+                bail!("condition not reached; last state {state}");
+            }
+            let version = state["version"].as_u64().unwrap_or(0);
+            state = self.state(Some(version))?;
+        }
+        Ok(state)
+    }
+
+    fn connect(&self, addr: &str) -> anyhow::Result<()> {
+        Self::agent()
+            .post(&format!("{}/api/connect", self.url))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .send_json(json!({"addr": addr}))?;
+        Ok(())
+    }
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+pub fn run(whatnext: &Path) -> anyhow::Result<Value> {
+    let mut cold = Vec::new();
+    for _ in 0..10 {
+        let (_ctl, took) = Controller::start(whatnext)?;
+        cold.push(took.as_secs_f64() * 1e3);
+    }
+
+    // A first crash restarts at once; later ones back off (100 ms doubling), so each sample
+    // is the first crash of a fresh pair: the case a user meets.
+    let mut restarts = Vec::new();
+    let mut rss = (0, 0);
+    for _ in 0..8 {
+        let (mut a, _) = Controller::start(whatnext)?;
+        let (b, _) = Controller::start(whatnext)?;
+        let b_state = b.state(None)?;
+        let b_id = b_state["peer_id"].as_str().context("peer id")?.to_string();
+        let b_addr = format!(
+            "{}/p2p/{b_id}",
+            b_state["listen_addrs"][0].as_str().context("addr")?
+        );
+        a.connect(&b_addr)?;
+        let connected = |s: &Value| {
+            s["node"] == "running"
+                && s["connections"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["peer_id"] == b_id.as_str()))
+        };
+        a.wait_for(connected)?;
+        std::thread::sleep(Duration::from_secs(1));
+        let before = a.state(None)?;
+        let old = before["service"]["pid"].as_u64().context("service pid")?;
+        rss = (rss_kb(a.child.id()), rss_kb(old as u32));
+        let t0 = Instant::now();
+        nix::sys::signal::kill(Pid::from_raw(old as i32), Signal::SIGKILL)?;
+        a.wait_for(|s| s["service"]["pid"].as_u64().is_some_and(|p| p != old) && connected(s))?;
+        restarts.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let max = restarts.iter().copied().fold(0.0, f64::max);
+    Ok(json!({
+        "cold_start_ms": cold,
+        "cold_start_p50_ms": median(cold.clone()),
+        "restart_reconnect_ms": restarts,
+        "restart_reconnect_p50_ms": median(restarts.clone()),
+        "restart_reconnect_max_ms": max,
+        "idle_rss_controller_kb": rss.0,
+        "idle_rss_service_kb": rss.1,
+        "idle_rss_mb": (rss.0 + rss.1) as f64 / 1024.0,
+    }))
+}
