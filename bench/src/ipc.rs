@@ -135,20 +135,7 @@ pub fn direct(whatnext: &Path, iters: usize, placement: Placement) -> anyhow::Re
 }
 
 fn initial_state() -> AppState {
-    AppState {
-        version: 1,
-        pid: std::process::id(),
-        peer_id: String::new(),
-        node: NodeStatus::Starting,
-        listen_addrs: vec![],
-        external_addrs: vec![],
-        service: Default::default(),
-        connections: vec![],
-        discovered: vec![],
-        last_error: None,
-        home: String::new(),
-        started_at_ms: 0,
-    }
+    AppState::initial(std::process::id(), String::new(), String::new(), 0)
 }
 
 /// Starts the real supervisor (as `whatnext run` does) around a real service.

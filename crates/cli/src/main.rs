@@ -2,14 +2,24 @@
 //! it spawns, and the other commands are clients of the running controller's API.
 
 mod client;
+mod forward;
 mod status;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use whatnext_controller::{Home, RunFlags};
+use whatnext_controller::{Home, RunFlags, error::HomeError, os_handler};
+use whatnext_protocol::{
+    link::InviteLink,
+    local::{LocalRequest, LocalResponse},
+    state::LinkStatus,
+};
 
-use crate::client::Client;
+use crate::{
+    client::Client,
+    forward::{Forwarded, send},
+};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +55,28 @@ enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// Print an invite link (whtnxt://…) that a friend can open to connect to you.
+    Invite {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open a whtnxt:// link in the running WhatNext (starting it if needed). This is what
+    /// the OS runs when a link is clicked.
+    Open {
+        url: String,
+        /// Wait until the connection is up; exit non-zero with the reason if it fails.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait for the connection.
+        #[arg(long, default_value_t = 15.0, value_name = "SECS")]
+        timeout: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make this binary the OS handler for whtnxt:// links.
+    Register,
+    /// Remove the OS handler for whtnxt:// links.
+    Unregister,
     /// Internal: the network service started by `run`; speaks frames on stdin/stdout.
     #[command(hide = true)]
     P2p,
@@ -61,6 +93,9 @@ struct RunArgs {
     /// Turn off mDNS discovery on the local network.
     #[arg(long)]
     no_mdns: bool,
+    /// Do not register as the OS handler for whtnxt:// links on the first start.
+    #[arg(long)]
+    no_register: bool,
     /// Port of the loopback API and view (default: any free port).
     #[arg(long, value_name = "PORT")]
     api_port: Option<u16>,
@@ -82,6 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         whatnext_p2p::run()?;
         return Ok(ExitCode::SUCCESS);
     }
+    let home_explicit = cli.home.is_some();
     let home = Home::resolve(cli.home)?;
     match cli.command {
         Commands::P2p => unreachable!("handled above"),
@@ -90,9 +126,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen: args.listen,
                 no_mdns: args.no_mdns,
                 no_browser: args.no_browser,
+                no_register: args.no_register,
                 api_port: args.api_port,
+                home_explicit,
             };
-            whatnext_controller::run(home, flags)?;
+            if let Err(err) = whatnext_controller::run(home.clone(), flags) {
+                return match err.downcast_ref::<HomeError>() {
+                    Some(HomeError::AlreadyRunning { .. }) => hand_over_to_running(&home, err),
+                    _ => Err(err),
+                };
+            }
+        }
+        Commands::Invite { json } => {
+            let client = Client::for_home(&home)?;
+            let reply: serde_json::Value = client.get("/api/invite", Duration::from_secs(10))?;
+            if json {
+                println!("{reply}");
+            } else {
+                println!("{}", reply["link"].as_str().unwrap_or_default());
+            }
+        }
+        Commands::Open {
+            url,
+            wait,
+            timeout,
+            json,
+        } => return open(&home, &url, wait, timeout, json),
+        Commands::Register => {
+            let binary = std::env::current_exe()?;
+            let home_arg = home_explicit.then(|| home.dir());
+            let args = os_handler::handler_args(&binary, home_arg);
+            let report = os_handler::register(&args)?;
+            for line in report.lines {
+                println!("{line}");
+            }
+            println!("whtnxt:// links now open in WhatNext.");
+        }
+        Commands::Unregister => {
+            let report = os_handler::unregister()?;
+            for line in report.lines {
+                println!("{line}");
+            }
         }
         Commands::Status { json } => {
             let client = Client::for_home(&home)?;
@@ -124,4 +198,99 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A second `run` on a home that has a controller: tell that one, and succeed.
+fn hand_over_to_running(home: &Home, err: anyhow::Error) -> anyhow::Result<ExitCode> {
+    match send(home, &LocalRequest::Show, Duration::from_secs(10)) {
+        Ok(Forwarded::Answered(response)) => {
+            println!(
+                "WhatNext is already running for home {} (pid {}); handed over to it. Its API and view: {}",
+                home.dir().display(),
+                response.pid,
+                response.url
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Forwarded::NotRunning) => Err(err),
+        Err(forward_err) => {
+            Err(err.context(format!("and it could not be reached: {forward_err:#}")))
+        }
+    }
+}
+
+/// `whatnext open URL`: what the OS runs for a link.
+fn open(home: &Home, url: &str, wait: bool, timeout: f64, json: bool) -> anyhow::Result<ExitCode> {
+    // Checked here too, so a bad link never starts a controller just to be refused.
+    let link: InviteLink = url.parse().with_context(|| {
+        format!(
+            "cannot open {:?}",
+            whatnext_controller::app::redact_key(url)
+        )
+    })?;
+    let timeout_secs = (timeout.is_finite() && timeout > 0.0)
+        .then_some(timeout)
+        .context("--timeout must be a positive number of seconds")?;
+    let request = LocalRequest::Open {
+        url: url.to_string(),
+        wait,
+        timeout_secs: Some(timeout_secs),
+    };
+    let answer_within = Duration::from_secs_f64(timeout_secs + 10.0);
+    let response = match send(home, &request, answer_within)? {
+        Forwarded::Answered(response) => response,
+        Forwarded::NotRunning => {
+            eprintln!("Starting WhatNext for home {} …", home.dir().display());
+            forward::start_controller(home)?;
+            match send(home, &request, answer_within)? {
+                Forwarded::Answered(response) => response,
+                Forwarded::NotRunning => {
+                    anyhow::bail!("the controller started but its socket went away")
+                }
+            }
+        }
+    };
+    report_open(&link, &response, json)
+}
+
+fn report_open(
+    link: &InviteLink,
+    response: &LocalResponse,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string(&response.attempt)?);
+    }
+    let Some(attempt) = &response.attempt else {
+        anyhow::bail!(
+            "{}",
+            response
+                .error
+                .as_deref()
+                .unwrap_or("the controller refused the link")
+        );
+    };
+    match attempt.status {
+        LinkStatus::Connected => {
+            if !json {
+                let via = attempt.addr.as_deref().unwrap_or("?");
+                println!("connected to {} via {via}", link.peer_id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LinkStatus::Pending => {
+            if !json {
+                println!(
+                    "WhatNext (pid {}) is connecting to {}; `whatnext status` shows the outcome",
+                    response.pid, link.peer_id
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LinkStatus::Failed | LinkStatus::Invalid => {
+            let error = attempt.error.as_deref().unwrap_or("unknown error");
+            eprintln!("error: could not connect to {}: {error}", link.peer_id);
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -41,6 +41,18 @@ pub fn render(state: &AppState) -> String {
         );
     }
     list(&mut out, "Discovered:", &state.discovered);
+    if !state.link_attempts.is_empty() {
+        let _ = writeln!(out, "Links opened:");
+        for a in state.link_attempts.iter().rev().take(5) {
+            let peer = a.peer_id.as_deref().unwrap_or("?");
+            let detail = match (&a.addr, &a.error) {
+                (_, Some(error)) => format!(": {error}"),
+                (Some(addr), None) => format!(" via {addr}"),
+                (None, None) => String::new(),
+            };
+            let _ = writeln!(out, "  #{} {} {peer}{detail}", a.id, a.status.as_str());
+        }
+    }
     let _ = writeln!(
         out,
         "Last error:  {}",

@@ -118,18 +118,26 @@ fn controller_restart_keeps_the_peer_id_and_sigterm_stops_the_service() {
 }
 
 #[test]
-fn a_second_run_on_a_busy_home_is_refused() {
+fn a_second_run_on_a_busy_home_hands_over_and_starts_nothing() {
     let a = Node::start();
+    let service = a.service_pid();
     let out = a.cli(&LOOPBACK_RUN_ARGS);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("already running"), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        err.contains(&a.pid().to_string()),
-        "names the running pid: {err}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    // And the first one is unharmed.
-    a.wait_running();
+    assert!(text.contains("already running"), "{text}");
+    assert!(
+        text.contains(&a.pid().to_string()),
+        "names the running pid: {text}"
+    );
+    // The first one is unharmed and still the only one: same controller, same service.
+    let state = a.wait_running();
+    assert_eq!(state["pid"], a.pid());
+    assert_eq!(state["service"]["pid"], service);
+    assert_eq!(state["service"]["restarts"], 0);
 }
 
 #[test]
@@ -338,7 +346,7 @@ fn settings_come_from_config_toml_when_no_flags_are_given() {
     let home = tempfile::tempdir().expect("temp home");
     std::fs::write(
         home.path().join("config.toml"),
-        "listen = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nbrowser = false\n",
+        "listen = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nbrowser = false\nregister = false\n",
     )
     .expect("config");
     let a = Node::start_in(home.path(), &["run"]);

@@ -15,31 +15,28 @@ use axum::{
     routing::{get, post},
 };
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
-use whatnext_protocol::ipc::{Command, Event};
+use whatnext_protocol::{
+    ipc::{Command, Event},
+    state::LinkStatus,
+};
 
 use crate::{
-    state::StateHandle,
-    supervisor::{ServiceClient, ServiceError},
+    app::{App, DEFAULT_LINK_TIMEOUT},
+    supervisor::ServiceError,
 };
 
 /// Longest a `GET /api/state?since=V` waits for a change.
 pub const MAX_LONG_POLL: Duration = Duration::from_secs(25);
 
-pub struct ApiContext {
-    pub state: StateHandle,
-    pub service: ServiceClient,
-    pub token: String,
-    pub shutdown: CancellationToken,
-}
-
-pub fn router(ctx: Arc<ApiContext>) -> Router {
+pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/api/state", get(get_state))
         .route("/api/connect", post(connect))
+        .route("/api/invite", get(invite))
+        .route("/api/open", post(open_link))
         .route("/api/shutdown", post(shutdown))
-        .layer(middleware::from_fn_with_state(ctx.clone(), guard))
-        .with_state(ctx)
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
 }
 
 #[derive(Debug)]
@@ -89,7 +86,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn guard(State(ctx): State<Arc<ApiContext>>, request: Request, next: Next) -> Response {
+async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let host = request
         .headers()
         .get(header::HOST)
@@ -108,7 +105,7 @@ async fn guard(State(ctx): State<Arc<ApiContext>>, request: Request, next: Next)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !same_secret(presented.as_bytes(), ctx.token.as_bytes()) {
+    if !same_secret(presented.as_bytes(), app.token.as_bytes()) {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong API token (it is in api.json in the WhatNext home)",
@@ -126,11 +123,8 @@ struct StateQuery {
     timeout_ms: Option<u64>,
 }
 
-async fn get_state(
-    State(ctx): State<Arc<ApiContext>>,
-    Query(query): Query<StateQuery>,
-) -> Response {
-    let mut rx = ctx.state.subscribe();
+async fn get_state(State(app): State<Arc<App>>, Query(query): Query<StateQuery>) -> Response {
+    let mut rx = app.state.subscribe();
     if let Some(since) = query.since {
         let wait = query
             .timeout_ms
@@ -146,21 +140,16 @@ async fn get_state(
 struct ConnectRequest {
     /// A multiaddr ending in `/p2p/<peer id>`.
     addr: String,
-    /// How long to wait for the connection, seconds (default 10).
+    /// How long to wait for the connection, seconds (default 15).
     timeout_secs: Option<f64>,
 }
 
 async fn connect(
-    State(ctx): State<Arc<ApiContext>>,
+    State(app): State<Arc<App>>,
     Json(request): Json<ConnectRequest>,
 ) -> Result<Response, ApiError> {
-    let timeout =
-        Duration::try_from_secs_f64(request.timeout_secs.unwrap_or(10.0)).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "timeout_secs must be a positive number",
-            )
-        })?;
+    let timeout = link_timeout(request.timeout_secs)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
     let addr: multiaddr::Multiaddr = request.addr.parse().map_err(|err| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -182,9 +171,15 @@ async fn connect(
         peer_id: Some(peer_id),
         addrs: vec![addr.to_string()],
     };
-    match ctx.service.request(command, timeout).await? {
-        Event::Dialed { peer_id, addr } => {
-            Ok(Json(serde_json::json!({ "peer_id": peer_id, "addr": addr })).into_response())
+    match app.service.request(command, timeout).await? {
+        Event::Dialed {
+            peer_id,
+            addr,
+            micros,
+        } => {
+            let dial_ms = micros.map(|us| us as f64 / 1000.0);
+            let body = serde_json::json!({ "peer_id": peer_id, "addr": addr, "dial_ms": dial_ms });
+            Ok(Json(body).into_response())
         }
         Event::DialFailed { reason, .. } => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -197,8 +192,50 @@ async fn connect(
     }
 }
 
-async fn shutdown(State(ctx): State<Arc<ApiContext>>) -> Json<serde_json::Value> {
-    ctx.shutdown.cancel();
+async fn invite(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let link = app
+        .invite()
+        .map_err(|message| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message))?;
+    Ok(Json(serde_json::json!({ "link": link.to_string() })))
+}
+
+#[derive(Debug, Deserialize)]
+struct OpenRequest {
+    url: String,
+    /// Answer once the connection is up or failed (default: at once, with the attempt pending).
+    #[serde(default)]
+    wait: bool,
+    timeout_secs: Option<f64>,
+}
+
+/// Opens a `whtnxt://` link. Answers with the attempt: 200 when pending or connected, 400
+/// when the link is invalid, 502 when the connection failed.
+async fn open_link(
+    State(app): State<Arc<App>>,
+    Json(request): Json<OpenRequest>,
+) -> Result<Response, ApiError> {
+    let timeout = link_timeout(request.timeout_secs)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+    let attempt = app.open_link(&request.url, request.wait, timeout).await;
+    let status = match attempt.status {
+        LinkStatus::Pending | LinkStatus::Connected => StatusCode::OK,
+        LinkStatus::Invalid => StatusCode::BAD_REQUEST,
+        LinkStatus::Failed => StatusCode::BAD_GATEWAY,
+    };
+    Ok((status, Json(attempt)).into_response())
+}
+
+/// Reads a caller's timeout in seconds.
+pub fn link_timeout(secs: Option<f64>) -> Result<Duration, String> {
+    match secs {
+        None => Ok(DEFAULT_LINK_TIMEOUT),
+        Some(secs) => Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("timeout must be a positive number of seconds, not {secs}")),
+    }
+}
+
+async fn shutdown(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    app.shutdown.cancel();
     Json(serde_json::json!({ "ok": true }))
 }
 

@@ -17,6 +17,8 @@ pub struct ConfigFile {
     pub api_port: Option<u16>,
     pub bootstrap: Option<Vec<String>>,
     pub relays: Option<Vec<String>>,
+    /// Register as the OS handler for whtnxt:// links on the first start of a home.
+    pub register: Option<bool>,
 }
 
 impl ConfigFile {
@@ -41,7 +43,11 @@ pub struct RunFlags {
     pub listen: Vec<String>,
     pub no_mdns: bool,
     pub no_browser: bool,
+    pub no_register: bool,
     pub api_port: Option<u16>,
+    /// The home was chosen explicitly (`--home`/`WHATNEXT_HOME`), so the OS handler must
+    /// name it.
+    pub home_explicit: bool,
 }
 
 /// The settings a controller runs with.
@@ -53,6 +59,7 @@ pub struct Settings {
     pub api_port: u16,
     pub bootstrap: Vec<String>,
     pub relays: Vec<String>,
+    pub register: bool,
 }
 
 pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"];
@@ -72,6 +79,7 @@ impl Settings {
             api_port: flags.api_port.or(file.api_port).unwrap_or(0),
             bootstrap: file.bootstrap.unwrap_or_default(),
             relays: file.relays.unwrap_or_default(),
+            register: !flags.no_register && file.register.unwrap_or(true),
         }
     }
 }
@@ -95,7 +103,9 @@ mod tests {
             listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".into()],
             no_mdns: false,
             no_browser: true,
+            no_register: false,
             api_port: Some(7001),
+            home_explicit: false,
         };
         let s = Settings::merge(&flags, ConfigFile::default());
         assert_eq!(s.listen, vec!["/ip4/127.0.0.1/udp/0/quic-v1"]);

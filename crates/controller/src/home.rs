@@ -5,6 +5,7 @@
 //! <home>/config.toml    optional settings for `run` (flags win)
 //! <home>/api.json       {url, token, pid} of the running controller, mode 0600
 //! <home>/whatnext.lock  single-instance lock (holds the controller's pid)
+//! <home>/whatnext.sock  single-instance socket: `open URL` hands links over here
 //! <home>/logs/          the controller's logs, the service's included
 //! ```
 
@@ -49,6 +50,9 @@ impl Home {
     }
     pub fn lock_path(&self) -> PathBuf {
         self.dir.join("whatnext.lock")
+    }
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.join("whatnext.sock")
     }
     pub fn logs_dir(&self) -> PathBuf {
         self.dir.join("logs")

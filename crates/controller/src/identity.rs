@@ -11,6 +11,8 @@ use crate::{
 pub struct Identity {
     pub keypair: Keypair,
     pub peer_id: PeerId,
+    /// Created by this call: the home is new.
+    pub created: bool,
 }
 
 impl Identity {
@@ -23,6 +25,7 @@ impl Identity {
 
 pub fn load_or_create(home: &Home) -> Result<Identity, HomeError> {
     let path = home.identity_path();
+    let mut created = false;
     let keypair = match read_file(&path)? {
         Some(bytes) => {
             warn_if_readable_by_others(&path);
@@ -41,11 +44,16 @@ pub fn load_or_create(home: &Home) -> Result<Identity, HomeError> {
                 })?;
             write_private_file(&path, &encoded)?;
             tracing::info!("created a new identity in {}", path.display());
+            created = true;
             keypair
         }
     };
     let peer_id = keypair.public().to_peer_id();
-    Ok(Identity { keypair, peer_id })
+    Ok(Identity {
+        keypair,
+        peer_id,
+        created,
+    })
 }
 
 fn warn_if_readable_by_others(path: &std::path::Path) {

@@ -10,11 +10,14 @@
 //! [`AppState`]: whatnext_protocol::state::AppState
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod error;
 pub mod home;
 pub mod identity;
+pub mod local_socket;
 pub mod logging;
+pub mod os_handler;
 pub mod single_instance;
 pub mod state;
 pub mod supervisor;
@@ -23,15 +26,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
-use whatnext_protocol::{
-    ipc::NodeConfig,
-    state::{AppState, NodeStatus, ServiceInfo},
-};
+use whatnext_protocol::{ipc::NodeConfig, state::AppState};
 
 pub use config::RunFlags;
 pub use home::{ApiInfo, Home};
 
 use crate::{
+    app::App,
     config::{ConfigFile, Settings},
     state::{StateHandle, now_ms},
     supervisor::{RestartPolicy, ServiceSpec},
@@ -44,6 +45,9 @@ pub fn run(home: Home, flags: RunFlags) -> anyhow::Result<()> {
     let _log_guard = logging::init(&home);
     let settings = Settings::merge(&flags, ConfigFile::load(&home.config_path())?);
     let identity = identity::load_or_create(&home)?;
+    if identity.created && settings.register {
+        register_link_handler(&home, &flags);
+    }
     let program = std::env::current_exe()
         .context("cannot find the whatnext binary to start the network service")?;
     let runtime = runtime().context("could not start the async runtime")?;
@@ -56,20 +60,12 @@ pub fn run(home: Home, flags: RunFlags) -> anyhow::Result<()> {
         agent_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
         ping_interval_ms: 5_000,
     };
-    let initial = AppState {
-        version: 1,
-        pid: std::process::id(),
-        peer_id: identity.peer_id.to_string(),
-        node: NodeStatus::Starting,
-        listen_addrs: vec![],
-        external_addrs: vec![],
-        service: ServiceInfo::default(),
-        connections: vec![],
-        discovered: vec![],
-        last_error: None,
-        home: home.dir().display().to_string(),
-        started_at_ms: now_ms(),
-    };
+    let initial = AppState::initial(
+        std::process::id(),
+        identity.peer_id.to_string(),
+        home.dir().display().to_string(),
+        now_ms(),
+    );
     let spec = ServiceSpec {
         program,
         node,
@@ -99,13 +95,27 @@ async fn serve(
         })?;
     let url = format!("http://{}", listener.local_addr()?);
     let token = random_token();
+    let socket = local_socket::bind(&home).with_context(|| {
+        format!(
+            "cannot open the single-instance socket {}",
+            home.socket_path().display()
+        )
+    })?;
 
     let (supervisor, service) = supervisor::supervisor(spec, state.clone(), shutdown.clone());
     let supervisor = tokio::spawn(supervisor.run());
+    let app = Arc::new(App::new(
+        state.clone(),
+        service,
+        token.clone(),
+        url.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(local_socket::serve(Arc::clone(&app), socket));
 
     let info = ApiInfo {
         url: url.clone(),
-        token: token.clone(),
+        token,
         pid: std::process::id(),
     };
     home::write_private_file(&home.api_path(), &serde_json::to_vec_pretty(&info)?)?;
@@ -116,14 +126,8 @@ async fn serve(
     );
     println!("Stop it with Ctrl-C. `whatnext status` shows the node.");
 
-    let ctx = Arc::new(api::ApiContext {
-        state: state.clone(),
-        service,
-        token,
-        shutdown: shutdown.clone(),
-    });
-    let app = api::router(ctx);
-    let served = axum::serve(listener, app)
+    let router = api::router(app);
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
     shutdown.cancel();
@@ -163,6 +167,25 @@ async fn stop_on_signals(shutdown: CancellationToken) {
         let _ = tokio::signal::ctrl_c().await;
     }
     shutdown.cancel();
+}
+
+/// Makes this binary the OS handler for whtnxt:// links. Failure is not fatal: the app works
+/// without it, and `whatnext register` can be run later.
+fn register_link_handler(home: &Home, flags: &RunFlags) {
+    let Ok(binary) = std::env::current_exe() else {
+        return;
+    };
+    let home = flags.home_explicit.then(|| home.dir());
+    match os_handler::register(&os_handler::handler_args(&binary, home)) {
+        Ok(report) => {
+            for line in report.lines {
+                tracing::info!("link handler: {line}");
+            }
+        }
+        Err(err) => tracing::warn!(
+            "could not register as the handler for whtnxt:// links ({err}); `whatnext register` retries"
+        ),
+    }
 }
 
 fn random_token() -> String {

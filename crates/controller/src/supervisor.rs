@@ -501,7 +501,7 @@ impl Supervisor {
             }
             _ => {}
         }
-        if let Event::Dialed { peer_id, addr } = &event {
+        if let Event::Dialed { peer_id, addr, .. } = &event {
             remember_addr(&mut self.peer_addrs, peer_id, addr);
         }
         self.apply(&event);
@@ -865,19 +865,6 @@ mod tests {
     }
 
     fn test_state() -> whatnext_protocol::state::AppState {
-        whatnext_protocol::state::AppState {
-            version: 1,
-            pid: 1,
-            peer_id: String::new(),
-            node: NodeStatus::Starting,
-            listen_addrs: vec![],
-            external_addrs: vec![],
-            service: Default::default(),
-            connections: vec![],
-            discovered: vec![],
-            last_error: None,
-            home: String::new(),
-            started_at_ms: 0,
-        }
+        whatnext_protocol::state::AppState::initial(1, String::new(), String::new(), 0)
     }
 }

@@ -62,7 +62,7 @@ struct Service<W> {
     swarm: Option<Swarm<Behaviour>>,
     starting: Option<Starting>,
     /// Dials requested by the controller, by connection id, with the request id to answer.
-    pending_dials: HashMap<ConnectionId, Option<u64>>,
+    pending_dials: HashMap<ConnectionId, (Option<u64>, std::time::Instant)>,
     connections: HashMap<ConnectionId, (PeerId, Multiaddr)>,
     commands_handled: u64,
 }
@@ -211,7 +211,7 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 self.starting = None;
                 self.connections.clear();
                 let pending: Vec<_> = self.pending_dials.drain().collect();
-                for (_, dial_id) in pending {
+                for (_, (dial_id, _)) in pending {
                     let reason = "the node was stopped".to_string();
                     self.emit(
                         dial_id,
@@ -320,7 +320,12 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 .map(|(_, addr)| addr.to_string());
             if let Some(addr) = existing {
                 let peer_id = peer.to_string();
-                return self.emit(id, Event::Dialed { peer_id, addr }).await;
+                let event = Event::Dialed {
+                    peer_id,
+                    addr,
+                    micros: None,
+                };
+                return self.emit(id, event).await;
             }
         }
         let opts = match (peer, addrs.first()) {
@@ -337,7 +342,8 @@ impl<W: AsyncWrite + Unpin> Service<W> {
         let connection_id = opts.connection_id();
         match swarm.dial(opts) {
             Ok(()) => {
-                self.pending_dials.insert(connection_id, id);
+                self.pending_dials
+                    .insert(connection_id, (id, std::time::Instant::now()));
                 Ok(())
             }
             Err(err) => {
@@ -408,16 +414,15 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                     direction: direction.to_string(),
                 };
                 self.emit(None, Event::ConnectionEstablished(info)).await?;
-                if let Some(request) = self.pending_dials.remove(&connection_id) {
-                    let peer_id = peer_id.to_string();
-                    self.emit(
-                        request,
-                        Event::Dialed {
-                            peer_id,
-                            addr: addr_text,
-                        },
-                    )
-                    .await?;
+                if let Some((request, started)) = self.pending_dials.remove(&connection_id) {
+                    let event = Event::Dialed {
+                        peer_id: peer_id.to_string(),
+                        addr: addr_text,
+                        micros: Some(
+                            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        ),
+                    };
+                    self.emit(request, event).await?;
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -443,7 +448,10 @@ impl<W: AsyncWrite + Unpin> Service<W> {
             } => {
                 let reason = error_chain(&error);
                 tracing::info!("dial to {peer_id:?} failed: {reason}");
-                let request = self.pending_dials.remove(&connection_id).flatten();
+                let request = self
+                    .pending_dials
+                    .remove(&connection_id)
+                    .and_then(|(request, _)| request);
                 let peer_id = peer_id.map(|p| p.to_string());
                 self.emit(request, Event::DialFailed { peer_id, reason })
                     .await?;

@@ -130,6 +130,10 @@ pub enum Event {
     Dialed {
         peer_id: String,
         addr: String,
+        /// Time from the dial to the connection inside the service; absent when the peer
+        /// was already connected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        micros: Option<u64>,
     },
     /// Reply to `dial`, or unsolicited for a dial the node made by itself.
     DialFailed {

@@ -3,6 +3,7 @@
 //! * [`frame`]: the length-prefixed framing of the controller ↔ network-service pipe.
 //! * [`ipc`]: the commands the controller sends and the events the service answers with.
 //! * [`link`]: the `whtnxt://` invite link grammar.
+//! * [`local`]: the single-instance socket's messages.
 //! * [`state`]: the versioned `AppState` the controller publishes to the CLI and the view.
 //!
 //! Invariant: this crate does no I/O. It turns bytes into values and back, so both ends of
@@ -11,6 +12,7 @@
 pub mod frame;
 pub mod ipc;
 pub mod link;
+pub mod local;
 pub mod state;
 
 /// Version of the controller ↔ service protocol. The service announces it in `ready`; the

@@ -52,7 +52,34 @@ pub struct AppState {
     pub home: String,
     /// Unix milliseconds when the controller started.
     pub started_at_ms: u64,
+    /// The most recent links opened (newest last, at most [`MAX_LINK_ATTEMPTS`]).
+    #[serde(default)]
+    pub link_attempts: Vec<LinkAttempt>,
 }
+
+impl AppState {
+    /// The state of a controller that has just started: version 1, node starting.
+    pub fn initial(pid: u32, peer_id: String, home: String, started_at_ms: u64) -> Self {
+        Self {
+            version: 1,
+            pid,
+            peer_id,
+            node: NodeStatus::Starting,
+            listen_addrs: vec![],
+            external_addrs: vec![],
+            service: ServiceInfo::default(),
+            connections: vec![],
+            discovered: vec![],
+            last_error: None,
+            home,
+            started_at_ms,
+            link_attempts: vec![],
+        }
+    }
+}
+
+/// How many link attempts `AppState` remembers.
+pub const MAX_LINK_ATTEMPTS: usize = 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInfo {
@@ -110,6 +137,7 @@ mod tests {
             last_error: None,
             home: "/tmp/x".into(),
             started_at_ms: 0,
+            link_attempts: vec![],
         };
         let json = serde_json::to_value(&state).expect("serializes");
         for key in [
@@ -131,6 +159,46 @@ mod tests {
         let conn = &json["connections"][0];
         for key in ["peer_id", "addr", "transport", "rtt_ms"] {
             assert!(conn.get(key).is_some(), "connection missing {key}");
+        }
+    }
+}
+
+/// One `whtnxt://` link the controller was asked to open, and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkAttempt {
+    pub id: u64,
+    /// The link as received, with any `key=` secret replaced by `…`.
+    pub link: String,
+    pub peer_id: Option<String>,
+    pub session: Option<String>,
+    pub status: LinkStatus,
+    /// Why the attempt failed or the link was refused.
+    pub error: Option<String>,
+    /// The address the connection was made on.
+    pub addr: Option<String>,
+    /// The link carried no address: the peer has to be found by discovery.
+    pub needs_discovery: bool,
+    pub started_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkStatus {
+    Pending,
+    Connected,
+    Failed,
+    /// The link could not be parsed.
+    Invalid,
+}
+
+impl LinkStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkStatus::Pending => "pending",
+            LinkStatus::Connected => "connected",
+            LinkStatus::Failed => "failed",
+            LinkStatus::Invalid => "invalid",
         }
     }
 }

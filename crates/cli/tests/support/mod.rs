@@ -22,10 +22,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_whatnext");
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Loopback-only, no multicast: test traffic never leaves the machine.
-pub const LOOPBACK_RUN_ARGS: [&str; 7] = [
+pub const LOOPBACK_RUN_ARGS: [&str; 8] = [
     "run",
     "--no-mdns",
     "--no-browser",
+    "--no-register",
     "--listen",
     "/ip4/127.0.0.1/tcp/0",
     "--listen",
@@ -82,6 +83,8 @@ pub struct Node {
     child: Option<Child>,
     /// Every service pid this node was seen with, to kill them all at the end.
     service_pids: RefCell<BTreeSet<u32>>,
+    /// A controller this test did not spawn itself (started by `whatnext open`).
+    adopted_pid: Option<u32>,
 }
 
 impl Node {
@@ -118,11 +121,29 @@ impl Node {
             _tempdir: None,
             child: Some(child),
             service_pids: RefCell::new(BTreeSet::new()),
+            adopted_pid: None,
         }
     }
 
+    /// Takes charge of a controller something else started for `home` (e.g. `whatnext
+    /// open`): waits for it to run and kills it by pid at the end like the others.
+    pub fn adopt(home: &Path) -> Node {
+        let mut node = Node {
+            home: home.to_path_buf(),
+            _tempdir: None,
+            child: None,
+            service_pids: RefCell::new(BTreeSet::new()),
+            adopted_pid: None,
+        };
+        let state = node.wait_running();
+        node.adopted_pid = state["pid"].as_u64().map(|p| p as u32);
+        node
+    }
+
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.child
+            .as_ref()
+            .map_or(self.adopted_pid.unwrap_or(0), Child::id)
     }
 
     pub fn log(&self) -> String {
@@ -131,6 +152,19 @@ impl Node {
 
     pub fn cli(&self, args: &[&str]) -> Output {
         whatnext(&self.home, args)
+    }
+
+    /// `invite --json`'s link.
+    pub fn invite(&self) -> String {
+        self.wait_running();
+        let out = self.cli(&["invite", "--json"]);
+        assert!(
+            out.status.success(),
+            "invite: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let reply: Value = serde_json::from_slice(&out.stdout).expect("invite JSON");
+        reply["link"].as_str().expect("link").to_string()
     }
 
     /// `status --json`, or None when the controller does not answer.
@@ -249,6 +283,9 @@ impl Drop for Node {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if let Some(pid) = self.adopted_pid {
+            signal(pid, Signal::SIGKILL);
+        }
         for pid in self.service_pids.borrow().iter() {
             if is_whatnext_service(*pid) {
                 signal(*pid, Signal::SIGKILL);
@@ -265,6 +302,17 @@ pub fn is_whatnext_service(pid: u32) -> bool {
             args.iter().any(|a| a.ends_with(b"whatnext")) && args.iter().any(|a| *a == b"p2p")
         })
         .unwrap_or(false)
+}
+
+/// Writes a config.toml that keeps a controller started indirectly (by `open`) on loopback,
+/// quiet on the LAN and out of the user's OS settings.
+pub fn write_loopback_config(home: &Path) {
+    std::fs::create_dir_all(home).expect("home");
+    std::fs::write(
+        home.join("config.toml"),
+        "listen = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nbrowser = false\nregister = false\n",
+    )
+    .expect("config.toml");
 }
 
 /// A raw HTTP/1.1 request, so tests control every header. Returns (status, body).
