@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 struct Controller {
     child: Child,
-    _home: tempfile::TempDir,
+    home: tempfile::TempDir,
     url: String,
     token: String,
 }
@@ -59,7 +59,7 @@ impl Controller {
         };
         let mut ctl = Controller {
             child,
-            _home: home,
+            home,
             url: info["url"].as_str().context("url")?.to_string(),
             token: info["token"].as_str().context("token")?.to_string(),
         };
@@ -99,6 +99,15 @@ impl Controller {
             state = self.state(Some(version))?;
         }
         Ok(state)
+    }
+
+    fn invite(&self) -> anyhow::Result<String> {
+        let mut response = Self::agent()
+            .get(&format!("{}/api/invite", self.url))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call()?;
+        let reply: Value = response.body_mut().read_json()?;
+        Ok(reply["link"].as_str().context("link")?.to_string())
     }
 
     fn connect(&self, addr: &str) -> anyhow::Result<()> {
@@ -163,6 +172,36 @@ pub fn run(whatnext: &Path) -> anyhow::Result<Value> {
         a.wait_for(|s| s["service"]["pid"].as_u64().is_some_and(|p| p != old) && connected(s))?;
         restarts.push(t0.elapsed().as_secs_f64() * 1e3);
     }
+    // A link click: a fresh `whatnext open --wait` process against a running controller, to a
+    // fresh peer each time (an already connected peer would answer at once).
+    let mut clicks = Vec::new();
+    let mut dials = Vec::new();
+    let (mut a, _) = Controller::start(whatnext)?;
+    for _ in 0..20 {
+        let (b, _) = Controller::start(whatnext)?;
+        let link = b.invite()?;
+        let t0 = Instant::now();
+        let status = Command::new(whatnext)
+            .arg("--home")
+            .arg(a.home.path())
+            .args(["open", "--wait", &link])
+            .stdout(Stdio::null())
+            .status()?;
+        let took = t0.elapsed();
+        if !status.success() {
+            bail!("open --wait failed");
+        }
+        clicks.push(took.as_secs_f64() * 1e3);
+        let state = a.wait_for(|s| s["link_attempts"].as_array().is_some_and(|l| !l.is_empty()))?;
+        if let Some(ms) = state["link_attempts"]
+            .as_array()
+            .and_then(|l| l.last())
+            .and_then(|l| l["dial_ms"].as_f64())
+        {
+            dials.push(ms);
+        }
+    }
+
     let max = restarts.iter().copied().fold(0.0, f64::max);
     Ok(json!({
         "cold_start_ms": cold,
@@ -173,5 +212,9 @@ pub fn run(whatnext: &Path) -> anyhow::Result<Value> {
         "idle_rss_controller_kb": rss.0,
         "idle_rss_service_kb": rss.1,
         "idle_rss_mb": (rss.0 + rss.1) as f64 / 1024.0,
+        "link_click_ms": clicks,
+        "link_click_p50_ms": median(clicks.clone()),
+        "dial_ms": dials,
+        "dial_p50_ms": median(dials.clone()),
     }))
 }

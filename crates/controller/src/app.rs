@@ -70,6 +70,7 @@ impl App {
             status: LinkStatus::Pending,
             error: None,
             addr: None,
+            dial_ms: None,
             needs_discovery: false,
             started_at_ms: now_ms(),
             finished_at_ms: None,
@@ -121,7 +122,10 @@ impl App {
             addrs: link.dial_addrs().iter().map(|a| a.to_string()).collect(),
         };
         let outcome = match self.service.request(command, timeout).await {
-            Ok(Event::Dialed { addr, .. }) => Ok(addr),
+            Ok(Event::Dialed { addr, micros, .. }) => {
+                attempt.dial_ms = micros.map(|us| us as f64 / 1000.0);
+                Ok(addr)
+            }
             Ok(Event::DialFailed { reason, .. }) if link.needs_discovery() => Err(format!(
                 "{reason}. The link has no addresses (an old-style link); ask for a new invite made with `whatnext invite`"
             )),

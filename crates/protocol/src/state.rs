@@ -176,6 +176,9 @@ pub struct LinkAttempt {
     pub error: Option<String>,
     /// The address the connection was made on.
     pub addr: Option<String>,
+    /// Time the network service took from dialing to connected, milliseconds.
+    #[serde(default)]
+    pub dial_ms: Option<f64>,
     /// The link carried no address: the peer has to be found by discovery.
     pub needs_discovery: bool,
     pub started_at_ms: u64,

@@ -1,0 +1,356 @@
+//! One playlist as a Loro document.
+//!
+//! Layout (root containers):
+//! * `meta` (map): id, name, description, owner_peer, owner_name, queue_mode, created_at,
+//!   updated_at.
+//! * `collaborators` (map): peer id → display name (concurrent joins merge).
+//! * `tags` (map): tag → true (a set).
+//! * `tracks` (movable list) of maps: id, title, artists (list value), album, duration_ms,
+//!   uri, added_by_peer, added_by_name, added_at. A movable list, so concurrent moves of one
+//!   track never duplicate it.
+//! * `votes`, `comments` (maps): reserved for the queue modes and track comments.
+
+use loro::{
+    ExportMode, LoroDoc, LoroList, LoroMap, LoroMovableList, LoroValue, ValueOrContainer,
+    VersionVector,
+};
+
+use crate::{
+    error::StoreError,
+    model::{Author, NewTrack, Playlist, QueueMode, Track},
+};
+
+pub struct PlaylistDoc {
+    doc: LoroDoc,
+}
+
+fn new_id(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+pub fn new_playlist_id() -> String {
+    new_id(16)
+}
+
+/// Longest accepted text field, so one edit cannot bloat every replica.
+pub const MAX_TEXT: usize = 4096;
+
+fn clean(field: &str, text: &str, required: bool) -> Result<String, StoreError> {
+    let text = text.trim();
+    if required && text.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "the {field} must not be empty"
+        )));
+    }
+    if text.len() > MAX_TEXT {
+        return Err(StoreError::Invalid(format!(
+            "the {field} is {} bytes long; the limit is {MAX_TEXT}",
+            text.len()
+        )));
+    }
+    Ok(text.to_string())
+}
+
+fn get_str(map: &LoroValue, key: &str) -> Option<String> {
+    map.as_map()?.get(key)?.as_string().map(|s| s.to_string())
+}
+
+fn get_u64(map: &LoroValue, key: &str) -> Option<u64> {
+    map.as_map()?
+        .get(key)?
+        .as_i64()
+        .and_then(|v| u64::try_from(*v).ok())
+}
+
+impl PlaylistDoc {
+    fn meta(&self) -> LoroMap {
+        self.doc.get_map("meta")
+    }
+    fn tracks(&self) -> LoroMovableList {
+        self.doc.get_movable_list("tracks")
+    }
+
+    /// A new, empty playlist owned by `owner`.
+    pub fn create(
+        id: &str,
+        name: &str,
+        description: &str,
+        owner: &Author,
+        now: u64,
+    ) -> Result<Self, StoreError> {
+        let name = clean("name", name, true)?;
+        let description = clean("description", description, false)?;
+        let doc = PlaylistDoc {
+            doc: LoroDoc::new(),
+        };
+        let meta = doc.meta();
+        meta.insert("id", id)?;
+        meta.insert("name", name)?;
+        meta.insert("description", description)?;
+        meta.insert("owner_peer", owner.peer_id.as_str())?;
+        meta.insert("owner_name", owner.display_name.as_str())?;
+        meta.insert("queue_mode", QueueMode::FreeForAll.as_str())?;
+        meta.insert("created_at", now as i64)?;
+        meta.insert("updated_at", now as i64)?;
+        doc.doc.commit();
+        Ok(doc)
+    }
+
+    /// A document from stored or received bytes (snapshot or updates).
+    pub fn empty() -> Self {
+        PlaylistDoc {
+            doc: LoroDoc::new(),
+        }
+    }
+
+    pub fn import(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.doc.import(bytes)?;
+        Ok(())
+    }
+
+    pub fn version(&self) -> VersionVector {
+        self.doc.oplog_vv()
+    }
+
+    pub fn export_updates_since(&self, since: &VersionVector) -> Result<Vec<u8>, StoreError> {
+        self.doc
+            .export(ExportMode::updates(since))
+            .map_err(|e| StoreError::Crdt(e.to_string()))
+    }
+
+    pub fn export_snapshot(&self) -> Result<Vec<u8>, StoreError> {
+        self.doc
+            .export(ExportMode::Snapshot)
+            .map_err(|e| StoreError::Crdt(e.to_string()))
+    }
+
+    pub fn id(&self) -> String {
+        get_str(&self.meta().get_value(), "id").unwrap_or_default()
+    }
+
+    fn touch(&self, now: u64) -> Result<(), StoreError> {
+        self.meta().insert("updated_at", now as i64)?;
+        Ok(())
+    }
+
+    pub fn add_tracks(
+        &self,
+        tracks: &[NewTrack],
+        by: &Author,
+        now: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut checked = Vec::with_capacity(tracks.len());
+        for track in tracks {
+            let title = clean("title", &track.title, true)?;
+            let mut artists = Vec::new();
+            for artist in &track.artists {
+                artists.push(clean("artist", artist, true)?);
+            }
+            let album = track
+                .album
+                .as_deref()
+                .map(|a| clean("album", a, false))
+                .transpose()?;
+            let uri = track
+                .uri
+                .as_deref()
+                .map(|u| clean("uri", u, false))
+                .transpose()?;
+            checked.push((
+                title,
+                artists,
+                album.filter(|a| !a.is_empty()),
+                uri.filter(|u| !u.is_empty()),
+                track.duration_ms,
+            ));
+        }
+        let list = self.tracks();
+        let mut ids = Vec::with_capacity(checked.len());
+        for (title, artists, album, uri, duration_ms) in checked {
+            let id = new_id(8);
+            let map = list.push_container(LoroMap::new())?;
+            map.insert("id", id.as_str())?;
+            map.insert("title", title)?;
+            let artist_list = map.insert_container("artists", LoroList::new())?;
+            for artist in artists {
+                artist_list.push(artist)?;
+            }
+            if let Some(album) = album {
+                map.insert("album", album)?;
+            }
+            if let Some(duration) = duration_ms {
+                map.insert("duration_ms", i64::try_from(duration).unwrap_or(i64::MAX))?;
+            }
+            if let Some(uri) = uri {
+                map.insert("uri", uri)?;
+            }
+            map.insert("added_by_peer", by.peer_id.as_str())?;
+            map.insert("added_by_name", by.display_name.as_str())?;
+            map.insert("added_at", now as i64)?;
+            ids.push(id);
+        }
+        self.touch(now)?;
+        self.doc.commit();
+        Ok(ids)
+    }
+
+    fn index_of(&self, track_id: &str) -> Result<usize, StoreError> {
+        let list = self.tracks();
+        for i in 0..list.len() {
+            if let Some(ValueOrContainer::Container(loro::Container::Map(map))) = list.get(i)
+                && let Some(ValueOrContainer::Value(v)) = map.get("id")
+                && v.as_string().is_some_and(|s| s.as_str() == track_id)
+            {
+                return Ok(i);
+            }
+        }
+        Err(StoreError::UnknownTrack {
+            playlist: self.id(),
+            track: track_id.to_string(),
+        })
+    }
+
+    pub fn move_track(&self, track_id: &str, to: usize, now: u64) -> Result<(), StoreError> {
+        let from = self.index_of(track_id)?;
+        let len = self.tracks().len();
+        if to >= len {
+            return Err(StoreError::IndexOutOfRange { index: to, len });
+        }
+        if from != to {
+            self.tracks().mov(from, to)?;
+            self.touch(now)?;
+            self.doc.commit();
+        }
+        Ok(())
+    }
+
+    pub fn remove_track(&self, track_id: &str, now: u64) -> Result<(), StoreError> {
+        let at = self.index_of(track_id)?;
+        self.tracks().delete(at, 1)?;
+        self.touch(now)?;
+        self.doc.commit();
+        Ok(())
+    }
+
+    pub fn rename(&self, name: &str, now: u64) -> Result<(), StoreError> {
+        let name = clean("name", name, true)?;
+        self.meta().insert("name", name)?;
+        self.touch(now)?;
+        self.doc.commit();
+        Ok(())
+    }
+
+    /// Sets the fields an import brings that `create` does not.
+    pub fn set_imported(&self, playlist: &Playlist) -> Result<(), StoreError> {
+        let meta = self.meta();
+        meta.insert("queue_mode", playlist.queue_mode.as_str())?;
+        meta.insert("created_at", playlist.created_at as i64)?;
+        meta.insert("updated_at", playlist.updated_at as i64)?;
+        let collaborators = self.doc.get_map("collaborators");
+        for member in &playlist.collaborators {
+            collaborators.insert(&member.peer_id, member.display_name.as_str())?;
+        }
+        let tags = self.doc.get_map("tags");
+        for tag in &playlist.tags {
+            tags.insert(&clean("tag", tag, true)?, true)?;
+        }
+        let list = self.tracks();
+        for track in &playlist.tracks {
+            let map = list.push_container(LoroMap::new())?;
+            map.insert("id", track.id.as_str())?;
+            map.insert("title", clean("title", &track.title, true)?)?;
+            let artists = map.insert_container("artists", LoroList::new())?;
+            for artist in &track.artists {
+                artists.push(clean("artist", artist, true)?)?;
+            }
+            if let Some(album) = &track.album {
+                map.insert("album", clean("album", album, false)?)?;
+            }
+            if let Some(duration) = track.duration_ms {
+                map.insert("duration_ms", i64::try_from(duration).unwrap_or(i64::MAX))?;
+            }
+            if let Some(uri) = &track.uri {
+                map.insert("uri", clean("uri", uri, false)?)?;
+            }
+            map.insert("added_by_peer", track.added_by.peer_id.as_str())?;
+            map.insert("added_by_name", track.added_by.display_name.as_str())?;
+            map.insert("added_at", track.added_at as i64)?;
+        }
+        self.doc.commit();
+        Ok(())
+    }
+
+    /// The whole playlist as plain values.
+    pub fn read(&self) -> Playlist {
+        let meta = self.meta().get_value();
+        let tracks_value = self.tracks().get_deep_value();
+        let tracks = tracks_value
+            .as_list()
+            .map(|items| items.iter().map(track_from).collect())
+            .unwrap_or_default();
+        let members = |name: &str| -> Vec<(String, LoroValue)> {
+            let value = self.doc.get_map(name).get_value();
+            let mut entries: Vec<(String, LoroValue)> = value
+                .as_map()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            entries
+        };
+        Playlist {
+            id: get_str(&meta, "id").unwrap_or_default(),
+            name: get_str(&meta, "name").unwrap_or_default(),
+            description: get_str(&meta, "description").unwrap_or_default(),
+            owner: Author {
+                peer_id: get_str(&meta, "owner_peer").unwrap_or_default(),
+                display_name: get_str(&meta, "owner_name").unwrap_or_default(),
+            },
+            collaborators: members("collaborators")
+                .into_iter()
+                .map(|(peer_id, name)| Author {
+                    peer_id,
+                    display_name: name.as_string().map(|s| s.to_string()).unwrap_or_default(),
+                })
+                .collect(),
+            tags: members("tags").into_iter().map(|(tag, _)| tag).collect(),
+            queue_mode: get_str(&meta, "queue_mode")
+                .and_then(|m| QueueMode::parse(&m))
+                .unwrap_or_default(),
+            created_at: get_u64(&meta, "created_at").unwrap_or_default(),
+            updated_at: get_u64(&meta, "updated_at").unwrap_or_default(),
+            tracks,
+        }
+    }
+
+    pub fn track_count(&self) -> usize {
+        self.tracks().len()
+    }
+}
+
+fn track_from(value: &LoroValue) -> Track {
+    let artists = value
+        .as_map()
+        .and_then(|m| m.get("artists"))
+        .and_then(|a| a.as_list())
+        .map(|list| {
+            list.iter()
+                .filter_map(|a| a.as_string().map(|s| s.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Track {
+        id: get_str(value, "id").unwrap_or_default(),
+        title: get_str(value, "title").unwrap_or_default(),
+        artists,
+        album: get_str(value, "album"),
+        duration_ms: get_u64(value, "duration_ms"),
+        uri: get_str(value, "uri"),
+        added_by: Author {
+            peer_id: get_str(value, "added_by_peer").unwrap_or_default(),
+            display_name: get_str(value, "added_by_name").unwrap_or_default(),
+        },
+        added_at: get_u64(value, "added_at").unwrap_or_default(),
+    }
+}

@@ -1,0 +1,24 @@
+//! Local-first playlists: each playlist is a Loro CRDT document, persisted crash-safely.
+//!
+//! * [`model`]: the plain types the rest of the app uses (no Loro types leak out).
+//! * [`doc`]: one playlist as a Loro document and the edits on it.
+//! * [`log`]: the fsync'ed append-only update log with torn-tail recovery.
+//! * [`store`]: all playlists on disk: snapshots, logs, compaction, format version.
+//! * [`markdown`]: the Markdown + YAML mirror and export/import format.
+//!
+//! Invariant: only the controller process writes the store, and a write returns `Ok` only
+//! once it is durable.
+
+pub mod doc;
+pub mod error;
+pub mod log;
+pub mod markdown;
+pub mod model;
+pub mod store;
+
+pub use error::StoreError;
+pub use model::{Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track};
+pub use store::{LoadReport, Store};
+
+#[cfg(test)]
+mod tests;

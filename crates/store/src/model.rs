@@ -1,0 +1,102 @@
+//! The playlist model as the rest of the app sees it: plain serde types, no Loro.
+//! Field names are part of the CLI/API JSON contract (add fields, never rename).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueMode {
+    #[default]
+    FreeForAll,
+    TurnTaking,
+    VoteBased,
+}
+
+impl QueueMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueMode::FreeForAll => "free_for_all",
+            QueueMode::TurnTaking => "turn_taking",
+            QueueMode::VoteBased => "vote_based",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "free_for_all" => Some(QueueMode::FreeForAll),
+            "turn_taking" => Some(QueueMode::TurnTaking),
+            "vote_based" => Some(QueueMode::VoteBased),
+            _ => None,
+        }
+    }
+}
+
+/// Who made a change: a peer id and the name its user chose.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    pub peer_id: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Track {
+    pub id: String,
+    pub title: String,
+    pub artists: Vec<String>,
+    pub album: Option<String>,
+    pub duration_ms: Option<u64>,
+    /// `spotify:…`, `https://…` or `file:…`.
+    pub uri: Option<String>,
+    pub added_by: Author,
+    /// Unix milliseconds.
+    pub added_at: u64,
+}
+
+/// A track to add: what the user types.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTrack {
+    pub title: String,
+    #[serde(default)]
+    pub artists: Vec<String>,
+    #[serde(default)]
+    pub album: Option<String>,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub uri: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Playlist {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub owner: Author,
+    /// Members besides the owner, by peer id (sorted).
+    pub collaborators: Vec<Author>,
+    pub tags: Vec<String>,
+    pub queue_mode: QueueMode,
+    /// Unix milliseconds.
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub tracks: Vec<Track>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaylistSummary {
+    pub id: String,
+    pub name: String,
+    pub track_count: usize,
+    pub updated_at: u64,
+}
+
+impl Playlist {
+    pub fn summary(&self) -> PlaylistSummary {
+        PlaylistSummary {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            track_count: self.tracks.len(),
+            updated_at: self.updated_at,
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The on-disk store: one directory per playlist under `<home>/store/`.
+//!
+//! ```text
+//! store/FORMAT                  format version of this layout ("1")
+//! store/<id>/snapshot.loro      compacted Loro snapshot (temp file + fsync + rename)
+//! store/<id>/updates.log        fsync'ed records of every update since the snapshot
+//! store/trash/<id>-<ms>/        deleted playlists (moved, never erased)
+//! ```
+//!
+//! Invariant: a write returns Ok only after its update is durable. Loading replays the
+//! snapshot and then the log; Loro imports are idempotent, so a crash between writing a
+//! snapshot and emptying the log only replays updates the snapshot already holds.
+
+use std::{
+    collections::BTreeMap,
+    fs::{self, File},
+    io::Write as _,
+    path::{Path, PathBuf},
+};
+
+use loro::VersionVector;
+
+use crate::{
+    doc::{PlaylistDoc, new_playlist_id},
+    error::StoreError,
+    log::UpdateLog,
+    model::{Author, NewTrack, Playlist, PlaylistSummary},
+};
+
+pub const FORMAT_VERSION: u32 = 1;
+/// Fold the log into a snapshot after this many records…
+const COMPACT_EVERY_RECORDS: usize = 500;
+/// …or this many bytes of log.
+const COMPACT_EVERY_BYTES: u64 = 4 * 1024 * 1024;
+
+struct Entry {
+    doc: PlaylistDoc,
+    log: UpdateLog,
+    /// Version already durable on disk.
+    saved: VersionVector,
+    records: usize,
+}
+
+pub struct Store {
+    root: PathBuf,
+    playlists: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub playlists: usize,
+    /// Damaged log tails that were skipped (and kept at these paths).
+    pub torn_tails: Vec<PathBuf>,
+    /// Playlists that could not be loaded at all, left untouched on disk, with the reason.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+fn is_playlist_id(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Writes `bytes` to `path` atomically and durably.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).map_err(StoreError::io("create", &tmp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(StoreError::io("write", &tmp))?;
+    fs::rename(&tmp, path).map_err(StoreError::io("rename into place", path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens the store under `root`, creating it if needed, and loads every playlist.
+    pub fn open(root: &Path, now_ms: u64) -> Result<(Store, LoadReport), StoreError> {
+        fs::create_dir_all(root).map_err(StoreError::io("create", root))?;
+        let format_path = root.join("FORMAT");
+        match fs::read_to_string(&format_path) {
+            Ok(text) => {
+                let found: u32 = text.trim().parse().map_err(|_| StoreError::Io {
+                    action: "read the format version in",
+                    path: format_path.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{text:?} is not a number"),
+                    ),
+                })?;
+                if found > FORMAT_VERSION {
+                    return Err(StoreError::NewerFormat {
+                        path: root.to_path_buf(),
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                write_atomic(&format_path, format!("{FORMAT_VERSION}\n").as_bytes())?;
+            }
+            Err(e) => return Err(StoreError::io("read", &format_path)(e)),
+        }
+
+        let mut store = Store {
+            root: root.to_path_buf(),
+            playlists: BTreeMap::new(),
+        };
+        let mut report = LoadReport::default();
+        let entries = fs::read_dir(root).map_err(StoreError::io("list", root))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            if !path.is_dir() || name == "trash" || !is_playlist_id(&name) {
+                continue;
+            }
+            match load_entry(&path, now_ms) {
+                Ok((loaded, torn)) => {
+                    report.torn_tails.extend(torn);
+                    store.playlists.insert(name, loaded);
+                }
+                Err(err) => {
+                    tracing::error!("could not load the playlist in {}: {err}", path.display());
+                    report.unreadable.push((path, err.to_string()));
+                }
+            }
+        }
+        report.playlists = store.playlists.len();
+        Ok((store, report))
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    fn entry(&self, id: &str) -> Result<&Entry, StoreError> {
+        self.playlists
+            .get(id)
+            .ok_or_else(|| StoreError::UnknownPlaylist(id.to_string()))
+    }
+
+    fn entry_mut(&mut self, id: &str) -> Result<&mut Entry, StoreError> {
+        self.playlists
+            .get_mut(id)
+            .ok_or_else(|| StoreError::UnknownPlaylist(id.to_string()))
+    }
+
+    fn insert_new(&mut self, id: String, doc: PlaylistDoc, now_ms: u64) -> Result<(), StoreError> {
+        let dir = self.dir(&id);
+        fs::create_dir_all(&dir).map_err(StoreError::io("create", &dir))?;
+        write_atomic(&dir.join("snapshot.loro"), &doc.export_snapshot()?)?;
+        sync_dir(&self.root);
+        let (log, _) = UpdateLog::open(&dir.join("updates.log"), now_ms)?;
+        let saved = doc.version();
+        self.playlists.insert(
+            id,
+            Entry {
+                doc,
+                log,
+                saved,
+                records: 0,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn create(
+        &mut self,
+        name: &str,
+        description: &str,
+        owner: &Author,
+        now_ms: u64,
+    ) -> Result<String, StoreError> {
+        let id = new_playlist_id();
+        let doc = PlaylistDoc::create(&id, name, description, owner, now_ms)?;
+        self.insert_new(id.clone(), doc, now_ms)?;
+        Ok(id)
+    }
+
+    /// Creates a playlist from an exported one. Keeps its id unless `as_new` (or the id is
+    /// taken, which is an error without `as_new`).
+    pub fn import(
+        &mut self,
+        playlist: &Playlist,
+        as_new: bool,
+        now_ms: u64,
+    ) -> Result<String, StoreError> {
+        let id = if as_new {
+            new_playlist_id()
+        } else {
+            playlist.id.clone()
+        };
+        if !is_playlist_id(&id) {
+            return Err(StoreError::Invalid(format!(
+                "{id:?} is not a valid playlist id"
+            )));
+        }
+        if self.playlists.contains_key(&id) {
+            return Err(StoreError::Exists(id));
+        }
+        let doc = PlaylistDoc::create(
+            &id,
+            &playlist.name,
+            &playlist.description,
+            &playlist.owner,
+            playlist.created_at,
+        )?;
+        doc.set_imported(playlist)?;
+        self.insert_new(id.clone(), doc, now_ms)?;
+        Ok(id)
+    }
+
+    pub fn list(&self) -> Vec<PlaylistSummary> {
+        let mut list: Vec<PlaylistSummary> = self
+            .playlists
+            .values()
+            .map(|e| e.doc.read().summary())
+            .collect();
+        list.sort_by(|a, b| {
+            b.updated_at
+                .cmp(&a.updated_at)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        list
+    }
+
+    pub fn get(&self, id: &str) -> Result<Playlist, StoreError> {
+        Ok(self.entry(id)?.doc.read())
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.playlists.contains_key(id)
+    }
+
+    pub fn add_tracks(
+        &mut self,
+        id: &str,
+        tracks: &[NewTrack],
+        by: &Author,
+        now_ms: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        if tracks.is_empty() {
+            return Err(StoreError::Invalid("no tracks to add".into()));
+        }
+        let ids = self.entry(id)?.doc.add_tracks(tracks, by, now_ms)?;
+        self.persist(id)?;
+        Ok(ids)
+    }
+
+    pub fn move_track(
+        &mut self,
+        id: &str,
+        track_id: &str,
+        to: usize,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.entry(id)?.doc.move_track(track_id, to, now_ms)?;
+        self.persist(id)
+    }
+
+    pub fn remove_track(
+        &mut self,
+        id: &str,
+        track_id: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.entry(id)?.doc.remove_track(track_id, now_ms)?;
+        self.persist(id)
+    }
+
+    pub fn rename(&mut self, id: &str, name: &str, now_ms: u64) -> Result<(), StoreError> {
+        self.entry(id)?.doc.rename(name, now_ms)?;
+        self.persist(id)
+    }
+
+    /// Moves the playlist to `store/trash/`; nothing is erased.
+    pub fn delete(&mut self, id: &str, now_ms: u64) -> Result<(), StoreError> {
+        self.entry(id)?;
+        let trash = self.root.join("trash");
+        fs::create_dir_all(&trash).map_err(StoreError::io("create", &trash))?;
+        let from = self.dir(id);
+        let to = trash.join(format!("{id}-{now_ms}"));
+        fs::rename(&from, &to).map_err(StoreError::io("move to the trash", &from))?;
+        sync_dir(&self.root);
+        sync_dir(&trash);
+        self.playlists.remove(id);
+        Ok(())
+    }
+
+    /// Version vector of a playlist, encoded, for sync.
+    pub fn version(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        Ok(self.entry(id)?.doc.version().encode())
+    }
+
+    /// Updates the holder of `their_version` lacks.
+    pub fn export_since(&self, id: &str, their_version: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let vv = VersionVector::decode(their_version)
+            .map_err(|e| StoreError::Crdt(format!("bad version vector: {e}")))?;
+        self.entry(id)?.doc.export_updates_since(&vv)
+    }
+
+    /// Applies updates from a peer and makes them durable.
+    pub fn apply_remote(&mut self, id: &str, updates: &[u8]) -> Result<(), StoreError> {
+        self.entry(id)?.doc.import(updates)?;
+        self.persist(id)
+    }
+
+    /// Appends what changed since the last durable version, and compacts when due.
+    fn persist(&mut self, id: &str) -> Result<(), StoreError> {
+        let dir = self.dir(id);
+        let entry = self.entry_mut(id)?;
+        let version = entry.doc.version();
+        if version == entry.saved {
+            return Ok(());
+        }
+        let update = entry.doc.export_updates_since(&entry.saved)?;
+        entry.log.append(&update)?;
+        entry.saved = version;
+        entry.records += 1;
+        if entry.records >= COMPACT_EVERY_RECORDS || entry.log.len() >= COMPACT_EVERY_BYTES {
+            compact(entry, &dir)?;
+        }
+        Ok(())
+    }
+
+    /// Folds every playlist's log into its snapshot (e.g. on a clean shutdown).
+    pub fn compact_all(&mut self) -> Result<(), StoreError> {
+        let root = self.root.clone();
+        for (id, entry) in &mut self.playlists {
+            if !entry.log.is_empty() {
+                compact(entry, &root.join(id))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes on disk of one playlist (snapshot + log).
+    pub fn disk_usage(&self, id: &str) -> u64 {
+        let dir = self.dir(id);
+        ["snapshot.loro", "updates.log"]
+            .iter()
+            .filter_map(|f| fs::metadata(dir.join(f)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+fn compact(entry: &mut Entry, dir: &Path) -> Result<(), StoreError> {
+    write_atomic(&dir.join("snapshot.loro"), &entry.doc.export_snapshot()?)?;
+    entry.log.reset()?;
+    entry.records = 0;
+    Ok(())
+}
+
+fn load_entry(dir: &Path, now_ms: u64) -> Result<(Entry, Option<PathBuf>), StoreError> {
+    let doc = PlaylistDoc::empty();
+    let snapshot = dir.join("snapshot.loro");
+    match fs::read(&snapshot) {
+        Ok(bytes) => doc.import(&bytes)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StoreError::io("read", &snapshot)(e)),
+    }
+    let (log, recovered) = UpdateLog::open(&dir.join("updates.log"), now_ms)?;
+    let records = recovered.records.len();
+    for record in &recovered.records {
+        doc.import(record)?;
+    }
+    let saved = doc.version();
+    Ok((
+        Entry {
+            doc,
+            log,
+            saved,
+            records,
+        },
+        recovered.torn_tail,
+    ))
+}
