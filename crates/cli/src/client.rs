@@ -44,7 +44,27 @@ impl Client {
             .get(&self.url(path))
             .header("Authorization", &self.auth())
             .call();
-        self.finish(path, response)
+        let mut response = self.check(path, response)?;
+        response
+            .body_mut()
+            .read_json()
+            .with_context(|| format!("unreadable answer from {path}"))
+    }
+
+    /// A GET whose answer is text (e.g. a Markdown export).
+    pub fn get_text(&self, path: &str, timeout: Duration) -> anyhow::Result<String> {
+        let response = self
+            .agent(timeout)
+            .get(&self.url(path))
+            .header("Authorization", &self.auth())
+            .call();
+        let mut response = self.check(path, response)?;
+        response
+            .body_mut()
+            .with_config()
+            .limit(512 * 1024 * 1024)
+            .read_to_string()
+            .with_context(|| format!("unreadable answer from {path}"))
     }
 
     pub fn post<B: Serialize, T: DeserializeOwned>(
@@ -58,14 +78,32 @@ impl Client {
             .post(&self.url(path))
             .header("Authorization", &self.auth())
             .send_json(body);
-        self.finish(path, response)
+        let mut response = self.check(path, response)?;
+        response
+            .body_mut()
+            .read_json()
+            .with_context(|| format!("unreadable answer from {path}"))
     }
 
-    fn finish<T: DeserializeOwned>(
+    pub fn delete<T: DeserializeOwned>(&self, path: &str, timeout: Duration) -> anyhow::Result<T> {
+        let response = self
+            .agent(timeout)
+            .delete(&self.url(path))
+            .header("Authorization", &self.auth())
+            .call();
+        let mut response = self.check(path, response)?;
+        response
+            .body_mut()
+            .read_json()
+            .with_context(|| format!("unreadable answer from {path}"))
+    }
+
+    /// Turns transport failures and error statuses into errors that say what happened.
+    fn check(
         &self,
         path: &str,
         response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> anyhow::Result<T> {
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let mut response = match response {
             Ok(response) => response,
             Err(ureq::Error::Io(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -81,18 +119,14 @@ impl Client {
                 });
             }
         };
-        let status = response.status();
-        if status.is_success() {
-            return response
-                .body_mut()
-                .read_json()
-                .with_context(|| format!("unreadable answer from {path}"));
+        if response.status().is_success() {
+            return Ok(response);
         }
         let text = response.body_mut().read_to_string().unwrap_or_default();
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or(text);
+            .unwrap_or_else(|| format!("{path}: HTTP {} {text}", response.status()));
         bail!("{message}")
     }
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod forward;
+mod playlist;
 mod status;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -73,6 +74,9 @@ enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// Create, edit, export and import playlists.
+    #[command(subcommand)]
+    Playlist(playlist::PlaylistCommand),
     /// Make this binary the OS handler for whtnxt:// links.
     Register,
     /// Remove the OS handler for whtnxt:// links.
@@ -152,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout,
             json,
         } => return open(&home, &url, wait, timeout, json),
+        Commands::Playlist(command) => playlist::run(&Client::for_home(&home)?, command)?,
         Commands::Register => {
             let binary = std::env::current_exe()?;
             let home_arg = home_explicit.then(|| home.dir());

@@ -35,6 +35,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/invite", get(invite))
         .route("/api/open", post(open_link))
         .route("/api/shutdown", post(shutdown))
+        .merge(crate::playlists_api::routes())
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }

@@ -18,6 +18,7 @@ use whatnext_protocol::{
 };
 
 use crate::{
+    library::Library,
     state::{StateHandle, now_ms},
     supervisor::ServiceClient,
 };
@@ -30,6 +31,7 @@ pub struct App {
     /// Base URL of the HTTP API and view.
     pub url: String,
     pub shutdown: CancellationToken,
+    pub library: Arc<Library>,
     next_link_id: AtomicU64,
 }
 
@@ -43,6 +45,7 @@ impl App {
         token: String,
         url: String,
         shutdown: CancellationToken,
+        library: Arc<Library>,
     ) -> Self {
         Self {
             state,
@@ -50,6 +53,7 @@ impl App {
             token,
             url,
             shutdown,
+            library,
             next_link_id: AtomicU64::new(1),
         }
     }

@@ -19,6 +19,8 @@ pub struct ConfigFile {
     pub relays: Option<Vec<String>>,
     /// Register as the OS handler for whtnxt:// links on the first start of a home.
     pub register: Option<bool>,
+    /// The name shown to friends next to what you add.
+    pub display_name: Option<String>,
 }
 
 impl ConfigFile {
@@ -60,6 +62,16 @@ pub struct Settings {
     pub bootstrap: Vec<String>,
     pub relays: Vec<String>,
     pub register: bool,
+    pub display_name: String,
+}
+
+/// The login name, until the user picks a display name.
+fn default_display_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "WhatNext user".to_string())
 }
 
 pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"];
@@ -80,6 +92,10 @@ impl Settings {
             bootstrap: file.bootstrap.unwrap_or_default(),
             relays: file.relays.unwrap_or_default(),
             register: !flags.no_register && file.register.unwrap_or(true),
+            display_name: file
+                .display_name
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(default_display_name),
         }
     }
 }

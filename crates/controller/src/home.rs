@@ -6,6 +6,8 @@
 //! <home>/api.json       {url, token, pid} of the running controller, mode 0600
 //! <home>/whatnext.lock  single-instance lock (holds the controller's pid)
 //! <home>/whatnext.sock  single-instance socket: `open URL` hands links over here
+//! <home>/store/         the playlists (Loro snapshots + fsync'ed update logs)
+//! <home>/playlists/     a Markdown copy of each playlist, for people and version control
 //! <home>/logs/          the controller's logs, the service's included
 //! ```
 
@@ -53,6 +55,13 @@ impl Home {
     }
     pub fn socket_path(&self) -> PathBuf {
         self.dir.join("whatnext.sock")
+    }
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.join("store")
+    }
+    /// The human-readable Markdown copies of the playlists.
+    pub fn mirror_dir(&self) -> PathBuf {
+        self.dir.join("playlists")
     }
     pub fn logs_dir(&self) -> PathBuf {
         self.dir.join("logs")

@@ -15,9 +15,11 @@ pub mod config;
 pub mod error;
 pub mod home;
 pub mod identity;
+pub mod library;
 pub mod local_socket;
 pub mod logging;
 pub mod os_handler;
+pub mod playlists_api;
 pub mod single_instance;
 pub mod state;
 pub mod supervisor;
@@ -60,6 +62,29 @@ pub fn run(home: Home, flags: RunFlags) -> anyhow::Result<()> {
         agent_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
         ping_interval_ms: 5_000,
     };
+    let (store, report) =
+        whatnext_store::Store::open(&home.store_dir(), now_ms()).with_context(|| {
+            format!(
+                "cannot open the playlist store in {}",
+                home.store_dir().display()
+            )
+        })?;
+    for tail in &report.torn_tails {
+        tracing::warn!(
+            "recovered from an interrupted write; the damaged bytes are kept in {}",
+            tail.display()
+        );
+    }
+    for (path, why) in &report.unreadable {
+        tracing::error!(
+            "playlist in {} could not be loaded and was left untouched: {why}",
+            path.display()
+        );
+    }
+    let author = whatnext_protocol::playlist::Author {
+        peer_id: identity.peer_id.to_string(),
+        display_name: settings.display_name.clone(),
+    };
     let initial = AppState::initial(
         std::process::id(),
         identity.peer_id.to_string(),
@@ -71,7 +96,7 @@ pub fn run(home: Home, flags: RunFlags) -> anyhow::Result<()> {
         node,
         policy: RestartPolicy::default(),
     };
-    runtime.block_on(serve(home, settings, spec, initial))
+    runtime.block_on(serve(home, settings, spec, initial, (store, author)))
 }
 
 async fn serve(
@@ -79,10 +104,12 @@ async fn serve(
     settings: Settings,
     spec: ServiceSpec,
     initial: AppState,
+    (store, author): (whatnext_store::Store, whatnext_protocol::playlist::Author),
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signals(shutdown.clone()));
     let state = StateHandle::new(initial);
+    let library = library::Library::start(store, author, state.clone(), home.mirror_dir());
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.api_port))
         .await
@@ -110,6 +137,7 @@ async fn serve(
         token.clone(),
         url.clone(),
         shutdown.clone(),
+        Arc::clone(&library),
     ));
     tokio::spawn(local_socket::serve(Arc::clone(&app), socket));
 
@@ -132,6 +160,7 @@ async fn serve(
         .await;
     shutdown.cancel();
     let _ = supervisor.await;
+    let _ = tokio::task::spawn_blocking(move || library.compact()).await;
     remove_api_file(&home);
     tracing::info!("stopped");
     served.context("the API server failed")

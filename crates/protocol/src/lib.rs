@@ -4,6 +4,7 @@
 //! * [`ipc`]: the commands the controller sends and the events the service answers with.
 //! * [`link`]: the `whtnxt://` invite link grammar.
 //! * [`local`]: the single-instance socket's messages.
+//! * [`playlist`]: playlists and tracks as the CLI, the API and the view see them.
 //! * [`state`]: the versioned `AppState` the controller publishes to the CLI and the view.
 //!
 //! Invariant: this crate does no I/O. It turns bytes into values and back, so both ends of
@@ -13,6 +14,7 @@ pub mod frame;
 pub mod ipc;
 pub mod link;
 pub mod local;
+pub mod playlist;
 pub mod state;
 
 /// Version of the controller ↔ service protocol. The service announces it in `ready`; the

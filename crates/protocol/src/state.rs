@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::playlist::PlaylistSummary;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
@@ -55,6 +57,9 @@ pub struct AppState {
     /// The most recent links opened (newest last, at most [`MAX_LINK_ATTEMPTS`]).
     #[serde(default)]
     pub link_attempts: Vec<LinkAttempt>,
+    /// Every playlist in the store, newest change first.
+    #[serde(default)]
+    pub playlists: Vec<PlaylistSummary>,
 }
 
 impl AppState {
@@ -74,6 +79,7 @@ impl AppState {
             home,
             started_at_ms,
             link_attempts: vec![],
+            playlists: vec![],
         }
     }
 }
@@ -138,6 +144,7 @@ mod tests {
             home: "/tmp/x".into(),
             started_at_ms: 0,
             link_attempts: vec![],
+            playlists: vec![],
         };
         let json = serde_json::to_value(&state).expect("serializes");
         for key in [

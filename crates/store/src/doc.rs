@@ -15,10 +15,9 @@ use loro::{
     VersionVector,
 };
 
-use crate::{
-    error::StoreError,
-    model::{Author, NewTrack, Playlist, QueueMode, Track},
-};
+use whatnext_protocol::playlist::{Author, NewTrack, Playlist, QueueMode, Track};
+
+use crate::error::StoreError;
 
 pub struct PlaylistDoc {
     doc: LoroDoc,

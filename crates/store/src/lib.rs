@@ -1,6 +1,6 @@
 //! Local-first playlists: each playlist is a Loro CRDT document, persisted crash-safely.
 //!
-//! * [`model`]: the plain types the rest of the app uses (no Loro types leak out).
+//! The plain types it speaks are in `whatnext_protocol::playlist`; no Loro type leaks out.
 //! * [`doc`]: one playlist as a Loro document and the edits on it.
 //! * [`log`]: the fsync'ed append-only update log with torn-tail recovery.
 //! * [`store`]: all playlists on disk: snapshots, logs, compaction, format version.
@@ -13,12 +13,13 @@ pub mod doc;
 pub mod error;
 pub mod log;
 pub mod markdown;
-pub mod model;
 pub mod store;
 
 pub use error::StoreError;
-pub use model::{Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track};
 pub use store::{LoadReport, Store};
+pub use whatnext_protocol::playlist::{
+    Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track,
+};
 
 #[cfg(test)]
 mod tests;

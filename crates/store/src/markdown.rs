@@ -17,7 +17,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{error::StoreError, model::Playlist};
+use whatnext_protocol::playlist::Playlist;
+
+use crate::error::StoreError;
 
 pub const MARKDOWN_FORMAT: u32 = 1;
 

@@ -20,11 +20,12 @@ use std::{
 
 use loro::VersionVector;
 
+use whatnext_protocol::playlist::{Author, NewTrack, Playlist, PlaylistSummary};
+
 use crate::{
     doc::{PlaylistDoc, new_playlist_id},
     error::StoreError,
     log::UpdateLog,
-    model::{Author, NewTrack, Playlist, PlaylistSummary},
 };
 
 pub const FORMAT_VERSION: u32 = 1;

@@ -3,10 +3,11 @@
 
 use proptest::prelude::*;
 
+use whatnext_protocol::playlist::{Author, NewTrack};
+
 use crate::{
     doc::PlaylistDoc,
     markdown::{from_markdown, to_markdown},
-    model::{Author, NewTrack},
     store::Store,
 };
 

@@ -1,0 +1,164 @@
+//! The controller's side of the store: the one writer of the user's playlists.
+//!
+//! Store calls block (every write is fsync'ed), so they run on tokio's blocking pool, one at
+//! a time behind a mutex. After each change the playlist summaries in `AppState` are
+//! refreshed (waking long-pollers) and the playlist's Markdown mirror is rewritten, debounced.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use tokio::sync::mpsc;
+use whatnext_protocol::playlist::Author;
+use whatnext_store::{Store, StoreError, markdown};
+
+use crate::state::{StateHandle, now_ms};
+
+pub struct Library {
+    store: Mutex<Store>,
+    pub author: Author,
+    state: StateHandle,
+    mirror: mpsc::UnboundedSender<String>,
+}
+
+/// How long the mirror waits for more changes before writing files.
+const MIRROR_DEBOUNCE: Duration = Duration::from_millis(300);
+
+impl Library {
+    /// Wraps an opened store and starts the Markdown mirror under `mirror_dir`.
+    pub fn start(
+        store: Store,
+        author: Author,
+        state: StateHandle,
+        mirror_dir: PathBuf,
+    ) -> Arc<Library> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let library = Arc::new(Library {
+            store: Mutex::new(store),
+            author,
+            state,
+            mirror: tx,
+        });
+        library.publish_summaries();
+        let ids: Vec<String> = library.lock().list().into_iter().map(|p| p.id).collect();
+        for id in ids {
+            let _ = library.mirror.send(id);
+        }
+        tokio::spawn(mirror(Arc::clone(&library), mirror_dir, rx));
+        library
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock cannot leave the store half-written on disk (writes
+        // are atomic or append-only), so a poisoned lock is still safe to use.
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn publish_summaries(&self) {
+        let summaries = self.lock().list();
+        self.state.update(|s| {
+            let changed = s.playlists != summaries;
+            s.playlists = summaries;
+            changed
+        });
+    }
+
+    /// Reads from the store on the blocking pool.
+    pub async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let library = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&library.lock()))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Invalid(format!("the store task failed: {e}"))))
+    }
+
+    /// Changes the store on the blocking pool; `f` returns its result and the id of the
+    /// playlist it changed. Returns once the change is durable.
+    pub async fn write<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Store, &Author, u64) -> Result<(T, String), StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let library = Arc::clone(self);
+        let result = tokio::task::spawn_blocking(move || {
+            let mut store = library.lock();
+            f(&mut store, &library.author, now_ms())
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Invalid(format!("the store task failed: {e}"))));
+        let (value, changed) = result?;
+        self.publish_summaries();
+        let _ = self.mirror.send(changed);
+        Ok(value)
+    }
+
+    /// Folds update logs into snapshots; for a clean shutdown.
+    pub fn compact(&self) {
+        if let Err(err) = self.lock().compact_all() {
+            tracing::warn!("could not compact the store: {err}");
+        }
+    }
+}
+
+/// Keeps `<home>/playlists/<slug>.md` in step with the store.
+async fn mirror(library: Arc<Library>, dir: PathBuf, mut rx: mpsc::UnboundedReceiver<String>) {
+    let mut files: HashMap<String, PathBuf> = HashMap::new();
+    while let Some(first) = rx.recv().await {
+        tokio::time::sleep(MIRROR_DEBOUNCE).await;
+        let mut dirty = HashSet::from([first]);
+        while let Ok(id) = rx.try_recv() {
+            dirty.insert(id);
+        }
+        let lib = Arc::clone(&library);
+        let dir2 = dir.clone();
+        let mut known = std::mem::take(&mut files);
+        files = tokio::task::spawn_blocking(move || {
+            for id in dirty {
+                write_mirror(&lib, &dir2, &id, &mut known);
+            }
+            known
+        })
+        .await
+        .unwrap_or_default();
+    }
+}
+
+fn write_mirror(library: &Library, dir: &Path, id: &str, files: &mut HashMap<String, PathBuf>) {
+    let playlist = library.lock().get(id);
+    let old = files.remove(id);
+    match playlist {
+        Ok(playlist) => {
+            let path = dir.join(markdown::file_name(&playlist));
+            let written = markdown::to_markdown(&playlist)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                    let tmp = path.with_extension("md.tmp");
+                    std::fs::write(&tmp, text).map_err(|e| e.to_string())?;
+                    std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
+                });
+            if let Err(err) = written {
+                tracing::warn!(
+                    "could not write the Markdown mirror {}: {err}",
+                    path.display()
+                );
+            }
+            if let Some(old) = old.filter(|old| *old != path) {
+                let _ = std::fs::remove_file(old);
+            }
+            files.insert(id.to_string(), path);
+        }
+        Err(_) => {
+            // Deleted: its mirror goes too (the data itself is in store/trash).
+            if let Some(old) = old {
+                let _ = std::fs::remove_file(old);
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! HTTP routes for playlists. Every route goes through the [`Library`], so the controller
+//! stays the store's only writer and every change bumps the state version.
+//!
+//! [`Library`]: crate::library::Library
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+};
+use serde::Deserialize;
+use serde_json::json;
+use whatnext_protocol::playlist::NewTrack;
+use whatnext_store::{StoreError, markdown};
+
+use crate::{api::ApiError, app::App};
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/playlists", get(list).post(create))
+        .route("/api/playlists/import", post(import))
+        .route("/api/playlists/{id}", get(show).delete(remove_playlist))
+        .route("/api/playlists/{id}/rename", post(rename))
+        .route("/api/playlists/{id}/tracks", post(add))
+        .route("/api/playlists/{id}/move", post(move_track))
+        .route(
+            "/api/playlists/{id}/tracks/{track_id}",
+            delete(remove_track),
+        )
+        .route("/api/playlists/{id}/export", get(export))
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        let status = match &err {
+            StoreError::UnknownPlaylist(_) | StoreError::UnknownTrack { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            StoreError::Invalid(_)
+            | StoreError::IndexOutOfRange { .. }
+            | StoreError::BadMarkdown(_) => StatusCode::BAD_REQUEST,
+            StoreError::Exists(_) => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, err.to_string())
+    }
+}
+
+type Reply = Result<Response, ApiError>;
+
+fn ok(value: serde_json::Value) -> Reply {
+    Ok(Json(value).into_response())
+}
+
+async fn list(State(app): State<Arc<App>>) -> Reply {
+    let list = app.library.read(|store| Ok(store.list())).await?;
+    Ok(Json(list).into_response())
+}
+
+#[derive(Deserialize)]
+struct CreateRequest {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create(State(app): State<Arc<App>>, Json(req): Json<CreateRequest>) -> Reply {
+    let id = app
+        .library
+        .write(move |store, me, now| {
+            let id = store.create(&req.name, &req.description, me, now)?;
+            Ok((id.clone(), id))
+        })
+        .await?;
+    ok(json!({ "id": id }))
+}
+
+async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
+    let playlist = app.library.read(move |store| store.get(&id)).await?;
+    Ok(Json(playlist).into_response())
+}
+
+async fn remove_playlist(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
+    app.library
+        .write(move |store, _, now| store.delete(&id, now).map(|()| ((), id)))
+        .await?;
+    ok(json!({ "ok": true }))
+}
+
+#[derive(Deserialize)]
+struct RenameRequest {
+    name: String,
+}
+
+async fn rename(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(req): Json<RenameRequest>,
+) -> Reply {
+    app.library
+        .write(move |store, _, now| store.rename(&id, &req.name, now).map(|()| ((), id)))
+        .await?;
+    ok(json!({ "ok": true }))
+}
+
+/// One track (`{"title": …}`) or a batch (`{"tracks": [{"title": …}, …]}`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AddRequest {
+    Batch { tracks: Vec<NewTrack> },
+    One(NewTrack),
+}
+
+async fn add(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(req): Json<AddRequest>,
+) -> Reply {
+    let (tracks, batch) = match req {
+        AddRequest::Batch { tracks } => (tracks, true),
+        AddRequest::One(track) => (vec![track], false),
+    };
+    let ids = app
+        .library
+        .write(move |store, me, now| store.add_tracks(&id, &tracks, me, now).map(|ids| (ids, id)))
+        .await?;
+    if batch {
+        ok(json!({ "track_ids": ids }))
+    } else {
+        ok(json!({ "track_id": ids.first() }))
+    }
+}
+
+#[derive(Deserialize)]
+struct MoveRequest {
+    track_id: String,
+    to: usize,
+}
+
+async fn move_track(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(req): Json<MoveRequest>,
+) -> Reply {
+    app.library
+        .write(move |store, _, now| {
+            store
+                .move_track(&id, &req.track_id, req.to, now)
+                .map(|()| ((), id))
+        })
+        .await?;
+    ok(json!({ "ok": true }))
+}
+
+async fn remove_track(
+    State(app): State<Arc<App>>,
+    Path((id, track_id)): Path<(String, String)>,
+) -> Reply {
+    app.library
+        .write(move |store, _, now| store.remove_track(&id, &track_id, now).map(|()| ((), id)))
+        .await?;
+    ok(json!({ "ok": true }))
+}
+
+async fn export(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
+    let text = app
+        .library
+        .read(move |store| markdown::to_markdown(&store.get(&id)?))
+        .await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct ImportRequest {
+    markdown: String,
+    /// Give it a new id (to import a copy of a playlist that exists here).
+    #[serde(default)]
+    as_new: bool,
+}
+
+async fn import(State(app): State<Arc<App>>, Json(req): Json<ImportRequest>) -> Reply {
+    let playlist = markdown::from_markdown(&req.markdown)?;
+    let id = app
+        .library
+        .write(move |store, _, now| {
+            let id = store.import(&playlist, req.as_new, now)?;
+            Ok((id.clone(), id))
+        })
+        .await?;
+    ok(json!({ "id": id }))
+}
