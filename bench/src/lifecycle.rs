@@ -110,6 +110,14 @@ impl Controller {
         Ok(reply["link"].as_str().context("link")?.to_string())
     }
 
+    fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let mut response = Self::agent()
+            .post(&format!("{}{path}", self.url))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .send_json(body)?;
+        Ok(response.body_mut().read_json()?)
+    }
+
     fn connect(&self, addr: &str) -> anyhow::Result<()> {
         Self::agent()
             .post(&format!("{}/api/connect", self.url))
@@ -216,5 +224,91 @@ pub fn run(whatnext: &Path) -> anyhow::Result<Value> {
         "link_click_p50_ms": median(clicks.clone()),
         "dial_ms": dials,
         "dial_p50_ms": median(dials.clone()),
+    }))
+}
+
+/// The store: a 10,000-track playlist added in one batch, single acknowledged adds, then
+/// the size on disk and the time and memory to load it after a restart.
+pub fn store(whatnext: &Path) -> anyhow::Result<Value> {
+    let (mut ctl, _) = Controller::start(whatnext)?;
+    let id = ctl.post("/api/playlists", json!({"name": "big"}))?["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    let tracks: Vec<Value> = (0..10_000)
+        .map(|i| {
+            json!({"title": format!("Track number {i}"), "artists": [format!("Artist {}", i % 500)],
+                   "album": format!("Album {}", i % 1000), "duration_ms": 180_000 + i, "uri": format!("spotify:track:{i:022}")})
+        })
+        .collect();
+    let t0 = Instant::now();
+    let reply = ctl.post(
+        &format!("/api/playlists/{id}/tracks"),
+        json!({"tracks": tracks}),
+    )?;
+    let batch_ms = t0.elapsed().as_secs_f64() * 1e3;
+    if reply["track_ids"].as_array().map(Vec::len) != Some(10_000) {
+        bail!("batch add failed: {reply}");
+    }
+
+    let small = ctl.post("/api/playlists", json!({"name": "small"}))?["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    let mut acks = Vec::new();
+    for i in 0..300 {
+        let t = Instant::now();
+        ctl.post(
+            &format!("/api/playlists/{small}/tracks"),
+            json!({"title": format!("t{i}"), "artists": ["a"]}),
+        )?;
+        acks.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    acks.drain(..20); // warm-up
+    let controller_rss_kb = rss_kb(ctl.child.id());
+
+    // A clean stop folds the logs into snapshots.
+    nix::sys::signal::kill(Pid::from_raw(ctl.child.id() as i32), Signal::SIGTERM)?;
+    let _ = ctl.child.wait();
+    let store_dir = ctl.home.path().join("store");
+    let big_dir = store_dir.join(&id);
+    let disk: u64 = std::fs::read_dir(&big_dir)?
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+
+    let mut loads = Vec::new();
+    let mut full_loads = Vec::new();
+    let rss_before = rss_kb(std::process::id());
+    let mut kept = None;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (store, report) = whatnext_store::Store::open(&store_dir, 0)?;
+        let total: usize = store.list().iter().map(|p| p.track_count).sum();
+        loads.push(t.elapsed().as_secs_f64() * 1e3);
+        // Loro decodes lazily: reading every track of the big one is "fully loaded".
+        let tracks = store.get(&id)?.tracks.len();
+        full_loads.push(t.elapsed().as_secs_f64() * 1e3);
+        if report.playlists != 2 || total != 10_300 || tracks != 10_000 {
+            bail!("loaded {} playlists, {total} tracks, {tracks} in the big one", report.playlists);
+        }
+        kept = Some(store);
+    }
+    let rss_loaded = rss_kb(std::process::id());
+    drop(kept);
+    let mut sorted = acks.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    Ok(json!({
+        "batch_add_10k_ms": batch_ms,
+        "snapshot_bytes_10k": disk,
+        "load_ms": loads,
+        "load_p50_ms": median(loads.clone()),
+        "full_load_ms": full_loads,
+        "full_load_p50_ms": median(full_loads.clone()),
+        "store_memory_mb": (rss_loaded.saturating_sub(rss_before)) as f64 / 1024.0,
+        "controller_rss_after_10k_mb": controller_rss_kb as f64 / 1024.0,
+        "ack_add_p50_ms": crate::stats::percentile(&sorted, 0.5),
+        "ack_add_p99_ms": crate::stats::percentile(&sorted, 0.99),
     }))
 }

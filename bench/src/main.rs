@@ -59,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         "ipc-controller" => ipc::through_controller(&args.whatnext, args.iters, args.placement)?,
         "pipelined" => ipc::pipelined(&args.whatnext, args.iters * 5, args.placement)?,
         "lifecycle" => lifecycle::run(&args.whatnext)?,
+        "store" => lifecycle::store(&args.whatnext)?,
         "all" => return all(&args),
         _ => usage(),
     };
@@ -218,6 +219,50 @@ fn all(args: &Args) -> anyhow::Result<()> {
         });
     }
     raw.insert("lifecycle".into(), life);
+
+    eprintln!("measuring the store: 10,000 tracks, acknowledged writes, load …");
+    let store = sub(&["store", "--whatnext", bin])?;
+    for (key, figure, unit) in [
+        (
+            "batch_add_10k_ms",
+            "store: add 10,000 tracks in one batch",
+            "ms",
+        ),
+        (
+            "load_p50_ms",
+            "store: load after restart, 10,000 tracks (p50)",
+            "ms",
+        ),
+        (
+            "snapshot_bytes_10k",
+            "store: 10,000-track playlist on disk",
+            "bytes",
+        ),
+        (
+            "store_memory_mb",
+            "store: memory of the loaded 10,000 tracks",
+            "MB",
+        ),
+        (
+            "ack_add_p50_ms",
+            "store: acknowledged add via API, fsync incl. (p50)",
+            "ms",
+        ),
+        (
+            "ack_add_p99_ms",
+            "store: acknowledged add via API, fsync incl. (p99)",
+            "ms",
+        ),
+    ] {
+        rows.push(Row {
+            figure: figure.into(),
+            ours: store[key].as_f64().unwrap_or(f64::NAN),
+            baseline: None,
+            baseline_name: "",
+            unit,
+        });
+    }
+    raw.insert("store".into(), store);
 
     let machine = stats::machine();
     println!("machine: {machine}");

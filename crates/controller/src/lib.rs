@@ -155,6 +155,13 @@ async fn serve(
     println!("Stop it with Ctrl-C. `whatnext status` shows the node.");
 
     let router = api::router(app);
+    // Small JSON answers go out at once: without TCP_NODELAY, Nagle's algorithm and the
+    // client's delayed ACK add 40 ms to a request whose body follows its headers.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!("could not set TCP_NODELAY on an API connection: {err}");
+        }
+    });
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;

@@ -15,7 +15,7 @@ use loro::{
     VersionVector,
 };
 
-use whatnext_protocol::playlist::{Author, NewTrack, Playlist, QueueMode, Track};
+use whatnext_protocol::playlist::{Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track};
 
 use crate::error::StoreError;
 
@@ -323,8 +323,16 @@ impl PlaylistDoc {
         }
     }
 
-    pub fn track_count(&self) -> usize {
-        self.tracks().len()
+    /// The list entry: reads the metadata and the track count only, never the tracks, so
+    /// listing stays cheap however long the playlists are.
+    pub fn summary(&self) -> PlaylistSummary {
+        let meta = self.meta().get_value();
+        PlaylistSummary {
+            id: get_str(&meta, "id").unwrap_or_default(),
+            name: get_str(&meta, "name").unwrap_or_default(),
+            track_count: self.tracks().len(),
+            updated_at: get_u64(&meta, "updated_at").unwrap_or_default(),
+        }
     }
 }
 
