@@ -207,7 +207,21 @@ fn all(args: &Args) -> anyhow::Result<()> {
             "idle RSS, controller + service",
             "MB",
             Some(90.0),
-            "js-libp2p node (ENVIRONMENT.md)",
+            "js-libp2p node (ENVIRONMENT.md, quoted)",
+        ),
+        (
+            "link_click_p50_ms",
+            "link click: `open --wait` process → connected (p50)",
+            "ms",
+            Some(17.0),
+            "fresh js-libp2p process, dial only (issue 4, quoted)",
+        ),
+        (
+            "dial_p50_ms",
+            "dial → connected inside the service (p50)",
+            "ms",
+            Some(6.0),
+            "js-libp2p in-process dial (issue 4, quoted)",
         ),
     ] {
         rows.push(Row {
@@ -230,7 +244,12 @@ fn all(args: &Args) -> anyhow::Result<()> {
         ),
         (
             "load_p50_ms",
-            "store: load after restart, 10,000 tracks (p50)",
+            "store: open + list after restart, 10,000 tracks (p50)",
+            "ms",
+        ),
+        (
+            "full_load_p50_ms",
+            "store: open + read all 10,000 tracks (p50)",
             "ms",
         ),
         (
