@@ -291,7 +291,10 @@ pub fn store(whatnext: &Path) -> anyhow::Result<Value> {
         let tracks = store.get(&id)?.tracks.len();
         full_loads.push(t.elapsed().as_secs_f64() * 1e3);
         if report.playlists != 2 || total != 10_300 || tracks != 10_000 {
-            bail!("loaded {} playlists, {total} tracks, {tracks} in the big one", report.playlists);
+            bail!(
+                "loaded {} playlists, {total} tracks, {tracks} in the big one",
+                report.playlists
+            );
         }
         kept = Some(store);
     }

@@ -80,6 +80,22 @@ pub enum PlaylistCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Share a playlist: print a link that lets a friend join it.
+    Share {
+        id: String,
+        /// Make a new key: links given out before stop admitting newcomers.
+        #[arg(long)]
+        rotate: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop sharing a playlist with one member.
+    Revoke {
+        id: String,
+        peer_id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a playlist as Markdown with YAML front matter.
     Export {
         id: String,
@@ -225,6 +241,20 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
             let reply: Value = client.delete(&path(&id, ""), TIMEOUT)?;
             print_ok(json, &reply, || {
                 format!("deleted playlist {id} (kept in the store's trash)")
+            });
+        }
+        PlaylistCommand::Share { id, rotate, json } => {
+            let reply: Value =
+                client.post(&path(&id, "/share"), &json!({"rotate": rotate}), TIMEOUT)?;
+            print_ok(json, &reply, || {
+                reply["link"].as_str().unwrap_or_default().to_string()
+            });
+        }
+        PlaylistCommand::Revoke { id, peer_id, json } => {
+            let reply: Value =
+                client.post(&path(&id, "/revoke"), &json!({"peer_id": peer_id}), TIMEOUT)?;
+            print_ok(json, &reply, || {
+                format!("revoked {peer_id} from playlist {id}")
             });
         }
         PlaylistCommand::Export { id, out } => {

@@ -19,6 +19,7 @@ use whatnext_protocol::{
 
 use crate::{
     library::Library,
+    sessions::Sessions,
     state::{StateHandle, now_ms},
     supervisor::ServiceClient,
 };
@@ -32,6 +33,7 @@ pub struct App {
     pub url: String,
     pub shutdown: CancellationToken,
     pub library: Arc<Library>,
+    pub sessions: Arc<Sessions>,
     next_link_id: AtomicU64,
 }
 
@@ -46,6 +48,7 @@ impl App {
         url: String,
         shutdown: CancellationToken,
         library: Arc<Library>,
+        sessions: Arc<Sessions>,
     ) -> Self {
         Self {
             state,
@@ -54,6 +57,7 @@ impl App {
             url,
             shutdown,
             library,
+            sessions,
             next_link_id: AtomicU64::new(1),
         }
     }
@@ -139,6 +143,20 @@ impl App {
             )),
             Err(err) => Err(err.to_string()),
         };
+        // A link to a shared playlist: prove the key, then receive the playlist.
+        let outcome = match (outcome, &link.session) {
+            (Ok(addr), Some(session)) => match &link.key {
+                None => Err(format!(
+                    "the link names playlist {session} but carries no key; ask for a new link made with `whatnext playlist share`"
+                )),
+                Some(key) => self
+                    .sessions
+                    .join(&link.peer_id.to_string(), session, key)
+                    .await
+                    .map(|()| addr),
+            },
+            (outcome, _) => outcome,
+        };
         let status = if outcome.is_ok() {
             LinkStatus::Connected
         } else {
@@ -184,6 +202,11 @@ impl App {
 
     /// An invite link for this node with every address a friend might dial.
     pub fn invite(&self) -> Result<InviteLink, String> {
+        self.invite_to(None)
+    }
+
+    /// An invite link, to a shared playlist when `session` is `(playlist id, key)`.
+    pub fn invite_to(&self, session: Option<(String, String)>) -> Result<InviteLink, String> {
         let state = self.state.snapshot();
         let peer_id = state
             .peer_id
@@ -193,6 +216,10 @@ impl App {
         link.addrs = invite_addrs(&state.external_addrs, &state.listen_addrs);
         if link.addrs.is_empty() {
             return Err("the node has no listen address yet; wait until it is running".into());
+        }
+        if let Some((session, key)) = session {
+            link.session = Some(session);
+            link.key = Some(key);
         }
         Ok(link)
     }

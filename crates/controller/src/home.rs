@@ -6,6 +6,7 @@
 //! <home>/api.json       {url, token, pid} of the running controller, mode 0600
 //! <home>/whatnext.lock  single-instance lock (holds the controller's pid)
 //! <home>/whatnext.sock  single-instance socket: `open URL` hands links over here
+//! <home>/sessions.json  keys of shared playlists (0600)
 //! <home>/store/         the playlists (Loro snapshots + fsync'ed update logs)
 //! <home>/playlists/     a Markdown copy of each playlist, for people and version control
 //! <home>/logs/          the controller's logs, the service's included
@@ -55,6 +56,9 @@ impl Home {
     }
     pub fn socket_path(&self) -> PathBuf {
         self.dir.join("whatnext.sock")
+    }
+    pub fn sessions_path(&self) -> PathBuf {
+        self.dir.join("sessions.json")
     }
     pub fn store_dir(&self) -> PathBuf {
         self.dir.join("store")

@@ -20,6 +20,7 @@ pub mod local_socket;
 pub mod logging;
 pub mod os_handler;
 pub mod playlists_api;
+pub mod sessions;
 pub mod single_instance;
 pub mod state;
 pub mod supervisor;
@@ -130,7 +131,17 @@ async fn serve(
     })?;
 
     let (supervisor, service) = supervisor::supervisor(spec, state.clone(), shutdown.clone());
-    let supervisor = tokio::spawn(supervisor.run());
+    let (app_events_tx, app_events) = tokio::sync::mpsc::unbounded_channel();
+    let (changes_tx, changes) = tokio::sync::mpsc::unbounded_channel();
+    library.on_change(changes_tx);
+    let sessions = sessions::Sessions::load(
+        home.sessions_path(),
+        service.clone(),
+        Arc::clone(&library),
+        state.clone(),
+    )?;
+    tokio::spawn(Arc::clone(&sessions).run(app_events, changes));
+    let supervisor = tokio::spawn(supervisor.with_app_events(app_events_tx).run());
     let app = Arc::new(App::new(
         state.clone(),
         service,
@@ -138,6 +149,7 @@ async fn serve(
         url.clone(),
         shutdown.clone(),
         Arc::clone(&library),
+        sessions,
     ));
     tokio::spawn(local_socket::serve(Arc::clone(&app), socket));
 

@@ -19,9 +19,11 @@ use crate::state::{StateHandle, now_ms};
 
 pub struct Library {
     store: Mutex<Store>,
-    pub author: Author,
+    author: Mutex<Author>,
     state: StateHandle,
     mirror: mpsc::UnboundedSender<String>,
+    /// Told the id of every playlist that changed (sessions push the change to members).
+    changes: std::sync::OnceLock<mpsc::UnboundedSender<String>>,
 }
 
 /// How long the mirror waits for more changes before writing files.
@@ -38,9 +40,10 @@ impl Library {
         let (tx, rx) = mpsc::unbounded_channel();
         let library = Arc::new(Library {
             store: Mutex::new(store),
-            author,
+            author: Mutex::new(author),
             state,
             mirror: tx,
+            changes: std::sync::OnceLock::new(),
         });
         library.publish_summaries();
         let ids: Vec<String> = library.lock().list().into_iter().map(|p| p.id).collect();
@@ -49,6 +52,26 @@ impl Library {
         }
         tokio::spawn(mirror(Arc::clone(&library), mirror_dir, rx));
         library
+    }
+
+    /// Subscribes `tx` to the ids of changed playlists (once).
+    pub fn on_change(&self, tx: mpsc::UnboundedSender<String>) {
+        let _ = self.changes.set(tx);
+    }
+
+    /// Who local edits are attributed to.
+    pub fn author(&self) -> Author {
+        self.author
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_display_name(&self, name: String) {
+        self.author
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .display_name = name;
     }
 
     fn lock(&self) -> MutexGuard<'_, Store> {
@@ -80,21 +103,29 @@ impl Library {
     }
 
     /// Changes the store on the blocking pool; `f` returns its result and the id of the
-    /// playlist it changed. Returns once the change is durable.
+    /// playlist it changed (None when nothing changed). Returns once the change is durable.
     pub async fn write<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut Store, &Author, u64) -> Result<(T, String), StoreError> + Send + 'static,
+        f: impl FnOnce(&mut Store, &Author, u64) -> Result<(T, Option<String>), StoreError>
+        + Send
+        + 'static,
     ) -> Result<T, StoreError> {
         let library = Arc::clone(self);
+        let author = self.author();
         let result = tokio::task::spawn_blocking(move || {
             let mut store = library.lock();
-            f(&mut store, &library.author, now_ms())
+            f(&mut store, &author, now_ms())
         })
         .await
         .unwrap_or_else(|e| Err(StoreError::Invalid(format!("the store task failed: {e}"))));
         let (value, changed) = result?;
-        self.publish_summaries();
-        let _ = self.mirror.send(changed);
+        if let Some(changed) = changed {
+            self.publish_summaries();
+            let _ = self.mirror.send(changed.clone());
+            if let Some(tx) = self.changes.get() {
+                let _ = tx.send(changed);
+            }
+        }
         Ok(value)
     }
 

@@ -32,6 +32,8 @@ pub fn routes() -> Router<Arc<App>> {
             delete(remove_track),
         )
         .route("/api/playlists/{id}/export", get(export))
+        .route("/api/playlists/{id}/share", post(share))
+        .route("/api/playlists/{id}/revoke", post(revoke))
 }
 
 impl From<StoreError> for ApiError {
@@ -73,7 +75,7 @@ async fn create(State(app): State<Arc<App>>, Json(req): Json<CreateRequest>) -> 
         .library
         .write(move |store, me, now| {
             let id = store.create(&req.name, &req.description, me, now)?;
-            Ok((id.clone(), id))
+            Ok((id.clone(), Some(id)))
         })
         .await?;
     ok(json!({ "id": id }))
@@ -81,12 +83,78 @@ async fn create(State(app): State<Arc<App>>, Json(req): Json<CreateRequest>) -> 
 
 async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
     let playlist = app.library.read(move |store| store.get(&id)).await?;
-    Ok(Json(playlist).into_response())
+    // Members: the owner and the collaborators, each with whether they are connected now.
+    let online = app.sessions.online(&playlist.id);
+    let me = app.state.snapshot().peer_id;
+    let members: Vec<serde_json::Value> = std::iter::once(&playlist.owner)
+        .chain(
+            playlist
+                .collaborators
+                .iter()
+                .filter(|c| c.peer_id != playlist.owner.peer_id),
+        )
+        .map(|m| {
+            json!({
+                "peer_id": m.peer_id,
+                "display_name": m.display_name,
+                "online": m.peer_id == me || online.contains(&m.peer_id),
+                "owner": m.peer_id == playlist.owner.peer_id,
+            })
+        })
+        .collect();
+    let mut value = serde_json::to_value(&playlist)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    value["members"] = json!(members);
+    value["shared"] = json!(app.sessions.entry(&playlist.id).is_some());
+    ok(value)
+}
+
+#[derive(Deserialize)]
+struct ShareRequest {
+    /// Replace the key: links given out before stop working for newcomers.
+    #[serde(default)]
+    rotate: bool,
+}
+
+async fn share(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(req): Json<ShareRequest>,
+) -> Reply {
+    let check = id.clone();
+    app.library
+        .read(move |store| store.get(&check).map(|_| ()))
+        .await?;
+    let key = app
+        .sessions
+        .share(&id, req.rotate)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    let link = app
+        .invite_to(Some((id, key)))
+        .map_err(|message| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message))?;
+    ok(json!({ "link": link.to_string() }))
+}
+
+#[derive(Deserialize)]
+struct RevokeRequest {
+    peer_id: String,
+}
+
+async fn revoke(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(req): Json<RevokeRequest>,
+) -> Reply {
+    app.sessions
+        .revoke(&id, &req.peer_id)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+    ok(json!({ "ok": true }))
 }
 
 async fn remove_playlist(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
     app.library
-        .write(move |store, _, now| store.delete(&id, now).map(|()| ((), id)))
+        .write(move |store, _, now| store.delete(&id, now).map(|()| ((), Some(id))))
         .await?;
     ok(json!({ "ok": true }))
 }
@@ -102,7 +170,7 @@ async fn rename(
     Json(req): Json<RenameRequest>,
 ) -> Reply {
     app.library
-        .write(move |store, _, now| store.rename(&id, &req.name, now).map(|()| ((), id)))
+        .write(move |store, _, now| store.rename(&id, &req.name, now).map(|()| ((), Some(id))))
         .await?;
     ok(json!({ "ok": true }))
 }
@@ -126,7 +194,11 @@ async fn add(
     };
     let ids = app
         .library
-        .write(move |store, me, now| store.add_tracks(&id, &tracks, me, now).map(|ids| (ids, id)))
+        .write(move |store, me, now| {
+            store
+                .add_tracks(&id, &tracks, me, now)
+                .map(|ids| (ids, Some(id)))
+        })
         .await?;
     if batch {
         ok(json!({ "track_ids": ids }))
@@ -150,7 +222,7 @@ async fn move_track(
         .write(move |store, _, now| {
             store
                 .move_track(&id, &req.track_id, req.to, now)
-                .map(|()| ((), id))
+                .map(|()| ((), Some(id)))
         })
         .await?;
     ok(json!({ "ok": true }))
@@ -161,7 +233,11 @@ async fn remove_track(
     Path((id, track_id)): Path<(String, String)>,
 ) -> Reply {
     app.library
-        .write(move |store, _, now| store.remove_track(&id, &track_id, now).map(|()| ((), id)))
+        .write(move |store, _, now| {
+            store
+                .remove_track(&id, &track_id, now)
+                .map(|()| ((), Some(id)))
+        })
         .await?;
     ok(json!({ "ok": true }))
 }
@@ -192,7 +268,7 @@ async fn import(State(app): State<Arc<App>>, Json(req): Json<ImportRequest>) -> 
         .library
         .write(move |store, _, now| {
             let id = store.import(&playlist, req.as_new, now)?;
-            Ok((id.clone(), id))
+            Ok((id.clone(), Some(id)))
         })
         .await?;
     ok(json!({ "id": id }))

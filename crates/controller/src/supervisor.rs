@@ -75,7 +75,8 @@ type Reply = oneshot::Sender<Result<Event, ServiceError>>;
 
 struct Request {
     command: Command,
-    reply: Reply,
+    /// None for commands that are not answered (e.g. `respond`).
+    reply: Option<Reply>,
 }
 
 /// Sends commands to whichever incarnation of the service is current.
@@ -92,7 +93,10 @@ impl ServiceClient {
     ) -> Result<Event, ServiceError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request { command, reply })
+            .send(Request {
+                command,
+                reply: Some(reply),
+            })
             .await
             .map_err(|_| ServiceError::Unavailable("the controller is shutting down".into()))?;
         match tokio::time::timeout(timeout, rx).await {
@@ -101,6 +105,19 @@ impl ServiceClient {
             Ok(Err(_)) => Err(ServiceError::Restarted),
             Err(_) => Err(ServiceError::Timeout(timeout)),
         }
+    }
+}
+
+impl ServiceClient {
+    /// Sends a command that is not answered (e.g. `respond`); dropped if no service runs.
+    pub async fn notify(&self, command: Command) {
+        let _ = self
+            .tx
+            .send(Request {
+                command,
+                reply: None,
+            })
+            .await;
     }
 }
 
@@ -122,6 +139,8 @@ pub struct Supervisor {
     redial: HashSet<String>,
     crashes: VecDeque<Instant>,
     consecutive_crashes: u32,
+    /// Where app-level events go (sessions and sync): inbound requests, connections.
+    app_events: Option<mpsc::UnboundedSender<Event>>,
     /// The configured listen addresses with port 0 replaced by the ports the first node got,
     /// so a restarted service keeps its addresses and peers' copies of them stay dialable.
     pinned_listen: Option<Vec<String>>,
@@ -143,6 +162,7 @@ pub fn supervisor(
         crashes: VecDeque::new(),
         consecutive_crashes: 0,
         pinned_listen: None,
+        app_events: None,
     };
     (supervisor, ServiceClient { tx })
 }
@@ -158,6 +178,12 @@ enum Ended {
 }
 
 impl Supervisor {
+    /// Also sends connection and app-protocol events to `tx`.
+    pub fn with_app_events(mut self, tx: mpsc::UnboundedSender<Event>) -> Self {
+        self.app_events = Some(tx);
+        self
+    }
+
     pub async fn run(mut self) {
         let mut incarnation: u32 = 0;
         loop {
@@ -271,7 +297,9 @@ impl Supervisor {
                 () = &mut sleep => return true,
                 () = self.shutdown.cancelled() => return false,
                 Some(request) = self.requests.recv() => {
-                    let _ = request.reply.send(Err(ServiceError::Unavailable(why.to_string())));
+                    if let Some(reply) = request.reply {
+                        let _ = reply.send(Err(ServiceError::Unavailable(why.to_string())));
+                    }
                 }
             }
         }
@@ -444,7 +472,8 @@ impl Supervisor {
                     }
                 }
                 Some(request) = self.requests.recv() => {
-                    if link.send(request.command, Internal::Reply(request.reply)).await.is_err() {
+                    let waiter = request.reply.map_or(Internal::Ignore, Internal::Reply);
+                    if link.send(request.command, waiter).await.is_err() {
                         return Ended::Crashed(exit_reason(child).await);
                     }
                 }
@@ -505,6 +534,16 @@ impl Supervisor {
             remember_addr(&mut self.peer_addrs, peer_id, addr);
         }
         self.apply(&event);
+        if let Some(tx) = &self.app_events
+            && matches!(
+                event,
+                Event::RequestReceived { .. }
+                    | Event::ConnectionEstablished(_)
+                    | Event::ConnectionClosed { .. }
+            )
+        {
+            let _ = tx.send(event.clone());
+        }
         if let Some(Internal::Reply(reply)) = waiter {
             let _ = reply.send(Ok(event));
         }

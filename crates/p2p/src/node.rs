@@ -5,13 +5,32 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, identify,
+    Multiaddr, PeerId, StreamProtocol, Swarm, identify,
     identity::Keypair,
     mdns, noise, ping,
+    request_response::{self, ProtocolSupport},
     swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
     tcp, yamux,
 };
-use whatnext_protocol::ipc::NodeConfig;
+use whatnext_protocol::{
+    ipc::NodeConfig,
+    session::{HANDSHAKE_PROTOCOL, MAX_APP_MESSAGE, SYNC_PROTOCOL},
+};
+
+/// An app protocol as the service sees it: JSON in, JSON out, size-limited. The service
+/// does not interpret the messages; the controller does.
+pub type AppChannel = request_response::json::Behaviour<serde_json::Value, serde_json::Value>;
+
+fn app_channel(protocol: &'static str) -> AppChannel {
+    let codec = request_response::json::codec::Codec::default()
+        .set_request_size_maximum(MAX_APP_MESSAGE)
+        .set_response_size_maximum(MAX_APP_MESSAGE);
+    request_response::Behaviour::with_codec(
+        codec,
+        [(StreamProtocol::new(protocol), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+    )
+}
 
 /// Protocol name announced by identify; peers use it to recognise WhatNext nodes.
 pub const IDENTIFY_PROTOCOL: &str = "/whatnext/id/1.0.0";
@@ -21,6 +40,8 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub handshake: AppChannel,
+    pub sync: AppChannel,
 }
 
 pub fn decode_keypair(encoded: &str) -> anyhow::Result<Keypair> {
@@ -76,6 +97,8 @@ pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<Swarm<Behaviour>> {
                 ),
                 ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_interval)),
                 mdns: Toggle::from(mdns),
+                handshake: app_channel(HANDSHAKE_PROTOCOL),
+                sync: app_channel(SYNC_PROTOCOL),
             })
         })
         .map_err(|e| anyhow::anyhow!("could not set up the node's protocols: {e}"))?

@@ -10,6 +10,7 @@ use libp2p::{
     core::ConnectedPoint,
     core::transport::ListenerId,
     identify, mdns, ping,
+    request_response::{self, OutboundRequestId, ResponseChannel},
     swarm::{
         ConnectionId, SwarmEvent,
         dial_opts::{DialOpts, PeerCondition},
@@ -20,11 +21,16 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use whatnext_protocol::{
     PROTOCOL_VERSION,
     frame::{Frame, FrameCodec, FrameError, decode_json},
-    ipc::{Command, CommandEnvelope, ConnectionInfo, Event, EventEnvelope, NodeConfig, Stats},
+    ipc::{
+        AppProtocol, Command, CommandEnvelope, ConnectionInfo, Event, EventEnvelope, NodeConfig,
+        Stats,
+    },
     ipc::{is_relayed, transport_of},
 };
 
-use crate::node::{Behaviour, BehaviourEvent, build_swarm, dial_target, error_chain, parse_addrs};
+use crate::node::{
+    AppChannel, Behaviour, BehaviourEvent, build_swarm, dial_target, error_chain, parse_addrs,
+};
 
 /// Serves on the process's stdin/stdout.
 pub async fn serve() -> anyhow::Result<()> {
@@ -65,6 +71,11 @@ struct Service<W> {
     pending_dials: HashMap<ConnectionId, (Option<u64>, std::time::Instant)>,
     connections: HashMap<ConnectionId, (PeerId, Multiaddr)>,
     commands_handled: u64,
+    /// Inbound app requests waiting for the controller's `respond`, by our request id.
+    inbound: HashMap<u64, (AppProtocol, ResponseChannel<serde_json::Value>)>,
+    next_inbound: u64,
+    /// Outbound app requests, by protocol and libp2p's id, with the command id to answer.
+    outbound: HashMap<(AppProtocol, OutboundRequestId), Option<u64>>,
 }
 
 pub async fn serve_on<R, W>(reader: R, writer: W) -> anyhow::Result<()>
@@ -80,6 +91,9 @@ where
         pending_dials: HashMap::new(),
         connections: HashMap::new(),
         commands_handled: 0,
+        inbound: HashMap::new(),
+        next_inbound: 1,
+        outbound: HashMap::new(),
     };
     service
         .emit(
@@ -117,6 +131,13 @@ where
         }
     }
     Ok(())
+}
+
+fn app_channel_mut(swarm: &mut Swarm<Behaviour>, protocol: AppProtocol) -> &mut AppChannel {
+    match protocol {
+        AppProtocol::Handshake => &mut swarm.behaviour_mut().handshake,
+        AppProtocol::Sync => &mut swarm.behaviour_mut().sync,
+    }
 }
 
 async fn next_swarm_event(swarm: &mut Option<Swarm<Behaviour>>) -> SwarmEvent<BehaviourEvent> {
@@ -225,6 +246,21 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 self.emit(id, Event::NodeStopped).await?;
             }
             Command::Dial { peer_id, addrs } => self.dial(id, peer_id, addrs).await?,
+            Command::Request {
+                peer_id,
+                protocol,
+                body,
+            } => self.request(id, peer_id, protocol, body).await?,
+            Command::Respond { request_id, body } => {
+                if let (Some((protocol, channel)), Some(swarm)) =
+                    (self.inbound.remove(&request_id), &mut self.swarm)
+                {
+                    let channel_behaviour = app_channel_mut(swarm, protocol);
+                    if channel_behaviour.send_response(channel, body).is_err() {
+                        tracing::debug!("the peer left before response {request_id} was sent");
+                    }
+                }
+            }
             Command::HangUp { peer_id } => match (peer_id.parse::<PeerId>(), &mut self.swarm) {
                 (Ok(peer), Some(swarm)) => {
                     let _ = swarm.disconnect_peer_id(peer);
@@ -351,6 +387,101 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 self.emit(id, Event::DialFailed { peer_id, reason }).await
             }
         }
+    }
+
+    async fn request(
+        &mut self,
+        id: Option<u64>,
+        peer_id: String,
+        protocol: AppProtocol,
+        body: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let Some(swarm) = &mut self.swarm else {
+            let reason = "the network node is not running".to_string();
+            return self.emit(id, Event::RequestFailed { reason }).await;
+        };
+        let peer = match peer_id.parse::<PeerId>() {
+            Ok(peer) => peer,
+            Err(err) => {
+                let reason = format!("{peer_id:?} is not a valid peer id: {err}");
+                return self.emit(id, Event::RequestFailed { reason }).await;
+            }
+        };
+        let request_id = app_channel_mut(swarm, protocol).send_request(&peer, body);
+        self.outbound.insert((protocol, request_id), id);
+        Ok(())
+    }
+
+    async fn on_app_event(
+        &mut self,
+        protocol: AppProtocol,
+        event: request_response::Event<serde_json::Value, serde_json::Value>,
+    ) -> anyhow::Result<()> {
+        use request_response::{Event as RrEvent, Message};
+        match event {
+            RrEvent::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let request_id = self.next_inbound;
+                self.next_inbound += 1;
+                self.inbound.insert(request_id, (protocol, channel));
+                // Bound what a peer can leave waiting on the controller.
+                if self.inbound.len() > 1024
+                    && let Some(oldest) = self.inbound.keys().min().copied()
+                {
+                    self.inbound.remove(&oldest);
+                }
+                let event = Event::RequestReceived {
+                    request_id,
+                    peer_id: peer.to_string(),
+                    protocol,
+                    body: request,
+                };
+                self.emit(None, event).await?;
+            }
+            RrEvent::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(id) = self.outbound.remove(&(protocol, request_id)) {
+                    self.emit(id, Event::Response { body: response }).await?;
+                }
+            }
+            RrEvent::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                let reason = format!("request to {peer} failed: {}", error_chain(&error));
+                if let Some(id) = self.outbound.remove(&(protocol, request_id)) {
+                    self.emit(id, Event::RequestFailed { reason }).await?;
+                }
+            }
+            RrEvent::InboundFailure { peer, error, .. } => {
+                // Malformed or oversized messages end up here: such a peer is cut off.
+                tracing::warn!(
+                    "bad {protocol:?} message from {peer} ({}); disconnecting it",
+                    error_chain(&error)
+                );
+                if let Some(swarm) = &mut self.swarm
+                    && matches!(error, request_response::InboundFailure::Io(_))
+                {
+                    let _ = swarm.disconnect_peer_id(peer);
+                }
+            }
+            RrEvent::ResponseSent { .. } => {}
+        }
+        Ok(())
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> anyhow::Result<()> {
@@ -505,6 +636,10 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 self.emit(None, event).await?;
             }
             BehaviourEvent::Identify(_) => {}
+            BehaviourEvent::Handshake(event) => {
+                self.on_app_event(AppProtocol::Handshake, event).await?
+            }
+            BehaviourEvent::Sync(event) => self.on_app_event(AppProtocol::Sync, event).await?,
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for (peer, addr) in found {

@@ -46,6 +46,18 @@ pub enum Command {
     },
     /// Close all connections to a peer. Answered by `ok`.
     HangUp { peer_id: String },
+    /// Send an app-protocol request to a connected peer. Answered by `response` or
+    /// `request_failed`.
+    Request {
+        peer_id: String,
+        protocol: AppProtocol,
+        body: serde_json::Value,
+    },
+    /// Answer an inbound request (`request_received`). Not answered.
+    Respond {
+        request_id: u64,
+        body: serde_json::Value,
+    },
     /// Liveness probe used for heartbeats and latency measurement. Answered by `pong`.
     Ping,
     /// Answered by `stats`.
@@ -141,6 +153,21 @@ pub enum Event {
         peer_id: Option<String>,
         reason: String,
     },
+    /// A peer sent an app-protocol request; answer it with `respond`.
+    RequestReceived {
+        request_id: u64,
+        peer_id: String,
+        protocol: AppProtocol,
+        body: serde_json::Value,
+    },
+    /// Reply to `request`: the peer's answer.
+    Response {
+        body: serde_json::Value,
+    },
+    /// Reply to `request`: no answer came (not connected, timeout, refused stream…).
+    RequestFailed {
+        reason: String,
+    },
     Rtt {
         peer_id: String,
         connection_id: u64,
@@ -178,6 +205,16 @@ pub struct Stats {
     pub connected_peers: u64,
     pub listen_addrs: u64,
     pub commands_handled: u64,
+}
+
+/// The app's own libp2p protocols, carried by the service without interpretation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppProtocol {
+    /// `/whatnext/handshake/1.0.0`: versions, names, session capabilities.
+    Handshake,
+    /// `/whatnext/sync/1.0.0`: CRDT updates.
+    Sync,
 }
 
 /// Names the transport a multiaddr uses, as shown to users.

@@ -5,6 +5,7 @@
 //! * [`link`]: the `whtnxt://` invite link grammar.
 //! * [`local`]: the single-instance socket's messages.
 //! * [`playlist`]: playlists and tracks as the CLI, the API and the view see them.
+//! * [`session`]: the handshake and sync messages peers exchange.
 //! * [`state`]: the versioned `AppState` the controller publishes to the CLI and the view.
 //!
 //! Invariant: this crate does no I/O. It turns bytes into values and back, so both ends of
@@ -15,6 +16,7 @@ pub mod ipc;
 pub mod link;
 pub mod local;
 pub mod playlist;
+pub mod session;
 pub mod state;
 
 /// Version of the controller ↔ service protocol. The service announces it in `ready`; the

@@ -60,6 +60,18 @@ pub struct AppState {
     /// Every playlist in the store, newest change first.
     #[serde(default)]
     pub playlists: Vec<PlaylistSummary>,
+    /// Shared playlists and their members connected now.
+    #[serde(default)]
+    pub sessions: Vec<SessionState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionState {
+    /// The playlist id.
+    pub id: String,
+    /// "owner" or "member".
+    pub role: String,
+    pub connected_members: Vec<String>,
 }
 
 impl AppState {
@@ -80,6 +92,7 @@ impl AppState {
             started_at_ms,
             link_attempts: vec![],
             playlists: vec![],
+            sessions: vec![],
         }
     }
 }
@@ -145,6 +158,7 @@ mod tests {
             started_at_ms: 0,
             link_attempts: vec![],
             playlists: vec![],
+            sessions: vec![],
         };
         let json = serde_json::to_value(&state).expect("serializes");
         for key in [

@@ -241,6 +241,35 @@ impl PlaylistDoc {
         Ok(())
     }
 
+    /// Adds or renames a collaborator. Returns whether the document changed.
+    pub fn add_member(&self, member: &Author) -> Result<bool, StoreError> {
+        let members = self.doc.get_map("collaborators");
+        let current = members.get_value();
+        let known = current
+            .as_map()
+            .and_then(|m| m.get(&member.peer_id))
+            .and_then(|v| v.as_string().map(|s| s.to_string()));
+        if known.as_deref() == Some(member.display_name.as_str()) {
+            return Ok(false);
+        }
+        members.insert(
+            &member.peer_id,
+            clean("display name", &member.display_name, false)?,
+        )?;
+        self.doc.commit();
+        Ok(true)
+    }
+
+    pub fn remove_member(&self, peer_id: &str) -> Result<bool, StoreError> {
+        let members = self.doc.get_map("collaborators");
+        if members.get(peer_id).is_none() {
+            return Ok(false);
+        }
+        members.delete(peer_id)?;
+        self.doc.commit();
+        Ok(true)
+    }
+
     /// Sets the fields an import brings that `create` does not.
     pub fn set_imported(&self, playlist: &Playlist) -> Result<(), StoreError> {
         let meta = self.meta();

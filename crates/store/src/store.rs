@@ -313,15 +313,62 @@ impl Store {
 
     /// Updates the holder of `their_version` lacks.
     pub fn export_since(&self, id: &str, their_version: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let vv = VersionVector::decode(their_version)
-            .map_err(|e| StoreError::Crdt(format!("bad version vector: {e}")))?;
+        // An empty version is a peer that has nothing yet: it gets everything.
+        let vv = if their_version.is_empty() {
+            VersionVector::default()
+        } else {
+            VersionVector::decode(their_version)
+                .map_err(|e| StoreError::Crdt(format!("bad version vector: {e}")))?
+        };
         self.entry(id)?.doc.export_updates_since(&vv)
     }
 
-    /// Applies updates from a peer and makes them durable.
-    pub fn apply_remote(&mut self, id: &str, updates: &[u8]) -> Result<(), StoreError> {
-        self.entry(id)?.doc.import(updates)?;
-        self.persist(id)
+    /// Applies updates from a peer and makes them durable. A playlist this store does not
+    /// have yet is created from them (joining a shared playlist), provided they describe
+    /// the playlist `id`. Returns whether anything changed.
+    pub fn apply_remote(
+        &mut self,
+        id: &str,
+        updates: &[u8],
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        if !self.playlists.contains_key(id) {
+            if !is_playlist_id(id) {
+                return Err(StoreError::Invalid(format!(
+                    "{id:?} is not a valid playlist id"
+                )));
+            }
+            let doc = PlaylistDoc::empty();
+            doc.import(updates)?;
+            if doc.id() != id {
+                return Err(StoreError::Invalid(format!(
+                    "the updates sent for playlist {id} describe another playlist ({:?})",
+                    doc.id()
+                )));
+            }
+            self.insert_new(id.to_string(), doc, now_ms)?;
+            return Ok(true);
+        }
+        let entry = self.entry(id)?;
+        let before = entry.doc.version();
+        entry.doc.import(updates)?;
+        let changed = entry.doc.version() != before;
+        self.persist(id)?;
+        Ok(changed)
+    }
+
+    /// Records a member of a shared playlist (peer id → display name) in the document.
+    pub fn add_member(&mut self, id: &str, member: &Author) -> Result<bool, StoreError> {
+        let changed = self.entry(id)?.doc.add_member(member)?;
+        self.persist(id)?;
+        Ok(changed)
+    }
+
+    /// Removes a member from the document's member list.
+    pub fn remove_member(&mut self, id: &str, peer_id: &str) -> Result<bool, StoreError> {
+        let changed = self.entry(id)?.doc.remove_member(peer_id)?;
+        self.persist(id)?;
+        Ok(changed)
     }
 
     /// Appends what changed since the last durable version, and compacts when due.

@@ -1,0 +1,664 @@
+//! Shared playlists ("sessions"): who may join, who is admitted, and keeping members in sync.
+//!
+//! * The capability: `share` gives a playlist a random 128-bit key, kept in
+//!   `<home>/sessions.json` (0600) — never in the shared document. A link carries
+//!   `session=<playlist id>&key=<key>`; every member stores the key it joined with, so any
+//!   member can admit (and re-admit after reconnects) the others.
+//! * The handshake (`/whatnext/handshake/1.0.0`): the dialer proves a key per session; the
+//!   other side admits or refuses each. A refused peer gets nothing of that playlist.
+//! * Sync (`/whatnext/sync/1.0.0`): on admission both sides send `hello` with their version
+//!   vector and receive what they lack; afterwards every change to a shared playlist — local,
+//!   or received from another member — is pushed to the admitted members still lacking it,
+//!   so updates also reach members that cannot connect to each other directly.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use whatnext_protocol::{
+    ipc::{AppProtocol, Command, Event},
+    playlist::Author,
+    session::{
+        HandshakeRequest, HandshakeResponse, Refusal, SessionProof, SyncRequest, SyncResponse,
+    },
+};
+
+use crate::{
+    home::write_private_file, library::Library, state::StateHandle, supervisor::ServiceClient,
+};
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Member,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionEntry {
+    pub key: String,
+    pub role: Role,
+    #[serde(default)]
+    pub revoked: Vec<String>,
+}
+
+/// `<home>/sessions.json`: playlist id → capability.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Book {
+    sessions: BTreeMap<String, SessionEntry>,
+}
+
+pub struct Sessions {
+    path: PathBuf,
+    book: Mutex<Book>,
+    /// Peer → sessions it is admitted to on its current connection.
+    admitted: Mutex<HashMap<String, HashSet<String>>>,
+    /// (peer, session) → the version vector the peer is known to have.
+    known: Mutex<HashMap<(String, String), Vec<u8>>>,
+    service: ServiceClient,
+    library: Arc<Library>,
+    state: StateHandle,
+    app_version: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn new_key() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Keys compared in constant time.
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl Sessions {
+    pub fn load(
+        path: PathBuf,
+        service: ServiceClient,
+        library: Arc<Library>,
+        state: StateHandle,
+    ) -> anyhow::Result<Arc<Self>> {
+        let book = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is damaged ({e}); move it aside to start without shared playlists",
+                    path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Book::default(),
+            Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        };
+        Ok(Arc::new(Sessions {
+            path,
+            book: Mutex::new(book),
+            admitted: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+            service,
+            library,
+            state,
+            app_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
+        }))
+    }
+
+    fn save(&self, book: &Book) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(book)?;
+        write_private_file(&self.path, &bytes)?;
+        Ok(())
+    }
+
+    pub fn entry(&self, session: &str) -> Option<SessionEntry> {
+        lock(&self.book).sessions.get(session).cloned()
+    }
+
+    /// Makes `playlist` shareable (or gives it a new key with `rotate`); returns the key.
+    pub fn share(&self, playlist: &str, rotate: bool) -> anyhow::Result<String> {
+        let mut book = lock(&self.book);
+        let entry = book
+            .sessions
+            .entry(playlist.to_string())
+            .or_insert_with(|| SessionEntry {
+                key: new_key(),
+                role: Role::Owner,
+                revoked: vec![],
+            });
+        if rotate {
+            entry.key = new_key();
+        }
+        let key = entry.key.clone();
+        self.save(&book)?;
+        drop(book);
+        self.publish();
+        Ok(key)
+    }
+
+    /// Revokes a member: refused from now on, removed from the member list, cut off.
+    pub async fn revoke(self: &Arc<Self>, playlist: &str, peer: &str) -> anyhow::Result<()> {
+        {
+            let mut book = lock(&self.book);
+            let entry = book
+                .sessions
+                .get_mut(playlist)
+                .ok_or_else(|| anyhow::anyhow!("playlist {playlist} is not shared"))?;
+            if !entry.revoked.iter().any(|p| p == peer) {
+                entry.revoked.push(peer.to_string());
+            }
+            self.save(&book)?;
+        }
+        if let Some(sessions) = lock(&self.admitted).get_mut(peer) {
+            sessions.remove(playlist);
+        }
+        let (id, who) = (playlist.to_string(), peer.to_string());
+        self.library
+            .write(move |store, _, _| {
+                let changed = store.remove_member(&id, &who)?;
+                Ok(((), changed.then_some(id)))
+            })
+            .await?;
+        self.publish();
+        Ok(())
+    }
+
+    fn is_admitted(&self, peer: &str, session: &str) -> bool {
+        lock(&self.admitted)
+            .get(peer)
+            .is_some_and(|s| s.contains(session))
+            && !self
+                .entry(session)
+                .is_some_and(|e| e.revoked.iter().any(|p| p == peer))
+    }
+
+    /// Joins the playlist `session` at `peer` with `key` (from a link). Returns an error with
+    /// the peer's reason when refused.
+    pub async fn join(
+        self: &Arc<Self>,
+        peer: &str,
+        session: &str,
+        key: &str,
+    ) -> Result<(), String> {
+        let response = self
+            .handshake(
+                peer,
+                vec![SessionProof {
+                    session: session.into(),
+                    key: key.into(),
+                }],
+            )
+            .await?;
+        if let Some(refusal) = response.refused.iter().find(|r| r.session == session) {
+            return Err(format!(
+                "{peer} refused to share playlist {session}: {}",
+                refusal.reason
+            ));
+        }
+        if !response.accepted.iter().any(|s| s == session) {
+            return Err(format!("{peer} did not answer for playlist {session}"));
+        }
+        {
+            let mut book = lock(&self.book);
+            let entry = book
+                .sessions
+                .entry(session.to_string())
+                .or_insert_with(|| SessionEntry {
+                    key: key.to_string(),
+                    role: Role::Member,
+                    revoked: vec![],
+                });
+            entry.key = key.to_string();
+            self.save(&book).map_err(|e| e.to_string())?;
+        }
+        self.admit(peer, session, &response.display_name).await;
+        self.hello(peer, session).await
+    }
+
+    /// Sends our handshake with `proofs` and parses the answer.
+    async fn handshake(
+        &self,
+        peer: &str,
+        proofs: Vec<SessionProof>,
+    ) -> Result<HandshakeResponse, String> {
+        let request = HandshakeRequest {
+            app_version: self.app_version.clone(),
+            display_name: self.library.author().display_name,
+            sessions: proofs,
+        };
+        let body = serde_json::to_value(&request).map_err(|e| e.to_string())?;
+        let reply = self.request(peer, AppProtocol::Handshake, body).await?;
+        serde_json::from_value(reply)
+            .map_err(|e| format!("{peer} answered the handshake with garbage ({e})"))
+    }
+
+    async fn request(
+        &self,
+        peer: &str,
+        protocol: AppProtocol,
+        body: Value,
+    ) -> Result<Value, String> {
+        let command = Command::Request {
+            peer_id: peer.to_string(),
+            protocol,
+            body,
+        };
+        match self.service.request(command, REQUEST_TIMEOUT).await {
+            Ok(Event::Response { body }) => Ok(body),
+            Ok(Event::RequestFailed { reason }) => Err(reason),
+            Ok(other) => Err(format!(
+                "unexpected answer from the network service: {other:?}"
+            )),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    async fn admit(self: &Arc<Self>, peer: &str, session: &str, display_name: &str) {
+        lock(&self.admitted)
+            .entry(peer.to_string())
+            .or_default()
+            .insert(session.to_string());
+        let member = Author {
+            peer_id: peer.to_string(),
+            display_name: display_name.to_string(),
+        };
+        let id = session.to_string();
+        let result = self
+            .library
+            .write(move |store, _, _| {
+                if !store.contains(&id) {
+                    return Ok(((), None)); // joining: the playlist arrives with the first sync
+                }
+                let changed = store.add_member(&id, &member)?;
+                Ok(((), changed.then_some(id)))
+            })
+            .await;
+        if let Err(err) = result {
+            tracing::warn!("could not record member {peer} of {session}: {err}");
+        }
+        self.publish();
+    }
+
+    /// Asks `peer` for what we lack of `session` and applies it.
+    async fn hello(self: &Arc<Self>, peer: &str, session: &str) -> Result<(), String> {
+        let id = session.to_string();
+        let version = self
+            .library
+            .read(move |store| {
+                if store.contains(&id) {
+                    store.version(&id)
+                } else {
+                    Ok(Vec::new())
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = serde_json::to_value(SyncRequest::Hello {
+            session: session.into(),
+            version: B64.encode(version),
+        })
+        .map_err(|e| e.to_string())?;
+        let reply = self.request(peer, AppProtocol::Sync, body).await?;
+        match serde_json::from_value::<SyncResponse>(reply) {
+            Ok(SyncResponse::Updates {
+                session: s,
+                updates,
+            }) if s == session => {
+                let updates = B64
+                    .decode(updates)
+                    .map_err(|e| format!("{peer} sent undecodable updates: {e}"))?;
+                self.apply(peer, session, updates).await
+            }
+            Ok(SyncResponse::Refused { reason }) => {
+                Err(format!("{peer} refused to sync {session}: {reason}"))
+            }
+            Ok(other) => Err(format!("{peer} answered hello with {other:?}")),
+            Err(e) => Err(format!("{peer} answered hello with garbage ({e})")),
+        }
+    }
+
+    async fn apply(
+        self: &Arc<Self>,
+        peer: &str,
+        session: &str,
+        updates: Vec<u8>,
+    ) -> Result<(), String> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let id = session.to_string();
+        let changed = self
+            .library
+            .write(move |store, _, now| {
+                let changed = store.apply_remote(&id, &updates, now)?;
+                Ok((changed, changed.then_some(id)))
+            })
+            .await
+            .map_err(|e| format!("updates from {peer} for {session} were refused: {e}"))?;
+        if changed {
+            tracing::debug!("applied updates from {peer} to {session}");
+        }
+        Ok(())
+    }
+
+    /// Handles connection and app-protocol events from the network service.
+    pub async fn run(
+        self: Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        mut changes: mpsc::UnboundedReceiver<String>,
+    ) {
+        loop {
+            tokio::select! {
+                Some(event) = events.recv() => {
+                    let me = Arc::clone(&self);
+                    tokio::spawn(async move { me.on_event(event).await });
+                }
+                Some(playlist) = changes.recv() => {
+                    let me = Arc::clone(&self);
+                    tokio::spawn(async move { me.push(&playlist).await });
+                }
+                else => break,
+            }
+        }
+    }
+
+    async fn on_event(self: Arc<Self>, event: Event) {
+        match event {
+            Event::RequestReceived {
+                request_id,
+                peer_id,
+                protocol,
+                body,
+            } => {
+                let answer = match protocol {
+                    AppProtocol::Handshake => self.on_handshake(&peer_id, body).await,
+                    AppProtocol::Sync => self.on_sync(&peer_id, body).await,
+                };
+                self.service
+                    .notify(Command::Respond {
+                        request_id,
+                        body: answer,
+                    })
+                    .await;
+            }
+            Event::ConnectionEstablished(info) => self.on_connected(&info.peer_id).await,
+            Event::ConnectionClosed { peer_id, .. } => {
+                let still = self
+                    .state
+                    .snapshot()
+                    .connections
+                    .iter()
+                    .any(|c| c.peer_id == peer_id);
+                if !still {
+                    lock(&self.admitted).remove(&peer_id);
+                    self.publish();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A peer connected: if it is a member of playlists we share, prove our keys again so
+    /// both sides re-admit each other and catch up (after a restart, or being offline).
+    async fn on_connected(self: &Arc<Self>, peer: &str) {
+        let peer_owned = peer.to_string();
+        let shared: Vec<(String, String)> = lock(&self.book)
+            .sessions
+            .iter()
+            .map(|(id, e)| (id.clone(), e.key.clone()))
+            .collect();
+        let ids: Vec<String> = shared.iter().map(|(id, _)| id.clone()).collect();
+        let members_of = self
+            .library
+            .read(move |store| {
+                Ok(ids
+                    .into_iter()
+                    .filter(|id| {
+                        store.get(id).is_ok_and(|p| {
+                            p.owner.peer_id == peer_owned
+                                || p.collaborators.iter().any(|c| c.peer_id == peer_owned)
+                        })
+                    })
+                    .collect::<HashSet<String>>())
+            })
+            .await
+            .unwrap_or_default();
+        let proofs: Vec<SessionProof> = shared
+            .into_iter()
+            .filter(|(id, _)| members_of.contains(id))
+            .map(|(session, key)| SessionProof { session, key })
+            .collect();
+        if proofs.is_empty() {
+            return;
+        }
+        match self.handshake(peer, proofs).await {
+            Ok(response) => {
+                for session in &response.accepted {
+                    self.admit(peer, session, &response.display_name).await;
+                    if let Err(err) = self.hello(peer, session).await {
+                        tracing::warn!("catching up {session} with {peer}: {err}");
+                    }
+                }
+            }
+            Err(err) => tracing::debug!("re-handshake with {peer}: {err}"),
+        }
+    }
+
+    async fn on_handshake(self: &Arc<Self>, peer: &str, body: Value) -> Value {
+        let request: HandshakeRequest = match serde_json::from_value(body) {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!("malformed handshake from {peer}: {err}; disconnecting it");
+                self.service
+                    .notify(Command::HangUp {
+                        peer_id: peer.to_string(),
+                    })
+                    .await;
+                return serde_json::json!({"error": "malformed handshake"});
+            }
+        };
+        let mut accepted = Vec::new();
+        let mut refused = Vec::new();
+        for proof in request.sessions.iter().take(64) {
+            let verdict = match self.entry(&proof.session) {
+                None => Err("no such shared playlist here".to_string()),
+                Some(e) if e.revoked.iter().any(|p| p == peer) => {
+                    Err("your access was revoked by the owner".into())
+                }
+                Some(e) if !same_key(&e.key, &proof.key) => {
+                    Err("wrong key: ask for a new link".into())
+                }
+                Some(_) => Ok(()),
+            };
+            match verdict {
+                Ok(()) => accepted.push(proof.session.clone()),
+                Err(reason) => {
+                    tracing::warn!("refused {peer} for playlist {}: {reason}", proof.session);
+                    let message =
+                        format!("refused {peer} for playlist {}: {reason}", proof.session);
+                    self.state.update(|s| {
+                        s.last_error = Some(message);
+                        true
+                    });
+                    refused.push(Refusal {
+                        session: proof.session.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        for session in &accepted {
+            self.admit(peer, session, &request.display_name).await;
+            // Catch up with what the newcomer has (offline edits) without delaying our answer.
+            let (me, peer, session) = (Arc::clone(self), peer.to_string(), session.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if let Err(err) = me.hello(&peer, &session).await {
+                    tracing::debug!("hello to {peer} for {session}: {err}");
+                }
+            });
+        }
+        let response = HandshakeResponse {
+            app_version: self.app_version.clone(),
+            display_name: self.library.author().display_name,
+            accepted,
+            refused,
+        };
+        serde_json::to_value(response).unwrap_or(Value::Null)
+    }
+
+    async fn on_sync(self: &Arc<Self>, peer: &str, body: Value) -> Value {
+        let refuse = |reason: String| {
+            serde_json::to_value(SyncResponse::Refused { reason }).unwrap_or(Value::Null)
+        };
+        let request: SyncRequest = match serde_json::from_value(body) {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!("malformed sync message from {peer}: {err}; disconnecting it");
+                self.service
+                    .notify(Command::HangUp {
+                        peer_id: peer.to_string(),
+                    })
+                    .await;
+                return refuse("malformed message".into());
+            }
+        };
+        let session = match &request {
+            SyncRequest::Hello { session, .. } | SyncRequest::Push { session, .. } => {
+                session.clone()
+            }
+        };
+        if !self.is_admitted(peer, &session) {
+            tracing::warn!("{peer} sent sync for playlist {session} without being admitted");
+            return refuse("not admitted to this playlist".into());
+        }
+        match request {
+            SyncRequest::Hello { version, .. } => {
+                let Ok(version) = B64.decode(version) else {
+                    return refuse("undecodable version".into());
+                };
+                lock(&self.known).insert((peer.to_string(), session.clone()), version.clone());
+                let id = session.clone();
+                let updates = self
+                    .library
+                    .read(move |store| {
+                        if store.contains(&id) {
+                            store.export_since(&id, &version)
+                        } else {
+                            Ok(Vec::new())
+                        }
+                    })
+                    .await;
+                match updates {
+                    Ok(updates) => serde_json::to_value(SyncResponse::Updates {
+                        session,
+                        updates: B64.encode(updates),
+                    })
+                    .unwrap_or(Value::Null),
+                    Err(err) => refuse(err.to_string()),
+                }
+            }
+            SyncRequest::Push { updates, .. } => {
+                let Ok(updates) = B64.decode(updates) else {
+                    return refuse("undecodable updates".into());
+                };
+                match self.apply(peer, &session, updates).await {
+                    Ok(()) => serde_json::to_value(SyncResponse::Ack).unwrap_or(Value::Null),
+                    Err(reason) => refuse(reason),
+                }
+            }
+        }
+    }
+
+    /// Sends each admitted member of `playlist` what it lacks.
+    async fn push(self: &Arc<Self>, playlist: &str) {
+        if self.entry(playlist).is_none() {
+            return;
+        }
+        let peers: Vec<String> = lock(&self.admitted)
+            .iter()
+            .filter(|(_, sessions)| sessions.contains(playlist))
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        for peer in peers {
+            let known = lock(&self.known)
+                .get(&(peer.clone(), playlist.to_string()))
+                .cloned()
+                .unwrap_or_default();
+            let id = playlist.to_string();
+            let exported = self
+                .library
+                .read(move |store| Ok((store.export_since(&id, &known)?, store.version(&id)?)))
+                .await;
+            let Ok((updates, version)) = exported else {
+                continue;
+            };
+            let body = serde_json::to_value(SyncRequest::Push {
+                session: playlist.into(),
+                updates: B64.encode(updates),
+            })
+            .unwrap_or(Value::Null);
+            match self
+                .request(&peer, AppProtocol::Sync, body)
+                .await
+                .map(serde_json::from_value::<SyncResponse>)
+            {
+                Ok(Ok(SyncResponse::Ack)) => {
+                    lock(&self.known).insert((peer.clone(), playlist.to_string()), version);
+                }
+                other => tracing::debug!("push of {playlist} to {peer}: {other:?}"),
+            }
+        }
+    }
+
+    /// Publishes the sessions and their online members in `AppState`.
+    fn publish(&self) {
+        let book = lock(&self.book);
+        let admitted = lock(&self.admitted);
+        let sessions: Vec<whatnext_protocol::state::SessionState> = book
+            .sessions
+            .iter()
+            .map(|(id, entry)| whatnext_protocol::state::SessionState {
+                id: id.clone(),
+                role: match entry.role {
+                    Role::Owner => "owner".into(),
+                    Role::Member => "member".into(),
+                },
+                connected_members: {
+                    let mut m: Vec<String> = admitted
+                        .iter()
+                        .filter(|(_, s)| s.contains(id))
+                        .map(|(p, _)| p.clone())
+                        .collect();
+                    m.sort();
+                    m
+                },
+            })
+            .collect();
+        drop((book, admitted));
+        self.state.update(|s| {
+            let changed = s.sessions != sessions;
+            s.sessions = sessions;
+            changed
+        });
+    }
+
+    pub fn online(&self, session: &str) -> HashSet<String> {
+        lock(&self.admitted)
+            .iter()
+            .filter(|(_, s)| s.contains(session))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+}
