@@ -35,6 +35,7 @@ use crate::{
 };
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const REPAIR_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -269,6 +270,12 @@ impl Sessions {
             .entry(peer.to_string())
             .or_default()
             .insert(session.to_string());
+        // Changes made while the peer was not admitted (e.g. during a reconnect) were not
+        // pushed to it; if we know its version, send what it lacks now.
+        if lock(&self.known).contains_key(&(peer.to_string(), session.to_string())) {
+            let (me, peer, session) = (Arc::clone(self), peer.to_string(), session.to_string());
+            tokio::spawn(async move { me.push_to(&peer, &session).await });
+        }
         let member = Author {
             peer_id: peer.to_string(),
             display_name: display_name.to_string(),
@@ -358,6 +365,10 @@ impl Sessions {
         mut events: mpsc::UnboundedReceiver<Event>,
         mut changes: mpsc::UnboundedReceiver<String>,
     ) {
+        // Anti-entropy: a push can be lost (the peer was reconnecting, a request timed out);
+        // a periodic delta to every admitted member repairs it. Empty deltas cost nothing.
+        let mut repair = tokio::time::interval(REPAIR_INTERVAL);
+        repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 Some(event) = events.recv() => {
@@ -367,6 +378,18 @@ impl Sessions {
                 Some(playlist) = changes.recv() => {
                     let me = Arc::clone(&self);
                     tokio::spawn(async move { me.push(&playlist).await });
+                }
+                _ = repair.tick() => {
+                    let pairs: Vec<(String, String)> = lock(&self.admitted)
+                        .iter()
+                        .flat_map(|(peer, sessions)| sessions.iter().map(|s| (peer.clone(), s.clone())))
+                        .collect();
+                    let me = Arc::clone(&self);
+                    tokio::spawn(async move {
+                        for (peer, session) in pairs {
+                            me.push_to(&peer, &session).await;
+                        }
+                    });
                 }
                 else => break,
             }
@@ -592,33 +615,41 @@ impl Sessions {
             .map(|(peer, _)| peer.clone())
             .collect();
         for peer in peers {
-            let known = lock(&self.known)
-                .get(&(peer.clone(), playlist.to_string()))
-                .cloned()
-                .unwrap_or_default();
-            let id = playlist.to_string();
-            let exported = self
-                .library
-                .read(move |store| Ok((store.export_since(&id, &known)?, store.version(&id)?)))
-                .await;
-            let Ok((updates, version)) = exported else {
-                continue;
-            };
-            let body = serde_json::to_value(SyncRequest::Push {
-                session: playlist.into(),
-                updates: B64.encode(updates),
-            })
-            .unwrap_or(Value::Null);
-            match self
-                .request(&peer, AppProtocol::Sync, body)
-                .await
-                .map(serde_json::from_value::<SyncResponse>)
-            {
-                Ok(Ok(SyncResponse::Ack)) => {
-                    lock(&self.known).insert((peer.clone(), playlist.to_string()), version);
-                }
-                other => tracing::debug!("push of {playlist} to {peer}: {other:?}"),
+            self.push_to(&peer, playlist).await;
+        }
+    }
+
+    /// Sends `peer` the updates of `playlist` it is not known to have.
+    async fn push_to(self: &Arc<Self>, peer: &str, playlist: &str) {
+        let known = lock(&self.known)
+            .get(&(peer.to_string(), playlist.to_string()))
+            .cloned()
+            .unwrap_or_default();
+        let id = playlist.to_string();
+        let exported = self
+            .library
+            .read(move |store| Ok((store.export_since(&id, &known)?, store.version(&id)?)))
+            .await;
+        let Ok((updates, version)) = exported else {
+            return;
+        };
+        if updates.is_empty() {
+            return;
+        }
+        let body = serde_json::to_value(SyncRequest::Push {
+            session: playlist.into(),
+            updates: B64.encode(updates),
+        })
+        .unwrap_or(Value::Null);
+        match self
+            .request(peer, AppProtocol::Sync, body)
+            .await
+            .map(serde_json::from_value::<SyncResponse>)
+        {
+            Ok(Ok(SyncResponse::Ack)) => {
+                lock(&self.known).insert((peer.to_string(), playlist.to_string()), version);
             }
+            other => tracing::debug!("push of {playlist} to {peer}: {other:?}"),
         }
     }
 

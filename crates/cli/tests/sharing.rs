@@ -1,0 +1,317 @@
+//! Shared playlists between real controllers on loopback: share → open → live edits both
+//! ways, three members with forwarding, refusals, offline merge, and a service crash in the
+//! middle of a burst of edits.
+
+mod support;
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use support::*;
+
+fn json(node: &Node, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = node.cli(&all);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+fn show(node: &Node, id: &str) -> Option<Value> {
+    let out = node.cli(&["playlist", "show", id, "--json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+fn titles(playlist: &Value) -> Vec<String> {
+    playlist["tracks"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["title"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `node` has playlist `id` with exactly `expected` titles (in any order).
+fn wait_titles(node: &Node, id: &str, expected: &[&str]) -> Value {
+    let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    let mut last = None;
+    let found = (0..800).find_map(|_| {
+        let playlist = show(node, id);
+        if let Some(p) = &playlist {
+            let mut have = titles(p);
+            have.sort();
+            if have == want {
+                return playlist;
+            }
+        }
+        last = playlist;
+        std::thread::sleep(Duration::from_millis(25));
+        None
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "{} never had {want:?}; last: {:?}\n{}",
+            node.home.display(),
+            last.map(|p| titles(&p)),
+            node.log()
+        )
+    })
+}
+
+fn add(node: &Node, id: &str, title: &str) -> String {
+    json(
+        node,
+        &[
+            "playlist", "add", id, "--title", title, "--artist", "someone",
+        ],
+    )["track_id"]
+        .as_str()
+        .expect("track id")
+        .to_string()
+}
+
+fn create_shared(owner: &Node, name: &str) -> (String, String) {
+    let id = json(owner, &["playlist", "create", name])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let link = json(owner, &["playlist", "share", &id])["link"]
+        .as_str()
+        .expect("link")
+        .to_string();
+    assert!(
+        link.contains(&format!("session={id}")) && link.contains("key="),
+        "{link}"
+    );
+    (id, link)
+}
+
+fn join(node: &Node, link: &str) {
+    let out = node.cli(&["open", "--wait", "--timeout", "20", link]);
+    assert!(
+        out.status.success(),
+        "join failed: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+}
+
+#[test]
+fn two_members_edit_one_playlist_live_and_converge() {
+    let a = Node::start();
+    let b = Node::start();
+    let (id, link) = create_shared(&a, "Road trip");
+    add(&a, &id, "A1");
+    join(&b, &link);
+    wait_titles(&b, &id, &["A1"]);
+    let listed = json(&b, &["playlist", "list"]);
+    assert_eq!(listed[0]["id"], id.as_str());
+
+    add(&b, &id, "B1");
+    wait_titles(&a, &id, &["A1", "B1"]);
+    add(&a, &id, "A2");
+    let on_b = wait_titles(&b, &id, &["A1", "B1", "A2"]);
+    // Attribution: who added what.
+    let b1 = on_b["tracks"]
+        .as_array()
+        .expect("tracks")
+        .iter()
+        .find(|t| t["title"] == "B1")
+        .expect("B1")
+        .clone();
+    assert_eq!(b1["added_by"]["peer_id"], b.peer_id().as_str());
+
+    // Concurrent moves and adds on both sides converge to one order.
+    let tracks: Vec<String> = on_b["tracks"]
+        .as_array()
+        .expect("tracks")
+        .iter()
+        .map(|t| t["id"].as_str().expect("id").to_string())
+        .collect();
+    json(&a, &["playlist", "move", &id, &tracks[0], "--to", "2"]);
+    json(&b, &["playlist", "move", &id, &tracks[0], "--to", "1"]);
+    add(&a, &id, "A3");
+    add(&b, &id, "B2");
+    let all = ["A1", "A2", "A3", "B1", "B2"];
+    wait_titles(&a, &id, &all);
+    wait_titles(&b, &id, &all);
+    wait_until("the same order on both", PATIENCE, || {
+        let (pa, pb) = (show(&a, &id)?, show(&b, &id)?);
+        (pa["tracks"] == pb["tracks"]).then_some(())
+    });
+
+    // Members and presence.
+    let shown = show(&a, &id).expect("show");
+    let members = shown["members"].as_array().expect("members");
+    let b_id = b.peer_id();
+    assert!(
+        members
+            .iter()
+            .any(|m| m["peer_id"] == b_id.as_str() && m["online"] == true),
+        "{members:?}"
+    );
+    let state = a.status().expect("status");
+    assert!(
+        state["sessions"][0]["connected_members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .any(|m| m == b_id.as_str())
+    );
+}
+
+#[test]
+fn three_members_reach_each_other_through_the_owner() {
+    let a = Node::start();
+    let b = Node::start();
+    let c = Node::start();
+    let (id, link) = create_shared(&a, "Party");
+    join(&b, &link);
+    join(&c, &link);
+    // B and C are connected only to A: A forwards what it receives.
+    add(&b, &id, "from B");
+    add(&c, &id, "from C");
+    add(&a, &id, "from A");
+    for node in [&a, &b, &c] {
+        wait_titles(node, &id, &["from A", "from B", "from C"]);
+    }
+    wait_until("one order on all three", PATIENCE, || {
+        let (pa, pb, pc) = (show(&a, &id)?, show(&b, &id)?, show(&c, &id)?);
+        (pa["tracks"] == pb["tracks"] && pb["tracks"] == pc["tracks"]).then_some(())
+    });
+}
+
+#[test]
+fn a_wrong_or_missing_key_is_refused_and_receives_nothing() {
+    let a = Node::start();
+    let b = Node::start();
+    let (id, link) = create_shared(&a, "Private");
+    add(&a, &id, "secret track");
+    let key_at = link.find("key=").expect("key") + 4;
+    let wrong = format!("{}{}", &link[..key_at], "0".repeat(32));
+    let out = b.cli(&["open", "--wait", &wrong]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrong key"), "{err}");
+    let without = link[..key_at - 5].to_string();
+    let out = b.cli(&["open", "--wait", &without]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no key"));
+    // Nothing arrived, and the owner says why it refused.
+    assert_eq!(json(&b, &["playlist", "list"]), serde_json::json!([]));
+    assert!(show(&b, &id).is_none());
+    let state = a.status().expect("status");
+    assert!(
+        state["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("wrong key")),
+        "{state}"
+    );
+
+    // A rotated key locks out the old link; the new one works.
+    let rotated = json(&a, &["playlist", "share", &id, "--rotate"])["link"]
+        .as_str()
+        .expect("link")
+        .to_string();
+    assert_ne!(rotated, link);
+    let out = b.cli(&["open", "--wait", &link]);
+    assert!(!out.status.success(), "the old key still works");
+    join(&b, &rotated);
+    wait_titles(&b, &id, &["secret track"]);
+
+    // A revoked member's updates are refused from then on.
+    json(&a, &["playlist", "revoke", &id, &b.peer_id()]);
+    add(&b, &id, "after revocation");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(titles(&show(&a, &id).expect("show")), vec!["secret track"]);
+}
+
+#[test]
+fn offline_edits_on_both_sides_merge_on_reconnect() {
+    let a = Node::start();
+    let home_b = tempfile::tempdir().expect("home");
+    let mut b = Node::start_in(home_b.path(), &LOOPBACK_RUN_ARGS);
+    let (id, link) = create_shared(&a, "Offline");
+    add(&a, &id, "before");
+    join(&b, &link);
+    wait_titles(&b, &id, &["before"]);
+
+    assert!(b.stop_with(Signal::SIGTERM).success());
+    add(&a, &id, "A while B is away");
+    add(&a, &id, "A again");
+    // B comes back without the link and edits its own copy, offline.
+    let b = Node::start_in(home_b.path(), &LOOPBACK_RUN_ARGS);
+    add(&b, &id, "B offline");
+    assert_eq!(
+        titles(&show(&b, &id).expect("show")).len(),
+        2,
+        "B saw nothing of A's edits yet"
+    );
+
+    // Reconnect: both sides re-admit each other and exchange what the other lacks.
+    let out = b.cli(&["connect", &a.tcp_multiaddr()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = ["before", "A while B is away", "A again", "B offline"];
+    wait_titles(&a, &id, &all);
+    wait_titles(&b, &id, &all);
+}
+
+#[test]
+fn a_service_crash_during_a_burst_of_edits_loses_none() {
+    let a = Node::start();
+    let b = Node::start();
+    let (id, link) = create_shared(&a, "Burst");
+    join(&b, &link);
+    let writer = {
+        let (home, id) = (b.home.clone(), id.clone());
+        std::thread::spawn(move || {
+            for i in 0..50 {
+                let out = whatnext(
+                    &home,
+                    &[
+                        "playlist",
+                        "add",
+                        &id,
+                        "--title",
+                        &format!("b{i}"),
+                        "--artist",
+                        "x",
+                    ],
+                );
+                assert!(
+                    out.status.success(),
+                    "B's own adds never fail: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        })
+    };
+    // Kill A's network service while B is adding.
+    wait_until("B to have added a few", PATIENCE, || {
+        (titles(&show(&b, &id)?).len() >= 10).then_some(())
+    });
+    let service = a.service_pid();
+    assert!(signal(service, Signal::SIGKILL));
+    writer.join().expect("writer");
+    let want: Vec<String> = (0..50).map(|i| format!("b{i}")).collect();
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    wait_titles(&a, &id, &want);
+    assert!(a.status().expect("status")["service"]["restarts"].as_u64() >= Some(1));
+}
