@@ -77,6 +77,9 @@ enum Commands {
     /// Create, edit, export and import playlists.
     #[command(subcommand)]
     Playlist(playlist::PlaylistCommand),
+    /// Change a setting in <home>/config.toml (and in the running controller).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Make this binary the OS handler for whtnxt:// links.
     Register,
     /// Remove the OS handler for whtnxt:// links.
@@ -84,6 +87,12 @@ enum Commands {
     /// Internal: the network service started by `run`; speaks frames on stdin/stdout.
     #[command(hide = true)]
     P2p,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Set KEY to VALUE. Keys: display-name (the name friends see next to what you add).
+    Set { key: String, value: String },
 }
 
 #[derive(Args)]
@@ -157,6 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => return open(&home, &url, wait, timeout, json),
         Commands::Playlist(command) => playlist::run(&Client::for_home(&home)?, command)?,
+        Commands::Config(ConfigCommand::Set { key, value }) => config_set(&home, &key, &value)?,
         Commands::Register => {
             let binary = std::env::current_exe()?;
             let home_arg = home_explicit.then(|| home.dir());
@@ -298,4 +308,38 @@ fn report_open(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `config set`: edits config.toml, then tells a running controller.
+fn config_set(home: &Home, key: &str, value: &str) -> anyhow::Result<()> {
+    let field = match key {
+        "display-name" | "display_name" => "display_name",
+        _ => anyhow::bail!("unknown setting {key:?}; settable: display-name"),
+    };
+    let value = value.trim();
+    if value.is_empty() || value.len() > 200 {
+        anyhow::bail!("the display name must be 1 to 200 characters");
+    }
+    home.create()?;
+    let path = home.config_path();
+    let mut table: toml::Table = match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .parse()
+            .with_context(|| format!("{} is not valid TOML; fix it first", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    table.insert(field.to_string(), toml::Value::String(value.to_string()));
+    whatnext_controller::home::write_private_file(&path, toml::to_string(&table)?.as_bytes())?;
+    println!("{key} = {value:?} (in {})", path.display());
+    if let Ok(client) = Client::for_home(home) {
+        let body = serde_json::json!({ field: value });
+        match client.post::<_, serde_json::Value>("/api/config", &body, Duration::from_secs(10)) {
+            Ok(_) => println!("the running WhatNext uses it from now on"),
+            Err(err) => eprintln!(
+                "note: the running WhatNext did not take it ({err:#}); it applies at the next start"
+            ),
+        }
+    }
+    Ok(())
 }

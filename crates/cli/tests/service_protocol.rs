@@ -4,82 +4,12 @@
 mod support;
 
 use std::{
-    io::{Read, Write},
-    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    io::Write,
+    process::{Command, Stdio},
 };
 
-use serde_json::{Value, json};
-use support::BIN;
-
-struct Service {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: ChildStdout,
-}
-
-impl Service {
-    fn spawn() -> Service {
-        let mut child = Command::new(BIN)
-            .arg("p2p")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("service starts");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout");
-        Service {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn write_raw(&mut self, bytes: &[u8]) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(bytes).expect("write");
-        stdin.flush().expect("flush");
-    }
-
-    fn send(&mut self, value: &Value) {
-        let body = serde_json::to_vec(value).expect("json");
-        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&body);
-        self.write_raw(&frame);
-    }
-
-    fn recv(&mut self) -> Value {
-        let mut header = [0u8; 4];
-        self.stdout.read_exact(&mut header).expect("frame header");
-        let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
-        self.stdout.read_exact(&mut body).expect("frame body");
-        serde_json::from_slice(&body).expect("event JSON")
-    }
-
-    /// Next event that answers request `id`, skipping unsolicited ones.
-    fn reply_to(&mut self, id: u64) -> Value {
-        for _ in 0..1000 {
-            let event = self.recv();
-            if event["id"] == id {
-                return event;
-            }
-        }
-        panic!("no reply to request {id}");
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        support::wait_until("the service to exit", support::PATIENCE, || {
-            self.child.try_wait().expect("wait")
-        })
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use serde_json::json;
+use support::{BIN, Service};
 
 #[test]
 fn handshake_then_commands_with_matching_ids() {

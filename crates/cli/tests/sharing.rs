@@ -113,6 +113,12 @@ fn join(node: &Node, link: &str) {
 fn two_members_edit_one_playlist_live_and_converge() {
     let a = Node::start();
     let b = Node::start();
+    let out = b.cli(&["config", "set", "display-name", "Bea"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (id, link) = create_shared(&a, "Road trip");
     add(&a, &id, "A1");
     join(&b, &link);
@@ -133,6 +139,7 @@ fn two_members_edit_one_playlist_live_and_converge() {
         .expect("B1")
         .clone();
     assert_eq!(b1["added_by"]["peer_id"], b.peer_id().as_str());
+    assert_eq!(b1["added_by"]["display_name"], "Bea");
 
     // Concurrent moves and adds on both sides converge to one order.
     let tracks: Vec<String> = on_b["tracks"]
@@ -314,4 +321,105 @@ fn a_service_crash_during_a_burst_of_edits_loses_none() {
     let want: Vec<&str> = want.iter().map(String::as_str).collect();
     wait_titles(&a, &id, &want);
     assert!(a.status().expect("status")["service"]["restarts"].as_u64() >= Some(1));
+}
+
+/// A hostile peer — our own network service driven by hand — speaks the app protocols with
+/// garbage, an oversized message and updates for a playlist it was never admitted to. The
+/// owner refuses each, stays up, and its playlist is unchanged.
+#[test]
+fn a_hostile_peer_cannot_crash_or_change_anything() {
+    let a = Node::start();
+    let (id, _link) = create_shared(&a, "Guarded");
+    add(&a, &id, "original");
+    let before = show(&a, &id).expect("show");
+
+    let mut bad = Service::spawn();
+    bad.recv();
+    let bad_id = bad.start_node()["peer_id"]
+        .as_str()
+        .expect("peer id")
+        .to_string();
+    let target = a.tcp_multiaddr();
+    bad.send(&serde_json::json!({"id": 1, "type": "dial", "payload": {"addrs": [target]}}));
+    assert_eq!(bad.reply_to(1)["type"], "dialed");
+    let a_id = a.peer_id();
+    let request = |bad: &mut Service, id: u64, protocol: &str, body: Value| {
+        bad.send(&serde_json::json!({"id": id, "type": "request", "payload": {"peer_id": a_id, "protocol": protocol, "body": body}}));
+        bad.reply_to(id)
+    };
+
+    // Updates for a playlist it was never admitted to.
+    let garbage = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        b"not a loro update",
+    );
+    let reply = request(
+        &mut bad,
+        2,
+        "sync",
+        serde_json::json!({"type": "push", "session": id, "updates": garbage}),
+    );
+    assert_eq!(reply["payload"]["body"]["type"], "refused", "{reply}");
+    let reply = request(
+        &mut bad,
+        3,
+        "sync",
+        serde_json::json!({"type": "hello", "session": id, "version": ""}),
+    );
+    assert_eq!(
+        reply["payload"]["body"]["type"], "refused",
+        "nothing is sent to it: {reply}"
+    );
+
+    // A wrong key in a well-formed handshake.
+    let reply = request(
+        &mut bad,
+        4,
+        "handshake",
+        serde_json::json!({"app_version": "evil", "display_name": "eve", "sessions": [{"session": id, "key": "guess"}]}),
+    );
+    assert_eq!(
+        reply["payload"]["body"]["accepted"],
+        serde_json::json!([]),
+        "{reply}"
+    );
+
+    // A malformed handshake gets it disconnected.
+    let _ = request(
+        &mut bad,
+        5,
+        "handshake",
+        serde_json::json!({"nonsense": [1, 2, 3]}),
+    );
+    let cut_off = |a: &Node| {
+        let state = a.status()?;
+        (!state["connections"]
+            .as_array()?
+            .iter()
+            .any(|c| c["peer_id"] == bad_id.as_str()))
+        .then_some(())
+    };
+    wait_until("the hostile peer to be cut off", PATIENCE, || cut_off(&a));
+
+    // An oversized message (over the 8 MiB limit): refused by the codec, the peer cut off.
+    bad.send(
+        &serde_json::json!({"id": 6, "type": "dial", "payload": {"addrs": [a.tcp_multiaddr()]}}),
+    );
+    assert_eq!(bad.reply_to(6)["type"], "dialed");
+    let huge = "x".repeat(9 * 1024 * 1024);
+    let reply = request(
+        &mut bad,
+        7,
+        "sync",
+        serde_json::json!({"type": "push", "session": id, "updates": huge}),
+    );
+    assert_eq!(reply["type"], "request_failed", "{}", reply["type"]);
+    wait_until("the oversized sender to be cut off", PATIENCE, || {
+        cut_off(&a)
+    });
+
+    // The owner is unharmed: same service, same playlist.
+    let state = a.wait_running();
+    assert_eq!(state["service"]["restarts"], 0);
+    assert_eq!(show(&a, &id).expect("show")["tracks"], before["tracks"]);
 }

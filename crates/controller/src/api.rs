@@ -35,6 +35,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/invite", get(invite))
         .route("/api/open", post(open_link))
         .route("/api/shutdown", post(shutdown))
+        .route("/api/config", post(set_config))
         .merge(crate::playlists_api::routes())
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
@@ -233,6 +234,30 @@ pub fn link_timeout(secs: Option<f64>) -> Result<Duration, String> {
         Some(secs) => Duration::try_from_secs_f64(secs)
             .map_err(|_| format!("timeout must be a positive number of seconds, not {secs}")),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct ConfigChange {
+    display_name: Option<String>,
+}
+
+/// Applies settings that can change while running (`whatnext config set` also writes them
+/// to config.toml).
+async fn set_config(
+    State(app): State<Arc<App>>,
+    Json(change): Json<ConfigChange>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(name) = change.display_name {
+        let name = name.trim().to_string();
+        if name.is_empty() || name.len() > 200 {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the display name must be 1 to 200 characters",
+            ));
+        }
+        app.library.set_display_name(name);
+    }
+    Ok(Json(serde_json::json!({ "ok": true })))
 }
 
 async fn shutdown(State(app): State<Arc<App>>) -> Json<serde_json::Value> {

@@ -11,6 +11,7 @@
 //! [`Command`]: whatnext_protocol::ipc::Command
 //! [`Event`]: whatnext_protocol::ipc::Event
 
+mod codec;
 mod node;
 mod sandbox;
 mod service;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::codec::AppCodec;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use libp2p::{
@@ -19,14 +20,13 @@ use whatnext_protocol::{
 
 /// An app protocol as the service sees it: JSON in, JSON out, size-limited. The service
 /// does not interpret the messages; the controller does.
-pub type AppChannel = request_response::json::Behaviour<serde_json::Value, serde_json::Value>;
+pub type AppChannel = request_response::Behaviour<AppCodec>;
 
 fn app_channel(protocol: &'static str) -> AppChannel {
-    let codec = request_response::json::codec::Codec::default()
-        .set_request_size_maximum(MAX_APP_MESSAGE)
-        .set_response_size_maximum(MAX_APP_MESSAGE);
     request_response::Behaviour::with_codec(
-        codec,
+        AppCodec {
+            max: MAX_APP_MESSAGE,
+        },
         [(StreamProtocol::new(protocol), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
     )

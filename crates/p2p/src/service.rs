@@ -28,6 +28,7 @@ use whatnext_protocol::{
     ipc::{is_relayed, transport_of},
 };
 
+use crate::codec::AppMessage;
 use crate::node::{
     AppChannel, Behaviour, BehaviourEvent, build_swarm, dial_target, error_chain, parse_addrs,
 };
@@ -72,7 +73,7 @@ struct Service<W> {
     connections: HashMap<ConnectionId, (PeerId, Multiaddr)>,
     commands_handled: u64,
     /// Inbound app requests waiting for the controller's `respond`, by our request id.
-    inbound: HashMap<u64, (AppProtocol, ResponseChannel<serde_json::Value>)>,
+    inbound: HashMap<u64, (AppProtocol, ResponseChannel<AppMessage>)>,
     next_inbound: u64,
     /// Outbound app requests, by protocol and libp2p's id, with the command id to answer.
     outbound: HashMap<(AppProtocol, OutboundRequestId), Option<u64>>,
@@ -256,7 +257,10 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                     (self.inbound.remove(&request_id), &mut self.swarm)
                 {
                     let channel_behaviour = app_channel_mut(swarm, protocol);
-                    if channel_behaviour.send_response(channel, body).is_err() {
+                    if channel_behaviour
+                        .send_response(channel, AppMessage::Json(body))
+                        .is_err()
+                    {
                         tracing::debug!("the peer left before response {request_id} was sent");
                     }
                 }
@@ -407,7 +411,8 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 return self.emit(id, Event::RequestFailed { reason }).await;
             }
         };
-        let request_id = app_channel_mut(swarm, protocol).send_request(&peer, body);
+        let request_id =
+            app_channel_mut(swarm, protocol).send_request(&peer, AppMessage::Json(body));
         self.outbound.insert((protocol, request_id), id);
         Ok(())
     }
@@ -415,7 +420,7 @@ impl<W: AsyncWrite + Unpin> Service<W> {
     async fn on_app_event(
         &mut self,
         protocol: AppProtocol,
-        event: request_response::Event<serde_json::Value, serde_json::Value>,
+        event: request_response::Event<AppMessage, AppMessage>,
     ) -> anyhow::Result<()> {
         use request_response::{Event as RrEvent, Message};
         match event {
@@ -427,6 +432,19 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                     },
                 ..
             } => {
+                let request = match request {
+                    AppMessage::Json(value) => value,
+                    AppMessage::Rejected(reason) => {
+                        tracing::warn!(
+                            "{peer} sent a bad {protocol:?} message ({reason}); disconnecting it"
+                        );
+                        drop(channel);
+                        if let Some(swarm) = &mut self.swarm {
+                            let _ = swarm.disconnect_peer_id(peer);
+                        }
+                        return Ok(());
+                    }
+                };
                 let request_id = self.next_inbound;
                 self.next_inbound += 1;
                 self.inbound.insert(request_id, (protocol, channel));
@@ -453,7 +471,11 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 ..
             } => {
                 if let Some(id) = self.outbound.remove(&(protocol, request_id)) {
-                    self.emit(id, Event::Response { body: response }).await?;
+                    let event = match response {
+                        AppMessage::Json(body) => Event::Response { body },
+                        AppMessage::Rejected(reason) => Event::RequestFailed { reason },
+                    };
+                    self.emit(id, event).await?;
                 }
             }
             RrEvent::OutboundFailure {
@@ -468,16 +490,10 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 }
             }
             RrEvent::InboundFailure { peer, error, .. } => {
-                // Malformed or oversized messages end up here: such a peer is cut off.
-                tracing::warn!(
-                    "bad {protocol:?} message from {peer} ({}); disconnecting it",
+                tracing::debug!(
+                    "{protocol:?} request from {peer} failed: {}",
                     error_chain(&error)
                 );
-                if let Some(swarm) = &mut self.swarm
-                    && matches!(error, request_response::InboundFailure::Io(_))
-                {
-                    let _ = swarm.disconnect_peer_id(peer);
-                }
             }
             RrEvent::ResponseSent { .. } => {}
         }

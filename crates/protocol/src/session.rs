@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 pub const HANDSHAKE_PROTOCOL: &str = "/whatnext/handshake/1.0.0";
 pub const SYNC_PROTOCOL: &str = "/whatnext/sync/1.0.0";
-/// Largest request or response on the app protocols (a 10,000-track join is about 3 MB).
-pub const MAX_APP_MESSAGE: u64 = 32 * 1024 * 1024;
+/// Largest request or response on the app protocols. A 10,000-track join is about 3 MB;
+/// the limit stays well under the 16 MiB IPC frame that carries it to the controller.
+pub const MAX_APP_MESSAGE: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionProof {

@@ -351,3 +351,107 @@ pub fn http(
         .unwrap_or_default();
     (status, body)
 }
+
+/// `whatnext p2p` driven directly over its pipes, as the controller does. Its events are
+/// read by a thread, so every wait is bounded.
+pub struct Service {
+    pub child: std::process::Child,
+    pub stdin: Option<std::process::ChildStdin>,
+    events: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Service {
+    pub fn spawn() -> Service {
+        let mut child = std::process::Command::new(BIN)
+            .arg("p2p")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("service starts");
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().expect("stdout");
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            loop {
+                let mut header = [0u8; 4];
+                if stdout.read_exact(&mut header).is_err() {
+                    return;
+                }
+                let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+                if stdout.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let Ok(event) = serde_json::from_slice(&body) else {
+                    return;
+                };
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        });
+        Service {
+            child,
+            stdin,
+            events,
+        }
+    }
+
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write");
+        stdin.flush().expect("flush");
+    }
+
+    pub fn send(&mut self, value: &Value) {
+        let body = serde_json::to_vec(value).expect("json");
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        self.write_raw(&frame);
+    }
+
+    /// The next event; panics after [`PATIENCE`].
+    pub fn recv(&mut self) -> Value {
+        self.events
+            .recv_timeout(PATIENCE)
+            .expect("an event from the service in time")
+    }
+
+    /// Next event that answers request `id`, skipping unsolicited ones.
+    pub fn reply_to(&mut self, id: u64) -> Value {
+        for _ in 0..10_000 {
+            let event = self.recv();
+            if event["id"] == id {
+                return event;
+            }
+        }
+        panic!("no reply to request {id}");
+    }
+
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        wait_until("the service to exit", PATIENCE, || {
+            self.child.try_wait().expect("wait")
+        })
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    /// Starts a node on loopback with a fresh identity; returns its `node_started` payload.
+    pub fn start_node(&mut self) -> Value {
+        let key = libp2p_identity::Keypair::generate_ed25519()
+            .to_protobuf_encoding()
+            .expect("key");
+        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
+        self.send(&serde_json::json!({"id": 900, "type": "start_node", "payload": {"keypair": key, "listen": ["/ip4/127.0.0.1/tcp/0"]}}));
+        let reply = self.reply_to(900);
+        assert_eq!(reply["type"], "node_started", "{reply}");
+        reply["payload"].clone()
+    }
+}
