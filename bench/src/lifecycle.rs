@@ -315,3 +315,81 @@ pub fn store(whatnext: &Path) -> anyhow::Result<Value> {
         "ack_add_p99_ms": crate::stats::percentile(&sorted, 0.99),
     }))
 }
+
+/// Bytes sent on the loopback interface so far (all processes; the bench keeps other
+/// traffic small while it measures).
+fn loopback_tx_bytes() -> u64 {
+    std::fs::read_to_string("/sys/class/net/lo/statistics/tx_bytes")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Collaboration: edit propagation A → B, and joining a 10,000-track playlist.
+pub fn sync(whatnext: &Path) -> anyhow::Result<Value> {
+    let (a, _) = Controller::start(whatnext)?;
+    let (mut b, _) = Controller::start(whatnext)?;
+    let id = a.post("/api/playlists", json!({"name": "live"}))?["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    let link = a.post(&format!("/api/playlists/{id}/share"), json!({}))?["link"]
+        .as_str()
+        .context("link")?
+        .to_string();
+    let joined = b.post("/api/open", json!({"url": link, "wait": true}))?;
+    if joined["status"] != "connected" {
+        bail!("join failed: {joined}");
+    }
+    let count_on = |s: &Value, id: &str| {
+        s["playlists"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["id"] == id))
+            .and_then(|p| p["track_count"].as_u64())
+    };
+    b.wait_for(|s| count_on(s, &id).is_some())?;
+    let mut samples = Vec::new();
+    for i in 0..200u64 {
+        let t = Instant::now();
+        a.post(
+            &format!("/api/playlists/{id}/tracks"),
+            json!({"title": format!("edit {i}"), "artists": ["a"]}),
+        )?;
+        b.wait_for(|s| count_on(s, &id) == Some(i + 1))?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    samples.sort_by(|x, y| x.total_cmp(y));
+
+    // Joining a big playlist: C opens A's link to a 10,000-track playlist.
+    let big = a.post("/api/playlists", json!({"name": "big"}))?["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    let tracks: Vec<Value> = (0..10_000)
+        .map(|i| json!({"title": format!("Track number {i}"), "artists": [format!("Artist {}", i % 500)], "album": format!("Album {}", i % 1000), "duration_ms": 180_000 + i}))
+        .collect();
+    a.post(
+        &format!("/api/playlists/{big}/tracks"),
+        json!({"tracks": tracks}),
+    )?;
+    let big_link = a.post(&format!("/api/playlists/{big}/share"), json!({}))?["link"]
+        .as_str()
+        .context("link")?
+        .to_string();
+    let (mut c, _) = Controller::start(whatnext)?;
+    let sent_before = loopback_tx_bytes();
+    let t = Instant::now();
+    let joined = c.post("/api/open", json!({"url": big_link, "wait": true}))?;
+    if joined["status"] != "connected" {
+        bail!("big join failed: {joined}");
+    }
+    c.wait_for(|s| count_on(s, &big) == Some(10_000))?;
+    let join_s = t.elapsed().as_secs_f64();
+    let sent = loopback_tx_bytes().saturating_sub(sent_before);
+    Ok(json!({
+        "propagation_p50_ms": crate::stats::percentile(&samples, 0.5),
+        "propagation_p99_ms": crate::stats::percentile(&samples, 0.99),
+        "join_10k_seconds": join_s,
+        "join_10k_loopback_bytes": sent,
+    }))
+}

@@ -60,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         "pipelined" => ipc::pipelined(&args.whatnext, args.iters * 5, args.placement)?,
         "lifecycle" => lifecycle::run(&args.whatnext)?,
         "store" => lifecycle::store(&args.whatnext)?,
+        "sync" => lifecycle::sync(&args.whatnext)?,
         "all" => return all(&args),
         _ => usage(),
     };
@@ -282,6 +283,40 @@ fn all(args: &Args) -> anyhow::Result<()> {
         });
     }
     raw.insert("store".into(), store);
+
+    eprintln!("measuring collaboration: edit propagation, 10,000-track join …");
+    let sync = sub(&["sync", "--whatnext", bin])?;
+    for (key, figure, unit) in [
+        (
+            "propagation_p50_ms",
+            "edit A → visible in B's state (p50, 200 edits)",
+            "ms",
+        ),
+        (
+            "propagation_p99_ms",
+            "edit A → visible in B's state (p99, 200 edits)",
+            "ms",
+        ),
+        (
+            "join_10k_seconds",
+            "join a 10,000-track playlist: open → all tracks",
+            "s",
+        ),
+        (
+            "join_10k_loopback_bytes",
+            "join a 10,000-track playlist: bytes sent",
+            "bytes",
+        ),
+    ] {
+        rows.push(Row {
+            figure: figure.into(),
+            ours: sync[key].as_f64().unwrap_or(f64::NAN),
+            baseline: None,
+            baseline_name: "",
+            unit,
+        });
+    }
+    raw.insert("sync".into(), sync);
 
     let machine = stats::machine();
     println!("machine: {machine}");

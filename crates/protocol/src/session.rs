@@ -44,7 +44,9 @@ pub struct HandshakeResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SyncRequest {
-    /// "Here is my version of `session`; send me what I lack." Binary fields are base64.
+    /// "Here is my version of `session`; send me what I lack." `version` is a base64 Loro
+    /// version vector; `updates` fields are base64 of an LZ4 block (size-prefixed) of Loro
+    /// updates.
     Hello { session: String, version: String },
     /// New updates for `session`.
     Push { session: String, updates: String },
