@@ -195,6 +195,22 @@ fn three_members_reach_each_other_through_the_owner() {
     for node in [&a, &b, &c] {
         wait_titles(node, &id, &["from A", "from B", "from C"]);
     }
+    // Members learn each other's addresses from the playlist and connect directly.
+    let c_id = c.peer_id();
+    b.wait_status("B connected to C directly", PATIENCE, |s| {
+        s["connections"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["peer_id"] == c_id.as_str()))
+    });
+    wait_until("C admitted on B", PATIENCE, || {
+        let state = b.status()?;
+        let members = state["sessions"][0]["connected_members"]
+            .as_array()?
+            .clone();
+        members.iter().any(|m| m == c_id.as_str()).then_some(())
+    });
+    add(&c, &id, "after meeting");
+    wait_titles(&b, &id, &["from A", "from B", "from C", "after meeting"]);
     wait_until("one order on all three", PATIENCE, || {
         let (pa, pb, pc) = (show(&a, &id)?, show(&b, &id)?, show(&c, &id)?);
         (pa["tracks"] == pb["tracks"] && pb["tracks"] == pc["tracks"]).then_some(())

@@ -149,7 +149,7 @@ impl Sessions {
     }
 
     /// Makes `playlist` shareable (or gives it a new key with `rotate`); returns the key.
-    pub fn share(&self, playlist: &str, rotate: bool) -> anyhow::Result<String> {
+    pub fn share(self: &Arc<Self>, playlist: &str, rotate: bool) -> anyhow::Result<String> {
         let mut book = lock(&self.book);
         let entry = book
             .sessions
@@ -166,6 +166,8 @@ impl Sessions {
         self.save(&book)?;
         drop(book);
         self.publish();
+        let (me, session) = (Arc::clone(self), playlist.to_string());
+        tokio::spawn(async move { me.announce_self(&session).await });
         Ok(key)
     }
 
@@ -245,7 +247,73 @@ impl Sessions {
             self.save(&book).map_err(|e| e.to_string())?;
         }
         self.admit(peer, session, &response.display_name).await;
-        self.hello(peer, session).await
+        self.hello(peer, session).await?;
+        self.announce_self(session).await;
+        self.meet_members(session).await;
+        Ok(())
+    }
+
+    /// Writes our dialable addresses into the playlist's member list.
+    async fn announce_self(self: &Arc<Self>, session: &str) {
+        let state = self.state.snapshot();
+        let addrs: Vec<String> =
+            crate::app::invite_addrs(&state.external_addrs, &state.listen_addrs)
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+        if addrs.is_empty() {
+            return;
+        }
+        let (id, me) = (session.to_string(), state.peer_id);
+        let result = self
+            .library
+            .write(move |store, _, _| {
+                if !store.contains(&id) {
+                    return Ok(((), None));
+                }
+                let changed = store.set_member_addrs(&id, &me, &addrs)?;
+                Ok(((), changed.then_some(id)))
+            })
+            .await;
+        if let Err(err) = result {
+            tracing::debug!("could not record our addresses in {session}: {err}");
+        }
+    }
+
+    /// Dials the members of `session` we are not connected to; the handshake on connect
+    /// admits both sides, so updates flow directly and not only through whoever relays them.
+    async fn meet_members(self: &Arc<Self>, session: &str) {
+        let id = session.to_string();
+        let Ok(members) = self
+            .library
+            .read(move |store| store.member_addrs(&id))
+            .await
+        else {
+            return;
+        };
+        let state = self.state.snapshot();
+        for (peer, addrs) in members {
+            let connected = state.connections.iter().any(|c| c.peer_id == peer);
+            if peer == state.peer_id || connected || addrs.is_empty() {
+                continue;
+            }
+            if self
+                .entry(session)
+                .is_some_and(|e| e.revoked.contains(&peer))
+            {
+                continue;
+            }
+            let service = self.service.clone();
+            tokio::spawn(async move {
+                let command = Command::Dial {
+                    peer_id: Some(peer.clone()),
+                    addrs,
+                };
+                if let Err(err) = service.request(command, REQUEST_TIMEOUT).await {
+                    tracing::debug!("could not reach member {peer}: {err}");
+                }
+            });
+        }
     }
 
     /// Sends our handshake with `proofs` and parses the answer.
@@ -375,6 +443,8 @@ impl Sessions {
             .map_err(|e| format!("updates from {peer} for {session} were refused: {e}"))?;
         if changed {
             tracing::debug!("applied updates from {peer} to {session}");
+            let (me, session) = (Arc::clone(self), session.to_string());
+            tokio::spawn(async move { me.meet_members(&session).await });
         }
         Ok(())
     }

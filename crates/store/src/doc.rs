@@ -270,6 +270,54 @@ impl PlaylistDoc {
         Ok(true)
     }
 
+    /// Records where a member can be dialed, so members can connect to each other.
+    pub fn set_member_addrs(&self, peer_id: &str, addrs: &[String]) -> Result<bool, StoreError> {
+        let map = self.doc.get_map("member_addrs");
+        let current: Vec<String> = map
+            .get_value()
+            .as_map()
+            .and_then(|m| m.get(peer_id))
+            .and_then(|v| v.as_list())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|a| a.as_string().map(|s| s.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if current == addrs {
+            return Ok(false);
+        }
+        let values: Vec<LoroValue> = addrs
+            .iter()
+            .take(16)
+            .map(|a| LoroValue::from(a.as_str()))
+            .collect();
+        map.insert(peer_id, LoroValue::List(values.into()))?;
+        self.doc.commit();
+        Ok(true)
+    }
+
+    /// Every member's dialable addresses, by peer id.
+    pub fn member_addrs(&self) -> Vec<(String, Vec<String>)> {
+        let value = self.doc.get_map("member_addrs").get_value();
+        let Some(map) = value.as_map() else {
+            return Vec::new();
+        };
+        map.iter()
+            .map(|(peer, addrs)| {
+                let addrs = addrs
+                    .as_list()
+                    .map(|l| {
+                        l.iter()
+                            .filter_map(|a| a.as_string().map(|s| s.to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (peer.clone(), addrs)
+            })
+            .collect()
+    }
+
     /// Sets the fields an import brings that `create` does not.
     pub fn set_imported(&self, playlist: &Playlist) -> Result<(), StoreError> {
         let meta = self.meta();

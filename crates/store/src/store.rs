@@ -364,6 +364,22 @@ impl Store {
         Ok(changed)
     }
 
+    /// Records where `peer` can be dialed, for the other members.
+    pub fn set_member_addrs(
+        &mut self,
+        id: &str,
+        peer: &str,
+        addrs: &[String],
+    ) -> Result<bool, StoreError> {
+        let changed = self.entry(id)?.doc.set_member_addrs(peer, addrs)?;
+        self.persist(id)?;
+        Ok(changed)
+    }
+
+    pub fn member_addrs(&self, id: &str) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        Ok(self.entry(id)?.doc.member_addrs())
+    }
+
     /// Removes a member from the document's member list.
     pub fn remove_member(&mut self, id: &str, peer_id: &str) -> Result<bool, StoreError> {
         let changed = self.entry(id)?.doc.remove_member(peer_id)?;
