@@ -304,7 +304,7 @@ fn all(args: &Args) -> anyhow::Result<()> {
         ),
         (
             "join_10k_loopback_bytes",
-            "join a 10,000-track playlist: bytes sent",
+            "join a 10,000-track playlist: bytes on loopback",
             "bytes",
         ),
     ] {

@@ -44,11 +44,7 @@ impl Client {
             .get(&self.url(path))
             .header("Authorization", &self.auth())
             .call();
-        let mut response = self.check(path, response)?;
-        response
-            .body_mut()
-            .read_json()
-            .with_context(|| format!("unreadable answer from {path}"))
+        self.read_json(path, response)
     }
 
     /// A GET whose answer is text (e.g. a Markdown export).
@@ -78,11 +74,7 @@ impl Client {
             .post(&self.url(path))
             .header("Authorization", &self.auth())
             .send_json(body);
-        let mut response = self.check(path, response)?;
-        response
-            .body_mut()
-            .read_json()
-            .with_context(|| format!("unreadable answer from {path}"))
+        self.read_json(path, response)
     }
 
     pub fn delete<T: DeserializeOwned>(&self, path: &str, timeout: Duration) -> anyhow::Result<T> {
@@ -91,8 +83,15 @@ impl Client {
             .delete(&self.url(path))
             .header("Authorization", &self.auth())
             .call();
-        let mut response = self.check(path, response)?;
-        response
+        self.read_json(path, response)
+    }
+
+    fn read_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<T> {
+        self.check(path, response)?
             .body_mut()
             .read_json()
             .with_context(|| format!("unreadable answer from {path}"))

@@ -12,18 +12,6 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use support::*;
 
-fn json(node: &Node, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = node.cli(&all);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
 fn refused(node: &Node, args: &[&str], expected: &str) {
     let out = node.cli(args);
     assert!(!out.status.success(), "{args:?} was accepted");
@@ -34,15 +22,15 @@ fn refused(node: &Node, args: &[&str], expected: &str) {
 #[test]
 fn the_playlist_commands_keep_their_json_contract() {
     let a = Node::start();
-    assert_eq!(json(&a, &["playlist", "list"]), serde_json::json!([]));
-    let id = json(
+    assert_eq!(cli_json(&a, &["playlist", "list"]), serde_json::json!([]));
+    let id = cli_json(
         &a,
         &["playlist", "create", "Road trip", "--description", "summer"],
     )["id"]
         .as_str()
         .expect("id")
         .to_string();
-    let t1 = json(
+    let t1 = cli_json(
         &a,
         &[
             "playlist",
@@ -65,7 +53,7 @@ fn the_playlist_commands_keep_their_json_contract() {
         .as_str()
         .expect("track_id")
         .to_string();
-    let t2 = json(
+    let t2 = cli_json(
         &a,
         &[
             "playlist",
@@ -80,9 +68,9 @@ fn the_playlist_commands_keep_their_json_contract() {
         .as_str()
         .expect("track_id")
         .to_string();
-    json(&a, &["playlist", "move", &id, &t2, "--to", "0"]);
+    cli_json(&a, &["playlist", "move", &id, &t2, "--to", "0"]);
 
-    let shown = json(&a, &["playlist", "show", &id]);
+    let shown = cli_json(&a, &["playlist", "show", &id]);
     for key in ["id", "name", "description", "queue_mode", "tracks"] {
         assert!(shown.get(key).is_some(), "show lacks {key}: {shown}");
     }
@@ -110,7 +98,7 @@ fn the_playlist_commands_keep_their_json_contract() {
     assert_eq!(so_what["duration_ms"], 562000);
     assert_eq!(so_what["added_by"]["peer_id"], a.peer_id().as_str());
 
-    let list = json(&a, &["playlist", "list"]);
+    let list = cli_json(&a, &["playlist", "list"]);
     let entry = &list[0];
     assert_eq!(entry["id"], id.as_str());
     assert_eq!(entry["name"], "Road trip");
@@ -118,7 +106,7 @@ fn the_playlist_commands_keep_their_json_contract() {
     assert!(entry["updated_at"].is_u64());
 
     // Refusals say what was wrong and change nothing.
-    let before = json(&a, &["playlist", "show", &id]);
+    let before = cli_json(&a, &["playlist", "show", &id]);
     refused(
         &a,
         &["playlist", "add", &id, "--title", "  ", "--artist", "x"],
@@ -143,10 +131,10 @@ fn the_playlist_commands_keep_their_json_contract() {
         &["playlist", "import", garbage.to_str().expect("path")],
         "not UTF-8",
     );
-    assert_eq!(json(&a, &["playlist", "show", &id]), before);
+    assert_eq!(cli_json(&a, &["playlist", "show", &id]), before);
 
-    json(&a, &["playlist", "remove", &id, &t1]);
-    json(&a, &["playlist", "rename", &id, "Road trip 2026"]);
+    cli_json(&a, &["playlist", "remove", &id, &t1]);
+    cli_json(&a, &["playlist", "rename", &id, "Road trip 2026"]);
     let state = a.status().expect("status");
     assert_eq!(
         state["playlists"][0]["name"], "Road trip 2026",
@@ -164,15 +152,15 @@ fn the_playlist_commands_keep_their_json_contract() {
         (text.contains("# Road trip 2026") && text.contains("**Naima**")).then_some(())
     });
 
-    json(&a, &["playlist", "delete", &id]);
-    assert_eq!(json(&a, &["playlist", "list"]), serde_json::json!([]));
+    cli_json(&a, &["playlist", "delete", &id]);
+    assert_eq!(cli_json(&a, &["playlist", "list"]), serde_json::json!([]));
 }
 
 #[test]
 fn every_acknowledged_add_survives_kill_9_of_the_controller() {
     let home = tempfile::tempdir().expect("home");
     let mut a = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
-    let id = json(&a, &["playlist", "create", "Crash test"])["id"]
+    let id = cli_json(&a, &["playlist", "create", "Crash test"])["id"]
         .as_str()
         .expect("id")
         .to_string();
@@ -219,7 +207,7 @@ fn every_acknowledged_add_survives_kill_9_of_the_controller() {
     );
 
     let a = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
-    let shown = json(&a, &["playlist", "show", &id]);
+    let shown = cli_json(&a, &["playlist", "show", &id]);
     let titles: Vec<&str> = shown["tracks"]
         .as_array()
         .expect("tracks")
@@ -251,7 +239,7 @@ fn every_acknowledged_add_survives_kill_9_of_the_controller() {
 fn export_then_import_in_another_home_keeps_every_field() {
     let a = Node::start();
     let b = Node::start();
-    let id = json(
+    let id = cli_json(
         &a,
         &[
             "playlist",
@@ -264,7 +252,7 @@ fn export_then_import_in_another_home_keeps_every_field() {
         .as_str()
         .expect("id")
         .to_string();
-    json(
+    cli_json(
         &a,
         &[
             "playlist",
@@ -282,7 +270,7 @@ fn export_then_import_in_another_home_keeps_every_field() {
             "spotify:track:1",
         ],
     );
-    json(
+    cli_json(
         &a,
         &[
             "playlist",
@@ -313,11 +301,11 @@ fn export_then_import_in_another_home_keeps_every_field() {
         "{text}"
     );
 
-    let imported = json(&b, &["playlist", "import", file.to_str().expect("path")]);
+    let imported = cli_json(&b, &["playlist", "import", file.to_str().expect("path")]);
     assert_eq!(imported["id"], id.as_str());
     // Every stored field is equal; `members[].online` is presence as each node sees it.
     let stored = |node: &Node| {
-        let mut shown = json(node, &["playlist", "show", &id]);
+        let mut shown = cli_json(node, &["playlist", "show", &id]);
         shown.as_object_mut().expect("object").remove("members");
         shown
     };
@@ -328,7 +316,7 @@ fn export_then_import_in_another_home_keeps_every_field() {
         &["playlist", "import", file.to_str().expect("path")],
         "already exists",
     );
-    let copy = json(
+    let copy = cli_json(
         &b,
         &[
             "playlist",

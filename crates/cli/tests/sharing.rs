@@ -10,19 +10,6 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use support::*;
 
-fn json(node: &Node, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = node.cli(&all);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        node.log()
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
 fn show(node: &Node, id: &str) -> Option<Value> {
     let out = node.cli(&["playlist", "show", id, "--json"]);
     out.status
@@ -71,7 +58,7 @@ fn wait_titles(node: &Node, id: &str, expected: &[&str]) -> Value {
 }
 
 fn add(node: &Node, id: &str, title: &str) -> String {
-    json(
+    cli_json(
         node,
         &[
             "playlist", "add", id, "--title", title, "--artist", "someone",
@@ -83,11 +70,11 @@ fn add(node: &Node, id: &str, title: &str) -> String {
 }
 
 fn create_shared(owner: &Node, name: &str) -> (String, String) {
-    let id = json(owner, &["playlist", "create", name])["id"]
+    let id = cli_json(owner, &["playlist", "create", name])["id"]
         .as_str()
         .expect("id")
         .to_string();
-    let link = json(owner, &["playlist", "share", &id])["link"]
+    let link = cli_json(owner, &["playlist", "share", &id])["link"]
         .as_str()
         .expect("link")
         .to_string();
@@ -123,7 +110,7 @@ fn two_members_edit_one_playlist_live_and_converge() {
     add(&a, &id, "A1");
     join(&b, &link);
     wait_titles(&b, &id, &["A1"]);
-    let listed = json(&b, &["playlist", "list"]);
+    let listed = cli_json(&b, &["playlist", "list"]);
     assert_eq!(listed[0]["id"], id.as_str());
 
     add(&b, &id, "B1");
@@ -148,8 +135,8 @@ fn two_members_edit_one_playlist_live_and_converge() {
         .iter()
         .map(|t| t["id"].as_str().expect("id").to_string())
         .collect();
-    json(&a, &["playlist", "move", &id, &tracks[0], "--to", "2"]);
-    json(&b, &["playlist", "move", &id, &tracks[0], "--to", "1"]);
+    cli_json(&a, &["playlist", "move", &id, &tracks[0], "--to", "2"]);
+    cli_json(&b, &["playlist", "move", &id, &tracks[0], "--to", "1"]);
     add(&a, &id, "A3");
     add(&b, &id, "B2");
     let all = ["A1", "A2", "A3", "B1", "B2"];
@@ -234,7 +221,7 @@ fn a_wrong_or_missing_key_is_refused_and_receives_nothing() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key"));
     // Nothing arrived, and the owner says why it refused.
-    assert_eq!(json(&b, &["playlist", "list"]), serde_json::json!([]));
+    assert_eq!(cli_json(&b, &["playlist", "list"]), serde_json::json!([]));
     assert!(show(&b, &id).is_none());
     let state = a.status().expect("status");
     assert!(
@@ -245,7 +232,7 @@ fn a_wrong_or_missing_key_is_refused_and_receives_nothing() {
     );
 
     // A rotated key locks out the old link; the new one works.
-    let rotated = json(&a, &["playlist", "share", &id, "--rotate"])["link"]
+    let rotated = cli_json(&a, &["playlist", "share", &id, "--rotate"])["link"]
         .as_str()
         .expect("link")
         .to_string();
@@ -256,7 +243,7 @@ fn a_wrong_or_missing_key_is_refused_and_receives_nothing() {
     wait_titles(&b, &id, &["secret track"]);
 
     // A revoked member's updates are refused from then on.
-    json(&a, &["playlist", "revoke", &id, &b.peer_id()]);
+    cli_json(&a, &["playlist", "revoke", &id, &b.peer_id()]);
     add(&b, &id, "after revocation");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(titles(&show(&a, &id).expect("show")), vec!["secret track"]);

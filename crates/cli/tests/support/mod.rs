@@ -455,3 +455,18 @@ impl Service {
         reply["payload"].clone()
     }
 }
+
+/// Runs `whatnext ARGS --json` against `node`; fails the test (with the log) unless it
+/// succeeds with JSON.
+pub fn cli_json(node: &Node, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = node.cli(&all);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
