@@ -74,6 +74,12 @@ enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// Open the view in the browser with a fresh one-time login link.
+    Ui {
+        /// Only print the link.
+        #[arg(long)]
+        print: bool,
+    },
     /// Create, edit, export and import playlists.
     #[command(subcommand)]
     Playlist(playlist::PlaylistCommand),
@@ -166,6 +172,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => return open(&home, &url, wait, timeout, json),
         Commands::Playlist(command) => playlist::run(&Client::for_home(&home)?, command)?,
+        Commands::Ui { print } => {
+            let client = Client::for_home(&home)?;
+            let reply: serde_json::Value = client.post(
+                "/api/login-link",
+                &serde_json::json!({}),
+                Duration::from_secs(10),
+            )?;
+            let url = reply["url"]
+                .as_str()
+                .context("the controller sent no login link")?;
+            if !print && let Err(err) = open::that_detached(url) {
+                eprintln!("could not open a browser ({err}); open this link yourself:");
+            }
+            println!("{url}");
+        }
         Commands::Config(ConfigCommand::Set { key, value }) => config_set(&home, &key, &value)?,
         Commands::Register => {
             let binary = std::env::current_exe()?;

@@ -37,7 +37,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/shutdown", post(shutdown))
         .route("/api/config", post(set_config))
         .merge(crate::playlists_api::routes())
+        .merge(crate::view::routes())
         .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .layer(middleware::from_fn(crate::view::security_headers))
         .with_state(app)
 }
 
@@ -84,7 +86,7 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -101,13 +103,36 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         )
         .into_response();
     }
-    let presented = request
+    let path = request.uri().path();
+    if path == "/login" {
+        return next.run(request).await; // checks its own one-time token
+    }
+    // Writes from a page of another origin are refused (the cookie is SameSite=Strict too).
+    if request.method() != axum::http::Method::GET
+        && let Some(origin) = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+        && origin != format!("http://{host}")
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("writes from origin {origin:?} are not allowed"),
+        )
+        .into_response();
+    }
+    let bearer = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !same_secret(presented.as_bytes(), app.token.as_bytes()) {
+        .is_some_and(|t| same_secret(t.as_bytes(), app.token.as_bytes()));
+    let cookie = crate::view::session_cookie(request.headers())
+        .is_some_and(|c| same_secret(c.as_bytes(), app.view_secret.as_bytes()));
+    if !bearer && !cookie {
+        if !path.starts_with("/api/") {
+            return crate::view::login_needed();
+        }
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong API token (it is in api.json in the WhatNext home)",

@@ -34,6 +34,10 @@ pub struct App {
     pub shutdown: CancellationToken,
     pub library: Arc<Library>,
     pub sessions: Arc<Sessions>,
+    /// Value of the view's HttpOnly session cookie for this run.
+    pub view_secret: String,
+    /// One-time login tokens for the view, with their expiry.
+    pub login_tokens: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     next_link_id: AtomicU64,
 }
 
@@ -58,6 +62,8 @@ impl App {
             shutdown,
             library,
             sessions,
+            view_secret: hex::encode(rand::random::<[u8; 32]>()),
+            login_tokens: std::sync::Mutex::new(std::collections::HashMap::new()),
             next_link_id: AtomicU64::new(1),
         }
     }

@@ -24,6 +24,7 @@ pub mod sessions;
 pub mod single_instance;
 pub mod state;
 pub mod supervisor;
+pub mod view;
 
 use std::sync::Arc;
 
@@ -165,6 +166,13 @@ async fn serve(
         home.dir().display()
     );
     println!("Stop it with Ctrl-C. `whatnext status` shows the node.");
+    let login = view::new_login_url(&app);
+    println!("Open the view: {login}");
+    if settings.browser {
+        if let Err(err) = open::that_detached(&login) {
+            tracing::warn!("could not open a browser ({err}); open the URL above yourself");
+        }
+    }
 
     let router = api::router(app);
     // Small JSON answers go out at once: without TCP_NODELAY, Nagle's algorithm and the

@@ -1,0 +1,144 @@
+//! The view: HTML/CSS/JS embedded in the binary, served on the loopback API's origin.
+//!
+//! Login: `whatnext ui` (or `run` at start) asks for a one-time URL `/login?t=…`; opening it
+//! sets an HttpOnly, SameSite=Strict session cookie and redirects to `/`. The page then uses
+//! the same JSON API as the CLI, with the cookie instead of the bearer token, and follows the
+//! state with a long poll on `/api/state?since=V`.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    extract::{Query, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+
+use crate::{api::same_secret, app::App};
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const APP_JS: &str = include_str!("../assets/app.js");
+const STYLE_CSS: &str = include_str!("../assets/style.css");
+
+pub const COOKIE: &str = "wn_session";
+/// How long a login link stays valid.
+const LOGIN_TTL: Duration = Duration::from_secs(300);
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/", get(|| async { Html(INDEX_HTML) }))
+        .route(
+            "/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    APP_JS,
+                )
+            }),
+        )
+        .route(
+            "/style.css",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                    STYLE_CSS,
+                )
+            }),
+        )
+        .route("/login", get(login))
+        .route("/api/login-link", post(login_link))
+}
+
+/// The page shown to a browser without the session cookie.
+pub fn login_needed() -> Response {
+    let body = "<!doctype html><meta charset=utf-8><title>WhatNext</title><h1>WhatNext</h1><p>This page needs a login link. Run <code>whatnext ui</code> to open one.</p>";
+    (StatusCode::UNAUTHORIZED, Html(body)).into_response()
+}
+
+/// The session cookie's value, if the request carries one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .find_map(|pair| {
+            pair.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_string)
+        })
+}
+
+/// A fresh one-time login URL.
+pub fn new_login_url(app: &App) -> String {
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    let mut tokens = app.login_tokens.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    tokens.retain(|_, expires| *expires > now);
+    tokens.insert(token.clone(), now + LOGIN_TTL);
+    format!("{}/login?t={token}", app.url)
+}
+
+async fn login_link(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "url": new_login_url(&app) }))
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    t: Option<String>,
+}
+
+async fn login(State(app): State<Arc<App>>, Query(query): Query<LoginQuery>) -> Response {
+    let presented = query.t.unwrap_or_default();
+    let valid = {
+        let mut tokens = app.login_tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let found = tokens
+            .keys()
+            .find(|t| same_secret(t.as_bytes(), presented.as_bytes()))
+            .cloned();
+        // One use only: the URL may sit in a browser history or a terminal's scrollback.
+        found
+            .and_then(|t| tokens.remove(&t))
+            .is_some_and(|expires| expires > Instant::now())
+    };
+    if !valid {
+        let body = "<!doctype html><meta charset=utf-8><title>WhatNext</title><h1>WhatNext</h1><p>This login link was already used, has expired, or is wrong. Run <code>whatnext ui</code> for a new one.</p>";
+        return (StatusCode::UNAUTHORIZED, Html(body)).into_response();
+    }
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+        app.view_secret
+    );
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Headers every answer carries: no inline scripts or foreign origins, no sniffing, no
+/// framing, no referrer leaking the port.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}

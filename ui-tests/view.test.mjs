@@ -1,0 +1,124 @@
+// The view in real Chromium against two real controllers on loopback: log in, see the node,
+// connect with an invite, share a playlist, and watch B's edit appear in A's page — no reload.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BIN = process.env.WHATNEXT_BIN || new URL('../target/debug/whatnext', import.meta.url).pathname;
+const SHOTS = new URL('../target/ui-shots/', import.meta.url).pathname;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const nodes = [];
+let browser;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function cli(home, args) {
+  return execFileSync(BIN, ['--home', home, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+}
+
+async function startNode(name) {
+  const home = mkdtempSync(join(tmpdir(), `wn-ui-${name}-`));
+  const child = spawn(BIN, ['--home', home, 'run', '--no-mdns', '--no-browser', '--no-register',
+    '--listen', '/ip4/127.0.0.1/tcp/0'], { stdio: 'ignore' });
+  const node = { name, home, child, servicePids: new Set() };
+  nodes.push(node);
+  for (let i = 0; i < 400; i++) {
+    try {
+      const state = JSON.parse(cli(home, ['status', '--json']));
+      if (state.service.pid) node.servicePids.add(state.service.pid);
+      if (state.node === 'running') return { ...node, state };
+    } catch { /* not up yet */ }
+    await sleep(50);
+  }
+  throw new Error(`${name} did not start`);
+}
+
+after(async () => {
+  if (browser) await browser.close();
+  for (const node of nodes) {
+    // Kill by pid, the controller and every service it was seen with.
+    try { node.child.kill('SIGKILL'); } catch { /* gone */ }
+    for (const pid of node.servicePids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    rmSync(node.home, { recursive: true, force: true });
+  }
+});
+
+async function login(node) {
+  const url = cli(node.home, ['ui', '--print']).trim();
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(url);
+  await page.waitForFunction((id) => document.getElementById('peer-id')?.textContent === id, node.state.peer_id, { timeout: 20000 });
+  return page;
+}
+
+async function shots(page, prefix) {
+  mkdirSync(SHOTS, { recursive: true });
+  for (const [label, width] of [['desktop', 1280], ['360', 360]]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.screenshot({ path: join(SHOTS, `${prefix}-${label}-page.png`), fullPage: true });
+    const cards = await page.$$('main > .card:not([hidden])');
+    for (const [i, card] of cards.entries()) {
+      const id = await card.evaluate((c) => c.getAttribute('aria-labelledby') || c.id || 'card');
+      await card.screenshot({ path: join(SHOTS, `${prefix}-${label}-${i}-${id}.png`) });
+    }
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+}
+
+test('two users connect and edit a shared playlist live in the view', { timeout: 120000 }, async () => {
+  assert.ok(existsSync(BIN), `build the binary first (${BIN})`);
+  assert.ok(existsSync(CHROMIUM), `Chromium is needed at ${CHROMIUM} (apt install chromium)`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const a = await startNode('a');
+  const b = await startNode('b');
+  cli(b.home, ['config', 'set', 'display-name', 'Bea']);
+  const pageA = await login(a);
+  const pageB = await login(b);
+  await shots(pageA, 'a-empty');
+
+  // Paste B's invite into A's Connect box: both pages show the connection, no reload.
+  await pageB.waitForFunction(() => document.getElementById('invite-link').value.startsWith('whtnxt://'));
+  const invite = await pageB.inputValue('#invite-link');
+  await pageA.fill('#connect-input', invite);
+  await pageA.click('#connect-form button[type=submit]');
+  await pageA.waitForSelector(`#peers li[data-peer="${b.state.peer_id}"]`, { timeout: 15000 });
+  await pageB.waitForSelector(`#peers li[data-peer="${a.state.peer_id}"]`, { timeout: 15000 });
+
+  // A creates and shares a playlist; B opens the share link in its Connect box.
+  await pageA.fill('#new-name', 'Friday mix');
+  await pageA.click('#create-form button[type=submit]');
+  await pageA.waitForSelector('#playlist:not([hidden])');
+  await pageA.click('#share');
+  await pageA.waitForFunction(() => document.getElementById('share-link').value.includes('session='));
+  const shareLink = await pageA.inputValue('#share-link');
+  await pageB.fill('#connect-input', shareLink);
+  await pageB.click('#connect-form button[type=submit]');
+  await pageB.waitForSelector('#playlists button.pl:text("Friday mix")', { timeout: 15000 });
+  await pageB.click('#playlists button.pl:text("Friday mix")');
+  await pageB.waitForSelector('#playlist:not([hidden])');
+
+  // B adds a track; it appears in A's open playlist within 2 s, attributed to B.
+  await pageB.fill('#add-form input[name=title]', 'So What');
+  await pageB.fill('#add-form input[name=artist]', 'Miles Davis');
+  await pageB.fill('#add-form input[name=album]', 'Kind of Blue');
+  await pageB.fill('#add-form input[name=duration]', '562');
+  const started = Date.now();
+  await pageB.click('#add-form button[type=submit]');
+  const item = await pageA.waitForSelector('#tracks li:has-text("So What")', { timeout: 2000 });
+  const seenAfter = Date.now() - started;
+  assert.match(await item.textContent(), /added by Bea/);
+  console.log(`B's edit visible in A's page after ${seenAfter} ms`);
+
+  // Members show presence.
+  await pageA.waitForSelector('#members li:has-text("Bea")');
+  await shots(pageA, 'a-shared');
+  await shots(pageB, 'b-shared');
+});
