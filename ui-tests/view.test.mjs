@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -121,4 +121,44 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await pageA.waitForSelector('#members li:has-text("Bea")');
   await shots(pageA, 'a-shared');
   await shots(pageB, 'b-shared');
+
+  // Measurements (printed, not asserted): controller change → visible in the DOM, page
+  // weight and first paint.
+  const api = JSON.parse(readFileSync(join(a.home, 'api.json'), 'utf8'));
+  const playlistId = await pageA.evaluate(() => window.whatnextDebug().playlists[0].id);
+  await pageA.evaluate(() => {
+    window.seen = {};
+    const list = document.getElementById('tracks');
+    new MutationObserver(() => { window.seen[list.children.length] ??= Date.now(); })
+      .observe(list, { childList: true });
+  });
+  const base = await pageA.evaluate(() => document.getElementById('tracks').children.length);
+  const delays = [];
+  for (let i = 1; i <= 50; i++) {
+    const t0 = Date.now();
+    const response = await fetch(`${api.url}/api/playlists/${playlistId}/tracks`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${api.token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ title: `fresh ${i}`, artists: ['x'] }),
+    });
+    assert.equal(response.status, 200);
+    await pageA.waitForFunction((n) => document.getElementById('tracks').children.length >= n, base + i, { timeout: 5000 });
+    delays.push((await pageA.evaluate((n) => window.seen[n], base + i)) - t0);
+  }
+  delays.sort((x, y) => x - y);
+  const pct = (q) => delays[Math.min(delays.length - 1, Math.round((delays.length - 1) * q))];
+  console.log(`change → DOM over 50 changes: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms (a 1 s poll averages 500 ms)`);
+
+  const fresh = await browser.newPage();
+  await fresh.goto(cli(a.home, ['ui', '--print']).trim());
+  await fresh.waitForFunction(() => document.getElementById('node-state').textContent === 'running');
+  const weight = await fresh.evaluate(() => {
+    const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')];
+    const paint = performance.getEntriesByName('first-contentful-paint')[0];
+    return {
+      bytes: entries.filter((e) => !e.name.includes('/api/')).reduce((sum, e) => sum + (e.encodedBodySize || 0), 0),
+      firstPaintMs: paint ? Math.round(paint.startTime) : null,
+    };
+  });
+  console.log(`page weight ${weight.bytes} bytes (HTML+JS+CSS), first contentful paint ${weight.firstPaintMs} ms after the login redirect`);
 });

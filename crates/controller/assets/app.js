@@ -192,6 +192,16 @@ function wire() {
     } catch (err) { $('playlist-result').textContent = err.message; }
   });
 
+  $('rename-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const name = $('rename-input').value.trim();
+    if (!name) return;
+    try {
+      await api(`/api/playlists/${encodeURIComponent(openId)}/rename`, { method: 'POST', body: { name } });
+      $('rename-input').value = '';
+    } catch (err) { $('playlist-result').textContent = err.message; }
+  });
+
   $('share').addEventListener('click', async () => {
     try {
       const { link } = await api(`/api/playlists/${encodeURIComponent(openId)}/share`, { method: 'POST', body: {} });
@@ -203,8 +213,10 @@ function wire() {
 }
 
 async function loadInvite() {
-  try { $('invite-link').value = (await api('/api/invite')).link; }
-  catch { setTimeout(loadInvite, 1000); }
+  try {
+    $('invite-link').value = (await api('/api/invite')).link;
+    $('invite-qr').src = `/api/invite.svg?v=${Date.now()}`;
+  } catch { setTimeout(loadInvite, 1000); }
 }
 
 async function loop() {

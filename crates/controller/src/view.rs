@@ -53,6 +53,7 @@ pub fn routes() -> Router<Arc<App>> {
         )
         .route("/login", get(login))
         .route("/api/login-link", post(login_link))
+        .route("/api/invite.svg", get(invite_qr))
 }
 
 /// The page shown to a browser without the session cookie.
@@ -87,6 +88,29 @@ pub fn new_login_url(app: &App) -> String {
 
 async fn login_link(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "url": new_login_url(&app) }))
+}
+
+/// The invite link as a QR code, for a friend's phone.
+async fn invite_qr(State(app): State<Arc<App>>) -> Response {
+    let link = match app.invite() {
+        Ok(link) => link.to_string(),
+        Err(message) => return (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
+    };
+    match qrcode::QrCode::new(link.as_bytes()) {
+        Ok(code) => {
+            let svg = code
+                .render::<qrcode::render::svg::Color>()
+                .min_dimensions(200, 200)
+                .quiet_zone(true)
+                .build();
+            ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()
+        }
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot draw the QR code: {err}"),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Deserialize)]
