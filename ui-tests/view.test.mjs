@@ -117,6 +117,14 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   assert.match(await item.textContent(), /added by Bea/);
   console.log(`B's edit visible in A's page after ${seenAfter} ms`);
 
+  // A adds a track and drags it to the top; B sees the new order.
+  await pageA.fill('#add-form input[name=title]', 'Naima');
+  await pageA.fill('#add-form input[name=artist]', 'John Coltrane');
+  await pageA.click('#add-form button[type=submit]');
+  await pageA.waitForSelector('#tracks li:nth-child(2):has-text("Naima")');
+  await pageA.dragAndDrop('#tracks li:nth-child(2)', '#tracks li:nth-child(1)');
+  await pageB.waitForSelector('#tracks li:nth-child(1):has-text("Naima")', { timeout: 5000 });
+
   // Members show presence.
   await pageA.waitForSelector('#members li:has-text("Bea")');
   await shots(pageA, 'a-shared');

@@ -108,7 +108,13 @@ async function refreshPlaylist() {
     el('span', { class: m.online ? 'ok' : 'hint' }, m.online ? '● online' : '○ offline'))));
   replaceChildren($('tracks'), p.tracks.map((t, i) => {
     const detail = [t.artists.join(', '), t.album].filter(Boolean).join(' · ');
-    return el('li', { 'data-track': t.id },
+    return el('li', {
+      'data-track': t.id,
+      draggable: 'true',
+      ondragstart: (e) => { e.dataTransfer.setData('text/plain', t.id); e.dataTransfer.effectAllowed = 'move'; },
+      ondragover: (e) => { e.preventDefault(); e.dataTransfer.dropEffect = 'move'; },
+      ondrop: (e) => { e.preventDefault(); const id = e.dataTransfer.getData('text/plain'); if (id && id !== t.id) move(id, i); },
+    },
       el('span', { class: 'what' }, el('strong', {}, t.title), detail ? ` — ${detail}` : '',
         el('br'), el('span', { class: 'by' }, `added by ${t.added_by.display_name || t.added_by.peer_id.slice(0, 12)}`)),
       el('button', { type: 'button', class: 'small ghost', 'aria-label': `Move ${t.title} up`, onclick: () => move(t.id, i - 1) }, '↑'),
