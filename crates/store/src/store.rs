@@ -416,16 +416,6 @@ impl Store {
         }
         Ok(())
     }
-
-    /// Bytes on disk of one playlist (snapshot + log).
-    pub fn disk_usage(&self, id: &str) -> u64 {
-        let dir = self.dir(id);
-        ["snapshot.loro", "updates.log"]
-            .iter()
-            .filter_map(|f| fs::metadata(dir.join(f)).ok())
-            .map(|m| m.len())
-            .sum()
-    }
 }
 
 /// Snapshot files start with this, then the LZ4 block (size-prefixed). Loro's own encoding
