@@ -9,7 +9,6 @@ use std::{
 };
 
 use nix::sys::signal::Signal;
-use serde_json::Value;
 use support::*;
 
 fn refused(node: &Node, args: &[&str], expected: &str) {
