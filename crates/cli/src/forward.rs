@@ -18,7 +18,7 @@ use whatnext_protocol::local::{LocalRequest, LocalResponse, MAX_LINE};
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub enum Forwarded {
-    Answered(LocalResponse),
+    Answered(Box<LocalResponse>),
     /// No controller listens on this home's socket.
     NotRunning,
 }
@@ -63,7 +63,7 @@ pub fn send(home: &Home, request: &LocalRequest, timeout: Duration) -> anyhow::R
             .map_err(|_| anyhow::anyhow!("the controller did not answer within {timeout:?}"))??;
         let response = serde_json::from_str(answer.trim_end())
             .with_context(|| format!("unreadable answer from the controller: {answer:?}"))?;
-        Ok(Forwarded::Answered(response))
+        Ok(Forwarded::Answered(Box::new(response)))
     })
 }
 

@@ -168,10 +168,10 @@ async fn serve(
     println!("Stop it with Ctrl-C. `whatnext status` shows the node.");
     let login = view::new_login_url(&app);
     println!("Open the view: {login}");
-    if settings.browser {
-        if let Err(err) = open::that_detached(&login) {
-            tracing::warn!("could not open a browser ({err}); open the URL above yourself");
-        }
+    if settings.browser
+        && let Err(err) = open::that_detached(&login)
+    {
+        tracing::warn!("could not open a browser ({err}); open the URL above yourself");
     }
 
     let router = api::router(app);
