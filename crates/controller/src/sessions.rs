@@ -537,12 +537,7 @@ impl Sessions {
             .read(move |store| {
                 Ok(ids
                     .into_iter()
-                    .filter(|id| {
-                        store.get(id).is_ok_and(|p| {
-                            p.owner.peer_id == peer_owned
-                                || p.collaborators.iter().any(|c| c.peer_id == peer_owned)
-                        })
-                    })
+                    .filter(|id| store.is_member(id, &peer_owned).unwrap_or(false))
                     .collect::<HashSet<String>>())
             })
             .await

@@ -297,6 +297,12 @@ impl PlaylistDoc {
         Ok(true)
     }
 
+    /// Whether `peer` is the owner or a collaborator (reads the small maps only).
+    pub fn is_member(&self, peer: &str) -> bool {
+        get_str(&self.meta().get_value(), "owner_peer").is_some_and(|owner| owner == peer)
+            || self.doc.get_map("collaborators").get(peer).is_some()
+    }
+
     /// Every member's dialable addresses, by peer id.
     pub fn member_addrs(&self) -> Vec<(String, Vec<String>)> {
         let value = self.doc.get_map("member_addrs").get_value();

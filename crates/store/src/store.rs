@@ -376,6 +376,11 @@ impl Store {
         Ok(changed)
     }
 
+    /// Whether `peer` owns or collaborates on the playlist; reads no tracks.
+    pub fn is_member(&self, id: &str, peer: &str) -> Result<bool, StoreError> {
+        Ok(self.entry(id)?.doc.is_member(peer))
+    }
+
     pub fn member_addrs(&self, id: &str) -> Result<Vec<(String, Vec<String>)>, StoreError> {
         Ok(self.entry(id)?.doc.member_addrs())
     }

@@ -318,3 +318,37 @@ fn concurrent_moves_of_one_track_never_duplicate_it() {
     assert_eq!(pa.tracks.len(), 4);
     assert_eq!(pa.tracks.iter().filter(|t| t.id == ids[0]).count(), 1);
 }
+
+#[test]
+fn membership_is_the_owner_and_the_collaborators() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let id = store.create("P", "", &me(), 1).expect("create");
+    let friend = Author {
+        peer_id: "12D3KooWFriend".into(),
+        display_name: "Friend".into(),
+    };
+    assert!(store.is_member(&id, &me().peer_id).expect("known playlist"));
+    assert!(
+        !store
+            .is_member(&id, &friend.peer_id)
+            .expect("known playlist")
+    );
+    assert!(store.add_member(&id, &friend).expect("add"));
+    assert!(
+        !store.add_member(&id, &friend).expect("again"),
+        "adding twice changes nothing"
+    );
+    assert!(
+        store
+            .is_member(&id, &friend.peer_id)
+            .expect("known playlist")
+    );
+    assert!(store.remove_member(&id, &friend.peer_id).expect("remove"));
+    assert!(
+        !store
+            .is_member(&id, &friend.peer_id)
+            .expect("known playlist")
+    );
+    assert!(store.is_member("nope", "x").is_err());
+}
