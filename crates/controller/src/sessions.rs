@@ -100,15 +100,6 @@ fn new_key() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-/// Keys compared in constant time.
-fn same_key(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 impl Sessions {
     pub fn load(
         path: PathBuf,
@@ -584,7 +575,7 @@ impl Sessions {
                 Some(e) if e.revoked.iter().any(|p| p == peer) => {
                     Err("your access was revoked by the owner".into())
                 }
-                Some(e) if !same_key(&e.key, &proof.key) => {
+                Some(e) if !crate::api::same_secret(e.key.as_bytes(), proof.key.as_bytes()) => {
                     Err("wrong key: ask for a new link".into())
                 }
                 Some(_) => Ok(()),
