@@ -125,6 +125,13 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await pageA.dragAndDrop('#tracks li:nth-child(2)', '#tracks li:nth-child(1)');
   await pageB.waitForSelector('#tracks li:nth-child(1):has-text("Naima")', { timeout: 5000 });
 
+  // The debug panel shows the IPC frames behind what just happened.
+  await pageA.click('#debug summary');
+  await pageA.waitForFunction(() => document.getElementById('ipc-log').textContent.includes('"type":"dial"'));
+  const ipcLog = await pageA.textContent('#ipc-log');
+  assert.match(ipcLog, /"type":"start_node"/, 'the log goes back to the node start');
+  assert.ok(!/"keypair":"(?!\(redacted\))/.test(ipcLog), 'the identity key never reaches the view');
+
   // Members show presence.
   await pageA.waitForSelector('#members li:has-text("Bea")');
   await shots(pageA, 'a-shared');

@@ -78,6 +78,7 @@ function render(s) {
   renderPeers(s);
   renderPlaylists(s);
   $('raw-state').textContent = JSON.stringify(s, null, 2);
+  if ($('debug').open) refreshIpcLog();
   if (openId && openVersion !== s.version) refreshPlaylist();
 }
 
@@ -143,6 +144,7 @@ async function copy(text, button) {
 
 function wire() {
   for (const b of document.querySelectorAll('button')) b.dataset.label = b.textContent;
+  $('debug').addEventListener('toggle', () => { if ($('debug').open) refreshIpcLog(); });
   $('copy-peer').addEventListener('click', (e) => copy($('peer-id').textContent, e.target));
   $('copy-invite').addEventListener('click', (e) => copy($('invite-link').value, e.target));
 
@@ -216,6 +218,11 @@ function wire() {
       $('share-link').select();
     } catch (err) { $('playlist-result').textContent = err.message; }
   });
+}
+
+async function refreshIpcLog() {
+  try { $('ipc-log').textContent = (await api('/api/debug/ipc')).join('\n'); }
+  catch (e) { $('ipc-log').textContent = e.message; }
 }
 
 async function loadInvite() {

@@ -36,6 +36,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/open", post(open_link))
         .route("/api/shutdown", post(shutdown))
         .route("/api/config", post(set_config))
+        .route("/api/debug/ipc", get(debug_ipc))
         .merge(crate::playlists_api::routes())
         .merge(crate::view::routes())
         .layer(middleware::from_fn_with_state(app.clone(), guard))
@@ -259,6 +260,11 @@ pub fn link_timeout(secs: Option<f64>) -> Result<Duration, String> {
         Some(secs) => Duration::try_from_secs_f64(secs)
             .map_err(|_| format!("timeout must be a positive number of seconds, not {secs}")),
     }
+}
+
+/// The last frames between the controller and the network service (debug panel).
+async fn debug_ipc(State(app): State<Arc<App>>) -> Json<Vec<String>> {
+    Json(app.service.recent_frames())
 }
 
 #[derive(Debug, Deserialize)]

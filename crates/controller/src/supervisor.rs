@@ -83,6 +83,45 @@ struct Request {
 #[derive(Clone)]
 pub struct ServiceClient {
     tx: mpsc::Sender<Request>,
+    recent: IpcLog,
+}
+
+/// The last frames exchanged with the service, for the view's debug panel.
+#[derive(Clone, Default)]
+pub struct IpcLog(std::sync::Arc<std::sync::Mutex<VecDeque<String>>>);
+
+/// How many frames the debug log keeps.
+const IPC_LOG_LEN: usize = 100;
+
+impl IpcLog {
+    fn record(&self, direction: &str, body: &[u8]) {
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+        let line = format!("{} {direction} {text}", now_ms());
+        let mut log = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if log.len() >= IPC_LOG_LEN {
+            log.pop_front();
+        }
+        log.push_back(line);
+    }
+
+    /// Records an event frame on its way in.
+    fn see(&self, frame: Frame) -> Frame {
+        if let Frame::Message(body) = &frame
+            && !body.ends_with(br#""type":"pong"}"#)
+        {
+            self.record("◀", body);
+        }
+        frame
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
 }
 
 impl ServiceClient {
@@ -109,6 +148,11 @@ impl ServiceClient {
 }
 
 impl ServiceClient {
+    /// The last frames to and from the service (newest last), each `ms direction json`.
+    pub fn recent_frames(&self) -> Vec<String> {
+        self.recent.lines()
+    }
+
     /// Sends a command that is not answered (e.g. `respond`); dropped if no service runs.
     pub async fn notify(&self, command: Command) {
         let _ = self
@@ -144,6 +188,7 @@ pub struct Supervisor {
     /// The configured listen addresses with port 0 replaced by the ports the first node got,
     /// so a restarted service keeps its addresses and peers' copies of them stay dialable.
     pinned_listen: Option<Vec<String>>,
+    recent: IpcLog,
 }
 
 pub fn supervisor(
@@ -163,8 +208,10 @@ pub fn supervisor(
         consecutive_crashes: 0,
         pinned_listen: None,
         app_events: None,
+        recent: IpcLog::default(),
     };
-    (supervisor, ServiceClient { tx })
+    let recent = supervisor.recent.clone();
+    (supervisor, ServiceClient { tx, recent })
 }
 
 /// Why an incarnation of the service ended.
@@ -342,6 +389,7 @@ impl Supervisor {
             true
         });
         let mut link = ServiceLink {
+            recent: self.recent.clone(),
             writer: FramedWrite::new(stdin, FrameCodec::default()),
             reader: FramedRead::new(stdout, FrameCodec::default()),
             next_id: 1,
@@ -461,7 +509,7 @@ impl Supervisor {
                     match frame {
                         None => return Ended::Crashed(exit_reason(child).await),
                         Some(Err(err)) => return Ended::Crashed(format!("unreadable frame from the service: {err}")),
-                        Some(Ok(frame)) => match parse_event(frame) {
+                        Some(Ok(frame)) => match parse_event(self.recent.see(frame)) {
                             Ok(envelope) => {
                                 if let Some(ended) = self.on_event(link, envelope).await {
                                     return ended;
@@ -791,6 +839,7 @@ enum Internal {
 }
 
 struct ServiceLink {
+    recent: IpcLog,
     writer: FramedWrite<ChildStdin, FrameCodec>,
     reader: FramedRead<ChildStdout, FrameCodec>,
     next_id: u64,
@@ -800,10 +849,29 @@ struct ServiceLink {
 
 impl ServiceLink {
     async fn send(&mut self, command: Command, waiter: Internal) -> std::io::Result<()> {
+        // Heartbeats would push everything else out of the debug log, and the identity key
+        // must never reach it.
+        let heartbeat = matches!(command, Command::Ping);
+        let redacted = match &command {
+            Command::StartNode(config) => Some(Command::StartNode(NodeConfig {
+                keypair: "(redacted)".into(),
+                ..config.clone()
+            })),
+            _ => None,
+        };
         let id = self.next_id;
         self.next_id += 1;
         let body = serde_json::to_vec(&whatnext_protocol::ipc::Envelope::request(id, command))
             .map_err(std::io::Error::other)?;
+        match redacted {
+            Some(safe) => {
+                let safe = serde_json::to_vec(&whatnext_protocol::ipc::Envelope::request(id, safe))
+                    .unwrap_or_default();
+                self.recent.record("▶", &safe);
+            }
+            None if !heartbeat => self.recent.record("▶", &body),
+            None => {}
+        }
         match waiter {
             Internal::Reply(reply) => {
                 self.pending.insert(id, reply);
