@@ -14,22 +14,6 @@ fn login_url(node: &Node) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A raw GET that returns the whole response head and body.
-fn get_raw(url: &str, path: &str, headers: &[(&str, &str)]) -> String {
-    use std::io::{Read as _, Write as _};
-    let authority = url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(authority).expect("connect");
-    let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
-}
-
 #[test]
 fn the_view_needs_a_one_time_login_and_refuses_foreign_hosts_and_origins() {
     let a = Node::start();
@@ -46,7 +30,7 @@ fn the_view_needs_a_one_time_login_and_refuses_foreign_hosts_and_origins() {
     // A login link sets an HttpOnly, SameSite=Strict cookie once, then is spent.
     let login = login_url(&a);
     let path = login.trim_start_matches(&url);
-    let response = get_raw(&url, path, &[("Host", &host)]);
+    let response = http_raw(&url, "GET", path, &[("Host", &host)], "");
     assert!(response.starts_with("HTTP/1.1 303"), "{response}");
     let cookie_line = response
         .lines()
@@ -65,14 +49,20 @@ fn the_view_needs_a_one_time_login_and_refuses_foreign_hosts_and_origins() {
         .expect("pair")
         .trim()
         .to_string();
-    let again = get_raw(&url, path, &[("Host", &host)]);
+    let again = http_raw(&url, "GET", path, &[("Host", &host)], "");
     assert!(
         again.starts_with("HTTP/1.1 401"),
         "a login link works once: {again}"
     );
 
     // With the cookie: the page, its CSP, and the API.
-    let page = get_raw(&url, "/", &[("Host", &host), ("Cookie", &cookie)]);
+    let page = http_raw(
+        &url,
+        "GET",
+        "/",
+        &[("Host", &host), ("Cookie", &cookie)],
+        "",
+    );
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(
         page.to_ascii_lowercase()

@@ -315,14 +315,14 @@ pub fn write_loopback_config(home: &Path) {
     .expect("config.toml");
 }
 
-/// A raw HTTP/1.1 request, so tests control every header. Returns (status, body).
-pub fn http(
+/// A raw HTTP/1.1 exchange: the whole response, head and body, as text.
+pub fn http_raw(
     url: &str,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> (u16, String) {
+) -> String {
     let authority = url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(authority).expect("connect to API");
     stream
@@ -340,6 +340,18 @@ pub fn http(
     stream.write_all(request.as_bytes()).expect("send");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+/// A raw HTTP/1.1 request, so tests control every header. Returns (status, body).
+pub fn http(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let response = http_raw(url, method, path, headers, body);
     let status = response
         .split_whitespace()
         .nth(1)
