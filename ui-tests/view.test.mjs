@@ -20,8 +20,7 @@ function cli(home, args) {
   return execFileSync(BIN, ['--home', home, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
 }
 
-async function startNode(name) {
-  const home = mkdtempSync(join(tmpdir(), `wn-ui-${name}-`));
+async function startNode(name, home = mkdtempSync(join(tmpdir(), `wn-ui-${name}-`))) {
   const child = spawn(BIN, ['--home', home, 'run', '--no-mdns', '--no-browser', '--no-register',
     '--listen', '/ip4/127.0.0.1/tcp/0'], { stdio: 'ignore' });
   const node = { name, home, child, servicePids: new Set() };
@@ -176,4 +175,22 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
     };
   });
   console.log(`page weight ${weight.bytes} bytes (HTML+JS+CSS), first contentful paint ${weight.firstPaintMs} ms after the login redirect`);
+
+  // A's controller restarts: the open page says "reconnecting…" meanwhile, then follows the
+  // new controller (same origin, same cookie) without a reload or a new login.
+  const oldPid = await pageA.evaluate(() => window.whatnextDebug().pid);
+  a.child.kill('SIGTERM');
+  await pageA.waitForFunction(() => document.getElementById('live').textContent.startsWith('reconnecting'), null, { timeout: 15000 });
+  await pageA.evaluate(() => window.scrollTo(0, 0));
+  await pageA.screenshot({ path: join(SHOTS, 'a-reconnecting-desktop-page.png') });
+  const restarted = await startNode('a-restarted', a.home);
+  await pageA.waitForFunction((pid) => {
+    const s = window.whatnextDebug();
+    return s && s.pid !== pid && s.node === 'running' && document.getElementById('live').textContent === 'live';
+  }, oldPid, { timeout: 20000 });
+  assert.equal(await pageA.evaluate(() => window.whatnextDebug().pid), restarted.child.pid);
+  await pageA.waitForSelector('#playlists button.pl:text("Friday mix")');
+  // The invite follows the new listen address.
+  const port = restarted.state.listen_addrs.map((addr) => addr.split('/tcp/')[1]).find(Boolean);
+  await pageA.waitForFunction((p) => document.getElementById('invite-link').value.includes(`/tcp/${p}`), port, { timeout: 10000 });
 });

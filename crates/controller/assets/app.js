@@ -1,11 +1,29 @@
 // WhatNext view: one long-poll loop on /api/state?since=V keeps every panel live; actions
-// call the same JSON API as the CLI. All text goes in through textContent (no HTML from data).
+// call the same JSON API as the CLI, through the typed client. All text goes in through
+// textContent (no HTML from data).
+// @ts-check
 
-const $ = (id) => document.getElementById(id);
+import * as api from './client.js';
+
+/** @typedef {import('./api').AppState} AppState */
+
+/** @param {string} id */
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+/** @param {string} id */
+const $input = (id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
+/** @type {AppState | null} */
 let state = null;
+/** @type {string | null} */
 let openId = null;
 let openVersion = -1;
+/** The addresses the shown invite was made for: a new set (restart, new network) needs a new invite. */
+let inviteAddrs = '';
 
+/**
+ * @param {string} tag
+ * @param {Record<string, any>} [props]
+ * @param {...(Node | string)} children
+ */
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(props)) {
@@ -17,33 +35,29 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-async function api(path, options = {}) {
-  const init = { credentials: 'same-origin', ...options };
-  if (init.body && typeof init.body !== 'string') {
-    init.body = JSON.stringify(init.body);
-    init.headers = { 'Content-Type': 'application/json' };
-  }
-  const response = await fetch(path, init);
-  const text = await response.text();
-  let body = text;
-  try { body = JSON.parse(text); } catch { /* text */ }
-  if (!response.ok) throw new Error((body && body.error) || `${response.status} ${text}`);
-  return body;
-}
+/** @param {unknown} e */
+const message = (e) => (e instanceof Error ? e.message : String(e));
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const sleep = (/** @type {number} */ ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** @param {boolean} ok */
 function setLive(ok) {
   const badge = $('live');
   badge.textContent = ok ? 'live' : 'reconnecting…';
   badge.className = `badge ${ok ? 'live' : 'down'}`;
 }
 
+/**
+ * @param {HTMLElement} node
+ * @param {HTMLElement[]} items
+ * @param {HTMLElement} [empty]
+ */
 function replaceChildren(node, items, empty) {
   node.replaceChildren(...items);
   if (empty) empty.hidden = items.length > 0;
 }
 
+/** @param {AppState} s */
 function renderNode(s) {
   $('peer-id').textContent = s.peer_id;
   $('node-state').textContent = s.node;
@@ -55,6 +69,7 @@ function renderNode(s) {
   $('last-error').className = s.last_error ? 'bad' : '';
 }
 
+/** @param {AppState} s */
 function renderPeers(s) {
   const items = s.connections.map((c) => {
     const rtt = c.rtt_ms === null ? 'measuring…' : `${c.rtt_ms.toFixed(2)} ms`;
@@ -65,6 +80,7 @@ function renderPeers(s) {
   replaceChildren($('peers'), items, $('no-peers'));
 }
 
+/** @param {AppState} s */
 function renderPlaylists(s) {
   const items = s.playlists.map((p) => el('li', {},
     el('button', { type: 'button', class: 'pl', onclick: () => openPlaylist(p.id) }, p.name),
@@ -72,33 +88,41 @@ function renderPlaylists(s) {
   replaceChildren($('playlists'), items, $('no-playlists'));
 }
 
+/** @param {AppState} s */
 function render(s) {
   state = s;
   renderNode(s);
   renderPeers(s);
   renderPlaylists(s);
+  const addrs = [...s.listen_addrs, ...s.external_addrs].join(' ');
+  if (s.node === 'running' && addrs !== inviteAddrs) {
+    inviteAddrs = addrs;
+    loadInvite();
+  }
   $('raw-state').textContent = JSON.stringify(s, null, 2);
-  if ($('debug').open) refreshIpcLog();
+  if (/** @type {HTMLDetailsElement} */ ($('debug')).open) refreshIpcLog();
   if (openId && openVersion !== s.version) refreshPlaylist();
 }
 
+/** @param {string} id */
 async function openPlaylist(id) {
   openId = id;
   openVersion = -1;
   $('share-link').hidden = true;
   await refreshPlaylist();
   $('playlist').hidden = false;
-  $('pl-name').focus?.();
+  $('pl-name').focus();
 }
 
 async function refreshPlaylist() {
   if (!openId) return;
   const version = state ? state.version : 0;
+  /** @type {import('./api').PlaylistView} */
   let p;
   try {
-    p = await api(`/api/playlists/${encodeURIComponent(openId)}`);
+    p = await api.showPlaylist(openId);
   } catch (e) {
-    $('playlist-result').textContent = e.message;
+    $('playlist-result').textContent = message(e);
     return;
   }
   openVersion = version;
@@ -112,9 +136,9 @@ async function refreshPlaylist() {
     return el('li', {
       'data-track': t.id,
       draggable: 'true',
-      ondragstart: (e) => { e.dataTransfer.setData('text/plain', t.id); e.dataTransfer.effectAllowed = 'move'; },
-      ondragover: (e) => { e.preventDefault(); e.dataTransfer.dropEffect = 'move'; },
-      ondrop: (e) => { e.preventDefault(); const id = e.dataTransfer.getData('text/plain'); if (id && id !== t.id) move(id, i); },
+      ondragstart: (/** @type {DragEvent} */ e) => { e.dataTransfer?.setData('text/plain', t.id); if (e.dataTransfer) e.dataTransfer.effectAllowed = 'move'; },
+      ondragover: (/** @type {DragEvent} */ e) => { e.preventDefault(); if (e.dataTransfer) e.dataTransfer.dropEffect = 'move'; },
+      ondrop: (/** @type {DragEvent} */ e) => { e.preventDefault(); const id = e.dataTransfer?.getData('text/plain'); if (id && id !== t.id) move(id, i); },
     },
       el('span', { class: 'what' }, el('strong', {}, t.title), detail ? ` — ${detail}` : '',
         el('br'), el('span', { class: 'by' }, `added by ${t.added_by.display_name || t.added_by.peer_id.slice(0, 12)}`)),
@@ -124,68 +148,82 @@ async function refreshPlaylist() {
   }));
 }
 
+/**
+ * @param {string} trackId
+ * @param {number} to
+ */
 async function move(trackId, to) {
   const count = $('tracks').children.length;
-  if (to < 0 || to >= count) return;
-  try { await api(`/api/playlists/${encodeURIComponent(openId)}/move`, { method: 'POST', body: { track_id: trackId, to } }); }
-  catch (e) { $('playlist-result').textContent = e.message; }
+  if (!openId || to < 0 || to >= count) return;
+  try { await api.moveTrack(openId, { track_id: trackId, to }); }
+  catch (e) { $('playlist-result').textContent = message(e); }
 }
 
+/** @param {string} trackId */
 async function removeTrack(trackId) {
-  try { await api(`/api/playlists/${encodeURIComponent(openId)}/tracks/${encodeURIComponent(trackId)}`, { method: 'DELETE' }); }
-  catch (e) { $('playlist-result').textContent = e.message; }
+  if (!openId) return;
+  try { await api.removeTrack(openId, trackId); }
+  catch (e) { $('playlist-result').textContent = message(e); }
 }
 
+/**
+ * @param {string} text
+ * @param {HTMLElement} button
+ */
 async function copy(text, button) {
   try { await navigator.clipboard.writeText(text); button.textContent = 'Copied'; }
   catch { button.textContent = 'Select and copy'; }
-  setTimeout(() => { button.textContent = button.dataset.label; }, 1500);
+  setTimeout(() => { button.textContent = button.dataset.label ?? ''; }, 1500);
 }
 
 function wire() {
   for (const b of document.querySelectorAll('button')) b.dataset.label = b.textContent;
-  $('debug').addEventListener('toggle', () => { if ($('debug').open) refreshIpcLog(); });
-  $('copy-peer').addEventListener('click', (e) => copy($('peer-id').textContent, e.target));
-  $('copy-invite').addEventListener('click', (e) => copy($('invite-link').value, e.target));
+  $('debug').addEventListener('toggle', () => { if (/** @type {HTMLDetailsElement} */ ($('debug')).open) refreshIpcLog(); });
+  $('copy-peer').addEventListener('click', () => copy($('peer-id').textContent || '', $('copy-peer')));
+  $('copy-invite').addEventListener('click', () => copy($input('invite-link').value, $('copy-invite')));
 
   $('connect-form').addEventListener('submit', async (e) => {
     e.preventDefault();
-    const value = $('connect-input').value.trim();
+    const value = $input('connect-input').value.trim();
     const out = $('connect-result');
     if (!value) return;
     out.className = '';
     out.textContent = 'Connecting…';
     try {
       if (value.toLowerCase().startsWith('whtnxt://')) {
-        const attempt = await api('/api/open', { method: 'POST', body: { url: value, wait: true } });
+        const attempt = await api.open({ url: value, wait: true });
         out.textContent = `Connected to ${attempt.peer_id}${attempt.session ? ' — playlist received' : ''}`;
       } else {
-        const reply = await api('/api/connect', { method: 'POST', body: { addr: value } });
+        const reply = await api.connect({ addr: value });
         out.textContent = `Connected to ${reply.peer_id}`;
       }
       out.className = 'ok';
-      $('connect-input').value = '';
+      $input('connect-input').value = '';
     } catch (err) {
-      out.textContent = err.message;
+      out.textContent = message(err);
       out.className = 'bad';
     }
   });
 
   $('create-form').addEventListener('submit', async (e) => {
     e.preventDefault();
-    const name = $('new-name').value.trim();
+    const name = $input('new-name').value.trim();
     if (!name) return;
     try {
-      const { id } = await api('/api/playlists', { method: 'POST', body: { name } });
-      $('new-name').value = '';
+      const { id } = await api.createPlaylist({ name });
+      $input('new-name').value = '';
       await openPlaylist(id);
-    } catch (err) { $('playlist-result').textContent = err.message; }
+    } catch (err) { $('playlist-result').textContent = message(err); }
   });
 
   $('add-form').addEventListener('submit', async (e) => {
     e.preventDefault();
-    const f = e.target.elements;
+    const form = /** @type {HTMLFormElement} */ (e.target);
+    /** @param {string} name */
+    const field = (name) => /** @type {HTMLInputElement} */ (form.elements.namedItem(name));
+    const f = { title: field('title'), artist: field('artist'), album: field('album'), duration: field('duration'), uri: field('uri') };
     const seconds = Number(f.duration.value);
+    /** @type {import('./api').NewTrack} */
     const track = {
       title: f.title.value,
       artists: f.artist.value.trim() ? [f.artist.value.trim()] : [],
@@ -193,50 +231,53 @@ function wire() {
       duration_ms: seconds > 0 ? Math.round(seconds * 1000) : null,
       uri: f.uri.value.trim() || null,
     };
+    if (!openId) return;
     try {
-      await api(`/api/playlists/${encodeURIComponent(openId)}/tracks`, { method: 'POST', body: track });
-      e.target.reset();
+      await api.addTrack(openId, track);
+      form.reset();
       $('playlist-result').textContent = '';
-    } catch (err) { $('playlist-result').textContent = err.message; }
+    } catch (err) { $('playlist-result').textContent = message(err); }
   });
 
   $('rename-form').addEventListener('submit', async (e) => {
     e.preventDefault();
-    const name = $('rename-input').value.trim();
-    if (!name) return;
+    const name = $input('rename-input').value.trim();
+    if (!name || !openId) return;
     try {
-      await api(`/api/playlists/${encodeURIComponent(openId)}/rename`, { method: 'POST', body: { name } });
-      $('rename-input').value = '';
-    } catch (err) { $('playlist-result').textContent = err.message; }
+      await api.renamePlaylist(openId, { name });
+      $input('rename-input').value = '';
+    } catch (err) { $('playlist-result').textContent = message(err); }
   });
 
   $('share').addEventListener('click', async () => {
+    if (!openId) return;
     try {
-      const { link } = await api(`/api/playlists/${encodeURIComponent(openId)}/share`, { method: 'POST', body: {} });
-      $('share-link').value = link;
-      $('share-link').hidden = false;
-      $('share-link').select();
-    } catch (err) { $('playlist-result').textContent = err.message; }
+      const { link } = await api.sharePlaylist(openId, {});
+      $input('share-link').value = link;
+      $input('share-link').hidden = false;
+      $input('share-link').select();
+    } catch (err) { $('playlist-result').textContent = message(err); }
   });
 }
 
 async function refreshIpcLog() {
-  try { $('ipc-log').textContent = (await api('/api/debug/ipc')).join('\n'); }
-  catch (e) { $('ipc-log').textContent = e.message; }
+  try { $('ipc-log').textContent = (await api.ipcLog()).join('\n'); }
+  catch (e) { $('ipc-log').textContent = message(e); }
 }
 
 async function loadInvite() {
   try {
-    $('invite-link').value = (await api('/api/invite')).link;
-    $('invite-qr').src = `/api/invite.svg?v=${Date.now()}`;
+    $input('invite-link').value = (await api.invite()).link;
+    /** @type {HTMLImageElement} */ ($('invite-qr')).src = `/api/invite.svg?v=${Date.now()}`;
   } catch { setTimeout(loadInvite, 1000); }
 }
 
 async function loop() {
+  /** @type {number | null} */
   let since = null;
   for (;;) {
     try {
-      const s = await api(since === null ? '/api/state' : `/api/state?since=${since}`);
+      const s = await api.state(since);
       if (since !== null && s.version < since) since = null; // the controller restarted
       else since = s.version;
       setLive(true);
@@ -249,7 +290,6 @@ async function loop() {
   }
 }
 
-window.whatnextDebug = () => state;
+/** @type {any} */ (window).whatnextDebug = () => state;
 wire();
-loadInvite();
 loop();

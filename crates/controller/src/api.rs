@@ -16,6 +16,9 @@ use axum::{
 };
 use serde::Deserialize;
 use whatnext_protocol::{
+    api::{
+        ConfigChange, ConnectReply, ConnectRequest, ErrorReply, LinkReply, OkReply, OpenRequest,
+    },
     ipc::{Command, Event},
     state::LinkStatus,
 };
@@ -61,7 +64,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": self.message }));
+        let body = Json(ErrorReply {
+            error: self.message,
+        });
         (self.status, body).into_response()
     }
 }
@@ -164,14 +169,6 @@ async fn get_state(State(app): State<Arc<App>>, Query(query): Query<StateQuery>)
     Json(state).into_response()
 }
 
-#[derive(Debug, Deserialize)]
-struct ConnectRequest {
-    /// A multiaddr ending in `/p2p/<peer id>`.
-    addr: String,
-    /// How long to wait for the connection, seconds (default 15).
-    timeout_secs: Option<f64>,
-}
-
 async fn connect(
     State(app): State<Arc<App>>,
     Json(request): Json<ConnectRequest>,
@@ -206,8 +203,12 @@ async fn connect(
             micros,
         } => {
             let dial_ms = micros.map(|us| us as f64 / 1000.0);
-            let body = serde_json::json!({ "peer_id": peer_id, "addr": addr, "dial_ms": dial_ms });
-            Ok(Json(body).into_response())
+            Ok(Json(ConnectReply {
+                peer_id,
+                addr,
+                dial_ms,
+            })
+            .into_response())
         }
         Event::DialFailed { reason, .. } => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -220,20 +221,13 @@ async fn connect(
     }
 }
 
-async fn invite(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn invite(State(app): State<Arc<App>>) -> Result<Json<LinkReply>, ApiError> {
     let link = app
         .invite()
         .map_err(|message| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message))?;
-    Ok(Json(serde_json::json!({ "link": link.to_string() })))
-}
-
-#[derive(Debug, Deserialize)]
-struct OpenRequest {
-    url: String,
-    /// Answer once the connection is up or failed (default: at once, with the attempt pending).
-    #[serde(default)]
-    wait: bool,
-    timeout_secs: Option<f64>,
+    Ok(Json(LinkReply {
+        link: link.to_string(),
+    }))
 }
 
 /// Opens a `whtnxt://` link. Answers with the attempt: 200 when pending or connected, 400
@@ -267,17 +261,12 @@ async fn debug_ipc(State(app): State<Arc<App>>) -> Json<Vec<String>> {
     Json(app.service.recent_frames())
 }
 
-#[derive(Debug, Deserialize)]
-struct ConfigChange {
-    display_name: Option<String>,
-}
-
 /// Applies settings that can change while running (`whatnext config set` also writes them
 /// to config.toml).
 async fn set_config(
     State(app): State<Arc<App>>,
     Json(change): Json<ConfigChange>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<OkReply>, ApiError> {
     if let Some(name) = change.display_name {
         let name = name.trim().to_string();
         if name.is_empty() || name.len() > 200 {
@@ -288,12 +277,12 @@ async fn set_config(
         }
         app.library.set_display_name(name);
     }
-    Ok(Json(serde_json::json!({ "ok": true })))
+    Ok(Json(OkReply::OK))
 }
 
-async fn shutdown(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+async fn shutdown(State(app): State<Arc<App>>) -> Json<OkReply> {
     app.shutdown.cancel();
-    Json(serde_json::json!({ "ok": true }))
+    Json(OkReply::OK)
 }
 
 #[cfg(test)]

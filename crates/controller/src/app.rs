@@ -34,7 +34,7 @@ pub struct App {
     pub shutdown: CancellationToken,
     pub library: Arc<Library>,
     pub sessions: Arc<Sessions>,
-    /// Value of the view's HttpOnly session cookie for this run.
+    /// Value of the view's HttpOnly session cookie (kept across restarts in view.json).
     pub view_secret: String,
     /// One-time login tokens for the view, with their expiry.
     pub login_tokens: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -44,12 +44,22 @@ pub struct App {
 /// How long a link's dial may take when the caller does not say.
 pub const DEFAULT_LINK_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How clients reach and prove themselves to this controller's API.
+pub struct ApiAccess {
+    pub url: String,
+    pub token: String,
+    pub view_secret: String,
+}
+
 impl App {
     pub fn new(
         state: StateHandle,
         service: ServiceClient,
-        token: String,
-        url: String,
+        ApiAccess {
+            url,
+            token,
+            view_secret,
+        }: ApiAccess,
         shutdown: CancellationToken,
         library: Arc<Library>,
         sessions: Arc<Sessions>,
@@ -62,7 +72,7 @@ impl App {
             shutdown,
             library,
             sessions,
-            view_secret: hex::encode(rand::random::<[u8; 32]>()),
+            view_secret,
             login_tokens: std::sync::Mutex::new(std::collections::HashMap::new()),
             next_link_id: AtomicU64::new(1),
         }

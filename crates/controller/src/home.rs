@@ -51,6 +51,11 @@ impl Home {
     pub fn api_path(&self) -> PathBuf {
         self.dir.join("api.json")
     }
+    /// The view's origin port and session-cookie secret, kept across restarts so an open
+    /// tab reconnects to a restarted controller without logging in again.
+    pub fn view_path(&self) -> PathBuf {
+        self.dir.join("view.json")
+    }
     pub fn lock_path(&self) -> PathBuf {
         self.dir.join("whatnext.lock")
     }
@@ -83,6 +88,13 @@ impl Home {
     }
 
     /// Reads `api.json`, written by the running controller.
+    /// The view settings of the last run, if any (a missing or unreadable file means a
+    /// fresh port and secret: the worst case is one more login).
+    pub fn read_view_info(&self) -> Option<ViewInfo> {
+        let text = fs::read_to_string(self.view_path()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
     pub fn read_api_info(&self) -> Result<ApiInfo, HomeError> {
         let path = self.api_path();
         let text = fs::read_to_string(&path).map_err(|source| {
@@ -99,6 +111,15 @@ impl Home {
             detail: source.to_string(),
         })
     }
+}
+
+/// The view's stable origin and cookie secret. Written to `view.json` (0600).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ViewInfo {
+    /// The API port of the last run (0: none yet).
+    pub port: u16,
+    /// The value of the view's session cookie.
+    pub secret: String,
 }
 
 /// What a client needs to reach the running controller. Written to `api.json` (0600).

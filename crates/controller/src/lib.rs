@@ -113,7 +113,8 @@ async fn serve(
     let state = StateHandle::new(initial);
     let library = library::Library::start(store, author, state.clone(), home.mirror_dir());
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.api_port))
+    let previous_view = home.read_view_info();
+    let listener = bind_api(settings.api_port, previous_view.as_ref().map(|v| v.port))
         .await
         .with_context(|| {
             format!(
@@ -122,8 +123,17 @@ async fn serve(
                 home.config_path().display()
             )
         })?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let api_addr = listener.local_addr()?;
+    let url = format!("http://{api_addr}");
     let token = random_token();
+    let view_secret = previous_view.map_or_else(random_token, |v| v.secret);
+    home::write_private_file(
+        &home.view_path(),
+        &serde_json::to_vec_pretty(&home::ViewInfo {
+            port: api_addr.port(),
+            secret: view_secret.clone(),
+        })?,
+    )?;
     let socket = local_socket::bind(&home).with_context(|| {
         format!(
             "cannot open the single-instance socket {}",
@@ -146,8 +156,11 @@ async fn serve(
     let app = Arc::new(App::new(
         state.clone(),
         service,
-        token.clone(),
-        url.clone(),
+        app::ApiAccess {
+            url: url.clone(),
+            token: token.clone(),
+            view_secret,
+        },
         shutdown.clone(),
         Arc::clone(&library),
         sessions,
@@ -191,6 +204,26 @@ async fn serve(
     remove_api_file(&home);
     tracing::info!("stopped");
     served.context("the API server failed")
+}
+
+/// Binds the loopback API: the configured port, or else (port 0) the port of the last run,
+/// so the view's origin — and with it an open tab's cookie — stays the same across restarts;
+/// a fresh port when that one is taken.
+async fn bind_api(
+    configured: u16,
+    previous: Option<u16>,
+) -> std::io::Result<tokio::net::TcpListener> {
+    if configured == 0
+        && let Some(port) = previous.filter(|&p| p != 0)
+    {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(listener) => return Ok(listener),
+            Err(err) => {
+                tracing::info!("the view's previous port {port} is taken ({err}); using a new one")
+            }
+        }
+    }
+    tokio::net::TcpListener::bind(("127.0.0.1", configured)).await
 }
 
 /// Removes `api.json` if it is still ours (a newer controller may have replaced it).

@@ -12,9 +12,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
-use serde::Deserialize;
-use serde_json::json;
-use whatnext_protocol::playlist::NewTrack;
+use whatnext_protocol::api::{
+    AddTracksRequest, AddedTrack, AddedTracks, CreatePlaylistRequest, CreatedReply, ImportRequest,
+    LinkReply, Member, MoveRequest, OkReply, PlaylistView, RenameRequest, RevokeRequest,
+    ShareRequest,
+};
 use whatnext_store::{StoreError, markdown};
 
 use crate::{api::ApiError, app::App};
@@ -54,7 +56,7 @@ impl From<StoreError> for ApiError {
 
 type Reply = Result<Response, ApiError>;
 
-fn ok(value: serde_json::Value) -> Reply {
+fn ok(value: impl serde::Serialize) -> Reply {
     Ok(Json(value).into_response())
 }
 
@@ -63,14 +65,7 @@ async fn list(State(app): State<Arc<App>>) -> Reply {
     Ok(Json(list).into_response())
 }
 
-#[derive(Deserialize)]
-struct CreateRequest {
-    name: String,
-    #[serde(default)]
-    description: String,
-}
-
-async fn create(State(app): State<Arc<App>>, Json(req): Json<CreateRequest>) -> Reply {
+async fn create(State(app): State<Arc<App>>, Json(req): Json<CreatePlaylistRequest>) -> Reply {
     let id = app
         .library
         .write(move |store, me, now| {
@@ -78,7 +73,7 @@ async fn create(State(app): State<Arc<App>>, Json(req): Json<CreateRequest>) -> 
             Ok((id.clone(), Some(id)))
         })
         .await?;
-    ok(json!({ "id": id }))
+    ok(CreatedReply { id })
 }
 
 async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
@@ -86,34 +81,26 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
     // Members: the owner and the collaborators, each with whether they are connected now.
     let online = app.sessions.online(&playlist.id);
     let me = app.state.snapshot().peer_id;
-    let members: Vec<serde_json::Value> = std::iter::once(&playlist.owner)
+    let members: Vec<Member> = std::iter::once(&playlist.owner)
         .chain(
             playlist
                 .collaborators
                 .iter()
                 .filter(|c| c.peer_id != playlist.owner.peer_id),
         )
-        .map(|m| {
-            json!({
-                "peer_id": m.peer_id,
-                "display_name": m.display_name,
-                "online": m.peer_id == me || online.contains(&m.peer_id),
-                "owner": m.peer_id == playlist.owner.peer_id,
-            })
+        .map(|m| Member {
+            peer_id: m.peer_id.clone(),
+            display_name: m.display_name.clone(),
+            online: m.peer_id == me || online.contains(&m.peer_id),
+            owner: m.peer_id == playlist.owner.peer_id,
         })
         .collect();
-    let mut value = serde_json::to_value(&playlist)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    value["members"] = json!(members);
-    value["shared"] = json!(app.sessions.entry(&playlist.id).is_some());
-    ok(value)
-}
-
-#[derive(Deserialize)]
-struct ShareRequest {
-    /// Replace the key: links given out before stop working for newcomers.
-    #[serde(default)]
-    rotate: bool,
+    let shared = app.sessions.entry(&playlist.id).is_some();
+    ok(PlaylistView {
+        playlist,
+        members,
+        shared,
+    })
 }
 
 async fn share(
@@ -132,12 +119,9 @@ async fn share(
     let link = app
         .invite_to(Some((id, key)))
         .map_err(|message| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message))?;
-    ok(json!({ "link": link.to_string() }))
-}
-
-#[derive(Deserialize)]
-struct RevokeRequest {
-    peer_id: String,
+    ok(LinkReply {
+        link: link.to_string(),
+    })
 }
 
 async fn revoke(
@@ -149,19 +133,14 @@ async fn revoke(
         .revoke(&id, &req.peer_id)
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
-    ok(json!({ "ok": true }))
+    ok(OkReply::OK)
 }
 
 async fn remove_playlist(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
     app.library
         .write(move |store, _, now| store.delete(&id, now).map(|()| ((), Some(id))))
         .await?;
-    ok(json!({ "ok": true }))
-}
-
-#[derive(Deserialize)]
-struct RenameRequest {
-    name: String,
+    ok(OkReply::OK)
 }
 
 async fn rename(
@@ -172,25 +151,17 @@ async fn rename(
     app.library
         .write(move |store, _, now| store.rename(&id, &req.name, now).map(|()| ((), Some(id))))
         .await?;
-    ok(json!({ "ok": true }))
-}
-
-/// One track (`{"title": …}`) or a batch (`{"tracks": [{"title": …}, …]}`).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum AddRequest {
-    Batch { tracks: Vec<NewTrack> },
-    One(NewTrack),
+    ok(OkReply::OK)
 }
 
 async fn add(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(req): Json<AddRequest>,
+    Json(req): Json<AddTracksRequest>,
 ) -> Reply {
     let (tracks, batch) = match req {
-        AddRequest::Batch { tracks } => (tracks, true),
-        AddRequest::One(track) => (vec![track], false),
+        AddTracksRequest::Batch { tracks } => (tracks, true),
+        AddTracksRequest::One(track) => (vec![track], false),
     };
     let ids = app
         .library
@@ -201,16 +172,12 @@ async fn add(
         })
         .await?;
     if batch {
-        ok(json!({ "track_ids": ids }))
+        ok(AddedTracks { track_ids: ids })
     } else {
-        ok(json!({ "track_id": ids.first() }))
+        ok(AddedTrack {
+            track_id: ids.into_iter().next(),
+        })
     }
-}
-
-#[derive(Deserialize)]
-struct MoveRequest {
-    track_id: String,
-    to: usize,
 }
 
 async fn move_track(
@@ -225,7 +192,7 @@ async fn move_track(
                 .map(|()| ((), Some(id)))
         })
         .await?;
-    ok(json!({ "ok": true }))
+    ok(OkReply::OK)
 }
 
 async fn remove_track(
@@ -239,7 +206,7 @@ async fn remove_track(
                 .map(|()| ((), Some(id)))
         })
         .await?;
-    ok(json!({ "ok": true }))
+    ok(OkReply::OK)
 }
 
 async fn export(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
@@ -254,14 +221,6 @@ async fn export(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
         .into_response())
 }
 
-#[derive(Deserialize)]
-struct ImportRequest {
-    markdown: String,
-    /// Give it a new id (to import a copy of a playlist that exists here).
-    #[serde(default)]
-    as_new: bool,
-}
-
 async fn import(State(app): State<Arc<App>>, Json(req): Json<ImportRequest>) -> Reply {
     let playlist = markdown::from_markdown(&req.markdown)?;
     let id = app
@@ -271,5 +230,5 @@ async fn import(State(app): State<Arc<App>>, Json(req): Json<ImportRequest>) -> 
             Ok((id.clone(), Some(id)))
         })
         .await?;
-    ok(json!({ "id": id }))
+    ok(CreatedReply { id })
 }

@@ -20,10 +20,13 @@ use axum::{
 };
 use serde::Deserialize;
 
+use whatnext_protocol::api::LoginLinkReply;
+
 use crate::{api::same_secret, app::App};
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
+const CLIENT_JS: &str = include_str!("../assets/client.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
 
 pub const COOKIE: &str = "wn_session";
@@ -39,6 +42,15 @@ pub fn routes() -> Router<Arc<App>> {
                 (
                     [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
                     APP_JS,
+                )
+            }),
+        )
+        .route(
+            "/client.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    CLIENT_JS,
                 )
             }),
         )
@@ -86,8 +98,10 @@ pub fn new_login_url(app: &App) -> String {
     format!("{}/login?t={token}", app.url)
 }
 
-async fn login_link(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "url": new_login_url(&app) }))
+async fn login_link(State(app): State<Arc<App>>) -> Json<LoginLinkReply> {
+    Json(LoginLinkReply {
+        url: new_login_url(&app),
+    })
 }
 
 /// The invite link as a QR code, for a friend's phone.
@@ -165,4 +179,29 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    /// The view's TypeScript definitions must be those of the Rust API types; `tsc --checkJs`
+    /// then checks the view's code against them (scripts/test).
+    #[test]
+    fn api_types_are_current() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/api.d.ts");
+        let generated = whatnext_protocol::api::typescript_definitions();
+        if std::env::var_os("UPDATE_API_TYPES").is_some() {
+            std::fs::write(&path, &generated).expect("writes assets/api.d.ts");
+            return;
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "{} is out of date with the Rust API types; regenerate it with \
+             `UPDATE_API_TYPES=1 cargo test -p whatnext-controller api_types`, then fix what \
+             `tsc` reports in the view",
+            path.display()
+        );
+    }
 }

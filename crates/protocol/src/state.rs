@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::playlist::PlaylistSummary;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
     /// The service is being spawned or the node is starting to listen.
@@ -34,7 +34,7 @@ impl NodeStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct AppState {
     /// Grows by at least one on every change; long-pollers wait for it to pass their cursor.
     pub version: u64,
@@ -65,7 +65,7 @@ pub struct AppState {
     pub sessions: Vec<SessionState>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct SessionState {
     /// The playlist id.
     pub id: String,
@@ -100,7 +100,7 @@ impl AppState {
 /// How many link attempts `AppState` remembers.
 pub const MAX_LINK_ATTEMPTS: usize = 20;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ServiceInfo {
     /// Process id of the current network service; null between a crash and its restart.
     pub pid: Option<u32>,
@@ -108,7 +108,7 @@ pub struct ServiceInfo {
     pub restarts: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Connection {
     pub peer_id: String,
     /// Remote address of the connection.
@@ -185,7 +185,7 @@ mod tests {
 }
 
 /// One `whtnxt://` link the controller was asked to open, and what became of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct LinkAttempt {
     pub id: u64,
     /// The link as received, with any `key=` secret replaced by `…`.
@@ -206,7 +206,7 @@ pub struct LinkAttempt {
     pub finished_at_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkStatus {
     Pending,

@@ -1,0 +1,220 @@
+// Generated from crates/protocol (whatnext_protocol::api::typescript_definitions).
+// Do not edit: run `UPDATE_API_TYPES=1 cargo test -p whatnext-controller api_types`.
+
+export type AppState = { 
+/**
+ * Grows by at least one on every change; long-pollers wait for it to pass their cursor.
+ */
+version: number, 
+/**
+ * The controller's process id.
+ */
+pid: number, peer_id: string, node: NodeStatus, listen_addrs: Array<string>, 
+/**
+ * Addresses other peers confirmed they can reach us at.
+ */
+external_addrs: Array<string>, service: ServiceInfo, connections: Array<Connection>, 
+/**
+ * Peers found by discovery (mDNS, later the DHT) and not yet expired.
+ */
+discovered: Array<string>, last_error: string | null, 
+/**
+ * The home directory this controller owns.
+ */
+home: string, 
+/**
+ * Unix milliseconds when the controller started.
+ */
+started_at_ms: number, 
+/**
+ * The most recent links opened (newest last, at most [`MAX_LINK_ATTEMPTS`]).
+ */
+link_attempts: Array<LinkAttempt>, 
+/**
+ * Every playlist in the store, newest change first.
+ */
+playlists: Array<PlaylistSummary>, 
+/**
+ * Shared playlists and their members connected now.
+ */
+sessions: Array<SessionState>, };
+
+export type NodeStatus = "starting" | "running" | "restarting" | "failed" | "stopped";
+
+export type ServiceInfo = { 
+/**
+ * Process id of the current network service; null between a crash and its restart.
+ */
+pid: number | null, 
+/**
+ * How many times the controller restarted the service since it started.
+ */
+restarts: number, };
+
+export type Connection = { peer_id: string, 
+/**
+ * Remote address of the connection.
+ */
+addr: string, transport: string, 
+/**
+ * Last measured round-trip time; null until the first ping completes.
+ */
+rtt_ms: number | null, 
+/**
+ * "dialer" or "listener".
+ */
+direction: string, relayed: boolean, 
+/**
+ * Unix milliseconds when the connection was established.
+ */
+since_ms: number, 
+/**
+ * The service's id of this connection (several may exist to one peer).
+ */
+connection_id: number, };
+
+export type LinkAttempt = { id: number, 
+/**
+ * The link as received, with any `key=` secret replaced by `…`.
+ */
+link: string, peer_id: string | null, session: string | null, status: LinkStatus, 
+/**
+ * Why the attempt failed or the link was refused.
+ */
+error: string | null, 
+/**
+ * The address the connection was made on.
+ */
+addr: string | null, 
+/**
+ * Time the network service took from dialing to connected, milliseconds.
+ */
+dial_ms: number | null, 
+/**
+ * The link carried no address: the peer has to be found by discovery.
+ */
+needs_discovery: boolean, started_at_ms: number, finished_at_ms: number | null, };
+
+export type LinkStatus = "pending" | "connected" | "failed" | "invalid";
+
+export type SessionState = { 
+/**
+ * The playlist id.
+ */
+id: string, 
+/**
+ * "owner" or "member".
+ */
+role: string, connected_members: Array<string>, };
+
+export type PlaylistSummary = { id: string, name: string, track_count: number, updated_at: number, };
+
+export type Playlist = { id: string, name: string, description: string, owner: Author, 
+/**
+ * Members besides the owner, by peer id (sorted).
+ */
+collaborators: Array<Author>, tags: Array<string>, queue_mode: QueueMode, 
+/**
+ * Unix milliseconds.
+ */
+created_at: number, updated_at: number, tracks: Array<Track>, };
+
+export type Track = { id: string, title: string, artists: Array<string>, album: string | null, duration_ms: number | null, 
+/**
+ * `spotify:…`, `https://…` or `file:…`.
+ */
+uri: string | null, added_by: Author, 
+/**
+ * Unix milliseconds.
+ */
+added_at: number, };
+
+export type Author = { peer_id: string, display_name: string, };
+
+export type NewTrack = { title: string, artists: Array<string>, album: string | null, duration_ms: number | null, uri: string | null, };
+
+export type QueueMode = "free_for_all" | "turn_taking" | "vote_based";
+
+export type ErrorReply = { error: string, };
+
+export type OkReply = { ok: boolean, };
+
+export type ConnectRequest = { addr: string, 
+/**
+ * How long to wait for the connection, seconds (default 15).
+ */
+timeout_secs?: number | null, };
+
+export type ConnectReply = { peer_id: string, 
+/**
+ * The address the connection was made on.
+ */
+addr: string, 
+/**
+ * How long the dial took inside the network service.
+ */
+dial_ms: number | null, };
+
+export type LinkReply = { link: string, };
+
+export type OpenRequest = { url: string, 
+/**
+ * Answer once the connection is up or failed (default: at once, with the attempt pending).
+ */
+wait?: boolean, timeout_secs?: number | null, };
+
+export type LoginLinkReply = { url: string, };
+
+export type ConfigChange = { display_name?: string | null, };
+
+export type CreatePlaylistRequest = { name: string, description?: string, };
+
+export type CreatedReply = { id: string, };
+
+export type PlaylistView = { 
+/**
+ * The owner first, then the collaborators.
+ */
+members: Array<Member>, 
+/**
+ * Whether this node shares the playlist (holds its session key).
+ */
+shared: boolean, id: string, name: string, description: string, owner: Author, 
+/**
+ * Members besides the owner, by peer id (sorted).
+ */
+collaborators: Array<Author>, tags: Array<string>, queue_mode: QueueMode, 
+/**
+ * Unix milliseconds.
+ */
+created_at: number, updated_at: number, tracks: Array<Track>, };
+
+export type Member = { peer_id: string, display_name: string, 
+/**
+ * Connected now (always true for this node itself).
+ */
+online: boolean, owner: boolean, };
+
+export type ShareRequest = { 
+/**
+ * Replace the key: links given out before stop working for newcomers.
+ */
+rotate?: boolean, };
+
+export type RevokeRequest = { peer_id: string, };
+
+export type RenameRequest = { name: string, };
+
+export type AddTracksRequest = { tracks: Array<NewTrack>, } | NewTrack;
+
+export type AddedTrack = { track_id: string | null, };
+
+export type AddedTracks = { track_ids: Array<string>, };
+
+export type MoveRequest = { track_id: string, to: number, };
+
+export type ImportRequest = { markdown: string, 
+/**
+ * Give it a new id (to import a copy of a playlist that exists here).
+ */
+as_new?: boolean, };

@@ -1,0 +1,121 @@
+// The typed view → controller API. Every body type comes from api.d.ts, which is generated
+// from the Rust types the controller serves (crates/protocol/src/api.rs); `tsc --checkJs`
+// checks this module and app.js against it, so a changed Rust type fails the build here.
+// @ts-check
+
+/** @typedef {import('./api').AppState} AppState */
+/** @typedef {import('./api').LinkAttempt} LinkAttempt */
+/** @typedef {import('./api').ConnectReply} ConnectReply */
+/** @typedef {import('./api').LinkReply} LinkReply */
+/** @typedef {import('./api').CreatedReply} CreatedReply */
+/** @typedef {import('./api').OkReply} OkReply */
+/** @typedef {import('./api').PlaylistView} PlaylistView */
+/** @typedef {import('./api').NewTrack} NewTrack */
+/** @typedef {import('./api').AddedTrack} AddedTrack */
+/** @typedef {import('./api').ErrorReply} ErrorReply */
+
+/**
+ * One request to the controller; throws an Error carrying the API's `error` text.
+ * @template T
+ * @param {string} path
+ * @param {{ method?: string, body?: unknown }} [options]
+ * @returns {Promise<T>}
+ */
+async function call(path, options = {}) {
+  /** @type {RequestInit} */
+  const init = { credentials: 'same-origin', method: options.method || 'GET' };
+  if (options.body !== undefined) {
+    init.body = JSON.stringify(options.body);
+    init.headers = { 'Content-Type': 'application/json' };
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw new Error('WhatNext is not reachable: it may be restarting (this page reconnects by itself), or start it with `whatnext run`.');
+  }
+  const text = await response.text();
+  /** @type {unknown} */
+  let body = text;
+  try { body = JSON.parse(text); } catch { /* plain text */ }
+  if (!response.ok) {
+    const error = /** @type {Partial<ErrorReply>} */ (body && typeof body === 'object' ? body : {}).error;
+    throw new Error(error || `${response.status} ${text}`);
+  }
+  return /** @type {T} */ (body);
+}
+
+const playlist = (/** @type {string} */ id) => `/api/playlists/${encodeURIComponent(id)}`;
+
+/**
+ * The state once its version passes `since` (long poll), or at once without `since`.
+ * @param {number | null} since
+ * @returns {Promise<AppState>}
+ */
+export const state = (since) => call(since === null ? '/api/state' : `/api/state?since=${since}`);
+
+/** @returns {Promise<LinkReply>} */
+export const invite = () => call('/api/invite');
+
+/**
+ * @param {import('./api').ConnectRequest} request
+ * @returns {Promise<ConnectReply>}
+ */
+export const connect = (request) => call('/api/connect', { method: 'POST', body: request });
+
+/**
+ * @param {import('./api').OpenRequest} request
+ * @returns {Promise<LinkAttempt>}
+ */
+export const open = (request) => call('/api/open', { method: 'POST', body: request });
+
+/** @returns {Promise<string[]>} */
+export const ipcLog = () => call('/api/debug/ipc');
+
+/**
+ * @param {import('./api').CreatePlaylistRequest} request
+ * @returns {Promise<CreatedReply>}
+ */
+export const createPlaylist = (request) => call('/api/playlists', { method: 'POST', body: request });
+
+/**
+ * @param {string} id
+ * @returns {Promise<PlaylistView>}
+ */
+export const showPlaylist = (id) => call(playlist(id));
+
+/**
+ * @param {string} id
+ * @param {NewTrack} track
+ * @returns {Promise<AddedTrack>}
+ */
+export const addTrack = (id, track) => call(`${playlist(id)}/tracks`, { method: 'POST', body: track });
+
+/**
+ * @param {string} id
+ * @param {import('./api').MoveRequest} request
+ * @returns {Promise<OkReply>}
+ */
+export const moveTrack = (id, request) => call(`${playlist(id)}/move`, { method: 'POST', body: request });
+
+/**
+ * @param {string} id
+ * @param {string} trackId
+ * @returns {Promise<OkReply>}
+ */
+export const removeTrack = (id, trackId) =>
+  call(`${playlist(id)}/tracks/${encodeURIComponent(trackId)}`, { method: 'DELETE' });
+
+/**
+ * @param {string} id
+ * @param {import('./api').RenameRequest} request
+ * @returns {Promise<OkReply>}
+ */
+export const renamePlaylist = (id, request) => call(`${playlist(id)}/rename`, { method: 'POST', body: request });
+
+/**
+ * @param {string} id
+ * @param {import('./api').ShareRequest} request
+ * @returns {Promise<LinkReply>}
+ */
+export const sharePlaylist = (id, request) => call(`${playlist(id)}/share`, { method: 'POST', body: request });

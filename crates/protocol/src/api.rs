@@ -1,0 +1,270 @@
+//! The loopback HTTP API's request and response bodies, shared by the controller (which
+//! serves them), the CLI (which calls them) and the view (whose TypeScript definitions are
+//! generated from these types by [`typescript_definitions`]).
+//!
+//! Changing a field here changes `crates/controller/assets/api.d.ts` (a test in the
+//! controller fails until it is regenerated), and `tsc --checkJs` then fails on any view code
+//! that still uses the old shape: a changed Rust type breaks the view's build, not a user's
+//! session.
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::{
+    playlist::{Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track},
+    state::{AppState, Connection, LinkAttempt, LinkStatus, NodeStatus, ServiceInfo, SessionState},
+};
+
+/// Every error answer: `{"error": "what was wrong and what to do"}` with a 4xx/5xx status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ErrorReply {
+    pub error: String,
+}
+
+/// The answer of writes that return nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct OkReply {
+    pub ok: bool,
+}
+
+impl OkReply {
+    pub const OK: OkReply = OkReply { ok: true };
+}
+
+/// `POST /api/connect`: dial a multiaddr ending in `/p2p/<peer id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct ConnectRequest {
+    pub addr: String,
+    /// How long to wait for the connection, seconds (default 15).
+    #[serde(default)]
+    #[ts(optional = nullable)]
+    pub timeout_secs: Option<f64>,
+}
+
+/// The answer of `POST /api/connect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct ConnectReply {
+    pub peer_id: String,
+    /// The address the connection was made on.
+    pub addr: String,
+    /// How long the dial took inside the network service.
+    pub dial_ms: Option<f64>,
+}
+
+/// `GET /api/invite` and `POST /api/playlists/{id}/share`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct LinkReply {
+    pub link: String,
+}
+
+/// `POST /api/open`: open a `whtnxt://` link. The answer is a [`LinkAttempt`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct OpenRequest {
+    pub url: String,
+    /// Answer once the connection is up or failed (default: at once, with the attempt pending).
+    #[serde(default)]
+    #[ts(as = "Option<bool>", optional)]
+    pub wait: bool,
+    #[serde(default)]
+    #[ts(optional = nullable)]
+    pub timeout_secs: Option<f64>,
+}
+
+/// `POST /api/login-link`: a fresh one-time login URL for the view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct LoginLinkReply {
+    pub url: String,
+}
+
+/// `POST /api/config`: settings that can change while running.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ConfigChange {
+    #[serde(default)]
+    #[ts(optional = nullable)]
+    pub display_name: Option<String>,
+}
+
+/// `POST /api/playlists`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct CreatePlaylistRequest {
+    pub name: String,
+    #[serde(default)]
+    #[ts(as = "Option<String>", optional)]
+    pub description: String,
+}
+
+/// The answer of `POST /api/playlists` and `POST /api/playlists/import`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct CreatedReply {
+    pub id: String,
+}
+
+/// `GET /api/playlists/{id}`: the playlist with who is in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct PlaylistView {
+    #[serde(flatten)]
+    pub playlist: Playlist,
+    /// The owner first, then the collaborators.
+    pub members: Vec<Member>,
+    /// Whether this node shares the playlist (holds its session key).
+    pub shared: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct Member {
+    pub peer_id: String,
+    pub display_name: String,
+    /// Connected now (always true for this node itself).
+    pub online: bool,
+    pub owner: bool,
+}
+
+/// `POST /api/playlists/{id}/share`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ShareRequest {
+    /// Replace the key: links given out before stop working for newcomers.
+    #[serde(default)]
+    #[ts(as = "Option<bool>", optional)]
+    pub rotate: bool,
+}
+
+/// `POST /api/playlists/{id}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct RevokeRequest {
+    pub peer_id: String,
+}
+
+/// `POST /api/playlists/{id}/rename`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct RenameRequest {
+    pub name: String,
+}
+
+/// `POST /api/playlists/{id}/tracks`: one track (`{"title": …}`) or a batch
+/// (`{"tracks": [{"title": …}, …]}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(untagged)]
+pub enum AddTracksRequest {
+    Batch { tracks: Vec<NewTrack> },
+    One(NewTrack),
+}
+
+/// The answer of adding one track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct AddedTrack {
+    pub track_id: Option<String>,
+}
+
+/// The answer of adding a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct AddedTracks {
+    pub track_ids: Vec<String>,
+}
+
+/// `POST /api/playlists/{id}/move`: move a track to index `to` (0-based).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct MoveRequest {
+    pub track_id: String,
+    pub to: usize,
+}
+
+/// `POST /api/playlists/import`: a playlist in the Markdown mirror's format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ImportRequest {
+    pub markdown: String,
+    /// Give it a new id (to import a copy of a playlist that exists here).
+    #[serde(default)]
+    #[ts(as = "Option<bool>", optional)]
+    pub as_new: bool,
+}
+
+/// The TypeScript declarations of every API type, as one `.d.ts` module.
+///
+/// 64-bit integers become `number`: every one the API sends (versions, millisecond
+/// timestamps, ids) stays far below 2^53, and `bigint` would not survive `JSON.parse`.
+pub fn typescript_definitions() -> String {
+    let cfg = ts_rs::Config::new().with_large_int("number");
+    let decls = [
+        AppState::decl(&cfg),
+        NodeStatus::decl(&cfg),
+        ServiceInfo::decl(&cfg),
+        Connection::decl(&cfg),
+        LinkAttempt::decl(&cfg),
+        LinkStatus::decl(&cfg),
+        SessionState::decl(&cfg),
+        PlaylistSummary::decl(&cfg),
+        Playlist::decl(&cfg),
+        Track::decl(&cfg),
+        Author::decl(&cfg),
+        NewTrack::decl(&cfg),
+        QueueMode::decl(&cfg),
+        ErrorReply::decl(&cfg),
+        OkReply::decl(&cfg),
+        ConnectRequest::decl(&cfg),
+        ConnectReply::decl(&cfg),
+        LinkReply::decl(&cfg),
+        OpenRequest::decl(&cfg),
+        LoginLinkReply::decl(&cfg),
+        ConfigChange::decl(&cfg),
+        CreatePlaylistRequest::decl(&cfg),
+        CreatedReply::decl(&cfg),
+        PlaylistView::decl(&cfg),
+        Member::decl(&cfg),
+        ShareRequest::decl(&cfg),
+        RevokeRequest::decl(&cfg),
+        RenameRequest::decl(&cfg),
+        AddTracksRequest::decl(&cfg),
+        AddedTrack::decl(&cfg),
+        AddedTracks::decl(&cfg),
+        MoveRequest::decl(&cfg),
+        ImportRequest::decl(&cfg),
+    ];
+    let mut out = String::from(
+        "// Generated from crates/protocol (whatnext_protocol::api::typescript_definitions).\n\
+         // Do not edit: run `UPDATE_API_TYPES=1 cargo test -p whatnext-controller api_types`.\n\n",
+    );
+    for decl in decls {
+        out.push_str("export ");
+        out.push_str(&decl);
+        out.push_str("\n\n");
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_cover_the_state_with_numbers_not_bigints() {
+        let ts = typescript_definitions();
+        assert!(ts.contains("export type AppState = {"), "{ts}");
+        assert!(ts.contains("version: number"), "{ts}");
+        assert!(!ts.contains("bigint"), "{ts}");
+        assert!(ts.contains("\"running\""), "{ts}");
+    }
+
+    #[test]
+    fn a_playlist_view_flattens_the_playlist() {
+        let json = serde_json::json!({
+            "id": "p", "name": "n", "description": "", "owner": {"peer_id": "a", "display_name": "A"},
+            "collaborators": [], "tags": [], "queue_mode": "free_for_all", "created_at": 1,
+            "updated_at": 2, "tracks": [], "members": [], "shared": false
+        });
+        let view: PlaylistView = serde_json::from_value(json.clone()).expect("parses");
+        assert_eq!(view.playlist.name, "n");
+        assert_eq!(serde_json::to_value(&view).expect("serializes"), json);
+    }
+
+    #[test]
+    fn add_accepts_one_track_or_a_batch() {
+        let one: AddTracksRequest =
+            serde_json::from_str(r#"{"title":"x"}"#).expect("one track parses");
+        assert!(matches!(one, AddTracksRequest::One(t) if t.title == "x"));
+        let batch: AddTracksRequest =
+            serde_json::from_str(r#"{"tracks":[{"title":"y"}]}"#).expect("batch parses");
+        assert!(matches!(batch, AddTracksRequest::Batch { tracks } if tracks.len() == 1));
+    }
+}
