@@ -21,7 +21,7 @@ function cli(home, args) {
 }
 
 async function startNode(name, home = mkdtempSync(join(tmpdir(), `wn-ui-${name}-`))) {
-  const child = spawn(BIN, ['--home', home, 'run', '--no-mdns', '--no-browser', '--no-register',
+  const child = spawn(BIN, ['--home', home, 'run', '--no-mdns', '--no-upnp', '--no-browser', '--no-register',
     '--listen', '/ip4/127.0.0.1/tcp/0'], { stdio: 'ignore' });
   const node = { name, home, child, servicePids: new Set() };
   nodes.push(node);

@@ -162,6 +162,7 @@ async fn start_supervised(
             bootstrap: vec![],
             relays: vec![],
             mdns: false,
+            upnp: false,
             agent_version: "whatnext-bench".into(),
             ping_interval_ms: 5_000,
         },

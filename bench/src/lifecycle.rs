@@ -37,6 +37,7 @@ impl Controller {
             .args([
                 "run",
                 "--no-mdns",
+                "--no-upnp",
                 "--no-browser",
                 "--listen",
                 "/ip4/127.0.0.1/tcp/0",

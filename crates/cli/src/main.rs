@@ -4,6 +4,7 @@
 mod client;
 mod forward;
 mod playlist;
+mod relay;
 mod status;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -40,6 +41,13 @@ struct Cli {
 enum Commands {
     /// Run the controller (and its network service) in the foreground.
     Run(RunArgs),
+    /// Diagnose connectivity: network, listen addresses, NAT, relay, LAN discovery, bootstrap
+    /// nodes and recent failed dials, each with what to do. Exits 1 when something fails.
+    Doctor {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the running node: peer id, addresses, service, connections.
     Status {
         /// Print the full state as JSON.
@@ -91,6 +99,9 @@ enum Commands {
     /// Remove the OS handler for whtnxt:// links.
     Unregister,
     /// Internal: the network service started by `run`; speaks frames on stdin/stdout.
+    /// Run a public helper node on a server: a relay for peers behind NATs, a DHT bootstrap
+    /// node and an AutoNAT server. Prints its addresses for other nodes' config.
+    Relay(relay::RelayArgs),
     #[command(hide = true)]
     P2p,
 }
@@ -112,6 +123,16 @@ struct RunArgs {
     /// Turn off mDNS discovery on the local network.
     #[arg(long)]
     no_mdns: bool,
+    /// Do not ask the router for a port mapping (UPnP).
+    #[arg(long)]
+    no_upnp: bool,
+    /// A DHT bootstrap node, /…/p2p/<peer id> (repeatable; replaces `bootstrap` in config.toml).
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// A relay to reserve a slot on when behind NAT, /…/p2p/<peer id> (repeatable; replaces
+    /// `relays` in config.toml).
+    #[arg(long = "relay", value_name = "MULTIADDR")]
+    relays: Vec<String>,
     /// Do not register as the OS handler for whtnxt:// links on the first start.
     #[arg(long)]
     no_register: bool,
@@ -140,10 +161,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(cli.home)?;
     match cli.command {
         Commands::P2p => unreachable!("handled above"),
+        Commands::Relay(args) => relay::run(&home, args)?,
         Commands::Run(args) => {
             let flags = RunFlags {
                 listen: args.listen,
                 no_mdns: args.no_mdns,
+                no_upnp: args.no_upnp,
+                bootstrap: args.bootstrap,
+                relays: args.relays,
                 no_browser: args.no_browser,
                 no_register: args.no_register,
                 api_port: args.api_port,
@@ -204,6 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{line}");
             }
         }
+        Commands::Doctor { json } => return doctor(&home, json),
         Commands::Status { json } => {
             let client = Client::for_home(&home)?;
             let state: serde_json::Value = client.get("/api/state", Duration::from_secs(10))?;
@@ -234,6 +260,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `whatnext doctor`: the running controller's diagnosis, or, when none runs, what can be
+/// checked without it.
+fn doctor(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
+    use whatnext_controller::doctor::{Interfaces, not_running};
+    use whatnext_protocol::api::{CheckStatus, DoctorReport};
+    let report: DoctorReport = match Client::for_home(home)
+        .and_then(|client| client.get("/api/doctor", Duration::from_secs(10)))
+    {
+        Ok(report) => report,
+        Err(err) => not_running(Interfaces::read().as_ref(), &format!("{err:#}")),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}\n", report.summary);
+        for check in &report.checks {
+            let mark = match check.status {
+                CheckStatus::Ok => "ok  ",
+                CheckStatus::Info => "info",
+                CheckStatus::Warn => "WARN",
+                CheckStatus::Fail => "FAIL",
+            };
+            println!("[{mark}] {}: {}", check.title, check.detail);
+            if !check.advice.is_empty() {
+                println!("       → {}", check.advice);
+            }
+        }
+    }
+    Ok(if report.status == CheckStatus::Fail {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// A second `run` on a home that has a controller: tell that one, and succeed.

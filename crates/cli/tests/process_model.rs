@@ -346,7 +346,7 @@ fn settings_come_from_config_toml_when_no_flags_are_given() {
     let home = tempfile::tempdir().expect("temp home");
     std::fs::write(
         home.path().join("config.toml"),
-        "listen = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nbrowser = false\nregister = false\n",
+        "listen = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nupnp = false\nbrowser = false\nregister = false\n",
     )
     .expect("config");
     let a = Node::start_in(home.path(), &["run"]);

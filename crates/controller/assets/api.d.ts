@@ -37,7 +37,31 @@ playlists: Array<PlaylistSummary>,
 /**
  * Shared playlists and their members connected now.
  */
-sessions: Array<SessionState>, };
+sessions: Array<SessionState>, 
+/**
+ * What AutoNAT concluded about our reachability: "public", "private" or "unknown".
+ */
+nat: string, 
+/**
+ * Relays holding a reservation for us: peers behind other NATs reach us through them.
+ */
+relay_reservations: Array<RelayReservation>, 
+/**
+ * The configured bootstrap and relay nodes and whether we are connected to them.
+ */
+helpers: Array<HelperNode>, 
+/**
+ * The most recent failed dials (newest last, at most [`MAX_DIAL_FAILURES`]).
+ */
+dial_failures: Array<DialFailure>, 
+/**
+ * DCUtR hole punches: attempts that made a relayed connection direct, and those that failed.
+ */
+hole_punches: HolePunchCounts, 
+/**
+ * Whether mDNS (LAN discovery) is on.
+ */
+mdns: boolean, };
 
 export type NodeStatus = "starting" | "running" | "restarting" | "failed" | "stopped";
 
@@ -93,7 +117,12 @@ dial_ms: number | null,
 /**
  * The link carried no address: the peer has to be found by discovery.
  */
-needs_discovery: boolean, started_at_ms: number, finished_at_ms: number | null, };
+needs_discovery: boolean, 
+/**
+ * Each way tried, in order: the direct addresses, then the relay circuits, then a DHT
+ * lookup of the peer id.
+ */
+steps: Array<DialStep>, started_at_ms: number, finished_at_ms: number | null, };
 
 export type LinkStatus = "pending" | "connected" | "failed" | "invalid";
 
@@ -106,6 +135,36 @@ id: string,
  * "owner" or "member".
  */
 role: string, connected_members: Array<string>, };
+
+export type RelayReservation = { relay_peer_id: string, 
+/**
+ * Our `/p2p-circuit` address on that relay, as it goes into invites.
+ */
+addr: string, since_ms: number, };
+
+export type HelperNode = { addr: string, 
+/**
+ * "bootstrap" or "relay".
+ */
+role: string, peer_id: string | null, connected: boolean, 
+/**
+ * Why the last dial to it failed, if it did.
+ */
+error: string | null, };
+
+export type DialFailure = { peer_id: string | null, reason: string, at_ms: number, };
+
+export type HolePunchCounts = { succeeded: number, failed: number, };
+
+export type DialStep = { 
+/**
+ * "direct", "relay" or "dht".
+ */
+method: string, 
+/**
+ * The addresses tried (for "dht": those the lookup found).
+ */
+addrs: Array<string>, ok: boolean, error: string | null, ms: number, };
 
 export type PlaylistSummary = { id: string, name: string, track_count: number, updated_at: number, };
 
@@ -218,3 +277,34 @@ export type ImportRequest = { markdown: string,
  * Give it a new id (to import a copy of a playlist that exists here).
  */
 as_new?: boolean, };
+
+export type DoctorReport = { 
+/**
+ * The worst status among the checks.
+ */
+status: CheckStatus, 
+/**
+ * One sentence: the most important finding.
+ */
+summary: string, checks: Array<DoctorCheck>, };
+
+export type DoctorCheck = { 
+/**
+ * Stable identifier for scripts: "controller", "service", "network", "listen", "nat",
+ * "relay", "mdns", "bootstrap", "dial".
+ */
+id: string, 
+/**
+ * What was checked, for people.
+ */
+title: string, status: CheckStatus, 
+/**
+ * What was found.
+ */
+detail: string, 
+/**
+ * What to do about it (empty when nothing needs doing).
+ */
+advice: string, };
+
+export type CheckStatus = "ok" | "info" | "warn" | "fail";

@@ -17,7 +17,8 @@ use axum::{
 use serde::Deserialize;
 use whatnext_protocol::{
     api::{
-        ConfigChange, ConnectReply, ConnectRequest, ErrorReply, LinkReply, OkReply, OpenRequest,
+        ConfigChange, ConnectReply, ConnectRequest, DoctorReport, ErrorReply, LinkReply, OkReply,
+        OpenRequest,
     },
     ipc::{Command, Event},
     state::LinkStatus,
@@ -40,6 +41,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/shutdown", post(shutdown))
         .route("/api/config", post(set_config))
         .route("/api/debug/ipc", get(debug_ipc))
+        .route("/api/doctor", get(doctor))
         .merge(crate::playlists_api::routes())
         .merge(crate::view::routes())
         .layer(middleware::from_fn_with_state(app.clone(), guard))
@@ -254,6 +256,13 @@ pub fn link_timeout(secs: Option<f64>) -> Result<Duration, String> {
         Some(secs) => Duration::try_from_secs_f64(secs)
             .map_err(|_| format!("timeout must be a positive number of seconds, not {secs}")),
     }
+}
+
+/// A connection diagnosis (`whatnext doctor`).
+async fn doctor(State(app): State<Arc<App>>) -> Json<DoctorReport> {
+    let state = app.state.snapshot();
+    let interfaces = crate::doctor::Interfaces::read();
+    Json(crate::doctor::diagnose(&state, interfaces.as_ref()))
 }
 
 /// The last frames between the controller and the network service (debug panel).

@@ -6,7 +6,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use multiaddr::{Multiaddr, Protocol};
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use whatnext_protocol::{
     ipc::{Command, Event},
     link::InviteLink,
-    state::{LinkAttempt, LinkStatus, MAX_LINK_ATTEMPTS},
+    state::{DialStep, LinkAttempt, LinkStatus, MAX_LINK_ATTEMPTS},
 };
 
 use crate::{
@@ -39,6 +39,20 @@ pub struct App {
     /// One-time login tokens for the view, with their expiry.
     pub login_tokens: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     next_link_id: AtomicU64,
+}
+
+/// How long the direct dial of a link runs alone before the relay circuit is tried beside
+/// it: long enough for a direct connection on a LAN or the internet to win, short enough
+/// that a NAT dropping packets costs the user little.
+const RELAY_HEAD_START: Duration = Duration::from_millis(500);
+
+/// How one step of opening a link ended.
+struct StepOutcome {
+    method: &'static str,
+    addrs: Vec<String>,
+    started: Instant,
+    outcome: Result<String, String>,
+    dial_ms: Option<f64>,
 }
 
 /// How long a link's dial may take when the caller does not say.
@@ -96,6 +110,7 @@ impl App {
             addr: None,
             dial_ms: None,
             needs_discovery: false,
+            steps: vec![],
             started_at_ms: now_ms(),
             finished_at_ms: None,
         };
@@ -141,24 +156,9 @@ impl App {
         link: InviteLink,
         timeout: Duration,
     ) -> LinkAttempt {
-        let command = Command::Dial {
-            peer_id: Some(link.peer_id.to_string()),
-            addrs: link.dial_addrs().iter().map(|a| a.to_string()).collect(),
-        };
-        let outcome = match self.service.request(command, timeout).await {
-            Ok(Event::Dialed { addr, micros, .. }) => {
-                attempt.dial_ms = micros.map(|us| us as f64 / 1000.0);
-                Ok(addr)
-            }
-            Ok(Event::DialFailed { reason, .. }) if link.needs_discovery() => Err(format!(
-                "{reason}. The link has no addresses (an old-style link); ask for a new invite made with `whatnext invite`"
-            )),
-            Ok(Event::DialFailed { reason, .. }) => Err(reason),
-            Ok(other) => Err(format!(
-                "unexpected answer from the network service: {other:?}"
-            )),
-            Err(err) => Err(err.to_string()),
-        };
+        let outcome = self
+            .dial_in_steps(&mut attempt, &link, Instant::now() + timeout)
+            .await;
         // A link to a shared playlist: prove the key, then receive the playlist.
         let outcome = match (outcome, &link.session) {
             (Ok(addr), Some(session)) => match &link.key {
@@ -180,6 +180,197 @@ impl App {
         };
         self.settle(&mut attempt, status, outcome);
         attempt
+    }
+
+    /// Tries the link's direct addresses, then its relay circuits (started after a short
+    /// head start of the direct dial, or at once when it fails), then a DHT lookup of the peer
+    /// id. A link without addresses starts with the lookup. Each step is recorded in the
+    /// attempt (and the state) as it ends.
+    async fn dial_in_steps(
+        &self,
+        attempt: &mut LinkAttempt,
+        link: &InviteLink,
+        deadline: Instant,
+    ) -> Result<String, String> {
+        let peer_id = link.peer_id.to_string();
+        let direct: Vec<String> = link.addrs.iter().map(|a| a.to_string()).collect();
+        let circuits: Vec<String> = link
+            .relays
+            .iter()
+            .map(|r| r.clone().with(Protocol::P2pCircuit).to_string())
+            .collect();
+        let mut errors = Vec::new();
+        if direct.is_empty() && circuits.is_empty() {
+            match self.dht_step(attempt, &peer_id, deadline).await {
+                Ok(addr) => return Ok(addr),
+                Err(err) => errors.push(err),
+            }
+            // Whatever else the service knows: an open connection, or mDNS on the LAN.
+            let known = self.dial_step("known", &peer_id, vec![], deadline);
+            match self.record_step(attempt, known.await) {
+                Ok(addr) => return Ok(addr),
+                Err(err) => errors.push(format!("known addresses: {err}")),
+            }
+            let mut message = errors.join("; ");
+            message.push_str(
+                ". The link has no addresses; ask for a new invite made with `whatnext invite`",
+            );
+            return Err(message);
+        }
+
+        let direct_step = self.dial_step("direct", &peer_id, direct, deadline);
+        if circuits.is_empty() {
+            match self.record_step(attempt, direct_step.await) {
+                Ok(addr) => return Ok(addr),
+                Err(err) => errors.push(format!("direct: {err}")),
+            }
+        } else {
+            // Happy eyeballs: the direct dial goes first; the relay joins if it has not
+            // succeeded after RELAY_HEAD_START, and the first connection wins.
+            let mut direct_step = std::pin::pin!(direct_step);
+            let direct_done = tokio::select! {
+                step = &mut direct_step => Some(step),
+                () = tokio::time::sleep(RELAY_HEAD_START) => None,
+            };
+            let relay_step = self.dial_step("relay", &peer_id, circuits, deadline);
+            match direct_done {
+                Some(step) => {
+                    match self.record_step(attempt, step) {
+                        Ok(addr) => return Ok(addr),
+                        Err(err) => errors.push(format!("direct: {err}")),
+                    }
+                    match self.record_step(attempt, relay_step.await) {
+                        Ok(addr) => return Ok(addr),
+                        Err(err) => errors.push(format!("relay: {err}")),
+                    }
+                }
+                None => {
+                    let mut relay_step = std::pin::pin!(relay_step);
+                    let (first, direct_first) = tokio::select! {
+                        step = &mut direct_step => (step, true),
+                        step = &mut relay_step => (step, false),
+                    };
+                    let first_ok = first.outcome.is_ok();
+                    let first_outcome = self.record_step(attempt, first);
+                    if first_ok {
+                        return first_outcome;
+                    }
+                    let second = if direct_first {
+                        relay_step.await
+                    } else {
+                        direct_step.await
+                    };
+                    let second_outcome = self.record_step(attempt, second);
+                    if second_outcome.is_ok() {
+                        return second_outcome;
+                    }
+                    for outcome in [first_outcome, second_outcome] {
+                        if let Err(err) = outcome {
+                            errors.push(err);
+                        }
+                    }
+                }
+            }
+        }
+        match self.dht_step(attempt, &peer_id, deadline).await {
+            Ok(addr) => Ok(addr),
+            Err(err) => {
+                errors.push(err);
+                Err(errors.join("; "))
+            }
+        }
+    }
+
+    /// Looks the peer up in the DHT and dials what it finds.
+    async fn dht_step(
+        &self,
+        attempt: &mut LinkAttempt,
+        peer_id: &str,
+        deadline: Instant,
+    ) -> Result<String, String> {
+        let started = Instant::now();
+        let lookup = Command::FindPeer {
+            peer_id: peer_id.to_string(),
+        };
+        let remaining = deadline.saturating_duration_since(started);
+        let found = match self.service.request(lookup, remaining).await {
+            Ok(Event::PeerFound { addrs, .. }) => Ok(addrs),
+            Ok(Event::PeerNotFound { reason, .. }) => Err(reason),
+            Ok(other) => Err(format!(
+                "unexpected answer from the network service: {other:?}"
+            )),
+            Err(err) => Err(err.to_string()),
+        };
+        match found {
+            Ok(addrs) => {
+                let mut step = self.dial_step("dht", peer_id, addrs, deadline).await;
+                step.started = started;
+                self.record_step(attempt, step)
+                    .map_err(|err| format!("DHT: {err}"))
+            }
+            Err(reason) => {
+                let step = StepOutcome {
+                    method: "dht",
+                    addrs: vec![],
+                    started,
+                    outcome: Err(reason),
+                    dial_ms: None,
+                };
+                self.record_step(attempt, step)
+                    .map_err(|err| format!("DHT lookup: {err}"))
+            }
+        }
+    }
+
+    /// One dial through the service. Not recorded yet: steps may run side by side, and the
+    /// caller records each as it ends.
+    async fn dial_step(
+        &self,
+        method: &'static str,
+        peer_id: &str,
+        addrs: Vec<String>,
+        deadline: Instant,
+    ) -> StepOutcome {
+        let started = Instant::now();
+        let command = Command::Dial {
+            peer_id: Some(peer_id.to_string()),
+            addrs: addrs.clone(),
+        };
+        let wait = deadline.saturating_duration_since(started);
+        let mut dial_ms = None;
+        let outcome = match self.service.request(command, wait).await {
+            Ok(Event::Dialed { addr, micros, .. }) => {
+                dial_ms = micros.map(|us| us as f64 / 1000.0);
+                Ok(addr)
+            }
+            Ok(Event::DialFailed { reason, .. }) => Err(reason),
+            Ok(other) => Err(format!(
+                "unexpected answer from the network service: {other:?}"
+            )),
+            Err(err) => Err(err.to_string()),
+        };
+        StepOutcome {
+            method,
+            addrs,
+            started,
+            outcome,
+            dial_ms,
+        }
+    }
+
+    fn record_step(&self, attempt: &mut LinkAttempt, step: StepOutcome) -> Result<String, String> {
+        if step.outcome.is_ok() {
+            attempt.dial_ms = step.dial_ms;
+        }
+        attempt.steps.push(DialStep {
+            method: step.method.to_string(),
+            addrs: step.addrs,
+            ok: step.outcome.is_ok(),
+            error: step.outcome.as_ref().err().cloned(),
+            ms: step.started.elapsed().as_secs_f64() * 1000.0,
+        });
+        self.record(attempt);
+        step.outcome
     }
 
     fn settle(
@@ -230,7 +421,12 @@ impl App {
             .map_err(|err| format!("this node's peer id is unreadable: {err}"))?;
         let mut link = InviteLink::new(peer_id);
         link.addrs = invite_addrs(&state.external_addrs, &state.listen_addrs);
-        if link.addrs.is_empty() {
+        link.relays = state
+            .relay_reservations
+            .iter()
+            .filter_map(|r| relay_of_circuit(&r.addr))
+            .collect();
+        if link.addrs.is_empty() && link.relays.is_empty() {
             return Err("the node has no listen address yet; wait until it is running".into());
         }
         if let Some((session, key)) = session {
@@ -285,6 +481,16 @@ pub fn invite_addrs(external: &[String], listen: &[String]) -> Vec<Multiaddr> {
     ranked.into_iter().map(|(_, addr)| addr).collect()
 }
 
+/// The relay part of a circuit address: `/ip4/…/p2p/<relay>` of `/ip4/…/p2p/<relay>/p2p-circuit/…`.
+fn relay_of_circuit(circuit: &str) -> Option<Multiaddr> {
+    let circuit: Multiaddr = circuit.parse().ok()?;
+    let relay: Multiaddr = circuit
+        .iter()
+        .take_while(|p| !matches!(p, Protocol::P2pCircuit))
+        .collect();
+    (relay != circuit && matches!(relay.iter().last(), Some(Protocol::P2p(_)))).then_some(relay)
+}
+
 /// The link with its `key=` secret hidden, for the state and the logs.
 pub fn redact_key(url: &str) -> String {
     let Some((base, query)) = url.split_once('?') else {
@@ -306,6 +512,27 @@ pub fn redact_key(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relay_of_a_circuit_address_is_the_part_before_p2p_circuit() {
+        let relay =
+            "/ip4/198.18.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let me = "12D3KooWHdiAxVd8uMQR1hGWXccidmfCwLqcMpGwR6QcTP6QRMuD";
+        assert_eq!(
+            relay_of_circuit(&format!("{relay}/p2p-circuit/p2p/{me}")).map(|a| a.to_string()),
+            Some(relay.to_string())
+        );
+        assert_eq!(
+            relay_of_circuit(&format!("{relay}/p2p-circuit")).map(|a| a.to_string()),
+            Some(relay.to_string())
+        );
+        assert_eq!(relay_of_circuit("/ip4/198.18.0.1/tcp/4001"), None);
+        assert_eq!(
+            relay_of_circuit("/ip4/198.18.0.1/tcp/4001/p2p-circuit"),
+            None
+        );
+        assert_eq!(relay_of_circuit("garbage"), None);
+    }
 
     #[test]
     fn invite_addresses_are_ordered_external_first_loopback_last() {

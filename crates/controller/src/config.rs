@@ -13,6 +13,8 @@ use crate::{error::HomeError, home::read_file};
 pub struct ConfigFile {
     pub listen: Option<Vec<String>>,
     pub mdns: Option<bool>,
+    /// Ask the router for a port mapping (UPnP IGD).
+    pub upnp: Option<bool>,
     pub browser: Option<bool>,
     pub api_port: Option<u16>,
     pub bootstrap: Option<Vec<String>>,
@@ -44,7 +46,12 @@ impl ConfigFile {
 pub struct RunFlags {
     pub listen: Vec<String>,
     pub no_mdns: bool,
+    pub no_upnp: bool,
     pub no_browser: bool,
+    /// `--bootstrap`: replaces config.toml's `bootstrap` when given.
+    pub bootstrap: Vec<String>,
+    /// `--relay`: replaces config.toml's `relays` when given.
+    pub relays: Vec<String>,
     pub no_register: bool,
     pub api_port: Option<u16>,
     /// The home was chosen explicitly (`--home`/`WHATNEXT_HOME`), so the OS handler must
@@ -57,6 +64,7 @@ pub struct RunFlags {
 pub struct Settings {
     pub listen: Vec<String>,
     pub mdns: bool,
+    pub upnp: bool,
     pub browser: bool,
     pub api_port: u16,
     pub bootstrap: Vec<String>,
@@ -74,7 +82,12 @@ fn default_display_name() -> String {
         .unwrap_or_else(|| "WhatNext user".to_string())
 }
 
-pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"];
+/// TCP and QUIC for app peers, WebSocket for browser peers (js-libp2p), on every interface.
+pub const DEFAULT_LISTEN: [&str; 3] = [
+    "/ip4/0.0.0.0/tcp/0",
+    "/ip4/0.0.0.0/udp/0/quic-v1",
+    "/ip4/0.0.0.0/tcp/0/ws",
+];
 
 impl Settings {
     pub fn merge(flags: &RunFlags, file: ConfigFile) -> Self {
@@ -87,10 +100,19 @@ impl Settings {
         Self {
             listen,
             mdns: !flags.no_mdns && file.mdns.unwrap_or(true),
+            upnp: !flags.no_upnp && file.upnp.unwrap_or(true),
             browser: !flags.no_browser && file.browser.unwrap_or(true),
             api_port: flags.api_port.or(file.api_port).unwrap_or(0),
-            bootstrap: file.bootstrap.unwrap_or_default(),
-            relays: file.relays.unwrap_or_default(),
+            bootstrap: if flags.bootstrap.is_empty() {
+                file.bootstrap.unwrap_or_default()
+            } else {
+                flags.bootstrap.clone()
+            },
+            relays: if flags.relays.is_empty() {
+                file.relays.unwrap_or_default()
+            } else {
+                flags.relays.clone()
+            },
             register: !flags.no_register && file.register.unwrap_or(true),
             display_name: file
                 .display_name
@@ -121,19 +143,28 @@ mod tests {
             no_browser: true,
             no_register: false,
             api_port: Some(7001),
-            home_explicit: false,
+            no_upnp: true,
+            relays: vec!["/ip4/198.18.0.1/tcp/4001/p2p/12D3KooWRelay".into()],
+            ..RunFlags::default()
         };
-        let s = Settings::merge(&flags, ConfigFile::default());
+        let file: ConfigFile = toml::from_str(
+            "relays = [\"/ip4/198.18.0.9/tcp/1/p2p/12D3KooWOld\"]\nbootstrap = [\"/ip4/198.18.0.2/tcp/4001/p2p/12D3KooWBoot\"]\nupnp = true\n",
+        )
+        .expect("parses");
+        let s = Settings::merge(&flags, file);
         assert_eq!(s.listen, vec!["/ip4/127.0.0.1/udp/0/quic-v1"]);
         assert!(s.mdns);
+        assert!(!s.upnp, "--no-upnp wins over the file");
         assert!(!s.browser);
         assert_eq!(s.api_port, 7001);
+        assert_eq!(s.relays, flags.relays, "--relay replaces the file's relays");
         assert_eq!(
-            Settings::merge(&RunFlags::default(), ConfigFile::default())
-                .listen
-                .len(),
-            2
+            s.bootstrap,
+            vec!["/ip4/198.18.0.2/tcp/4001/p2p/12D3KooWBoot"]
         );
+        let defaults = Settings::merge(&RunFlags::default(), ConfigFile::default());
+        assert_eq!(defaults.listen.len(), 3, "TCP, QUIC and WebSocket");
+        assert!(defaults.upnp && defaults.mdns);
     }
 
     #[test]

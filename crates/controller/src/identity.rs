@@ -24,7 +24,12 @@ impl Identity {
 }
 
 pub fn load_or_create(home: &Home) -> Result<Identity, HomeError> {
-    let path = home.identity_path();
+    load_or_create_at(&home.identity_path())
+}
+
+/// Loads the keypair at `path`, creating it (0600) when the file does not exist.
+pub fn load_or_create_at(path: &std::path::Path) -> Result<Identity, HomeError> {
+    let path = path.to_path_buf();
     let mut created = false;
     let keypair = match read_file(&path)? {
         Some(bytes) => {

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod home;
 pub mod identity;
@@ -61,6 +62,7 @@ pub fn run(home: Home, flags: RunFlags) -> anyhow::Result<()> {
         bootstrap: settings.bootstrap.clone(),
         relays: settings.relays.clone(),
         mdns: settings.mdns,
+        upnp: settings.upnp,
         agent_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
         ping_interval_ms: 5_000,
     };
@@ -87,12 +89,14 @@ pub fn run(home: Home, flags: RunFlags) -> anyhow::Result<()> {
         peer_id: identity.peer_id.to_string(),
         display_name: settings.display_name.clone(),
     };
-    let initial = AppState::initial(
+    let mut initial = AppState::initial(
         std::process::id(),
         identity.peer_id.to_string(),
         home.dir().display().to_string(),
         now_ms(),
     );
+    initial.mdns = settings.mdns;
+    initial.helpers = helper_nodes(&settings);
     let spec = ServiceSpec {
         program,
         node,
@@ -204,6 +208,34 @@ async fn serve(
     remove_api_file(&home);
     tracing::info!("stopped");
     served.context("the API server failed")
+}
+
+/// The configured bootstrap and relay nodes, not yet connected.
+fn helper_nodes(settings: &Settings) -> Vec<whatnext_protocol::state::HelperNode> {
+    let roles = settings
+        .bootstrap
+        .iter()
+        .map(|a| (a, "bootstrap"))
+        .chain(settings.relays.iter().map(|a| (a, "relay")));
+    roles
+        .map(|(addr, role)| {
+            let peer_id = addr.parse::<multiaddr::Multiaddr>().ok().and_then(|m| {
+                m.iter().last().and_then(|p| match p {
+                    multiaddr::Protocol::P2p(peer) => Some(peer.to_string()),
+                    _ => None,
+                })
+            });
+            whatnext_protocol::state::HelperNode {
+                addr: addr.clone(),
+                role: role.to_string(),
+                error: peer_id
+                    .is_none()
+                    .then(|| "the address does not end in /p2p/<peer id>".to_string()),
+                peer_id,
+                connected: false,
+            }
+        })
+        .collect()
 }
 
 /// Binds the loopback API: the configured port, or else (port 0) the port of the last run,

@@ -24,7 +24,7 @@ use whatnext_protocol::{
     PROTOCOL_VERSION,
     frame::{Frame, FrameCodec, decode_json},
     ipc::{Command, Event, EventEnvelope, NodeConfig},
-    state::{Connection, NodeStatus},
+    state::{AppState, Connection, DialFailure, MAX_DIAL_FAILURES, NodeStatus, RelayReservation},
 };
 
 use crate::state::{StateHandle, now_ms};
@@ -300,7 +300,7 @@ impl Supervisor {
         self.state.update(|s| {
             s.node = NodeStatus::Stopped;
             s.service.pid = None;
-            s.connections.clear();
+            forget_connections(s);
             true
         });
     }
@@ -322,7 +322,7 @@ impl Supervisor {
             s.node = NodeStatus::Failed;
             s.last_error = Some(reason.clone());
             s.service.pid = None;
-            s.connections.clear();
+            forget_connections(s);
             true
         });
         let why = format!("it failed: {reason}");
@@ -423,7 +423,7 @@ impl Supervisor {
         self.redial.extend(connected);
         self.state.update(|s| {
             let had = !s.connections.is_empty() || !s.listen_addrs.is_empty();
-            s.connections.clear();
+            forget_connections(s);
             s.listen_addrs.clear();
             s.external_addrs.clear();
             had
@@ -638,6 +638,12 @@ impl Supervisor {
                     remember_addr(&mut self.peer_addrs, &info.peer_id, &info.addr);
                 }
                 self.state.update(|s| {
+                    for helper in &mut s.helpers {
+                        if helper.peer_id.as_deref() == Some(info.peer_id.as_str()) {
+                            helper.connected = true;
+                            helper.error = None;
+                        }
+                    }
                     s.connections.push(Connection {
                         peer_id: info.peer_id.clone(),
                         addr: info.addr.clone(),
@@ -654,7 +660,44 @@ impl Supervisor {
             Event::ConnectionClosed { connection_id, .. } => self.state.update(|s| {
                 let before = s.connections.len();
                 s.connections.retain(|c| c.connection_id != *connection_id);
+                mark_helpers_connected(s);
                 before != s.connections.len()
+            }),
+            Event::NatStatus { status, .. } => self.state.update(|s| {
+                let changed = s.nat != *status;
+                s.nat = status.clone();
+                changed
+            }),
+            Event::RelayReserved {
+                relay_peer_id,
+                addr,
+            } => self.state.update(|s| {
+                s.relay_reservations
+                    .retain(|r| r.relay_peer_id != *relay_peer_id);
+                s.relay_reservations.push(RelayReservation {
+                    relay_peer_id: relay_peer_id.clone(),
+                    addr: addr.clone(),
+                    since_ms: now_ms(),
+                });
+                true
+            }),
+            Event::RelayReservationFailed { relay_addr, reason } => self.state.update(|s| {
+                s.relay_reservations
+                    .retain(|r| !relay_addr.ends_with(&format!("/p2p/{}", r.relay_peer_id)));
+                for helper in &mut s.helpers {
+                    if helper.addr == *relay_addr {
+                        helper.error = Some(format!("reservation: {reason}"));
+                    }
+                }
+                true
+            }),
+            Event::HolePunch { ok, .. } => self.state.update(|s| {
+                if *ok {
+                    s.hole_punches.succeeded += 1;
+                } else {
+                    s.hole_punches.failed += 1;
+                }
+                true
             }),
             Event::Rtt {
                 connection_id,
@@ -706,12 +749,43 @@ impl Supervisor {
                 let message = format!("dial to {who} failed: {reason}");
                 self.state.update(|s| {
                     s.last_error = Some(message);
+                    for helper in &mut s.helpers {
+                        if peer_id.is_some() && helper.peer_id == *peer_id {
+                            helper.error = Some(reason.clone());
+                        }
+                    }
+                    s.dial_failures.push(DialFailure {
+                        peer_id: peer_id.clone(),
+                        reason: reason.clone(),
+                        at_ms: now_ms(),
+                    });
+                    let excess = s.dial_failures.len().saturating_sub(MAX_DIAL_FAILURES);
+                    s.dial_failures.drain(..excess);
                     true
                 });
             }
             Event::Error { message } => tracing::warn!("the service refused a command: {message}"),
             _ => {}
         }
+    }
+}
+
+/// Clears what lived in the network service: its connections and reservations, and what
+/// AutoNAT had concluded (a new service finds out again).
+fn forget_connections(s: &mut AppState) {
+    s.connections.clear();
+    s.relay_reservations.clear();
+    s.nat = "unknown".to_string();
+    mark_helpers_connected(s);
+}
+
+/// Recomputes which helper nodes have a connection.
+fn mark_helpers_connected(s: &mut AppState) {
+    for helper in &mut s.helpers {
+        helper.connected = helper
+            .peer_id
+            .as_ref()
+            .is_some_and(|p| s.connections.iter().any(|c| c.peer_id == *p));
     }
 }
 
@@ -952,6 +1026,7 @@ mod tests {
                     bootstrap: vec![],
                     relays: vec![],
                     mdns: false,
+                    upnp: false,
                     agent_version: String::new(),
                     ping_interval_ms: 1000,
                 },

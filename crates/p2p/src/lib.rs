@@ -13,8 +13,11 @@
 
 mod codec;
 mod node;
+pub mod relay_node;
 mod sandbox;
 mod service;
+
+pub use libp2p::{Multiaddr, identity::Keypair};
 
 use anyhow::Context as _;
 

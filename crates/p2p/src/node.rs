@@ -6,12 +6,14 @@ use crate::codec::AppCodec;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, identify,
+    Multiaddr, PeerId, StreamProtocol, Swarm, Transport as _, autonat,
+    core::{muxing::StreamMuxerBox, upgrade::Version},
+    dcutr, identify,
     identity::Keypair,
-    mdns, noise, ping,
+    kad, mdns, noise, ping, relay,
     request_response::{self, ProtocolSupport},
     swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
-    tcp, yamux,
+    tcp, upnp, websocket, yamux,
 };
 use whatnext_protocol::{
     ipc::NodeConfig,
@@ -35,13 +37,55 @@ fn app_channel(protocol: &'static str) -> AppChannel {
 /// Protocol name announced by identify; peers use it to recognise WhatNext nodes.
 pub const IDENTIFY_PROTOCOL: &str = "/whatnext/id/1.0.0";
 
+/// The DHT's protocol: our own, so WhatNext nodes form their own DHT rather than joining
+/// IPFS's.
+pub const KAD_PROTOCOL: &str = "/whatnext/kad/1.0.0";
+
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Reservations on relays (so peers behind other NATs can reach us) and circuits through them.
+    pub relay_client: relay::client::Behaviour,
+    /// Hole punching: turns a relayed connection into a direct one.
+    pub dcutr: dcutr::Behaviour,
+    /// Finding a peer's addresses by its id.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Are we reachable from outside? Asks connected peers to dial us back.
+    pub autonat: autonat::Behaviour,
+    pub upnp: Toggle<upnp::tokio::Behaviour>,
     pub handshake: AppChannel,
     pub sync: AppChannel,
+}
+
+/// Our DHT. `refresh`: re-bootstrap periodically (a node with bootstrap nodes to ask;
+/// without any, the attempts only log warnings).
+pub fn kademlia(peer_id: PeerId, refresh: bool) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    config.set_query_timeout(Duration::from_secs(30));
+    if !refresh {
+        config.set_periodic_bootstrap_interval(None);
+    }
+    kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), config)
+}
+
+/// WebSocket over plain TCP, so browser peers (js-libp2p) can dial us. Built by hand
+/// instead of with the builder's `with_websocket`, which wraps TCP in the system DNS
+/// resolver: that reads /etc/resolv.conf, and the sandboxed service has no filesystem.
+pub fn websocket_transport(
+    key: &Keypair,
+) -> Result<
+    libp2p::core::transport::Boxed<(PeerId, StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    Ok(websocket::Config::new(tcp)
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed())
 }
 
 pub fn decode_keypair(encoded: &str) -> anyhow::Result<Keypair> {
@@ -72,6 +116,9 @@ pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<Swarm<Behaviour>> {
         config.agent_version.clone()
     };
 
+    let upnp_enabled = config.upnp;
+    let has_helpers = !config.bootstrap.is_empty() || !config.relays.is_empty();
+
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -81,7 +128,11 @@ pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<Swarm<Behaviour>> {
         )
         .context("could not set up the TCP transport")?
         .with_quic()
-        .with_behaviour(|key| {
+        .with_other_transport(websocket_transport)
+        .map_err(|e| anyhow::anyhow!("could not set up the WebSocket transport: {e}"))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .context("could not set up the relay client")?
+        .with_behaviour(|key, relay_client| {
             let mdns = if mdns_enabled {
                 Some(mdns::tokio::Behaviour::new(
                     mdns::Config::default(),
@@ -97,6 +148,19 @@ pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<Swarm<Behaviour>> {
                 ),
                 ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_interval)),
                 mdns: Toggle::from(mdns),
+                relay_client,
+                dcutr: dcutr::Behaviour::new(local_peer_id),
+                kad: kademlia(local_peer_id, has_helpers),
+                autonat: autonat::Behaviour::new(
+                    local_peer_id,
+                    autonat::Config {
+                        // Learn early: the first probe 5 s after start, not 15.
+                        boot_delay: Duration::from_secs(5),
+                        retry_interval: Duration::from_secs(30),
+                        ..autonat::Config::default()
+                    },
+                ),
+                upnp: Toggle::from(upnp_enabled.then(upnp::tokio::Behaviour::default)),
                 handshake: app_channel(HANDSHAKE_PROTOCOL),
                 sync: app_channel(SYNC_PROTOCOL),
             })

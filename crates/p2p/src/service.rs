@@ -6,10 +6,12 @@ use std::collections::{HashMap, HashSet};
 use anyhow::Context as _;
 use futures::{SinkExt as _, StreamExt as _};
 use libp2p::{
-    Multiaddr, PeerId, Swarm,
+    Multiaddr, PeerId, Swarm, autonat,
     core::ConnectedPoint,
     core::transport::ListenerId,
-    identify, mdns, ping,
+    dcutr, identify, kad, mdns,
+    multiaddr::Protocol,
+    ping, relay,
     request_response::{self, OutboundRequestId, ResponseChannel},
     swarm::{
         ConnectionId, SwarmEvent,
@@ -31,7 +33,12 @@ use whatnext_protocol::{
 use crate::codec::AppMessage;
 use crate::node::{
     AppChannel, Behaviour, BehaviourEvent, build_swarm, dial_target, error_chain, parse_addrs,
+    split_peer_id,
 };
+use crate::relay_node::remember_dht_peer;
+
+/// Longest wait between attempts to renew a lost relay reservation.
+const MAX_RELAY_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Serves on the process's stdin/stdout.
 pub async fn serve() -> anyhow::Result<()> {
@@ -77,6 +84,18 @@ struct Service<W> {
     next_inbound: u64,
     /// Outbound app requests, by protocol and libp2p's id, with the command id to answer.
     outbound: HashMap<(AppProtocol, OutboundRequestId), Option<u64>>,
+    /// Our listeners on relays (`<relay>/p2p-circuit`), by listener, with the relay's address.
+    relay_listeners: HashMap<ListenerId, Multiaddr>,
+    /// Relays to ask again for a reservation: when, which, and how many tries so far.
+    relay_retries: Vec<(tokio::time::Instant, Multiaddr, u32)>,
+    /// Bootstrap and relay nodes: the DHT is bootstrapped through them once connected.
+    helpers: HashSet<PeerId>,
+    /// Configured relays by peer id: a reservation is asked for once connected to one.
+    relays: HashMap<PeerId, Multiaddr>,
+    /// Failed attempts to reach each relay since its last reservation (for the backoff).
+    relay_failures: HashMap<Multiaddr, u32>,
+    /// `find_peer` lookups in flight: the command id to answer and the peer sought.
+    lookups: HashMap<kad::QueryId, (Option<u64>, PeerId)>,
 }
 
 pub async fn serve_on<R, W>(reader: R, writer: W) -> anyhow::Result<()>
@@ -95,6 +114,12 @@ where
         inbound: HashMap::new(),
         next_inbound: 1,
         outbound: HashMap::new(),
+        relay_listeners: HashMap::new(),
+        relay_retries: Vec::new(),
+        helpers: HashSet::new(),
+        relays: HashMap::new(),
+        relay_failures: HashMap::new(),
+        lookups: HashMap::new(),
     };
     service
         .emit(
@@ -107,7 +132,9 @@ where
         .await?;
 
     loop {
+        let retry_at = service.relay_retries.iter().map(|(at, _, _)| *at).min();
         tokio::select! {
+            () = sleep_until(retry_at) => service.retry_relays(),
             frame = reader.next() => {
                 let flow = match frame {
                     None => {
@@ -144,6 +171,13 @@ fn app_channel_mut(swarm: &mut Swarm<Behaviour>, protocol: AppProtocol) -> &mut 
 async fn next_swarm_event(swarm: &mut Option<Swarm<Behaviour>>) -> SwarmEvent<BehaviourEvent> {
     match swarm {
         Some(swarm) => swarm.select_next_some().await,
+        None => futures::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => futures::future::pending().await,
     }
 }
@@ -232,6 +266,12 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 self.swarm = None;
                 self.starting = None;
                 self.connections.clear();
+                self.relay_listeners.clear();
+                self.relay_retries.clear();
+                self.helpers.clear();
+                self.relays.clear();
+                self.relay_failures.clear();
+                self.lookups.clear();
                 let pending: Vec<_> = self.pending_dials.drain().collect();
                 for (_, (dial_id, _)) in pending {
                     let reason = "the node was stopped".to_string();
@@ -247,6 +287,7 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 self.emit(id, Event::NodeStopped).await?;
             }
             Command::Dial { peer_id, addrs } => self.dial(id, peer_id, addrs).await?,
+            Command::FindPeer { peer_id } => self.find_peer(id, peer_id).await?,
             Command::Request {
                 peer_id,
                 protocol,
@@ -290,14 +331,35 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {}", error_chain(&e)))?;
             pending_listeners.insert(listener);
         }
-        for addr in parse_addrs(&config.bootstrap, "bootstrap")?
-            .into_iter()
-            .chain(parse_addrs(&config.relays, "relay")?)
-        {
-            // Kademlia and the relay client arrive with the connectivity work; until then
-            // bootstrap and relay nodes are dialed so they are at least connected.
+        let bootstrap = parse_addrs(&config.bootstrap, "bootstrap")?;
+        let relays = parse_addrs(&config.relays, "relay")?;
+        for addr in bootstrap.iter().chain(&relays) {
+            // Helpers serve the DHT and answer AutoNAT probes; both need their peer id.
+            match split_peer_id(addr) {
+                (plain, Some(peer)) => {
+                    let behaviour = swarm.behaviour_mut();
+                    behaviour.kad.add_address(&peer, plain.clone());
+                    behaviour.autonat.add_server(peer, Some(plain));
+                    self.helpers.insert(peer);
+                }
+                (_, None) => tracing::warn!(
+                    "{addr} does not end in /p2p/<peer id>; it is dialed but cannot serve the DHT"
+                ),
+            }
             if let Err(err) = swarm.dial(addr.clone()) {
                 tracing::warn!("could not dial {addr}: {}", error_chain(&err));
+            }
+        }
+        for relay in relays {
+            // Reserved once the connection is up (see `ConnectionEstablished`): a listen on
+            // the circuit racing our own dial to the relay loses the reservation.
+            match split_peer_id(&relay) {
+                (_, Some(peer)) => {
+                    self.relays.insert(peer, relay);
+                }
+                (_, None) => tracing::warn!(
+                    "relay {relay} does not end in /p2p/<peer id>; no reservation can be made on it"
+                ),
             }
         }
         tracing::info!(peer_id = %swarm.local_peer_id(), "node built");
@@ -307,6 +369,46 @@ impl<W: AsyncWrite + Unpin> Service<W> {
             pending_listeners,
         });
         self.finish_start_if_listening().await
+    }
+
+    /// Asks `relay` for a reservation: a listener on `<relay>/p2p-circuit`.
+    fn reserve(&mut self, swarm: &mut Swarm<Behaviour>, relay: Multiaddr, tries: u32) {
+        match swarm.listen_on(relay.clone().with(Protocol::P2pCircuit)) {
+            Ok(listener) => {
+                self.relay_listeners.insert(listener, relay);
+            }
+            Err(err) => {
+                tracing::warn!("cannot listen through relay {relay}: {}", error_chain(&err));
+                self.schedule_relay_retry(relay, tries + 1);
+            }
+        }
+    }
+
+    fn schedule_relay_retry(&mut self, relay: Multiaddr, tries: u32) {
+        let backoff = std::time::Duration::from_secs(5)
+            .saturating_mul(1 << tries.saturating_sub(1).min(4))
+            .min(MAX_RELAY_RETRY);
+        self.relay_retries
+            .push((tokio::time::Instant::now() + backoff, relay, tries));
+    }
+
+    fn retry_relays(&mut self) {
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.relay_retries)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.relay_retries = later;
+        let Some(mut swarm) = self.swarm.take() else {
+            return;
+        };
+        for (_, relay, tries) in due {
+            tracing::info!(
+                "asking relay {relay} for a reservation again (try {})",
+                tries + 1
+            );
+            self.reserve(&mut swarm, relay, tries);
+        }
+        self.swarm = Some(swarm);
     }
 
     /// Answers `start_node` once every listener has reported its first address.
@@ -391,6 +493,67 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 self.emit(id, Event::DialFailed { peer_id, reason }).await
             }
         }
+    }
+
+    async fn find_peer(&mut self, id: Option<u64>, peer_id: String) -> anyhow::Result<()> {
+        let peer = match peer_id.parse::<PeerId>() {
+            Ok(peer) => peer,
+            Err(err) => {
+                let reason = format!("{peer_id:?} is not a valid peer id: {err}");
+                return self.emit(id, Event::PeerNotFound { peer_id, reason }).await;
+            }
+        };
+        let Some(swarm) = &mut self.swarm else {
+            let reason = "the network node is not running".to_string();
+            return self.emit(id, Event::PeerNotFound { peer_id, reason }).await;
+        };
+        let query = swarm.behaviour_mut().kad.get_closest_peers(peer);
+        self.lookups.insert(query, (id, peer));
+        Ok(())
+    }
+
+    async fn on_kad_event(&mut self, event: kad::Event) -> anyhow::Result<()> {
+        let kad::Event::OutboundQueryProgressed {
+            id: query, result, ..
+        } = event
+        else {
+            return Ok(());
+        };
+        let kad::QueryResult::GetClosestPeers(result) = result else {
+            return Ok(());
+        };
+        let Some((id, sought)) = self.lookups.remove(&query) else {
+            return Ok(());
+        };
+        let (peers, failure) = match result {
+            Ok(ok) => (ok.peers, None),
+            Err(kad::GetClosestPeersError::Timeout { peers, .. }) => {
+                (peers, Some("the lookup timed out"))
+            }
+        };
+        let found: Vec<String> = peers
+            .iter()
+            .filter(|p| p.peer_id == sought)
+            .flat_map(|p| p.addrs.iter().map(|a| a.to_string()))
+            .collect();
+        let peer_id = sought.to_string();
+        let event = if !found.is_empty() {
+            Event::PeerFound {
+                peer_id,
+                addrs: found,
+            }
+        } else {
+            let reason = match (failure, peers.is_empty(), self.helpers.is_empty()) {
+                (_, true, true) => "the DHT knows no peers: configure a bootstrap or relay node (`bootstrap`/`relays` in config.toml)".to_string(),
+                (Some(why), _, _) => format!("{why} without finding the peer"),
+                (None, _, _) => format!(
+                    "no DHT node knows this peer ({} asked); it may be offline or not yet registered with a bootstrap node",
+                    peers.len()
+                ),
+            };
+            Event::PeerNotFound { peer_id, reason }
+        };
+        self.emit(id, event).await
     }
 
     async fn request(
@@ -507,6 +670,27 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 address,
             } => {
                 tracing::info!("listening on {address}");
+                if let Some(relay) = self.relay_listeners.get(&listener_id) {
+                    self.relay_failures.remove(relay);
+                    let relay_peer_id = split_peer_id(relay)
+                        .1
+                        .map(|p| p.to_string())
+                        .unwrap_or_default();
+                    // Known to the world through the relay: identify announces it, and the
+                    // DHT serves our records (Kademlia's server mode needs an external address).
+                    if let Some(swarm) = &mut self.swarm {
+                        swarm.add_external_address(address.clone());
+                    }
+                    let addr = address.to_string();
+                    self.emit(
+                        None,
+                        Event::RelayReserved {
+                            relay_peer_id,
+                            addr,
+                        },
+                    )
+                    .await?;
+                }
                 let addr = address.to_string();
                 self.emit(None, Event::ListenAddrAdded { addr }).await?;
                 if let Some(starting) = &mut self.starting {
@@ -515,6 +699,9 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 self.finish_start_if_listening().await?;
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if let Some(swarm) = &mut self.swarm {
+                    swarm.remove_external_address(&address);
+                }
                 let addr = address.to_string();
                 self.emit(None, Event::ListenAddrRemoved { addr }).await?;
             }
@@ -523,7 +710,20 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 reason,
                 ..
             } => {
-                if let Err(err) = reason {
+                if let Some(relay) = self.relay_listeners.remove(&listener_id) {
+                    let reason = match &reason {
+                        Ok(()) => "the relay connection closed".to_string(),
+                        Err(err) => error_chain(err),
+                    };
+                    tracing::warn!("reservation on relay {relay} ended: {reason}");
+                    let relay_addr = relay.to_string();
+                    self.emit(None, Event::RelayReservationFailed { relay_addr, reason })
+                        .await?;
+                    let failures = self.relay_failures.entry(relay.clone()).or_default();
+                    *failures += 1;
+                    let tries = *failures;
+                    self.schedule_relay_retry(relay, tries);
+                } else if let Err(err) = reason {
                     let message = format!("a listener closed: {}", error_chain(&err));
                     self.emit(None, Event::NodeError { message }).await?;
                 }
@@ -549,6 +749,20 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                     }
                 };
                 tracing::info!("connected to {peer_id} via {addr} ({direction})");
+                if self.helpers.contains(&peer_id)
+                    && let Some(mut swarm) = self.swarm.take()
+                {
+                    if let Err(err) = swarm.behaviour_mut().kad.bootstrap() {
+                        tracing::debug!("DHT bootstrap: {err}");
+                    }
+                    if let Some(relay) = self.relays.get(&peer_id).cloned()
+                        && !self.relay_listeners.values().any(|r| *r == relay)
+                        && !self.relay_retries.iter().any(|(_, r, _)| *r == relay)
+                    {
+                        self.reserve(&mut swarm, relay, 0);
+                    }
+                    self.swarm = Some(swarm);
+                }
                 self.connections
                     .insert(connection_id, (peer_id, addr.clone()));
                 let addr_text = addr.to_string();
@@ -595,6 +809,16 @@ impl<W: AsyncWrite + Unpin> Service<W> {
             } => {
                 let reason = error_chain(&error);
                 tracing::info!("dial to {peer_id:?} failed: {reason}");
+                // A relay we could not reach: try again later (the retry dials it).
+                if let Some(relay) = peer_id.and_then(|p| self.relays.get(&p)).cloned()
+                    && !self.relay_listeners.values().any(|r| *r == relay)
+                    && !self.relay_retries.iter().any(|(_, r, _)| *r == relay)
+                {
+                    let failures = self.relay_failures.entry(relay.clone()).or_default();
+                    *failures += 1;
+                    let tries = *failures;
+                    self.schedule_relay_retry(relay, tries);
+                }
                 let request = self
                     .pending_dials
                     .remove(&connection_id)
@@ -644,6 +868,10 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 ..
             }) => tracing::debug!("ping to {peer} failed: {err}"),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                // A DHT server: remember where it listens, so lookups can reach it.
+                if let Some(swarm) = &mut self.swarm {
+                    remember_dht_peer(&mut swarm.behaviour_mut().kad, peer_id, &info);
+                }
                 let event = Event::PeerIdentified {
                     peer_id: peer_id.to_string(),
                     listen_addrs: info.listen_addrs.iter().map(|a| a.to_string()).collect(),
@@ -674,6 +902,46 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                     self.emit(None, event).await?;
                 }
             }
+            BehaviourEvent::Kad(event) => self.on_kad_event(event).await?,
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => {
+                let (ok, error) = match result {
+                    Ok(_) => (true, None),
+                    Err(err) => (false, Some(error_chain(&err))),
+                };
+                tracing::info!("hole punch with {remote_peer_id}: ok={ok} {error:?}");
+                let peer_id = remote_peer_id.to_string();
+                self.emit(None, Event::HolePunch { peer_id, ok, error })
+                    .await?;
+            }
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
+                let (status, public_addr) = match new {
+                    autonat::NatStatus::Public(addr) => ("public", Some(addr.to_string())),
+                    autonat::NatStatus::Private => ("private", None),
+                    autonat::NatStatus::Unknown => ("unknown", None),
+                };
+                tracing::info!("AutoNAT: {status}");
+                let status = status.to_string();
+                self.emit(
+                    None,
+                    Event::NatStatus {
+                        status,
+                        public_addr,
+                    },
+                )
+                .await?;
+            }
+            BehaviourEvent::Autonat(event) => tracing::debug!("AutoNAT: {event:?}"),
+            BehaviourEvent::RelayClient(event) => {
+                if let relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } = &event {
+                    tracing::info!("relay {relay_peer_id} accepted our reservation");
+                } else {
+                    tracing::debug!("relay client: {event:?}");
+                }
+            }
+            BehaviourEvent::Upnp(event) => tracing::info!("UPnP: {event:?}"),
             BehaviourEvent::Mdns(mdns::Event::Expired(gone)) => {
                 let peers: HashSet<PeerId> = gone.into_iter().map(|(p, _)| p).collect();
                 for peer in peers {

@@ -12,7 +12,10 @@ use ts_rs::TS;
 
 use crate::{
     playlist::{Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track},
-    state::{AppState, Connection, LinkAttempt, LinkStatus, NodeStatus, ServiceInfo, SessionState},
+    state::{
+        AppState, Connection, DialFailure, DialStep, HelperNode, HolePunchCounts, LinkAttempt,
+        LinkStatus, NodeStatus, RelayReservation, ServiceInfo, SessionState,
+    },
 };
 
 /// Every error answer: `{"error": "what was wrong and what to do"}` with a 4xx/5xx status.
@@ -178,6 +181,40 @@ pub struct ImportRequest {
     pub as_new: bool,
 }
 
+/// `GET /api/doctor` (and `whatnext doctor --json`): why connections may fail, in words a
+/// non-expert can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct DoctorReport {
+    /// The worst status among the checks.
+    pub status: CheckStatus,
+    /// One sentence: the most important finding.
+    pub summary: String,
+    pub checks: Vec<DoctorCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct DoctorCheck {
+    /// Stable identifier for scripts: "controller", "service", "network", "listen", "nat",
+    /// "relay", "mdns", "bootstrap", "dial".
+    pub id: String,
+    /// What was checked, for people.
+    pub title: String,
+    pub status: CheckStatus,
+    /// What was found.
+    pub detail: String,
+    /// What to do about it (empty when nothing needs doing).
+    pub advice: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Ok,
+    Info,
+    Warn,
+    Fail,
+}
+
 /// The TypeScript declarations of every API type, as one `.d.ts` module.
 ///
 /// 64-bit integers become `number`: every one the API sends (versions, millisecond
@@ -192,6 +229,11 @@ pub fn typescript_definitions() -> String {
         LinkAttempt::decl(&cfg),
         LinkStatus::decl(&cfg),
         SessionState::decl(&cfg),
+        RelayReservation::decl(&cfg),
+        HelperNode::decl(&cfg),
+        DialFailure::decl(&cfg),
+        HolePunchCounts::decl(&cfg),
+        DialStep::decl(&cfg),
         PlaylistSummary::decl(&cfg),
         Playlist::decl(&cfg),
         Track::decl(&cfg),
@@ -218,6 +260,9 @@ pub fn typescript_definitions() -> String {
         AddedTracks::decl(&cfg),
         MoveRequest::decl(&cfg),
         ImportRequest::decl(&cfg),
+        DoctorReport::decl(&cfg),
+        DoctorCheck::decl(&cfg),
+        CheckStatus::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from crates/protocol (whatnext_protocol::api::typescript_definitions).\n\

@@ -58,6 +58,9 @@ pub enum Command {
         request_id: u64,
         body: serde_json::Value,
     },
+    /// Look a peer's addresses up in the DHT (Kademlia, through the bootstrap and relay
+    /// nodes). Answered by `peer_found` or `peer_not_found`.
+    FindPeer { peer_id: String },
     /// Liveness probe used for heartbeats and latency measurement. Answered by `pong`.
     Ping,
     /// Answered by `stats`.
@@ -80,6 +83,9 @@ pub struct NodeConfig {
     /// mDNS discovery on the LAN. Its multicast leaves the machine, so tests turn it off.
     #[serde(default)]
     pub mdns: bool,
+    /// Ask the router for a port mapping (UPnP IGD); multicast too, so off in tests.
+    #[serde(default)]
+    pub upnp: bool,
     /// Agent string announced by identify.
     #[serde(default)]
     pub agent_version: String,
@@ -173,8 +179,39 @@ pub enum Event {
         connection_id: u64,
         micros: u64,
     },
+    /// What AutoNAT concluded: "public", "private" or "unknown".
     NatStatus {
         status: String,
+        /// The address other peers reached us on, when public.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        public_addr: Option<String>,
+    },
+    /// A relay accepted a reservation: peers can reach us at `addr` (a `/p2p-circuit` address).
+    RelayReserved {
+        relay_peer_id: String,
+        addr: String,
+    },
+    /// A reservation ended or could not be made; the service retries with backoff.
+    RelayReservationFailed {
+        relay_addr: String,
+        reason: String,
+    },
+    /// DCUtR's attempt to turn a relayed connection into a direct one.
+    HolePunch {
+        peer_id: String,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Reply to `find_peer`.
+    PeerFound {
+        peer_id: String,
+        addrs: Vec<String>,
+    },
+    /// Reply to `find_peer`.
+    PeerNotFound {
+        peer_id: String,
+        reason: String,
     },
     Pong,
     Stats(Stats),

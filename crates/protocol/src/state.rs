@@ -63,6 +63,62 @@ pub struct AppState {
     /// Shared playlists and their members connected now.
     #[serde(default)]
     pub sessions: Vec<SessionState>,
+    /// What AutoNAT concluded about our reachability: "public", "private" or "unknown".
+    #[serde(default = "unknown")]
+    pub nat: String,
+    /// Relays holding a reservation for us: peers behind other NATs reach us through them.
+    #[serde(default)]
+    pub relay_reservations: Vec<RelayReservation>,
+    /// The configured bootstrap and relay nodes and whether we are connected to them.
+    #[serde(default)]
+    pub helpers: Vec<HelperNode>,
+    /// The most recent failed dials (newest last, at most [`MAX_DIAL_FAILURES`]).
+    #[serde(default)]
+    pub dial_failures: Vec<DialFailure>,
+    /// DCUtR hole punches: attempts that made a relayed connection direct, and those that failed.
+    #[serde(default)]
+    pub hole_punches: HolePunchCounts,
+    /// Whether mDNS (LAN discovery) is on.
+    #[serde(default)]
+    pub mdns: bool,
+}
+
+fn unknown() -> String {
+    "unknown".to_string()
+}
+
+pub const MAX_DIAL_FAILURES: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct RelayReservation {
+    pub relay_peer_id: String,
+    /// Our `/p2p-circuit` address on that relay, as it goes into invites.
+    pub addr: String,
+    pub since_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct HelperNode {
+    pub addr: String,
+    /// "bootstrap" or "relay".
+    pub role: String,
+    pub peer_id: Option<String>,
+    pub connected: bool,
+    /// Why the last dial to it failed, if it did.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct DialFailure {
+    pub peer_id: Option<String>,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct HolePunchCounts {
+    pub succeeded: u32,
+    pub failed: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
@@ -93,6 +149,12 @@ impl AppState {
             link_attempts: vec![],
             playlists: vec![],
             sessions: vec![],
+            nat: unknown(),
+            relay_reservations: vec![],
+            helpers: vec![],
+            dial_failures: vec![],
+            hole_punches: HolePunchCounts::default(),
+            mdns: false,
         }
     }
 }
@@ -159,6 +221,7 @@ mod tests {
             link_attempts: vec![],
             playlists: vec![],
             sessions: vec![],
+            ..AppState::initial(10, "12D3KooW".into(), "/tmp/x".into(), 0)
         };
         let json = serde_json::to_value(&state).expect("serializes");
         for key in [
@@ -202,8 +265,23 @@ pub struct LinkAttempt {
     pub dial_ms: Option<f64>,
     /// The link carried no address: the peer has to be found by discovery.
     pub needs_discovery: bool,
+    /// Each way tried, in order: the direct addresses, then the relay circuits, then a DHT
+    /// lookup of the peer id.
+    #[serde(default)]
+    pub steps: Vec<DialStep>,
     pub started_at_ms: u64,
     pub finished_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct DialStep {
+    /// "direct", "relay" or "dht".
+    pub method: String,
+    /// The addresses tried (for "dht": those the lookup found).
+    pub addrs: Vec<String>,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub ms: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]

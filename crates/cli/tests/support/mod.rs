@@ -22,9 +22,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_whatnext");
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Loopback-only, no multicast: test traffic never leaves the machine.
-pub const LOOPBACK_RUN_ARGS: [&str; 8] = [
+pub const LOOPBACK_RUN_ARGS: [&str; 9] = [
     "run",
     "--no-mdns",
+    "--no-upnp",
     "--no-browser",
     "--no-register",
     "--listen",
@@ -34,7 +35,24 @@ pub const LOOPBACK_RUN_ARGS: [&str; 8] = [
 ];
 
 pub fn whatnext(home: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    whatnext_in(None, home, args)
+}
+
+/// `whatnext` run inside network namespace `netns` (through `ip netns exec`, which execs it:
+/// same pid), or in ours.
+pub fn command_in(netns: Option<&str>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", ns, BIN]);
+            command
+        }
+        None => Command::new(BIN),
+    }
+}
+
+pub fn whatnext_in(netns: Option<&str>, home: &Path, args: &[&str]) -> Output {
+    command_in(netns)
         .arg("--home")
         .arg(home)
         .args(args)
@@ -85,6 +103,8 @@ pub struct Node {
     service_pids: RefCell<BTreeSet<u32>>,
     /// A controller this test did not spawn itself (started by `whatnext open`).
     adopted_pid: Option<u32>,
+    /// The network namespace it runs in (the NAT lab), if not ours.
+    pub netns: Option<String>,
 }
 
 impl Node {
@@ -105,9 +125,14 @@ impl Node {
 
     /// Starts the controller without waiting for anything.
     pub fn spawn(home: &Path, args: &[&str]) -> Node {
+        Node::spawn_in(None, home, args)
+    }
+
+    /// Starts the controller inside network namespace `netns` (or ours).
+    pub fn spawn_in(netns: Option<&str>, home: &Path, args: &[&str]) -> Node {
         std::fs::create_dir_all(home).expect("home");
         let log = std::fs::File::create(home.join("test-run.log")).expect("log file");
-        let child = Command::new(BIN)
+        let child = command_in(netns)
             .arg("--home")
             .arg(home)
             .args(args)
@@ -122,6 +147,7 @@ impl Node {
             child: Some(child),
             service_pids: RefCell::new(BTreeSet::new()),
             adopted_pid: None,
+            netns: netns.map(str::to_string),
         }
     }
 
@@ -134,6 +160,7 @@ impl Node {
             child: None,
             service_pids: RefCell::new(BTreeSet::new()),
             adopted_pid: None,
+            netns: None,
         };
         let state = node.wait_running();
         node.adopted_pid = state["pid"].as_u64().map(|p| p as u32);
@@ -151,7 +178,7 @@ impl Node {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        whatnext(&self.home, args)
+        whatnext_in(self.netns.as_deref(), &self.home, args)
     }
 
     /// `invite --json`'s link.
@@ -310,7 +337,7 @@ pub fn write_loopback_config(home: &Path) {
     std::fs::create_dir_all(home).expect("home");
     std::fs::write(
         home.join("config.toml"),
-        "listen = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nbrowser = false\nregister = false\n",
+        "listen = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nupnp = false\nbrowser = false\nregister = false\n",
     )
     .expect("config.toml");
 }

@@ -1,0 +1,126 @@
+//! `whatnext relay`: run the public helper node in the foreground.
+
+use std::{io::Write as _, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::Args;
+use whatnext_controller::{Home, identity};
+use whatnext_p2p::relay_node::{RelayLimits, RelayOptions, run_relay};
+
+#[derive(Args)]
+pub struct RelayArgs {
+    /// Multiaddr to listen on (repeatable). Default: TCP 4001, QUIC 4001 and WebSocket 4002
+    /// on all interfaces.
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// The relay's key (created when missing, mode 0600); keeps its peer id, and so the
+    /// addresses in everyone's config, stable. Default: <home>/relay.key
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Peers that may hold a reservation at once.
+    #[arg(long, default_value_t = RelayLimits::default().max_reservations)]
+    max_reservations: usize,
+    /// Circuits relayed at once.
+    #[arg(long, default_value_t = RelayLimits::default().max_circuits)]
+    max_circuits: usize,
+    /// Longest life of one relayed circuit, seconds.
+    #[arg(long, default_value_t = RelayLimits::default().max_circuit_duration.as_secs())]
+    max_circuit_secs: u64,
+    /// Most bytes relayed per circuit.
+    #[arg(long, default_value_t = RelayLimits::default().max_circuit_bytes)]
+    max_circuit_bytes: u64,
+    /// Also answer AutoNAT probes for private addresses (a LAN or a test lab).
+    #[arg(long)]
+    allow_private: bool,
+}
+
+const DEFAULT_LISTEN: [&str; 3] = [
+    "/ip4/0.0.0.0/tcp/4001",
+    "/ip4/0.0.0.0/udp/4001/quic-v1",
+    "/ip4/0.0.0.0/tcp/4002/ws",
+];
+
+pub fn run(home: &Home, args: RelayArgs) -> anyhow::Result<()> {
+    let listen_text: Vec<String> = if args.listen.is_empty() {
+        DEFAULT_LISTEN.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.listen
+    };
+    let listen = listen_text
+        .iter()
+        .map(|a| {
+            a.parse().with_context(|| {
+                format!("--listen {a:?} is not a multiaddr (e.g. /ip4/0.0.0.0/tcp/4001)")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let key_path = args
+        .identity
+        .unwrap_or_else(|| home.dir().join("relay.key"));
+    if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let identity = identity::load_or_create_at(&key_path)?;
+    let options = RelayOptions {
+        keypair: identity.keypair,
+        listen,
+        limits: RelayLimits {
+            max_reservations: args.max_reservations,
+            max_circuits: args.max_circuits,
+            max_circuit_duration: Duration::from_secs(args.max_circuit_secs),
+            max_circuit_bytes: args.max_circuit_bytes,
+        },
+        allow_private: args.allow_private,
+    };
+    init_logging();
+    println!(
+        "WhatNext relay {} (key {}). Give peers one of these addresses (config.toml `relays`/`bootstrap`):",
+        identity.peer_id,
+        key_path.display()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the relay's async runtime")?;
+    runtime.block_on(run_relay(
+        options,
+        |addr| {
+            println!("{addr}");
+            let _ = std::io::stdout().flush();
+        },
+        stop_signal(),
+    ))
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,whatnext_p2p=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

@@ -1,0 +1,191 @@
+//! `whatnext relay`: the public helper node — the seed's standalone "/service", a process
+//! that runs on a server with no UI. It relays (circuit relay v2, with limits) for peers
+//! behind NATs until they punch a hole, serves the DHT (`/whatnext/kad/1.0.0`) so peers can
+//! be found by id, and answers AutoNAT probes so peers learn whether they are reachable.
+//! It keeps no state but its identity, which the caller loads.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use libp2p::{
+    Multiaddr, PeerId, autonat, identify,
+    identity::Keypair,
+    kad,
+    multiaddr::Protocol,
+    noise, ping, relay,
+    swarm::{NetworkBehaviour, SwarmEvent},
+    tcp, yamux,
+};
+
+use crate::node::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, error_chain, kademlia, websocket_transport};
+
+/// What a relay gives each peer; defaults suit a small community server.
+#[derive(Debug, Clone)]
+pub struct RelayLimits {
+    /// Peers that may hold a reservation at once.
+    pub max_reservations: usize,
+    /// Circuits relayed at once.
+    pub max_circuits: usize,
+    /// Longest life of one circuit (hole punching usually ends it within seconds).
+    pub max_circuit_duration: Duration,
+    /// Most bytes relayed per circuit, each way.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self {
+            max_reservations: 128,
+            max_circuits: 64,
+            max_circuit_duration: Duration::from_secs(120),
+            max_circuit_bytes: 1 << 20,
+        }
+    }
+}
+
+pub struct RelayOptions {
+    pub keypair: Keypair,
+    pub listen: Vec<Multiaddr>,
+    pub limits: RelayLimits,
+    /// Answer AutoNAT probes for private addresses too (LANs and test labs); on the
+    /// internet only public addresses are probed.
+    pub allow_private: bool,
+}
+
+#[derive(NetworkBehaviour)]
+struct RelayBehaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    relay: relay::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    autonat: autonat::Behaviour,
+}
+
+/// Runs the relay until `stop` resolves. `on_listen` is called with each full address
+/// (ending in `/p2p/<peer id>`) as it comes up.
+pub async fn run_relay(
+    options: RelayOptions,
+    mut on_listen: impl FnMut(&Multiaddr),
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let RelayOptions {
+        keypair,
+        listen,
+        limits,
+        allow_private,
+    } = options;
+    let peer_id = keypair.public().to_peer_id();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .context("could not set up the TCP transport")?
+        .with_quic()
+        .with_other_transport(websocket_transport)
+        .map_err(|e| anyhow::anyhow!("could not set up the WebSocket transport: {e}"))?
+        .with_behaviour(|key| {
+            let mut kad = kademlia(peer_id, false);
+            kad.set_mode(Some(kad::Mode::Server));
+            Ok(RelayBehaviour {
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
+                        .with_agent_version(format!(
+                            "whatnext-relay/{}",
+                            env!("CARGO_PKG_VERSION")
+                        )),
+                ),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                relay: relay::Behaviour::new(
+                    peer_id,
+                    relay::Config {
+                        max_reservations: limits.max_reservations,
+                        max_circuits: limits.max_circuits,
+                        max_circuit_duration: limits.max_circuit_duration,
+                        max_circuit_bytes: limits.max_circuit_bytes,
+                        ..relay::Config::default()
+                    },
+                ),
+                kad,
+                autonat: autonat::Behaviour::new(
+                    peer_id,
+                    autonat::Config {
+                        only_global_ips: !allow_private,
+                        ..autonat::Config::default()
+                    },
+                ),
+            })
+        })
+        .map_err(|e| anyhow::anyhow!("could not set up the relay's protocols: {e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+
+    for addr in &listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {}", error_chain(&e)))?;
+    }
+    tracing::info!(%peer_id, ?limits, "relay starting");
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    // A relay lives on a public address: what it listens on is how peers
+                    // reach it, and reservations hand these addresses out.
+                    swarm.add_external_address(address.clone());
+                    on_listen(&address.with(Protocol::P2p(peer_id)));
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    tracing::warn!("listener error: {}", error_chain(&error));
+                }
+                SwarmEvent::ListenerClosed { addresses, reason: Err(err), .. } => {
+                    anyhow::bail!("stopped listening on {addresses:?}: {}", error_chain(&err));
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                    tracing::debug!("connected: {peer_id} at {}", endpoint.get_remote_address());
+                }
+                SwarmEvent::Behaviour(RelayBehaviourEvent::Identify(identify::Event::Received {
+                    peer_id,
+                    info,
+                    ..
+                })) => {
+                    remember_dht_peer(&mut swarm.behaviour_mut().kad, peer_id, &info);
+                }
+                SwarmEvent::Behaviour(RelayBehaviourEvent::Relay(event)) => {
+                    tracing::info!("relay: {event:?}");
+                }
+                _ => {}
+            },
+        }
+    }
+    tracing::info!("relay stopped");
+    Ok(())
+}
+
+/// Adds a peer that serves our DHT to the routing table, with the addresses it announced.
+pub fn remember_dht_peer(
+    kad: &mut kad::Behaviour<kad::store::MemoryStore>,
+    peer_id: PeerId,
+    info: &identify::Info,
+) {
+    if !info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
+        return;
+    }
+    for addr in info.listen_addrs.iter().filter(|a| is_dialable(a)) {
+        kad.add_address(&peer_id, addr.clone());
+    }
+}
+
+/// Whether an address announced by a peer is worth dialing (not `0.0.0.0` or `::`).
+pub fn is_dialable(addr: &Multiaddr) -> bool {
+    !addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
