@@ -36,25 +36,31 @@ impl Lab {
         format!("{}-{name}", self.prefix)
     }
 
-    /// Builds the lab, or says why it cannot be built here.
-    fn up() -> Result<Lab, String> {
+    /// Namespaces `names` with only loopback up, or why they cannot be made here.
+    fn namespaces(tag: &str, names: &[&str]) -> Result<Lab, String> {
         if !nix::unistd::geteuid().is_root() {
             return Err("not root: network namespaces need CAP_SYS_ADMIN".into());
         }
-        if which("nft").is_none() {
-            return Err("nft is missing (apt install nftables)".into());
-        }
         let mut lab = Lab {
-            prefix: format!("wnlab{}", std::process::id()),
+            prefix: format!("wn{tag}{}", std::process::id()),
             namespaces: vec![],
         };
-        for name in ["inet", "relay", "nata", "a", "natb", "b", "c"] {
+        for name in names {
             let ns = lab.ns(name);
             run("ip", &["netns", "add", &ns])
                 .map_err(|e| format!("the kernel refused a network namespace: {e}"))?;
             lab.namespaces.push(ns.clone());
             run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
         }
+        Ok(lab)
+    }
+
+    /// Builds the lab, or says why it cannot be built here.
+    fn up() -> Result<Lab, String> {
+        if which("nft").is_none() {
+            return Err("nft is missing (apt install nftables)".into());
+        }
+        let lab = Lab::namespaces("lab", &["inet", "relay", "nata", "a", "natb", "b", "c"])?;
         let inet = lab.ns("inet");
         run("ip", &["-n", &inet, "link", "add", "br0", "type", "bridge"])?;
         run("ip", &["-n", &inet, "link", "set", "br0", "up"])?;
@@ -362,7 +368,7 @@ fn peers_behind_two_nats_meet_through_the_relay_then_go_direct() {
         "{attempt}"
     );
     let since_open = Instant::now();
-    let state = a.wait_status(
+    a.wait_status(
         "a direct (hole-punched) connection to B",
         Duration::from_secs(30),
         |s| direct_connection_to(s, &b_id),
@@ -372,12 +378,21 @@ fn peers_behind_two_nats_meet_through_the_relay_then_go_direct() {
     b.wait_status("DCUtR's report of the punch", support::PATIENCE, |s| {
         s["hole_punches"]["succeeded"].as_u64() >= Some(1)
     });
-    assert_eq!(
-        state["nat"] == "public",
-        false,
-        "A is behind a NAT: {}",
-        state["nat"]
-    );
+    // AutoNAT: the relay tried to dial B back at its observed address; B's router dropped
+    // it, so B knows it is private — and the doctor finds that fine, since B has a relay.
+    b.wait_status("AutoNAT's verdict", Duration::from_secs(60), |s| {
+        s["nat"] == "private"
+    });
+    let out = b.cli(&["doctor", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("doctor --json");
+    let check = |id: &str| {
+        report["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["id"] == id).cloned())
+            .unwrap_or_else(|| panic!("no {id} check: {report}"))
+    };
+    assert_eq!(check("nat")["status"], "ok", "{report}");
+    assert_eq!(check("relay")["status"], "ok", "{report}");
     println!(
         "NAT lab: link → connected through the relay in {:.0} ms, → direct after {:.0} ms",
         relayed_after.as_secs_f64() * 1000.0,
@@ -465,4 +480,60 @@ fn peers_behind_two_nats_meet_through_the_relay_then_go_direct() {
         .is_some_and(|s| direct_connection_to(&s, &b_id));
     println!("NAT lab, symmetric NAT at B: relayed connection up; direct after 5 s: {went_direct}");
     // The guards end every process, then the lab's namespaces go.
+}
+
+#[test]
+fn doctor_names_a_missing_network_as_the_cause() {
+    let lab = match Lab::namespaces("off", &["offline"]) {
+        Ok(lab) => lab,
+        Err(why) => {
+            eprintln!("SKIPPED: the offline check needs a network namespace: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ns = lab.ns("offline");
+    // Default listen addresses (all interfaces): in a namespace with only loopback up.
+    let node = Node::spawn_in(
+        Some(&ns),
+        &dir.path().join("home"),
+        &[
+            "run",
+            "--no-browser",
+            "--no-mdns",
+            "--no-upnp",
+            "--no-register",
+        ],
+    );
+    node.wait_running();
+    let out = node.cli(&["doctor", "--json"]);
+    assert!(!out.status.success(), "doctor exits 1 when something fails");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("doctor --json is JSON");
+    assert_eq!(report["status"], "fail", "{report}");
+    let network = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["id"] == "network")
+        .unwrap_or_else(|| panic!("no network check: {report}"));
+    assert_eq!(network["status"], "fail", "{report}");
+    assert!(
+        report["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("no network connection")),
+        "{report}"
+    );
+    assert!(network["advice"].as_str().is_some_and(|a| !a.is_empty()));
+
+    // The same machine with the controller stopped: still a diagnosis, not an error.
+    drop(node);
+    let out = support::whatnext_in(Some(&ns), &dir.path().join("home"), &["doctor", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("doctor --json is JSON");
+    assert_eq!(report["checks"][0]["id"], "controller", "{report}");
+    assert!(
+        report["checks"].as_array().is_some_and(|c| c
+            .iter()
+            .any(|c| c["id"] == "network" && c["status"] == "fail")),
+        "{report}"
+    );
 }

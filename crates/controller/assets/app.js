@@ -65,6 +65,9 @@ function renderNode(s) {
   replaceChildren($('listen'), s.listen_addrs.map((a) => el('li', {}, el('code', {}, a))));
   const pid = s.service.pid === null ? 'not running' : `pid ${s.service.pid}`;
   $('service').textContent = `${pid}, ${s.service.restarts} restart${s.service.restarts === 1 ? '' : 's'}`;
+  const nat = { public: 'yes, directly', private: 'behind a NAT', unknown: 'not known yet' }[s.nat] || s.nat;
+  const relays = s.relay_reservations.length;
+  $('reach').textContent = relays ? `${nat}; through ${relays} relay${relays === 1 ? '' : 's'} too` : nat;
   $('last-error').textContent = s.last_error || 'none';
   $('last-error').className = s.last_error ? 'bad' : '';
 }

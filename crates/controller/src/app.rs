@@ -218,6 +218,8 @@ impl App {
             return Err(message);
         }
 
+        let race_started = Instant::now();
+        let (direct_addrs, circuit_addrs) = (direct.clone(), circuits.clone());
         let direct_step = self.dial_step("direct", &peer_id, direct, deadline);
         if circuits.is_empty() {
             match self.record_step(attempt, direct_step.await) {
@@ -250,11 +252,27 @@ impl App {
                         step = &mut direct_step => (step, true),
                         step = &mut relay_step => (step, false),
                     };
-                    let first_ok = first.outcome.is_ok();
-                    let first_outcome = self.record_step(attempt, first);
-                    if first_ok {
-                        return first_outcome;
+                    if first.outcome.is_ok() {
+                        // The other way was still trying: say so rather than leave it out
+                        // (listed first: it started first).
+                        let (method, addrs, other) = if direct_first {
+                            ("relay", circuit_addrs, "the direct connection")
+                        } else {
+                            ("direct", direct_addrs, "the relay")
+                        };
+                        let abandoned = StepOutcome {
+                            method,
+                            addrs,
+                            started: race_started,
+                            outcome: Err(format!(
+                                "still trying when {other} connected; stopped waiting"
+                            )),
+                            dial_ms: None,
+                        };
+                        let _ = self.record_step(attempt, abandoned);
+                        return self.record_step(attempt, first);
                     }
+                    let first_outcome = self.record_step(attempt, first);
                     let second = if direct_first {
                         relay_step.await
                     } else {

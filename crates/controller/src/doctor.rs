@@ -110,8 +110,16 @@ pub fn diagnose(state: &AppState, interfaces: Option<&Interfaces>) -> DoctorRepo
             "Restart WhatNext (`whatnext run`); if it fails again, the log in <home>/logs says why.",
         ),
     });
-    checks.push(network_check(interfaces));
-    checks.push(listen_check(state));
+    let network = network_check(interfaces);
+    let offline = network.status == CheckStatus::Fail;
+    checks.push(network);
+    let mut listen = listen_check(state);
+    if offline && listen.status == CheckStatus::Warn {
+        // Only loopback because there is no network: the network check says what to do.
+        listen.status = CheckStatus::Info;
+        listen.advice = String::new();
+    }
+    checks.push(listen);
     checks.push(nat_check(state));
     checks.push(relay_check(state));
     checks.push(if state.mdns {
@@ -483,7 +491,11 @@ mod tests {
             "{}",
             report.summary
         );
-        assert_eq!(find(&report, "listen").status, CheckStatus::Warn);
+        assert_eq!(
+            find(&report, "listen").status,
+            CheckStatus::Info,
+            "a consequence, not a cause"
+        );
     }
 
     #[test]

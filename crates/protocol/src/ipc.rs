@@ -331,6 +331,7 @@ mod tests {
                         bootstrap: vec![],
                         relays: vec![],
                         mdns,
+                        upnp: false,
                         agent_version: "whatnext/test".into(),
                         ping_interval_ms,
                     })
