@@ -19,6 +19,30 @@ struct Controller {
     token: String,
 }
 
+struct Observer {
+    url: String,
+    token: String,
+}
+
+impl Observer {
+    fn state(&self, since: Option<u64>) -> anyhow::Result<Value> {
+        get_state(&self.url, &self.token, since)
+    }
+}
+
+/// `GET /api/state`, a long poll with `since`.
+fn get_state(url: &str, token: &str, since: Option<u64>) -> anyhow::Result<Value> {
+    let path = match since {
+        Some(v) => format!("{url}/api/state?since={v}"),
+        None => format!("{url}/api/state"),
+    };
+    let mut response = Controller::agent()
+        .get(&path)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()?;
+    Ok(response.body_mut().read_json()?)
+}
+
 impl Drop for Controller {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -69,6 +93,11 @@ impl Controller {
         Ok((ctl, elapsed))
     }
 
+    /// A second client of a running controller's API (for observer threads).
+    fn observer(url: String, token: String) -> Observer {
+        Observer { url, token }
+    }
+
     fn agent() -> ureq::Agent {
         ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(30)))
@@ -77,15 +106,7 @@ impl Controller {
     }
 
     fn state(&self, since: Option<u64>) -> anyhow::Result<Value> {
-        let path = match since {
-            Some(v) => format!("{}/api/state?since={v}", self.url),
-            None => format!("{}/api/state", self.url),
-        };
-        let mut response = Self::agent()
-            .get(&path)
-            .header("Authorization", &format!("Bearer {}", self.token))
-            .call()?;
-        Ok(response.body_mut().read_json()?)
+        get_state(&self.url, &self.token, since)
     }
 
     /// Long-polls until `check` holds; bounded to 30 s.
@@ -392,5 +413,89 @@ pub fn sync(whatnext: &Path) -> anyhow::Result<Value> {
         "propagation_p99_ms": crate::stats::percentile(&samples, 0.99),
         "join_10k_seconds": join_s,
         "join_10k_loopback_bytes": sent,
+    }))
+}
+
+/// State freshness: a change in the controller → a client sees it. Our view's long poll
+/// against the seed design's 1 s poll, both watching the same 20 changes made at random
+/// moments.
+pub fn freshness(whatnext: &Path) -> anyhow::Result<Value> {
+    use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::Ordering};
+    let (ctl, _) = Controller::start(whatnext)?;
+    let created = ctl.post("/api/playlists", json!({"name": "freshness"}))?;
+    let id = created["id"].as_str().context("playlist id")?.to_string();
+    let playlist = id.clone();
+    let track_count = move |s: &Value| {
+        s["playlists"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["id"] == playlist.as_str()))
+            .and_then(|p| p["track_count"].as_u64())
+            .unwrap_or(0)
+    };
+    // When each observer first saw n tracks.
+    let seen_long: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
+    let seen_poll: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let long_poller = {
+        let (url, token, seen, done) = (ctl.url.clone(), ctl.token.clone(), seen_long.clone(), done.clone());
+        let track_count = track_count.clone();
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let observer = Controller::observer(url, token);
+            let mut state = observer.state(None)?;
+            while !done.load(Ordering::Relaxed) {
+                let version = state["version"].as_u64().unwrap_or(0);
+                state = observer.state(Some(version))?;
+                seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((track_count(&state), Instant::now()));
+            }
+            Ok(())
+        })
+    };
+    let poller = {
+        let (url, token, seen, done) = (ctl.url.clone(), ctl.token.clone(), seen_poll.clone(), done.clone());
+        let track_count = track_count.clone();
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let observer = Controller::observer(url, token);
+            while !done.load(Ordering::Relaxed) {
+                let state = observer.state(None)?;
+                seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((track_count(&state), Instant::now()));
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Ok(())
+        })
+    };
+    let mut changes = Vec::new();
+    for n in 1..=20u64 {
+        std::thread::sleep(Duration::from_millis(rand::random_range(300..1300)));
+        let t0 = Instant::now();
+        ctl.post(&format!("/api/playlists/{id}/tracks"), json!({"title": format!("t{n}")}))?;
+        changes.push((n, t0));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    done.store(true, Ordering::Relaxed);
+    // Wake the long poller with one more change.
+    ctl.post(&format!("/api/playlists/{id}/tracks"), json!({"title": "last"}))?;
+    long_poller.join().map_err(|_| anyhow::anyhow!("long poller panicked"))??;
+    poller.join().map_err(|_| anyhow::anyhow!("poller panicked"))??;
+    let delays = |seen: &Arc<Mutex<Vec<(u64, Instant)>>>| -> Vec<f64> {
+        let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        changes
+            .iter()
+            .filter_map(|(n, t0)| {
+                seen.iter()
+                    .find(|(count, _)| count >= n)
+                    .map(|(_, at)| at.saturating_duration_since(*t0).as_secs_f64() * 1e3)
+            })
+            .collect()
+    };
+    let long = delays(&seen_long);
+    let poll = delays(&seen_poll);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    Ok(json!({
+        "long_poll_ms": long,
+        "long_poll_p50_ms": median(long.clone()),
+        "long_poll_mean_ms": mean(&long),
+        "poll_1s_ms": poll,
+        "poll_1s_p50_ms": median(poll.clone()),
+        "poll_1s_mean_ms": mean(&poll),
     }))
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle --whatnext BIN"
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN"
     );
     std::process::exit(2)
 }
@@ -61,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         "lifecycle" => lifecycle::run(&args.whatnext)?,
         "store" => lifecycle::store(&args.whatnext)?,
         "sync" => lifecycle::sync(&args.whatnext)?,
+        "freshness" => lifecycle::freshness(&args.whatnext)?,
         "all" => return all(&args),
         _ => usage(),
     };
@@ -98,6 +99,32 @@ fn node_fork(placement: ipc::Placement, mode: &str, iters: usize) -> Option<Valu
         return None;
     }
     serde_json::from_slice(&out.stdout).ok()
+}
+
+/// js-libp2p baselines (interop/bench-js.mjs on Node 22 from interop/node_modules): idle
+/// RSS, in-process dial, fresh-process dial. None, with a note, when they cannot run.
+fn js_libp2p() -> Option<Value> {
+    let interop = concat!(env!("CARGO_MANIFEST_DIR"), "/../interop");
+    let node = format!("{interop}/node_modules/.bin/node");
+    let out = Command::new(&node)
+        .arg(format!("{interop}/bench-js.mjs"))
+        .arg("all")
+        .current_dir(interop)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout).ok(),
+        Ok(out) => {
+            eprintln!(
+                "js-libp2p baselines skipped: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            None
+        }
+        Err(err) => {
+            eprintln!("js-libp2p baselines skipped ({node}: {err}); run `npm ci` in interop/");
+            None
+        }
+    }
 }
 
 struct Row {
@@ -181,6 +208,9 @@ fn all(args: &Args) -> anyhow::Result<()> {
 
     eprintln!("measuring cold start, kill -9 → reconnected, idle RSS …");
     let life = sub(&["lifecycle", "--whatnext", bin])?;
+    eprintln!("measuring the js-libp2p baselines …");
+    let js = js_libp2p();
+    let js_figure = |key: &str| js.as_ref().and_then(|j| j[key].as_f64());
     for (key, figure, unit, baseline, baseline_name) in [
         (
             "cold_start_p50_ms",
@@ -207,22 +237,22 @@ fn all(args: &Args) -> anyhow::Result<()> {
             "idle_rss_mb",
             "idle RSS, controller + service",
             "MB",
-            Some(90.0),
-            "js-libp2p node (ENVIRONMENT.md, quoted)",
+            js_figure("idle_rss_mb"),
+            "js-libp2p node process, 1 connection",
         ),
         (
             "link_click_p50_ms",
             "link click: `open --wait` process → connected (p50)",
             "ms",
-            Some(17.0),
-            "fresh js-libp2p process, dial only (issue 4, quoted)",
+            js_figure("link_p50_ms"),
+            "fresh js-libp2p process → connected",
         ),
         (
             "dial_p50_ms",
             "dial → connected inside the service (p50)",
             "ms",
-            Some(6.0),
-            "js-libp2p in-process dial (issue 4, quoted)",
+            js_figure("dial_p50_ms"),
+            "js-libp2p in-process dial",
         ),
     ] {
         rows.push(Row {
@@ -233,6 +263,31 @@ fn all(args: &Args) -> anyhow::Result<()> {
             unit,
         });
     }
+    raw.insert("js_libp2p".into(), js.clone().unwrap_or(Value::Null));
+
+    eprintln!("measuring state freshness (20 changes, ~25 s) …");
+    let fresh = sub(&["freshness", "--whatnext", bin])?;
+    for (ours, base, figure) in [
+        (
+            "long_poll_p50_ms",
+            "poll_1s_p50_ms",
+            "state freshness: change → client sees it (p50)",
+        ),
+        (
+            "long_poll_mean_ms",
+            "poll_1s_mean_ms",
+            "state freshness: change → client sees it (mean)",
+        ),
+    ] {
+        rows.push(Row {
+            figure: figure.into(),
+            ours: fresh[ours].as_f64().unwrap_or(f64::NAN),
+            baseline: fresh[base].as_f64(),
+            baseline_name: "1 s poll (seed design)",
+            unit: "ms",
+        });
+    }
+    raw.insert("freshness".into(), fresh);
     raw.insert("lifecycle".into(), life);
 
     eprintln!("measuring the store: 10,000 tracks, acknowledged writes, load …");
