@@ -167,6 +167,7 @@ async fn start_supervised(
             ping_interval_ms: 5_000,
         },
         policy: RestartPolicy::default(),
+        listen_memory: None,
     };
     let state = StateHandle::new(initial_state());
     let shutdown = CancellationToken::new();

@@ -437,7 +437,12 @@ pub fn freshness(whatnext: &Path) -> anyhow::Result<Value> {
     let seen_poll: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let long_poller = {
-        let (url, token, seen, done) = (ctl.url.clone(), ctl.token.clone(), seen_long.clone(), done.clone());
+        let (url, token, seen, done) = (
+            ctl.url.clone(),
+            ctl.token.clone(),
+            seen_long.clone(),
+            done.clone(),
+        );
         let track_count = track_count.clone();
         std::thread::spawn(move || -> anyhow::Result<()> {
             let observer = Controller::observer(url, token);
@@ -445,19 +450,28 @@ pub fn freshness(whatnext: &Path) -> anyhow::Result<Value> {
             while !done.load(Ordering::Relaxed) {
                 let version = state["version"].as_u64().unwrap_or(0);
                 state = observer.state(Some(version))?;
-                seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((track_count(&state), Instant::now()));
+                seen.lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .push((track_count(&state), Instant::now()));
             }
             Ok(())
         })
     };
     let poller = {
-        let (url, token, seen, done) = (ctl.url.clone(), ctl.token.clone(), seen_poll.clone(), done.clone());
+        let (url, token, seen, done) = (
+            ctl.url.clone(),
+            ctl.token.clone(),
+            seen_poll.clone(),
+            done.clone(),
+        );
         let track_count = track_count.clone();
         std::thread::spawn(move || -> anyhow::Result<()> {
             let observer = Controller::observer(url, token);
             while !done.load(Ordering::Relaxed) {
                 let state = observer.state(None)?;
-                seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((track_count(&state), Instant::now()));
+                seen.lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .push((track_count(&state), Instant::now()));
                 std::thread::sleep(Duration::from_secs(1));
             }
             Ok(())
@@ -467,15 +481,25 @@ pub fn freshness(whatnext: &Path) -> anyhow::Result<Value> {
     for n in 1..=20u64 {
         std::thread::sleep(Duration::from_millis(rand::random_range(300..1300)));
         let t0 = Instant::now();
-        ctl.post(&format!("/api/playlists/{id}/tracks"), json!({"title": format!("t{n}")}))?;
+        ctl.post(
+            &format!("/api/playlists/{id}/tracks"),
+            json!({"title": format!("t{n}")}),
+        )?;
         changes.push((n, t0));
     }
     std::thread::sleep(Duration::from_millis(1500));
     done.store(true, Ordering::Relaxed);
     // Wake the long poller with one more change.
-    ctl.post(&format!("/api/playlists/{id}/tracks"), json!({"title": "last"}))?;
-    long_poller.join().map_err(|_| anyhow::anyhow!("long poller panicked"))??;
-    poller.join().map_err(|_| anyhow::anyhow!("poller panicked"))??;
+    ctl.post(
+        &format!("/api/playlists/{id}/tracks"),
+        json!({"title": "last"}),
+    )?;
+    long_poller
+        .join()
+        .map_err(|_| anyhow::anyhow!("long poller panicked"))??;
+    poller
+        .join()
+        .map_err(|_| anyhow::anyhow!("poller panicked"))??;
     let delays = |seen: &Arc<Mutex<Vec<(u64, Instant)>>>| -> Vec<f64> {
         let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
         changes

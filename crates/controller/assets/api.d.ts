@@ -214,6 +214,8 @@ addr: string,
  */
 dial_ms: number | null, };
 
+export type DisconnectRequest = { peer_id: string, };
+
 export type LinkReply = { link: string, };
 
 export type OpenRequest = { url: string, 

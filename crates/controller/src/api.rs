@@ -17,8 +17,8 @@ use axum::{
 use serde::Deserialize;
 use whatnext_protocol::{
     api::{
-        ConfigChange, ConnectReply, ConnectRequest, DoctorReport, ErrorReply, LinkReply, OkReply,
-        OpenRequest,
+        ConfigChange, ConnectReply, ConnectRequest, DisconnectRequest, DoctorReport, ErrorReply,
+        LinkReply, OkReply, OpenRequest,
     },
     ipc::{Command, Event},
     state::LinkStatus,
@@ -42,6 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/config", post(set_config))
         .route("/api/debug/ipc", get(debug_ipc))
         .route("/api/doctor", get(doctor))
+        .route("/api/disconnect", post(disconnect))
         .merge(crate::playlists_api::routes())
         .merge(crate::view::routes())
         .layer(middleware::from_fn_with_state(app.clone(), guard))
@@ -255,6 +256,30 @@ pub fn link_timeout(secs: Option<f64>) -> Result<Duration, String> {
         None => Ok(DEFAULT_LINK_TIMEOUT),
         Some(secs) => Duration::try_from_secs_f64(secs)
             .map_err(|_| format!("timeout must be a positive number of seconds, not {secs}")),
+    }
+}
+
+/// Hangs up on a peer (all its connections).
+async fn disconnect(
+    State(app): State<Arc<App>>,
+    Json(request): Json<DisconnectRequest>,
+) -> Result<Json<OkReply>, ApiError> {
+    match app
+        .service
+        .request(
+            Command::HangUp {
+                peer_id: request.peer_id,
+            },
+            DEFAULT_LINK_TIMEOUT,
+        )
+        .await?
+    {
+        Event::Ok => Ok(Json(OkReply::OK)),
+        Event::Error { message } => Err(ApiError::new(StatusCode::BAD_REQUEST, message)),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected answer from the network service: {other:?}"),
+        )),
     }
 }
 

@@ -56,6 +56,10 @@ impl Home {
     pub fn view_path(&self) -> PathBuf {
         self.dir.join("view.json")
     }
+    /// The ports the node listened on last time, reused so our addresses survive restarts.
+    pub fn listen_memory_path(&self) -> PathBuf {
+        self.dir.join("listen.json")
+    }
     pub fn lock_path(&self) -> PathBuf {
         self.dir.join("whatnext.lock")
     }

@@ -101,6 +101,7 @@ pub fn run(home: Home, flags: RunFlags) -> anyhow::Result<()> {
         program,
         node,
         policy: RestartPolicy::default(),
+        listen_memory: Some(home.listen_memory_path()),
     };
     runtime.block_on(serve(home, settings, spec, initial, (store, author)))
 }

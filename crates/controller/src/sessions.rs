@@ -117,7 +117,7 @@ impl Sessions {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Book::default(),
             Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
         };
-        Ok(Arc::new(Sessions {
+        let sessions = Arc::new(Sessions {
             path,
             book: Mutex::new(book),
             admitted: Mutex::new(HashMap::new()),
@@ -126,7 +126,10 @@ impl Sessions {
             library,
             state,
             app_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
-        }))
+        });
+        // The state lists shared playlists from the start, not from the first admission.
+        sessions.publish();
+        Ok(sessions)
     }
 
     fn save(&self, book: &Book) -> anyhow::Result<()> {
@@ -448,6 +451,7 @@ impl Sessions {
     ) {
         // Anti-entropy: a push can be lost (the peer was reconnecting, a request timed out);
         // a periodic delta to every admitted member repairs it. Empty deltas cost nothing.
+        // The same tick reconnects to members we are not connected to.
         let mut repair = tokio::time::interval(REPAIR_INTERVAL);
         repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -465,10 +469,16 @@ impl Sessions {
                         .iter()
                         .flat_map(|(peer, sessions)| sessions.iter().map(|s| (peer.clone(), s.clone())))
                         .collect();
+                    // …and members we lost (they restarted on new ports and cannot find
+                    // us, or a connection dropped) are dialed again at their addresses.
+                    let sessions: Vec<String> = lock(&self.book).sessions.keys().cloned().collect();
                     let me = Arc::clone(&self);
                     tokio::spawn(async move {
                         for (peer, session) in pairs {
                             me.push_to(&peer, &session).await;
+                        }
+                        for session in sessions {
+                            me.meet_members(&session).await;
                         }
                     });
                 }

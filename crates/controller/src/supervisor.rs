@@ -170,6 +170,17 @@ pub struct ServiceSpec {
     pub program: PathBuf,
     pub node: NodeConfig,
     pub policy: RestartPolicy,
+    /// Where the pinned listen addresses are kept across controller restarts
+    /// (`<home>/listen.json`), so friends' copies of our addresses stay dialable after the
+    /// app restarts too. None: pinned for this run only.
+    pub listen_memory: Option<PathBuf>,
+}
+
+/// What `listen_memory` holds: the configured listen addresses and the ones pinned for them.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ListenMemory {
+    configured: Vec<String>,
+    pinned: Vec<String>,
 }
 
 pub struct Supervisor {
@@ -197,6 +208,14 @@ pub fn supervisor(
     shutdown: CancellationToken,
 ) -> (Supervisor, ServiceClient) {
     let (tx, requests) = mpsc::channel(256);
+    // The ports of the last run, if the configuration is the same (else they mean nothing).
+    let remembered = spec
+        .listen_memory
+        .as_ref()
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|bytes| serde_json::from_slice::<ListenMemory>(&bytes).ok())
+        .filter(|m| m.configured == spec.node.listen)
+        .map(|m| m.pinned);
     let supervisor = Supervisor {
         spec,
         state,
@@ -206,7 +225,7 @@ pub fn supervisor(
         redial: HashSet::new(),
         crashes: VecDeque::new(),
         consecutive_crashes: 0,
-        pinned_listen: None,
+        pinned_listen: remembered,
         app_events: None,
         recent: IpcLog::default(),
     };
@@ -540,6 +559,27 @@ impl Supervisor {
         }
     }
 
+    fn remember_listen(&self, pinned: &[String]) {
+        let Some(path) = &self.spec.listen_memory else {
+            return;
+        };
+        let memory = ListenMemory {
+            configured: self.spec.node.listen.clone(),
+            pinned: pinned.to_vec(),
+        };
+        let written = serde_json::to_vec_pretty(&memory)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                crate::home::write_private_file(path, &bytes).map_err(|e| e.to_string())
+            });
+        if let Err(err) = written {
+            tracing::warn!(
+                "could not remember the listen ports in {} ({err}); the next run may get new ones",
+                path.display()
+            );
+        }
+    }
+
     /// Applies one event. Returns `Some` when the incarnation must end.
     async fn on_event(&mut self, link: &mut ServiceLink, envelope: EventEnvelope) -> Option<Ended> {
         let EventEnvelope { id, body: event } = envelope;
@@ -561,7 +601,9 @@ impl Supervisor {
             }
             (Some(Internal::StartNode), Event::NodeStarted { listen_addrs, .. }) => {
                 if self.pinned_listen.is_none() {
-                    self.pinned_listen = Some(pin_ports(&self.spec.node.listen, listen_addrs));
+                    let pinned = pin_ports(&self.spec.node.listen, listen_addrs);
+                    self.remember_listen(&pinned);
+                    self.pinned_listen = Some(pinned);
                 }
                 let peers: Vec<String> = self.redial.drain().collect();
                 for peer in peers {
@@ -1031,6 +1073,7 @@ mod tests {
                     ping_interval_ms: 1000,
                 },
                 policy: RestartPolicy::default(),
+                listen_memory: None,
             },
             crate::state::StateHandle::new(test_state()),
             CancellationToken::new(),

@@ -54,6 +54,13 @@ pub struct ConnectReply {
     pub dial_ms: Option<f64>,
 }
 
+/// `POST /api/disconnect`: close every connection to a peer (it may reconnect: members of
+/// shared playlists find each other again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct DisconnectRequest {
+    pub peer_id: String,
+}
+
 /// `GET /api/invite` and `POST /api/playlists/{id}/share`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct LinkReply {
@@ -244,6 +251,7 @@ pub fn typescript_definitions() -> String {
         OkReply::decl(&cfg),
         ConnectRequest::decl(&cfg),
         ConnectReply::decl(&cfg),
+        DisconnectRequest::decl(&cfg),
         LinkReply::decl(&cfg),
         OpenRequest::decl(&cfg),
         LoginLinkReply::decl(&cfg),

@@ -70,6 +70,34 @@ impl PlaylistDoc {
     fn tracks(&self) -> LoroMovableList {
         self.doc.get_movable_list("tracks")
     }
+    /// Ids of removed tracks. Loro's MovableList lets a concurrent move bring a deleted
+    /// element back (the move wins); a track listed here stays hidden whatever the list says.
+    fn removed(&self) -> LoroMap {
+        self.doc.get_map("removed_tracks")
+    }
+
+    /// The id of the list element at `index`.
+    fn id_at(list: &LoroMovableList, index: usize) -> Option<String> {
+        match list.get(index) {
+            Some(ValueOrContainer::Container(loro::Container::Map(map))) => match map.get("id") {
+                Some(ValueOrContainer::Value(v)) => v.as_string().map(|s| s.to_string()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// List indexes of the tracks that are shown (not removed), in order.
+    fn visible_indexes(&self) -> Vec<usize> {
+        let list = self.tracks();
+        let removed = self.removed();
+        if removed.is_empty() {
+            return (0..list.len()).collect();
+        }
+        (0..list.len())
+            .filter(|&i| Self::id_at(&list, i).is_none_or(|id| removed.get(&id).is_none()))
+            .collect()
+    }
 
     /// A new, empty playlist owned by `owner`.
     pub fn create(
@@ -195,30 +223,30 @@ impl PlaylistDoc {
         Ok(ids)
     }
 
+    /// The list index of a shown track.
     fn index_of(&self, track_id: &str) -> Result<usize, StoreError> {
         let list = self.tracks();
-        for i in 0..list.len() {
-            if let Some(ValueOrContainer::Container(loro::Container::Map(map))) = list.get(i)
-                && let Some(ValueOrContainer::Value(v)) = map.get("id")
-                && v.as_string().is_some_and(|s| s.as_str() == track_id)
-            {
-                return Ok(i);
-            }
-        }
-        Err(StoreError::UnknownTrack {
-            playlist: self.id(),
-            track: track_id.to_string(),
-        })
+        let removed = self.removed().get(track_id).is_some();
+        (0..list.len())
+            .find(|&i| !removed && Self::id_at(&list, i).as_deref() == Some(track_id))
+            .ok_or_else(|| StoreError::UnknownTrack {
+                playlist: self.id(),
+                track: track_id.to_string(),
+            })
     }
 
+    /// Moves a track to position `to` among the shown tracks.
     pub fn move_track(&self, track_id: &str, to: usize, now: u64) -> Result<(), StoreError> {
         let from = self.index_of(track_id)?;
-        let len = self.tracks().len();
-        if to >= len {
-            return Err(StoreError::IndexOutOfRange { index: to, len });
-        }
-        if from != to {
-            self.tracks().mov(from, to)?;
+        let visible = self.visible_indexes();
+        let Some(&target) = visible.get(to) else {
+            return Err(StoreError::IndexOutOfRange {
+                index: to,
+                len: visible.len(),
+            });
+        };
+        if from != target {
+            self.tracks().mov(from, target)?;
             self.touch(now)?;
             self.doc.commit();
         }
@@ -228,6 +256,7 @@ impl PlaylistDoc {
     pub fn remove_track(&self, track_id: &str, now: u64) -> Result<(), StoreError> {
         let at = self.index_of(track_id)?;
         self.tracks().delete(at, 1)?;
+        self.removed().insert(track_id, now as i64)?;
         self.touch(now)?;
         self.doc.commit();
         Ok(())
@@ -368,9 +397,16 @@ impl PlaylistDoc {
     pub fn read(&self) -> Playlist {
         let meta = self.meta().get_value();
         let tracks_value = self.tracks().get_deep_value();
+        let removed = self.removed();
         let tracks = tracks_value
             .as_list()
-            .map(|items| items.iter().map(track_from).collect())
+            .map(|items| {
+                items
+                    .iter()
+                    .map(track_from)
+                    .filter(|t| removed.get(&t.id).is_none())
+                    .collect()
+            })
             .unwrap_or_default();
         let members = |name: &str| -> Vec<(String, LoroValue)> {
             let value = self.doc.get_map(name).get_value();
@@ -413,7 +449,7 @@ impl PlaylistDoc {
         PlaylistSummary {
             id: get_str(&meta, "id").unwrap_or_default(),
             name: get_str(&meta, "name").unwrap_or_default(),
-            track_count: self.tracks().len(),
+            track_count: self.visible_indexes().len(),
             updated_at: get_u64(&meta, "updated_at").unwrap_or_default(),
         }
     }

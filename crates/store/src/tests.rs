@@ -352,3 +352,32 @@ fn membership_is_the_owner_and_the_collaborators() {
     );
     assert!(store.is_member("nope", "x").is_err());
 }
+
+#[test]
+fn a_track_removed_on_one_replica_and_moved_on_another_stays_removed() {
+    let alice = Author {
+        peer_id: "A".into(),
+        display_name: "alice".into(),
+    };
+    let a = PlaylistDoc::create("p", "P", "", &alice, 0).expect("create");
+    let ids = a
+        .add_tracks(&[track("1"), track("2"), track("3"), track("4")], &alice, 0)
+        .expect("add");
+    let b = PlaylistDoc::empty();
+    b.import(&a.export_snapshot().expect("snapshot"))
+        .expect("import");
+    let (va, vb) = (a.version(), b.version());
+    a.remove_track(&ids[1], 1).expect("remove");
+    b.move_track(&ids[1], 3, 1).expect("move");
+    a.import(&b.export_updates_since(&vb).expect("export"))
+        .expect("import");
+    b.import(&a.export_updates_since(&va).expect("export"))
+        .expect("import");
+    let (pa, pb) = (a.read(), b.read());
+    assert_eq!(pa, pb);
+    assert!(
+        pa.tracks.iter().all(|t| t.id != ids[1]),
+        "the removed track came back: {:?}",
+        pa.tracks.iter().map(|t| &t.title).collect::<Vec<_>>()
+    );
+}

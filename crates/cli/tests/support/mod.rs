@@ -350,11 +350,20 @@ pub fn http_raw(
     headers: &[(&str, &str)],
     body: &str,
 ) -> String {
+    try_http_raw(url, method, path, headers, body).expect("HTTP exchange with the API")
+}
+
+/// As [`http_raw`], or the I/O error (the server is gone, say).
+pub fn try_http_raw(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<String> {
     let authority = url.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(authority).expect("connect to API");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
+    let mut stream = TcpStream::connect(authority)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -364,10 +373,20 @@ pub fn http_raw(
     }
     request.push_str("\r\n");
     request.push_str(body);
-    stream.write_all(request.as_bytes()).expect("send");
+    stream.write_all(request.as_bytes())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+/// Splits a raw response into (status, body).
+pub fn parse_response(response: &str) -> Option<(u16, String)> {
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
 }
 
 /// A raw HTTP/1.1 request, so tests control every header. Returns (status, body).
@@ -379,16 +398,7 @@ pub fn http(
     body: &str,
 ) -> (u16, String) {
     let response = http_raw(url, method, path, headers, body);
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    parse_response(&response).expect("an HTTP status line")
 }
 
 /// `whatnext p2p` driven directly over its pipes, as the controller does. Its events are
