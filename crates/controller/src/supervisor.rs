@@ -44,6 +44,10 @@ pub struct RestartPolicy {
     pub heartbeat_timeout: Duration,
     /// Time allowed from spawn to `ready`.
     pub ready_timeout: Duration,
+    /// Resident memory the service may use; above it (a flood that got past the connection
+    /// limits, a leak) it is restarted like a crashed one. Checked with each heartbeat here,
+    /// because the sandboxed service cannot read /proc itself.
+    pub max_service_rss_bytes: u64,
 }
 
 impl Default for RestartPolicy {
@@ -57,6 +61,7 @@ impl Default for RestartPolicy {
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(4),
             ready_timeout: Duration::from_secs(10),
+            max_service_rss_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -551,6 +556,15 @@ impl Supervisor {
                             last_heard.elapsed()
                         ));
                     }
+                    if let Some(rss) = child.id().and_then(resident_bytes)
+                        && rss > policy.max_service_rss_bytes
+                    {
+                        return Ended::Crashed(format!(
+                            "the service used {} MB of memory, over its bound of {} MB; restarted",
+                            rss >> 20,
+                            policy.max_service_rss_bytes >> 20
+                        ));
+                    }
                     if link.send(Command::Ping, Internal::Ignore).await.is_err() {
                         return Ended::Crashed(exit_reason(child).await);
                     }
@@ -810,6 +824,19 @@ impl Supervisor {
             _ => {}
         }
     }
+}
+
+/// Resident memory of process `pid` (VmRSS), if it can be read.
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Clears what lived in the network service: its connections and reservations, and what

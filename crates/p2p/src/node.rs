@@ -6,7 +6,7 @@ use crate::codec::AppCodec;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, Transport as _, autonat,
+    Multiaddr, PeerId, StreamProtocol, Swarm, Transport as _, autonat, connection_limits,
     core::{muxing::StreamMuxerBox, upgrade::Version},
     dcutr, identify,
     identity::Keypair,
@@ -41,8 +41,25 @@ pub const IDENTIFY_PROTOCOL: &str = "/whatnext/id/1.0.0";
 /// IPFS's.
 pub const KAD_PROTOCOL: &str = "/whatnext/kad/1.0.0";
 
+/// What one node accepts, so a flood cannot exhaust it: a few connections per peer (direct,
+/// relayed, a hole-punched one), a bounded number of handshakes in flight, and a total far
+/// above what friends need. (Memory is bounded by the controller, which restarts a service
+/// that grows past its limit: `memory-connection-limits` needs /proc, which the sandbox
+/// closes.)
+pub fn connection_limits() -> connection_limits::Behaviour {
+    connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_pending_incoming(Some(64))
+            .with_max_established_incoming(Some(256))
+            .with_max_established(Some(512))
+            .with_max_established_per_peer(Some(8)),
+    )
+}
+
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// First, so its verdict on a new connection comes before any other behaviour's work.
+    pub limits: connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
@@ -142,6 +159,7 @@ pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<Swarm<Behaviour>> {
                 None
             };
             Ok(Behaviour {
+                limits: connection_limits(),
                 identify: identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
                         .with_agent_version(agent_version),

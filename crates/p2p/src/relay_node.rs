@@ -18,7 +18,9 @@ use libp2p::{
     tcp, yamux,
 };
 
-use crate::node::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, error_chain, kademlia, websocket_transport};
+use crate::node::{
+    IDENTIFY_PROTOCOL, KAD_PROTOCOL, connection_limits, error_chain, kademlia, websocket_transport,
+};
 
 /// What a relay gives each peer; defaults suit a small community server.
 #[derive(Debug, Clone)]
@@ -55,6 +57,7 @@ pub struct RelayOptions {
 
 #[derive(NetworkBehaviour)]
 struct RelayBehaviour {
+    limits: libp2p::connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     relay: relay::Behaviour,
@@ -91,6 +94,7 @@ pub async fn run_relay(
             let mut kad = kademlia(peer_id, false);
             kad.set_mode(Some(kad::Mode::Server));
             Ok(RelayBehaviour {
+                limits: connection_limits(),
                 identify: identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
                         .with_agent_version(format!(
