@@ -22,6 +22,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use whatnext_protocol::session::{pack, unpack};
 use whatnext_protocol::{
     ipc::{AppProtocol, Command, Event},
     playlist::Author,
@@ -73,27 +74,6 @@ pub struct Sessions {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Updates travel LZ4-compressed: Loro's encoding leaves repeated strings as they are, and
-/// LZ4 halves a large join.
-fn pack(updates: &[u8]) -> String {
-    B64.encode(lz4_flex::compress_prepend_size(updates))
-}
-
-/// Most a packed update may claim to expand to.
-const MAX_UNPACKED: usize = 256 * 1024 * 1024;
-
-fn unpack(text: &str) -> Result<Vec<u8>, String> {
-    let bytes = B64.decode(text).map_err(|e| format!("not base64: {e}"))?;
-    let claimed = bytes
-        .get(..4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .ok_or("truncated")?;
-    if claimed > MAX_UNPACKED {
-        return Err(format!("claims {claimed} bytes unpacked"));
-    }
-    lz4_flex::decompress_size_prepended(&bytes).map_err(|e| format!("not LZ4: {e}"))
 }
 
 fn new_key() -> String {

@@ -6,6 +6,7 @@
 //! * `/whatnext/sync/1.0.0`: `hello` carries a version vector and is answered with the
 //!   updates the asker lacks; `push` carries new updates to an admitted member at once.
 
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use serde::{Deserialize, Serialize};
 
 pub const HANDSHAKE_PROTOCOL: &str = "/whatnext/handshake/1.0.0";
@@ -58,4 +59,55 @@ pub enum SyncResponse {
     Updates { session: String, updates: String },
     Ack,
     Refused { reason: String },
+}
+
+/// Updates travel LZ4-compressed: Loro's encoding leaves repeated strings as they are, and
+/// LZ4 halves a large join. The text is base64 of an LZ4 block with its size prepended.
+pub fn pack(updates: &[u8]) -> String {
+    B64.encode(lz4_flex::compress_prepend_size(updates))
+}
+
+/// Most a packed update may claim to expand to: a hostile size prefix must not make the
+/// receiver allocate gigabytes.
+pub const MAX_UNPACKED: usize = 256 * 1024 * 1024;
+
+/// The updates in a `push` or `updates` message, or why they cannot be read.
+pub fn unpack(text: &str) -> Result<Vec<u8>, String> {
+    let bytes = B64.decode(text).map_err(|e| format!("not base64: {e}"))?;
+    let claimed = bytes
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or("truncated")?;
+    if claimed > MAX_UNPACKED {
+        return Err(format!("claims {claimed} bytes unpacked"));
+    }
+    lz4_flex::decompress_size_prepended(&bytes).map_err(|e| format!("not LZ4: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_hostile_size_prefix_is_refused_before_allocating() {
+        let mut bytes = u32::MAX.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"tiny");
+        let err = unpack(&B64.encode(bytes)).expect_err("refused");
+        assert!(err.contains("claims"), "{err}");
+        assert!(unpack("***").is_err());
+        assert!(unpack("").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn packed_updates_unpack_to_themselves(updates in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            prop_assert_eq!(unpack(&pack(&updates)), Ok(updates));
+        }
+
+        #[test]
+        fn any_text_unpacks_or_fails_without_panicking(text in ".{0,512}") {
+            let _ = unpack(&text);
+        }
+    }
 }

@@ -1,0 +1,26 @@
+//! What a peer sends on /whatnext/handshake/1.0.0 and /whatnext/sync/1.0.0, as the
+//! controller reads it: JSON into the typed messages, then the packed updates of a `push` or
+//! `updates` unpacked (base64 → LZ4 with a size cap). Never a panic, never an allocation
+//! beyond the cap.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use whatnext_protocol::session::{
+    HandshakeRequest, HandshakeResponse, MAX_UNPACKED, SyncRequest, SyncResponse, unpack,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = serde_json::from_slice::<HandshakeRequest>(data);
+    let _ = serde_json::from_slice::<HandshakeResponse>(data);
+    let _ = serde_json::from_slice::<SyncResponse>(data);
+    let packed = match serde_json::from_slice::<SyncRequest>(data) {
+        Ok(SyncRequest::Push { updates, .. }) => Some(updates),
+        Ok(SyncRequest::Hello { version, .. }) => Some(version),
+        Err(_) => std::str::from_utf8(data).ok().map(str::to_string),
+    };
+    if let Some(text) = packed
+        && let Ok(bytes) = unpack(&text)
+    {
+        assert!(bytes.len() <= MAX_UNPACKED);
+    }
+});
