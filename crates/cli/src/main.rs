@@ -126,6 +126,10 @@ struct RunArgs {
     /// Do not ask the router for a port mapping (UPnP).
     #[arg(long)]
     no_upnp: bool,
+    /// Do not open the native window (builds with the `desktop` feature open one; others
+    /// never do).
+    #[arg(long)]
+    no_window: bool,
     /// A DHT bootstrap node, /…/p2p/<peer id> (repeatable; replaces `bootstrap` in config.toml).
     #[arg(long, value_name = "MULTIADDR")]
     bootstrap: Vec<String>,
@@ -174,6 +178,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 api_port: args.api_port,
                 home_explicit,
             };
+            if cfg!(feature = "desktop") && !args.no_window {
+                return run_windowed(&home, flags);
+            }
             if let Err(err) = whatnext_controller::run(home.clone(), flags) {
                 return match err.downcast_ref::<HomeError>() {
                     Some(HomeError::AlreadyRunning { .. }) => hand_over_to_running(&home, err),
@@ -314,6 +321,29 @@ fn hand_over_to_running(home: &Home, err: anyhow::Error) -> anyhow::Result<ExitC
             Err(err.context(format!("and it could not be reached: {forward_err:#}")))
         }
     }
+}
+
+/// `whatnext run` with the native window. A controller already running for the home is
+/// asked to show its window instead (the window lives in the controller's process).
+#[cfg(feature = "desktop")]
+fn run_windowed(home: &Home, flags: whatnext_controller::RunFlags) -> anyhow::Result<ExitCode> {
+    if let Ok(Forwarded::Answered(response)) =
+        send(home, &LocalRequest::Show, Duration::from_secs(10))
+    {
+        println!(
+            "WhatNext is already running for home {} (pid {}); brought its window forward.",
+            home.dir().display(),
+            response.pid
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    whatnext_desktop::run(home.clone(), flags)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "desktop"))]
+fn run_windowed(_home: &Home, _flags: whatnext_controller::RunFlags) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("this whatnext was built without a desktop window; run with --no-window")
 }
 
 /// `whatnext open URL`: what the OS runs for a link.

@@ -16,6 +16,8 @@ let state = null;
 /** @type {string | null} */
 let openId = null;
 let openVersion = -1;
+/** The link attempt last shown in the Connect panel: links clicked elsewhere show up there too. */
+let shownAttempt = '';
 /** The addresses the shown invite was made for: a new set (restart, new network) needs a new invite. */
 let inviteAddrs = '';
 
@@ -92,11 +94,31 @@ function renderPlaylists(s) {
 }
 
 /** @param {AppState} s */
+function renderLastLink(s) {
+  const attempt = s.link_attempts[s.link_attempts.length - 1];
+  if (!attempt) return;
+  const key = `${attempt.id}:${attempt.status}:${s.started_at_ms}`;
+  if (key === shownAttempt) return;
+  shownAttempt = key;
+  const who = attempt.peer_id ? attempt.peer_id.slice(0, 16) + '…' : 'the link';
+  const out = $('connect-result');
+  const via = attempt.steps.length ? ` (${attempt.steps.map((step) => `${step.method} ${step.ok ? 'ok' : 'failed'}`).join(', ')})` : '';
+  out.textContent = {
+    pending: `Opening a link to ${who}…`,
+    connected: `Connected to ${who}${via}`,
+    failed: `Could not connect to ${who}: ${attempt.error}`,
+    invalid: `Not a valid link: ${attempt.error}`,
+  }[attempt.status];
+  out.className = attempt.status === 'connected' ? 'ok' : (attempt.status === 'pending' ? '' : 'bad');
+}
+
+/** @param {AppState} s */
 function render(s) {
   state = s;
   renderNode(s);
   renderPeers(s);
   renderPlaylists(s);
+  renderLastLink(s);
   const addrs = [...s.listen_addrs, ...s.external_addrs].join(' ');
   if (s.node === 'running' && addrs !== inviteAddrs) {
     inviteAddrs = addrs;

@@ -36,6 +36,8 @@ pub struct App {
     pub sessions: Arc<Sessions>,
     /// Value of the view's HttpOnly session cookie (kept across restarts in view.json).
     pub view_secret: String,
+    /// The native window, when there is one (desktop build).
+    pub ui: std::sync::OnceLock<crate::ui::UiHooks>,
     /// One-time login tokens for the view, with their expiry.
     pub login_tokens: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     next_link_id: AtomicU64,
@@ -87,6 +89,7 @@ impl App {
             library,
             sessions,
             view_secret,
+            ui: std::sync::OnceLock::new(),
             login_tokens: std::sync::Mutex::new(std::collections::HashMap::new()),
             next_link_id: AtomicU64::new(1),
         }
@@ -403,6 +406,12 @@ impl App {
             Ok(addr) => attempt.addr = Some(addr),
             Err(error) => {
                 tracing::warn!("link {}: {error}", attempt.id);
+                if let Some(ui) = self.ui.get() {
+                    (ui.notify)(crate::ui::UiEvent::LinkFailed {
+                        link: attempt.link.clone(),
+                        reason: error.clone(),
+                    });
+                }
                 attempt.error = Some(error);
             }
         }

@@ -25,6 +25,7 @@ pub mod sessions;
 pub mod single_instance;
 pub mod state;
 pub mod supervisor;
+pub mod ui;
 pub mod view;
 
 use std::sync::Arc;
@@ -45,6 +46,12 @@ use crate::{
 
 /// Runs the controller in the foreground until SIGINT/SIGTERM or `POST /api/shutdown`.
 pub fn run(home: Home, flags: RunFlags) -> anyhow::Result<()> {
+    run_with_ui(home, flags, None)
+}
+
+/// As [`run`], beside a native window: the window gets [`ui::UiEvent`]s instead of a
+/// browser being opened, and stops the controller with `hooks.shutdown`.
+pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyhow::Result<()> {
     home.create()?;
     let _lock = single_instance::acquire(&home)?;
     let _log_guard = logging::init(&home);
@@ -103,7 +110,7 @@ pub fn run(home: Home, flags: RunFlags) -> anyhow::Result<()> {
         policy: RestartPolicy::default(),
         listen_memory: Some(home.listen_memory_path()),
     };
-    runtime.block_on(serve(home, settings, spec, initial, (store, author)))
+    runtime.block_on(serve(home, settings, spec, initial, (store, author), ui))
 }
 
 async fn serve(
@@ -112,8 +119,11 @@ async fn serve(
     spec: ServiceSpec,
     initial: AppState,
     (store, author): (whatnext_store::Store, whatnext_protocol::playlist::Author),
+    ui: Option<ui::UiHooks>,
 ) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
+    let shutdown = ui
+        .as_ref()
+        .map_or_else(CancellationToken::new, |ui| ui.shutdown.clone());
     tokio::spawn(stop_on_signals(shutdown.clone()));
     let state = StateHandle::new(initial);
     let library = library::Library::start(store, author, state.clone(), home.mirror_dir());
@@ -170,6 +180,10 @@ async fn serve(
         Arc::clone(&library),
         sessions,
     ));
+    if let Some(ui) = &ui {
+        let _ = app.ui.set(ui.clone());
+        let _ = app.sessions.ui.set(ui.clone());
+    }
     tokio::spawn(local_socket::serve(Arc::clone(&app), socket));
 
     let info = ApiInfo {
@@ -186,7 +200,9 @@ async fn serve(
     println!("Stop it with Ctrl-C. `whatnext status` shows the node.");
     let login = view::new_login_url(&app);
     println!("Open the view: {login}");
-    if settings.browser
+    if let Some(ui) = &ui {
+        (ui.notify)(ui::UiEvent::Ready { login_url: login });
+    } else if settings.browser
         && let Err(err) = open::that_detached(&login)
     {
         tracing::warn!("could not open a browser ({err}); open the URL above yourself");

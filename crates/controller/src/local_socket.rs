@@ -110,6 +110,12 @@ async fn answer(app: &Arc<App>, request: LocalRequest) -> LocalResponse {
                 Ok(timeout) => timeout,
                 Err(message) => return reply_error(app, message),
             };
+            if let Some(ui) = app.ui.get() {
+                // A link clicked while we run: bring the window forward to show the attempt.
+                (ui.notify)(crate::ui::UiEvent::LinkOpened {
+                    link: crate::app::redact_key(&url),
+                });
+            }
             let attempt = app.open_link(&url, wait, timeout).await;
             let ok = matches!(attempt.status, LinkStatus::Pending | LinkStatus::Connected);
             LocalResponse {
@@ -121,6 +127,9 @@ async fn answer(app: &Arc<App>, request: LocalRequest) -> LocalResponse {
             }
         }
         LocalRequest::Show => {
+            if let Some(ui) = app.ui.get() {
+                (ui.notify)(crate::ui::UiEvent::Show);
+            }
             tracing::info!(
                 "another launch of WhatNext asked for this one; the view is at {}",
                 app.url

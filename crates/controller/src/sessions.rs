@@ -62,6 +62,8 @@ struct Book {
 pub struct Sessions {
     path: PathBuf,
     book: Mutex<Book>,
+    /// The native window, when there is one (desktop build): told when a friend joins.
+    pub ui: std::sync::OnceLock<crate::ui::UiHooks>,
     /// Peer → sessions it is admitted to on its current connection.
     admitted: Mutex<HashMap<String, HashSet<String>>>,
     /// (peer, session) → the version vector the peer is known to have.
@@ -100,6 +102,7 @@ impl Sessions {
         let sessions = Arc::new(Sessions {
             path,
             book: Mutex::new(book),
+            ui: std::sync::OnceLock::new(),
             admitted: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
             service,
@@ -348,14 +351,30 @@ impl Sessions {
             .library
             .write(move |store, _, _| {
                 if !store.contains(&id) {
-                    return Ok(((), None)); // joining: the playlist arrives with the first sync
+                    return Ok((false, None)); // joining: the playlist arrives with the first sync
                 }
                 let changed = store.add_member(&id, &member)?;
-                Ok(((), changed.then_some(id)))
+                Ok((changed, changed.then_some(id)))
             })
             .await;
-        if let Err(err) = result {
-            tracing::warn!("could not record member {peer} of {session}: {err}");
+        match result {
+            Ok(true) => {
+                if let Some(ui) = self.ui.get() {
+                    let playlist = self
+                        .state
+                        .snapshot()
+                        .playlists
+                        .iter()
+                        .find(|p| p.id == session)
+                        .map_or_else(|| session.to_string(), |p| p.name.clone());
+                    (ui.notify)(crate::ui::UiEvent::PeerJoined {
+                        name: display_name.to_string(),
+                        playlist,
+                    });
+                }
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!("could not record member {peer} of {session}: {err}"),
         }
         self.publish();
     }
