@@ -72,7 +72,7 @@ pub fn run(home: &Home, args: RelayArgs) -> anyhow::Result<()> {
         },
         allow_private: args.allow_private,
     };
-    init_logging();
+    whatnext_p2p::init_stderr_logging(true);
     println!(
         "WhatNext relay {} (key {}). Give peers one of these addresses (config.toml `relays`/`bootstrap`):",
         identity.peer_id,
@@ -112,15 +112,4 @@ async fn stop_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,whatnext_p2p=info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }

@@ -177,18 +177,7 @@ fn which(program: &str) -> Option<PathBuf> {
 }
 
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program} {args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    run_with_stdin(program, args, "")
 }
 
 fn run_with_stdin(program: &str, args: &[&str], input: &str) -> Result<(), String> {

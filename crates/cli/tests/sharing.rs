@@ -18,17 +18,6 @@ fn show(node: &Node, id: &str) -> Option<Value> {
         .flatten()
 }
 
-fn titles(playlist: &Value) -> Vec<String> {
-    playlist["tracks"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .filter_map(|t| t["title"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Waits until `node` has playlist `id` with exactly `expected` titles (in any order).
 fn wait_titles(node: &Node, id: &str, expected: &[&str]) -> Value {
     let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();

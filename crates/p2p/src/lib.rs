@@ -35,15 +35,24 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn init_logging() {
+    // No timestamps: the controller stamps the lines when it re-emits them. Plain text,
+    // one event per line, level first, so the controller can re-emit at the same level.
+    init_stderr_logging(false);
+}
+
+/// Logs to stderr at `RUST_LOG` (default: warnings, and our own info lines); `timestamps`
+/// for a process that runs on its own (`whatnext relay`), in colour on a terminal.
+pub fn init_stderr_logging(timestamps: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("warn,whatnext_p2p=info"));
-    // No timestamps: the controller stamps the lines when it re-emits them. Plain text,
-    // one event per line, level first, so the controller can re-emit at the same level.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .without_time()
-        .try_init();
+        .with_ansi(timestamps && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = if timestamps {
+        builder.try_init()
+    } else {
+        builder.without_time().try_init()
+    };
 }

@@ -182,6 +182,13 @@ impl FromStr for InviteLink {
                 _ => {} // forward compatibility
             }
         }
+        // The canonical form percent-encodes what the input may have left raw, so it can be
+        // longer: refuse what could not be written back within the limit (a link must
+        // survive being passed on).
+        let canonical = link.to_string().len();
+        if canonical > MAX_LINK_LEN {
+            return Err(LinkError::TooLong(canonical));
+        }
         Ok(link)
     }
 }
@@ -253,6 +260,18 @@ fn parse_relay(raw: &str) -> Result<Multiaddr, LinkError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_link_whose_canonical_form_is_too_long_is_refused_not_half_accepted() {
+        // Found by the fuzzer: under the limit as given, over it once re-encoded.
+        let key = "%".repeat(100) + &"\u{f3}".repeat(4000);
+        let input = format!("whtnxt://connect/{PEER}?key={key}");
+        assert!(input.len() <= MAX_LINK_LEN);
+        match input.parse::<InviteLink>() {
+            Ok(link) => assert!(link.to_string().parse::<InviteLink>().is_ok()),
+            Err(err) => assert!(matches!(err, LinkError::TooLong(_)), "{err}"),
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

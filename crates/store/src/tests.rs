@@ -293,8 +293,8 @@ proptest! {
     }
 }
 
-#[test]
-fn concurrent_moves_of_one_track_never_duplicate_it() {
+/// Two replicas of one playlist of four tracks, in sync; returns them and the track ids.
+fn two_replicas() -> (PlaylistDoc, PlaylistDoc, Vec<String>) {
     let alice = Author {
         peer_id: "A".into(),
         display_name: "alice".into(),
@@ -306,13 +306,29 @@ fn concurrent_moves_of_one_track_never_duplicate_it() {
     let b = PlaylistDoc::empty();
     b.import(&a.export_snapshot().expect("snapshot"))
         .expect("import");
+    (a, b, ids)
+}
+
+/// Runs `edit_a` and `edit_b` concurrently (neither sees the other), then merges both ways.
+fn concurrently(a: &PlaylistDoc, b: &PlaylistDoc, edit_a: impl FnOnce(), edit_b: impl FnOnce()) {
     let (va, vb) = (a.version(), b.version());
-    a.move_track(&ids[0], 3, 1).expect("move");
-    b.move_track(&ids[0], 1, 1).expect("move");
+    edit_a();
+    edit_b();
     a.import(&b.export_updates_since(&vb).expect("export"))
         .expect("import");
     b.import(&a.export_updates_since(&va).expect("export"))
         .expect("import");
+}
+
+#[test]
+fn concurrent_moves_of_one_track_never_duplicate_it() {
+    let (a, b, ids) = two_replicas();
+    concurrently(
+        &a,
+        &b,
+        || a.move_track(&ids[0], 3, 1).expect("move"),
+        || b.move_track(&ids[0], 1, 1).expect("move"),
+    );
     let (pa, pb) = (a.read(), b.read());
     assert_eq!(pa, pb);
     assert_eq!(pa.tracks.len(), 4);
@@ -355,24 +371,13 @@ fn membership_is_the_owner_and_the_collaborators() {
 
 #[test]
 fn a_track_removed_on_one_replica_and_moved_on_another_stays_removed() {
-    let alice = Author {
-        peer_id: "A".into(),
-        display_name: "alice".into(),
-    };
-    let a = PlaylistDoc::create("p", "P", "", &alice, 0).expect("create");
-    let ids = a
-        .add_tracks(&[track("1"), track("2"), track("3"), track("4")], &alice, 0)
-        .expect("add");
-    let b = PlaylistDoc::empty();
-    b.import(&a.export_snapshot().expect("snapshot"))
-        .expect("import");
-    let (va, vb) = (a.version(), b.version());
-    a.remove_track(&ids[1], 1).expect("remove");
-    b.move_track(&ids[1], 3, 1).expect("move");
-    a.import(&b.export_updates_since(&vb).expect("export"))
-        .expect("import");
-    b.import(&a.export_updates_since(&va).expect("export"))
-        .expect("import");
+    let (a, b, ids) = two_replicas();
+    concurrently(
+        &a,
+        &b,
+        || a.remove_track(&ids[1], 1).expect("remove"),
+        || b.move_track(&ids[1], 3, 1).expect("move"),
+    );
     let (pa, pb) = (a.read(), b.read());
     assert_eq!(pa, pb);
     assert!(

@@ -519,3 +519,15 @@ pub fn cli_json(node: &Node, args: &[&str]) -> Value {
     );
     serde_json::from_slice(&out.stdout).expect("JSON output")
 }
+
+/// The track titles of a playlist as `playlist show --json` prints it, in order.
+pub fn titles(playlist: &Value) -> Vec<String> {
+    playlist["tracks"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["title"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
