@@ -84,6 +84,13 @@ struct Service<W> {
     next_inbound: u64,
     /// Outbound app requests, by protocol and libp2p's id, with the command id to answer.
     outbound: HashMap<(AppProtocol, OutboundRequestId), Option<u64>>,
+    /// Relays, DHT helpers and lookups of the running node; reset with it.
+    net: Connectivity,
+}
+
+/// What the node keeps about its helper nodes (relays, bootstrap nodes) and DHT lookups.
+#[derive(Default)]
+struct Connectivity {
     /// Our listeners on relays (`<relay>/p2p-circuit`), by listener, with the relay's address.
     relay_listeners: HashMap<ListenerId, Multiaddr>,
     /// Relays to ask again for a reservation: when, which, and how many tries so far.
@@ -96,6 +103,24 @@ struct Service<W> {
     relay_failures: HashMap<Multiaddr, u32>,
     /// `find_peer` lookups in flight: the command id to answer and the peer sought.
     lookups: HashMap<kad::QueryId, (Option<u64>, PeerId)>,
+}
+
+impl Connectivity {
+    /// The relay `peer` is, if it is a configured one with neither a listener nor a retry
+    /// pending: one to ask for a reservation.
+    fn idle_relay(&self, peer: Option<PeerId>) -> Option<Multiaddr> {
+        let relay = self.relays.get(&peer?)?;
+        let busy = self.relay_listeners.values().any(|r| r == relay)
+            || self.relay_retries.iter().any(|(_, r, _)| r == relay);
+        (!busy).then(|| relay.clone())
+    }
+
+    /// Counts one more failure to reach `relay`; returns the count (for the backoff).
+    fn relay_failed(&mut self, relay: &Multiaddr) -> u32 {
+        let failures = self.relay_failures.entry(relay.clone()).or_default();
+        *failures += 1;
+        *failures
+    }
 }
 
 pub async fn serve_on<R, W>(reader: R, writer: W) -> anyhow::Result<()>
@@ -114,12 +139,7 @@ where
         inbound: HashMap::new(),
         next_inbound: 1,
         outbound: HashMap::new(),
-        relay_listeners: HashMap::new(),
-        relay_retries: Vec::new(),
-        helpers: HashSet::new(),
-        relays: HashMap::new(),
-        relay_failures: HashMap::new(),
-        lookups: HashMap::new(),
+        net: Connectivity::default(),
     };
     service
         .emit(
@@ -132,7 +152,7 @@ where
         .await?;
 
     loop {
-        let retry_at = service.relay_retries.iter().map(|(at, _, _)| *at).min();
+        let retry_at = service.net.relay_retries.iter().map(|(at, _, _)| *at).min();
         tokio::select! {
             () = sleep_until(retry_at) => service.retry_relays(),
             frame = reader.next() => {
@@ -266,12 +286,7 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 self.swarm = None;
                 self.starting = None;
                 self.connections.clear();
-                self.relay_listeners.clear();
-                self.relay_retries.clear();
-                self.helpers.clear();
-                self.relays.clear();
-                self.relay_failures.clear();
-                self.lookups.clear();
+                self.net = Connectivity::default();
                 let pending: Vec<_> = self.pending_dials.drain().collect();
                 for (_, (dial_id, _)) in pending {
                     let reason = "the node was stopped".to_string();
@@ -340,7 +355,7 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                     let behaviour = swarm.behaviour_mut();
                     behaviour.kad.add_address(&peer, plain.clone());
                     behaviour.autonat.add_server(peer, Some(plain));
-                    self.helpers.insert(peer);
+                    self.net.helpers.insert(peer);
                 }
                 (_, None) => tracing::warn!(
                     "{addr} does not end in /p2p/<peer id>; it is dialed but cannot serve the DHT"
@@ -355,7 +370,7 @@ impl<W: AsyncWrite + Unpin> Service<W> {
             // the circuit racing our own dial to the relay loses the reservation.
             match split_peer_id(&relay) {
                 (_, Some(peer)) => {
-                    self.relays.insert(peer, relay);
+                    self.net.relays.insert(peer, relay);
                 }
                 (_, None) => tracing::warn!(
                     "relay {relay} does not end in /p2p/<peer id>; no reservation can be made on it"
@@ -375,7 +390,7 @@ impl<W: AsyncWrite + Unpin> Service<W> {
     fn reserve(&mut self, swarm: &mut Swarm<Behaviour>, relay: Multiaddr, tries: u32) {
         match swarm.listen_on(relay.clone().with(Protocol::P2pCircuit)) {
             Ok(listener) => {
-                self.relay_listeners.insert(listener, relay);
+                self.net.relay_listeners.insert(listener, relay);
             }
             Err(err) => {
                 tracing::warn!("cannot listen through relay {relay}: {}", error_chain(&err));
@@ -388,16 +403,17 @@ impl<W: AsyncWrite + Unpin> Service<W> {
         let backoff = std::time::Duration::from_secs(5)
             .saturating_mul(1 << tries.saturating_sub(1).min(4))
             .min(MAX_RELAY_RETRY);
-        self.relay_retries
+        self.net
+            .relay_retries
             .push((tokio::time::Instant::now() + backoff, relay, tries));
     }
 
     fn retry_relays(&mut self) {
         let now = tokio::time::Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.relay_retries)
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.net.relay_retries)
             .into_iter()
             .partition(|(at, _, _)| *at <= now);
-        self.relay_retries = later;
+        self.net.relay_retries = later;
         let Some(mut swarm) = self.swarm.take() else {
             return;
         };
@@ -508,7 +524,7 @@ impl<W: AsyncWrite + Unpin> Service<W> {
             return self.emit(id, Event::PeerNotFound { peer_id, reason }).await;
         };
         let query = swarm.behaviour_mut().kad.get_closest_peers(peer);
-        self.lookups.insert(query, (id, peer));
+        self.net.lookups.insert(query, (id, peer));
         Ok(())
     }
 
@@ -522,7 +538,7 @@ impl<W: AsyncWrite + Unpin> Service<W> {
         let kad::QueryResult::GetClosestPeers(result) = result else {
             return Ok(());
         };
-        let Some((id, sought)) = self.lookups.remove(&query) else {
+        let Some((id, sought)) = self.net.lookups.remove(&query) else {
             return Ok(());
         };
         let (peers, failure) = match result {
@@ -543,7 +559,7 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 addrs: found,
             }
         } else {
-            let reason = match (failure, peers.is_empty(), self.helpers.is_empty()) {
+            let reason = match (failure, peers.is_empty(), self.net.helpers.is_empty()) {
                 (_, true, true) => "the DHT knows no peers: configure a bootstrap or relay node (`bootstrap`/`relays` in config.toml)".to_string(),
                 (Some(why), _, _) => format!("{why} without finding the peer"),
                 (None, _, _) => format!(
@@ -670,8 +686,8 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 address,
             } => {
                 tracing::info!("listening on {address}");
-                if let Some(relay) = self.relay_listeners.get(&listener_id) {
-                    self.relay_failures.remove(relay);
+                if let Some(relay) = self.net.relay_listeners.get(&listener_id) {
+                    self.net.relay_failures.remove(relay);
                     let relay_peer_id = split_peer_id(relay)
                         .1
                         .map(|p| p.to_string())
@@ -710,7 +726,7 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 reason,
                 ..
             } => {
-                if let Some(relay) = self.relay_listeners.remove(&listener_id) {
+                if let Some(relay) = self.net.relay_listeners.remove(&listener_id) {
                     let reason = match &reason {
                         Ok(()) => "the relay connection closed".to_string(),
                         Err(err) => error_chain(err),
@@ -719,9 +735,7 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                     let relay_addr = relay.to_string();
                     self.emit(None, Event::RelayReservationFailed { relay_addr, reason })
                         .await?;
-                    let failures = self.relay_failures.entry(relay.clone()).or_default();
-                    *failures += 1;
-                    let tries = *failures;
+                    let tries = self.net.relay_failed(&relay);
                     self.schedule_relay_retry(relay, tries);
                 } else if let Err(err) = reason {
                     let message = format!("a listener closed: {}", error_chain(&err));
@@ -749,16 +763,13 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                     }
                 };
                 tracing::info!("connected to {peer_id} via {addr} ({direction})");
-                if self.helpers.contains(&peer_id)
+                if self.net.helpers.contains(&peer_id)
                     && let Some(mut swarm) = self.swarm.take()
                 {
                     if let Err(err) = swarm.behaviour_mut().kad.bootstrap() {
                         tracing::debug!("DHT bootstrap: {err}");
                     }
-                    if let Some(relay) = self.relays.get(&peer_id).cloned()
-                        && !self.relay_listeners.values().any(|r| *r == relay)
-                        && !self.relay_retries.iter().any(|(_, r, _)| *r == relay)
-                    {
+                    if let Some(relay) = self.net.idle_relay(Some(peer_id)) {
                         self.reserve(&mut swarm, relay, 0);
                     }
                     self.swarm = Some(swarm);
@@ -810,13 +821,8 @@ impl<W: AsyncWrite + Unpin> Service<W> {
                 let reason = error_chain(&error);
                 tracing::info!("dial to {peer_id:?} failed: {reason}");
                 // A relay we could not reach: try again later (the retry dials it).
-                if let Some(relay) = peer_id.and_then(|p| self.relays.get(&p)).cloned()
-                    && !self.relay_listeners.values().any(|r| *r == relay)
-                    && !self.relay_retries.iter().any(|(_, r, _)| *r == relay)
-                {
-                    let failures = self.relay_failures.entry(relay.clone()).or_default();
-                    *failures += 1;
-                    let tries = *failures;
+                if let Some(relay) = self.net.idle_relay(peer_id) {
+                    let tries = self.net.relay_failed(&relay);
                     self.schedule_relay_retry(relay, tries);
                 }
                 let request = self
