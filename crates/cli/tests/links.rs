@@ -253,8 +253,9 @@ fn a_link_opened_through_the_desktop_reaches_the_running_controller() {
         String::from_utf8_lossy(&out.stderr)
     );
     let b_id = b.peer_id();
+    // The connection shows up a moment before the attempt is settled: wait for both.
     let state = a.wait_status("the desktop's link to reach A", PATIENCE, |s| {
-        connected_to(s, &b_id)
+        connected_to(s, &b_id) && last_attempt(s)["status"] != "pending"
     });
     assert_eq!(last_attempt(&state)["status"], "connected");
 

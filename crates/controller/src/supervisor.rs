@@ -436,15 +436,20 @@ impl Supervisor {
         } else {
             let _ = child.kill().await;
         }
-        // Remember who we were connected to, then forget the dead incarnation's connections.
-        let connected: Vec<String> = self
-            .state
-            .snapshot()
-            .connections
-            .iter()
-            .map(|c| c.peer_id.clone())
-            .collect();
-        self.redial.extend(connected);
+        // Remember who we were connected to, then forget the dead incarnation's connections —
+        // also for the sessions, which would otherwise count those peers as still admitted.
+        let connections = self.state.snapshot().connections;
+        if let Some(tx) = &self.app_events {
+            for c in &connections {
+                let _ = tx.send(Event::ConnectionClosed {
+                    peer_id: c.peer_id.clone(),
+                    connection_id: c.connection_id,
+                    cause: Some("the network service stopped".into()),
+                });
+            }
+        }
+        self.redial
+            .extend(connections.into_iter().map(|c| c.peer_id));
         self.state.update(|s| {
             let had = !s.connections.is_empty() || !s.listen_addrs.is_empty();
             forget_connections(s);
