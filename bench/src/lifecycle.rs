@@ -432,51 +432,38 @@ pub fn freshness(whatnext: &Path) -> anyhow::Result<Value> {
             .and_then(|p| p["track_count"].as_u64())
             .unwrap_or(0)
     };
-    // When each observer first saw n tracks.
-    let seen_long: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
-    let seen_poll: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
-    let long_poller = {
-        let (url, token, seen, done) = (
+    // When each observer first saw n tracks: a thread per observer, one the view's long
+    // poll, the other the seed design's 1 s poll.
+    let observe = |long_poll: bool| {
+        let seen: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
+        let (url, token, record, done) = (
             ctl.url.clone(),
             ctl.token.clone(),
-            seen_long.clone(),
+            seen.clone(),
             done.clone(),
         );
         let track_count = track_count.clone();
-        std::thread::spawn(move || -> anyhow::Result<()> {
+        let thread = std::thread::spawn(move || -> anyhow::Result<()> {
             let observer = Controller::observer(url, token);
-            let mut state = observer.state(None)?;
+            let mut since = None;
             while !done.load(Ordering::Relaxed) {
-                let version = state["version"].as_u64().unwrap_or(0);
-                state = observer.state(Some(version))?;
-                seen.lock()
+                let state = observer.state(since.filter(|_| long_poll))?;
+                since = state["version"].as_u64();
+                record
+                    .lock()
                     .map_err(|_| anyhow::anyhow!("poisoned"))?
                     .push((track_count(&state), Instant::now()));
+                if !long_poll {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
             }
             Ok(())
-        })
+        });
+        (seen, thread)
     };
-    let poller = {
-        let (url, token, seen, done) = (
-            ctl.url.clone(),
-            ctl.token.clone(),
-            seen_poll.clone(),
-            done.clone(),
-        );
-        let track_count = track_count.clone();
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            let observer = Controller::observer(url, token);
-            while !done.load(Ordering::Relaxed) {
-                let state = observer.state(None)?;
-                seen.lock()
-                    .map_err(|_| anyhow::anyhow!("poisoned"))?
-                    .push((track_count(&state), Instant::now()));
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            Ok(())
-        })
-    };
+    let (seen_long, long_poller) = observe(true);
+    let (seen_poll, poller) = observe(false);
     let mut changes = Vec::new();
     for n in 1..=20u64 {
         std::thread::sleep(Duration::from_millis(rand::random_range(300..1300)));

@@ -184,17 +184,14 @@ async fn connect(
             format!("{:?} is not a multiaddr ({err}); expected e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3Koo…", request.addr),
         )
     })?;
-    let peer_id = match addr.iter().last() {
-        Some(multiaddr::Protocol::P2p(peer)) => peer.to_string(),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "{addr} does not end in /p2p/<peer id>; add the peer id of the node to connect to"
-                ),
-            ));
-        }
-    };
+    let peer_id = crate::app::peer_id_of(&addr).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{addr} does not end in /p2p/<peer id>; add the peer id of the node to connect to"
+            ),
+        )
+    })?;
     let command = Command::Dial {
         peer_id: Some(peer_id),
         addrs: vec![addr.to_string()],

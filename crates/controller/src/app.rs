@@ -508,6 +508,14 @@ pub fn invite_addrs(external: &[String], listen: &[String]) -> Vec<Multiaddr> {
     ranked.into_iter().map(|(_, addr)| addr).collect()
 }
 
+/// The peer id an address ends with (`…/p2p/<peer id>`), if it does.
+pub fn peer_id_of(addr: &Multiaddr) -> Option<String> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer.to_string()),
+        _ => None,
+    }
+}
+
 /// The relay part of a circuit address: `/ip4/…/p2p/<relay>` of `/ip4/…/p2p/<relay>/p2p-circuit/…`.
 fn relay_of_circuit(circuit: &str) -> Option<Multiaddr> {
     let circuit: Multiaddr = circuit.parse().ok()?;

@@ -236,12 +236,10 @@ fn helper_nodes(settings: &Settings) -> Vec<whatnext_protocol::state::HelperNode
         .chain(settings.relays.iter().map(|a| (a, "relay")));
     roles
         .map(|(addr, role)| {
-            let peer_id = addr.parse::<multiaddr::Multiaddr>().ok().and_then(|m| {
-                m.iter().last().and_then(|p| match p {
-                    multiaddr::Protocol::P2p(peer) => Some(peer.to_string()),
-                    _ => None,
-                })
-            });
+            let peer_id = addr
+                .parse::<multiaddr::Multiaddr>()
+                .ok()
+                .and_then(|m| app::peer_id_of(&m));
             whatnext_protocol::state::HelperNode {
                 addr: addr.clone(),
                 role: role.to_string(),
