@@ -58,14 +58,22 @@ fn a_connection_flood_leaves_the_node_small_and_serving_its_friends() {
     }
     let opened = flood.len();
 
-    // A friend still connects, and pings flow.
+    // A friend still connects, and pings flow. While the flood's silent sockets fill the 64
+    // pending-handshake slots, a dial can be refused; they are dropped at the handshake
+    // timeout, so a friend who tries again (as the app's redial and repair tick do) gets in.
     let b = Node::start();
-    let out = b.cli(&["connect", &a.tcp_multiaddr(), "--timeout", "20"]);
-    assert!(
-        out.status.success(),
-        "the honest peer was shut out: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let target = a.tcp_multiaddr();
+    let mut refused = 0;
+    wait_until("the honest peer to get in", Duration::from_secs(60), || {
+        let out = b.cli(&["connect", &target, "--timeout", "20"]);
+        if out.status.success() {
+            Some(())
+        } else {
+            refused += 1;
+            std::thread::sleep(Duration::from_millis(500));
+            None
+        }
+    });
     let b_id = b.peer_id();
     a.wait_status("an RTT to the honest peer", PATIENCE, |s| {
         Node::connections_to(s, &b_id)
@@ -84,7 +92,7 @@ fn a_connection_flood_leaves_the_node_small_and_serving_its_friends() {
         "the service grew to {rss:.1} MB under the flood"
     );
     println!(
-        "abuse: {opened} flood sockets in {:.0} ms; honest peer connected; service RSS {rss:.1} MB",
+        "abuse: {opened} flood sockets in {:.0} ms; honest peer connected after {refused} refused tries; service RSS {rss:.1} MB",
         started.elapsed().as_secs_f64() * 1e3
     );
     drop(flood);
