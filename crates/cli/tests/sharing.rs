@@ -240,7 +240,8 @@ fn a_wrong_or_missing_key_is_refused_and_receives_nothing() {
 
 #[test]
 fn offline_edits_on_both_sides_merge_on_reconnect() {
-    let a = Node::start();
+    let home_a = tempfile::tempdir().expect("home");
+    let mut a = Node::start_in(home_a.path(), &LOOPBACK_RUN_ARGS);
     let home_b = tempfile::tempdir().expect("home");
     let mut b = Node::start_in(home_b.path(), &LOOPBACK_RUN_ARGS);
     let (id, link) = create_shared(&a, "Offline");
@@ -251,7 +252,9 @@ fn offline_edits_on_both_sides_merge_on_reconnect() {
     assert!(b.stop_with(Signal::SIGTERM).success());
     add(&a, &id, "A while B is away");
     add(&a, &id, "A again");
-    // B comes back without the link and edits its own copy, offline.
+    // A goes offline too (members reconnect by themselves as soon as both run), and B comes
+    // back and edits its own copy.
+    assert!(a.stop_with(Signal::SIGTERM).success());
     let b = Node::start_in(home_b.path(), &LOOPBACK_RUN_ARGS);
     add(&b, &id, "B offline");
     assert_eq!(
@@ -259,6 +262,7 @@ fn offline_edits_on_both_sides_merge_on_reconnect() {
         2,
         "B saw nothing of A's edits yet"
     );
+    let a = Node::start_in(home_a.path(), &LOOPBACK_RUN_ARGS);
 
     // Reconnect: both sides re-admit each other and exchange what the other lacks.
     let out = b.cli(&["connect", &a.tcp_multiaddr()]);
