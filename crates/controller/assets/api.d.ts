@@ -61,7 +61,12 @@ hole_punches: HolePunchCounts,
 /**
  * Whether mDNS (LAN discovery) is on.
  */
-mdns: boolean, };
+mdns: boolean, 
+/**
+ * Damage the store found (at start, or since: a write that failed) and what it did about
+ * it. Nothing in the store is deleted: `kept_at` says where the pieces are.
+ */
+store_problems: Array<StoreProblem>, };
 
 export type NodeStatus = "starting" | "running" | "restarting" | "failed" | "stopped";
 
@@ -156,6 +161,20 @@ export type DialFailure = { peer_id: string | null, reason: string, at_ms: numbe
 
 export type HolePunchCounts = { succeeded: number, failed: number, };
 
+export type StoreProblem = { 
+/**
+ * The playlist it concerns.
+ */
+playlist_id: string, 
+/**
+ * What happened and what was done about it, in plain words.
+ */
+what: string, 
+/**
+ * Where the damaged or set-aside bytes are kept, if any were.
+ */
+kept_at: string | null, };
+
 export type DialStep = { 
 /**
  * "direct", "relay" or "dht".
@@ -166,7 +185,12 @@ method: string,
  */
 addrs: Array<string>, ok: boolean, error: string | null, ms: number, };
 
-export type PlaylistSummary = { id: string, name: string, track_count: number, updated_at: number, };
+export type PlaylistSummary = { id: string, name: string, track_count: number, updated_at: number, 
+/**
+ * The store found damage in it and is waiting for what repairs it (see `store_problems`
+ * in the state); it is read-only until then.
+ */
+damaged: boolean, };
 
 export type Playlist = { id: string, name: string, description: string, owner: Author, 
 /**

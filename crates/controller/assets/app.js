@@ -89,8 +89,22 @@ function renderPeers(s) {
 function renderPlaylists(s) {
   const items = s.playlists.map((p) => el('li', {},
     el('button', { type: 'button', class: 'pl', onclick: () => openPlaylist(p.id) }, p.name),
-    ` — ${p.track_count} track${p.track_count === 1 ? '' : 's'}`));
+    ` — ${p.track_count} track${p.track_count === 1 ? '' : 's'}${p.damaged ? ' (damaged; being repaired)' : ''}`));
   replaceChildren($('playlists'), items, $('no-playlists'));
+}
+
+/** A short notice when the store found damage; `whatnext doctor` has the details. @param {AppState} s */
+function renderStoreNotice(s) {
+  let notice = document.getElementById('store-notice');
+  if (!notice) {
+    notice = el('p', { id: 'store-notice', class: 'bad', role: 'status' });
+    $('playlists').before(notice);
+  }
+  const open = (s.store_problems || []).filter((p) => !p.what.includes('since restored'));
+  notice.hidden = open.length === 0;
+  notice.textContent = open.length === 0 ? ''
+    : `${open.length === 1 ? 'A playlist was' : `${open.length} playlists were`} found damaged on disk; nothing was deleted. `
+      + 'Run `whatnext doctor` to see what happened and where the pieces are kept.';
 }
 
 /** @param {AppState} s */
@@ -118,6 +132,7 @@ function render(s) {
   renderNode(s);
   renderPeers(s);
   renderPlaylists(s);
+  renderStoreNotice(s);
   renderLastLink(s);
   const addrs = [...s.listen_addrs, ...s.external_addrs].join(' ');
   if (s.node === 'running' && addrs !== inviteAddrs) {

@@ -3,6 +3,8 @@
 //! Store calls block (every write is fsync'ed), so they run on tokio's blocking pool, one at
 //! a time behind a mutex. After each change the playlist summaries in `AppState` are
 //! refreshed (waking long-pollers) and the playlist's Markdown mirror is rewritten, debounced.
+//! The store's problems (damage found at start, writes that failed) go into `AppState`
+//! too. A damaged playlist's mirror is left as it was: it may be the copy that restores it.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -37,6 +39,8 @@ impl Library {
         state: StateHandle,
         mirror_dir: PathBuf,
     ) -> Arc<Library> {
+        let mut store = store;
+        rebuild_from_mirrors(&mut store, &author, &mirror_dir);
         let (tx, rx) = mpsc::unbounded_channel();
         let library = Arc::new(Library {
             store: Mutex::new(store),
@@ -83,10 +87,14 @@ impl Library {
     }
 
     fn publish_summaries(&self) {
-        let summaries = self.lock().list();
+        let (summaries, problems) = {
+            let store = self.lock();
+            (store.list(), store.problems().to_vec())
+        };
         self.state.update(|s| {
-            let changed = s.playlists != summaries;
+            let changed = s.playlists != summaries || s.store_problems != problems;
             s.playlists = summaries;
+            s.store_problems = problems;
             changed
         });
     }
@@ -118,7 +126,14 @@ impl Library {
         })
         .await
         .unwrap_or_else(|e| Err(StoreError::Invalid(format!("the store task failed: {e}"))));
-        let (value, changed) = result?;
+        let (value, changed) = match result {
+            Ok(done) => done,
+            Err(err) => {
+                // A failed write may have found a problem worth showing (and undone a change).
+                self.publish_summaries();
+                return Err(err);
+            }
+        };
         if let Some(changed) = changed {
             self.publish_summaries();
             let _ = self.mirror.send(changed.clone());
@@ -161,7 +176,14 @@ async fn mirror(library: Arc<Library>, dir: PathBuf, mut rx: mpsc::UnboundedRece
 }
 
 fn write_mirror(library: &Library, dir: &Path, id: &str, files: &mut HashMap<String, PathBuf>) {
-    let playlist = library.lock().get(id);
+    let playlist = {
+        let store = library.lock();
+        if store.is_damaged(id) {
+            // What survived is partial; the mirror as it was may be what restores it.
+            return;
+        }
+        store.get(id)
+    };
     let old = files.remove(id);
     match playlist {
         Ok(playlist) => {
@@ -190,6 +212,75 @@ fn write_mirror(library: &Library, dir: &Path, id: &str, files: &mut HashMap<Str
             if let Some(old) = old {
                 let _ = std::fs::remove_file(old);
             }
+        }
+    }
+}
+
+/// Damaged playlists that no member can restore — never shared: no collaborators, and we
+/// own them — are rebuilt from their Markdown mirror (the newest one naming their id).
+/// Shared ones wait for the next sync, which brings their history back.
+fn rebuild_from_mirrors(store: &mut Store, me: &Author, dir: &Path) {
+    let damaged = store.needs_history();
+    if damaged.is_empty() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        for id in &damaged {
+            tracing::warn!(
+                "playlist {id} is damaged and {} holds no mirror of it",
+                dir.display()
+            );
+        }
+        return;
+    };
+    let mut newest: HashMap<String, (PathBuf, whatnext_protocol::playlist::Playlist)> =
+        HashMap::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("md") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(playlist) = markdown::from_markdown(&text) else {
+            continue;
+        };
+        if !damaged.contains(&playlist.id) {
+            continue;
+        }
+        let newer = newest
+            .get(&playlist.id)
+            .is_none_or(|(_, known)| playlist.updated_at > known.updated_at);
+        if newer {
+            newest.insert(playlist.id.clone(), (path, playlist));
+        }
+    }
+    for id in damaged {
+        let Some((path, playlist)) = newest.remove(&id) else {
+            tracing::warn!(
+                "playlist {id} is damaged and has no Markdown mirror in {}; it waits for a member's copy",
+                dir.display()
+            );
+            continue;
+        };
+        let shared = !playlist.collaborators.is_empty() || playlist.owner.peer_id != me.peer_id;
+        if shared {
+            tracing::warn!(
+                "playlist {id} is damaged; it is shared, so it waits for a member's copy (its mirror {} is left as it was)",
+                path.display()
+            );
+            continue;
+        }
+        match store.rebuild_from_mirror(&id, &playlist, &path, now_ms()) {
+            Ok(()) => tracing::warn!(
+                "playlist {id} was rebuilt from its mirror {}",
+                path.display()
+            ),
+            Err(err) => tracing::warn!(
+                "playlist {id} could not be rebuilt from its mirror {}: {err}",
+                path.display()
+            ),
         }
     }
 }

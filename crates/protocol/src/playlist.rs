@@ -88,6 +88,10 @@ pub struct PlaylistSummary {
     pub name: String,
     pub track_count: usize,
     pub updated_at: u64,
+    /// The store found damage in it and is waiting for what repairs it (see `store_problems`
+    /// in the state); it is read-only until then.
+    #[serde(default)]
+    pub damaged: bool,
 }
 
 impl Playlist {
@@ -97,6 +101,7 @@ impl Playlist {
             name: self.name.clone(),
             track_count: self.tracks.len(),
             updated_at: self.updated_at,
+            damaged: false,
         }
     }
 }

@@ -81,6 +81,21 @@ pub struct AppState {
     /// Whether mDNS (LAN discovery) is on.
     #[serde(default)]
     pub mdns: bool,
+    /// Damage the store found (at start, or since: a write that failed) and what it did about
+    /// it. Nothing in the store is deleted: `kept_at` says where the pieces are.
+    #[serde(default)]
+    pub store_problems: Vec<StoreProblem>,
+}
+
+/// One problem the playlist store found, for `status`, `doctor` and the view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct StoreProblem {
+    /// The playlist it concerns.
+    pub playlist_id: String,
+    /// What happened and what was done about it, in plain words.
+    pub what: String,
+    /// Where the damaged or set-aside bytes are kept, if any were.
+    pub kept_at: Option<String>,
 }
 
 fn unknown() -> String {
@@ -155,6 +170,7 @@ impl AppState {
             dial_failures: vec![],
             hole_punches: HolePunchCounts::default(),
             mdns: false,
+            store_problems: vec![],
         }
     }
 }

@@ -15,6 +15,8 @@ use loro::{
     VersionVector,
 };
 
+use std::{collections::HashSet, str::FromStr as _};
+
 use whatnext_protocol::playlist::{Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track};
 
 use crate::error::StoreError;
@@ -35,6 +37,80 @@ pub fn new_playlist_id() -> String {
 
 /// Longest accepted text field, so one edit cannot bloat every replica.
 pub const MAX_TEXT: usize = 4096;
+
+/// Most tracks, tags and collaborators an imported playlist may bring.
+pub const MAX_IMPORT_TRACKS: usize = 100_000;
+pub const MAX_IMPORT_ENTRIES: usize = 1_000;
+
+/// Playlist and track ids: 1–64 ASCII letters, digits, `-` or `_` (they name directories and
+/// appear in URLs, so nothing that could be a path).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Refuses a peer id that is not a libp2p peer id, naming the field it came from.
+fn check_peer_id(field: &str, peer_id: &str) -> Result<(), StoreError> {
+    libp2p_identity::PeerId::from_str(peer_id)
+        .map(|_| ())
+        .map_err(|e| {
+            StoreError::Invalid(format!(
+                "{field} has the peer id {peer_id:?}, which is not a libp2p peer id ({e})"
+            ))
+        })
+}
+
+/// Checks everything an imported playlist brings before any of it enters a document: ids
+/// (unique, and safe as names), peer ids (parseable), sizes.
+pub fn validate_import(playlist: &Playlist) -> Result<(), StoreError> {
+    if playlist.tracks.len() > MAX_IMPORT_TRACKS {
+        return Err(StoreError::Invalid(format!(
+            "the playlist has {} tracks; an import may bring at most {MAX_IMPORT_TRACKS}",
+            playlist.tracks.len()
+        )));
+    }
+    for (what, n) in [
+        ("tags", playlist.tags.len()),
+        ("collaborators", playlist.collaborators.len()),
+    ] {
+        if n > MAX_IMPORT_ENTRIES {
+            return Err(StoreError::Invalid(format!(
+                "the playlist has {n} {what}; an import may bring at most {MAX_IMPORT_ENTRIES}"
+            )));
+        }
+    }
+    check_peer_id("the owner", &playlist.owner.peer_id)?;
+    clean("owner's display name", &playlist.owner.display_name, false)?;
+    for member in &playlist.collaborators {
+        check_peer_id("a collaborator", &member.peer_id)?;
+        clean("collaborator's display name", &member.display_name, false)?;
+    }
+    let mut seen = HashSet::with_capacity(playlist.tracks.len());
+    for (i, track) in playlist.tracks.iter().enumerate() {
+        let n = i + 1;
+        if !is_valid_id(&track.id) {
+            return Err(StoreError::Invalid(format!(
+                "track {n} has the id {:?}; a track id is 1 to 64 letters, digits, '-' or '_'",
+                track.id
+            )));
+        }
+        if !seen.insert(track.id.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "the track id {:?} appears more than once (track {n} repeats it); every track needs its own id",
+                track.id
+            )));
+        }
+        check_peer_id(
+            &format!("track {n} ({:?}) added_by", track.id),
+            &track.added_by.peer_id,
+        )?;
+        clean("added_by display name", &track.added_by.display_name, false)?;
+    }
+    Ok(())
+}
 
 fn clean(field: &str, text: &str, required: bool) -> Result<String, StoreError> {
     let text = text.trim();
@@ -135,6 +211,44 @@ impl PlaylistDoc {
     pub fn import(&self, bytes: &[u8]) -> Result<(), StoreError> {
         self.doc.import(bytes)?;
         Ok(())
+    }
+
+    /// Ends the current transaction, so [`PlaylistDoc::version`] counts every op.
+    pub fn commit(&self) {
+        self.doc.commit();
+    }
+
+    /// Imported updates waiting for history this document lacks (Loro keeps them pending
+    /// and applies them when the missing changes arrive), encoded; None when nothing waits.
+    pub fn pending_updates(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.doc
+            .export_pending_updates()
+            .map_err(|e| StoreError::Crdt(e.to_string()))
+    }
+
+    /// Whether some imported updates wait for missing history. An error counts as yes.
+    pub fn has_pending(&self) -> bool {
+        !matches!(self.pending_updates(), Ok(None))
+    }
+
+    /// A copy of this document as it was at version `vv` (which must be one it passed
+    /// through), with `pending` re-imported. O(size of the document): for undoing a change
+    /// that could not be made durable, not for every edit.
+    pub fn fork_at_version(
+        &self,
+        vv: &VersionVector,
+        pending: Option<&[u8]>,
+    ) -> Result<PlaylistDoc, StoreError> {
+        let frontiers = self.doc.vv_to_frontiers(vv);
+        let doc = if frontiers.is_empty() {
+            LoroDoc::new()
+        } else {
+            self.doc.fork_at(&frontiers)?
+        };
+        if let Some(pending) = pending {
+            doc.import(pending)?;
+        }
+        Ok(PlaylistDoc { doc })
     }
 
     pub fn version(&self) -> VersionVector {
@@ -353,8 +467,10 @@ impl PlaylistDoc {
             .collect()
     }
 
-    /// Sets the fields an import brings that `create` does not.
+    /// Sets the fields an import brings that `create` does not. Refuses (changing nothing)
+    /// what [`validate_import`] refuses.
     pub fn set_imported(&self, playlist: &Playlist) -> Result<(), StoreError> {
+        validate_import(playlist)?;
         let meta = self.meta();
         meta.insert("queue_mode", playlist.queue_mode.as_str())?;
         meta.insert("created_at", playlist.created_at as i64)?;
@@ -386,7 +502,7 @@ impl PlaylistDoc {
                 map.insert("uri", clean("uri", uri, false)?)?;
             }
             map.insert("added_by_peer", track.added_by.peer_id.as_str())?;
-            map.insert("added_by_name", track.added_by.display_name.as_str())?;
+            map.insert("added_by_name", track.added_by.display_name.trim())?;
             map.insert("added_at", track.added_at as i64)?;
         }
         self.doc.commit();
@@ -451,6 +567,7 @@ impl PlaylistDoc {
             name: get_str(&meta, "name").unwrap_or_default(),
             track_count: self.visible_indexes().len(),
             updated_at: get_u64(&meta, "updated_at").unwrap_or_default(),
+            damaged: false,
         }
     }
 }

@@ -33,6 +33,9 @@ pub enum StoreError {
     Crdt(String),
     #[error("not a WhatNext playlist file: {0}")]
     BadMarkdown(String),
+    /// The playlist is damaged or unreadable on disk; the message says what to do.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 impl StoreError {

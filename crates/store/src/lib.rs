@@ -2,7 +2,7 @@
 //!
 //! The plain types it speaks are in `whatnext_protocol::playlist`; no Loro type leaks out.
 //! * [`doc`]: one playlist as a Loro document and the edits on it.
-//! * [`log`]: the fsync'ed append-only update log with torn-tail recovery.
+//! * [`log`]: the fsync'ed append-only update log: torn tails cut off, damaged records skipped.
 //! * [`store`]: all playlists on disk: snapshots, logs, compaction, format version.
 //! * [`markdown`]: the Markdown + YAML mirror and export/import format.
 //!

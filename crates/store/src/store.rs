@@ -1,15 +1,38 @@
 //! The on-disk store: one directory per playlist under `<home>/store/`.
 //!
 //! ```text
-//! store/FORMAT                  format version of this layout ("1")
-//! store/<id>/snapshot.loro      compacted Loro snapshot, LZ4-compressed (temp file + fsync + rename)
-//! store/<id>/updates.log        fsync'ed records of every update since the snapshot
-//! store/trash/<id>-<ms>/        deleted playlists (moved, never erased)
+//! store/FORMAT                         format version of this layout ("1")
+//! store/<id>/snapshot.loro             compacted Loro snapshot, LZ4-compressed
+//! store/<id>/updates.log               fsync'ed records of every update since the snapshot
+//! store/<id>/*.damaged-<ms>, *.torn-<ms>, *.replaced-<ms>, *.unapplied-<ms>
+//!                                      bytes set aside after damage (never deleted)
+//! store/trash/<id>-<ms>/               deleted playlists (moved, never erased)
 //! ```
 //!
-//! Invariant: a write returns Ok only after its update is durable. Loading replays the
-//! snapshot and then the log; Loro imports are idempotent, so a crash between writing a
-//! snapshot and emptying the log only replays updates the snapshot already holds.
+//! Invariant: a change is visible in memory only once it is durable. A write appends the
+//! change to the log (fsync'ed) before it returns `Ok`; when that fails the document is put
+//! back to its durable version and the error returned, so a retry applies the change once.
+//!
+//! **The log rule.** The update log is never emptied unless the snapshot that replaces it
+//! was written to a temp file, fsync'ed, read back from that file and decoded into a fresh
+//! document holding every version the log held, and only then renamed into place; and
+//! never while the document has updates waiting for missing history (Loro keeps those
+//! pending and applies them when the history arrives — they exist only in the log).
+//! Nothing else truncates a log, and nothing writes over a snapshot or log of a playlist
+//! that exists on disk: a new playlist gets a new directory or an error.
+//!
+//! Damage found on load (see [`Store::open`]) is set aside, never overwritten:
+//! * a snapshot that does not decode is moved to `snapshot.loro.damaged-<ms>`; the playlist
+//!   is rebuilt from what survives — its log's records (held pending by Loro until the
+//!   history they build on arrives), the other members (the next sync supplies the missing
+//!   history, then the pending records apply), or, for a playlist that was never shared, its
+//!   Markdown mirror ([`Store::rebuild_from_mirror`], driven by the controller);
+//! * damaged log records are skipped one by one (see [`crate::log`]); every record repeats
+//!   the changes of the one before it, so a single damaged record loses nothing.
+//!
+//! A damaged playlist stays listed (`damaged: true` in its summary) and is reported in
+//! [`Store::problems`]. Loading replays the snapshot and then the log; Loro imports are
+//! idempotent, so replaying updates the snapshot already holds is harmless.
 
 use std::{
     collections::BTreeMap,
@@ -20,12 +43,15 @@ use std::{
 
 use loro::VersionVector;
 
-use whatnext_protocol::playlist::{Author, NewTrack, Playlist, PlaylistSummary};
+use whatnext_protocol::{
+    playlist::{Author, NewTrack, Playlist, PlaylistSummary},
+    state::StoreProblem,
+};
 
 use crate::{
-    doc::{PlaylistDoc, new_playlist_id},
+    doc::{PlaylistDoc, is_valid_id, new_playlist_id, validate_import},
     error::StoreError,
-    log::UpdateLog,
+    log::{Recovered, UpdateLog},
 };
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -33,6 +59,8 @@ pub const FORMAT_VERSION: u32 = 1;
 const COMPACT_EVERY_RECORDS: usize = 500;
 /// …or this many bytes of log.
 const COMPACT_EVERY_BYTES: u64 = 4 * 1024 * 1024;
+/// Problems remembered (the oldest go first).
+const MAX_PROBLEMS: usize = 100;
 
 struct Entry {
     doc: PlaylistDoc,
@@ -42,30 +70,77 @@ struct Entry {
     log: UpdateLog,
     /// Version already durable on disk.
     saved: VersionVector,
+    /// Version durable before the last record: the next record repeats the changes since
+    /// then, so one damaged record is covered by the one after it.
+    before_last: VersionVector,
     records: usize,
+    /// Part of the history is missing: the document has no metadata yet, or holds updates
+    /// that wait for history. Never compacted then.
+    incomplete: bool,
+    /// Incomplete because of damage (not just updates from a member that arrived out of
+    /// order): listed as damaged, its mirror left alone, reported until whole again.
+    damaged: bool,
+}
+
+impl Entry {
+    fn refresh(&mut self, id: &str) {
+        self.incomplete = is_incomplete(id, &self.doc);
+        self.damaged &= self.incomplete;
+        self.summary = summary_of(id, &self.doc, self.damaged);
+    }
 }
 
 pub struct Store {
     root: PathBuf,
     playlists: BTreeMap<String, Entry>,
+    /// Playlists whose files could not be read at all (an I/O error, not damage): left as
+    /// they are on disk, listed, and refused for anything but moving to the trash.
+    unreadable: BTreeMap<String, String>,
+    problems: Vec<StoreProblem>,
 }
 
 #[derive(Debug, Default)]
 pub struct LoadReport {
     pub playlists: usize,
-    /// Damaged log tails that were skipped (and kept at these paths).
+    /// Incomplete final records (a crash mid-append) that were cut off and kept at these
+    /// paths. Their writes were never acknowledged, so nothing was lost.
     pub torn_tails: Vec<PathBuf>,
-    /// Playlists that could not be loaded at all, left untouched on disk, with the reason.
-    pub unreadable: Vec<(PathBuf, String)>,
+    /// Damage found, what was done and where the pieces are (also in [`Store::problems`]).
+    pub problems: Vec<StoreProblem>,
 }
 
-fn is_playlist_id(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+/// Local edits need the document's metadata; updates from members are what repairs it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Local,
+    Remote,
 }
+
+fn is_incomplete(id: &str, doc: &PlaylistDoc) -> bool {
+    doc.id() != id || doc.has_pending()
+}
+
+fn summary_of(id: &str, doc: &PlaylistDoc, damaged: bool) -> PlaylistSummary {
+    let mut summary = doc.summary();
+    summary.id = id.to_string();
+    summary.damaged = damaged;
+    if damaged && summary.name.is_empty() {
+        summary.name = "(name not recovered yet)".to_string();
+    }
+    summary
+}
+
+fn problem(id: &str, what: String, kept_at: Option<&Path>) -> StoreProblem {
+    StoreProblem {
+        playlist_id: id.to_string(),
+        what,
+        kept_at: kept_at.map(|p| p.display().to_string()),
+    }
+}
+
+const WAITING: &str = "the changes that build on the lost part wait in its update log and apply \
+    when a member's copy brings that history back at the next sync (a playlist that was never \
+    shared is rebuilt from its Markdown mirror instead)";
 
 fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
@@ -87,8 +162,48 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Writes `doc`'s snapshot as `dir/snapshot.loro` so that it can stand in for the log: to a
+/// temp file, fsync'ed, read back from that file and decoded into a fresh document, which
+/// must hold every version in `must_hold` and nothing pending; only then renamed into place.
+fn write_snapshot_checked(
+    dir: &Path,
+    doc: &PlaylistDoc,
+    must_hold: &VersionVector,
+) -> Result<(), StoreError> {
+    let path = dir.join("snapshot.loro");
+    let tmp = dir.join("snapshot.loro.tmp");
+    let bytes = encode_snapshot(doc)?;
+    let mut file = File::create(&tmp).map_err(StoreError::io("create", &tmp))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(StoreError::io("write", &tmp))?;
+    drop(file);
+    let back = fs::read(&tmp).map_err(StoreError::io("read back", &tmp))?;
+    let check = PlaylistDoc::empty();
+    decode_snapshot(&back)
+        .and_then(|raw| check.import(&raw))
+        .map_err(|e| {
+            StoreError::Damaged(format!(
+                "the snapshot just written to {} does not read back ({e}); the update log was kept. Check the disk",
+                tmp.display()
+            ))
+        })?;
+    if !check.version().includes_vv(must_hold) || check.has_pending() {
+        return Err(StoreError::Damaged(format!(
+            "the snapshot just written to {} lacks changes the update log holds; the log was kept",
+            tmp.display()
+        )));
+    }
+    fs::rename(&tmp, &path).map_err(StoreError::io("rename into place", &path))?;
+    sync_dir(dir);
+    Ok(())
+}
+
 impl Store {
     /// Opens the store under `root`, creating it if needed, and loads every playlist.
+    ///
+    /// Damage does not stop the others from loading, and is set aside rather than left to be
+    /// overwritten: see the module documentation. What was found is in the report.
     pub fn open(root: &Path, now_ms: u64) -> Result<(Store, LoadReport), StoreError> {
         fs::create_dir_all(root).map_err(StoreError::io("create", root))?;
         let format_path = root.join("FORMAT");
@@ -119,6 +234,8 @@ impl Store {
         let mut store = Store {
             root: root.to_path_buf(),
             playlists: BTreeMap::new(),
+            unreadable: BTreeMap::new(),
+            problems: Vec::new(),
         };
         let mut report = LoadReport::default();
         let entries = fs::read_dir(root).map_err(StoreError::io("list", root))?;
@@ -131,21 +248,36 @@ impl Store {
             else {
                 continue;
             };
-            if !path.is_dir() || name == "trash" || !is_playlist_id(&name) {
+            if !path.is_dir() || name == "trash" || !is_valid_id(&name) {
                 continue;
             }
-            match load_entry(&path, now_ms) {
-                Ok((loaded, torn)) => {
-                    report.torn_tails.extend(torn);
-                    store.playlists.insert(name, loaded);
+            match load_entry(&path, &name, now_ms) {
+                Ok(Some(loaded)) => {
+                    report.torn_tails.extend(loaded.torn_tail);
+                    store.problems.extend(loaded.problems);
+                    store.playlists.insert(name, loaded.entry);
+                }
+                Ok(None) => {
+                    // A creation interrupted before anything was written: nothing to load.
+                    if let Err(err) = store.move_to_trash(&name, now_ms) {
+                        tracing::warn!("{err}");
+                    }
                 }
                 Err(err) => {
-                    tracing::error!("could not load the playlist in {}: {err}", path.display());
-                    report.unreadable.push((path, err.to_string()));
+                    tracing::error!("could not read the playlist in {}: {err}", path.display());
+                    store.problems.push(problem(
+                        &name,
+                        format!(
+                            "could not be read: {err}. Its files were left exactly as they are; it refuses changes until the cause is fixed and WhatNext restarts"
+                        ),
+                        Some(&path),
+                    ));
+                    store.unreadable.insert(name, err.to_string());
                 }
             }
         }
         report.playlists = store.playlists.len();
+        report.problems = store.problems.clone();
         Ok((store, report))
     }
 
@@ -153,34 +285,96 @@ impl Store {
         self.root.join(id)
     }
 
+    fn unreadable_error(&self, id: &str) -> Option<StoreError> {
+        self.unreadable.get(id).map(|why| {
+            StoreError::Damaged(format!(
+                "playlist {id} could not be read from disk ({why}); its files in {} were left as they are. Fix the cause and restart WhatNext",
+                self.dir(id).display()
+            ))
+        })
+    }
+
     fn entry(&self, id: &str) -> Result<&Entry, StoreError> {
+        if let Some(err) = self.unreadable_error(id) {
+            return Err(err);
+        }
         self.playlists
             .get(id)
             .ok_or_else(|| StoreError::UnknownPlaylist(id.to_string()))
     }
 
-    fn entry_mut(&mut self, id: &str) -> Result<&mut Entry, StoreError> {
-        self.playlists
-            .get_mut(id)
-            .ok_or_else(|| StoreError::UnknownPlaylist(id.to_string()))
+    /// Damage and failures found since the store was opened, oldest first.
+    pub fn problems(&self) -> &[StoreProblem] {
+        &self.problems
     }
 
-    fn insert_new(&mut self, id: String, doc: PlaylistDoc, now_ms: u64) -> Result<(), StoreError> {
+    fn add_problem(&mut self, id: &str, what: String, kept_at: Option<&Path>) {
+        let new = problem(id, what, kept_at);
+        if self.problems.last() == Some(&new) {
+            return;
+        }
+        self.problems.push(new);
+        if self.problems.len() > MAX_PROBLEMS {
+            self.problems.remove(0);
+        }
+    }
+
+    /// Whether the playlist is damaged: unreadable, or missing part of its history.
+    pub fn is_damaged(&self, id: &str) -> bool {
+        self.unreadable.contains_key(id) || self.playlists.get(id).is_some_and(|e| e.damaged)
+    }
+
+    /// The playlists missing part of their history (see the module documentation).
+    pub fn needs_history(&self) -> Vec<String> {
+        self.playlists
+            .iter()
+            .filter(|(_, e)| e.damaged)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Creates the directory and files of a new playlist. Never writes over a playlist
+    /// directory that exists (loaded or not): that would destroy what it holds.
+    fn insert_new(&mut self, id: String, doc: PlaylistDoc) -> Result<(), StoreError> {
+        if self.contains(&id) {
+            return Err(StoreError::Exists(id));
+        }
         let dir = self.dir(&id);
-        fs::create_dir_all(&dir).map_err(StoreError::io("create", &dir))?;
-        write_atomic(&dir.join("snapshot.loro"), &encode_snapshot(&doc)?)?;
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::Damaged(format!(
+                    "{} already exists on disk but is not a loaded playlist; WhatNext does not write over it. Move it out of the store if it is not needed, then try again",
+                    dir.display()
+                )));
+            }
+            Err(e) => return Err(StoreError::io("create", &dir)(e)),
+        }
         sync_dir(&self.root);
-        let (log, _) = UpdateLog::open(&dir.join("updates.log"), now_ms)?;
+        let created = write_snapshot_checked(&dir, &doc, &doc.version())
+            .and_then(|()| UpdateLog::open(&dir.join("updates.log"), 0));
+        let (log, _) = match created {
+            Ok(opened) => opened,
+            Err(err) => {
+                // Only what this call created goes: the temp file and the directory if empty.
+                let _ = fs::remove_file(dir.join("snapshot.loro.tmp"));
+                let _ = fs::remove_dir(&dir);
+                return Err(err);
+            }
+        };
         let saved = doc.version();
-        let summary = doc.summary();
+        let summary = summary_of(&id, &doc, false);
         self.playlists.insert(
             id,
             Entry {
                 summary,
                 doc,
                 log,
+                before_last: saved.clone(),
                 saved,
                 records: 0,
+                incomplete: false,
+                damaged: false,
             },
         );
         Ok(())
@@ -195,46 +389,133 @@ impl Store {
     ) -> Result<String, StoreError> {
         let id = new_playlist_id();
         let doc = PlaylistDoc::create(&id, name, description, owner, now_ms)?;
-        self.insert_new(id.clone(), doc, now_ms)?;
+        self.insert_new(id.clone(), doc)?;
         Ok(id)
     }
 
     /// Creates a playlist from an exported one. Keeps its id unless `as_new` (or the id is
-    /// taken, which is an error without `as_new`).
+    /// taken, which is an error without `as_new` — also when the playlist with that id is
+    /// damaged: importing over it would destroy the changes its log keeps).
+    ///
+    /// The input is checked first: ids (valid, no track id twice), peer ids, sizes.
     pub fn import(
         &mut self,
         playlist: &Playlist,
         as_new: bool,
-        now_ms: u64,
+        _now_ms: u64,
     ) -> Result<String, StoreError> {
         let id = if as_new {
             new_playlist_id()
         } else {
             playlist.id.clone()
         };
-        if !is_playlist_id(&id) {
+        if !is_valid_id(&id) {
             return Err(StoreError::Invalid(format!(
                 "{id:?} is not a valid playlist id"
             )));
         }
-        if self.playlists.contains_key(&id) {
+        if self.is_damaged(&id) {
+            return Err(StoreError::Damaged(format!(
+                "playlist {id} exists here but is damaged; importing over it would destroy the changes its update log keeps. Import a copy with --as-new, or see `whatnext doctor`"
+            )));
+        }
+        if self.contains(&id) {
             return Err(StoreError::Exists(id));
         }
-        let doc = PlaylistDoc::create(
-            &id,
-            &playlist.name,
-            &playlist.description,
-            &playlist.owner,
-            playlist.created_at,
-        )?;
-        doc.set_imported(playlist)?;
-        self.insert_new(id.clone(), doc, now_ms)?;
+        let doc = build_imported(&id, playlist)?;
+        self.insert_new(id.clone(), doc)?;
         Ok(id)
+    }
+
+    /// Replaces a damaged playlist that was never shared by the copy in its Markdown mirror
+    /// (`source`, for the report). What was on disk is moved aside, not overwritten.
+    /// Refused when the playlist is not damaged, or when the mirror is older than what
+    /// survived of it.
+    pub fn rebuild_from_mirror(
+        &mut self,
+        id: &str,
+        playlist: &Playlist,
+        source: &Path,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let entry = self.entry(id)?;
+        if !entry.damaged {
+            return Err(StoreError::Invalid(format!(
+                "playlist {id} is not damaged; there is nothing to rebuild"
+            )));
+        }
+        if playlist.id != id {
+            return Err(StoreError::Invalid(format!(
+                "{} describes playlist {:?}, not {id}",
+                source.display(),
+                playlist.id
+            )));
+        }
+        if entry.doc.id() == id && playlist.updated_at < entry.summary.updated_at {
+            return Err(StoreError::Invalid(format!(
+                "the mirror {} is older than what survived of playlist {id}; it was not used",
+                source.display()
+            )));
+        }
+        let doc = build_imported(id, playlist)?;
+        let dir = self.dir(id);
+        let mut kept = Vec::new();
+        for name in ["updates.log", "snapshot.loro"] {
+            let from = dir.join(name);
+            if from.exists() {
+                let to = dir.join(format!("{name}.replaced-{now_ms}"));
+                fs::rename(&from, &to).map_err(StoreError::io("move aside", &from))?;
+                kept.push(to);
+            }
+        }
+        sync_dir(&dir);
+        write_snapshot_checked(&dir, &doc, &doc.version())?;
+        let (log, _) = UpdateLog::open(&dir.join("updates.log"), now_ms)?;
+        let saved = doc.version();
+        let summary = summary_of(id, &doc, false);
+        self.playlists.insert(
+            id.to_string(),
+            Entry {
+                summary,
+                doc,
+                log,
+                before_last: saved.clone(),
+                saved,
+                records: 0,
+                incomplete: false,
+                damaged: false,
+            },
+        );
+        self.note_restored(id, "rebuilt from its Markdown mirror");
+        let what = format!(
+            "rebuilt from its Markdown mirror {}: it was never shared, so no member could bring back its history; the files that could not be used without that history were moved aside",
+            source.display()
+        );
+        tracing::warn!("playlist {id}: {what}");
+        self.add_problem(id, what, kept.first().map(PathBuf::as_path));
+        Ok(())
+    }
+
+    /// Marks the playlist's damage reports as resolved.
+    fn note_restored(&mut self, id: &str, how: &str) {
+        let damage = |p: &&mut StoreProblem| p.playlist_id == id && p.kept_at.is_some();
+        for p in self.problems.iter_mut().filter(damage) {
+            if !p.what.contains("— since restored") {
+                p.what.push_str(&format!(" — since restored ({how})."));
+            }
+        }
     }
 
     pub fn list(&self) -> Vec<PlaylistSummary> {
         let mut list: Vec<PlaylistSummary> =
             self.playlists.values().map(|e| e.summary.clone()).collect();
+        list.extend(self.unreadable.keys().map(|id| PlaylistSummary {
+            id: id.clone(),
+            name: "(could not be read)".to_string(),
+            track_count: 0,
+            updated_at: 0,
+            damaged: true,
+        }));
         list.sort_by(|a, b| {
             b.updated_at
                 .cmp(&a.updated_at)
@@ -244,11 +525,109 @@ impl Store {
     }
 
     pub fn get(&self, id: &str) -> Result<Playlist, StoreError> {
-        Ok(self.entry(id)?.doc.read())
+        let mut playlist = self.entry(id)?.doc.read();
+        playlist.id = id.to_string();
+        Ok(playlist)
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.playlists.contains_key(id)
+        self.playlists.contains_key(id) || self.unreadable.contains_key(id)
+    }
+
+    /// Runs `edit` on the playlist's document and makes what it changed durable. When the
+    /// edit or the write fails, the document is put back to its durable version, so memory
+    /// never shows what the disk does not hold.
+    fn change<T>(
+        &mut self,
+        id: &str,
+        origin: Origin,
+        received: Option<&[u8]>,
+        edit: impl FnOnce(&PlaylistDoc) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Some(err) = self.unreadable_error(id) {
+            return Err(err);
+        }
+        let dir = self.dir(id);
+        let entry = self
+            .playlists
+            .get_mut(id)
+            .ok_or_else(|| StoreError::UnknownPlaylist(id.to_string()))?;
+        if origin == Origin::Local && entry.doc.id() != id {
+            return Err(StoreError::Damaged(format!(
+                "playlist {id} is damaged: its history is missing, so it cannot be changed yet. A member's copy restores it at the next sync; `whatnext doctor` says more"
+            )));
+        }
+        let was_incomplete = entry.incomplete;
+        let was_damaged = entry.damaged;
+        // Updates waiting for history live only in the log and in memory: keep them across
+        // an undo. (Only incomplete playlists have any.)
+        let pending = if was_incomplete {
+            entry.doc.pending_updates().ok().flatten()
+        } else {
+            None
+        };
+        let result = edit(&entry.doc);
+        entry.doc.commit();
+        let written = result.and_then(|value| append_changes(entry, received).map(|()| value));
+        match written {
+            Ok(value) => {
+                entry.refresh(id);
+                let restored = was_damaged && !entry.damaged;
+                let due = restored
+                    || entry.records >= COMPACT_EVERY_RECORDS
+                    || entry.log.len() >= COMPACT_EVERY_BYTES;
+                let compacted = if due { compact(entry, &dir) } else { Ok(()) };
+                if restored {
+                    tracing::warn!("playlist {id}: the missing history arrived; it is whole again");
+                    self.note_restored(id, "the missing history arrived from a member");
+                }
+                if let Err(err) = compacted {
+                    tracing::warn!("could not compact playlist {id}: {err}");
+                    self.add_problem(
+                        id,
+                        format!(
+                            "its update log could not be folded into a snapshot ({err}); the log was kept and the change is saved in it"
+                        ),
+                        None,
+                    );
+                }
+                Ok(value)
+            }
+            Err(err) => {
+                // Undo only what the failed call did (a refused edit changed nothing).
+                let dirty = entry.doc.version() != entry.saved
+                    || (received.is_some()
+                        && entry.doc.pending_updates().ok().flatten() != pending);
+                if dirty {
+                    match entry.doc.fork_at_version(&entry.saved, pending.as_deref()) {
+                        Ok(doc) => {
+                            entry.doc = doc;
+                            entry.refresh(id);
+                        }
+                        Err(undo) => {
+                            // Memory cannot be trusted any more: stop using it until a restart
+                            // reloads the playlist from disk.
+                            let why = format!(
+                                "a change could not be saved ({err}) nor undone in memory ({undo}); restart WhatNext to reload it from disk"
+                            );
+                            self.playlists.remove(id);
+                            self.unreadable.insert(id.to_string(), why);
+                        }
+                    }
+                }
+                if matches!(err, StoreError::Io { .. }) {
+                    tracing::error!("playlist {id}: a change could not be saved: {err}");
+                    self.add_problem(
+                        id,
+                        format!(
+                            "a change could not be saved ({err}) and was undone; nothing else changed. Fix the cause (disk full? file moved or made read-only?) and make the change again"
+                        ),
+                        None,
+                    );
+                }
+                Err(err)
+            }
+        }
     }
 
     pub fn add_tracks(
@@ -261,9 +640,9 @@ impl Store {
         if tracks.is_empty() {
             return Err(StoreError::Invalid("no tracks to add".into()));
         }
-        let ids = self.entry(id)?.doc.add_tracks(tracks, by, now_ms)?;
-        self.persist(id)?;
-        Ok(ids)
+        self.change(id, Origin::Local, None, |doc| {
+            doc.add_tracks(tracks, by, now_ms)
+        })
     }
 
     pub fn move_track(
@@ -273,8 +652,9 @@ impl Store {
         to: usize,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        self.entry(id)?.doc.move_track(track_id, to, now_ms)?;
-        self.persist(id)
+        self.change(id, Origin::Local, None, |doc| {
+            doc.move_track(track_id, to, now_ms)
+        })
     }
 
     pub fn remove_track(
@@ -283,18 +663,28 @@ impl Store {
         track_id: &str,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        self.entry(id)?.doc.remove_track(track_id, now_ms)?;
-        self.persist(id)
+        self.change(id, Origin::Local, None, |doc| {
+            doc.remove_track(track_id, now_ms)
+        })
     }
 
     pub fn rename(&mut self, id: &str, name: &str, now_ms: u64) -> Result<(), StoreError> {
-        self.entry(id)?.doc.rename(name, now_ms)?;
-        self.persist(id)
+        self.change(id, Origin::Local, None, |doc| doc.rename(name, now_ms))
     }
 
-    /// Moves the playlist to `store/trash/`; nothing is erased.
+    /// Moves the playlist to `store/trash/`; nothing is erased. Damaged and unreadable
+    /// playlists can be moved there too.
     pub fn delete(&mut self, id: &str, now_ms: u64) -> Result<(), StoreError> {
-        self.entry(id)?;
+        if !self.contains(id) {
+            return Err(StoreError::UnknownPlaylist(id.to_string()));
+        }
+        self.move_to_trash(id, now_ms)?;
+        self.playlists.remove(id);
+        self.unreadable.remove(id);
+        Ok(())
+    }
+
+    fn move_to_trash(&self, id: &str, now_ms: u64) -> Result<(), StoreError> {
         let trash = self.root.join("trash");
         fs::create_dir_all(&trash).map_err(StoreError::io("create", &trash))?;
         let from = self.dir(id);
@@ -302,7 +692,6 @@ impl Store {
         fs::rename(&from, &to).map_err(StoreError::io("move to the trash", &from))?;
         sync_dir(&self.root);
         sync_dir(&trash);
-        self.playlists.remove(id);
         Ok(())
     }
 
@@ -323,17 +712,19 @@ impl Store {
         self.entry(id)?.doc.export_updates_since(&vv)
     }
 
-    /// Applies updates from a peer and makes them durable. A playlist this store does not
-    /// have yet is created from them (joining a shared playlist), provided they describe
-    /// the playlist `id`. Returns whether anything changed.
+    /// Applies updates from a peer and makes them durable (updates that wait for history
+    /// this store lacks are logged as received). A playlist this store does not have yet is
+    /// created from them (joining a shared playlist), provided they describe the playlist
+    /// `id` completely. A damaged playlist is repaired this way: the missing history
+    /// arrives, and the updates that waited for it apply. Returns whether anything changed.
     pub fn apply_remote(
         &mut self,
         id: &str,
         updates: &[u8],
-        now_ms: u64,
+        _now_ms: u64,
     ) -> Result<bool, StoreError> {
-        if !self.playlists.contains_key(id) {
-            if !is_playlist_id(id) {
+        if !self.contains(id) {
+            if !is_valid_id(id) {
                 return Err(StoreError::Invalid(format!(
                     "{id:?} is not a valid playlist id"
                 )));
@@ -346,22 +737,22 @@ impl Store {
                     doc.id()
                 )));
             }
-            self.insert_new(id.to_string(), doc, now_ms)?;
+            if doc.has_pending() {
+                return Err(StoreError::Invalid(format!(
+                    "the updates sent for playlist {id} lack part of its history"
+                )));
+            }
+            self.insert_new(id.to_string(), doc)?;
             return Ok(true);
         }
-        let entry = self.entry(id)?;
-        let before = entry.doc.version();
-        entry.doc.import(updates)?;
-        let changed = entry.doc.version() != before;
-        self.persist(id)?;
-        Ok(changed)
+        let before = self.entry(id)?.doc.version();
+        self.change(id, Origin::Remote, Some(updates), |doc| doc.import(updates))?;
+        Ok(self.entry(id)?.doc.version() != before)
     }
 
     /// Records a member of a shared playlist (peer id → display name) in the document.
     pub fn add_member(&mut self, id: &str, member: &Author) -> Result<bool, StoreError> {
-        let changed = self.entry(id)?.doc.add_member(member)?;
-        self.persist(id)?;
-        Ok(changed)
+        self.change(id, Origin::Local, None, |doc| doc.add_member(member))
     }
 
     /// Records where `peer` can be dialed, for the other members.
@@ -371,9 +762,9 @@ impl Store {
         peer: &str,
         addrs: &[String],
     ) -> Result<bool, StoreError> {
-        let changed = self.entry(id)?.doc.set_member_addrs(peer, addrs)?;
-        self.persist(id)?;
-        Ok(changed)
+        self.change(id, Origin::Local, None, |doc| {
+            doc.set_member_addrs(peer, addrs)
+        })
     }
 
     /// Whether `peer` owns or collaborates on the playlist; reads no tracks.
@@ -387,44 +778,69 @@ impl Store {
 
     /// Removes a member from the document's member list.
     pub fn remove_member(&mut self, id: &str, peer_id: &str) -> Result<bool, StoreError> {
-        let changed = self.entry(id)?.doc.remove_member(peer_id)?;
-        self.persist(id)?;
-        Ok(changed)
+        self.change(id, Origin::Local, None, |doc| doc.remove_member(peer_id))
     }
 
-    /// Appends what changed since the last durable version, and compacts when due.
-    fn persist(&mut self, id: &str) -> Result<(), StoreError> {
-        let dir = self.dir(id);
-        let entry = self.entry_mut(id)?;
-        let version = entry.doc.version();
-        if version == entry.saved {
-            return Ok(());
-        }
-        entry.summary = entry.doc.summary();
-        let update = entry.doc.export_updates_since(&entry.saved)?;
-        entry.log.append(&update)?;
-        entry.saved = version;
-        entry.records += 1;
-        if entry.records >= COMPACT_EVERY_RECORDS || entry.log.len() >= COMPACT_EVERY_BYTES {
-            compact(entry, &dir)?;
-        }
-        Ok(())
-    }
-
-    /// Folds every playlist's log into its snapshot (e.g. on a clean shutdown).
+    /// Folds every playlist's log into its snapshot (e.g. on a clean shutdown), following
+    /// the log rule: damaged playlists keep their logs.
     pub fn compact_all(&mut self) -> Result<(), StoreError> {
         let root = self.root.clone();
+        let mut failed = None;
         for (id, entry) in &mut self.playlists {
-            if !entry.log.is_empty() {
-                compact(entry, &root.join(id))?;
+            if !entry.log.is_empty()
+                && let Err(err) = compact(entry, &root.join(id))
+            {
+                tracing::warn!("could not compact playlist {id}: {err}");
+                failed = Some(err);
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
+
+    #[cfg(test)]
+    pub(crate) fn log_len(&self, id: &str) -> u64 {
+        self.playlists.get(id).map_or(0, |e| e.log.len())
+    }
+}
+
+/// A new document holding an exported playlist, after checking it.
+fn build_imported(id: &str, playlist: &Playlist) -> Result<PlaylistDoc, StoreError> {
+    validate_import(playlist)?;
+    let doc = PlaylistDoc::create(
+        id,
+        &playlist.name,
+        &playlist.description,
+        &playlist.owner,
+        playlist.created_at,
+    )?;
+    doc.set_imported(playlist)?;
+    Ok(doc)
+}
+
+/// Appends what changed since the last durable version (and `received` as it came, when
+/// part of it waits for missing history: that part exists nowhere else).
+fn append_changes(entry: &mut Entry, received: Option<&[u8]>) -> Result<(), StoreError> {
+    let version = entry.doc.version();
+    if version != entry.saved {
+        // One record of overlap: repeat the previous record's changes, so that a single
+        // damaged record in the middle of the log loses nothing (imports are idempotent).
+        let update = entry.doc.export_updates_since(&entry.before_last)?;
+        entry.log.append(&update)?;
+        entry.before_last = std::mem::replace(&mut entry.saved, version);
+        entry.records += 1;
+    }
+    if let Some(received) = received
+        && entry.doc.has_pending()
+    {
+        entry.log.append(received)?;
+        entry.records += 1;
+    }
+    Ok(())
 }
 
 /// Snapshot files start with this, then the LZ4 block (size-prefixed). Loro's own encoding
 /// leaves repeated strings (peer ids, artists) uncompressed: LZ4 halves a 10k-track file.
+/// Loro checksums its snapshot, so damage under the LZ4 layer is caught when importing.
 const SNAPSHOT_MAGIC: &[u8; 4] = b"WNS1";
 /// A snapshot larger than this when decompressed is damage, not data.
 const MAX_SNAPSHOT: usize = 1 << 30;
@@ -453,35 +869,185 @@ fn decode_snapshot(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
         .map_err(|e| StoreError::Crdt(format!("the snapshot file is damaged: {e}")))
 }
 
+/// Folds the log into a snapshot, following the log rule (module documentation): nothing
+/// happens while history is missing; the log is emptied only after the new snapshot was
+/// checked to hold every version the log held.
 fn compact(entry: &mut Entry, dir: &Path) -> Result<(), StoreError> {
-    write_atomic(&dir.join("snapshot.loro"), &encode_snapshot(&entry.doc)?)?;
+    if entry.incomplete || entry.doc.has_pending() || entry.doc.version() != entry.saved {
+        return Ok(());
+    }
+    write_snapshot_checked(dir, &entry.doc, &entry.saved)?;
     entry.log.reset()?;
     entry.records = 0;
+    entry.before_last = entry.saved.clone();
     Ok(())
 }
 
-fn load_entry(dir: &Path, now_ms: u64) -> Result<(Entry, Option<PathBuf>), StoreError> {
-    let doc = PlaylistDoc::empty();
+struct Loaded {
+    entry: Entry,
+    torn_tail: Option<PathBuf>,
+    problems: Vec<StoreProblem>,
+}
+
+/// The newest file in `dir` whose name starts with one of `prefixes`.
+fn newest_aside(dir: &Path, prefixes: &[&str]) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| prefixes.iter().any(|pre| n.starts_with(pre)))
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// A directory holding nothing but an empty log (or nothing): a creation interrupted
+/// before its snapshot was written.
+fn is_interrupted_creation(dir: &Path) -> Result<bool, StoreError> {
+    let entries = fs::read_dir(dir).map_err(StoreError::io("list", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(StoreError::io("list", dir))?;
+        let name = entry.file_name();
+        let empty_log = name == "updates.log"
+            && entry
+                .metadata()
+                .map_err(StoreError::io("read", &entry.path()))?
+                .len()
+                == 0;
+        let leftover_tmp = name == "snapshot.loro.tmp";
+        if !empty_log && !leftover_tmp {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn load_entry(dir: &Path, id: &str, now_ms: u64) -> Result<Option<Loaded>, StoreError> {
+    if is_interrupted_creation(dir)? {
+        tracing::info!(
+            "{} holds no playlist (its creation was interrupted); moved to the trash",
+            dir.display()
+        );
+        return Ok(None);
+    }
+    let mut doc = PlaylistDoc::empty();
     let snapshot = dir.join("snapshot.loro");
+    let mut damaged_snapshot = None;
     match fs::read(&snapshot) {
-        Ok(bytes) => doc.import(&decode_snapshot(&bytes)?)?,
+        Ok(bytes) => {
+            if let Err(err) = decode_snapshot(&bytes).and_then(|raw| doc.import(&raw)) {
+                doc = PlaylistDoc::empty();
+                let aside = dir.join(format!("snapshot.loro.damaged-{now_ms}"));
+                fs::rename(&snapshot, &aside)
+                    .map_err(StoreError::io("move aside the damaged snapshot", &snapshot))?;
+                sync_dir(dir);
+                tracing::error!(
+                    "{}: the snapshot is damaged ({err}); moved to {}",
+                    dir.display(),
+                    aside.display()
+                );
+                damaged_snapshot = Some((aside, err));
+            }
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(StoreError::io("read", &snapshot)(e)),
     }
     let (log, recovered) = UpdateLog::open(&dir.join("updates.log"), now_ms)?;
-    let records = recovered.records.len();
-    for record in &recovered.records {
-        doc.import(record)?;
+    let Recovered {
+        records,
+        torn_tail,
+        damage,
+    } = recovered;
+    let mut before_last = doc.version();
+    let mut unapplied = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        if i + 1 == records.len() {
+            before_last = doc.version();
+        }
+        if let Err(err) = doc.import(record) {
+            unapplied.push(format!("record {}: {err}", i + 1));
+        }
     }
     let saved = doc.version();
-    Ok((
-        Entry {
-            summary: doc.summary(),
+    let incomplete = is_incomplete(id, &doc);
+    let mut problems = Vec::new();
+    if let Some((aside, err)) = damaged_snapshot {
+        let what = if incomplete {
+            format!("its snapshot was damaged ({err}) and was moved aside; {WAITING}")
+        } else {
+            format!(
+                "its snapshot was damaged ({err}) and was moved aside; its update log held all of it, so nothing was lost"
+            )
+        };
+        problems.push(problem(id, what, Some(&aside)));
+    }
+    if let Some(damage) = damage {
+        let ranges: Vec<String> = damage
+            .skipped
+            .iter()
+            .map(|r| format!("bytes {}..{}", r.start, r.end))
+            .collect();
+        let mut what = format!(
+            "damaged bytes in its update log ({}) were skipped and every valid record after them was read",
+            ranges.join(", ")
+        );
+        if !damage.followed_by_record {
+            what.push_str(
+                "; the damage was in the log's last record, whose change is lost unless a member has it",
+            );
+        } else if !incomplete {
+            what.push_str("; the record after the damage repeats its changes, so nothing was lost");
+        }
+        if incomplete {
+            what.push_str(&format!("; {WAITING}"));
+        }
+        problems.push(problem(id, what, Some(&damage.kept_at)));
+    }
+    if !unapplied.is_empty() {
+        let aside = dir.join(format!("updates.log.unapplied-{now_ms}"));
+        let log_path = dir.join("updates.log");
+        fs::copy(&log_path, &aside).map_err(StoreError::io("copy aside", &log_path))?;
+        File::open(&aside)
+            .and_then(|f| f.sync_all())
+            .map_err(StoreError::io("sync", &aside))?;
+        problems.push(problem(
+            id,
+            format!(
+                "records of its update log could not be applied ({}); a copy of the log is kept",
+                unapplied.join("; ")
+            ),
+            Some(&aside),
+        ));
+    }
+    // Updates from a member that wait for history another member has not sent yet are
+    // no damage; a document without its metadata, or damage found now or before, is.
+    let earlier = newest_aside(dir, &["snapshot.loro.damaged-", "updates.log.damaged-"]);
+    let damaged = incomplete && (!problems.is_empty() || doc.id() != id || earlier.is_some());
+    if damaged && problems.is_empty() {
+        // Damage found on an earlier start, not repaired yet.
+        problems.push(problem(
+            id,
+            format!("part of its history is still missing after earlier damage; {WAITING}"),
+            earlier.as_deref(),
+        ));
+    }
+    let summary = summary_of(id, &doc, damaged);
+    Ok(Some(Loaded {
+        entry: Entry {
+            summary,
             doc,
             log,
             saved,
-            records,
+            before_last,
+            records: records.len(),
+            incomplete,
+            damaged,
         },
-        recovered.torn_tail,
-    ))
+        torn_tail,
+        problems,
+    }))
 }

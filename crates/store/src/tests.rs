@@ -11,9 +11,15 @@ use crate::{
     store::Store,
 };
 
+/// A real libp2p peer id (imports check them).
+fn peer(seed: u8) -> String {
+    let key = libp2p_identity::Keypair::ed25519_from_bytes([seed; 32]).expect("key");
+    key.public().to_peer_id().to_string()
+}
+
 fn me() -> Author {
     Author {
-        peer_id: "12D3KooWMe".into(),
+        peer_id: peer(1),
         display_name: "Me".into(),
     }
 }
@@ -90,6 +96,11 @@ fn a_truncated_log_loads_every_whole_record() {
 
     let (store, report) = Store::open(dir.path(), 3).expect("loads despite the torn tail");
     assert_eq!(report.torn_tails.len(), 1);
+    assert!(
+        report.problems.is_empty(),
+        "an interrupted write is no damage: {:?}",
+        report.problems
+    );
     let titles: Vec<String> = store
         .get(&id)
         .expect("get")
@@ -385,4 +396,557 @@ fn a_track_removed_on_one_replica_and_moved_on_another_stays_removed() {
         "the removed track came back: {:?}",
         pa.tracks.iter().map(|t| &t.title).collect::<Vec<_>>()
     );
+}
+
+// ---- Damage, failed writes and import bounds (issue 14) ----
+
+fn titles_of(store: &Store, id: &str) -> Vec<String> {
+    store
+        .get(id)
+        .expect("get")
+        .tracks
+        .into_iter()
+        .map(|t| t.title)
+        .collect()
+}
+
+fn files_starting(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .expect("list")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn overwrite(path: &std::path::Path, at: usize, with: &[u8]) {
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[at..at + with.len()].copy_from_slice(with);
+    std::fs::write(path, bytes).expect("write");
+}
+
+/// A ("owner") and B ("member") share a playlist of three tracks; B has its snapshot
+/// compacted, then adds five tracks offline (in its log only). Returns both stores' dirs
+/// (B closed), A's store and the id.
+fn shared_then_offline_adds() -> (tempfile::TempDir, tempfile::TempDir, Store, String) {
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let (mut a, _) = Store::open(dir_a.path(), 1).expect("open A");
+    let id = a.create("Shared", "", &me(), 1).expect("create");
+    a.add_tracks(&id, &[track("a1"), track("a2"), track("a3")], &me(), 2)
+        .expect("add");
+    let (mut b, _) = Store::open(dir_b.path(), 1).expect("open B");
+    let all = a.export_since(&id, &[]).expect("export");
+    assert!(b.apply_remote(&id, &all, 3).expect("join"));
+    b.compact_all().expect("compact");
+    let bob = Author {
+        peer_id: peer(2),
+        display_name: "Bob".into(),
+    };
+    for i in 0..5 {
+        b.add_tracks(&id, &[track(&format!("b{i}"))], &bob, 4)
+            .expect("offline add");
+    }
+    assert_eq!(titles_of(&b, &id).len(), 8);
+    drop(b);
+    (dir_a, dir_b, a, id)
+}
+
+#[test]
+fn a_damaged_snapshot_is_moved_aside_and_a_sync_brings_back_every_acknowledged_edit() {
+    let (_dir_a, dir_b, a, id) = shared_then_offline_adds();
+    let pdir = dir_b.path().join(&id);
+    let snapshot = pdir.join("snapshot.loro");
+    let original = std::fs::read(&snapshot).expect("snapshot");
+    overwrite(&snapshot, original.len() / 2, b"\xde\xad\xbe\xef");
+
+    let (mut b, report) = Store::open(dir_b.path(), 50).expect("opens despite the damage");
+    let aside = pdir.join("snapshot.loro.damaged-50");
+    assert_eq!(
+        std::fs::read(&aside).expect("the damaged snapshot is kept aside"),
+        {
+            let mut d = original.clone();
+            let at = original.len() / 2;
+            d[at..at + 4].copy_from_slice(b"\xde\xad\xbe\xef");
+            d
+        }
+    );
+    assert!(!snapshot.exists(), "moved, not copied");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let p = &report.problems[0];
+    assert_eq!(p.playlist_id, id);
+    assert_eq!(p.kept_at.as_deref(), Some(aside.to_str().expect("utf-8")));
+    assert!(p.what.contains("snapshot was damaged"), "{}", p.what);
+    assert_eq!(b.problems(), &report.problems[..]);
+    // Still listed, flagged; local edits are refused until the history is back.
+    let listed = b.list();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, id);
+    assert!(listed[0].damaged, "{:?}", listed[0]);
+    assert!(b.is_damaged(&id));
+    assert_eq!(b.needs_history(), vec![id.clone()]);
+    let refused = b
+        .add_tracks(&id, &[track("x")], &me(), 51)
+        .expect_err("refused");
+    assert!(refused.to_string().contains("damaged"), "{refused}");
+    // Nothing may write a new playlist over it: not a sync's "new playlist" path, not an
+    // import of the mirror.
+    let mirror = {
+        let mut p = a.get(&id).expect("A's copy");
+        p.tracks.truncate(1);
+        p
+    };
+    let err = b.import(&mirror, false, 52).expect_err("refused");
+    assert!(err.to_string().contains("damaged"), "{err}");
+    b.compact_all()
+        .expect("compaction skips a damaged playlist");
+    assert!(
+        !snapshot.exists(),
+        "no snapshot replaces the log while history is missing"
+    );
+    drop(b);
+
+    // B restarts before any sync: still damaged, still reported, nothing lost.
+    let (mut b, report) = Store::open(dir_b.path(), 60).expect("reopen");
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(
+        report.problems[0].kept_at.as_deref(),
+        Some(aside.to_str().expect("utf-8"))
+    );
+
+    // A syncs: the history arrives and B's five pending tracks apply.
+    let version = b.version(&id).expect("version");
+    let missing = a.export_since(&id, &version).expect("export");
+    assert!(b.apply_remote(&id, &missing, 70).expect("apply"));
+    let mut have = titles_of(&b, &id);
+    have.sort();
+    assert_eq!(have, ["a1", "a2", "a3", "b0", "b1", "b2", "b3", "b4"]);
+    assert!(!b.is_damaged(&id));
+    assert!(!b.list()[0].damaged);
+    assert!(
+        b.problems()[0].what.contains("since restored"),
+        "{:?}",
+        b.problems()
+    );
+    assert!(
+        snapshot.exists(),
+        "a checked snapshot was written once whole"
+    );
+    b.add_tracks(&id, &[track("after")], &me(), 71)
+        .expect("edits work again");
+    drop(b);
+    let (b, report) = Store::open(dir_b.path(), 80).expect("reopen");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(titles_of(&b, &id).len(), 9);
+    assert!(aside.exists(), "the damaged file is never deleted");
+}
+
+#[test]
+fn a_never_shared_damaged_playlist_is_rebuilt_from_its_mirror() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let id = store.create("Mine", "", &me(), 1).expect("create");
+    store
+        .add_tracks(&id, &[track("one"), track("two")], &me(), 2)
+        .expect("add");
+    store.compact_all().expect("compact");
+    store
+        .add_tracks(&id, &[track("three")], &me(), 3)
+        .expect("add");
+    let mirror = store.get(&id).expect("get");
+    drop(store);
+    let snapshot = dir.path().join(&id).join("snapshot.loro");
+    overwrite(&snapshot, 30, b"\0\0\0\0");
+
+    let (mut store, report) = Store::open(dir.path(), 10).expect("open");
+    assert_eq!(report.problems.len(), 1);
+    let source = dir.path().join("mine.md");
+    // A mirror of another playlist is refused.
+    let mut other = mirror.clone();
+    other.id = "someotherid".into();
+    assert!(store.rebuild_from_mirror(&id, &other, &source, 11).is_err());
+    store
+        .rebuild_from_mirror(&id, &mirror, &source, 11)
+        .expect("rebuild");
+    assert_eq!(titles_of(&store, &id), ["one", "two", "three"]);
+    assert!(!store.is_damaged(&id));
+    let kept = dir.path().join(&id).join("updates.log.replaced-11");
+    assert!(kept.exists(), "the log that could not be applied is kept");
+    assert!(
+        store
+            .problems()
+            .iter()
+            .any(|p| p.what.contains("Markdown mirror") && p.kept_at.is_some()),
+        "{:?}",
+        store.problems()
+    );
+    store
+        .add_tracks(&id, &[track("four")], &me(), 12)
+        .expect("add");
+    drop(store);
+    let (store, report) = Store::open(dir.path(), 20).expect("reopen");
+    assert!(report.problems.is_empty());
+    assert_eq!(titles_of(&store, &id), ["one", "two", "three", "four"]);
+}
+
+/// One flipped byte in record 3 of 10 used to drop records 3–10. Now only that record is
+/// skipped, and since each record repeats its predecessor's changes, nothing is lost.
+#[test]
+fn a_flipped_byte_mid_log_skips_one_record_and_loses_no_track() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let id = store.create("Fifteen", "", &me(), 1).expect("create");
+    for i in 0..5 {
+        store
+            .add_tracks(&id, &[track(&format!("s{i}"))], &me(), 2)
+            .expect("add");
+    }
+    store.compact_all().expect("compact");
+    let mut ends = Vec::new();
+    for i in 0..10 {
+        store
+            .add_tracks(&id, &[track(&format!("l{i}"))], &me(), 3)
+            .expect("add");
+        ends.push(store.log_len(&id) as usize);
+    }
+    drop(store);
+    let log = dir.path().join(&id).join("updates.log");
+    let start3 = ends[1];
+    let bytes = std::fs::read(&log).expect("log");
+    overwrite(&log, start3 + 20, &[bytes[start3 + 20] ^ 0x01]);
+
+    let (store, report) = Store::open(dir.path(), 40).expect("open");
+    assert_eq!(
+        titles_of(&store, &id).len(),
+        15,
+        "{:?}",
+        titles_of(&store, &id)
+    );
+    assert!(report.torn_tails.is_empty(), "damage is not a torn tail");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let p = &report.problems[0];
+    let kept = dir.path().join(&id).join("updates.log.damaged-40");
+    assert_eq!(p.kept_at.as_deref(), Some(kept.to_str().expect("utf-8")));
+    assert!(
+        p.what.contains(&format!("bytes {}..{}", ends[1], ends[2])),
+        "{}",
+        p.what
+    );
+    assert!(p.what.contains("nothing was lost"), "{}", p.what);
+    assert_eq!(std::fs::read(&kept).expect("kept").len(), bytes.len());
+    assert!(!store.is_damaged(&id));
+}
+
+#[test]
+fn two_adjacent_damaged_records_leave_the_rest_waiting_not_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let id = store.create("P", "", &me(), 1).expect("create");
+    let mut ends = Vec::new();
+    for i in 0..6 {
+        store
+            .add_tracks(&id, &[track(&format!("t{i}"))], &me(), 2)
+            .expect("add");
+        ends.push(store.log_len(&id) as usize);
+    }
+    drop(store);
+    let log = dir.path().join(&id).join("updates.log");
+    let bytes = std::fs::read(&log).expect("log");
+    overwrite(&log, ends[0] + 12, &[!bytes[ends[0] + 12]]);
+    overwrite(&log, ends[1] + 12, &[!bytes[ends[1] + 12]]);
+    let (mut store, report) = Store::open(dir.path(), 5).expect("open");
+    // Records 4–6 build on the lost record 2: Loro holds them pending, the store keeps them.
+    assert_eq!(titles_of(&store, &id), ["t0"]);
+    assert!(store.is_damaged(&id));
+    assert!(
+        report.problems[0].what.contains("wait"),
+        "{:?}",
+        report.problems
+    );
+    let log_len = std::fs::metadata(&log).expect("log").len();
+    store.compact_all().expect("compact");
+    assert_eq!(
+        std::fs::metadata(&log).expect("log").len(),
+        log_len,
+        "no compaction while updates wait for history"
+    );
+    // Local edits still work (the metadata is there) and are logged after the rest.
+    store
+        .add_tracks(&id, &[track("more")], &me(), 6)
+        .expect("add");
+    assert_eq!(titles_of(&store, &id), ["t0", "more"]);
+}
+
+/// Replaces the playlist's `updates.log` by a directory (the open file is moved away): the
+/// next append fails even for root.
+fn break_log(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    let log = dir.join(id).join("updates.log");
+    let moved = dir.join(id).join("updates.log.moved-by-test");
+    std::fs::rename(&log, &moved).expect("move");
+    std::fs::create_dir(&log).expect("a directory in its place");
+    moved
+}
+
+fn repair_log(dir: &std::path::Path, id: &str, moved: &std::path::Path) {
+    let log = dir.join(id).join("updates.log");
+    std::fs::remove_dir(&log).expect("rmdir");
+    std::fs::rename(moved, &log).expect("put back");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_failed_write_changes_nothing_in_memory_and_a_retry_adds_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let id = store.create("P", "", &me(), 1).expect("create");
+    store
+        .add_tracks(&id, &[track("kept")], &me(), 2)
+        .expect("add");
+    let before = store.get(&id).expect("get");
+    let summary = store.list();
+    let moved = break_log(dir.path(), &id);
+
+    let err = store
+        .add_tracks(&id, &[track("new")], &me(), 3)
+        .expect_err("the write fails");
+    assert!(err.to_string().contains("updates.log"), "{err}");
+    assert_eq!(
+        store.get(&id).expect("get"),
+        before,
+        "not visible in memory"
+    );
+    assert_eq!(store.list(), summary);
+    assert!(store.rename(&id, "other", 3).is_err());
+    assert_eq!(store.get(&id).expect("get"), before);
+    assert!(
+        store
+            .problems()
+            .iter()
+            .any(|p| p.playlist_id == id && p.what.contains("could not be saved")),
+        "{:?}",
+        store.problems()
+    );
+    // The same for updates from a member.
+    let other = PlaylistDoc::empty();
+    other
+        .import(&store.export_since(&id, &[]).expect("export"))
+        .expect("import");
+    let v = other.version();
+    other.add_tracks(&[track("remote")], &me(), 4).expect("add");
+    let remote = other.export_updates_since(&v).expect("export");
+    assert!(store.apply_remote(&id, &remote, 4).is_err());
+    assert_eq!(store.get(&id).expect("get"), before);
+
+    repair_log(dir.path(), &id, &moved);
+    store
+        .add_tracks(&id, &[track("new")], &me(), 5)
+        .expect("retry");
+    assert!(store.apply_remote(&id, &remote, 5).expect("retry"));
+    // "new" and "remote" are concurrent inserts: their order depends on the peer ids.
+    let sorted = |store: &Store| {
+        let mut t = titles_of(store, &id);
+        t.sort();
+        t
+    };
+    let want = ["kept", "new", "remote"];
+    assert_eq!(sorted(&store), want);
+    drop(store);
+    let (store, report) = Store::open(dir.path(), 6).expect("reopen");
+    assert!(report.problems.is_empty());
+    assert_eq!(sorted(&store), want, "exactly once, durable");
+}
+
+#[test]
+fn import_refuses_duplicate_and_unsafe_ids_and_bad_peer_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let id = store.create("Source", "", &me(), 1).expect("create");
+    store
+        .add_tracks(&id, &[track("one"), track("two")], &me(), 2)
+        .expect("add");
+    let good = store.get(&id).expect("get");
+
+    let mut dup = good.clone();
+    dup.tracks[1].id = dup.tracks[0].id.clone();
+    let err = store.import(&dup, true, 3).expect_err("duplicate ids");
+    assert!(
+        err.to_string().contains(&dup.tracks[0].id) && err.to_string().contains("more than once"),
+        "{err}"
+    );
+
+    for bad_id in ["../../etc/passwd", "", "a b", &"x".repeat(65)] {
+        let mut bad = good.clone();
+        bad.tracks[0].id = bad_id.to_string();
+        let err = store.import(&bad, true, 3).expect_err("unsafe id");
+        assert!(err.to_string().contains("track 1"), "{err}");
+    }
+
+    let mut bad = good.clone();
+    bad.tracks[1].added_by.peer_id = "not-a-peer".into();
+    let err = store.import(&bad, true, 3).expect_err("bad peer id");
+    assert!(
+        err.to_string().contains("not-a-peer") && err.to_string().contains("added_by"),
+        "{err}"
+    );
+    let mut bad = good.clone();
+    bad.owner.peer_id = "nobody".into();
+    assert!(store.import(&bad, true, 3).is_err());
+    let mut bad = good.clone();
+    bad.collaborators.push(Author {
+        peer_id: "../x".into(),
+        display_name: "x".into(),
+    });
+    assert!(store.import(&bad, true, 3).is_err());
+
+    assert_eq!(store.list().len(), 1, "nothing refused was created");
+    let copy = store
+        .import(&good, true, 3)
+        .expect("a good one is accepted");
+    assert_eq!(store.get(&copy).expect("get").tracks, good.tracks);
+}
+
+#[test]
+fn a_new_playlist_never_overwrites_a_directory_on_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut a, _) = Store::open(dir.path(), 1).expect("open");
+    let id = a.create("P", "", &me(), 1).expect("create");
+    let exported = a.get(&id).expect("get");
+    let updates = a.export_since(&id, &[]).expect("export");
+    drop(a);
+    // A directory the store did not load (say, created while it ran).
+    let other = tempfile::tempdir().expect("tempdir");
+    let (mut b, _) = Store::open(other.path(), 1).expect("open");
+    let squatter = other.path().join(&id);
+    std::fs::create_dir(&squatter).expect("dir");
+    std::fs::write(squatter.join("snapshot.loro"), b"precious").expect("write");
+    assert!(b.import(&exported, false, 2).is_err());
+    assert!(b.apply_remote(&id, &updates, 2).is_err());
+    assert_eq!(
+        std::fs::read(squatter.join("snapshot.loro")).expect("read"),
+        b"precious"
+    );
+}
+
+#[test]
+fn an_unreadable_playlist_is_listed_left_alone_and_refuses_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let id = store.create("P", "", &me(), 1).expect("create");
+    drop(store);
+    let log = dir.path().join(&id).join("updates.log");
+    std::fs::remove_file(&log).expect("rm");
+    std::fs::create_dir(&log).expect("a directory where the log should be");
+    let (mut store, report) = Store::open(dir.path(), 2).expect("open");
+    assert_eq!(report.problems.len(), 1);
+    assert!(report.problems[0].what.contains("could not be read"));
+    assert_eq!(store.list()[0].id, id);
+    assert!(store.is_damaged(&id));
+    assert!(store.get(&id).is_err());
+    assert!(store.add_tracks(&id, &[track("x")], &me(), 3).is_err());
+    let updates = PlaylistDoc::create(&id, "P", "", &me(), 1)
+        .expect("doc")
+        .export_snapshot()
+        .expect("export");
+    assert!(store.apply_remote(&id, &updates, 3).is_err());
+    assert!(dir.path().join(&id).join("snapshot.loro").exists());
+    store
+        .delete(&id, 4)
+        .expect("a damaged playlist can go to the trash");
+    assert!(store.list().is_empty());
+}
+
+#[test]
+fn files_set_aside_are_never_loaded_as_playlists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let id = store.create("P", "", &me(), 1).expect("create");
+    drop(store);
+    let snapshot = dir.path().join(&id).join("snapshot.loro");
+    overwrite(&snapshot, 6, b"zzzz");
+    let (_, report) = Store::open(dir.path(), 2).expect("open");
+    assert_eq!(report.problems.len(), 1);
+    let aside = files_starting(&dir.path().join(&id), "snapshot.loro.damaged-");
+    assert_eq!(aside.len(), 1);
+}
+
+/// Per-edit cost on a 10k-track playlist (printed; the rollback design keeps it flat).
+#[test]
+fn edits_on_a_10k_track_playlist_stay_fast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let id = store.create("Big", "", &me(), 1).expect("create");
+    let batch: Vec<NewTrack> = (0..10_000).map(|i| track(&format!("t{i}"))).collect();
+    store.add_tracks(&id, &batch, &me(), 2).expect("add");
+    store.compact_all().expect("compact");
+    let started = std::time::Instant::now();
+    for i in 0..50 {
+        store
+            .add_tracks(&id, &[track(&format!("more{i}"))], &me(), 3)
+            .expect("add");
+    }
+    let per_edit = started.elapsed() / 50;
+    let started = std::time::Instant::now();
+    store.compact_all().expect("compact");
+    let compact = started.elapsed();
+    eprintln!("10k tracks: {per_edit:?} per edit, {compact:?} per checked compaction");
+    assert!(
+        per_edit < std::time::Duration::from_millis(200),
+        "{per_edit:?}"
+    );
+}
+
+/// Updates from a member that arrive before the history they build on are no damage: they
+/// are logged as received (durable), block compaction while they wait, survive a restart,
+/// and apply when the history arrives.
+#[test]
+fn updates_ahead_of_their_history_are_kept_until_it_arrives() {
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let (mut a, _) = Store::open(dir_a.path(), 1).expect("open");
+    let id = a.create("P", "", &me(), 1).expect("create");
+    let (mut b, _) = Store::open(dir_b.path(), 1).expect("open");
+    b.apply_remote(&id, &a.export_since(&id, &[]).expect("export"), 1)
+        .expect("join");
+    let v0 = a.version(&id).expect("version");
+    a.add_tracks(&id, &[track("x")], &me(), 2).expect("add");
+    let v1 = a.version(&id).expect("version");
+    a.add_tracks(&id, &[track("y")], &me(), 3).expect("add");
+    let x = a.export_since(&id, &v0).expect("export");
+    let only_y = {
+        let all = a.export_since(&id, &v1).expect("export");
+        assert_ne!(all, x);
+        all
+    };
+    b.apply_remote(&id, &only_y, 4).expect("accepted, pending");
+    assert!(titles_of(&b, &id).is_empty(), "y waits for x");
+    assert!(!b.is_damaged(&id), "out of order is not damage");
+    let log = dir_b.path().join(&id).join("updates.log");
+    let len = std::fs::metadata(&log).expect("log").len();
+    assert!(len > 0, "the waiting update is durable");
+    b.compact_all().expect("compact");
+    assert_eq!(std::fs::metadata(&log).expect("log").len(), len);
+    drop(b);
+    let (mut b, report) = Store::open(dir_b.path(), 5).expect("reopen");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    b.apply_remote(&id, &x, 6).expect("apply");
+    assert_eq!(titles_of(&b, &id), ["x", "y"]);
+    b.compact_all().expect("compact");
+    assert_eq!(
+        std::fs::metadata(&log).expect("log").len(),
+        0,
+        "whole: compacted"
+    );
+    drop(b);
+    let (b, _) = Store::open(dir_b.path(), 7).expect("reopen");
+    assert_eq!(titles_of(&b, &id), ["x", "y"]);
 }
