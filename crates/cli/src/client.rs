@@ -7,6 +7,9 @@ use anyhow::{Context as _, bail};
 use serde::{Serialize, de::DeserializeOwned};
 use whatnext_controller::{ApiInfo, Home, error::HomeError};
 
+/// Largest answer read (ureq's default, 10 MB, is less than a big playlist's JSON).
+const MAX_ANSWER_BYTES: u64 = 512 * 1024 * 1024;
+
 pub struct Client {
     home: Home,
     info: ApiInfo,
@@ -58,7 +61,7 @@ impl Client {
         response
             .body_mut()
             .with_config()
-            .limit(512 * 1024 * 1024)
+            .limit(MAX_ANSWER_BYTES)
             .read_to_string()
             .with_context(|| format!("unreadable answer from {path}"))
     }
@@ -74,6 +77,22 @@ impl Client {
             .post(&self.url(path))
             .header("Authorization", &self.auth())
             .send_json(body);
+        self.read_json(path, response)
+    }
+
+    /// A POST of a JSON body the caller serialized (and so could size) itself.
+    pub fn post_json_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> anyhow::Result<T> {
+        let response = self
+            .agent(timeout)
+            .post(&self.url(path))
+            .header("Authorization", &self.auth())
+            .header("Content-Type", "application/json")
+            .send(body);
         self.read_json(path, response)
     }
 
@@ -93,6 +112,8 @@ impl Client {
     ) -> anyhow::Result<T> {
         self.check(path, response)?
             .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
             .read_json()
             .with_context(|| format!("unreadable answer from {path}"))
     }
@@ -125,7 +146,10 @@ impl Client {
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or_else(|| format!("{path}: HTTP {} {text}", response.status()));
+            .unwrap_or_else(|| {
+                let text: String = text.chars().take(1024).collect();
+                format!("{path}: HTTP {} {text}", response.status())
+            });
         bail!("{message}")
     }
 }

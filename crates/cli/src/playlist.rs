@@ -1,13 +1,16 @@
 //! `whatnext playlist …`: the store, through the running controller's API.
 
-use std::{path::PathBuf, time::Duration};
+use std::{io::Read as _, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::Subcommand;
 use serde_json::{Value, json};
-use whatnext_protocol::playlist::{Playlist, PlaylistSummary};
+use whatnext_protocol::{
+    api::{MAX_BULK_BODY_BYTES, MAX_IMPORT_BYTES},
+    playlist::{Playlist, PlaylistSummary},
+};
 
-use crate::client::Client;
+use crate::{client::Client, text::safe};
 
 /// Generous: a write waits for fsync, and a 10,000-track import is one request.
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -16,88 +19,117 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 pub enum PlaylistCommand {
     /// Create a playlist.
     Create {
+        /// The playlist's name.
         name: String,
+        /// A line about it, shown under the name.
         #[arg(long, default_value = "")]
         description: String,
+        /// Print the new playlist's id as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List playlists (newest change first).
     List {
+        /// Print the list as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show a playlist and its tracks.
     Show {
+        /// The playlist's id (see `playlist list`).
         id: String,
+        /// Print the whole playlist as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Add a track.
     Add {
+        /// The playlist's id (see `playlist list`).
         id: String,
+        /// The track's title.
         #[arg(long)]
         title: String,
-        /// Repeat for several artists.
+        /// An artist of the track; repeat for several artists.
         #[arg(long = "artist", value_name = "ARTIST")]
         artists: Vec<String>,
+        /// The album the track is on.
         #[arg(long)]
         album: Option<String>,
+        /// The track's length in milliseconds.
         #[arg(long, value_name = "N")]
         duration_ms: Option<u64>,
-        /// spotify:…, https://… or file:…
+        /// Where to play it: spotify:…, https://… or file:…
         #[arg(long)]
         uri: Option<String>,
+        /// Print the new track's id as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Move a track to a position (0 is the top).
     Move {
+        /// The playlist's id (see `playlist list`).
         id: String,
+        /// The track's id (see `playlist show`).
         track_id: String,
+        /// The position to move it to; 0 is the top.
         #[arg(long, value_name = "INDEX")]
         to: usize,
+        /// Print the answer as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Remove a track.
     Remove {
+        /// The playlist's id (see `playlist list`).
         id: String,
+        /// The track's id (see `playlist show`).
         track_id: String,
+        /// Print the answer as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Rename a playlist.
     Rename {
+        /// The playlist's id (see `playlist list`).
         id: String,
+        /// Its new name.
         name: String,
+        /// Print the answer as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Delete a playlist (it is moved to the store's trash, not erased).
     Delete {
+        /// The playlist's id (see `playlist list`).
         id: String,
+        /// Print the answer as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Share a playlist: print a link that lets a friend join it.
     Share {
+        /// The playlist's id (see `playlist list`).
         id: String,
         /// Make a new key: links given out before stop admitting newcomers.
         #[arg(long)]
         rotate: bool,
+        /// Print the link as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Stop sharing a playlist with one member.
     Revoke {
+        /// The playlist's id (see `playlist list`).
         id: String,
+        /// The member's peer id (see `playlist show`).
         peer_id: String,
+        /// Print the answer as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Write a playlist as Markdown with YAML front matter.
     Export {
+        /// The playlist's id (see `playlist list`).
         id: String,
         /// Write to FILE instead of standard output.
         #[arg(long, value_name = "FILE")]
@@ -105,10 +137,12 @@ pub enum PlaylistCommand {
     },
     /// Create a playlist from a Markdown file written by `export`.
     Import {
+        /// The Markdown file to read.
         file: PathBuf,
         /// Give it a new id (e.g. to import a copy of a playlist you already have).
         #[arg(long)]
         as_new: bool,
+        /// Print the new playlist's id as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -142,8 +176,9 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
             )?;
             print_ok(json, &reply, || {
                 format!(
-                    "created playlist {} ({name})",
-                    reply["id"].as_str().unwrap_or("?")
+                    "created playlist {} ({})",
+                    safe(reply["id"].as_str().unwrap_or("?")),
+                    safe(&name)
                 )
             });
         }
@@ -155,7 +190,17 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
                 println!("No playlists yet. Create one with `whatnext playlist create NAME`.");
             } else {
                 for p in list {
-                    println!("{}  {:>5} tracks  {}", p.id, p.track_count, p.name);
+                    println!(
+                        "{}  {:>5} tracks  {}{}",
+                        safe(&p.id),
+                        p.track_count,
+                        safe(&p.name),
+                        if p.damaged {
+                            "  [damaged: see `whatnext doctor`]"
+                        } else {
+                            ""
+                        }
+                    );
                 }
             }
         }
@@ -165,32 +210,39 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&playlist)?);
             } else {
                 let playlist: Playlist = serde_json::from_value(playlist)?;
-                println!("{} ({})", playlist.name, playlist.id);
-                if !playlist.description.is_empty() {
-                    println!("{}", playlist.description);
+                // Everything here may come from another member: escaped (text.rs).
+                println!("{} ({})", safe(&playlist.name), safe(&playlist.id));
+                // A description may have several lines; each is escaped on its own.
+                for line in playlist.description.lines() {
+                    println!("{}", safe(line));
                 }
                 println!(
                     "queue: {}, owner: {}",
                     playlist.queue_mode.as_str(),
-                    playlist.owner.display_name
+                    safe(&playlist.owner.display_name)
                 );
                 if playlist.tracks.is_empty() {
                     println!(
                         "No tracks yet. Add one with `whatnext playlist add {} --title T --artist A`.",
-                        playlist.id
+                        safe(&playlist.id)
                     );
                 }
                 for (i, t) in playlist.tracks.iter().enumerate() {
-                    let mut line = format!("{i:>3}. {} — {}", t.title, t.artists.join(", "));
+                    let mut line = format!(
+                        "{i:>3}. {} — {}",
+                        safe(&t.title),
+                        safe(&t.artists.join(", "))
+                    );
                     if let Some(album) = &t.album {
-                        line.push_str(&format!(" [{album}]"));
+                        line.push_str(&format!(" [{}]", safe(album)));
                     }
                     if let Some(ms) = t.duration_ms {
                         line.push_str(&format!(" {}", duration(ms)));
                     }
                     println!(
                         "{line}  (id {}, added by {})",
-                        t.id, t.added_by.display_name
+                        safe(&t.id),
+                        safe(&t.added_by.display_name)
                     );
                 }
             }
@@ -207,7 +259,10 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
             let body = json!({"title": title, "artists": artists, "album": album, "duration_ms": duration_ms, "uri": uri});
             let reply: Value = client.post(&path(&id, "/tracks"), &body, TIMEOUT)?;
             print_ok(json, &reply, || {
-                format!("added track {}", reply["track_id"].as_str().unwrap_or("?"))
+                format!(
+                    "added track {}",
+                    safe(reply["track_id"].as_str().unwrap_or("?"))
+                )
             });
         }
         PlaylistCommand::Move {
@@ -222,7 +277,7 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
                 TIMEOUT,
             )?;
             print_ok(json, &reply, || {
-                format!("moved track {track_id} to position {to}")
+                format!("moved track {} to position {to}", safe(&track_id))
             });
         }
         PlaylistCommand::Remove { id, track_id, json } => {
@@ -230,31 +285,35 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
                 &path(&id, &format!("/tracks/{}", encode(&track_id))),
                 TIMEOUT,
             )?;
-            print_ok(json, &reply, || format!("removed track {track_id}"));
+            print_ok(json, &reply, || {
+                format!("removed track {}", safe(&track_id))
+            });
         }
         PlaylistCommand::Rename { id, name, json } => {
             let reply: Value =
                 client.post(&path(&id, "/rename"), &json!({"name": name}), TIMEOUT)?;
-            print_ok(json, &reply, || format!("renamed playlist {id} to {name}"));
+            print_ok(json, &reply, || {
+                format!("renamed playlist {} to {}", safe(&id), safe(&name))
+            });
         }
         PlaylistCommand::Delete { id, json } => {
             let reply: Value = client.delete(&path(&id, ""), TIMEOUT)?;
             print_ok(json, &reply, || {
-                format!("deleted playlist {id} (kept in the store's trash)")
+                format!("deleted playlist {} (kept in the store's trash)", safe(&id))
             });
         }
         PlaylistCommand::Share { id, rotate, json } => {
             let reply: Value =
                 client.post(&path(&id, "/share"), &json!({"rotate": rotate}), TIMEOUT)?;
             print_ok(json, &reply, || {
-                reply["link"].as_str().unwrap_or_default().to_string()
+                safe(reply["link"].as_str().unwrap_or_default()).into_owned()
             });
         }
         PlaylistCommand::Revoke { id, peer_id, json } => {
             let reply: Value =
                 client.post(&path(&id, "/revoke"), &json!({"peer_id": peer_id}), TIMEOUT)?;
             print_ok(json, &reply, || {
-                format!("revoked {peer_id} from playlist {id}")
+                format!("revoked {} from playlist {}", safe(&peer_id), safe(&id))
             });
         }
         PlaylistCommand::Export { id, out } => {
@@ -269,25 +328,71 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
             }
         }
         PlaylistCommand::Import { file, as_new, json } => {
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let text = String::from_utf8(bytes).map_err(|_| {
-                anyhow::anyhow!(
-                    "{} is not UTF-8 text; export playlists with `whatnext playlist export`",
-                    file.display()
-                )
-            })?;
-            let reply: Value = client.post(
-                "/api/playlists/import",
-                &json!({"markdown": text, "as_new": as_new}),
-                TIMEOUT,
-            )?;
+            let text = read_import(&file)?;
+            // Sized before sending: over the limit the controller would hang up mid-upload,
+            // which reads as "broken pipe".
+            let body = serde_json::to_vec(&json!({"markdown": text, "as_new": as_new}))?;
+            if body.len() > MAX_BULK_BODY_BYTES {
+                anyhow::bail!(
+                    "{} makes a request of {} bytes (its text escaped as JSON); the controller accepts at most {MAX_BULK_BODY_BYTES} bytes; split the playlist into smaller files",
+                    file.display(),
+                    body.len()
+                );
+            }
+            let reply: Value = client.post_json_bytes("/api/playlists/import", body, TIMEOUT)?;
             print_ok(json, &reply, || {
-                format!("imported playlist {}", reply["id"].as_str().unwrap_or("?"))
+                format!(
+                    "imported playlist {}",
+                    safe(reply["id"].as_str().unwrap_or("?"))
+                )
             });
         }
     }
     Ok(())
+}
+
+/// The text of a file to import, read no further than [`MAX_IMPORT_BYTES`] (the controller's
+/// limit): a huge file, or one that never ends (`/dev/zero`, a pipe), is refused, not read
+/// into memory.
+fn read_import(file: &std::path::Path) -> anyhow::Result<String> {
+    let too_large = |size: String| {
+        anyhow::anyhow!(
+            "{} is {size}; the largest playlist import is {MAX_IMPORT_BYTES} bytes ({} MiB). Import a file written by `whatnext playlist export`, or split the playlist",
+            file.display(),
+            MAX_IMPORT_BYTES / (1024 * 1024)
+        )
+    };
+    let opened =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // A regular file says its size up front; devices and pipes are caught by the bounded read.
+    if let Ok(meta) = opened.metadata()
+        && meta.is_file()
+        && meta.len() > MAX_IMPORT_BYTES as u64
+    {
+        return Err(too_large(format!("{} bytes", meta.len())));
+    }
+    if let Ok(meta) = opened.metadata()
+        && meta.is_dir()
+    {
+        anyhow::bail!(
+            "{} is a directory; give the Markdown file of one playlist",
+            file.display()
+        );
+    }
+    let mut bytes = Vec::new();
+    opened
+        .take(MAX_IMPORT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    if bytes.len() > MAX_IMPORT_BYTES {
+        return Err(too_large(format!("longer than {MAX_IMPORT_BYTES} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        anyhow::anyhow!(
+            "{} is not UTF-8 text; export playlists with `whatnext playlist export`",
+            file.display()
+        )
+    })
 }
 
 /// Ids are hex, but users type anything: keep a path segment a path segment.

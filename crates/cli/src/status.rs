@@ -1,8 +1,11 @@
-//! The human-readable form of `whatnext status`.
+//! The human-readable form of `whatnext status`. Every text in the state may come from the
+//! network (peer ids, addresses, errors), so each goes through [`safe`].
 
 use std::fmt::Write as _;
 
 use whatnext_protocol::state::AppState;
+
+use crate::text::safe;
 
 pub fn render(state: &AppState) -> String {
     let mut out = String::new();
@@ -12,8 +15,8 @@ pub fn render(state: &AppState) -> String {
         state.node.as_str(),
         state.pid
     );
-    let _ = writeln!(out, "Peer id:     {}", state.peer_id);
-    let _ = writeln!(out, "Home:        {}", state.home);
+    let _ = writeln!(out, "Peer id:     {}", safe(&state.peer_id));
+    let _ = writeln!(out, "Home:        {}", safe(&state.home));
     let service_pid = state
         .service
         .pid
@@ -37,17 +40,20 @@ pub fn render(state: &AppState) -> String {
         let _ = writeln!(
             out,
             "  {} via {} ({}, {}{relayed}, {rtt})",
-            c.peer_id, c.addr, c.transport, c.direction
+            safe(&c.peer_id),
+            safe(&c.addr),
+            safe(&c.transport),
+            safe(&c.direction)
         );
     }
     list(&mut out, "Discovered:", &state.discovered);
     if !state.link_attempts.is_empty() {
         let _ = writeln!(out, "Links opened:");
         for a in state.link_attempts.iter().rev().take(5) {
-            let peer = a.peer_id.as_deref().unwrap_or("?");
+            let peer = safe(a.peer_id.as_deref().unwrap_or("?"));
             let detail = match (&a.addr, &a.error) {
-                (_, Some(error)) => format!(": {error}"),
-                (Some(addr), None) => format!(" via {addr}"),
+                (_, Some(error)) => format!(": {}", safe(error)),
+                (Some(addr), None) => format!(" via {}", safe(addr)),
                 (None, None) => String::new(),
             };
             let _ = writeln!(out, "  #{} {} {peer}{detail}", a.id, a.status.as_str());
@@ -56,8 +62,15 @@ pub fn render(state: &AppState) -> String {
     let _ = writeln!(
         out,
         "Last error:  {}",
-        state.last_error.as_deref().unwrap_or("none")
+        safe(state.last_error.as_deref().unwrap_or("none"))
     );
+    if !state.store_problems.is_empty() {
+        let _ = writeln!(
+            out,
+            "Store:       {} problem(s) found (damaged playlists, failed writes); nothing was deleted. `whatnext doctor` says what and where the pieces are kept",
+            state.store_problems.len()
+        );
+    }
     out
 }
 
@@ -67,6 +80,50 @@ fn list(out: &mut String, label: &str, items: &[String]) {
     }
     for (i, item) in items.iter().enumerate() {
         let label = if i == 0 { label } else { "" };
-        let _ = writeln!(out, "{label:<12} {item}");
+        let _ = writeln!(out, "{label:<12} {}", safe(item));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use whatnext_protocol::state::{Connection, LinkAttempt, LinkStatus};
+
+    use super::*;
+
+    #[test]
+    fn texts_from_the_network_are_escaped() {
+        let mut state = AppState::initial(1, "12D3KooW\u{1b}]0;pwned\u{7}".into(), "/h".into(), 0);
+        state.connections.push(Connection {
+            peer_id: "p\u{202e}".into(),
+            addr: "/ip4/1.2.3.4/tcp/1".into(),
+            transport: "tcp".into(),
+            rtt_ms: None,
+            direction: "dialer".into(),
+            relayed: false,
+            since_ms: 0,
+            connection_id: 1,
+        });
+        state.discovered.push("d\u{9b}".into());
+        state.link_attempts.push(LinkAttempt {
+            id: 1,
+            link: "whtnxt://…".into(),
+            peer_id: Some("x".into()),
+            session: None,
+            status: LinkStatus::Failed,
+            error: Some("dial failed\u{1b}[2J".into()),
+            addr: None,
+            dial_ms: None,
+            needs_discovery: false,
+            steps: vec![],
+            started_at_ms: 0,
+            finished_at_ms: Some(0),
+        });
+        state.last_error = Some("bad\u{0}".into());
+        let out = render(&state);
+        for c in ['\u{1b}', '\u{7}', '\u{202e}', '\u{9b}', '\u{0}'] {
+            assert!(!out.contains(c), "{c:?} printed raw: {out:?}");
+        }
+        assert!(out.contains("12D3KooW\\u{1b}]0;pwned\\u{7}"), "{out}");
+        assert!(out.contains("dial failed\\u{1b}[2J"), "{out}");
     }
 }

@@ -12,8 +12,9 @@ use std::{
 use multiaddr::{Multiaddr, Protocol};
 use tokio_util::sync::CancellationToken;
 use whatnext_protocol::{
+    addr::{AddrClass, classify},
     ipc::{Command, Event},
-    link::InviteLink,
+    link::{InviteLink, MAX_LINK_ADDRS, MAX_LINK_RELAYS},
     state::{DialStep, LinkAttempt, LinkStatus, MAX_LINK_ATTEMPTS},
 };
 
@@ -56,6 +57,8 @@ struct StepOutcome {
     outcome: Result<String, String>,
     dial_ms: Option<f64>,
 }
+
+pub use crate::state::{MAX_STATE_TEXT, clip};
 
 /// How long a link's dial may take when the caller does not say.
 pub const DEFAULT_LINK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -105,7 +108,7 @@ impl App {
     ) -> LinkAttempt {
         let mut attempt = LinkAttempt {
             id: self.next_link_id.fetch_add(1, Ordering::Relaxed),
-            link: redact_key(url),
+            link: clip(&redact_key(url), MAX_STATE_TEXT),
             peer_id: None,
             session: None,
             status: LinkStatus::Pending,
@@ -129,7 +132,7 @@ impl App {
             }
         };
         attempt.peer_id = Some(link.peer_id.to_string());
-        attempt.session = link.session.clone();
+        attempt.session = link.session.as_deref().map(|s| clip(s, MAX_STATE_TEXT));
         attempt.needs_discovery = link.needs_discovery();
         if link.peer_id.to_string() == self.state.snapshot().peer_id {
             let error = "this is your own invite link; send it to a friend to connect".to_string();
@@ -323,7 +326,9 @@ impl App {
             Err(err) => Err(err.to_string()),
         };
         match found {
-            Ok(addrs) => {
+            Ok(mut addrs) => {
+                // The DHT is the network's word: no more addresses than a link may carry.
+                addrs.truncate(MAX_LINK_ADDRS + MAX_LINK_RELAYS);
                 let mut step = self.dial_step("dht", peer_id, addrs, deadline).await;
                 step.started = started;
                 self.record_step(attempt, step)
@@ -387,7 +392,7 @@ impl App {
             method: step.method.to_string(),
             addrs: step.addrs,
             ok: step.outcome.is_ok(),
-            error: step.outcome.as_ref().err().cloned(),
+            error: step.outcome.as_ref().err().map(|e| clip(e, MAX_STATE_TEXT)),
             ms: step.started.elapsed().as_secs_f64() * 1000.0,
         });
         self.record(attempt);
@@ -406,6 +411,7 @@ impl App {
             Ok(addr) => attempt.addr = Some(addr),
             Err(error) => {
                 tracing::warn!("link {}: {error}", attempt.id);
+                let error = clip(&error, MAX_STATE_TEXT);
                 if let Some(ui) = self.ui.get() {
                     (ui.notify)(crate::ui::UiEvent::LinkFailed {
                         link: attempt.link.clone(),
@@ -447,11 +453,15 @@ impl App {
             .parse()
             .map_err(|err| format!("this node's peer id is unreadable: {err}"))?;
         let mut link = InviteLink::new(peer_id);
+        // The best addresses first, and no more than a link may carry (the parser refuses
+        // more), so the invite of a machine with many interfaces still opens.
         link.addrs = invite_addrs(&state.external_addrs, &state.listen_addrs);
+        link.addrs.truncate(MAX_LINK_ADDRS);
         link.relays = state
             .relay_reservations
             .iter()
             .filter_map(|r| relay_of_circuit(&r.addr))
+            .take(MAX_LINK_RELAYS)
             .collect();
         if link.addrs.is_empty() && link.relays.is_empty() {
             return Err("the node has no listen address yet; wait until it is running".into());
@@ -469,22 +479,12 @@ impl App {
 /// addresses are left out, as are duplicates.
 pub fn invite_addrs(external: &[String], listen: &[String]) -> Vec<Multiaddr> {
     fn rank(addr: &Multiaddr, external: bool) -> Option<u8> {
-        let mut loopback = false;
-        for protocol in addr.iter() {
-            match protocol {
-                Protocol::Ip4(ip) if ip.is_unspecified() => return None,
-                Protocol::Ip6(ip) if ip.is_unspecified() => return None,
-                Protocol::Ip4(ip) => loopback |= ip.is_loopback(),
-                Protocol::Ip6(ip) => loopback |= ip.is_loopback(),
-                Protocol::P2pCircuit => return None,
-                _ => {}
-            }
+        match (classify(addr), external) {
+            (AddrClass::Unspecified | AddrClass::Circuit, _) => None,
+            (AddrClass::Loopback, _) => Some(2),
+            (_, true) => Some(0),
+            (_, false) => Some(1),
         }
-        Some(match (external, loopback) {
-            (_, true) => 2,
-            (true, false) => 0,
-            (false, false) => 1,
-        })
     }
     let mut ranked: Vec<(u8, Multiaddr)> = Vec::new();
     let candidates = external
@@ -592,6 +592,16 @@ mod tests {
                 "/ip4/127.0.0.1/tcp/4001",
             ]
         );
+    }
+
+    #[test]
+    fn clipped_texts_end_at_a_char_boundary_with_an_ellipsis() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("abcdef", 3), "abc…");
+        // "é" is two bytes: never cut inside it.
+        assert_eq!(clip("aé", 2), "a…");
+        let long = "x".repeat(100_000);
+        assert!(clip(&long, MAX_STATE_TEXT).len() <= MAX_STATE_TEXT + '…'.len_utf8());
     }
 
     #[test]

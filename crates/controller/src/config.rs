@@ -4,8 +4,26 @@
 use std::path::Path;
 
 use serde::Deserialize;
+use whatnext_protocol::api::MAX_DISPLAY_NAME_BYTES;
 
 use crate::{error::HomeError, home::read_file};
+
+/// A display name as it will be used (trimmed), or why it is refused. The one rule for
+/// config.toml, `whatnext config set display-name` and `POST /api/config`: 1 to
+/// [`MAX_DISPLAY_NAME_BYTES`] bytes. (It travels to every member of a shared playlist.)
+pub fn check_display_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("the display name must not be empty".into());
+    }
+    if name.len() > MAX_DISPLAY_NAME_BYTES {
+        return Err(format!(
+            "the display name is {} bytes long; the limit is {MAX_DISPLAY_NAME_BYTES} bytes",
+            name.len()
+        ));
+    }
+    Ok(name.to_string())
+}
 
 /// The file's keys. Every key is optional; unknown keys are errors (they are typos).
 #[derive(Debug, Default, Deserialize)]
@@ -34,10 +52,24 @@ impl ConfigFile {
             path: path.to_path_buf(),
             detail: "not UTF-8 text".into(),
         })?;
-        toml::from_str(&text).map_err(|err| HomeError::BadConfig {
+        let file: Self = toml::from_str(&text).map_err(|err| HomeError::BadConfig {
             path: path.to_path_buf(),
             detail: err.to_string(),
-        })
+        })?;
+        // Refused rather than cut: a name cut at a limit is not the name the user chose.
+        // (Empty means "the default", as when the key is absent.)
+        if let Some(name) = &file.display_name
+            && !name.trim().is_empty()
+            && let Err(why) = check_display_name(name)
+        {
+            return Err(HomeError::BadConfig {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "display_name: {why}; shorten it there, or set it with `whatnext config set display-name NAME`"
+                ),
+            });
+        }
+        Ok(file)
     }
 }
 
@@ -78,7 +110,7 @@ fn default_display_name() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .ok()
-        .filter(|n| !n.is_empty())
+        .and_then(|n| check_display_name(&n).ok())
         .unwrap_or_else(|| "WhatNext user".to_string())
 }
 
@@ -116,7 +148,7 @@ impl Settings {
             register: !flags.no_register && file.register.unwrap_or(true),
             display_name: file
                 .display_name
-                .filter(|n| !n.trim().is_empty())
+                .and_then(|n| check_display_name(&n).ok())
                 .unwrap_or_else(default_display_name),
         }
     }
@@ -165,6 +197,24 @@ mod tests {
         let defaults = Settings::merge(&RunFlags::default(), ConfigFile::default());
         assert_eq!(defaults.listen.len(), 3, "TCP, QUIC and WebSocket");
         assert!(defaults.upnp && defaults.mdns);
+    }
+
+    #[test]
+    fn a_display_name_over_the_limit_is_refused_naming_the_file_and_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        let name = "n".repeat(MAX_DISPLAY_NAME_BYTES + 1);
+        std::fs::write(&path, format!("display_name = \"{name}\"\n")).expect("write");
+        let err = ConfigFile::load(&path).expect_err("refused").to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("201 bytes"), "{err}");
+        assert!(err.contains("the limit is 200 bytes"), "{err}");
+
+        let name = "n".repeat(MAX_DISPLAY_NAME_BYTES);
+        std::fs::write(&path, format!("display_name = \"  {name}  \"\n")).expect("write");
+        let file = ConfigFile::load(&path).expect("at the limit");
+        let s = Settings::merge(&RunFlags::default(), file);
+        assert_eq!(s.display_name, name, "trimmed like the API does");
     }
 
     #[test]

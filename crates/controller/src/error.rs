@@ -28,7 +28,7 @@ pub enum HomeError {
     #[error("invalid {path}: {detail}", path = .path.display())]
     BadConfig { path: PathBuf, detail: String },
     #[error(
-        "the identity key {path} is unreadable ({detail}); move it aside to create a new identity (this changes your peer id)",
+        "the identity key {path} is {detail}; move it aside (e.g. `mv {path} {path}.bad`) and start again to create a new identity. This changes your peer id: friends will need a new invite from you",
         path = .path.display()
     )]
     BadIdentity { path: PathBuf, detail: String },

@@ -16,6 +16,7 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{Read as _, Write as _},
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,8 @@ use crate::error::HomeError;
 #[derive(Debug, Clone)]
 pub struct Home {
     dir: PathBuf,
+    /// What [`Home::create`] fixed, to be logged once logging is up ([`Home::take_notes`]).
+    notes: Arc<Mutex<Vec<String>>>,
 }
 
 impl Home {
@@ -36,7 +39,10 @@ impl Home {
                 .map(|dirs| dirs.data_dir().to_path_buf())
                 .ok_or(HomeError::NoDefault)?,
         };
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            notes: Arc::default(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -80,7 +86,9 @@ impl Home {
         self.dir.join("logs")
     }
 
-    /// Creates the directory (owner-only) if it does not exist yet.
+    /// Creates the directory (owner-only) if it does not exist yet, and makes an existing
+    /// one owner-only (0700): the store, the Markdown copies and the logs are nobody else's
+    /// business. What was changed is kept for [`Home::take_notes`].
     pub fn create(&self) -> Result<(), HomeError> {
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
@@ -88,7 +96,26 @@ impl Home {
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder
             .create(&self.dir)
-            .map_err(|source| HomeError::io("create the home directory", &self.dir, source))
+            .map_err(|source| HomeError::io("create the home directory", &self.dir, source))?;
+        if let Some(note) = make_private(&self.dir, 0o700) {
+            self.note(note);
+        }
+        Ok(())
+    }
+
+    fn note(&self, note: String) {
+        if let Ok(mut notes) = self.notes.lock() {
+            notes.push(note);
+        }
+    }
+
+    /// What was fixed in the home since the last call (for the log, which starts after the
+    /// home exists).
+    pub fn take_notes(&self) -> Vec<String> {
+        self.notes
+            .lock()
+            .map(|mut notes| std::mem::take(&mut *notes))
+            .unwrap_or_default()
     }
 
     /// Reads `api.json`, written by the running controller.
@@ -157,6 +184,38 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), HomeError>
     result.map_err(|source| HomeError::io("write", path, source))
 }
 
+/// Takes every permission of group and others off `path` (a directory gets `private_mode`,
+/// 0700; a file 0600). Returns what was done, or why it could not be, for the log; `None` when
+/// it was private already (or on systems without Unix modes).
+pub fn make_private(path: &Path, private_mode: u32) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+        if mode & 0o077 == 0 {
+            return None;
+        }
+        Some(
+            match fs::set_permissions(path, fs::Permissions::from_mode(private_mode)) {
+                Ok(()) => format!(
+                    "{} was accessible to other users (mode {mode:04o}); changed it to {private_mode:04o}",
+                    path.display()
+                ),
+                Err(err) => format!(
+                    "{} is accessible to other users (mode {mode:04o}) and could not be changed ({err}); run `chmod {private_mode:o} {}`",
+                    path.display(),
+                    path.display()
+                ),
+            },
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, private_mode);
+        None
+    }
+}
+
 pub fn read_file(path: &Path) -> Result<Option<Vec<u8>>, HomeError> {
     let mut bytes = Vec::new();
     match File::open(path) {
@@ -167,5 +226,36 @@ pub fn read_file(path: &Path) -> Result<Option<Vec<u8>>, HomeError> {
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(HomeError::io("read", path, source)),
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).expect("exists").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn an_existing_home_open_to_others_is_made_private_and_said_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home_dir = dir.path().join("home");
+        fs::create_dir(&home_dir).expect("mkdir");
+        fs::set_permissions(&home_dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let home = Home::resolve(Some(home_dir.clone())).expect("home");
+        home.create().expect("created");
+        assert_eq!(mode(&home_dir), 0o700);
+        let notes = home.take_notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("0755") && notes[0].contains("0700"),
+            "{notes:?}"
+        );
+        // Already private: nothing to say.
+        home.create().expect("again");
+        assert!(home.take_notes().is_empty());
     }
 }

@@ -5,7 +5,7 @@ use libp2p_identity::{Keypair, PeerId};
 
 use crate::{
     error::HomeError,
-    home::{Home, read_file, write_private_file},
+    home::{Home, make_private, read_file, write_private_file},
 };
 
 pub struct Identity {
@@ -23,7 +23,12 @@ impl Identity {
     }
 }
 
+/// Loads or creates the identity of `home`. Runs once logging is up, so it also reports what
+/// [`Home::create`] fixed (a home open to other users).
 pub fn load_or_create(home: &Home) -> Result<Identity, HomeError> {
+    for note in home.take_notes() {
+        tracing::warn!("{note}");
+    }
     load_or_create_at(&home.identity_path())
 }
 
@@ -33,11 +38,11 @@ pub fn load_or_create_at(path: &std::path::Path) -> Result<Identity, HomeError> 
     let mut created = false;
     let keypair = match read_file(&path)? {
         Some(bytes) => {
-            warn_if_readable_by_others(&path);
-            Keypair::from_protobuf_encoding(&bytes).map_err(|err| HomeError::BadIdentity {
-                path: path.clone(),
-                detail: err.to_string(),
-            })?
+            // The secret of the peer id: only its owner may read it.
+            if let Some(note) = make_private(&path, 0o600) {
+                tracing::warn!("{note}");
+            }
+            decode(&path, &bytes)?
         }
         None => {
             let keypair = Keypair::generate_ed25519();
@@ -45,7 +50,7 @@ pub fn load_or_create_at(path: &std::path::Path) -> Result<Identity, HomeError> 
                 .to_protobuf_encoding()
                 .map_err(|err| HomeError::BadIdentity {
                     path: path.clone(),
-                    detail: err.to_string(),
+                    detail: format!("could not be encoded ({err})"),
                 })?;
             write_private_file(&path, &encoded)?;
             tracing::info!("created a new identity in {}", path.display());
@@ -61,20 +66,25 @@ pub fn load_or_create_at(path: &std::path::Path) -> Result<Identity, HomeError> 
     })
 }
 
-fn warn_if_readable_by_others(path: &std::path::Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(
-                "{} is readable by other users; run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            );
-        }
+/// The keypair in `bytes`, or an error that says the file is empty or damaged. (libp2p's own
+/// error for an empty or foreign file talks about a cargo feature, which helps no one.)
+fn decode(path: &std::path::Path, bytes: &[u8]) -> Result<Keypair, HomeError> {
+    if bytes.is_empty() {
+        return Err(HomeError::BadIdentity {
+            path: path.to_path_buf(),
+            detail: "empty (0 bytes): its write was probably interrupted".into(),
+        });
     }
+    Keypair::from_protobuf_encoding(bytes).map_err(|err| {
+        tracing::debug!("decoding {}: {err}", path.display());
+        HomeError::BadIdentity {
+            path: path.to_path_buf(),
+            detail: format!(
+                "damaged: its {} bytes are not an Ed25519 key in libp2p's encoding",
+                bytes.len()
+            ),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -97,6 +107,40 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_readable_by_others_is_made_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::resolve(Some(dir.path().to_path_buf())).expect("home");
+        let first = load_or_create(&home).expect("created");
+        let path = home.identity_path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let again = load_or_create(&home).expect("loaded");
+        assert_eq!(first.peer_id, again.peer_id);
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn an_empty_key_is_called_empty_not_a_missing_cargo_feature() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::resolve(Some(dir.path().to_path_buf())).expect("home");
+        std::fs::write(home.identity_path(), b"").expect("write");
+        let err = load_or_create(&home).err().expect("refused").to_string();
+        assert!(err.contains("is empty"), "{err}");
+        assert!(
+            err.contains(&home.identity_path().display().to_string()),
+            "{err}"
+        );
+        assert!(err.contains("move it aside"), "{err}");
+        assert!(err.contains("peer id"), "{err}");
+        assert!(!err.contains("cargo"), "{err}");
     }
 
     #[test]

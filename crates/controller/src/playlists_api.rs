@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{DefaultBodyLimit, FromRequest, Path, Request, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
 use whatnext_protocol::api::{
     AddTracksRequest, AddedTrack, AddedTracks, CreatePlaylistRequest, CreatedReply, ImportRequest,
-    LinkReply, Member, MoveRequest, OkReply, PlaylistView, RenameRequest, RevokeRequest,
-    ShareRequest,
+    LinkReply, MAX_BULK_BODY_BYTES, MAX_IMPORT_BYTES, Member, MoveRequest, OkReply, PlaylistView,
+    RenameRequest, RevokeRequest, ShareRequest,
 };
 use whatnext_store::{StoreError, markdown};
 
@@ -24,10 +24,18 @@ use crate::{api::ApiError, app::App};
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/api/playlists", get(list).post(create))
-        .route("/api/playlists/import", post(import))
+        // The bulk routes take bodies far above axum's default 2 MB (a 6,000-track export is
+        // more); every other route keeps the default.
+        .route(
+            "/api/playlists/import",
+            post(import).layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)),
+        )
         .route("/api/playlists/{id}", get(show).delete(remove_playlist))
         .route("/api/playlists/{id}/rename", post(rename))
-        .route("/api/playlists/{id}/tracks", post(add))
+        .route(
+            "/api/playlists/{id}/tracks",
+            post(add).layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)),
+        )
         .route("/api/playlists/{id}/move", post(move_track))
         .route(
             "/api/playlists/{id}/tracks/{track_id}",
@@ -55,6 +63,55 @@ impl From<StoreError> for ApiError {
 }
 
 type Reply = Result<Response, ApiError>;
+
+/// The JSON body of a bulk route, up to [`MAX_BULK_BODY_BYTES`] (the route's
+/// `DefaultBodyLimit`). Refusals are `{"error"}` answers: too large is 413 naming the size
+/// and the limit, decided from `Content-Length` before any of the body is read.
+struct BulkJson<T>(T);
+
+impl<T, S> FromRequest<S> for BulkJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(size) = declared
+            && size > MAX_BULK_BODY_BYTES as u64
+        {
+            return Err(body_too_large(Some(size)));
+        }
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(BulkJson(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(body_too_large(declared))
+            }
+            Err(rejection) => Err(ApiError::new(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+fn mib(bytes: usize) -> usize {
+    bytes / (1024 * 1024)
+}
+
+fn body_too_large(size: Option<u64>) -> ApiError {
+    let size = size.map_or_else(|| "larger than that".to_string(), |s| format!("{s} bytes"));
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is {size}; the limit of this route is {MAX_BULK_BODY_BYTES} bytes ({} MiB of JSON, enough for an import of {} MiB of Markdown); split the playlist or the batch into smaller ones",
+            mib(MAX_BULK_BODY_BYTES),
+            mib(MAX_IMPORT_BYTES)
+        ),
+    )
+}
 
 fn ok(value: impl serde::Serialize) -> Reply {
     Ok(Json(value).into_response())
@@ -157,7 +214,7 @@ async fn rename(
 async fn add(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(req): Json<AddTracksRequest>,
+    BulkJson(req): BulkJson<AddTracksRequest>,
 ) -> Reply {
     let (tracks, batch) = match req {
         AddTracksRequest::Batch { tracks } => (tracks, true),
@@ -221,12 +278,34 @@ async fn export(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
         .into_response())
 }
 
-async fn import(State(app): State<Arc<App>>, Json(req): Json<ImportRequest>) -> Reply {
-    let playlist = markdown::from_markdown(&req.markdown)?;
+async fn import(State(app): State<Arc<App>>, BulkJson(req): BulkJson<ImportRequest>) -> Reply {
+    if req.markdown.len() > MAX_IMPORT_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the playlist to import is {} bytes of Markdown; the largest import accepted is {MAX_IMPORT_BYTES} bytes ({} MiB); split it into smaller playlists",
+                req.markdown.len(),
+                mib(MAX_IMPORT_BYTES)
+            ),
+        ));
+    }
+    let ImportRequest {
+        markdown: text,
+        as_new,
+    } = req;
+    // Parsing megabytes of YAML takes a while: off the async workers.
+    let playlist = tokio::task::spawn_blocking(move || markdown::from_markdown(&text))
+        .await
+        .map_err(|err| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading the Markdown failed: {err}"),
+            )
+        })??;
     let id = app
         .library
         .write(move |store, _, now| {
-            let id = store.import(&playlist, req.as_new, now)?;
+            let id = store.import(&playlist, as_new, now)?;
             Ok((id.clone(), Some(id)))
         })
         .await?;

@@ -14,7 +14,7 @@ use crate::{
     playlist::{Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track},
     state::{
         AppState, Connection, DialFailure, DialStep, HelperNode, HolePunchCounts, LinkAttempt,
-        LinkStatus, NodeStatus, RelayReservation, ServiceInfo, SessionState,
+        LinkStatus, NodeStatus, RelayReservation, ServiceInfo, SessionState, StoreProblem,
     },
 };
 
@@ -178,6 +178,21 @@ pub struct MoveRequest {
     pub to: usize,
 }
 
+/// The largest playlist import accepted, in bytes of Markdown (64 MiB): the file `whatnext
+/// playlist import` reads and the `markdown` of `POST /api/playlists/import`. The CLI checks
+/// it before reading further or sending anything; the controller answers 413 above it.
+pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
+
+/// The largest request body of the bulk routes (`POST /api/playlists/import` and a batch
+/// `POST /api/playlists/{id}/tracks`): an import of [`MAX_IMPORT_BYTES`] as a JSON string,
+/// where every newline and quote takes two bytes, plus room for the rest. Other routes keep
+/// the server's default (2 MB).
+pub const MAX_BULK_BODY_BYTES: usize = 2 * MAX_IMPORT_BYTES + 1024 * 1024;
+
+/// The longest display name, in bytes after trimming: `POST /api/config`, `whatnext config
+/// set display-name` and `display_name` in config.toml all refuse longer ones.
+pub const MAX_DISPLAY_NAME_BYTES: usize = 200;
+
 /// `POST /api/playlists/import`: a playlist in the Markdown mirror's format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct ImportRequest {
@@ -240,6 +255,7 @@ pub fn typescript_definitions() -> String {
         HelperNode::decl(&cfg),
         DialFailure::decl(&cfg),
         HolePunchCounts::decl(&cfg),
+        StoreProblem::decl(&cfg),
         DialStep::decl(&cfg),
         PlaylistSummary::decl(&cfg),
         Playlist::decl(&cfg),

@@ -9,8 +9,9 @@
 //!   case-sensitive (peer ids are base58, multiaddrs and secrets are exact).
 //! * Query values are percent-decoded (`%2F` → `/`); `+` is a literal plus, not a space.
 //!   The formatter percent-encodes every byte outside `A–Z a–z 0–9 - . _ ~ / :`.
-//! * `addr` and `relay` may repeat; `session` and `key` may appear once. Unknown parameters
-//!   are ignored, so older apps accept links from newer ones.
+//! * `addr` and `relay` may repeat (at most [`MAX_LINK_ADDRS`] and [`MAX_LINK_RELAYS`]
+//!   times); `session` and `key` may appear once. Unknown parameters are ignored, so older
+//!   apps accept links from newer ones.
 //! * An `addr` may end in `/p2p/<peerId>` only if that is the link's peer.
 //! * The parser is total: every input gives a link or a [`LinkError`] naming the bad part.
 
@@ -33,6 +34,15 @@ const VALUE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Longest link accepted, so a hostile link cannot make us parse megabytes.
 pub const MAX_LINK_LEN: usize = 8 * 1024;
+
+/// Most `addr=` a link may carry. Each one becomes a dial (and, when it fails, an error in
+/// the state and the output), so a link that fits in [`MAX_LINK_LEN`] with hundreds of short
+/// addresses would otherwise fan out into a dial storm and kilobytes of errors. An invite
+/// made by this app holds the best ones first and never more.
+pub const MAX_LINK_ADDRS: usize = 16;
+
+/// Most `relay=` a link may carry, for the same reason.
+pub const MAX_LINK_RELAYS: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InviteLink {
@@ -80,6 +90,14 @@ pub enum LinkError {
     Repeated(&'static str),
     #[error("parameter {0} is empty")]
     EmptyValue(&'static str),
+    #[error(
+        "the link has {count} {param}= parameters; at most {max} are accepted. Ask the sender for a new link (`whatnext invite` makes one)"
+    )]
+    TooManyAddrs {
+        param: &'static str,
+        count: usize,
+        max: usize,
+    },
 }
 
 impl InviteLink {
@@ -171,8 +189,19 @@ impl FromStr for InviteLink {
             reason: err.to_string(),
         })?;
 
+        let pairs = || query.split('&').filter(|p| !p.is_empty());
+        // Counted before anything is parsed, so the error names the real count.
+        for (param, max) in [("addr", MAX_LINK_ADDRS), ("relay", MAX_LINK_RELAYS)] {
+            let count = pairs()
+                .filter(|pair| pair.split_once('=').map_or(*pair, |(name, _)| name) == param)
+                .count();
+            if count > max {
+                return Err(LinkError::TooManyAddrs { param, count, max });
+            }
+        }
+
         let mut link = InviteLink::new(peer_id);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
+        for pair in pairs() {
             let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
             match name {
                 "addr" => link.addrs.push(parse_addr("addr", raw, &peer_id)?),
@@ -362,6 +391,72 @@ mod tests {
         }
     }
 
+    #[test]
+    fn addresses_are_capped_and_the_error_names_the_count_and_the_cap() {
+        let addrs = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("addr=/ip4/10.0.{}.{}/tcp/1", i / 250, i % 250))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let relays = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("relay=/ip4/198.18.0.{i}/tcp/4001/p2p/{OTHER}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        // At the caps: accepted, and the canonical form parses back.
+        let full = parse(&format!(
+            "whtnxt://connect/{PEER}?{}&{}",
+            addrs(MAX_LINK_ADDRS),
+            relays(MAX_LINK_RELAYS)
+        ))
+        .expect("a link at the caps parses");
+        assert_eq!(full.addrs.len(), MAX_LINK_ADDRS);
+        assert_eq!(full.relays.len(), MAX_LINK_RELAYS);
+        assert_eq!(parse(&full.to_string()), Ok(full));
+
+        let err = parse(&format!(
+            "whtnxt://connect/{PEER}?{}",
+            addrs(MAX_LINK_ADDRS + 1)
+        ))
+        .expect_err("one addr too many");
+        assert_eq!(
+            err,
+            LinkError::TooManyAddrs {
+                param: "addr",
+                count: MAX_LINK_ADDRS + 1,
+                max: MAX_LINK_ADDRS
+            }
+        );
+        let err = parse(&format!(
+            "whtnxt://connect/{PEER}?{}",
+            relays(MAX_LINK_RELAYS + 1)
+        ))
+        .expect_err("one relay too many");
+        assert!(err.to_string().contains("5 relay= parameters"), "{err}");
+        assert!(err.to_string().contains("at most 4"), "{err}");
+
+        // Issue 14: a valid 8 KiB link with 261 short addresses gave a 40 KB error.
+        let mut query = String::new();
+        let mut n = 0;
+        while query.len() < MAX_LINK_LEN - 200 {
+            query.push_str(&format!("addr=/ip4/1.2.{}.{}/tcp/1&", n / 250, n % 250));
+            n += 1;
+        }
+        let input = format!("whtnxt://connect/{PEER}?{query}");
+        assert!(
+            input.len() <= MAX_LINK_LEN && n > 200,
+            "{} {n}",
+            input.len()
+        );
+        let err = parse(&input).expect_err("too many addresses");
+        let text = err.to_string();
+        assert!(text.len() < 300, "{text}");
+        assert!(text.contains(&format!("{n} addr= parameters")), "{text}");
+        assert!(text.contains("at most 16"), "{text}");
+    }
+
     fn peer() -> impl Strategy<Value = PeerId> {
         any::<[u8; 32]>().prop_map(|seed| {
             let key = libp2p_identity::Keypair::ed25519_from_bytes(seed).expect("32 bytes");
@@ -383,8 +478,8 @@ mod tests {
     fn link() -> impl Strategy<Value = InviteLink> {
         (
             peer(),
-            proptest::collection::vec(addr(), 0..4),
-            proptest::collection::vec((addr(), peer()), 0..2),
+            proptest::collection::vec(addr(), 0..=MAX_LINK_ADDRS),
+            proptest::collection::vec((addr(), peer()), 0..=MAX_LINK_RELAYS),
             proptest::option::of("\\PC{1,20}"),
             proptest::option::of("\\PC{1,40}"),
         )
