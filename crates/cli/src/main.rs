@@ -1,11 +1,16 @@
 //! `whatnext`: one binary for every role. `run` is the controller, `p2p` the network service
 //! it spawns, and the other commands are clients of the running controller's API.
 
+// The doc comments of the clap types are the CLI's help text, which names placeholders
+// the way help texts do (`<home>`, `<peer id>`); they are not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 mod client;
 mod forward;
 mod playlist;
 mod relay;
 mod status;
+mod text;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -21,6 +26,7 @@ use whatnext_protocol::{
 use crate::{
     client::Client,
     forward::{Forwarded, send},
+    text::{safe, safe_lines},
 };
 
 #[derive(Parser)]
@@ -61,17 +67,20 @@ enum Commands {
         /// Seconds to wait for the connection.
         #[arg(long, default_value_t = 10.0, value_name = "SECS")]
         timeout: f64,
+        /// Print the connection (peer id, address, dial time) as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Print an invite link (whtnxt://…) that a friend can open to connect to you.
     Invite {
+        /// Print the link as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Open a whtnxt:// link in the running WhatNext (starting it if needed). This is what
     /// the OS runs when a link is clicked.
     Open {
+        /// The whtnxt://connect/… link a friend sent you.
         url: String,
         /// Wait until the connection is up; exit non-zero with the reason if it fails.
         #[arg(long)]
@@ -79,6 +88,7 @@ enum Commands {
         /// Seconds to wait for the connection.
         #[arg(long, default_value_t = 15.0, value_name = "SECS")]
         timeout: f64,
+        /// Print the link attempt (status, steps, error) as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -98,10 +108,11 @@ enum Commands {
     Register,
     /// Remove the OS handler for whtnxt:// links.
     Unregister,
-    /// Internal: the network service started by `run`; speaks frames on stdin/stdout.
     /// Run a public helper node on a server: a relay for peers behind NATs, a DHT bootstrap
     /// node and an AutoNAT server. Prints its addresses for other nodes' config.
     Relay(relay::RelayArgs),
+    // Internal: the network service started by `run`; speaks frames on stdin/stdout.
+    // (A plain comment: a doc comment here would become the help of the variant above.)
     #[command(hide = true)]
     P2p,
 }
@@ -109,12 +120,18 @@ enum Commands {
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Set KEY to VALUE. Keys: display-name (the name friends see next to what you add).
-    Set { key: String, value: String },
+    Set {
+        /// The setting: display-name.
+        key: String,
+        /// Its new value.
+        value: String,
+    },
 }
 
 #[derive(Args)]
 struct RunArgs {
-    /// Multiaddr to listen on (repeatable). Default: TCP and QUIC on all interfaces, port 0.
+    /// Multiaddr to listen on (repeatable). Default: TCP, QUIC and WebSocket on all
+    /// interfaces, each on a port chosen at the first start and kept (listen.json).
     #[arg(long, value_name = "MULTIADDR")]
     listen: Vec<String>,
     /// Do not open the view in a browser.
@@ -150,7 +167,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Errors quote the controller, files and the network: escaped like all output.
+            eprintln!("error: {}", safe_lines(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }
@@ -194,7 +212,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{reply}");
             } else {
-                println!("{}", reply["link"].as_str().unwrap_or_default());
+                println!("{}", safe(reply["link"].as_str().unwrap_or_default()));
             }
         }
         Commands::Open {
@@ -217,7 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !print && let Err(err) = open::that_detached(url) {
                 eprintln!("could not open a browser ({err}); open this link yourself:");
             }
-            println!("{url}");
+            println!("{}", safe(url));
         }
         Commands::Config(ConfigCommand::Set { key, value }) => config_set(&home, &key, &value)?,
         Commands::Register => {
@@ -260,8 +278,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{reply}");
             } else {
-                let peer = reply["peer_id"].as_str().unwrap_or("?");
-                let via = reply["addr"].as_str().unwrap_or("?");
+                let peer = safe(reply["peer_id"].as_str().unwrap_or("?"));
+                let via = safe(reply["addr"].as_str().unwrap_or("?"));
                 println!("connected to {peer} via {via}");
             }
         }
@@ -283,7 +301,8 @@ fn doctor(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{}\n", report.summary);
+        // Details quote dial errors from the network: escaped.
+        println!("{}\n", safe(&report.summary));
         for check in &report.checks {
             let mark = match check.status {
                 CheckStatus::Ok => "ok  ",
@@ -291,9 +310,9 @@ fn doctor(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
                 CheckStatus::Warn => "WARN",
                 CheckStatus::Fail => "FAIL",
             };
-            println!("[{mark}] {}: {}", check.title, check.detail);
+            println!("[{mark}] {}: {}", safe(&check.title), safe(&check.detail));
             if !check.advice.is_empty() {
-                println!("       → {}", check.advice);
+                println!("       → {}", safe(&check.advice));
             }
         }
     }
@@ -312,7 +331,7 @@ fn hand_over_to_running(home: &Home, err: anyhow::Error) -> anyhow::Result<ExitC
                 "WhatNext is already running for home {} (pid {}); handed over to it. Its API and view: {}",
                 home.dir().display(),
                 response.pid,
-                response.url
+                safe(&response.url)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -349,10 +368,11 @@ fn run_windowed(_home: &Home, _flags: whatnext_controller::RunFlags) -> anyhow::
 /// `whatnext open URL`: what the OS runs for a link.
 fn open(home: &Home, url: &str, wait: bool, timeout: f64, json: bool) -> anyhow::Result<ExitCode> {
     // Checked here too, so a bad link never starts a controller just to be refused.
+    // The link is quoted only in part: it may be kilobytes long.
     let link: InviteLink = url.parse().with_context(|| {
         format!(
             "cannot open {:?}",
-            whatnext_controller::app::redact_key(url)
+            whatnext_controller::app::clip(&whatnext_controller::app::redact_key(url), 100)
         )
     })?;
     let timeout_secs = (timeout.is_finite() && timeout > 0.0)
@@ -400,7 +420,7 @@ fn report_open(
     match attempt.status {
         LinkStatus::Connected => {
             if !json {
-                let via = attempt.addr.as_deref().unwrap_or("?");
+                let via = safe(attempt.addr.as_deref().unwrap_or("?"));
                 println!("connected to {} via {via}", link.peer_id);
             }
             Ok(ExitCode::SUCCESS)
@@ -415,7 +435,7 @@ fn report_open(
             Ok(ExitCode::SUCCESS)
         }
         LinkStatus::Failed | LinkStatus::Invalid => {
-            let error = attempt.error.as_deref().unwrap_or("unknown error");
+            let error = safe(attempt.error.as_deref().unwrap_or("unknown error"));
             eprintln!("error: could not connect to {}: {error}", link.peer_id);
             Ok(ExitCode::FAILURE)
         }
@@ -428,11 +448,13 @@ fn config_set(home: &Home, key: &str, value: &str) -> anyhow::Result<()> {
         "display-name" | "display_name" => "display_name",
         _ => anyhow::bail!("unknown setting {key:?}; settable: display-name"),
     };
-    let value = value.trim();
-    if value.is_empty() || value.len() > 200 {
-        anyhow::bail!("the display name must be 1 to 200 characters");
-    }
+    let value =
+        whatnext_controller::config::check_display_name(value).map_err(anyhow::Error::msg)?;
+    let value = value.as_str();
     home.create()?;
+    for note in home.take_notes() {
+        eprintln!("note: {note}");
+    }
     let path = home.config_path();
     let mut table: toml::Table = match std::fs::read_to_string(&path) {
         Ok(text) => text
@@ -443,7 +465,7 @@ fn config_set(home: &Home, key: &str, value: &str) -> anyhow::Result<()> {
     };
     table.insert(field.to_string(), toml::Value::String(value.to_string()));
     whatnext_controller::home::write_private_file(&path, toml::to_string(&table)?.as_bytes())?;
-    println!("{key} = {value:?} (in {})", path.display());
+    println!("{key} = \"{}\" (in {})", safe(value), path.display());
     if let Ok(client) = Client::for_home(home) {
         let body = serde_json::json!({ field: value });
         match client.post::<_, serde_json::Value>("/api/config", &body, Duration::from_secs(10)) {
@@ -454,4 +476,56 @@ fn config_set(home: &Home, key: &str, value: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every command a user can see, and every argument of it, has a help line.
+    #[test]
+    fn every_subcommand_and_argument_has_help() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.is_hide_set() || sub.get_name() == "help" {
+                    continue;
+                }
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                check(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&super::Cli::command(), "whatnext", &mut missing);
+        assert!(missing.is_empty(), "no help line for: {missing:#?}");
+    }
+
+    /// `relay --help` is about the relay only (a misplaced doc comment once glued the
+    /// hidden `p2p` command's text to it), and `run --help` names the real listen set.
+    #[test]
+    fn relay_and_run_help_say_what_they_do() {
+        let cli = super::Cli::command();
+        let relay = cli.find_subcommand("relay").expect("relay");
+        let about = relay.get_about().map(|a| a.to_string()).unwrap_or_default();
+        assert!(about.starts_with("Run a public helper node"), "{about}");
+        assert!(!about.contains("Internal"), "{about}");
+        let run = cli.find_subcommand("run").expect("run");
+        let listen = run
+            .get_arguments()
+            .find(|a| a.get_id() == "listen")
+            .and_then(|a| a.get_help().map(|h| h.to_string()))
+            .unwrap_or_default();
+        assert!(listen.contains("TCP, QUIC and WebSocket"), "{listen}");
+    }
 }

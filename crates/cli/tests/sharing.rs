@@ -58,33 +58,6 @@ fn add(node: &Node, id: &str, title: &str) -> String {
         .to_string()
 }
 
-fn create_shared(owner: &Node, name: &str) -> (String, String) {
-    let id = cli_json(owner, &["playlist", "create", name])["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let link = cli_json(owner, &["playlist", "share", &id])["link"]
-        .as_str()
-        .expect("link")
-        .to_string();
-    assert!(
-        link.contains(&format!("session={id}")) && link.contains("key="),
-        "{link}"
-    );
-    (id, link)
-}
-
-fn join(node: &Node, link: &str) {
-    let out = node.cli(&["open", "--wait", "--timeout", "20", link]);
-    assert!(
-        out.status.success(),
-        "join failed: {}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        node.log()
-    );
-}
-
 #[test]
 fn two_members_edit_one_playlist_live_and_converge() {
     let a = Node::start();

@@ -46,6 +46,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::playlists_api::routes())
         .merge(crate::view::routes())
         .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .layer(middleware::from_fn(errors_as_json))
         .layer(middleware::from_fn(crate::view::security_headers))
         .with_state(app)
 }
@@ -95,8 +96,11 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+/// Empty credentials never match, not even an empty secret.
 pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    !a.is_empty()
+        && a.len() == b.len()
+        && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
@@ -151,6 +155,36 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     next.run(request).await
 }
 
+/// Longest plain-text error body rewritten as JSON (axum's rejections are one line).
+const MAX_PLAIN_ERROR: usize = 4096;
+
+/// Every error answer of the API has the documented shape `{"error": "…"}`: axum's own
+/// rejections (a JSON body of the wrong type, a bad query, a body over the limit) come as
+/// text/plain and are rewritten here, keeping their status.
+async fn errors_as_json(request: Request, next: Next) -> Response {
+    let is_api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !is_api || !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), MAX_PLAIN_ERROR)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&body).trim().to_string();
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        message
+    };
+    ApiError::new(status, message).into_response()
+}
+
 #[derive(Debug, Deserialize)]
 struct StateQuery {
     /// Answer once `version > since`.
@@ -166,7 +200,11 @@ async fn get_state(State(app): State<Arc<App>>, Query(query): Query<StateQuery>)
             .timeout_ms
             .map_or(MAX_LONG_POLL, Duration::from_millis)
             .min(MAX_LONG_POLL);
-        let _ = tokio::time::timeout(wait, rx.wait_for(|s| s.version > since)).await;
+        // Shutdown ends the wait too: the server's graceful stop waits for open requests.
+        tokio::select! {
+            _ = tokio::time::timeout(wait, rx.wait_for(|s| s.version > since)) => {}
+            () = app.shutdown.cancelled() => {}
+        }
     }
     let state = rx.borrow().clone();
     Json(state).into_response()
@@ -299,13 +337,8 @@ async fn set_config(
     Json(change): Json<ConfigChange>,
 ) -> Result<Json<OkReply>, ApiError> {
     if let Some(name) = change.display_name {
-        let name = name.trim().to_string();
-        if name.is_empty() || name.len() > 200 {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "the display name must be 1 to 200 characters",
-            ));
-        }
+        let name = crate::config::check_display_name(&name)
+            .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
         app.library.set_display_name(name);
     }
     Ok(Json(OkReply::OK))
@@ -348,5 +381,9 @@ mod tests {
         assert!(!same_secret(b"abc", b"abd"));
         assert!(!same_secret(b"abc", b"abcd"));
         assert!(!same_secret(b"", b"a"));
+        assert!(
+            !same_secret(b"", b""),
+            "an empty credential must never match"
+        );
     }
 }

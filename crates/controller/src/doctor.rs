@@ -2,6 +2,7 @@
 //! state (plus the machine's interfaces), so every finding is testable without a network.
 
 use whatnext_protocol::{
+    addr::{AddrClass, classify_str},
     api::{CheckStatus, DoctorCheck, DoctorReport},
     state::{AppState, LinkStatus, NodeStatus},
 };
@@ -141,7 +142,50 @@ pub fn diagnose(state: &AppState, interfaces: Option<&Interfaces>) -> DoctorRepo
     });
     checks.push(bootstrap_check(state));
     checks.extend(dial_checks(state));
+    checks.extend(store_checks(state));
     finish(checks)
+}
+
+/// One check per problem the playlist store found: what happened and where the pieces are.
+fn store_checks(state: &AppState) -> Vec<DoctorCheck> {
+    if state.store_problems.is_empty() {
+        return vec![check(
+            "store",
+            "Playlist store",
+            CheckStatus::Ok,
+            "no damage found",
+            "",
+        )];
+    }
+    state
+        .store_problems
+        .iter()
+        .map(|p| {
+            let restored = p.what.contains("since restored");
+            let kept = p.kept_at.as_deref().map_or_else(
+                || " Nothing had to be set aside.".to_string(),
+                |at| format!(" The damaged or set-aside bytes are kept in {at}."),
+            );
+            let advice = if restored {
+                "Nothing to do. Keep the set-aside files until you are sure nothing is missing; WhatNext never deletes them."
+            } else if p.what.contains("could not be saved") {
+                "Check free disk space and that the store's files were not moved or made read-only, then make the change again."
+            } else {
+                "Nothing was deleted. Keep WhatNext running so members can sync the missing history; a playlist nobody else has can be re-imported from its Markdown mirror with `whatnext playlist import FILE --as-new`."
+            };
+            check(
+                "store",
+                &format!("Playlist {}", p.playlist_id),
+                if restored {
+                    CheckStatus::Info
+                } else {
+                    CheckStatus::Warn
+                },
+                format!("{}.{kept}", p.what.trim_end_matches('.')),
+                advice,
+            )
+        })
+        .collect()
 }
 
 fn finish(checks: Vec<DoctorCheck>) -> DoctorReport {
@@ -187,15 +231,18 @@ fn network_check(interfaces: Option<&Interfaces>) -> DoctorCheck {
     }
 }
 
-fn is_loopback_addr(addr: &str) -> bool {
-    addr.starts_with("/ip4/127.") || addr.starts_with("/ip6/::1/")
-}
-
 fn listen_check(state: &AppState) -> DoctorCheck {
     let reachable: Vec<&String> = state
         .listen_addrs
         .iter()
-        .filter(|a| !is_loopback_addr(a) && !a.contains("/p2p-circuit"))
+        .filter(|a| {
+            classify_str(a).is_some_and(|class| {
+                !matches!(
+                    class,
+                    AddrClass::Loopback | AddrClass::Circuit | AddrClass::Unspecified
+                )
+            })
+        })
         .collect();
     if state.listen_addrs.is_empty() {
         check(
@@ -546,6 +593,35 @@ mod tests {
         assert!(text.starts_with("no answer"), "{text}");
         assert!(text.contains("/ip4/1.2.3.4/tcp/1"), "{text}");
         assert_eq!(explain("something new"), "something new");
+    }
+
+    #[test]
+    fn store_problems_are_reported_with_where_the_pieces_are() {
+        let mut state = running();
+        assert_eq!(
+            find(&diagnose(&state, None), "store").status,
+            CheckStatus::Ok
+        );
+        state
+            .store_problems
+            .push(whatnext_protocol::state::StoreProblem {
+                playlist_id: "abc".into(),
+                what: "its snapshot was damaged (checksum) and was moved aside".into(),
+                kept_at: Some("/h/store/abc/snapshot.loro.damaged-1".into()),
+            });
+        let report = diagnose(&state, None);
+        let store = find(&report, "store");
+        assert_eq!(store.status, CheckStatus::Warn);
+        assert!(store.title.contains("abc"), "{}", store.title);
+        assert!(
+            store.detail.contains("moved aside")
+                && store
+                    .detail
+                    .contains("/h/store/abc/snapshot.loro.damaged-1"),
+            "{}",
+            store.detail
+        );
+        assert!(!store.advice.is_empty());
     }
 
     #[test]

@@ -15,12 +15,14 @@ pub mod config;
 pub mod doctor;
 pub mod error;
 pub mod home;
+pub mod http_server;
 pub mod identity;
 pub mod library;
 pub mod local_socket;
 pub mod logging;
 pub mod os_handler;
 pub mod playlists_api;
+pub mod reducer;
 pub mod sessions;
 pub mod single_instance;
 pub mod state;
@@ -62,6 +64,9 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
     }
     let program = std::env::current_exe()
         .context("cannot find the whatnext binary to start the network service")?;
+    // Before anything opens files: a flood of API connections must not take the
+    // descriptors the store and the service's pipes need (the API is capped below this).
+    let fd_limit = http_server::raise_fd_limit();
     let runtime = runtime().context("could not start the async runtime")?;
     let node = NodeConfig {
         keypair: supervisor::encode_keypair(&identity.encoded()),
@@ -82,14 +87,17 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
         })?;
     for tail in &report.torn_tails {
         tracing::warn!(
-            "recovered from an interrupted write; the damaged bytes are kept in {}",
+            "recovered from an interrupted write (never acknowledged, nothing lost); the incomplete record is kept in {}",
             tail.display()
         );
     }
-    for (path, why) in &report.unreadable {
+    // Damage: reported in the state (`status`, `doctor`, the view) by the library.
+    for problem in &report.problems {
         tracing::error!(
-            "playlist in {} could not be loaded and was left untouched: {why}",
-            path.display()
+            "playlist {}: {} (kept at {})",
+            problem.playlist_id,
+            problem.what,
+            problem.kept_at.as_deref().unwrap_or("nothing set aside")
         );
     }
     let author = whatnext_protocol::playlist::Author {
@@ -110,7 +118,15 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
         policy: RestartPolicy::default(),
         listen_memory: Some(home.listen_memory_path()),
     };
-    runtime.block_on(serve(home, settings, spec, initial, (store, author), ui))
+    runtime.block_on(serve(
+        home,
+        settings,
+        spec,
+        initial,
+        (store, author),
+        ui,
+        fd_limit,
+    ))
 }
 
 async fn serve(
@@ -120,11 +136,13 @@ async fn serve(
     initial: AppState,
     (store, author): (whatnext_store::Store, whatnext_protocol::playlist::Author),
     ui: Option<ui::UiHooks>,
+    fd_limit: u64,
 ) -> anyhow::Result<()> {
     let shutdown = ui
         .as_ref()
         .map_or_else(CancellationToken::new, |ui| ui.shutdown.clone());
     tokio::spawn(stop_on_signals(shutdown.clone()));
+    tokio::spawn(exit_after_shutdown_deadline(shutdown.clone(), home.clone()));
     let state = StateHandle::new(initial);
     let library = library::Library::start(store, author, state.clone(), home.mirror_dir());
 
@@ -141,7 +159,12 @@ async fn serve(
     let api_addr = listener.local_addr()?;
     let url = format!("http://{api_addr}");
     let token = random_token();
-    let view_secret = previous_view.map_or_else(random_token, |v| v.secret);
+    // A kept secret must be a whole one: an empty or short secret in a damaged or edited
+    // view.json would make the cookie guessable.
+    let view_secret = previous_view
+        .map(|v| v.secret)
+        .filter(|secret| is_full_token(secret))
+        .unwrap_or_else(random_token);
     home::write_private_file(
         &home.view_path(),
         &serde_json::to_vec_pretty(&home::ViewInfo {
@@ -209,16 +232,8 @@ async fn serve(
     }
 
     let router = api::router(app);
-    // Small JSON answers go out at once: without TCP_NODELAY, Nagle's algorithm and the
-    // client's delayed ACK add 40 ms to a request whose body follows its headers.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!("could not set TCP_NODELAY on an API connection: {err}");
-        }
-    });
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let limits = http_server::Limits::for_fd_limit(fd_limit);
+    let served = http_server::serve(listener, router, shutdown.clone(), limits).await;
     shutdown.cancel();
     let _ = supervisor.await;
     let _ = tokio::task::spawn_blocking(move || library.compact()).await;
@@ -297,12 +312,44 @@ async fn stop_on_signals(shutdown: CancellationToken) {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
+        shutdown.cancel();
+        // A second signal means "now": nothing acknowledged is lost by not waiting.
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(1);
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        shutdown.cancel();
     }
-    shutdown.cancel();
+}
+
+/// How long an orderly shutdown may take before the process exits anyway. Nothing is lost
+/// by cutting it short: every acknowledged write is already on disk.
+const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// Once shutdown starts, a plain thread (not a task: it must fire even if the runtime is
+/// stuck) ends the process after [`SHUTDOWN_DEADLINE`]. SIGTERM always ends the controller.
+async fn exit_after_shutdown_deadline(shutdown: CancellationToken, home: Home) {
+    shutdown.cancelled().await;
+    let spawned = std::thread::Builder::new()
+        .name("shutdown-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(SHUTDOWN_DEADLINE);
+            tracing::error!(
+                "the orderly shutdown took longer than {SHUTDOWN_DEADLINE:?}; exiting now (nothing acknowledged is lost)"
+            );
+            remove_api_file(&home);
+            // The network service sees its stdin close and exits too.
+            std::process::exit(1);
+        });
+    if let Err(err) = spawned {
+        tracing::warn!("cannot start the shutdown deadline ({err})");
+    }
 }
 
 /// Makes this binary the OS handler for whtnxt:// links. Failure is not fatal: the app works
@@ -324,8 +371,16 @@ fn register_link_handler(home: &Home, flags: &RunFlags) {
     }
 }
 
+/// Bytes of randomness in a token or secret.
+const TOKEN_BYTES: usize = 32;
+
 fn random_token() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
+    hex::encode(rand::random::<[u8; TOKEN_BYTES]>())
+}
+
+/// Whether `secret` looks like one [`random_token`] made: full length, hex.
+fn is_full_token(secret: &str) -> bool {
+    secret.len() == 2 * TOKEN_BYTES && secret.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The controller's runtime: one thread. The controller's work is small and I/O-bound, and

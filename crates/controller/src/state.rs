@@ -44,3 +44,21 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
 }
+
+/// Longest text kept in the state (a link, a session, each error, `last_error`, dial
+/// failures): a hostile link or a chatty network must not grow `/api/state`,
+/// which every client polls. Longer texts are cut at a character boundary and end in `…`;
+/// the log keeps them whole.
+pub const MAX_STATE_TEXT: usize = 2048;
+
+/// `text` cut to at most `max` bytes (plus `…` when cut), at a character boundary.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

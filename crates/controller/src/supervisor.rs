@@ -10,24 +10,25 @@ use std::{
 };
 
 use base64::Engine as _;
-use futures::{SinkExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
-    process::{Child, ChildStdin, ChildStdout},
+    process::{Child, ChildStdout},
     sync::{mpsc, oneshot},
 };
-use tokio_util::{
-    codec::{FramedRead, FramedWrite},
-    sync::CancellationToken,
-};
+use tokio_util::{codec::FramedRead, sync::CancellationToken};
 use whatnext_protocol::{
     PROTOCOL_VERSION,
+    addr::{AddrClass, classify_str},
     frame::{Frame, FrameCodec, decode_json},
     ipc::{Command, Event, EventEnvelope, NodeConfig},
-    state::{AppState, Connection, DialFailure, MAX_DIAL_FAILURES, NodeStatus, RelayReservation},
+    state::NodeStatus,
 };
 
-use crate::state::{StateHandle, now_ms};
+use crate::{
+    reducer,
+    state::{StateHandle, now_ms},
+};
 
 /// Restart policy (DESIGN.md §1).
 #[derive(Debug, Clone)]
@@ -95,11 +96,51 @@ pub struct ServiceClient {
 #[derive(Clone, Default)]
 pub struct IpcLog(std::sync::Arc<std::sync::Mutex<VecDeque<String>>>);
 
+/// Field names whose values are secrets: the identity key (`start_node`) and the share keys
+/// that handshakes carry in both directions.
+const SECRET_FIELDS: [&str; 2] = ["keypair", "key"];
+
+/// `body` with the value of every secret field replaced, for the debug log.
+fn redact_secrets(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    fn redact(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (name, field) in map.iter_mut() {
+                    if SECRET_FIELDS.contains(&name.as_str()) {
+                        *field = serde_json::Value::String("(redacted)".into());
+                    } else {
+                        redact(field);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+            _ => {}
+        }
+    }
+    // Most frames name no secret field: they are logged as they are, without a parse.
+    let names_a_secret = SECRET_FIELDS.iter().any(|name| {
+        let needle = format!("\"{name}\"");
+        body.windows(needle.len()).any(|w| w == needle.as_bytes())
+    });
+    if !names_a_secret {
+        return std::borrow::Cow::Borrowed(body);
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut value) => {
+            redact(&mut value);
+            std::borrow::Cow::Owned(serde_json::to_vec(&value).unwrap_or_default())
+        }
+        // Not JSON: nothing can be told apart, so nothing of it is shown.
+        Err(_) => std::borrow::Cow::Borrowed(b"(unreadable frame)"),
+    }
+}
+
 /// How many frames the debug log keeps.
 const IPC_LOG_LEN: usize = 100;
 
 impl IpcLog {
     fn record(&self, direction: &str, body: &[u8]) {
+        let body = redact_secrets(body);
         let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
         let line = format!("{} {direction} {text}", now_ms());
         let mut log = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -188,6 +229,50 @@ struct ListenMemory {
     pinned: Vec<String>,
 }
 
+/// The pinned listen addresses kept in `path`, if they are for the `configured` ones and
+/// make sense: one dialable multiaddr per configured address. Anything else (a damaged or
+/// hand-edited file) is ignored with a warning, and the configured addresses are used.
+fn read_listen_memory(path: &std::path::Path, configured: &[String]) -> Option<Vec<String>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(err) => {
+            tracing::warn!(
+                "cannot read {} ({err}); listening on the configured addresses",
+                path.display()
+            );
+            return None;
+        }
+    };
+    let memory = match serde_json::from_slice::<ListenMemory>(&bytes) {
+        Ok(memory) => memory,
+        Err(err) => {
+            tracing::warn!(
+                "{} is damaged ({err}); listening on the configured addresses",
+                path.display()
+            );
+            return None;
+        }
+    };
+    if memory.configured != configured {
+        return None; // the configuration changed: the old ports mean nothing
+    }
+    let valid = memory.pinned.len() == configured.len()
+        && memory
+            .pinned
+            .iter()
+            .all(|a| a.parse::<multiaddr::Multiaddr>().is_ok());
+    if !valid {
+        tracing::warn!(
+            "{} does not hold one address per configured listen address ({:?}); listening on the configured addresses",
+            path.display(),
+            memory.pinned
+        );
+        return None;
+    }
+    Some(memory.pinned)
+}
+
 pub struct Supervisor {
     spec: ServiceSpec,
     state: StateHandle,
@@ -217,10 +302,7 @@ pub fn supervisor(
     let remembered = spec
         .listen_memory
         .as_ref()
-        .and_then(|path| std::fs::read(path).ok())
-        .and_then(|bytes| serde_json::from_slice::<ListenMemory>(&bytes).ok())
-        .filter(|m| m.configured == spec.node.listen)
-        .map(|m| m.pinned);
+        .and_then(|path| read_listen_memory(path, &spec.node.listen));
     let supervisor = Supervisor {
         spec,
         state,
@@ -324,7 +406,7 @@ impl Supervisor {
         self.state.update(|s| {
             s.node = NodeStatus::Stopped;
             s.service.pid = None;
-            forget_connections(s);
+            reducer::forget_service(s);
             true
         });
     }
@@ -346,7 +428,7 @@ impl Supervisor {
             s.node = NodeStatus::Failed;
             s.last_error = Some(reason.clone());
             s.service.pid = None;
-            forget_connections(s);
+            reducer::forget_service(s);
             true
         });
         let why = format!("it failed: {reason}");
@@ -412,9 +494,12 @@ impl Supervisor {
             s.service.pid = pid;
             true
         });
+        let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
+        let writer = tokio::spawn(whatnext_protocol::frame::write_queued_frames(stdin, frames));
         let mut link = ServiceLink {
             recent: self.recent.clone(),
-            writer: FramedWrite::new(stdin, FrameCodec::default()),
+            outbox,
+            writer,
             reader: FramedRead::new(stdout, FrameCodec::default()),
             next_id: 1,
             pending: HashMap::new(),
@@ -425,16 +510,21 @@ impl Supervisor {
             let _ = reply.send(Err(ServiceError::Restarted));
         }
         if let Ended::Shutdown = ended {
-            let _ = link.send(Command::Shutdown, Internal::Ignore).await;
-            drop(link);
-            if tokio::time::timeout(Duration::from_secs(2), child.wait())
+            // Never wait for room in the pipe here: a service that stopped reading must not
+            // keep the controller from exiting. Closing the outbox lets the writer end, which
+            // closes the service's stdin; the service exits on that EOF too.
+            let _ = link.try_send(Command::Shutdown, Internal::Ignore);
+            let ServiceLink { writer, .. } = link;
+            if tokio::time::timeout(SHUTDOWN_GRACE, child.wait())
                 .await
                 .is_err()
             {
                 let _ = child.kill().await;
             }
+            writer.abort();
         } else {
             let _ = child.kill().await;
+            link.writer.abort();
         }
         // Remember who we were connected to, then forget the dead incarnation's connections —
         // also for the sessions, which would otherwise count those peers as still admitted.
@@ -451,8 +541,7 @@ impl Supervisor {
         self.redial
             .extend(connections.into_iter().map(|c| c.peer_id));
         self.state.update(|s| {
-            let had = !s.connections.is_empty() || !s.listen_addrs.is_empty();
-            forget_connections(s);
+            let had = reducer::forget_service(s);
             s.listen_addrs.clear();
             s.external_addrs.clear();
             had
@@ -510,8 +599,7 @@ impl Supervisor {
             node.listen = pinned.clone();
         }
         if link
-            .send(Command::StartNode(node), Internal::StartNode)
-            .await
+            .try_send(Command::StartNode(node), Internal::StartNode)
             .is_err()
         {
             return Ended::Crashed(exit_reason(child).await);
@@ -519,10 +607,15 @@ impl Supervisor {
         if incarnation > 0 {
             tracing::info!("network service restarted (incarnation {incarnation})");
         }
-        // 3. The steady state.
+        // 3. The steady state. This loop never waits for room in the service's stdin: the
+        //    writer task does that. It takes a new request only once it holds a slot in the
+        //    outbox (backpressure to the callers), and it always goes on reading the service's
+        //    events, so the two processes can never each wait for the other to read.
         let mut heartbeat = tokio::time::interval(policy.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_heard = Instant::now();
+        // A pong proves both pipes move: the ping went through stdin and the answer came back.
+        let mut last_pong = Instant::now();
+        let mut slot: Option<mpsc::OwnedPermit<Vec<u8>>> = None;
         // Created once: a fresh `cancelled()` per iteration would register a waiter each time.
         let shutdown = self.shutdown.clone();
         let cancelled = shutdown.cancelled();
@@ -534,13 +627,15 @@ impl Supervisor {
                 biased;
                 () = &mut cancelled => return Ended::Shutdown,
                 frame = link.reader.next() => {
-                    last_heard = Instant::now();
                     match frame {
                         None => return Ended::Crashed(exit_reason(child).await),
                         Some(Err(err)) => return Ended::Crashed(format!("unreadable frame from the service: {err}")),
                         Some(Ok(frame)) => match parse_event(self.recent.see(frame)) {
                             Ok(envelope) => {
-                                if let Some(ended) = self.on_event(link, envelope).await {
+                                if matches!(envelope.body, Event::Pong) {
+                                    last_pong = Instant::now();
+                                }
+                                if let Some(ended) = self.on_event(link, envelope) {
                                     return ended;
                                 }
                             }
@@ -548,17 +643,35 @@ impl Supervisor {
                         },
                     }
                 }
-                Some(request) = self.requests.recv() => {
+                written = &mut link.writer => {
+                    let why = match written {
+                        Ok(Ok(())) => "the command pipe closed".to_string(),
+                        Ok(Err(err)) => format!("could not write to the service: {err}"),
+                        Err(err) => format!("the command writer failed: {err}"),
+                    };
+                    tracing::debug!("{why}");
+                    return Ended::Crashed(exit_reason(child).await);
+                }
+                permit = link.outbox.clone().reserve_owned(), if slot.is_none() => match permit {
+                    Ok(permit) => slot = Some(permit),
+                    Err(_) => return Ended::Crashed(exit_reason(child).await),
+                },
+                Some(request) = self.requests.recv(), if slot.is_some() => {
                     let waiter = request.reply.map_or(Internal::Ignore, Internal::Reply);
-                    if link.send(request.command, waiter).await.is_err() {
-                        return Ended::Crashed(exit_reason(child).await);
+                    if let Some(permit) = slot.take() {
+                        link.send_with(permit, request.command, waiter);
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > policy.heartbeat_timeout {
+                    if last_pong.elapsed() > policy.heartbeat_timeout {
+                        let pipe = if link.outbox.capacity() == 0 {
+                            "; its command pipe has been full all that time"
+                        } else {
+                            ""
+                        };
                         return Ended::Crashed(format!(
-                            "the service stopped answering heartbeats for {:?}",
-                            last_heard.elapsed()
+                            "the service stopped answering heartbeats for {:?}{pipe}",
+                            last_pong.elapsed()
                         ));
                     }
                     if let Some(rss) = child.id().and_then(resident_bytes)
@@ -570,9 +683,8 @@ impl Supervisor {
                             policy.max_service_rss_bytes >> 20
                         ));
                     }
-                    if link.send(Command::Ping, Internal::Ignore).await.is_err() {
-                        return Ended::Crashed(exit_reason(child).await);
-                    }
+                    // A full outbox skips this ping; the missing pong is then what counts.
+                    let _ = link.try_send(Command::Ping, Internal::Ignore);
                 }
             }
         }
@@ -600,7 +712,7 @@ impl Supervisor {
     }
 
     /// Applies one event. Returns `Some` when the incarnation must end.
-    async fn on_event(&mut self, link: &mut ServiceLink, envelope: EventEnvelope) -> Option<Ended> {
+    fn on_event(&mut self, link: &mut ServiceLink, envelope: EventEnvelope) -> Option<Ended> {
         let EventEnvelope { id, body: event } = envelope;
         let waiter = id.and_then(|id| link.take_waiter(id));
         match (&waiter, &event) {
@@ -632,7 +744,9 @@ impl Supervisor {
                         peer_id: Some(peer),
                         addrs,
                     };
-                    if link.send(command, Internal::Ignore).await.is_err() {
+                    if link.try_send(command, Internal::Ignore).is_err() {
+                        // The outbox is full: the next repair round dials it again.
+                        tracing::debug!("no room to re-dial a peer now");
                         break;
                     }
                 }
@@ -659,175 +773,27 @@ impl Supervisor {
         None
     }
 
-    /// Folds an event into `AppState`.
+    /// Folds an event into `AppState` (the reducer) and the address book.
     fn apply(&mut self, event: &Event) {
         match event {
-            Event::NodeStarted {
-                peer_id,
-                listen_addrs,
-            } => self.state.update(|s| {
-                s.node = NodeStatus::Running;
-                s.peer_id = peer_id.clone();
-                for addr in listen_addrs {
-                    if !s.listen_addrs.contains(addr) {
-                        s.listen_addrs.push(addr.clone());
-                    }
-                }
-                true
-            }),
-            Event::ListenAddrAdded { addr } => self.state.update(|s| {
-                let new = !s.listen_addrs.contains(addr);
-                if new {
-                    s.listen_addrs.push(addr.clone());
-                }
-                new
-            }),
-            Event::ListenAddrRemoved { addr } => self.state.update(|s| {
-                let before = s.listen_addrs.len();
-                s.listen_addrs.retain(|a| a != addr);
-                before != s.listen_addrs.len()
-            }),
-            Event::ExternalAddrConfirmed { addr } => self.state.update(|s| {
-                let new = !s.external_addrs.contains(addr);
-                if new {
-                    s.external_addrs.push(addr.clone());
-                }
-                new
-            }),
-            Event::ConnectionEstablished(info) => {
-                if info.direction == "dialer" {
-                    remember_addr(&mut self.peer_addrs, &info.peer_id, &info.addr);
-                }
-                self.state.update(|s| {
-                    for helper in &mut s.helpers {
-                        if helper.peer_id.as_deref() == Some(info.peer_id.as_str()) {
-                            helper.connected = true;
-                            helper.error = None;
-                        }
-                    }
-                    s.connections.push(Connection {
-                        peer_id: info.peer_id.clone(),
-                        addr: info.addr.clone(),
-                        transport: info.transport.clone(),
-                        rtt_ms: None,
-                        direction: info.direction.clone(),
-                        relayed: info.relayed,
-                        since_ms: now_ms(),
-                        connection_id: info.connection_id,
-                    });
-                    true
-                });
+            Event::ConnectionEstablished(info) if info.direction == "dialer" => {
+                remember_addr(&mut self.peer_addrs, &info.peer_id, &info.addr);
             }
-            Event::ConnectionClosed { connection_id, .. } => self.state.update(|s| {
-                let before = s.connections.len();
-                s.connections.retain(|c| c.connection_id != *connection_id);
-                mark_helpers_connected(s);
-                before != s.connections.len()
-            }),
-            Event::NatStatus { status, .. } => self.state.update(|s| {
-                let changed = s.nat != *status;
-                s.nat = status.clone();
-                changed
-            }),
-            Event::RelayReserved {
-                relay_peer_id,
-                addr,
-            } => self.state.update(|s| {
-                s.relay_reservations
-                    .retain(|r| r.relay_peer_id != *relay_peer_id);
-                s.relay_reservations.push(RelayReservation {
-                    relay_peer_id: relay_peer_id.clone(),
-                    addr: addr.clone(),
-                    since_ms: now_ms(),
-                });
-                true
-            }),
-            Event::RelayReservationFailed { relay_addr, reason } => self.state.update(|s| {
-                s.relay_reservations
-                    .retain(|r| !relay_addr.ends_with(&format!("/p2p/{}", r.relay_peer_id)));
-                for helper in &mut s.helpers {
-                    if helper.addr == *relay_addr {
-                        helper.error = Some(format!("reservation: {reason}"));
-                    }
-                }
-                true
-            }),
-            Event::HolePunch { ok, .. } => self.state.update(|s| {
-                if *ok {
-                    s.hole_punches.succeeded += 1;
-                } else {
-                    s.hole_punches.failed += 1;
-                }
-                true
-            }),
-            Event::Rtt {
-                connection_id,
-                micros,
-                ..
-            } => self.state.update(|s| {
-                let Some(conn) = s
-                    .connections
-                    .iter_mut()
-                    .find(|c| c.connection_id == *connection_id)
-                else {
-                    return false;
-                };
-                conn.rtt_ms = Some(*micros as f64 / 1000.0);
-                true
-            }),
             Event::PeerIdentified {
                 peer_id,
-                listen_addrs,
+                listen_addrs: addrs,
                 ..
-            } => {
-                for addr in listen_addrs {
-                    remember_addr(&mut self.peer_addrs, peer_id, addr);
-                }
             }
-            Event::PeerDiscovered { peer_id, addrs } => {
+            | Event::PeerDiscovered { peer_id, addrs } => {
                 for addr in addrs {
                     remember_addr(&mut self.peer_addrs, peer_id, addr);
                 }
-                self.state.update(|s| {
-                    let new = !s.discovered.contains(peer_id);
-                    if new {
-                        s.discovered.push(peer_id.clone());
-                    }
-                    new
-                });
-            }
-            Event::PeerExpired { peer_id } => self.state.update(|s| {
-                let before = s.discovered.len();
-                s.discovered.retain(|p| p != peer_id);
-                before != s.discovered.len()
-            }),
-            Event::NodeError { message } => self.state.update(|s| {
-                s.last_error = Some(message.clone());
-                true
-            }),
-            Event::DialFailed { peer_id, reason } => {
-                let who = peer_id.as_deref().unwrap_or("an address");
-                let message = format!("dial to {who} failed: {reason}");
-                self.state.update(|s| {
-                    s.last_error = Some(message);
-                    for helper in &mut s.helpers {
-                        if peer_id.is_some() && helper.peer_id == *peer_id {
-                            helper.error = Some(reason.clone());
-                        }
-                    }
-                    s.dial_failures.push(DialFailure {
-                        peer_id: peer_id.clone(),
-                        reason: reason.clone(),
-                        at_ms: now_ms(),
-                    });
-                    let excess = s.dial_failures.len().saturating_sub(MAX_DIAL_FAILURES);
-                    s.dial_failures.drain(..excess);
-                    true
-                });
             }
             Event::Error { message } => tracing::warn!("the service refused a command: {message}"),
             _ => {}
         }
+        let now = now_ms();
+        self.state.update(|s| reducer::reduce(s, event, now));
     }
 }
 
@@ -842,25 +808,6 @@ fn resident_bytes(pid: u32) -> Option<u64> {
         .parse()
         .ok()?;
     Some(kb * 1024)
-}
-
-/// Clears what lived in the network service: its connections and reservations, and what
-/// AutoNAT had concluded (a new service finds out again).
-fn forget_connections(s: &mut AppState) {
-    s.connections.clear();
-    s.relay_reservations.clear();
-    s.nat = "unknown".to_string();
-    mark_helpers_connected(s);
-}
-
-/// Recomputes which helper nodes have a connection.
-fn mark_helpers_connected(s: &mut AppState) {
-    for helper in &mut s.helpers {
-        helper.connected = helper
-            .peer_id
-            .as_ref()
-            .is_some_and(|p| s.connections.iter().any(|c| c.peer_id == *p));
-    }
 }
 
 /// Replaces port 0 in each configured address by the port the node actually got on a
@@ -927,8 +874,9 @@ pub fn pin_ports(configured: &[String], reported: &[String]) -> Vec<String> {
 }
 
 fn remember_addr(book: &mut HashMap<String, Vec<String>>, peer: &str, addr: &str) {
-    // Only addresses that can be dialed again are useful: skip unspecified and circuit ones.
-    if addr.contains("/0.0.0.0/") || addr.contains("/::/") {
+    // Only addresses that can be dialed again are useful: skip unspecified ones (and
+    // whatever does not parse).
+    if !classify_str(addr).is_some_and(AddrClass::is_dialable) {
         return;
     }
     let addrs = book.entry(peer.to_string()).or_default();
@@ -986,39 +934,44 @@ enum Internal {
     Ignore,
 }
 
+/// Frames waiting for the service's stdin. Small: a caller beyond it waits for a slot
+/// (backpressure), and memory stays bounded however slowly the service reads.
+const OUTBOX_FRAMES: usize = 64;
+/// How long a service asked to shut down gets before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 struct ServiceLink {
     recent: IpcLog,
-    writer: FramedWrite<ChildStdin, FrameCodec>,
+    /// To the writer task, which owns the service's stdin.
+    outbox: mpsc::Sender<Vec<u8>>,
+    writer: tokio::task::JoinHandle<std::io::Result<()>>,
     reader: FramedRead<ChildStdout, FrameCodec>,
     next_id: u64,
     pending: HashMap<u64, Reply>,
     internal: HashMap<u64, Internal>,
 }
 
+/// Why a frame could not be queued for the service.
+#[derive(Debug)]
+enum QueueError {
+    /// The outbox is full: the service is not keeping up (or not reading).
+    Full,
+    /// The writer ended (the pipe broke).
+    Closed,
+}
+
 impl ServiceLink {
-    async fn send(&mut self, command: Command, waiter: Internal) -> std::io::Result<()> {
+    /// Numbers `command`, logs it (redacted) and registers who waits for its reply.
+    fn encode(&mut self, command: Command, waiter: Internal) -> Vec<u8> {
         // Heartbeats would push everything else out of the debug log, and the identity key
         // must never reach it.
         let heartbeat = matches!(command, Command::Ping);
-        let redacted = match &command {
-            Command::StartNode(config) => Some(Command::StartNode(NodeConfig {
-                keypair: "(redacted)".into(),
-                ..config.clone()
-            })),
-            _ => None,
-        };
         let id = self.next_id;
         self.next_id += 1;
         let body = serde_json::to_vec(&whatnext_protocol::ipc::Envelope::request(id, command))
-            .map_err(std::io::Error::other)?;
-        match redacted {
-            Some(safe) => {
-                let safe = serde_json::to_vec(&whatnext_protocol::ipc::Envelope::request(id, safe))
-                    .unwrap_or_default();
-                self.recent.record("▶", &safe);
-            }
-            None if !heartbeat => self.recent.record("▶", &body),
-            None => {}
+            .unwrap_or_default();
+        if !heartbeat {
+            self.recent.record("▶", &body);
         }
         match waiter {
             Internal::Reply(reply) => {
@@ -1029,7 +982,33 @@ impl ServiceLink {
             }
             Internal::Ignore => {}
         }
-        self.writer.send(body).await.map_err(std::io::Error::other)
+        body
+    }
+
+    /// Queues a command without waiting: for the supervisor's own frames, which must never
+    /// stall the loop that reads the service's events.
+    fn try_send(&mut self, command: Command, waiter: Internal) -> Result<(), QueueError> {
+        let permit = self
+            .outbox
+            .clone()
+            .try_reserve_owned()
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => QueueError::Full,
+                mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+            })?;
+        self.send_with(permit, command, waiter);
+        Ok(())
+    }
+
+    /// Queues a command into a slot reserved earlier.
+    fn send_with(
+        &mut self,
+        permit: mpsc::OwnedPermit<Vec<u8>>,
+        command: Command,
+        waiter: Internal,
+    ) {
+        let body = self.encode(command, waiter);
+        let _ = permit.send(body);
     }
 
     fn take_waiter(&mut self, id: u64) -> Option<Internal> {

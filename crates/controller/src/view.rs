@@ -84,6 +84,7 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .find_map(|pair| {
             pair.trim()
                 .strip_prefix(&format!("{COOKIE}="))
+                .filter(|value| !value.is_empty())
                 .map(str::to_string)
         })
 }

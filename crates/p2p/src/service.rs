@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Context as _;
-use futures::{SinkExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use libp2p::{
     Multiaddr, PeerId, Swarm, autonat,
     core::ConnectedPoint,
@@ -18,8 +18,11 @@ use libp2p::{
         dial_opts::{DialOpts, PeerCondition},
     },
 };
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::mpsc,
+};
+use tokio_util::codec::FramedRead;
 use whatnext_protocol::{
     PROTOCOL_VERSION,
     frame::{Frame, FrameCodec, FrameError, decode_json},
@@ -71,8 +74,14 @@ struct Starting {
     pending_listeners: HashSet<ListenerId>,
 }
 
-struct Service<W> {
-    writer: FramedWrite<W, FrameCodec>,
+/// Events waiting for the controller to read them. When it is full the service's loop
+/// waits (backpressure); the controller reads events without ever waiting on its own
+/// writes, so that wait always ends.
+const OUTBOX_FRAMES: usize = 256;
+
+struct Service {
+    /// To the writer task, which owns stdout.
+    outbox: mpsc::Sender<Vec<u8>>,
     swarm: Option<Swarm<Behaviour>>,
     starting: Option<Starting>,
     /// Dials requested by the controller, by connection id, with the request id to answer.
@@ -126,11 +135,15 @@ impl Connectivity {
 pub async fn serve_on<R, W>(reader: R, writer: W) -> anyhow::Result<()>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
     let mut reader = FramedRead::new(reader, FrameCodec::default());
+    let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
+    let writer = tokio::spawn(whatnext_protocol::frame::write_queued_frames(
+        writer, frames,
+    ));
     let mut service = Service {
-        writer: FramedWrite::new(writer, FrameCodec::default()),
+        outbox,
         swarm: None,
         starting: None,
         pending_dials: HashMap::new(),
@@ -178,6 +191,13 @@ where
             event = next_swarm_event(&mut service.swarm) => service.on_swarm_event(event).await?,
         }
     }
+    // What was said last (e.g. the answer to `shutdown`) still goes out before the exit.
+    drop(service);
+    match tokio::time::timeout(std::time::Duration::from_secs(1), writer).await {
+        Ok(Ok(Err(err))) => tracing::debug!("the last events did not go out: {err}"),
+        Ok(_) => {}
+        Err(_) => tracing::debug!("the controller did not read the last events"),
+    }
     Ok(())
 }
 
@@ -207,13 +227,13 @@ fn conn_id(id: ConnectionId) -> u64 {
     id.to_string().parse().unwrap_or_default()
 }
 
-impl<W: AsyncWrite + Unpin> Service<W> {
+impl Service {
     async fn emit(&mut self, id: Option<u64>, event: Event) -> anyhow::Result<()> {
         let body = serde_json::to_vec(&EventEnvelope { id, body: event })?;
-        self.writer
+        self.outbox
             .send(body)
             .await
-            .context("could not write to the controller (pipe closed)")
+            .map_err(|_| anyhow::anyhow!("could not write to the controller (pipe closed)"))
     }
 
     async fn on_frame(&mut self, frame: Frame) -> anyhow::Result<Flow> {

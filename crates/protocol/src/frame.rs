@@ -36,6 +36,31 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// Drives the write half of a frame stream from a queue: writes what `frames` yields,
+/// batching what is already waiting into one flush. Ends when the queue closes (the caller
+/// is done; dropping the writer then closes the stream) or a write fails.
+///
+/// Both ends of the controller ↔ service pipes run their writes in a task of this, so no
+/// loop that reads ever waits for the other side to read (a cycle of two full pipes).
+/// It opens nothing: the writer is the caller's.
+pub async fn write_queued_frames<W: tokio::io::AsyncWrite + Unpin>(
+    writer: W,
+    mut frames: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
+    use futures::SinkExt;
+    let mut writer = tokio_util::codec::FramedWrite::new(writer, FrameCodec::default());
+    while let Some(body) = frames.recv().await {
+        writer.feed(body).await.map_err(std::io::Error::other)?;
+        while let Ok(body) = frames.try_recv() {
+            writer.feed(body).await.map_err(std::io::Error::other)?;
+        }
+        SinkExt::<Vec<u8>>::flush(&mut writer)
+            .await
+            .map_err(std::io::Error::other)?;
+    }
+    Ok(())
+}
+
 /// tokio-util codec for [`Frame`]s. Encodes any byte slice; see [`encode_json`] for values.
 #[derive(Debug, Clone)]
 pub struct FrameCodec {

@@ -1,5 +1,6 @@
 //! Types shared by every WhatNext process.
 //!
+//! * [`addr`]: the one classifier of addresses by reach (loopback, LAN, public, circuit).
 //! * [`api`]: the loopback HTTP API's bodies, and the view's TypeScript definitions of them.
 //! * [`frame`]: the length-prefixed framing of the controller ↔ network-service pipe.
 //! * [`ipc`]: the commands the controller sends and the events the service answers with.
@@ -12,6 +13,7 @@
 //! Invariant: this crate does no I/O. It turns bytes into values and back, so both ends of
 //! every channel agree by construction and everything here is testable without processes.
 
+pub mod addr;
 pub mod api;
 pub mod frame;
 pub mod ipc;

@@ -130,9 +130,27 @@ impl Node {
 
     /// Starts the controller inside network namespace `netns` (or ours).
     pub fn spawn_in(netns: Option<&str>, home: &Path, args: &[&str]) -> Node {
+        Node::spawn_command(command_in(netns), home, args).with_netns(netns)
+    }
+
+    /// Starts the controller under `prlimit --nofile=N:N` (which execs it: same pid), as on a
+    /// desktop whose descriptor limit is low, soft and hard.
+    pub fn spawn_with_fd_limit(limit: u64, home: &Path, args: &[&str]) -> Node {
+        let mut command = Command::new("prlimit");
+        command.arg(format!("--nofile={limit}:{limit}")).arg(BIN);
+        Node::spawn_command(command, home, args)
+    }
+
+    fn with_netns(mut self, netns: Option<&str>) -> Node {
+        self.netns = netns.map(str::to_string);
+        self
+    }
+
+    /// Starts `command --home HOME ARGS…` (a `whatnext` or a wrapper that execs it).
+    fn spawn_command(mut command: Command, home: &Path, args: &[&str]) -> Node {
         std::fs::create_dir_all(home).expect("home");
         let log = std::fs::File::create(home.join("test-run.log")).expect("log file");
-        let child = command_in(netns)
+        let child = command
             .arg("--home")
             .arg(home)
             .args(args)
@@ -147,7 +165,7 @@ impl Node {
             child: Some(child),
             service_pids: RefCell::new(BTreeSet::new()),
             adopted_pid: None,
-            netns: netns.map(str::to_string),
+            netns: None,
         }
     }
 
@@ -530,4 +548,33 @@ pub fn titles(playlist: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Creates a playlist on `owner` and shares it: (playlist id, share link).
+pub fn create_shared(owner: &Node, name: &str) -> (String, String) {
+    let id = cli_json(owner, &["playlist", "create", name])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let link = cli_json(owner, &["playlist", "share", &id])["link"]
+        .as_str()
+        .expect("link")
+        .to_string();
+    assert!(
+        link.contains(&format!("session={id}")) && link.contains("key="),
+        "{link}"
+    );
+    (id, link)
+}
+
+/// Opens a share link on `node` and waits for the connection.
+pub fn join(node: &Node, link: &str) {
+    let out = node.cli(&["open", "--wait", "--timeout", "20", link]);
+    assert!(
+        out.status.success(),
+        "join failed: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
 }
