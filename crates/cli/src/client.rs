@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde::{Serialize, de::DeserializeOwned};
-use whatnext_controller::{ApiInfo, Home, error::HomeError};
+use whatnext_home::{ApiInfo, Home, HomeError};
 
 /// Largest answer read (ureq's default, 10 MB, is less than a big playlist's JSON).
 const MAX_ANSWER_BYTES: u64 = 512 * 1024 * 1024;

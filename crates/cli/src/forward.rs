@@ -11,7 +11,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use interprocess::local_socket::tokio::{Stream, prelude::*};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
-use whatnext_controller::{Home, local_socket::socket_name};
+use whatnext_controller::local_socket::socket_name;
+use whatnext_home::Home;
 use whatnext_protocol::local::{LocalRequest, LocalResponse, MAX_LINE};
 
 /// How long a freshly started controller may take to open its socket.

@@ -16,7 +16,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use whatnext_controller::{Home, RunFlags, error::HomeError, os_handler};
+use whatnext_home::{Home, HomeError, config::RunFlags, os_handler};
 use whatnext_protocol::{
     link::InviteLink,
     local::{LocalRequest, LocalResponse},
@@ -345,7 +345,7 @@ fn hand_over_to_running(home: &Home, err: anyhow::Error) -> anyhow::Result<ExitC
 /// `whatnext run` with the native window. A controller already running for the home is
 /// asked to show its window instead (the window lives in the controller's process).
 #[cfg(feature = "desktop")]
-fn run_windowed(home: &Home, flags: whatnext_controller::RunFlags) -> anyhow::Result<ExitCode> {
+fn run_windowed(home: &Home, flags: RunFlags) -> anyhow::Result<ExitCode> {
     if let Ok(Forwarded::Answered(response)) =
         send(home, &LocalRequest::Show, Duration::from_secs(10))
     {
@@ -361,7 +361,7 @@ fn run_windowed(home: &Home, flags: whatnext_controller::RunFlags) -> anyhow::Re
 }
 
 #[cfg(not(feature = "desktop"))]
-fn run_windowed(_home: &Home, _flags: whatnext_controller::RunFlags) -> anyhow::Result<ExitCode> {
+fn run_windowed(_home: &Home, _flags: RunFlags) -> anyhow::Result<ExitCode> {
     anyhow::bail!("this whatnext was built without a desktop window; run with --no-window")
 }
 
@@ -448,8 +448,7 @@ fn config_set(home: &Home, key: &str, value: &str) -> anyhow::Result<()> {
         "display-name" | "display_name" => "display_name",
         _ => anyhow::bail!("unknown setting {key:?}; settable: display-name"),
     };
-    let value =
-        whatnext_controller::config::check_display_name(value).map_err(anyhow::Error::msg)?;
+    let value = whatnext_home::config::check_display_name(value).map_err(anyhow::Error::msg)?;
     let value = value.as_str();
     home.create()?;
     for note in home.take_notes() {
@@ -464,7 +463,7 @@ fn config_set(home: &Home, key: &str, value: &str) -> anyhow::Result<()> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     table.insert(field.to_string(), toml::Value::String(value.to_string()));
-    whatnext_controller::home::write_private_file(&path, toml::to_string(&table)?.as_bytes())?;
+    whatnext_home::files::write_private_file(&path, toml::to_string(&table)?.as_bytes())?;
     println!("{key} = \"{}\" (in {})", safe(value), path.display());
     if let Ok(client) = Client::for_home(home) {
         let body = serde_json::json!({ field: value });

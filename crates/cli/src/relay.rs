@@ -4,7 +4,7 @@ use std::{io::Write as _, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::Args;
-use whatnext_controller::{Home, identity};
+use whatnext_home::{Home, identity};
 use whatnext_p2p::relay_node::{RelayLimits, RelayOptions, run_relay};
 
 #[derive(Args)]

@@ -12,12 +12,13 @@ use interprocess::local_socket::{
     tokio::{Stream, prelude::*},
 };
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use whatnext_home::Home;
 use whatnext_protocol::{
     local::{LocalRequest, LocalResponse, MAX_LINE},
     state::LinkStatus,
 };
 
-use crate::{api::link_timeout, app::App, home::Home};
+use crate::{api::link_timeout, app::App};
 
 /// The socket's name for a home.
 pub fn socket_name(home: &Home) -> io::Result<Name<'static>> {

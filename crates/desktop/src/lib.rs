@@ -13,7 +13,7 @@
 #[cfg(feature = "gui")]
 mod window;
 
-use whatnext_controller::{Home, RunFlags};
+use whatnext_home::{Home, config::RunFlags};
 
 /// Runs the controller beside a native window until Quit (or a signal).
 #[cfg(feature = "gui")]

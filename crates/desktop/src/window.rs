@@ -14,10 +14,8 @@ use tray_icon::{
     TrayIcon, TrayIconBuilder,
     menu::{Menu, MenuEvent, MenuId, MenuItem},
 };
-use whatnext_controller::{
-    Home, RunFlags,
-    ui::{CancellationToken, UiEvent, UiHooks},
-};
+use whatnext_controller::ui::{CancellationToken, UiEvent, UiHooks};
+use whatnext_home::{Home, config::RunFlags};
 use wry::{WebView, WebViewBuilder};
 
 enum UserEvent {

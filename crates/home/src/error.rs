@@ -1,4 +1,4 @@
-//! Typed errors of the controller crate. Each message names what failed, on which file,
+//! Typed errors of the home crate. Each message names what failed, on which file,
 //! and what the user can do about it.
 
 use std::path::{Path, PathBuf};

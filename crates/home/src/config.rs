@@ -4,9 +4,13 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use whatnext_protocol::api::MAX_DISPLAY_NAME_BYTES;
 
-use crate::{error::HomeError, home::read_file};
+use crate::{error::HomeError, files::read_file};
+
+/// The longest display name, in bytes after trimming. The same number as
+/// `whatnext_protocol::api::MAX_DISPLAY_NAME_BYTES`, the API's limit (a test checks it):
+/// it is repeated here because this crate does not depend on protocol, which brings tokio.
+pub const MAX_DISPLAY_NAME_BYTES: usize = 200;
 
 /// A display name as it will be used (trimmed), or why it is refused. The one rule for
 /// config.toml, `whatnext config set display-name` and `POST /api/config`: 1 to
@@ -215,6 +219,14 @@ mod tests {
         let file = ConfigFile::load(&path).expect("at the limit");
         let s = Settings::merge(&RunFlags::default(), file);
         assert_eq!(s.display_name, name, "trimmed like the API does");
+    }
+
+    #[test]
+    fn the_display_name_limit_is_the_api_s() {
+        assert_eq!(
+            MAX_DISPLAY_NAME_BYTES,
+            whatnext_protocol::api::MAX_DISPLAY_NAME_BYTES
+        );
     }
 
     #[test]

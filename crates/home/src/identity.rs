@@ -5,7 +5,8 @@ use libp2p_identity::{Keypair, PeerId};
 
 use crate::{
     error::HomeError,
-    home::{Home, make_private, read_file, write_private_file},
+    files::{make_private, read_file, write_private_file},
+    home::Home,
 };
 
 pub struct Identity {
