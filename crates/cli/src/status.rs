@@ -43,7 +43,7 @@ pub fn render(state: &AppState) -> String {
             safe(&c.peer_id),
             safe(&c.addr),
             safe(&c.transport),
-            safe(&c.direction)
+            c.direction
         );
     }
     list(&mut out, "Discovered:", &state.discovered);
@@ -98,7 +98,7 @@ mod tests {
             addr: "/ip4/1.2.3.4/tcp/1".into(),
             transport: "tcp".into(),
             rtt_ms: None,
-            direction: "dialer".into(),
+            direction: whatnext_protocol::state::Direction::Dialer,
             relayed: false,
             since_ms: 0,
             connection_id: 1,

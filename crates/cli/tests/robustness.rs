@@ -379,11 +379,13 @@ fn type_errors_answer_json_and_the_ipc_log_hides_share_keys() {
 #[test]
 fn a_damaged_listen_memory_falls_back_to_the_configured_addresses() {
     let home = tempfile::tempdir().expect("home");
+    let path = home.path().join("listen.json");
     {
         let node = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
         node.wait_running();
+        // Written on the blocking pool once the node listens.
+        wait_until("listen.json", PATIENCE, || path.exists().then_some(()));
     }
-    let path = home.path().join("listen.json");
     let memory: Value =
         serde_json::from_slice(&std::fs::read(&path).expect("listen.json")).expect("JSON");
     let damaged = json!({"configured": memory["configured"], "pinned": []});

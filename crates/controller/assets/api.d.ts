@@ -39,9 +39,9 @@ playlists: Array<PlaylistSummary>,
  */
 sessions: Array<SessionState>, 
 /**
- * What AutoNAT concluded about our reachability: "public", "private" or "unknown".
+ * What AutoNAT concluded about our reachability.
  */
-nat: string, 
+nat: NatStatus, 
 /**
  * Relays holding a reservation for us: peers behind other NATs reach us through them.
  */
@@ -70,6 +70,16 @@ store_problems: Array<StoreProblem>, };
 
 export type NodeStatus = "starting" | "running" | "restarting" | "failed" | "stopped";
 
+export type NatStatus = "public" | "private" | "unknown";
+
+export type HelperRole = "bootstrap" | "relay";
+
+export type SessionRole = "owner" | "member";
+
+export type Direction = "dialer" | "listener";
+
+export type DialMethod = "known" | "direct" | "relay" | "dht";
+
 export type ServiceInfo = { 
 /**
  * Process id of the current network service; null between a crash and its restart.
@@ -88,11 +98,7 @@ addr: string, transport: string,
 /**
  * Last measured round-trip time; null until the first ping completes.
  */
-rtt_ms: number | null, 
-/**
- * "dialer" or "listener".
- */
-direction: string, relayed: boolean, 
+rtt_ms: number | null, direction: Direction, relayed: boolean, 
 /**
  * Unix milliseconds when the connection was established.
  */
@@ -135,11 +141,7 @@ export type SessionState = {
 /**
  * The playlist id.
  */
-id: string, 
-/**
- * "owner" or "member".
- */
-role: string, connected_members: Array<string>, };
+id: string, role: SessionRole, connected_members: Array<string>, };
 
 export type RelayReservation = { relay_peer_id: string, 
 /**
@@ -147,11 +149,7 @@ export type RelayReservation = { relay_peer_id: string,
  */
 addr: string, since_ms: number, };
 
-export type HelperNode = { addr: string, 
-/**
- * "bootstrap" or "relay".
- */
-role: string, peer_id: string | null, connected: boolean, 
+export type HelperNode = { addr: string, role: HelperRole, peer_id: string | null, connected: boolean, 
 /**
  * Why the last dial to it failed, if it did.
  */
@@ -175,11 +173,7 @@ what: string,
  */
 kept_at: string | null, };
 
-export type DialStep = { 
-/**
- * "direct", "relay" or "dht".
- */
-method: string, 
+export type DialStep = { method: DialMethod, 
 /**
  * The addresses tried (for "dht": those the lookup found).
  */

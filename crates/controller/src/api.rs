@@ -337,7 +337,7 @@ async fn set_config(
     Json(change): Json<ConfigChange>,
 ) -> Result<Json<OkReply>, ApiError> {
     if let Some(name) = change.display_name {
-        let name = crate::config::check_display_name(&name)
+        let name = whatnext_home::config::check_display_name(&name)
             .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
         app.library.set_display_name(name);
     }

@@ -15,7 +15,7 @@ use whatnext_protocol::{
     addr::{AddrClass, classify},
     ipc::{Command, Event},
     link::{InviteLink, MAX_LINK_ADDRS, MAX_LINK_RELAYS},
-    state::{DialStep, LinkAttempt, LinkStatus, MAX_LINK_ATTEMPTS},
+    state::{DialMethod, DialStep, LinkAttempt, LinkStatus, MAX_LINK_ATTEMPTS},
 };
 
 use crate::{
@@ -51,7 +51,7 @@ const RELAY_HEAD_START: Duration = Duration::from_millis(500);
 
 /// How one step of opening a link ended.
 struct StepOutcome {
-    method: &'static str,
+    method: DialMethod,
     addrs: Vec<String>,
     started: Instant,
     outcome: Result<String, String>,
@@ -212,7 +212,7 @@ impl App {
                 Err(err) => errors.push(err),
             }
             // Whatever else the service knows: an open connection, or mDNS on the LAN.
-            let known = self.dial_step("known", &peer_id, vec![], deadline);
+            let known = self.dial_step(DialMethod::Known, &peer_id, vec![], deadline);
             match self.record_step(attempt, known.await) {
                 Ok(addr) => return Ok(addr),
                 Err(err) => errors.push(format!("known addresses: {err}")),
@@ -226,7 +226,7 @@ impl App {
 
         let race_started = Instant::now();
         let (direct_addrs, circuit_addrs) = (direct.clone(), circuits.clone());
-        let direct_step = self.dial_step("direct", &peer_id, direct, deadline);
+        let direct_step = self.dial_step(DialMethod::Direct, &peer_id, direct, deadline);
         if circuits.is_empty() {
             match self.record_step(attempt, direct_step.await) {
                 Ok(addr) => return Ok(addr),
@@ -240,7 +240,7 @@ impl App {
                 step = &mut direct_step => Some(step),
                 () = tokio::time::sleep(RELAY_HEAD_START) => None,
             };
-            let relay_step = self.dial_step("relay", &peer_id, circuits, deadline);
+            let relay_step = self.dial_step(DialMethod::Relay, &peer_id, circuits, deadline);
             match direct_done {
                 Some(step) => {
                     match self.record_step(attempt, step) {
@@ -262,9 +262,9 @@ impl App {
                         // The other way was still trying: say so rather than leave it out
                         // (listed first: it started first).
                         let (method, addrs, other) = if direct_first {
-                            ("relay", circuit_addrs, "the direct connection")
+                            (DialMethod::Relay, circuit_addrs, "the direct connection")
                         } else {
-                            ("direct", direct_addrs, "the relay")
+                            (DialMethod::Direct, direct_addrs, "the relay")
                         };
                         let abandoned = StepOutcome {
                             method,
@@ -329,14 +329,16 @@ impl App {
             Ok(mut addrs) => {
                 // The DHT is the network's word: no more addresses than a link may carry.
                 addrs.truncate(MAX_LINK_ADDRS + MAX_LINK_RELAYS);
-                let mut step = self.dial_step("dht", peer_id, addrs, deadline).await;
+                let mut step = self
+                    .dial_step(DialMethod::Dht, peer_id, addrs, deadline)
+                    .await;
                 step.started = started;
                 self.record_step(attempt, step)
                     .map_err(|err| format!("DHT: {err}"))
             }
             Err(reason) => {
                 let step = StepOutcome {
-                    method: "dht",
+                    method: DialMethod::Dht,
                     addrs: vec![],
                     started,
                     outcome: Err(reason),
@@ -352,7 +354,7 @@ impl App {
     /// caller records each as it ends.
     async fn dial_step(
         &self,
-        method: &'static str,
+        method: DialMethod,
         peer_id: &str,
         addrs: Vec<String>,
         deadline: Instant,
@@ -389,7 +391,7 @@ impl App {
             attempt.dial_ms = step.dial_ms;
         }
         attempt.steps.push(DialStep {
-            method: step.method.to_string(),
+            method: step.method,
             addrs: step.addrs,
             ok: step.outcome.is_ok(),
             error: step.outcome.as_ref().err().map(|e| clip(e, MAX_STATE_TEXT)),

@@ -4,7 +4,7 @@
 use whatnext_protocol::{
     addr::{AddrClass, classify_str},
     api::{CheckStatus, DoctorCheck, DoctorReport},
-    state::{AppState, LinkStatus, NodeStatus},
+    state::{AppState, HelperRole, LinkStatus, NatStatus, NodeStatus},
 };
 
 /// The machine's network interfaces as the doctor sees them.
@@ -287,22 +287,22 @@ fn listen_check(state: &AppState) -> DoctorCheck {
 
 fn nat_check(state: &AppState) -> DoctorCheck {
     let reserved = !state.relay_reservations.is_empty();
-    match (state.nat.as_str(), reserved) {
-        ("public", _) => check(
+    match (state.nat, reserved) {
+        (NatStatus::Public, _) => check(
             "nat",
             "Reachability (AutoNAT)",
             CheckStatus::Ok,
             "public: peers anywhere can dial you directly",
             "",
         ),
-        ("private", true) => check(
+        (NatStatus::Private, true) => check(
             "nat",
             "Reachability (AutoNAT)",
             CheckStatus::Ok,
             "behind a NAT or firewall; peers reach you through your relay, then hole punching makes the connection direct",
             "",
         ),
-        ("private", false) => check(
+        (NatStatus::Private, false) => check(
             "nat",
             "Reachability (AutoNAT)",
             CheckStatus::Warn,
@@ -324,7 +324,11 @@ fn nat_check(state: &AppState) -> DoctorCheck {
 }
 
 fn relay_check(state: &AppState) -> DoctorCheck {
-    let configured: Vec<_> = state.helpers.iter().filter(|h| h.role == "relay").collect();
+    let configured: Vec<_> = state
+        .helpers
+        .iter()
+        .filter(|h| h.role == HelperRole::Relay)
+        .collect();
     if !state.relay_reservations.is_empty() {
         let relays: Vec<&str> = state
             .relay_reservations
@@ -343,7 +347,7 @@ fn relay_check(state: &AppState) -> DoctorCheck {
         return check(
             "relay",
             "Relay reservation",
-            if state.nat == "private" {
+            if state.nat == NatStatus::Private {
                 CheckStatus::Warn
             } else {
                 CheckStatus::Info
@@ -548,7 +552,7 @@ mod tests {
     #[test]
     fn private_without_relay_warns_and_a_reservation_fixes_it() {
         let mut state = running();
-        state.nat = "private".into();
+        state.nat = NatStatus::Private;
         let interfaces = Interfaces {
             non_loopback: vec!["192.168.1.5 (eth0)".into()],
         };
@@ -570,7 +574,7 @@ mod tests {
         let mut state = running();
         state.helpers.push(HelperNode {
             addr: "/ip4/198.18.0.1/tcp/4001/p2p/12D3KooWBoot".into(),
-            role: "bootstrap".into(),
+            role: HelperRole::Bootstrap,
             peer_id: Some("12D3KooWBoot".into()),
             connected: false,
             error: Some("Connection refused (os error 111)".into()),

@@ -11,20 +11,13 @@
 
 pub mod api;
 pub mod app;
-pub mod config;
 pub mod doctor;
-pub mod error;
-pub mod home;
 pub mod http_server;
-pub mod identity;
 pub mod library;
 pub mod local_socket;
-pub mod logging;
-pub mod os_handler;
 pub mod playlists_api;
 pub mod reducer;
 pub mod sessions;
-pub mod single_instance;
 pub mod state;
 pub mod supervisor;
 pub mod ui;
@@ -34,14 +27,20 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
-use whatnext_protocol::{ipc::NodeConfig, state::AppState};
+use whatnext_protocol::{
+    ipc::NodeConfig,
+    state::{AppState, HelperRole},
+};
 
-pub use config::RunFlags;
-pub use home::{ApiInfo, Home};
+use whatnext_home::{
+    ApiInfo, Home,
+    config::{ConfigFile, RunFlags, Settings},
+    files::write_private_file,
+    identity, logging, os_handler, single_instance,
+};
 
 use crate::{
     app::App,
-    config::{ConfigFile, Settings},
     state::{StateHandle, now_ms},
     supervisor::{RestartPolicy, ServiceSpec},
 };
@@ -165,9 +164,9 @@ async fn serve(
         .map(|v| v.secret)
         .filter(|secret| is_full_token(secret))
         .unwrap_or_else(random_token);
-    home::write_private_file(
+    write_private_file(
         &home.view_path(),
-        &serde_json::to_vec_pretty(&home::ViewInfo {
+        &serde_json::to_vec_pretty(&whatnext_home::ViewInfo {
             port: api_addr.port(),
             secret: view_secret.clone(),
         })?,
@@ -214,7 +213,7 @@ async fn serve(
         token,
         pid: std::process::id(),
     };
-    home::write_private_file(&home.api_path(), &serde_json::to_vec_pretty(&info)?)?;
+    write_private_file(&home.api_path(), &serde_json::to_vec_pretty(&info)?)?;
     let peer_id = state.snapshot().peer_id;
     println!(
         "WhatNext is running (peer id {peer_id}); API at {url}; home {}",
@@ -247,8 +246,8 @@ fn helper_nodes(settings: &Settings) -> Vec<whatnext_protocol::state::HelperNode
     let roles = settings
         .bootstrap
         .iter()
-        .map(|a| (a, "bootstrap"))
-        .chain(settings.relays.iter().map(|a| (a, "relay")));
+        .map(|a| (a, HelperRole::Bootstrap))
+        .chain(settings.relays.iter().map(|a| (a, HelperRole::Relay)));
     roles
         .map(|(addr, role)| {
             let peer_id = addr
@@ -257,7 +256,7 @@ fn helper_nodes(settings: &Settings) -> Vec<whatnext_protocol::state::HelperNode
                 .and_then(|m| app::peer_id_of(&m));
             whatnext_protocol::state::HelperNode {
                 addr: addr.clone(),
-                role: role.to_string(),
+                role,
                 error: peer_id
                     .is_none()
                     .then(|| "the address does not end in /p2p/<peer id>".to_string()),

@@ -172,6 +172,7 @@ async fn share(
     let key = app
         .sessions
         .share(&id, req.rotate)
+        .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     let link = app
         .invite_to(Some((id, key)))

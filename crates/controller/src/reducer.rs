@@ -7,7 +7,10 @@
 
 use whatnext_protocol::{
     ipc::Event,
-    state::{AppState, Connection, DialFailure, MAX_DIAL_FAILURES, NodeStatus, RelayReservation},
+    state::{
+        AppState, Connection, DialFailure, MAX_DIAL_FAILURES, NatStatus, NodeStatus,
+        RelayReservation,
+    },
 };
 
 use crate::state::{MAX_STATE_TEXT, clip};
@@ -42,7 +45,7 @@ pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
                 addr: info.addr.clone(),
                 transport: info.transport.clone(),
                 rtt_ms: None,
-                direction: info.direction.clone(),
+                direction: info.direction,
                 relayed: info.relayed,
                 since_ms: now_ms,
                 connection_id: info.connection_id,
@@ -57,7 +60,7 @@ pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
         }
         Event::NatStatus { status, .. } => {
             let changed = s.nat != *status;
-            s.nat = status.clone();
+            s.nat = *status;
             changed
         }
         Event::RelayReserved {
@@ -158,10 +161,10 @@ pub fn forget_service(s: &mut AppState) -> bool {
     let had = !s.connections.is_empty()
         || !s.relay_reservations.is_empty()
         || !s.listen_addrs.is_empty()
-        || s.nat != "unknown";
+        || s.nat != NatStatus::Unknown;
     s.connections.clear();
     s.relay_reservations.clear();
-    s.nat = "unknown".to_string();
+    s.nat = NatStatus::Unknown;
     mark_helpers_connected(s);
     had
 }
@@ -195,7 +198,7 @@ mod tests {
     use super::*;
     use whatnext_protocol::{
         ipc::{AppProtocol, ConnectionInfo, Stats},
-        state::HelperNode,
+        state::{Direction, HelperNode, HelperRole},
     };
 
     const NOW: u64 = 1_000;
@@ -206,7 +209,7 @@ mod tests {
         let mut s = AppState::initial(1, String::new(), "/home".into(), 0);
         s.helpers = vec![HelperNode {
             addr: format!("/ip4/198.18.0.1/tcp/4001/p2p/{RELAY}"),
-            role: "relay".into(),
+            role: HelperRole::Relay,
             peer_id: Some(RELAY.into()),
             connected: false,
             error: None,
@@ -220,7 +223,7 @@ mod tests {
             connection_id: id,
             addr: "/ip4/127.0.0.1/tcp/4001".into(),
             transport: "tcp".into(),
-            direction: "dialer".into(),
+            direction: Direction::Dialer,
             relayed: false,
         })
     }
@@ -314,11 +317,11 @@ mod tests {
     #[test]
     fn nat_relay_and_hole_punch_events() {
         let nat = Event::NatStatus {
-            status: "private".into(),
+            status: NatStatus::Private,
             public_addr: None,
         };
         let (s, changed) = after(std::slice::from_ref(&nat));
-        assert!(changed && s.nat == "private");
+        assert!(changed && s.nat == NatStatus::Private);
         assert!(
             !after(&[nat.clone(), nat]).1,
             "the same status again is no change"
@@ -441,12 +444,12 @@ mod tests {
         let (mut s, _) = after(&[
             connection(RELAY, 1),
             Event::NatStatus {
-                status: "public".into(),
+                status: NatStatus::Public,
                 public_addr: None,
             },
         ]);
         assert!(forget_service(&mut s));
-        assert!(s.connections.is_empty() && s.nat == "unknown" && !s.helpers[0].connected);
+        assert!(s.connections.is_empty() && s.nat == NatStatus::Unknown && !s.helpers[0].connected);
         assert!(!forget_service(&mut state()), "nothing to forget");
     }
 }

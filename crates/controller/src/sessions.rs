@@ -22,6 +22,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use whatnext_home::files::write_private_file;
 use whatnext_protocol::session::{pack, unpack};
 use whatnext_protocol::{
     ipc::{AppProtocol, Command, Event},
@@ -31,9 +32,7 @@ use whatnext_protocol::{
     },
 };
 
-use crate::{
-    home::write_private_file, library::Library, state::StateHandle, supervisor::ServiceClient,
-};
+use crate::{library::Library, state::StateHandle, supervisor::ServiceClient};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const REPAIR_INTERVAL: Duration = Duration::from_secs(5);
@@ -62,6 +61,8 @@ struct Book {
 pub struct Sessions {
     path: PathBuf,
     book: Mutex<Book>,
+    /// Held while `sessions.json` is written: saves take turns (see [`Sessions::save`]).
+    saving: tokio::sync::Mutex<()>,
     /// The native window, when there is one (desktop build): told when a friend joins.
     pub ui: std::sync::OnceLock<crate::ui::UiHooks>,
     /// Peer → sessions it is admitted to on its current connection.
@@ -102,6 +103,7 @@ impl Sessions {
         let sessions = Arc::new(Sessions {
             path,
             book: Mutex::new(book),
+            saving: tokio::sync::Mutex::new(()),
             ui: std::sync::OnceLock::new(),
             admitted: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
@@ -115,9 +117,18 @@ impl Sessions {
         Ok(sessions)
     }
 
-    fn save(&self, book: &Book) -> anyhow::Result<()> {
-        let bytes = serde_json::to_vec_pretty(book)?;
-        write_private_file(&self.path, &bytes)?;
+    /// Writes the book to `sessions.json` on the blocking pool (the write fsyncs). Saves
+    /// take turns, and each serialises the book as it is when its turn comes, so the file
+    /// never goes back to an older book than one a finished save wrote.
+    async fn save(&self) -> anyhow::Result<()> {
+        let _turn = self.saving.lock().await;
+        let bytes = serde_json::to_vec_pretty(&*lock(&self.book))?;
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || write_private_file(&path, &bytes))
+            .await
+            .map_err(|err| {
+                anyhow::anyhow!("the task saving {} failed: {err}", self.path.display())
+            })??;
         Ok(())
     }
 
@@ -126,22 +137,24 @@ impl Sessions {
     }
 
     /// Makes `playlist` shareable (or gives it a new key with `rotate`); returns the key.
-    pub fn share(self: &Arc<Self>, playlist: &str, rotate: bool) -> anyhow::Result<String> {
-        let mut book = lock(&self.book);
-        let entry = book
-            .sessions
-            .entry(playlist.to_string())
-            .or_insert_with(|| SessionEntry {
-                key: new_key(),
-                role: Role::Owner,
-                revoked: vec![],
-            });
-        if rotate {
-            entry.key = new_key();
-        }
-        let key = entry.key.clone();
-        self.save(&book)?;
-        drop(book);
+    pub async fn share(self: &Arc<Self>, playlist: &str, rotate: bool) -> anyhow::Result<String> {
+        let key = {
+            let mut book = lock(&self.book);
+            let entry = book
+                .sessions
+                .entry(playlist.to_string())
+                .or_insert_with(|| SessionEntry {
+                    key: new_key(),
+                    role: Role::Owner,
+                    revoked: vec![],
+                });
+            if rotate {
+                entry.key = new_key();
+            }
+            entry.key.clone()
+        };
+        // The key is given out only once it is on disk.
+        self.save().await?;
         self.publish();
         let (me, session) = (Arc::clone(self), playlist.to_string());
         tokio::spawn(async move { me.announce_self(&session).await });
@@ -159,8 +172,8 @@ impl Sessions {
             if !entry.revoked.iter().any(|p| p == peer) {
                 entry.revoked.push(peer.to_string());
             }
-            self.save(&book)?;
         }
+        self.save().await?;
         if let Some(sessions) = lock(&self.admitted).get_mut(peer) {
             sessions.remove(playlist);
         }
@@ -221,8 +234,8 @@ impl Sessions {
                     revoked: vec![],
                 });
             entry.key = key.to_string();
-            self.save(&book).map_err(|e| e.to_string())?;
         }
+        self.save().await.map_err(|e| e.to_string())?;
         self.admit(peer, session, &response.display_name).await;
         self.hello(peer, session).await?;
         self.announce_self(session).await;
@@ -753,8 +766,8 @@ impl Sessions {
             .map(|(id, entry)| whatnext_protocol::state::SessionState {
                 id: id.clone(),
                 role: match entry.role {
-                    Role::Owner => "owner".into(),
-                    Role::Member => "member".into(),
+                    Role::Owner => whatnext_protocol::state::SessionRole::Owner,
+                    Role::Member => whatnext_protocol::state::SessionRole::Member,
                 },
                 connected_members: {
                     let mut m: Vec<String> = admitted

@@ -22,7 +22,7 @@ use whatnext_protocol::{
     addr::{AddrClass, classify_str},
     frame::{Frame, FrameCodec, decode_json},
     ipc::{Command, Event, EventEnvelope, NodeConfig},
-    state::NodeStatus,
+    state::{Direction, NodeStatus},
 };
 
 use crate::{
@@ -690,25 +690,30 @@ impl Supervisor {
         }
     }
 
+    /// Writes `listen.json` on the blocking pool (it fsyncs); the supervisor's loop goes on
+    /// reading events meanwhile. Written once per controller run, so writes cannot race.
     fn remember_listen(&self, pinned: &[String]) {
-        let Some(path) = &self.spec.listen_memory else {
+        let Some(path) = self.spec.listen_memory.clone() else {
             return;
         };
         let memory = ListenMemory {
             configured: self.spec.node.listen.clone(),
             pinned: pinned.to_vec(),
         };
-        let written = serde_json::to_vec_pretty(&memory)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                crate::home::write_private_file(path, &bytes).map_err(|e| e.to_string())
-            });
-        if let Err(err) = written {
-            tracing::warn!(
-                "could not remember the listen ports in {} ({err}); the next run may get new ones",
-                path.display()
-            );
-        }
+        tokio::task::spawn_blocking(move || {
+            let written = serde_json::to_vec_pretty(&memory)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    whatnext_home::files::write_private_file(&path, &bytes)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(err) = written {
+                tracing::warn!(
+                    "could not remember the listen ports in {} ({err}); the next run may get new ones",
+                    path.display()
+                );
+            }
+        });
     }
 
     /// Applies one event. Returns `Some` when the incarnation must end.
@@ -776,7 +781,7 @@ impl Supervisor {
     /// Folds an event into `AppState` (the reducer) and the address book.
     fn apply(&mut self, event: &Event) {
         match event {
-            Event::ConnectionEstablished(info) if info.direction == "dialer" => {
+            Event::ConnectionEstablished(info) if info.direction == Direction::Dialer => {
                 remember_addr(&mut self.peer_addrs, &info.peer_id, &info.addr);
             }
             Event::PeerIdentified {

@@ -31,6 +31,7 @@ use whatnext_protocol::{
         Stats,
     },
     ipc::{is_relayed, transport_of},
+    state::{Direction, NatStatus},
 };
 
 use crate::codec::AppMessage;
@@ -777,9 +778,9 @@ impl Service {
                 ..
             } => {
                 let (addr, direction) = match &endpoint {
-                    ConnectedPoint::Dialer { address, .. } => (address.clone(), "dialer"),
+                    ConnectedPoint::Dialer { address, .. } => (address.clone(), Direction::Dialer),
                     ConnectedPoint::Listener { send_back_addr, .. } => {
-                        (send_back_addr.clone(), "listener")
+                        (send_back_addr.clone(), Direction::Listener)
                     }
                 };
                 tracing::info!("connected to {peer_id} via {addr} ({direction})");
@@ -803,7 +804,7 @@ impl Service {
                     transport: transport_of(&addr_text).to_string(),
                     relayed: is_relayed(&addr_text),
                     addr: addr_text.clone(),
-                    direction: direction.to_string(),
+                    direction,
                 };
                 self.emit(None, Event::ConnectionEstablished(info)).await?;
                 if let Some((request, started)) = self.pending_dials.remove(&connection_id) {
@@ -944,12 +945,11 @@ impl Service {
             }
             BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
                 let (status, public_addr) = match new {
-                    autonat::NatStatus::Public(addr) => ("public", Some(addr.to_string())),
-                    autonat::NatStatus::Private => ("private", None),
-                    autonat::NatStatus::Unknown => ("unknown", None),
+                    autonat::NatStatus::Public(addr) => (NatStatus::Public, Some(addr.to_string())),
+                    autonat::NatStatus::Private => (NatStatus::Private, None),
+                    autonat::NatStatus::Unknown => (NatStatus::Unknown, None),
                 };
                 tracing::info!("AutoNAT: {status}");
-                let status = status.to_string();
                 self.emit(
                     None,
                     Event::NatStatus {

@@ -13,8 +13,9 @@ use ts_rs::TS;
 use crate::{
     playlist::{Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track},
     state::{
-        AppState, Connection, DialFailure, DialStep, HelperNode, HolePunchCounts, LinkAttempt,
-        LinkStatus, NodeStatus, RelayReservation, ServiceInfo, SessionState, StoreProblem,
+        AppState, Connection, DialFailure, DialMethod, DialStep, Direction, HelperNode, HelperRole,
+        HolePunchCounts, LinkAttempt, LinkStatus, NatStatus, NodeStatus, RelayReservation,
+        ServiceInfo, SessionRole, SessionState, StoreProblem,
     },
 };
 
@@ -246,6 +247,11 @@ pub fn typescript_definitions() -> String {
     let decls = [
         AppState::decl(&cfg),
         NodeStatus::decl(&cfg),
+        NatStatus::decl(&cfg),
+        HelperRole::decl(&cfg),
+        SessionRole::decl(&cfg),
+        Direction::decl(&cfg),
+        DialMethod::decl(&cfg),
         ServiceInfo::decl(&cfg),
         Connection::decl(&cfg),
         LinkAttempt::decl(&cfg),

@@ -179,9 +179,9 @@ pub enum Event {
         connection_id: u64,
         micros: u64,
     },
-    /// What AutoNAT concluded: "public", "private" or "unknown".
+    /// What AutoNAT concluded.
     NatStatus {
-        status: String,
+        status: crate::state::NatStatus,
         /// The address other peers reached us on, when public.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         public_addr: Option<String>,
@@ -231,8 +231,8 @@ pub struct ConnectionInfo {
     pub addr: String,
     /// "tcp", "quic", "websocket", "webrtc" or "other".
     pub transport: String,
-    /// "dialer" when we opened it, "listener" when the peer did.
-    pub direction: String,
+    /// Whether we opened it or the peer did.
+    pub direction: crate::state::Direction,
     pub relayed: bool,
 }
 
@@ -370,7 +370,7 @@ mod tests {
                         peer_id,
                         connection_id,
                         addr,
-                        direction: "dialer".into(),
+                        direction: crate::state::Direction::Dialer,
                         relayed,
                     })
                 }

@@ -63,9 +63,9 @@ pub struct AppState {
     /// Shared playlists and their members connected now.
     #[serde(default)]
     pub sessions: Vec<SessionState>,
-    /// What AutoNAT concluded about our reachability: "public", "private" or "unknown".
-    #[serde(default = "unknown")]
-    pub nat: String,
+    /// What AutoNAT concluded about our reachability.
+    #[serde(default)]
+    pub nat: NatStatus,
     /// Relays holding a reservation for us: peers behind other NATs reach us through them.
     #[serde(default)]
     pub relay_reservations: Vec<RelayReservation>,
@@ -98,9 +98,88 @@ pub struct StoreProblem {
     pub kept_at: Option<String>,
 }
 
-fn unknown() -> String {
-    "unknown".to_string()
+/// What AutoNAT concluded about our reachability (JSON: "public", "private", "unknown").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum NatStatus {
+    /// Other peers reached us on an address they could dial back.
+    Public,
+    /// Behind a NAT or firewall: peers need a relay (or a hole punch) to reach us.
+    Private,
+    /// Not known yet (no probe answered), or forgotten with the service that knew.
+    #[default]
+    Unknown,
 }
+
+/// What a configured helper node is for (JSON: "bootstrap", "relay").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum HelperRole {
+    /// A DHT bootstrap node.
+    Bootstrap,
+    /// A relay to hold a reservation on when behind NAT.
+    Relay,
+}
+
+/// This node's place in a shared playlist (JSON: "owner", "member").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionRole {
+    /// We shared it.
+    Owner,
+    /// We joined it through someone's link.
+    Member,
+}
+
+/// Who opened a connection (JSON: "dialer", "listener").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// We dialed.
+    Dialer,
+    /// The peer dialed us.
+    Listener,
+}
+
+/// How one step of opening a link tried to reach the peer (JSON: "known", "direct",
+/// "relay", "dht").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum DialMethod {
+    /// Addresses the node already knows for the peer (a link without addresses).
+    Known,
+    /// The link's own addresses.
+    Direct,
+    /// Through the link's relay (a `/p2p-circuit` address).
+    Relay,
+    /// Addresses found by a DHT lookup of the peer id.
+    Dht,
+}
+
+/// The JSON name of each value, for human output (the same text `--json` shows).
+macro_rules! as_str {
+    ($type:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $type {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($type::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+as_str!(NatStatus { Public => "public", Private => "private", Unknown => "unknown" });
+as_str!(HelperRole { Bootstrap => "bootstrap", Relay => "relay" });
+as_str!(SessionRole { Owner => "owner", Member => "member" });
+as_str!(Direction { Dialer => "dialer", Listener => "listener" });
+as_str!(DialMethod { Known => "known", Direct => "direct", Relay => "relay", Dht => "dht" });
 
 pub const MAX_DIAL_FAILURES: usize = 10;
 
@@ -115,8 +194,7 @@ pub struct RelayReservation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct HelperNode {
     pub addr: String,
-    /// "bootstrap" or "relay".
-    pub role: String,
+    pub role: HelperRole,
     pub peer_id: Option<String>,
     pub connected: bool,
     /// Why the last dial to it failed, if it did.
@@ -140,8 +218,7 @@ pub struct HolePunchCounts {
 pub struct SessionState {
     /// The playlist id.
     pub id: String,
-    /// "owner" or "member".
-    pub role: String,
+    pub role: SessionRole,
     pub connected_members: Vec<String>,
 }
 
@@ -164,7 +241,7 @@ impl AppState {
             link_attempts: vec![],
             playlists: vec![],
             sessions: vec![],
-            nat: unknown(),
+            nat: NatStatus::Unknown,
             relay_reservations: vec![],
             helpers: vec![],
             dial_failures: vec![],
@@ -194,8 +271,7 @@ pub struct Connection {
     pub transport: String,
     /// Last measured round-trip time; null until the first ping completes.
     pub rtt_ms: Option<f64>,
-    /// "dialer" or "listener".
-    pub direction: String,
+    pub direction: Direction,
     pub relayed: bool,
     /// Unix milliseconds when the connection was established.
     pub since_ms: u64,
@@ -225,7 +301,7 @@ mod tests {
                 addr: "/ip4/127.0.0.1/tcp/2".into(),
                 transport: "tcp".into(),
                 rtt_ms: None,
-                direction: "dialer".into(),
+                direction: Direction::Dialer,
                 relayed: false,
                 since_ms: 0,
                 connection_id: 1,
@@ -291,8 +367,7 @@ pub struct LinkAttempt {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct DialStep {
-    /// "direct", "relay" or "dht".
-    pub method: String,
+    pub method: DialMethod,
     /// The addresses tried (for "dht": those the lookup found).
     pub addrs: Vec<String>,
     pub ok: bool,
