@@ -20,13 +20,12 @@ use whatnext_protocol::{
         ConfigChange, ConnectReply, ConnectRequest, DisconnectRequest, DoctorReport, ErrorReply,
         LinkReply, OkReply, OpenRequest,
     },
-    ipc::{Command, Event},
     state::LinkStatus,
 };
 
 use crate::{
     app::{App, DEFAULT_LINK_TIMEOUT},
-    supervisor::ServiceError,
+    supervisor::{PeerError, ServiceError},
 };
 
 /// Longest a `GET /api/state?since=V` waits for a change.
@@ -79,9 +78,20 @@ impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         let status = match err {
             ServiceError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ServiceError::Unexpected { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, err.to_string())
+    }
+}
+
+impl From<PeerError> for ApiError {
+    fn from(err: PeerError) -> Self {
+        match err {
+            PeerError::Failed(reason) => ApiError::new(StatusCode::BAD_GATEWAY, reason),
+            PeerError::Refused(message) => ApiError::new(StatusCode::BAD_REQUEST, message),
+            PeerError::Service(err) => err.into(),
+        }
     }
 }
 
@@ -230,33 +240,23 @@ async fn connect(
             ),
         )
     })?;
-    let command = Command::Dial {
-        peer_id: Some(peer_id),
-        addrs: vec![addr.to_string()],
-    };
-    match app.service.request(command, timeout).await? {
-        Event::Dialed {
-            peer_id,
-            addr,
-            micros,
-        } => {
-            let dial_ms = micros.map(|us| us as f64 / 1000.0);
-            Ok(Json(ConnectReply {
-                peer_id,
-                addr,
-                dial_ms,
-            })
-            .into_response())
-        }
-        Event::DialFailed { reason, .. } => Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("could not connect to {addr}: {reason}"),
-        )),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected answer from the network service: {other:?}"),
-        )),
-    }
+    let dialed = app
+        .service
+        .dial(Some(peer_id), vec![addr.to_string()], timeout)
+        .await
+        .map_err(|err| match err {
+            PeerError::Failed(reason) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("could not connect to {addr}: {reason}"),
+            ),
+            other => other.into(),
+        })?;
+    Ok(Json(ConnectReply {
+        peer_id: dialed.peer_id,
+        addr: dialed.addr,
+        dial_ms: dialed.micros.map(|us| us as f64 / 1000.0),
+    })
+    .into_response())
 }
 
 async fn invite(State(app): State<Arc<App>>) -> Result<Json<LinkReply>, ApiError> {
@@ -299,23 +299,10 @@ async fn disconnect(
     State(app): State<Arc<App>>,
     Json(request): Json<DisconnectRequest>,
 ) -> Result<Json<OkReply>, ApiError> {
-    match app
-        .service
-        .request(
-            Command::HangUp {
-                peer_id: request.peer_id,
-            },
-            DEFAULT_LINK_TIMEOUT,
-        )
-        .await?
-    {
-        Event::Ok => Ok(Json(OkReply::OK)),
-        Event::Error { message } => Err(ApiError::new(StatusCode::BAD_REQUEST, message)),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected answer from the network service: {other:?}"),
-        )),
-    }
+    app.service
+        .hang_up(request.peer_id, DEFAULT_LINK_TIMEOUT)
+        .await?;
+    Ok(Json(OkReply::OK))
 }
 
 /// A connection diagnosis (`whatnext doctor`).

@@ -13,7 +13,6 @@ use multiaddr::{Multiaddr, Protocol};
 use tokio_util::sync::CancellationToken;
 use whatnext_protocol::{
     addr::{AddrClass, classify},
-    ipc::{Command, Event},
     link::{InviteLink, MAX_LINK_ADDRS, MAX_LINK_RELAYS},
     state::{DialMethod, DialStep, LinkAttempt, LinkStatus, MAX_LINK_ATTEMPTS},
 };
@@ -313,18 +312,12 @@ impl App {
         deadline: Instant,
     ) -> Result<String, String> {
         let started = Instant::now();
-        let lookup = Command::FindPeer {
-            peer_id: peer_id.to_string(),
-        };
         let remaining = deadline.saturating_duration_since(started);
-        let found = match self.service.request(lookup, remaining).await {
-            Ok(Event::PeerFound { addrs, .. }) => Ok(addrs),
-            Ok(Event::PeerNotFound { reason, .. }) => Err(reason),
-            Ok(other) => Err(format!(
-                "unexpected answer from the network service: {other:?}"
-            )),
-            Err(err) => Err(err.to_string()),
-        };
+        let found = self
+            .service
+            .find_peer(peer_id.to_string(), remaining)
+            .await
+            .map_err(|err| err.to_string());
         match found {
             Ok(mut addrs) => {
                 // The DHT is the network's word: no more addresses than a link may carry.
@@ -360,21 +353,17 @@ impl App {
         deadline: Instant,
     ) -> StepOutcome {
         let started = Instant::now();
-        let command = Command::Dial {
-            peer_id: Some(peer_id.to_string()),
-            addrs: addrs.clone(),
-        };
         let wait = deadline.saturating_duration_since(started);
         let mut dial_ms = None;
-        let outcome = match self.service.request(command, wait).await {
-            Ok(Event::Dialed { addr, micros, .. }) => {
-                dial_ms = micros.map(|us| us as f64 / 1000.0);
-                Ok(addr)
+        let outcome = match self
+            .service
+            .dial(Some(peer_id.to_string()), addrs.clone(), wait)
+            .await
+        {
+            Ok(dialed) => {
+                dial_ms = dialed.micros.map(|us| us as f64 / 1000.0);
+                Ok(dialed.addr)
             }
-            Ok(Event::DialFailed { reason, .. }) => Err(reason),
-            Ok(other) => Err(format!(
-                "unexpected answer from the network service: {other:?}"
-            )),
             Err(err) => Err(err.to_string()),
         };
         StepOutcome {

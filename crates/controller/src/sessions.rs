@@ -295,11 +295,10 @@ impl Sessions {
             }
             let service = self.service.clone();
             tokio::spawn(async move {
-                let command = Command::Dial {
-                    peer_id: Some(peer.clone()),
-                    addrs,
-                };
-                if let Err(err) = service.request(command, REQUEST_TIMEOUT).await {
+                if let Err(err) = service
+                    .dial(Some(peer.clone()), addrs, REQUEST_TIMEOUT)
+                    .await
+                {
                     tracing::debug!("could not reach member {peer}: {err}");
                 }
             });
@@ -329,19 +328,10 @@ impl Sessions {
         protocol: AppProtocol,
         body: Value,
     ) -> Result<Value, String> {
-        let command = Command::Request {
-            peer_id: peer.to_string(),
-            protocol,
-            body,
-        };
-        match self.service.request(command, REQUEST_TIMEOUT).await {
-            Ok(Event::Response { body }) => Ok(body),
-            Ok(Event::RequestFailed { reason }) => Err(reason),
-            Ok(other) => Err(format!(
-                "unexpected answer from the network service: {other:?}"
-            )),
-            Err(err) => Err(err.to_string()),
-        }
+        self.service
+            .app_request(peer.to_string(), protocol, body, REQUEST_TIMEOUT)
+            .await
+            .map_err(|err| err.to_string())
     }
 
     async fn admit(self: &Arc<Self>, peer: &str, session: &str, display_name: &str) {

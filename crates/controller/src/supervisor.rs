@@ -75,6 +75,46 @@ pub enum ServiceError {
     Restarted,
     #[error("the network service did not answer within {0:?}")]
     Timeout(Duration),
+    /// The service answered with an event that does not answer this command: a bug on
+    /// one side of the pipe (the two are built together), reported rather than matched.
+    #[error(
+        "the network service answered {command} with {answer}; this is a bug, please report it"
+    )]
+    Unexpected {
+        command: &'static str,
+        answer: String,
+    },
+}
+
+/// A connection the service made (`dial`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dialed {
+    pub peer_id: String,
+    /// The address that connected.
+    pub addr: String,
+    /// How long the dial took, as the service measured it.
+    pub micros: Option<u64>,
+}
+
+/// Why a command to a peer or about one did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The peer could not be reached, found or asked (the service's reason).
+    #[error("{0}")]
+    Failed(String),
+    /// The service refused the command (e.g. an unknown peer id).
+    #[error("the network service refused: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+fn unexpected(command: &'static str, answer: Event) -> ServiceError {
+    let answer = format!("{answer:?}");
+    ServiceError::Unexpected {
+        command,
+        answer: crate::state::clip(&answer, 200),
+    }
 }
 
 type Reply = oneshot::Sender<Result<Event, ServiceError>>;
@@ -189,6 +229,79 @@ impl ServiceClient {
             // The incarnation that had the request died before answering.
             Ok(Err(_)) => Err(ServiceError::Restarted),
             Err(_) => Err(ServiceError::Timeout(timeout)),
+        }
+    }
+}
+
+/// Typed commands: each answers with what its command means, so no caller matches events.
+impl ServiceClient {
+    /// Connects to `peer_id` (or whoever answers at `addrs` when `None`).
+    pub async fn dial(
+        &self,
+        peer_id: Option<String>,
+        addrs: Vec<String>,
+        timeout: Duration,
+    ) -> Result<Dialed, PeerError> {
+        match self
+            .request(Command::Dial { peer_id, addrs }, timeout)
+            .await?
+        {
+            Event::Dialed {
+                peer_id,
+                addr,
+                micros,
+            } => Ok(Dialed {
+                peer_id,
+                addr,
+                micros,
+            }),
+            Event::DialFailed { reason, .. } => Err(PeerError::Failed(reason)),
+            Event::Error { message } => Err(PeerError::Refused(message)),
+            other => Err(unexpected("dial", other).into()),
+        }
+    }
+
+    /// Closes every connection to `peer_id`.
+    pub async fn hang_up(&self, peer_id: String, timeout: Duration) -> Result<(), PeerError> {
+        match self.request(Command::HangUp { peer_id }, timeout).await? {
+            Event::Ok => Ok(()),
+            Event::Error { message } => Err(PeerError::Refused(message)),
+            other => Err(unexpected("hang_up", other).into()),
+        }
+    }
+
+    /// Looks `peer_id` up in the DHT; its addresses.
+    pub async fn find_peer(
+        &self,
+        peer_id: String,
+        timeout: Duration,
+    ) -> Result<Vec<String>, PeerError> {
+        match self.request(Command::FindPeer { peer_id }, timeout).await? {
+            Event::PeerFound { addrs, .. } => Ok(addrs),
+            Event::PeerNotFound { reason, .. } => Err(PeerError::Failed(reason)),
+            Event::Error { message } => Err(PeerError::Refused(message)),
+            other => Err(unexpected("find_peer", other).into()),
+        }
+    }
+
+    /// Sends an app-protocol request to a connected peer; its answer.
+    pub async fn app_request(
+        &self,
+        peer_id: String,
+        protocol: whatnext_protocol::ipc::AppProtocol,
+        body: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, PeerError> {
+        let command = Command::Request {
+            peer_id,
+            protocol,
+            body,
+        };
+        match self.request(command, timeout).await? {
+            Event::Response { body } => Ok(body),
+            Event::RequestFailed { reason } => Err(PeerError::Failed(reason)),
+            Event::Error { message } => Err(PeerError::Refused(message)),
+            other => Err(unexpected("request", other).into()),
         }
     }
 }
@@ -1102,6 +1215,69 @@ mod tests {
         assert_eq!(
             seen,
             vec![0, 100, 200, 400, 800, 1600, 3200, 6400, 10000, 10000]
+        );
+    }
+
+    /// The typed commands turn each answer into its meaning, and an answer that does not
+    /// fit the command into `Unexpected` (not a value some caller must re-check).
+    #[tokio::test]
+    async fn typed_commands_map_answers_and_report_unexpected_ones() {
+        let (tx, mut rx) = mpsc::channel::<Request>(4);
+        let client = ServiceClient {
+            tx,
+            recent: IpcLog::default(),
+        };
+        let answers = vec![
+            Event::Dialed {
+                peer_id: "p".into(),
+                addr: "/ip4/127.0.0.1/tcp/1".into(),
+                micros: Some(1_500),
+            },
+            Event::DialFailed {
+                peer_id: Some("p".into()),
+                reason: "connection refused".into(),
+            },
+            Event::Pong,
+            Event::Error {
+                message: "not a peer id".into(),
+            },
+        ];
+        tokio::spawn(async move {
+            for answer in answers {
+                let Some(request) = rx.recv().await else {
+                    return;
+                };
+                if let Some(reply) = request.reply {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+        });
+        let wait = Duration::from_secs(5);
+        let dialed = client.dial(None, vec![], wait).await.expect("dialed");
+        assert_eq!(
+            (dialed.addr.as_str(), dialed.micros),
+            ("/ip4/127.0.0.1/tcp/1", Some(1_500))
+        );
+        let failed = client.dial(None, vec![], wait).await;
+        assert!(
+            matches!(&failed, Err(PeerError::Failed(r)) if r == "connection refused"),
+            "{failed:?}"
+        );
+        let odd = client.dial(None, vec![], wait).await;
+        assert!(
+            matches!(
+                &odd,
+                Err(PeerError::Service(ServiceError::Unexpected {
+                    command: "dial",
+                    ..
+                }))
+            ),
+            "{odd:?}"
+        );
+        let refused = client.hang_up("x".into(), wait).await;
+        assert!(
+            matches!(&refused, Err(PeerError::Refused(m)) if m == "not a peer id"),
+            "{refused:?}"
         );
     }
 
