@@ -5,8 +5,8 @@
 // the way help texts do (`<home>`, `<peer id>`); they are not HTML.
 #![allow(rustdoc::invalid_html_tags)]
 
-mod client;
 mod forward;
+mod json_out;
 mod playlist;
 mod relay;
 mod status;
@@ -16,16 +16,18 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use whatnext_client::Client;
 use whatnext_home::{Home, HomeError, config::RunFlags, os_handler};
 use whatnext_protocol::{
+    api::{ConfigChange, ConnectRequest},
     link::InviteLink,
     local::{LocalRequest, LocalResponse},
     state::LinkStatus,
 };
 
 use crate::{
-    client::Client,
     forward::{Forwarded, send},
+    json_out::{print_json, print_json_pretty},
     text::{safe, safe_lines},
 };
 
@@ -207,12 +209,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Commands::Invite { json } => {
-            let client = Client::for_home(&home)?;
-            let reply: serde_json::Value = client.get("/api/invite", Duration::from_secs(10))?;
+            let reply = Client::for_home(&home)?.invite()?;
             if json {
-                println!("{reply}");
+                print_json(&reply)?;
             } else {
-                println!("{}", safe(reply["link"].as_str().unwrap_or_default()));
+                println!("{}", safe(&reply.link));
             }
         }
         Commands::Open {
@@ -223,15 +224,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => return open(&home, &url, wait, timeout, json),
         Commands::Playlist(command) => playlist::run(&Client::for_home(&home)?, command)?,
         Commands::Ui { print } => {
-            let client = Client::for_home(&home)?;
-            let reply: serde_json::Value = client.post(
-                "/api/login-link",
-                &serde_json::json!({}),
-                Duration::from_secs(10),
-            )?;
-            let url = reply["url"]
-                .as_str()
-                .context("the controller sent no login link")?;
+            let reply = Client::for_home(&home)?.login_link()?;
+            let url = reply.url.as_str();
             if !print && let Err(err) = open::that_detached(url) {
                 eprintln!("could not open a browser ({err}); open this link yourself:");
             }
@@ -256,12 +250,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Commands::Doctor { json } => return doctor(&home, json),
         Commands::Status { json } => {
-            let client = Client::for_home(&home)?;
-            let state: serde_json::Value = client.get("/api/state", Duration::from_secs(10))?;
+            let state = Client::for_home(&home)?.state()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&state)?);
+                print_json_pretty(&state)?;
             } else {
-                let state = serde_json::from_value(state)?;
                 print!("{}", status::render(&state));
             }
         }
@@ -270,16 +262,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout,
             json,
         } => {
-            let client = Client::for_home(&home)?;
-            let body = serde_json::json!({ "addr": addr, "timeout_secs": timeout });
-            // The HTTP wait is a little longer than the dial's, so the dial's own error wins.
-            let wait = Duration::from_secs_f64(timeout.max(0.0) + 5.0);
-            let reply: serde_json::Value = client.post("/api/connect", &body, wait)?;
+            let request = ConnectRequest {
+                addr,
+                timeout_secs: Some(timeout),
+            };
+            let reply = Client::for_home(&home)?.connect(&request)?;
             if json {
-                println!("{reply}");
+                print_json(&reply)?;
             } else {
-                let peer = safe(reply["peer_id"].as_str().unwrap_or("?"));
-                let via = safe(reply["addr"].as_str().unwrap_or("?"));
+                let peer = safe(&reply.peer_id);
+                let via = safe(&reply.addr);
                 println!("connected to {peer} via {via}");
             }
         }
@@ -292,11 +284,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn doctor(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
     use whatnext_controller::doctor::{Interfaces, not_running};
     use whatnext_protocol::api::{CheckStatus, DoctorReport};
-    let report: DoctorReport = match Client::for_home(home)
-        .and_then(|client| client.get("/api/doctor", Duration::from_secs(10)))
-    {
+    let report: DoctorReport = match Client::for_home(home).and_then(|client| client.doctor()) {
         Ok(report) => report,
-        Err(err) => not_running(Interfaces::read().as_ref(), &format!("{err:#}")),
+        Err(err) => not_running(
+            Interfaces::read().as_ref(),
+            &format!("{:#}", anyhow::Error::from(err)),
+        ),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -466,11 +459,14 @@ fn config_set(home: &Home, key: &str, value: &str) -> anyhow::Result<()> {
     whatnext_home::files::write_private_file(&path, toml::to_string(&table)?.as_bytes())?;
     println!("{key} = \"{}\" (in {})", safe(value), path.display());
     if let Ok(client) = Client::for_home(home) {
-        let body = serde_json::json!({ field: value });
-        match client.post::<_, serde_json::Value>("/api/config", &body, Duration::from_secs(10)) {
+        let change = ConfigChange {
+            display_name: Some(value.to_string()),
+        };
+        match client.set_config(&change) {
             Ok(_) => println!("the running WhatNext uses it from now on"),
             Err(err) => eprintln!(
-                "note: the running WhatNext did not take it ({err:#}); it applies at the next start"
+                "note: the running WhatNext did not take it ({:#}); it applies at the next start",
+                anyhow::Error::from(err)
             ),
         }
     }

@@ -1,19 +1,23 @@
 //! `whatnext playlist …`: the store, through the running controller's API.
 
-use std::{io::Read as _, path::PathBuf, time::Duration};
+use std::{io::Read as _, path::PathBuf};
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde::Serialize;
+use whatnext_client::{Client, ClientError};
 use whatnext_protocol::{
-    api::{MAX_BULK_BODY_BYTES, MAX_IMPORT_BYTES},
-    playlist::{Playlist, PlaylistSummary},
+    api::{
+        CreatePlaylistRequest, ImportRequest, MAX_IMPORT_BYTES, MoveRequest, RenameRequest,
+        RevokeRequest, ShareRequest,
+    },
+    playlist::NewTrack,
 };
 
-use crate::{client::Client, text::safe};
-
-/// Generous: a write waits for fsync, and a 10,000-track import is one request.
-const TIMEOUT: Duration = Duration::from_secs(120);
+use crate::{
+    json_out::{print_json, print_json_pretty},
+    text::safe,
+};
 
 #[derive(Subcommand)]
 pub enum PlaylistCommand {
@@ -148,12 +152,17 @@ pub enum PlaylistCommand {
     },
 }
 
-fn print_ok(json: bool, value: &Value, text: impl FnOnce() -> String) {
+fn print_ok(
+    json: bool,
+    answer: &impl Serialize,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     if json {
-        println!("{value}");
+        print_json(answer)?;
     } else {
         println!("{}", text());
     }
+    Ok(())
 }
 
 fn duration(ms: u64) -> String {
@@ -162,28 +171,23 @@ fn duration(ms: u64) -> String {
 }
 
 pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
-    let path = |id: &str, rest: &str| format!("/api/playlists/{}{rest}", encode(id));
     match command {
         PlaylistCommand::Create {
             name,
             description,
             json,
         } => {
-            let reply: Value = client.post(
-                "/api/playlists",
-                &json!({"name": name, "description": description}),
-                TIMEOUT,
-            )?;
+            let request = CreatePlaylistRequest {
+                name: name.clone(),
+                description,
+            };
+            let reply = client.create_playlist(&request)?;
             print_ok(json, &reply, || {
-                format!(
-                    "created playlist {} ({})",
-                    safe(reply["id"].as_str().unwrap_or("?")),
-                    safe(&name)
-                )
-            });
+                format!("created playlist {} ({})", safe(&reply.id), safe(&name))
+            })?;
         }
         PlaylistCommand::List { json } => {
-            let list: Vec<PlaylistSummary> = client.get("/api/playlists", TIMEOUT)?;
+            let list = client.playlists()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
@@ -205,11 +209,11 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
             }
         }
         PlaylistCommand::Show { id, json } => {
-            let playlist: Value = client.get(&path(&id, ""), TIMEOUT)?;
+            let view = client.playlist(&id)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&playlist)?);
+                print_json_pretty(&view)?;
             } else {
-                let playlist: Playlist = serde_json::from_value(playlist)?;
+                let playlist = view.playlist;
                 // Everything here may come from another member: escaped (text.rs).
                 println!("{} ({})", safe(&playlist.name), safe(&playlist.id));
                 // A description may have several lines; each is escaped on its own.
@@ -256,14 +260,20 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
             uri,
             json,
         } => {
-            let body = json!({"title": title, "artists": artists, "album": album, "duration_ms": duration_ms, "uri": uri});
-            let reply: Value = client.post(&path(&id, "/tracks"), &body, TIMEOUT)?;
+            let track = NewTrack {
+                title,
+                artists,
+                album,
+                duration_ms,
+                uri,
+            };
+            let reply = client.add_track(&id, &track)?;
             print_ok(json, &reply, || {
                 format!(
                     "added track {}",
-                    safe(reply["track_id"].as_str().unwrap_or("?"))
+                    safe(reply.track_id.as_deref().unwrap_or("?"))
                 )
-            });
+            })?;
         }
         PlaylistCommand::Move {
             id,
@@ -271,53 +281,49 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
             to,
             json,
         } => {
-            let reply: Value = client.post(
-                &path(&id, "/move"),
-                &json!({"track_id": track_id, "to": to}),
-                TIMEOUT,
-            )?;
+            let request = MoveRequest {
+                track_id: track_id.clone(),
+                to,
+            };
+            let reply = client.move_track(&id, &request)?;
             print_ok(json, &reply, || {
                 format!("moved track {} to position {to}", safe(&track_id))
-            });
+            })?;
         }
         PlaylistCommand::Remove { id, track_id, json } => {
-            let reply: Value = client.delete(
-                &path(&id, &format!("/tracks/{}", encode(&track_id))),
-                TIMEOUT,
-            )?;
+            let reply = client.remove_track(&id, &track_id)?;
             print_ok(json, &reply, || {
                 format!("removed track {}", safe(&track_id))
-            });
+            })?;
         }
         PlaylistCommand::Rename { id, name, json } => {
-            let reply: Value =
-                client.post(&path(&id, "/rename"), &json!({"name": name}), TIMEOUT)?;
+            let request = RenameRequest { name: name.clone() };
+            let reply = client.rename_playlist(&id, &request)?;
             print_ok(json, &reply, || {
                 format!("renamed playlist {} to {}", safe(&id), safe(&name))
-            });
+            })?;
         }
         PlaylistCommand::Delete { id, json } => {
-            let reply: Value = client.delete(&path(&id, ""), TIMEOUT)?;
+            let reply = client.delete_playlist(&id)?;
             print_ok(json, &reply, || {
                 format!("deleted playlist {} (kept in the store's trash)", safe(&id))
-            });
+            })?;
         }
         PlaylistCommand::Share { id, rotate, json } => {
-            let reply: Value =
-                client.post(&path(&id, "/share"), &json!({"rotate": rotate}), TIMEOUT)?;
-            print_ok(json, &reply, || {
-                safe(reply["link"].as_str().unwrap_or_default()).into_owned()
-            });
+            let reply = client.share_playlist(&id, &ShareRequest { rotate })?;
+            print_ok(json, &reply, || safe(&reply.link).into_owned())?;
         }
         PlaylistCommand::Revoke { id, peer_id, json } => {
-            let reply: Value =
-                client.post(&path(&id, "/revoke"), &json!({"peer_id": peer_id}), TIMEOUT)?;
+            let request = RevokeRequest {
+                peer_id: peer_id.clone(),
+            };
+            let reply = client.revoke_member(&id, &request)?;
             print_ok(json, &reply, || {
                 format!("revoked {} from playlist {}", safe(&peer_id), safe(&id))
-            });
+            })?;
         }
         PlaylistCommand::Export { id, out } => {
-            let text = client.get_text(&path(&id, "/export"), TIMEOUT)?;
+            let text = client.export_playlist(&id)?;
             match out {
                 Some(file) => {
                     std::fs::write(&file, text)
@@ -329,23 +335,23 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
         }
         PlaylistCommand::Import { file, as_new, json } => {
             let text = read_import(&file)?;
-            // Sized before sending: over the limit the controller would hang up mid-upload,
-            // which reads as "broken pipe".
-            let body = serde_json::to_vec(&json!({"markdown": text, "as_new": as_new}))?;
-            if body.len() > MAX_BULK_BODY_BYTES {
-                anyhow::bail!(
-                    "{} makes a request of {} bytes (its text escaped as JSON); the controller accepts at most {MAX_BULK_BODY_BYTES} bytes; split the playlist into smaller files",
+            // The client sizes the request before sending: over the limit the controller
+            // would hang up mid-upload, which reads as "broken pipe".
+            let request = ImportRequest {
+                markdown: text,
+                as_new,
+            };
+            let reply = match client.import_playlist(&request) {
+                Ok(reply) => reply,
+                Err(ClientError::TooLarge { bytes, limit, .. }) => anyhow::bail!(
+                    "{} makes a request of {bytes} bytes (its text escaped as JSON); the controller accepts at most {limit} bytes; split the playlist into smaller files",
                     file.display(),
-                    body.len()
-                );
-            }
-            let reply: Value = client.post_json_bytes("/api/playlists/import", body, TIMEOUT)?;
+                ),
+                Err(err) => return Err(err.into()),
+            };
             print_ok(json, &reply, || {
-                format!(
-                    "imported playlist {}",
-                    safe(reply["id"].as_str().unwrap_or("?"))
-                )
-            });
+                format!("imported playlist {}", safe(&reply.id))
+            })?;
         }
     }
     Ok(())
@@ -393,18 +399,4 @@ fn read_import(file: &std::path::Path) -> anyhow::Result<String> {
             file.display()
         )
     })
-}
-
-/// Ids are hex, but users type anything: keep a path segment a path segment.
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
