@@ -245,6 +245,13 @@ fn connect_errors_are_clear_and_nonzero() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("could not connect"), "{err}");
+    // The failure is kept as a kind, decided from libp2p's typed error (the OS said
+    // "connection refused"), which is what the doctor explains.
+    let state = a.wait_status("the failed dial", PATIENCE, |s| {
+        s["dial_failures"].as_array().is_some_and(|f| !f.is_empty())
+    });
+    let last = &state["dial_failures"][state["dial_failures"].as_array().map_or(0, Vec::len) - 1];
+    assert_eq!(last["kind"], "refused", "{last}");
     a.wait_running();
 }
 

@@ -80,6 +80,8 @@ export type Direction = "dialer" | "listener";
 
 export type DialMethod = "known" | "direct" | "relay" | "dht";
 
+export type DialErrorKind = "refused" | "timed_out" | "unreachable" | "wrong_peer" | "no_addresses" | "own_peer_id" | "relay" | "not_found" | "protocol" | "not_running" | "other";
+
 export type ServiceInfo = { 
 /**
  * Process id of the current network service; null between a crash and its restart.
@@ -155,7 +157,11 @@ export type HelperNode = { addr: string, role: HelperRole, peer_id: string | nul
  */
 error: string | null, };
 
-export type DialFailure = { peer_id: string | null, reason: string, at_ms: number, };
+export type DialFailure = { peer_id: string | null, reason: string, 
+/**
+ * What kind of failure `reason` is, for explanations and advice.
+ */
+kind: DialErrorKind, at_ms: number, };
 
 export type HolePunchCounts = { succeeded: number, failed: number, };
 

@@ -4,7 +4,7 @@
 use whatnext_protocol::{
     addr::{AddrClass, classify_str},
     api::{CheckStatus, DoctorCheck, DoctorReport},
-    state::{AppState, HelperRole, LinkStatus, NatStatus, NodeStatus},
+    state::{AppState, DialErrorKind, HelperRole, LinkStatus, NatStatus, NodeStatus},
 };
 
 /// The machine's network interfaces as the doctor sees them.
@@ -458,53 +458,57 @@ fn dial_checks(state: &AppState) -> Vec<DoctorCheck> {
                 format!(
                     "{} → {}",
                     f.peer_id.as_deref().unwrap_or("an address"),
-                    explain(&f.reason)
+                    explain_kind(f.kind, &f.reason)
                 ),
-                advice_for(&f.reason),
+                advice_for_kind(f.kind),
             )
         })
         .collect()
 }
 
-/// A dial error in plain words, with the technical text kept after it.
+/// A dial error in plain words, with the technical text kept after it (its kind read off
+/// the text: helper and link errors are kept as text).
 pub fn explain(error: &str) -> String {
-    let lower = error.to_lowercase();
-    let cause = if lower.contains("connection refused") {
-        "nothing is listening there: the peer's WhatNext is not running, or its address changed"
-    } else if lower.contains("timed out") || lower.contains("timeout") {
-        "no answer: a firewall or NAT drops the connection"
-    } else if lower.contains("network is unreachable") || lower.contains("no route to host") {
-        "no route to that address: no network here, or the address belongs to another private network"
-    } else if lower.contains("wrong peer") || lower.contains("unexpected peer") {
-        "a different node answered at that address: the invite is out of date"
-    } else if lower.contains("no addresses") || lower.contains("nothing to dial") {
-        "there is no address to try"
-    } else if lower.contains("reservation") || lower.contains("relay") {
-        "the relay refused or could not be reached"
-    } else if lower.contains("dht") || lower.contains("knows no peers") {
-        "the peer could not be found by its id"
-    } else if lower.contains("noise") || lower.contains("negotiat") || lower.contains("handshake") {
-        "something answered that does not speak WhatNext's protocols"
-    } else if lower.contains("not running") {
-        "the network service is not running"
-    } else {
-        return error.to_string();
+    explain_kind(DialErrorKind::from_reason(error), error)
+}
+
+/// A dial error of a known kind in plain words, with the technical text kept after it.
+pub fn explain_kind(kind: DialErrorKind, error: &str) -> String {
+    let cause = match kind {
+        DialErrorKind::Refused => {
+            "nothing is listening there: the peer's WhatNext is not running, or its address changed"
+        }
+        DialErrorKind::TimedOut => "no answer: a firewall or NAT drops the connection",
+        DialErrorKind::Unreachable => {
+            "no route to that address: no network here, or the address belongs to another private network"
+        }
+        DialErrorKind::WrongPeer => {
+            "a different node answered at that address: the invite is out of date"
+        }
+        DialErrorKind::NoAddresses => "there is no address to try",
+        DialErrorKind::OwnPeerId => "that is this computer's own WhatNext",
+        DialErrorKind::Relay => "the relay refused or could not be reached",
+        DialErrorKind::NotFound => "the peer could not be found by its id",
+        DialErrorKind::Protocol => "something answered that does not speak WhatNext's protocols",
+        DialErrorKind::NotRunning => "the network service is not running",
+        DialErrorKind::Other => return error.to_string(),
     };
     format!("{cause} ({error})")
 }
 
 fn advice_for(error: &str) -> String {
-    let lower = error.to_lowercase();
-    if lower.contains("connection refused") || lower.contains("wrong peer") {
-        "Ask your friend for a fresh invite (`whatnext invite`) while their WhatNext runs."
-    } else if lower.contains("timed out")
-        || lower.contains("timeout")
-        || lower.contains("unreachable")
-        || lower.contains("no route")
-    {
-        "You are probably on different networks: both configure the same relay (`relays` in config.toml), then make a new invite — it will carry the relay."
-    } else {
-        "Run `whatnext doctor` on both computers and compare."
+    advice_for_kind(DialErrorKind::from_reason(error))
+}
+
+fn advice_for_kind(kind: DialErrorKind) -> String {
+    match kind {
+        DialErrorKind::Refused | DialErrorKind::WrongPeer => {
+            "Ask your friend for a fresh invite (`whatnext invite`) while their WhatNext runs."
+        }
+        DialErrorKind::TimedOut | DialErrorKind::Unreachable => {
+            "You are probably on different networks: both configure the same relay (`relays` in config.toml), then make a new invite — it will carry the relay."
+        }
+        _ => "Run `whatnext doctor` on both computers and compare.",
     }
     .to_string()
 }

@@ -115,7 +115,11 @@ pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
             s.last_error = Some(clip(message, MAX_STATE_TEXT));
             true
         }
-        Event::DialFailed { peer_id, reason } => {
+        Event::DialFailed {
+            peer_id,
+            reason,
+            kind,
+        } => {
             let who = peer_id.as_deref().unwrap_or("an address");
             let reason = clip(reason, MAX_STATE_TEXT);
             s.last_error = Some(clip(
@@ -130,6 +134,7 @@ pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
             s.dial_failures.push(DialFailure {
                 peer_id: peer_id.clone(),
                 reason,
+                kind: *kind,
                 at_ms: now_ms,
             });
             let excess = s.dial_failures.len().saturating_sub(MAX_DIAL_FAILURES);
@@ -198,7 +203,7 @@ mod tests {
     use super::*;
     use whatnext_protocol::{
         ipc::{AppProtocol, ConnectionInfo, Stats},
-        state::{Direction, HelperNode, HelperRole},
+        state::{DialErrorKind, Direction, HelperNode, HelperRole},
     };
 
     const NOW: u64 = 1_000;
@@ -379,12 +384,14 @@ mod tests {
         let failed = Event::DialFailed {
             peer_id: Some(RELAY.into()),
             reason: "connection refused".into(),
+            kind: DialErrorKind::Refused,
         };
         let many: Vec<Event> = (0..MAX_DIAL_FAILURES + 5).map(|_| failed.clone()).collect();
         let (s, changed) = after(&many);
         assert!(changed);
         assert_eq!(s.dial_failures.len(), MAX_DIAL_FAILURES, "bounded");
         assert_eq!(s.helpers[0].error.as_deref(), Some("connection refused"));
+        assert_eq!(s.dial_failures[0].kind, DialErrorKind::Refused);
         assert!(s.last_error.is_some_and(|e| e.contains(RELAY)));
     }
 

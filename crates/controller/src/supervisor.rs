@@ -1236,6 +1236,7 @@ mod tests {
             Event::DialFailed {
                 peer_id: Some("p".into()),
                 reason: "connection refused".into(),
+                kind: whatnext_protocol::state::DialErrorKind::Refused,
             },
             Event::Pong,
             Event::Error {

@@ -18,6 +18,7 @@ use libp2p::{
 use whatnext_protocol::{
     ipc::NodeConfig,
     session::{HANDSHAKE_PROTOCOL, MAX_APP_MESSAGE, SYNC_PROTOCOL},
+    state::DialErrorKind,
 };
 
 /// An app protocol as the service sees it: JSON in, JSON out, size-limited. The service
@@ -234,6 +235,50 @@ pub fn dial_target(
 }
 
 /// Formats an error with its chain of causes on one line.
+/// The kind of a failed dial, from libp2p's typed error: the variant, else the first
+/// I/O error kind found in an address's error chain, else the text.
+pub fn dial_error_kind(err: &libp2p::swarm::DialError) -> DialErrorKind {
+    use libp2p::{TransportError, swarm::DialError};
+    match err {
+        DialError::LocalPeerId { .. } => DialErrorKind::OwnPeerId,
+        DialError::NoAddresses => DialErrorKind::NoAddresses,
+        DialError::WrongPeerId { .. } => DialErrorKind::WrongPeer,
+        DialError::Transport(errors) => errors
+            .iter()
+            .find_map(|(_, error)| match error {
+                TransportError::Other(io) => io_error_kind(io),
+                TransportError::MultiaddrNotSupported(_) => None,
+            })
+            .unwrap_or_else(|| DialErrorKind::from_reason(&error_chain(err))),
+        _ => DialErrorKind::from_reason(&error_chain(err)),
+    }
+}
+
+/// The first I/O error kind in `err`'s chain that says why a connection failed.
+fn io_error_kind(err: &std::io::Error) -> Option<DialErrorKind> {
+    use std::io::ErrorKind;
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(error) = current {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                ErrorKind::ConnectionRefused => return Some(DialErrorKind::Refused),
+                ErrorKind::TimedOut => return Some(DialErrorKind::TimedOut),
+                ErrorKind::NetworkUnreachable | ErrorKind::HostUnreachable => {
+                    return Some(DialErrorKind::Unreachable);
+                }
+                _ => {}
+            }
+            // io::Error's own `source` skips the error it wraps; look at that one too.
+            if let Some(inner) = io.get_ref() {
+                current = Some(inner);
+                continue;
+            }
+        }
+        current = error.source();
+    }
+    None
+}
+
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();

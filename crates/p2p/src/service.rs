@@ -31,13 +31,13 @@ use whatnext_protocol::{
         Stats,
     },
     ipc::{is_relayed, transport_of},
-    state::{Direction, NatStatus},
+    state::{DialErrorKind, Direction, NatStatus},
 };
 
 use crate::codec::AppMessage;
 use crate::node::{
-    AppChannel, Behaviour, BehaviourEvent, build_swarm, dial_target, error_chain, parse_addrs,
-    split_peer_id,
+    AppChannel, Behaviour, BehaviourEvent, build_swarm, dial_error_kind, dial_target, error_chain,
+    parse_addrs, split_peer_id,
 };
 use crate::relay_node::remember_dht_peer;
 
@@ -223,6 +223,15 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// A `dial_failed` event for one of the service's own reasons (its kind read off the text).
+fn dial_failed(peer_id: Option<String>, reason: String) -> Event {
+    Event::DialFailed {
+        kind: DialErrorKind::from_reason(&reason),
+        peer_id,
+        reason,
+    }
+}
+
 fn conn_id(id: ConnectionId) -> u64 {
     // ConnectionId exposes its counter only through Display.
     id.to_string().parse().unwrap_or_default()
@@ -311,14 +320,7 @@ impl Service {
                 let pending: Vec<_> = self.pending_dials.drain().collect();
                 for (_, (dial_id, _)) in pending {
                     let reason = "the node was stopped".to_string();
-                    self.emit(
-                        dial_id,
-                        Event::DialFailed {
-                            peer_id: None,
-                            reason,
-                        },
-                    )
-                    .await?;
+                    self.emit(dial_id, dial_failed(None, reason)).await?;
                 }
                 self.emit(id, Event::NodeStopped).await?;
             }
@@ -478,19 +480,19 @@ impl Service {
     ) -> anyhow::Result<()> {
         let Some(swarm) = &mut self.swarm else {
             let reason = "the network node is not running".to_string();
-            return self.emit(id, Event::DialFailed { peer_id, reason }).await;
+            return self.emit(id, dial_failed(peer_id, reason)).await;
         };
         let (peer, addrs) = match dial_target(peer_id.as_deref(), &addrs) {
             Ok(target) => target,
             Err(err) => {
                 let reason = format!("{err:#}");
-                return self.emit(id, Event::DialFailed { peer_id, reason }).await;
+                return self.emit(id, dial_failed(peer_id, reason)).await;
             }
         };
         if let Some(peer) = peer {
             if peer == *swarm.local_peer_id() {
                 let reason = "that is this node's own peer id".to_string();
-                return self.emit(id, Event::DialFailed { peer_id, reason }).await;
+                return self.emit(id, dial_failed(peer_id, reason)).await;
             }
             let existing = self
                 .connections
@@ -515,7 +517,7 @@ impl Service {
             (None, Some(addr)) => DialOpts::unknown_peer_id().address(addr.clone()).build(),
             (None, None) => {
                 let reason = "nothing to dial: give a peer id or an address".to_string();
-                return self.emit(id, Event::DialFailed { peer_id, reason }).await;
+                return self.emit(id, dial_failed(peer_id, reason)).await;
             }
         };
         let connection_id = opts.connection_id();
@@ -527,7 +529,13 @@ impl Service {
             }
             Err(err) => {
                 let reason = error_chain(&err);
-                self.emit(id, Event::DialFailed { peer_id, reason }).await
+                let kind = dial_error_kind(&err);
+                let event = Event::DialFailed {
+                    peer_id,
+                    reason,
+                    kind,
+                };
+                self.emit(id, event).await
             }
         }
     }
@@ -840,7 +848,8 @@ impl Service {
                 error,
             } => {
                 let reason = error_chain(&error);
-                tracing::info!("dial to {peer_id:?} failed: {reason}");
+                let kind = dial_error_kind(&error);
+                tracing::info!("dial to {peer_id:?} failed ({kind}): {reason}");
                 // A relay we could not reach: try again later (the retry dials it).
                 if let Some(relay) = self.net.idle_relay(peer_id) {
                     let tries = self.net.relay_failed(&relay);
@@ -851,8 +860,15 @@ impl Service {
                     .remove(&connection_id)
                     .and_then(|(request, _)| request);
                 let peer_id = peer_id.map(|p| p.to_string());
-                self.emit(request, Event::DialFailed { peer_id, reason })
-                    .await?;
+                self.emit(
+                    request,
+                    Event::DialFailed {
+                        peer_id,
+                        reason,
+                        kind,
+                    },
+                )
+                .await?;
             }
             SwarmEvent::IncomingConnectionError {
                 error,

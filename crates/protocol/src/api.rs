@@ -13,9 +13,9 @@ use ts_rs::TS;
 use crate::{
     playlist::{Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track},
     state::{
-        AppState, Connection, DialFailure, DialMethod, DialStep, Direction, HelperNode, HelperRole,
-        HolePunchCounts, LinkAttempt, LinkStatus, NatStatus, NodeStatus, RelayReservation,
-        ServiceInfo, SessionRole, SessionState, StoreProblem,
+        AppState, Connection, DialErrorKind, DialFailure, DialMethod, DialStep, Direction,
+        HelperNode, HelperRole, HolePunchCounts, LinkAttempt, LinkStatus, NatStatus, NodeStatus,
+        RelayReservation, ServiceInfo, SessionRole, SessionState, StoreProblem,
     },
 };
 
@@ -252,6 +252,7 @@ pub fn typescript_definitions() -> String {
         SessionRole::decl(&cfg),
         Direction::decl(&cfg),
         DialMethod::decl(&cfg),
+        DialErrorKind::decl(&cfg),
         ServiceInfo::decl(&cfg),
         Connection::decl(&cfg),
         LinkAttempt::decl(&cfg),

@@ -158,6 +158,9 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peer_id: Option<String>,
         reason: String,
+        /// What kind of failure it is (decided from libp2p's typed error where possible).
+        #[serde(default)]
+        kind: crate::state::DialErrorKind,
     },
     /// A peer sent an app-protocol request; answer it with `respond`.
     RequestReceived {
@@ -361,8 +364,13 @@ mod tests {
                     micros,
                 }
             }),
-            (proptest::option::of(string()), string())
-                .prop_map(|(peer_id, reason)| Event::DialFailed { peer_id, reason }),
+            (proptest::option::of(string()), string()).prop_map(|(peer_id, reason)| {
+                Event::DialFailed {
+                    kind: crate::state::DialErrorKind::from_reason(&reason),
+                    peer_id,
+                    reason,
+                }
+            }),
             (string(), any::<u64>(), string(), any::<bool>()).prop_map(
                 |(peer_id, connection_id, addr, relayed)| {
                     Event::ConnectionEstablished(ConnectionInfo {

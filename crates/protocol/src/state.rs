@@ -179,6 +179,19 @@ as_str!(NatStatus { Public => "public", Private => "private", Unknown => "unknow
 as_str!(HelperRole { Bootstrap => "bootstrap", Relay => "relay" });
 as_str!(SessionRole { Owner => "owner", Member => "member" });
 as_str!(Direction { Dialer => "dialer", Listener => "listener" });
+as_str!(DialErrorKind {
+    Refused => "refused",
+    TimedOut => "timed_out",
+    Unreachable => "unreachable",
+    WrongPeer => "wrong_peer",
+    NoAddresses => "no_addresses",
+    OwnPeerId => "own_peer_id",
+    Relay => "relay",
+    NotFound => "not_found",
+    Protocol => "protocol",
+    NotRunning => "not_running",
+    Other => "other",
+});
 as_str!(DialMethod { Known => "known", Direct => "direct", Relay => "relay", Dht => "dht" });
 
 pub const MAX_DIAL_FAILURES: usize = 10;
@@ -205,7 +218,73 @@ pub struct HelperNode {
 pub struct DialFailure {
     pub peer_id: Option<String>,
     pub reason: String,
+    /// What kind of failure `reason` is, for explanations and advice.
+    #[serde(default)]
+    pub kind: DialErrorKind,
     pub at_ms: u64,
+}
+
+/// Why a dial failed, as a kind: what the doctor and the view explain, instead of matching
+/// the text of libp2p's errors. The service decides it from the typed error where it can;
+/// [`DialErrorKind::from_reason`] is the one place that reads a text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum DialErrorKind {
+    /// Nothing listens there (connection refused).
+    Refused,
+    /// No answer in time: a firewall or NAT drops the packets.
+    TimedOut,
+    /// No route to that address from here.
+    Unreachable,
+    /// A different node answered at that address.
+    WrongPeer,
+    /// There was no address to try.
+    NoAddresses,
+    /// That is this node's own peer id.
+    OwnPeerId,
+    /// The relay refused or could not be reached.
+    Relay,
+    /// The DHT did not find the peer.
+    NotFound,
+    /// Something answered that does not speak our protocols (noise, multistream).
+    Protocol,
+    /// The network service is not running.
+    NotRunning,
+    /// Anything else; the reason's text says what.
+    #[default]
+    Other,
+}
+
+impl DialErrorKind {
+    /// Reads the kind off an error text (the error chain of a libp2p dial error, or one of
+    /// the service's own reasons).
+    pub fn from_reason(reason: &str) -> DialErrorKind {
+        let lower = reason.to_lowercase();
+        let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+        if has(&["connection refused"]) {
+            DialErrorKind::Refused
+        } else if has(&["timed out", "timeout"]) {
+            DialErrorKind::TimedOut
+        } else if has(&["network is unreachable", "no route to host", "unreachable"]) {
+            DialErrorKind::Unreachable
+        } else if has(&["wrong peer", "unexpected peer"]) {
+            DialErrorKind::WrongPeer
+        } else if has(&["own peer id"]) {
+            DialErrorKind::OwnPeerId
+        } else if has(&["no addresses", "nothing to dial"]) {
+            DialErrorKind::NoAddresses
+        } else if has(&["reservation", "relay"]) {
+            DialErrorKind::Relay
+        } else if has(&["dht", "knows no peers", "not found"]) {
+            DialErrorKind::NotFound
+        } else if has(&["noise", "negotiat", "handshake"]) {
+            DialErrorKind::Protocol
+        } else if has(&["not running"]) {
+            DialErrorKind::NotRunning
+        } else {
+            DialErrorKind::Other
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
@@ -282,6 +361,43 @@ pub struct Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dial_error_kinds_read_off_the_texts_the_service_sends() {
+        let table = [
+            (
+                "Failed to negotiate transport protocol(s): [(/ip4/127.0.0.1/tcp/1: : Connection refused (os error 111))]",
+                DialErrorKind::Refused,
+            ),
+            (
+                "[(/ip4/1.2.3.4/tcp/1: : Timeout has been reached)]",
+                DialErrorKind::TimedOut,
+            ),
+            (
+                "No route to host (os error 113)",
+                DialErrorKind::Unreachable,
+            ),
+            (
+                "Unexpected peer ID 12D3KooWX at Dialer",
+                DialErrorKind::WrongPeer,
+            ),
+            ("that is this node's own peer id", DialErrorKind::OwnPeerId),
+            (
+                "nothing to dial: give a peer id or an address",
+                DialErrorKind::NoAddresses,
+            ),
+            ("the network node is not running", DialErrorKind::NotRunning),
+            ("something new", DialErrorKind::Other),
+        ];
+        for (text, want) in table {
+            assert_eq!(DialErrorKind::from_reason(text), want, "{text}");
+        }
+        assert_eq!(
+            serde_json::to_string(&DialErrorKind::TimedOut).expect("json"),
+            "\"timed_out\""
+        );
+        assert_eq!(DialErrorKind::TimedOut.as_str(), "timed_out");
+    }
 
     #[test]
     fn status_json_has_the_contracted_fields() {
