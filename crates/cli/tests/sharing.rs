@@ -10,14 +10,6 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use support::*;
 
-fn show(node: &Node, id: &str) -> Option<Value> {
-    let out = node.cli(&["playlist", "show", id, "--json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
 /// Waits until `node` has playlist `id` with exactly `expected` titles (in any order).
 fn wait_titles(node: &Node, id: &str, expected: &[&str]) -> Value {
     let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();

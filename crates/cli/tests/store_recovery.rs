@@ -12,14 +12,6 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use support::*;
 
-fn show(node: &Node, id: &str) -> Option<Value> {
-    let out = node.cli(&["playlist", "show", id, "--json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
 fn sorted_titles(node: &Node, id: &str) -> Vec<String> {
     let mut t = show(node, id).map(|p| titles(&p)).unwrap_or_default();
     t.sort();

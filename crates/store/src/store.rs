@@ -83,6 +83,21 @@ struct Entry {
 }
 
 impl Entry {
+    /// A whole playlist whose document is all in a snapshot just written, with an empty log.
+    fn fresh(id: &str, doc: PlaylistDoc, log: UpdateLog) -> Entry {
+        let saved = doc.version();
+        Entry {
+            summary: summary_of(id, &doc, false),
+            doc,
+            log,
+            before_last: saved.clone(),
+            saved,
+            records: 0,
+            incomplete: false,
+            damaged: false,
+        }
+    }
+
     fn refresh(&mut self, id: &str) {
         self.incomplete = is_incomplete(id, &self.doc);
         self.damaged &= self.incomplete;
@@ -362,21 +377,8 @@ impl Store {
                 return Err(err);
             }
         };
-        let saved = doc.version();
-        let summary = summary_of(&id, &doc, false);
-        self.playlists.insert(
-            id,
-            Entry {
-                summary,
-                doc,
-                log,
-                before_last: saved.clone(),
-                saved,
-                records: 0,
-                incomplete: false,
-                damaged: false,
-            },
-        );
+        let entry = Entry::fresh(&id, doc, log);
+        self.playlists.insert(id, entry);
         Ok(())
     }
 
@@ -471,21 +473,8 @@ impl Store {
         sync_dir(&dir);
         write_snapshot_checked(&dir, &doc, &doc.version())?;
         let (log, _) = UpdateLog::open(&dir.join("updates.log"), now_ms)?;
-        let saved = doc.version();
-        let summary = summary_of(id, &doc, false);
-        self.playlists.insert(
-            id.to_string(),
-            Entry {
-                summary,
-                doc,
-                log,
-                before_last: saved.clone(),
-                saved,
-                records: 0,
-                incomplete: false,
-                damaged: false,
-            },
-        );
+        let entry = Entry::fresh(id, doc, log);
+        self.playlists.insert(id.to_string(), entry);
         self.note_restored(id, "rebuilt from its Markdown mirror");
         let what = format!(
             "rebuilt from its Markdown mirror {}: it was never shared, so no member could bring back its history; the files that could not be used without that history were moved aside",

@@ -578,3 +578,12 @@ pub fn join(node: &Node, link: &str) {
         node.log()
     );
 }
+
+/// `playlist show ID --json` on `node`, or None when it fails.
+pub fn show(node: &Node, id: &str) -> Option<Value> {
+    let out = node.cli(&["playlist", "show", id, "--json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
