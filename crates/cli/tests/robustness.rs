@@ -180,7 +180,10 @@ fn soak_batches_with_service_kills_converge_and_stop_in_time() {
             std::thread::sleep(Duration::from_secs(7));
             let node = if turn % 2 == 0 { &a } else { &b };
             turn += 1;
-            let state = node.wait_running();
+            // Generous: on 2 cores this test shares the machine with the 15,000-track one.
+            let state = node.wait_status("node running", Duration::from_secs(90), |s| {
+                s["node"] == "running"
+            });
             if let Some(pid) = state["service"]["pid"].as_u64() {
                 signal(pid as u32, Signal::SIGKILL);
                 kills += 1;

@@ -87,10 +87,14 @@ impl Library {
     }
 
     fn publish_summaries(&self) {
-        let (summaries, problems) = {
-            let store = self.lock();
-            (store.list(), store.problems().to_vec())
-        };
+        let listed = Listed::of(&self.lock());
+        self.publish(listed);
+    }
+
+    /// Puts what the store lists into `AppState`. Takes no lock: the runtime thread must
+    /// never wait for the store's mutex, which a queue of writes on the blocking pool can
+    /// hold for seconds (an API that stops answering while friends sync big batches).
+    fn publish(&self, Listed(summaries, problems): Listed) {
         self.state.update(|s| {
             let changed = s.playlists != summaries || s.store_problems != problems;
             s.playlists = summaries;
@@ -120,22 +124,29 @@ impl Library {
     ) -> Result<T, StoreError> {
         let library = Arc::clone(self);
         let author = self.author();
-        let result = tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             let mut store = library.lock();
-            f(&mut store, &author, now_ms())
-        })
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Invalid(format!("the store task failed: {e}"))));
-        let (value, changed) = match result {
-            Ok(done) => done,
-            Err(err) => {
+            let result = f(&mut store, &author, now_ms());
+            // What to publish, read under the same lock (see `publish`).
+            let listed = match &result {
+                Ok((_, None)) => None,
                 // A failed write may have found a problem worth showing (and undone a change).
-                self.publish_summaries();
-                return Err(err);
-            }
-        };
+                Ok((_, Some(_))) | Err(_) => Some(Listed::of(&store)),
+            };
+            (result, listed)
+        })
+        .await;
+        let (result, listed) = written.unwrap_or_else(|e| {
+            (
+                Err(StoreError::Invalid(format!("the store task failed: {e}"))),
+                None,
+            )
+        });
+        if let Some(listed) = listed {
+            self.publish(listed);
+        }
+        let (value, changed) = result?;
         if let Some(changed) = changed {
-            self.publish_summaries();
             let _ = self.mirror.send(changed.clone());
             if let Some(tx) = self.changes.get() {
                 let _ = tx.send(changed);
@@ -149,6 +160,18 @@ impl Library {
         if let Err(err) = self.lock().compact_all() {
             tracing::warn!("could not compact the store: {err}");
         }
+    }
+}
+
+/// The playlist summaries and store problems, as `AppState` shows them.
+struct Listed(
+    Vec<whatnext_protocol::playlist::PlaylistSummary>,
+    Vec<whatnext_protocol::state::StoreProblem>,
+);
+
+impl Listed {
+    fn of(store: &Store) -> Listed {
+        Listed(store.list(), store.problems().to_vec())
     }
 }
 
