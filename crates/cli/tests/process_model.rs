@@ -9,17 +9,6 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use support::*;
 
-fn connect(from: &Node, to: &Node) {
-    let addr = to.tcp_multiaddr();
-    let out = from.cli(&["connect", &addr, "--timeout", "15"]);
-    assert!(
-        out.status.success(),
-        "connect failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        from.log()
-    );
-}
-
 fn has_connection_with_rtt(state: &Value, peer: &str) -> bool {
     Node::connections_to(state, peer)
         .iter()
@@ -31,7 +20,7 @@ fn two_controllers_connect_and_both_report_rtt() {
     let a = Node::start();
     let b = Node::start();
     let (a_id, b_id) = (a.peer_id(), b.peer_id());
-    connect(&a, &b);
+    connect(&a, &b, 15);
     let state = a.wait_status(
         "A's connection to B with an RTT",
         Duration::from_secs(10),
@@ -62,7 +51,7 @@ fn killed_service_comes_back_with_the_same_identity_and_reconnects() {
     let a = Node::start();
     let b = Node::start();
     let b_id = b.peer_id();
-    connect(&a, &b);
+    connect(&a, &b, 15);
     let before = a.wait_status("connected", PATIENCE, |s| {
         !Node::connections_to(s, &b_id).is_empty()
     });
@@ -325,7 +314,7 @@ fn api_requires_token_and_loopback_host_and_long_polls() {
         !poll.is_finished(),
         "the long poll waits while nothing changes"
     );
-    connect(&b, &a);
+    connect(&b, &a, 15);
     let (status, body) = poll.join().expect("poll thread");
     assert_eq!(status, 200);
     assert!(

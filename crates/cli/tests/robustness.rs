@@ -57,6 +57,18 @@ fn wait_converged(nodes: &[&Node], id: &str, expected: u64, timeout: Duration) {
     }
 }
 
+/// Two members of a new shared playlist `name`, once B holds it: (A, B, playlist id).
+fn shared_pair(name: &str) -> (Node, Node, String) {
+    let a = Node::start();
+    let b = Node::start();
+    let (id, link) = create_shared(&a, name);
+    join(&b, &link);
+    b.wait_status("the shared playlist", PATIENCE, |s| {
+        track_count(s, &id).is_some()
+    });
+    (a, b, id)
+}
+
 /// SIGTERM must end a controller within 5 s, whatever its pipes hold.
 fn assert_sigterm_ends_within_5s(node: &mut Node) {
     let started = Instant::now();
@@ -75,13 +87,7 @@ fn assert_sigterm_ends_within_5s(node: &mut Node) {
 /// a write inside the loop that reads) and one controller hung for good.
 #[test]
 fn concurrent_big_batches_on_two_members_never_deadlock_the_pipes() {
-    let mut a = Node::start();
-    let mut b = Node::start();
-    let (id, link) = create_shared(&a, "Party");
-    join(&b, &link);
-    b.wait_status("the shared playlist", PATIENCE, |s| {
-        track_count(s, &id).is_some()
-    });
+    let (mut a, mut b, id) = shared_pair("Party");
 
     const PER_BATCH: usize = 2_500;
     const ROUNDS: usize = 3;
@@ -134,13 +140,7 @@ fn concurrent_big_batches_on_two_members_never_deadlock_the_pipes() {
 /// now and then; afterwards they converge and SIGTERM ends both within 5 s.
 #[test]
 fn soak_batches_with_service_kills_converge_and_stop_in_time() {
-    let mut a = Node::start();
-    let mut b = Node::start();
-    let (id, link) = create_shared(&a, "Soak");
-    join(&b, &link);
-    b.wait_status("the shared playlist", PATIENCE, |s| {
-        track_count(s, &id).is_some()
-    });
+    let (mut a, mut b, id) = shared_pair("Soak");
 
     let soak = Duration::from_secs(
         std::env::var("WHATNEXT_SOAK_SECS")

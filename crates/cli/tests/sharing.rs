@@ -230,12 +230,7 @@ fn offline_edits_on_both_sides_merge_on_reconnect() {
     let a = Node::start_in(home_a.path(), &LOOPBACK_RUN_ARGS);
 
     // Reconnect: both sides re-admit each other and exchange what the other lacks.
-    let out = b.cli(&["connect", &a.tcp_multiaddr()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    connect(&b, &a, 10);
     let all = ["before", "A while B is away", "A again", "B offline"];
     wait_titles(&a, &id, &all);
     wait_titles(&b, &id, &all);

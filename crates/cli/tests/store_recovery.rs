@@ -205,12 +205,7 @@ fn a_damaged_snapshot_keeps_a_members_offline_edits_through_a_sync() {
 
     // A comes back; the sync supplies the history and B's pending tracks apply.
     let a = Node::start_in(home_a.path(), &LOOPBACK_RUN_ARGS);
-    let out = b.cli(&["connect", &a.tcp_multiaddr()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    connect(&b, &a, 10);
     let all = ["a1", "b1", "b2", "b3", "b4", "b5"];
     wait_titles(&b, &id, &all);
     wait_titles(&a, &id, &all);

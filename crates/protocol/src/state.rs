@@ -22,18 +22,6 @@ pub enum NodeStatus {
     Stopped,
 }
 
-impl NodeStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeStatus::Starting => "starting",
-            NodeStatus::Running => "running",
-            NodeStatus::Restarting => "restarting",
-            NodeStatus::Failed => "failed",
-            NodeStatus::Stopped => "stopped",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct AppState {
     /// Grows by at least one on every change; long-pollers wait for it to pass their cursor.
@@ -175,6 +163,13 @@ macro_rules! as_str {
     };
 }
 
+as_str!(NodeStatus {
+    Starting => "starting",
+    Running => "running",
+    Restarting => "restarting",
+    Failed => "failed",
+    Stopped => "stopped",
+});
 as_str!(NatStatus { Public => "public", Private => "private", Unknown => "unknown" });
 as_str!(HelperRole { Bootstrap => "bootstrap", Relay => "relay" });
 as_str!(SessionRole { Owner => "owner", Member => "member" });

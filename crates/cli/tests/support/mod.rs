@@ -587,3 +587,17 @@ pub fn show(node: &Node, id: &str) -> Option<Value> {
         .then(|| serde_json::from_slice(&out.stdout).ok())
         .flatten()
 }
+
+/// `connect` from `from` to `to`'s TCP address, waiting up to `timeout_secs`; panics
+/// with the error and `from`'s log unless it connects.
+pub fn connect(from: &Node, to: &Node, timeout_secs: u32) {
+    let addr = to.tcp_multiaddr();
+    let timeout = timeout_secs.to_string();
+    let out = from.cli(&["connect", &addr, "--timeout", &timeout]);
+    assert!(
+        out.status.success(),
+        "connect failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        from.log()
+    );
+}
