@@ -2,13 +2,11 @@
 //! ways, three members with forwarding, refusals, offline merge, and a service crash in the
 //! middle of a burst of edits.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::*;
 
 /// Waits until `node` has playlist `id` with exactly `expected` titles (in any order).
 fn wait_titles(node: &Node, id: &str, expected: &[&str]) -> Value {

@@ -1,15 +1,13 @@
 //! The network service (`whatnext p2p`) driven directly over its pipes, as the controller
 //! does: handshake, commands, and hostile input that must give errors, never a crash.
 
-mod support;
-
 use std::{
     io::Write,
     process::{Command, Stdio},
 };
 
+use crate::support::{BIN, Service};
 use serde_json::json;
-use support::{BIN, Service};
 
 #[test]
 fn handshake_then_commands_with_matching_ids() {

@@ -1,13 +1,11 @@
 //! The process model end to end: controllers, their supervised network services, identity,
 //! single instance, supervision and the status API — real processes on loopback.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::*;
 
 fn has_connection_with_rtt(state: &Value, peer: &str) -> bool {
     Node::connections_to(state, peer)

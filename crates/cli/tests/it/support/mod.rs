@@ -2,7 +2,7 @@
 //!
 //! Every process a test starts is killed by pid when its guard drops, also when the test
 //! panics. Waits poll for a condition with a generous deadline instead of sleeping.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test module uses part of the helpers")]
 
 use std::{
     cell::RefCell,

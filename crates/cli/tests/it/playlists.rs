@@ -1,15 +1,13 @@
 //! Playlists through the CLI and a real controller: the JSON contract, refusals that change
 //! nothing, crash safety under `kill -9`, and Markdown export/import between homes.
 
-mod support;
-
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use crate::support::*;
 use nix::sys::signal::Signal;
-use support::*;
 
 fn refused(node: &Node, args: &[&str], expected: &str) {
     let out = node.cli(args);

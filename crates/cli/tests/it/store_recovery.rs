@@ -4,13 +4,11 @@
 //! fails without showing up in memory. Every problem is reported in `status --json` and
 //! `doctor`, with where the set-aside bytes are kept.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
+use crate::support::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::*;
 
 fn sorted_titles(node: &Node, id: &str) -> Vec<String> {
     let mut t = show(node, id).map(|p| titles(&p)).unwrap_or_default();

@@ -1,8 +1,6 @@
 //! The view's doors: one-time login links, the HttpOnly cookie, Host and Origin checks, CSP.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn login_url(node: &Node) -> String {
     let out = node.cli(&["ui", "--print"]);

@@ -2,16 +2,14 @@
 //! accepts work and larger ones are refused up front, links cannot flood the state, text
 //! from other members cannot drive the terminal, and the home is private.
 
-mod support;
-
 use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
     time::{Duration, Instant},
 };
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use whatnext_protocol::api::{MAX_BULK_BODY_BYTES, MAX_IMPORT_BYTES};
 
 fn stderr(out: &std::process::Output) -> String {

@@ -6,16 +6,14 @@
 //! revoked member replaying its capability. Every case: a clear refusal, the service still
 //! up (same pid), the store unchanged, the honest peer still served.
 
-mod support;
-
 use std::{
     io::Write as _,
     net::TcpStream,
     time::{Duration, Instant},
 };
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 fn tcp_port(node: &Node) -> u16 {
     node.tcp_multiaddr()

@@ -2,17 +2,15 @@
 //! concurrent batches (no deadlock, SIGTERM always ends the controller), the API under a
 //! connection flood, and credentials that must never authenticate.
 
-mod support;
-
 use std::{
     io::Write as _,
     net::TcpStream,
     time::{Duration, Instant},
 };
 
+use crate::support::*;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use support::*;
 
 /// A `POST /api/playlists/<id>/tracks` body of `count` new tracks titled `<prefix><n>`.
 fn batch(prefix: &str, count: usize) -> String {

@@ -11,16 +11,14 @@
 //! `WHATNEXT_LAB_TRIES=N` sets how many fresh peers try hole punching for the success rate
 //! (default 3; the closing note's figure is from 20).
 
-mod support;
-
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+use crate::support::{Node, wait_until};
 use serde_json::Value;
-use support::{Node, wait_until};
 
 const PUBLIC_PREFIX: &str = "198.18.0";
 const RELAY_IP: &str = "198.18.0.1";
@@ -214,7 +212,7 @@ struct Relay {
 impl Relay {
     fn start(netns: &str, dir: &Path) -> Relay {
         let out = dir.join("relay.out");
-        let child = support::command_in(Some(netns))
+        let child = crate::support::command_in(Some(netns))
             .arg("--home")
             .arg(dir.join("relay-home"))
             .args([
@@ -235,7 +233,7 @@ impl Relay {
 
     /// The relay's TCP address with its peer id, as it printed it.
     fn tcp_addr(&self) -> String {
-        wait_until("the relay's addresses", support::PATIENCE, || {
+        wait_until("the relay's addresses", crate::support::PATIENCE, || {
             std::fs::read_to_string(&self.out)
                 .ok()?
                 .lines()
@@ -364,9 +362,11 @@ fn peers_behind_two_nats_meet_through_the_relay_then_go_direct() {
     );
     let direct_after = relayed_after + since_open.elapsed();
     // B, the side that received the relayed connection, drove the punch and reports it.
-    b.wait_status("DCUtR's report of the punch", support::PATIENCE, |s| {
-        s["hole_punches"]["succeeded"].as_u64() >= Some(1)
-    });
+    b.wait_status(
+        "DCUtR's report of the punch",
+        crate::support::PATIENCE,
+        |s| s["hole_punches"]["succeeded"].as_u64() >= Some(1),
+    );
     // AutoNAT: the relay tried to dial B back at its observed address; B's router dropped
     // it, so B knows it is private — and the doctor finds that fine, since B has a relay.
     b.wait_status("AutoNAT's verdict", Duration::from_secs(60), |s| {
@@ -457,11 +457,15 @@ fn peers_behind_two_nats_meet_through_the_relay_then_go_direct() {
             .is_some_and(|a| a.contains("/p2p-circuit")),
         "{attempt}"
     );
-    late.wait_status("the relayed connection to B", support::PATIENCE, |s| {
-        Node::connections_to(s, &b_id)
-            .iter()
-            .any(|c| c["relayed"] == true)
-    });
+    late.wait_status(
+        "the relayed connection to B",
+        crate::support::PATIENCE,
+        |s| {
+            Node::connections_to(s, &b_id)
+                .iter()
+                .any(|c| c["relayed"] == true)
+        },
+    );
     // Not asserted: whether a punch fails depends on the kernel's port choice.
     std::thread::sleep(Duration::from_secs(5));
     let went_direct = late
@@ -516,7 +520,8 @@ fn doctor_names_a_missing_network_as_the_cause() {
 
     // The same machine with the controller stopped: still a diagnosis, not an error.
     drop(node);
-    let out = support::whatnext_in(Some(&ns), &dir.path().join("home"), &["doctor", "--json"]);
+    let out =
+        crate::support::whatnext_in(Some(&ns), &dir.path().join("home"), &["doctor", "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).expect("doctor --json is JSON");
     assert_eq!(report["checks"][0]["id"], "controller", "{report}");
     assert!(

@@ -1,8 +1,6 @@
 //! whtnxt:// links end to end: invites, `open` (with and without a running controller),
 //! the single-instance socket, and the OS handler path (`register` + `gio open`).
 
-mod support;
-
 use std::{
     io::{BufRead as _, BufReader, Write as _},
     os::unix::net::UnixStream,
@@ -10,8 +8,8 @@ use std::{
     time::Duration,
 };
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 fn connected_to(state: &Value, peer: &str) -> bool {
     !Node::connections_to(state, peer).is_empty()

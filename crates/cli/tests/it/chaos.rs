@@ -7,17 +7,15 @@
 //! `CHAOS_SEED=N` replays a run (the seed is printed first); `CHAOS_OPS=N` sets the length
 //! (default 300; `tests/chaos/run --long` uses 1500).
 
-mod support;
-
 use std::{
     collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant},
 };
 
+use crate::support::*;
 use nix::sys::signal::Signal;
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use serde_json::{Value, json};
-use support::*;
 
 /// One member: its home (kept across controller restarts) and the running controller.
 struct Member {

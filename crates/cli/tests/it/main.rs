@@ -1,0 +1,17 @@
+//! The end-to-end tests: real `whatnext` processes on loopback (and, as root, in network
+//! namespaces), driven through the CLI and the HTTP API. One test binary: each module used to
+//! be its own, and every one of them linked the same helpers and dependencies again.
+
+mod abuse;
+mod chaos;
+mod input_bounds;
+mod links;
+mod nat_lab;
+mod playlists;
+mod process_model;
+mod robustness;
+mod service_protocol;
+mod sharing;
+mod store_recovery;
+mod support;
+mod view_auth;
