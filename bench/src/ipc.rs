@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use whatnext_controller::{
+use whatnext_core::{
     state::StateHandle,
     supervisor::{self, RestartPolicy, ServiceClient, ServiceSpec},
 };

@@ -282,7 +282,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `whatnext doctor`: the running controller's diagnosis, or, when none runs, what can be
 /// checked without it.
 fn doctor(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
-    use whatnext_controller::doctor::{Interfaces, not_running};
+    use whatnext_core::doctor::{Interfaces, not_running};
     use whatnext_protocol::api::{CheckStatus, DoctorReport};
     let report: DoctorReport = match Client::for_home(home).and_then(|client| client.doctor()) {
         Ok(report) => report,
@@ -365,7 +365,7 @@ fn open(home: &Home, url: &str, wait: bool, timeout: f64, json: bool) -> anyhow:
     let link: InviteLink = url.parse().with_context(|| {
         format!(
             "cannot open {:?}",
-            whatnext_controller::app::clip(&whatnext_controller::app::redact_key(url), 100)
+            whatnext_core::state::clip(&whatnext_core::links::redact_key(url), 100)
         )
     })?;
     let timeout_secs = (timeout.is_finite() && timeout > 0.0)

@@ -310,7 +310,13 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
             })?;
         }
         PlaylistCommand::Share { id, rotate, json } => {
-            let reply = client.share_playlist(&id, &ShareRequest { rotate })?;
+            let reply = client.share_playlist(
+                &id,
+                &ShareRequest {
+                    rotate,
+                    isolated: false,
+                },
+            )?;
             print_ok(json, &reply, || safe(&reply.link).into_owned())?;
         }
         PlaylistCommand::Revoke { id, peer_id, json } => {

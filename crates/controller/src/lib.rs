@@ -1,49 +1,43 @@
-//! The WhatNext controller (`whatnext run`).
+//! The WhatNext controller (`whatnext run`): wiring only.
 //!
-//! It owns the home directory (single-instance lock, identity, settings), keeps the one
-//! versioned [`AppState`], supervises the network service child process and serves the
-//! loopback HTTP API that the CLI and the view use.
+//! It takes the home directory (single-instance lock, identity, settings), opens the store,
+//! starts the core (`whatnext-core`: the versioned [`AppState`], the supervisor of the
+//! network service, the library, shared playlists) and opens its front doors
+//! (`whatnext-api`: the loopback HTTP API and the view, the single-instance socket); then it
+//! waits for SIGINT/SIGTERM, `POST /api/shutdown` or the window's Quit, and stops in order
+//! within a deadline.
 //!
 //! Invariant: the controller is the only process that touches the home directory while it
 //! runs; the network service gets what it needs over its pipe.
 //!
 //! [`AppState`]: whatnext_protocol::state::AppState
 
-pub mod api;
-pub mod app;
-pub mod doctor;
-pub mod http_server;
-pub mod library;
-pub mod local_socket;
-pub mod playlists_api;
-pub mod reducer;
-pub mod sessions;
-pub mod state;
-pub mod supervisor;
-pub mod ui;
-pub mod view;
-
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
-use whatnext_protocol::{
-    ipc::NodeConfig,
-    state::{AppState, HelperRole},
+use whatnext_api::{Access, Api, http_server};
+use whatnext_core::{
+    Core, CoreParts,
+    library::Library,
+    state::{StateHandle, now_ms},
+    supervisor::{self, RestartPolicy, ServiceSpec},
 };
-
 use whatnext_home::{
     ApiInfo, Home,
     config::{ConfigFile, RunFlags, Settings},
     files::write_private_file,
     identity, logging, os_handler, single_instance,
 };
-
-use crate::{
-    app::App,
-    state::{StateHandle, now_ms},
-    supervisor::{RestartPolicy, ServiceSpec},
+use whatnext_protocol::{
+    ipc::NodeConfig,
+    state::{AppState, HelperRole},
 };
+
+/// The single-instance socket; `whatnext open` finds it with `local_socket::socket_name`.
+pub use whatnext_api::local_socket;
+/// The bridge to a native window (the desktop build), as `whatnext-core` defines it.
+pub use whatnext_core::ui;
 
 /// Runs the controller in the foreground until SIGINT/SIGTERM or `POST /api/shutdown`.
 pub fn run(home: Home, flags: RunFlags) -> anyhow::Result<()> {
@@ -143,7 +137,7 @@ async fn serve(
     tokio::spawn(stop_on_signals(shutdown.clone()));
     tokio::spawn(exit_after_shutdown_deadline(shutdown.clone(), home.clone()));
     let state = StateHandle::new(initial);
-    let library = library::Library::start(store, author, state.clone(), home.mirror_dir());
+    let (library, changes) = Library::start(store, author, state.clone(), home.mirror_dir());
 
     let previous_view = home.read_view_info();
     let listener = bind_api(settings.api_port, previous_view.as_ref().map(|v| v.port))
@@ -178,35 +172,20 @@ async fn serve(
         )
     })?;
 
-    let (supervisor, service) = supervisor::supervisor(spec, state.clone(), shutdown.clone());
-    let (app_events_tx, app_events) = tokio::sync::mpsc::unbounded_channel();
-    let (changes_tx, changes) = tokio::sync::mpsc::unbounded_channel();
-    library.on_change(changes_tx);
-    let sessions = sessions::Sessions::load(
-        home.sessions_path(),
-        service.clone(),
-        Arc::clone(&library),
-        state.clone(),
-    )?;
-    tokio::spawn(Arc::clone(&sessions).run(app_events, changes));
-    let supervisor = tokio::spawn(supervisor.with_app_events(app_events_tx).run());
-    let app = Arc::new(App::new(
-        state.clone(),
-        service,
-        app::ApiAccess {
-            url: url.clone(),
-            token: token.clone(),
-            view_secret,
-        },
-        shutdown.clone(),
-        Arc::clone(&library),
-        sessions,
+    let (core, core_tasks) = Core::start(CoreParts {
+        state: state.clone(),
+        library,
+        changes,
+        service: spec,
+        sessions_path: home.sessions_path(),
+        shutdown: shutdown.clone(),
+        ui: ui.clone(),
+    })?;
+    let api = Arc::new(Api::new(
+        core,
+        Access::new(url.clone(), token.clone(), view_secret),
     ));
-    if let Some(ui) = &ui {
-        let _ = app.ui.set(ui.clone());
-        let _ = app.sessions.ui.set(ui.clone());
-    }
-    tokio::spawn(local_socket::serve(Arc::clone(&app), socket));
+    tokio::spawn(local_socket::serve(Arc::clone(&api), socket));
 
     let info = ApiInfo {
         url: url.clone(),
@@ -220,7 +199,7 @@ async fn serve(
         home.dir().display()
     );
     println!("Stop it with Ctrl-C. `whatnext status` shows the node.");
-    let login = view::new_login_url(&app);
+    let login = api.access().new_login_url();
     println!("Open the view: {login}");
     if let Some(ui) = &ui {
         (ui.notify)(ui::UiEvent::Ready { login_url: login });
@@ -230,12 +209,11 @@ async fn serve(
         tracing::warn!("could not open a browser ({err}); open the URL above yourself");
     }
 
-    let router = api::router(app);
+    let router = whatnext_api::router(api);
     let limits = http_server::Limits::for_fd_limit(fd_limit);
     let served = http_server::serve(listener, router, shutdown.clone(), limits).await;
     shutdown.cancel();
-    let _ = supervisor.await;
-    let _ = tokio::task::spawn_blocking(move || library.compact()).await;
+    core_tasks.finish().await;
     remove_api_file(&home);
     tracing::info!("stopped");
     served.context("the API server failed")
@@ -253,7 +231,7 @@ fn helper_nodes(settings: &Settings) -> Vec<whatnext_protocol::state::HelperNode
             let peer_id = addr
                 .parse::<multiaddr::Multiaddr>()
                 .ok()
-                .and_then(|m| app::peer_id_of(&m));
+                .and_then(|m| whatnext_core::invite::peer_id_of(&m));
             whatnext_protocol::state::HelperNode {
                 addr: addr.clone(),
                 role,

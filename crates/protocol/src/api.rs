@@ -2,8 +2,8 @@
 //! serves them), the CLI (which calls them) and the view (whose TypeScript definitions are
 //! generated from these types by [`typescript_definitions`]).
 //!
-//! Changing a field here changes `crates/controller/assets/api.d.ts` (a test in the
-//! controller fails until it is regenerated), and `tsc --checkJs` then fails on any view code
+//! Changing a field here changes `crates/api/assets/api.d.ts` (a test in the
+//! API crate fails until it is regenerated), and `tsc --checkJs` then fails on any view code
 //! that still uses the old shape: a changed Rust type breaks the view's build, not a user's
 //! session.
 
@@ -15,7 +15,7 @@ use crate::{
     state::{
         AppState, Connection, DialErrorKind, DialFailure, DialMethod, DialStep, Direction,
         HelperNode, HelperRole, HolePunchCounts, LinkAttempt, LinkStatus, NatStatus, NodeStatus,
-        RelayReservation, ServiceInfo, SessionRole, SessionState, StoreProblem,
+        RelayReservation, ServiceEntry, ServiceInfo, SessionRole, SessionState, StoreProblem,
     },
 };
 
@@ -137,6 +137,11 @@ pub struct ShareRequest {
     #[serde(default)]
     #[ts(as = "Option<bool>", optional)]
     pub rotate: bool,
+    /// Serve the playlist from its own network service with its own identity, so its
+    /// members cannot tie it to this node's main peer id. On a shared playlist: moves it.
+    #[serde(default)]
+    #[ts(as = "Option<bool>", optional)]
+    pub isolated: bool,
 }
 
 /// `POST /api/playlists/{id}/revoke`.
@@ -254,6 +259,7 @@ pub fn typescript_definitions() -> String {
         DialMethod::decl(&cfg),
         DialErrorKind::decl(&cfg),
         ServiceInfo::decl(&cfg),
+        ServiceEntry::decl(&cfg),
         Connection::decl(&cfg),
         LinkAttempt::decl(&cfg),
         LinkStatus::decl(&cfg),
@@ -297,7 +303,7 @@ pub fn typescript_definitions() -> String {
     ];
     let mut out = String::from(
         "// Generated from crates/protocol (whatnext_protocol::api::typescript_definitions).\n\
-         // Do not edit: run `UPDATE_API_TYPES=1 cargo test -p whatnext-controller api_types`.\n\n",
+         // Do not edit: run `UPDATE_API_TYPES=1 cargo test -p whatnext-api api_types`.\n\n",
     );
     for decl in decls {
         out.push_str("export ");

@@ -73,6 +73,31 @@ pub struct AppState {
     /// it. Nothing in the store is deleted: `kept_at` says where the pieces are.
     #[serde(default)]
     pub store_problems: Vec<StoreProblem>,
+    /// Every network service this controller runs: "main" first (the one `peer_id`,
+    /// `service`, `node` and `listen_addrs` describe), then one per playlist shared with
+    /// `--isolated`, each with its own identity.
+    #[serde(default)]
+    pub services: Vec<ServiceEntry>,
+}
+
+/// The name of the main network service in [`AppState::services`].
+pub const MAIN_SERVICE: &str = "main";
+
+/// One network service (a `whatnext p2p` child with its own identity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct ServiceEntry {
+    /// "main", or the id of the playlist an isolated service serves.
+    pub name: String,
+    /// Its process id; null between a crash and its restart.
+    pub pid: Option<u32>,
+    /// The peer id it is known by (an isolated one differs from the main one).
+    pub peer_id: String,
+    /// How many times the controller restarted it.
+    pub restarts: u32,
+    pub node: NodeStatus,
+    pub listen_addrs: Vec<String>,
+    /// The shared playlists (ids) whose members it serves.
+    pub sessions: Vec<String>,
 }
 
 /// One problem the playlist store found, for `status`, `doctor` and the view.
@@ -294,6 +319,13 @@ pub struct SessionState {
     pub id: String,
     pub role: SessionRole,
     pub connected_members: Vec<String>,
+    /// The network service serving it: "main", or the playlist id for an isolated share.
+    #[serde(default = "main_service")]
+    pub service: String,
+}
+
+fn main_service() -> String {
+    MAIN_SERVICE.to_string()
 }
 
 impl AppState {
@@ -322,7 +354,39 @@ impl AppState {
             hole_punches: HolePunchCounts::default(),
             mdns: false,
             store_problems: vec![],
+            services: vec![],
         }
+    }
+
+    /// Refreshes what [`AppState::services`] derives from the rest of the state: the main
+    /// entry (from `peer_id`, `service`, `node`, `listen_addrs`) and every entry's sessions.
+    /// Returns whether anything changed.
+    pub fn derive_services(&mut self) -> bool {
+        let main = ServiceEntry {
+            name: MAIN_SERVICE.to_string(),
+            pid: self.service.pid,
+            peer_id: self.peer_id.clone(),
+            restarts: self.service.restarts,
+            node: self.node,
+            listen_addrs: self.listen_addrs.clone(),
+            sessions: vec![],
+        };
+        let mut services = self.services.clone();
+        match services.first_mut() {
+            Some(first) if first.name == MAIN_SERVICE => *first = main,
+            _ => services.insert(0, main),
+        }
+        for entry in &mut services {
+            entry.sessions = self
+                .sessions
+                .iter()
+                .filter(|s| s.service == entry.name)
+                .map(|s| s.id.clone())
+                .collect();
+        }
+        let changed = services != self.services;
+        self.services = services;
+        changed
     }
 }
 
@@ -392,6 +456,45 @@ mod tests {
             "\"timed_out\""
         );
         assert_eq!(DialErrorKind::TimedOut.as_str(), "timed_out");
+    }
+
+    #[test]
+    fn services_list_main_first_and_each_service_its_sessions() {
+        let mut state = AppState::initial(1, "12D3KooWmain".into(), "/h".into(), 0);
+        state.service.pid = Some(7);
+        state.services.push(ServiceEntry {
+            name: "p1".into(),
+            pid: Some(8),
+            peer_id: "12D3KooWiso".into(),
+            restarts: 2,
+            node: NodeStatus::Running,
+            listen_addrs: vec![],
+            sessions: vec![],
+        });
+        let session = |id: &str, service: &str| SessionState {
+            id: id.into(),
+            role: SessionRole::Owner,
+            connected_members: vec![],
+            service: service.into(),
+        };
+        state.sessions = vec![session("p0", MAIN_SERVICE), session("p1", "p1")];
+        assert!(state.derive_services());
+        let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["main", "p1"]);
+        assert_eq!(state.services[0].pid, Some(7));
+        assert_eq!(state.services[0].peer_id, "12D3KooWmain");
+        assert_eq!(state.services[0].sessions, ["p0"]);
+        assert_eq!(state.services[1].sessions, ["p1"]);
+        assert_eq!(
+            state.services[1].restarts, 2,
+            "an isolated entry keeps its own figures"
+        );
+        assert!(!state.derive_services(), "nothing changed the second time");
+        // A session written before services existed is served by main.
+        let old: SessionState =
+            serde_json::from_str(r#"{"id":"x","role":"member","connected_members":[]}"#)
+                .expect("old session json");
+        assert_eq!(old.service, MAIN_SERVICE);
     }
 
     #[test]

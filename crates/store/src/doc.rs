@@ -440,6 +440,50 @@ impl PlaylistDoc {
         Ok(true)
     }
 
+    /// Gives what `from` owns, added and announced in this playlist to `to`: the owner, the
+    /// tracks' `added_by`, the collaborator entry and the member addresses. Used when a
+    /// playlist moves to an isolated identity, so members do not see the main peer id in
+    /// its current state. Returns whether the document changed.
+    pub fn reattribute(&self, from: &str, to: &Author) -> Result<bool, StoreError> {
+        if from == to.peer_id {
+            return Ok(false);
+        }
+        let mut changed = false;
+        let meta = self.meta();
+        if get_str(&meta.get_value(), "owner_peer").as_deref() == Some(from) {
+            meta.insert("owner_peer", to.peer_id.as_str())?;
+            meta.insert("owner_name", to.display_name.as_str())?;
+            changed = true;
+        }
+        let list = self.tracks();
+        for index in 0..list.len() {
+            let Some(ValueOrContainer::Container(loro::Container::Map(map))) = list.get(index)
+            else {
+                continue;
+            };
+            if get_str(&map.get_value(), "added_by_peer").as_deref() == Some(from) {
+                map.insert("added_by_peer", to.peer_id.as_str())?;
+                map.insert("added_by_name", to.display_name.as_str())?;
+                changed = true;
+            }
+        }
+        let collaborators = self.doc.get_map("collaborators");
+        if collaborators.get(from).is_some() {
+            collaborators.delete(from)?;
+            collaborators.insert(&to.peer_id, clean("display name", &to.display_name, false)?)?;
+            changed = true;
+        }
+        let addrs = self.doc.get_map("member_addrs");
+        if addrs.get(from).is_some() {
+            addrs.delete(from)?;
+            changed = true;
+        }
+        if changed {
+            self.doc.commit();
+        }
+        Ok(changed)
+    }
+
     /// Whether `peer` is the owner or a collaborator (reads the small maps only).
     pub fn is_member(&self, peer: &str) -> bool {
         get_str(&self.meta().get_value(), "owner_peer").is_some_and(|owner| owner == peer)

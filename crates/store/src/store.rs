@@ -756,6 +756,12 @@ impl Store {
         })
     }
 
+    /// Moves what `from` owns and added in the playlist to `to` (see
+    /// [`PlaylistDoc::reattribute`](crate::doc::PlaylistDoc::reattribute)).
+    pub fn reattribute(&mut self, id: &str, from: &str, to: &Author) -> Result<bool, StoreError> {
+        self.change(id, Origin::Local, None, |doc| doc.reattribute(from, to))
+    }
+
     /// Whether `peer` owns or collaborates on the playlist; reads no tracks.
     pub fn is_member(&self, id: &str, peer: &str) -> Result<bool, StoreError> {
         Ok(self.entry(id)?.doc.is_member(peer))

@@ -950,3 +950,64 @@ fn updates_ahead_of_their_history_are_kept_until_it_arrives() {
     let (b, _) = Store::open(dir_b.path(), 7).expect("reopen");
     assert_eq!(titles_of(&b, &id), ["x", "y"]);
 }
+
+#[test]
+fn reattribute_moves_ownership_tracks_and_membership_to_the_new_identity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let friend = Author {
+        peer_id: peer(2),
+        display_name: "Friend".into(),
+    };
+    let isolated = Author {
+        peer_id: peer(3),
+        display_name: "Me".into(),
+    };
+    let id = store.create("Party", "", &me(), 10).expect("create");
+    store
+        .add_tracks(&id, &[track("Mine")], &me(), 11)
+        .expect("add");
+    store
+        .add_tracks(&id, &[track("Theirs")], &friend, 12)
+        .expect("add");
+    store.add_member(&id, &me()).expect("member");
+    store.add_member(&id, &friend).expect("member");
+    store
+        .set_member_addrs(&id, &me().peer_id, &["/ip4/127.0.0.1/tcp/1".into()])
+        .expect("addrs");
+
+    assert!(
+        store
+            .reattribute(&id, &me().peer_id, &isolated)
+            .expect("moved")
+    );
+    let playlist = store.get(&id).expect("get");
+    assert_eq!(playlist.owner, isolated);
+    assert_eq!(playlist.tracks[0].added_by, isolated);
+    assert_eq!(
+        playlist.tracks[1].added_by, friend,
+        "others' tracks stay theirs"
+    );
+    let members: Vec<&str> = playlist
+        .collaborators
+        .iter()
+        .map(|m| m.peer_id.as_str())
+        .collect();
+    assert!(
+        members.contains(&isolated.peer_id.as_str()) && members.contains(&friend.peer_id.as_str())
+    );
+    assert!(!members.contains(&me().peer_id.as_str()));
+    assert!(
+        store
+            .member_addrs(&id)
+            .expect("addrs")
+            .iter()
+            .all(|(p, _)| *p != me().peer_id)
+    );
+    assert!(
+        !store
+            .reattribute(&id, &me().peer_id, &isolated)
+            .expect("again"),
+        "nothing left to move"
+    );
+}

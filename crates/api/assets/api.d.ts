@@ -1,5 +1,5 @@
 // Generated from crates/protocol (whatnext_protocol::api::typescript_definitions).
-// Do not edit: run `UPDATE_API_TYPES=1 cargo test -p whatnext-controller api_types`.
+// Do not edit: run `UPDATE_API_TYPES=1 cargo test -p whatnext-api api_types`.
 
 export type AppState = { 
 /**
@@ -66,7 +66,13 @@ mdns: boolean,
  * Damage the store found (at start, or since: a write that failed) and what it did about
  * it. Nothing in the store is deleted: `kept_at` says where the pieces are.
  */
-store_problems: Array<StoreProblem>, };
+store_problems: Array<StoreProblem>, 
+/**
+ * Every network service this controller runs: "main" first (the one `peer_id`,
+ * `service`, `node` and `listen_addrs` describe), then one per playlist shared with
+ * `--isolated`, each with its own identity.
+ */
+services: Array<ServiceEntry>, };
 
 export type NodeStatus = "starting" | "running" | "restarting" | "failed" | "stopped";
 
@@ -91,6 +97,28 @@ pid: number | null,
  * How many times the controller restarted the service since it started.
  */
 restarts: number, };
+
+export type ServiceEntry = { 
+/**
+ * "main", or the id of the playlist an isolated service serves.
+ */
+name: string, 
+/**
+ * Its process id; null between a crash and its restart.
+ */
+pid: number | null, 
+/**
+ * The peer id it is known by (an isolated one differs from the main one).
+ */
+peer_id: string, 
+/**
+ * How many times the controller restarted it.
+ */
+restarts: number, node: NodeStatus, listen_addrs: Array<string>, 
+/**
+ * The shared playlists (ids) whose members it serves.
+ */
+sessions: Array<string>, };
 
 export type Connection = { peer_id: string, 
 /**
@@ -143,7 +171,11 @@ export type SessionState = {
 /**
  * The playlist id.
  */
-id: string, role: SessionRole, connected_members: Array<string>, };
+id: string, role: SessionRole, connected_members: Array<string>, 
+/**
+ * The network service serving it: "main", or the playlist id for an isolated share.
+ */
+service: string, };
 
 export type RelayReservation = { relay_peer_id: string, 
 /**
@@ -284,7 +316,12 @@ export type ShareRequest = {
 /**
  * Replace the key: links given out before stop working for newcomers.
  */
-rotate?: boolean, };
+rotate?: boolean, 
+/**
+ * Serve the playlist from its own network service with its own identity, so its
+ * members cannot tie it to this node's main peer id. On a shared playlist: moves it.
+ */
+isolated?: boolean, };
 
 export type RevokeRequest = { peer_id: string, };
 

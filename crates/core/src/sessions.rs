@@ -32,7 +32,14 @@ use whatnext_protocol::{
     },
 };
 
-use crate::{library::Library, state::StateHandle, supervisor::ServiceClient};
+use crate::{
+    invite::invite_addrs,
+    library::Library,
+    secret::same_secret,
+    state::StateHandle,
+    supervisor::ServiceClient,
+    ui::{UiEvent, UiHooks},
+};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const REPAIR_INTERVAL: Duration = Duration::from_secs(5);
@@ -64,7 +71,7 @@ pub struct Sessions {
     /// Held while `sessions.json` is written: saves take turns (see [`Sessions::save`]).
     saving: tokio::sync::Mutex<()>,
     /// The native window, when there is one (desktop build): told when a friend joins.
-    pub ui: std::sync::OnceLock<crate::ui::UiHooks>,
+    ui: Option<UiHooks>,
     /// Peer → sessions it is admitted to on its current connection.
     admitted: Mutex<HashMap<String, HashSet<String>>>,
     /// (peer, session) → the version vector the peer is known to have.
@@ -89,6 +96,7 @@ impl Sessions {
         service: ServiceClient,
         library: Arc<Library>,
         state: StateHandle,
+        ui: Option<UiHooks>,
     ) -> anyhow::Result<Arc<Self>> {
         let book = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
@@ -104,7 +112,7 @@ impl Sessions {
             path,
             book: Mutex::new(book),
             saving: tokio::sync::Mutex::new(()),
-            ui: std::sync::OnceLock::new(),
+            ui,
             admitted: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
             service,
@@ -246,11 +254,10 @@ impl Sessions {
     /// Writes our dialable addresses into the playlist's member list.
     async fn announce_self(self: &Arc<Self>, session: &str) {
         let state = self.state.snapshot();
-        let addrs: Vec<String> =
-            crate::app::invite_addrs(&state.external_addrs, &state.listen_addrs)
-                .iter()
-                .map(|a| a.to_string())
-                .collect();
+        let addrs: Vec<String> = invite_addrs(&state.external_addrs, &state.listen_addrs)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         if addrs.is_empty() {
             return;
         }
@@ -362,7 +369,7 @@ impl Sessions {
             .await;
         match result {
             Ok(true) => {
-                if let Some(ui) = self.ui.get() {
+                if let Some(ui) = &self.ui {
                     let playlist = self
                         .state
                         .snapshot()
@@ -370,7 +377,7 @@ impl Sessions {
                         .iter()
                         .find(|p| p.id == session)
                         .map_or_else(|| session.to_string(), |p| p.name.clone());
-                    (ui.notify)(crate::ui::UiEvent::PeerJoined {
+                    (ui.notify)(UiEvent::PeerJoined {
                         name: display_name.to_string(),
                         playlist,
                     });
@@ -587,7 +594,7 @@ impl Sessions {
                 Some(e) if e.revoked.iter().any(|p| p == peer) => {
                     Err("your access was revoked by the owner".into())
                 }
-                Some(e) if !crate::api::same_secret(e.key.as_bytes(), proof.key.as_bytes()) => {
+                Some(e) if !same_secret(e.key.as_bytes(), proof.key.as_bytes()) => {
                     Err("wrong key: ask for a new link".into())
                 }
                 Some(_) => Ok(()),
@@ -768,6 +775,7 @@ impl Sessions {
                     m.sort();
                     m
                 },
+                service: whatnext_protocol::state::MAIN_SERVICE.to_string(),
             })
             .collect();
         drop((book, admitted));

@@ -62,3 +62,18 @@ pub fn clip(text: &str, max: usize) -> String {
     }
     format!("{}…", &text[..end])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipped_texts_end_at_a_char_boundary_with_an_ellipsis() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("abcdef", 3), "abc…");
+        // "é" is two bytes: never cut inside it.
+        assert_eq!(clip("aé", 2), "a…");
+        let long = "x".repeat(100_000);
+        assert!(clip(&long, MAX_STATE_TEXT).len() <= MAX_STATE_TEXT + '…'.len_utf8());
+    }
+}

@@ -1,7 +1,7 @@
 //! HTTP routes for playlists. Every route goes through the [`Library`], so the controller
 //! stays the store's only writer and every change bumps the state version.
 //!
-//! [`Library`]: crate::library::Library
+//! [`Library`]: whatnext_core::library::Library
 
 use std::sync::Arc;
 
@@ -17,11 +17,11 @@ use whatnext_protocol::api::{
     LinkReply, MAX_BULK_BODY_BYTES, MAX_IMPORT_BYTES, Member, MoveRequest, OkReply, PlaylistView,
     RenameRequest, RevokeRequest, ShareRequest,
 };
-use whatnext_store::{StoreError, markdown};
+use whatnext_store::markdown;
 
-use crate::{api::ApiError, app::App};
+use crate::{context::Api, error::ApiError};
 
-pub fn routes() -> Router<Arc<App>> {
+pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/api/playlists", get(list).post(create))
         // The bulk routes take bodies far above axum's default 2 MB (a 6,000-track export is
@@ -44,22 +44,6 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/playlists/{id}/export", get(export))
         .route("/api/playlists/{id}/share", post(share))
         .route("/api/playlists/{id}/revoke", post(revoke))
-}
-
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        let status = match &err {
-            StoreError::UnknownPlaylist(_) | StoreError::UnknownTrack { .. } => {
-                StatusCode::NOT_FOUND
-            }
-            StoreError::Invalid(_)
-            | StoreError::IndexOutOfRange { .. }
-            | StoreError::BadMarkdown(_) => StatusCode::BAD_REQUEST,
-            StoreError::Exists(_) => StatusCode::CONFLICT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, err.to_string())
-    }
 }
 
 type Reply = Result<Response, ApiError>;
@@ -117,14 +101,15 @@ fn ok(value: impl serde::Serialize) -> Reply {
     Ok(Json(value).into_response())
 }
 
-async fn list(State(app): State<Arc<App>>) -> Reply {
-    let list = app.library.read(|store| Ok(store.list())).await?;
+async fn list(State(api): State<Arc<Api>>) -> Reply {
+    let list = api.core().library().read(|store| Ok(store.list())).await?;
     Ok(Json(list).into_response())
 }
 
-async fn create(State(app): State<Arc<App>>, Json(req): Json<CreatePlaylistRequest>) -> Reply {
-    let id = app
-        .library
+async fn create(State(api): State<Arc<Api>>, Json(req): Json<CreatePlaylistRequest>) -> Reply {
+    let id = api
+        .core()
+        .library()
         .write(move |store, me, now| {
             let id = store.create(&req.name, &req.description, me, now)?;
             Ok((id.clone(), Some(id)))
@@ -133,11 +118,15 @@ async fn create(State(app): State<Arc<App>>, Json(req): Json<CreatePlaylistReque
     ok(CreatedReply { id })
 }
 
-async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
-    let playlist = app.library.read(move |store| store.get(&id)).await?;
+async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
+    let playlist = api
+        .core()
+        .library()
+        .read(move |store| store.get(&id))
+        .await?;
     // Members: the owner and the collaborators, each with whether they are connected now.
-    let online = app.sessions.online(&playlist.id);
-    let me = app.state.snapshot().peer_id;
+    let online = api.core().sessions().online(&playlist.id);
+    let me = api.core().state().snapshot().peer_id;
     let members: Vec<Member> = std::iter::once(&playlist.owner)
         .chain(
             playlist
@@ -152,7 +141,7 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
             owner: m.peer_id == playlist.owner.peer_id,
         })
         .collect();
-    let shared = app.sessions.entry(&playlist.id).is_some();
+    let shared = api.core().sessions().entry(&playlist.id).is_some();
     ok(PlaylistView {
         playlist,
         members,
@@ -161,20 +150,23 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
 }
 
 async fn share(
-    State(app): State<Arc<App>>,
+    State(api): State<Arc<Api>>,
     Path(id): Path<String>,
     Json(req): Json<ShareRequest>,
 ) -> Reply {
     let check = id.clone();
-    app.library
+    api.core()
+        .library()
         .read(move |store| store.get(&check).map(|_| ()))
         .await?;
-    let key = app
-        .sessions
+    let key = api
+        .core()
+        .sessions()
         .share(&id, req.rotate)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
-    let link = app
+    let link = api
+        .core()
         .invite_to(Some((id, key)))
         .map_err(|message| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message))?;
     ok(LinkReply {
@@ -183,37 +175,40 @@ async fn share(
 }
 
 async fn revoke(
-    State(app): State<Arc<App>>,
+    State(api): State<Arc<Api>>,
     Path(id): Path<String>,
     Json(req): Json<RevokeRequest>,
 ) -> Reply {
-    app.sessions
+    api.core()
+        .sessions()
         .revoke(&id, &req.peer_id)
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
     ok(OkReply::OK)
 }
 
-async fn remove_playlist(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
-    app.library
+async fn remove_playlist(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
+    api.core()
+        .library()
         .write(move |store, _, now| store.delete(&id, now).map(|()| ((), Some(id))))
         .await?;
     ok(OkReply::OK)
 }
 
 async fn rename(
-    State(app): State<Arc<App>>,
+    State(api): State<Arc<Api>>,
     Path(id): Path<String>,
     Json(req): Json<RenameRequest>,
 ) -> Reply {
-    app.library
+    api.core()
+        .library()
         .write(move |store, _, now| store.rename(&id, &req.name, now).map(|()| ((), Some(id))))
         .await?;
     ok(OkReply::OK)
 }
 
 async fn add(
-    State(app): State<Arc<App>>,
+    State(api): State<Arc<Api>>,
     Path(id): Path<String>,
     BulkJson(req): BulkJson<AddTracksRequest>,
 ) -> Reply {
@@ -221,8 +216,9 @@ async fn add(
         AddTracksRequest::Batch { tracks } => (tracks, true),
         AddTracksRequest::One(track) => (vec![track], false),
     };
-    let ids = app
-        .library
+    let ids = api
+        .core()
+        .library()
         .write(move |store, me, now| {
             store
                 .add_tracks(&id, &tracks, me, now)
@@ -239,11 +235,12 @@ async fn add(
 }
 
 async fn move_track(
-    State(app): State<Arc<App>>,
+    State(api): State<Arc<Api>>,
     Path(id): Path<String>,
     Json(req): Json<MoveRequest>,
 ) -> Reply {
-    app.library
+    api.core()
+        .library()
         .write(move |store, _, now| {
             store
                 .move_track(&id, &req.track_id, req.to, now)
@@ -254,10 +251,11 @@ async fn move_track(
 }
 
 async fn remove_track(
-    State(app): State<Arc<App>>,
+    State(api): State<Arc<Api>>,
     Path((id, track_id)): Path<(String, String)>,
 ) -> Reply {
-    app.library
+    api.core()
+        .library()
         .write(move |store, _, now| {
             store
                 .remove_track(&id, &track_id, now)
@@ -267,9 +265,10 @@ async fn remove_track(
     ok(OkReply::OK)
 }
 
-async fn export(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
-    let text = app
-        .library
+async fn export(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
+    let text = api
+        .core()
+        .library()
         .read(move |store| markdown::to_markdown(&store.get(&id)?))
         .await?;
     Ok((
@@ -279,7 +278,7 @@ async fn export(State(app): State<Arc<App>>, Path(id): Path<String>) -> Reply {
         .into_response())
 }
 
-async fn import(State(app): State<Arc<App>>, BulkJson(req): BulkJson<ImportRequest>) -> Reply {
+async fn import(State(api): State<Arc<Api>>, BulkJson(req): BulkJson<ImportRequest>) -> Reply {
     if req.markdown.len() > MAX_IMPORT_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -303,8 +302,9 @@ async fn import(State(app): State<Arc<App>>, BulkJson(req): BulkJson<ImportReque
                 format!("reading the Markdown failed: {err}"),
             )
         })??;
-    let id = app
-        .library
+    let id = api
+        .core()
+        .library()
         .write(move |store, _, now| {
             let id = store.import(&playlist, as_new, now)?;
             Ok((id.clone(), Some(id)))

@@ -1,5 +1,6 @@
-//! The controller's shared handles, and the operations that both front doors — the HTTP API
-//! and the single-instance socket — perform: opening links and making invites.
+//! Opening `whtnxt://` links, what both front doors — the HTTP API and the single-instance
+//! socket — do with a link: record a `LinkAttempt` in the state, dial in steps (direct, then
+//! relay beside it, then a DHT lookup), join the shared playlist the link names, settle.
 
 use std::{
     sync::{
@@ -9,39 +10,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use multiaddr::{Multiaddr, Protocol};
-use tokio_util::sync::CancellationToken;
+use multiaddr::Protocol;
 use whatnext_protocol::{
-    addr::{AddrClass, classify},
     link::{InviteLink, MAX_LINK_ADDRS, MAX_LINK_RELAYS},
     state::{DialMethod, DialStep, LinkAttempt, LinkStatus, MAX_LINK_ATTEMPTS},
 };
 
 use crate::{
-    library::Library,
     sessions::Sessions,
-    state::{StateHandle, now_ms},
+    state::{MAX_STATE_TEXT, StateHandle, clip, now_ms},
     supervisor::ServiceClient,
+    ui::{UiEvent, UiHooks},
 };
-
-pub struct App {
-    pub state: StateHandle,
-    pub service: ServiceClient,
-    /// Bearer token of the HTTP API.
-    pub token: String,
-    /// Base URL of the HTTP API and view.
-    pub url: String,
-    pub shutdown: CancellationToken,
-    pub library: Arc<Library>,
-    pub sessions: Arc<Sessions>,
-    /// Value of the view's HttpOnly session cookie (kept across restarts in view.json).
-    pub view_secret: String,
-    /// The native window, when there is one (desktop build).
-    pub ui: std::sync::OnceLock<crate::ui::UiHooks>,
-    /// One-time login tokens for the view, with their expiry.
-    pub login_tokens: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
-    next_link_id: AtomicU64,
-}
 
 /// How long the direct dial of a link runs alone before the relay circuit is tried beside
 /// it: long enough for a direct connection on a LAN or the internet to win, short enough
@@ -57,42 +37,40 @@ struct StepOutcome {
     dial_ms: Option<f64>,
 }
 
-pub use crate::state::{MAX_STATE_TEXT, clip};
-
 /// How long a link's dial may take when the caller does not say.
 pub const DEFAULT_LINK_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// How clients reach and prove themselves to this controller's API.
-pub struct ApiAccess {
-    pub url: String,
-    pub token: String,
-    pub view_secret: String,
+/// Reads a caller's timeout in seconds.
+pub fn link_timeout(secs: Option<f64>) -> Result<Duration, String> {
+    match secs {
+        None => Ok(DEFAULT_LINK_TIMEOUT),
+        Some(secs) => Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("timeout must be a positive number of seconds, not {secs}")),
+    }
 }
 
-impl App {
+/// Opens links: the attempts' numbering, and the handles a link's steps go through.
+pub struct Links {
+    state: StateHandle,
+    service: ServiceClient,
+    sessions: Arc<Sessions>,
+    /// The native window, when there is one (desktop build): told when a link fails.
+    ui: Option<UiHooks>,
+    next_link_id: AtomicU64,
+}
+
+impl Links {
     pub fn new(
         state: StateHandle,
         service: ServiceClient,
-        ApiAccess {
-            url,
-            token,
-            view_secret,
-        }: ApiAccess,
-        shutdown: CancellationToken,
-        library: Arc<Library>,
         sessions: Arc<Sessions>,
+        ui: Option<UiHooks>,
     ) -> Self {
         Self {
             state,
             service,
-            token,
-            url,
-            shutdown,
-            library,
             sessions,
-            view_secret,
-            ui: std::sync::OnceLock::new(),
-            login_tokens: std::sync::Mutex::new(std::collections::HashMap::new()),
+            ui,
             next_link_id: AtomicU64::new(1),
         }
     }
@@ -144,9 +122,9 @@ impl App {
             link.peer_id,
             link.dial_addrs().len()
         );
-        let app = Arc::clone(self);
+        let links = Arc::clone(self);
         let pending = attempt.clone();
-        let dial = async move { app.dial_link(pending, link, timeout).await };
+        let dial = async move { links.dial_link(pending, link, timeout).await };
         if wait {
             dial.await
         } else {
@@ -403,8 +381,8 @@ impl App {
             Err(error) => {
                 tracing::warn!("link {}: {error}", attempt.id);
                 let error = clip(&error, MAX_STATE_TEXT);
-                if let Some(ui) = self.ui.get() {
-                    (ui.notify)(crate::ui::UiEvent::LinkFailed {
+                if let Some(ui) = &self.ui {
+                    (ui.notify)(UiEvent::LinkFailed {
                         link: attempt.link.clone(),
                         reason: error.clone(),
                     });
@@ -430,91 +408,6 @@ impl App {
             true
         });
     }
-
-    /// An invite link for this node with every address a friend might dial.
-    pub fn invite(&self) -> Result<InviteLink, String> {
-        self.invite_to(None)
-    }
-
-    /// An invite link, to a shared playlist when `session` is `(playlist id, key)`.
-    pub fn invite_to(&self, session: Option<(String, String)>) -> Result<InviteLink, String> {
-        let state = self.state.snapshot();
-        let peer_id = state
-            .peer_id
-            .parse()
-            .map_err(|err| format!("this node's peer id is unreadable: {err}"))?;
-        let mut link = InviteLink::new(peer_id);
-        // The best addresses first, and no more than a link may carry (the parser refuses
-        // more), so the invite of a machine with many interfaces still opens.
-        link.addrs = invite_addrs(&state.external_addrs, &state.listen_addrs);
-        link.addrs.truncate(MAX_LINK_ADDRS);
-        link.relays = state
-            .relay_reservations
-            .iter()
-            .filter_map(|r| relay_of_circuit(&r.addr))
-            .take(MAX_LINK_RELAYS)
-            .collect();
-        if link.addrs.is_empty() && link.relays.is_empty() {
-            return Err("the node has no listen address yet; wait until it is running".into());
-        }
-        if let Some((session, key)) = session {
-            link.session = Some(session);
-            link.key = Some(key);
-        }
-        Ok(link)
-    }
-}
-
-/// Orders addresses for an invite: confirmed external ones first, then other reachable
-/// ones, loopback last (useful only on the same machine). Unspecified and circuit
-/// addresses are left out, as are duplicates.
-pub fn invite_addrs(external: &[String], listen: &[String]) -> Vec<Multiaddr> {
-    fn rank(addr: &Multiaddr, external: bool) -> Option<u8> {
-        match (classify(addr), external) {
-            (AddrClass::Unspecified | AddrClass::Circuit, _) => None,
-            (AddrClass::Loopback, _) => Some(2),
-            (_, true) => Some(0),
-            (_, false) => Some(1),
-        }
-    }
-    let mut ranked: Vec<(u8, Multiaddr)> = Vec::new();
-    let candidates = external
-        .iter()
-        .map(|a| (a, true))
-        .chain(listen.iter().map(|a| (a, false)));
-    for (text, is_external) in candidates {
-        let Ok(mut addr) = text.parse::<Multiaddr>() else {
-            continue;
-        };
-        if let Some(Protocol::P2p(_)) = addr.iter().last() {
-            addr.pop();
-        }
-        if let Some(rank) = rank(&addr, is_external)
-            && !ranked.iter().any(|(_, a)| *a == addr)
-        {
-            ranked.push((rank, addr));
-        }
-    }
-    ranked.sort_by_key(|(rank, _)| *rank);
-    ranked.into_iter().map(|(_, addr)| addr).collect()
-}
-
-/// The peer id an address ends with (`…/p2p/<peer id>`), if it does.
-pub fn peer_id_of(addr: &Multiaddr) -> Option<String> {
-    match addr.iter().last() {
-        Some(Protocol::P2p(peer)) => Some(peer.to_string()),
-        _ => None,
-    }
-}
-
-/// The relay part of a circuit address: `/ip4/…/p2p/<relay>` of `/ip4/…/p2p/<relay>/p2p-circuit/…`.
-fn relay_of_circuit(circuit: &str) -> Option<Multiaddr> {
-    let circuit: Multiaddr = circuit.parse().ok()?;
-    let relay: Multiaddr = circuit
-        .iter()
-        .take_while(|p| !matches!(p, Protocol::P2pCircuit))
-        .collect();
-    (relay != circuit && matches!(relay.iter().last(), Some(Protocol::P2p(_)))).then_some(relay)
 }
 
 /// The link with its `key=` secret hidden, for the state and the logs.
@@ -538,62 +431,6 @@ pub fn redact_key(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_relay_of_a_circuit_address_is_the_part_before_p2p_circuit() {
-        let relay =
-            "/ip4/198.18.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
-        let me = "12D3KooWHdiAxVd8uMQR1hGWXccidmfCwLqcMpGwR6QcTP6QRMuD";
-        assert_eq!(
-            relay_of_circuit(&format!("{relay}/p2p-circuit/p2p/{me}")).map(|a| a.to_string()),
-            Some(relay.to_string())
-        );
-        assert_eq!(
-            relay_of_circuit(&format!("{relay}/p2p-circuit")).map(|a| a.to_string()),
-            Some(relay.to_string())
-        );
-        assert_eq!(relay_of_circuit("/ip4/198.18.0.1/tcp/4001"), None);
-        assert_eq!(
-            relay_of_circuit("/ip4/198.18.0.1/tcp/4001/p2p-circuit"),
-            None
-        );
-        assert_eq!(relay_of_circuit("garbage"), None);
-    }
-
-    #[test]
-    fn invite_addresses_are_ordered_external_first_loopback_last() {
-        let external = vec!["/ip4/198.51.100.7/tcp/4001".to_string()];
-        let listen = vec![
-            "/ip4/127.0.0.1/tcp/4001".to_string(),
-            "/ip4/0.0.0.0/tcp/4001".to_string(),
-            "/ip4/192.168.1.20/tcp/4001".to_string(),
-            "/ip4/192.168.1.20/udp/4001/quic-v1".to_string(),
-            "/ip4/198.51.100.7/tcp/4001".to_string(),
-        ];
-        let got: Vec<String> = invite_addrs(&external, &listen)
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                "/ip4/198.51.100.7/tcp/4001",
-                "/ip4/192.168.1.20/tcp/4001",
-                "/ip4/192.168.1.20/udp/4001/quic-v1",
-                "/ip4/127.0.0.1/tcp/4001",
-            ]
-        );
-    }
-
-    #[test]
-    fn clipped_texts_end_at_a_char_boundary_with_an_ellipsis() {
-        assert_eq!(clip("short", 10), "short");
-        assert_eq!(clip("abcdef", 3), "abc…");
-        // "é" is two bytes: never cut inside it.
-        assert_eq!(clip("aé", 2), "a…");
-        let long = "x".repeat(100_000);
-        assert!(clip(&long, MAX_STATE_TEXT).len() <= MAX_STATE_TEXT + '…'.len_utf8());
-    }
 
     #[test]
     fn keys_are_redacted() {

@@ -5,10 +5,7 @@
 //! the same JSON API as the CLI, with the cookie instead of the bearer token, and follows the
 //! state with a long poll on `/api/state?since=V`.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::sync::Arc;
 
 use axum::{
     Json, Router,
@@ -22,7 +19,7 @@ use serde::Deserialize;
 
 use whatnext_protocol::api::LoginLinkReply;
 
-use crate::{api::same_secret, app::App};
+use crate::context::Api;
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
@@ -30,10 +27,8 @@ const CLIENT_JS: &str = include_str!("../assets/client.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
 
 pub const COOKIE: &str = "wn_session";
-/// How long a login link stays valid.
-const LOGIN_TTL: Duration = Duration::from_secs(300);
 
-pub fn routes() -> Router<Arc<App>> {
+pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
         .route(
@@ -89,25 +84,15 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
         })
 }
 
-/// A fresh one-time login URL.
-pub fn new_login_url(app: &App) -> String {
-    let token = hex::encode(rand::random::<[u8; 24]>());
-    let mut tokens = app.login_tokens.lock().unwrap_or_else(|p| p.into_inner());
-    let now = Instant::now();
-    tokens.retain(|_, expires| *expires > now);
-    tokens.insert(token.clone(), now + LOGIN_TTL);
-    format!("{}/login?t={token}", app.url)
-}
-
-async fn login_link(State(app): State<Arc<App>>) -> Json<LoginLinkReply> {
+async fn login_link(State(api): State<Arc<Api>>) -> Json<LoginLinkReply> {
     Json(LoginLinkReply {
-        url: new_login_url(&app),
+        url: api.access().new_login_url(),
     })
 }
 
 /// The invite link as a QR code, for a friend's phone.
-async fn invite_qr(State(app): State<Arc<App>>) -> Response {
-    let link = match app.invite() {
+async fn invite_qr(State(api): State<Arc<Api>>) -> Response {
+    let link = match api.core().invite() {
         Ok(link) => link.to_string(),
         Err(message) => return (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
     };
@@ -133,26 +118,15 @@ struct LoginQuery {
     t: Option<String>,
 }
 
-async fn login(State(app): State<Arc<App>>, Query(query): Query<LoginQuery>) -> Response {
+async fn login(State(api): State<Arc<Api>>, Query(query): Query<LoginQuery>) -> Response {
     let presented = query.t.unwrap_or_default();
-    let valid = {
-        let mut tokens = app.login_tokens.lock().unwrap_or_else(|p| p.into_inner());
-        let found = tokens
-            .keys()
-            .find(|t| same_secret(t.as_bytes(), presented.as_bytes()))
-            .cloned();
-        // One use only: the URL may sit in a browser history or a terminal's scrollback.
-        found
-            .and_then(|t| tokens.remove(&t))
-            .is_some_and(|expires| expires > Instant::now())
-    };
-    if !valid {
+    if !api.access().redeem_login_token(&presented) {
         let body = "<!doctype html><meta charset=utf-8><title>WhatNext</title><h1>WhatNext</h1><p>This login link was already used, has expired, or is wrong. Run <code>whatnext ui</code> for a new one.</p>";
         return (StatusCode::UNAUTHORIZED, Html(body)).into_response();
     }
     let cookie = format!(
         "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-        app.view_secret
+        api.access().view_secret()
     );
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -200,7 +174,7 @@ mod tests {
         assert!(
             checked_in == generated,
             "{} is out of date with the Rust API types; regenerate it with \
-             `UPDATE_API_TYPES=1 cargo test -p whatnext-controller api_types`, then fix what \
+             `UPDATE_API_TYPES=1 cargo test -p whatnext-api api_types`, then fix what \
              `tsc` reports in the view",
             path.display()
         );

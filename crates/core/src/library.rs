@@ -25,29 +25,32 @@ pub struct Library {
     state: StateHandle,
     mirror: mpsc::UnboundedSender<String>,
     /// Told the id of every playlist that changed (sessions push the change to members).
-    changes: std::sync::OnceLock<mpsc::UnboundedSender<String>>,
+    changes: mpsc::UnboundedSender<String>,
 }
 
 /// How long the mirror waits for more changes before writing files.
 const MIRROR_DEBOUNCE: Duration = Duration::from_millis(300);
 
 impl Library {
-    /// Wraps an opened store and starts the Markdown mirror under `mirror_dir`.
+    /// Wraps an opened store and starts the Markdown mirror under `mirror_dir`. Also returns
+    /// where the id of every playlist that changes is sent (for the sessions, which push the
+    /// change to members).
     pub fn start(
         store: Store,
         author: Author,
         state: StateHandle,
         mirror_dir: PathBuf,
-    ) -> Arc<Library> {
+    ) -> (Arc<Library>, mpsc::UnboundedReceiver<String>) {
         let mut store = store;
         rebuild_from_mirrors(&mut store, &author, &mirror_dir);
         let (tx, rx) = mpsc::unbounded_channel();
+        let (changes, changed) = mpsc::unbounded_channel();
         let library = Arc::new(Library {
             store: Mutex::new(store),
             author: Mutex::new(author),
             state,
             mirror: tx,
-            changes: std::sync::OnceLock::new(),
+            changes,
         });
         library.publish_summaries();
         let ids: Vec<String> = library.lock().list().into_iter().map(|p| p.id).collect();
@@ -55,12 +58,7 @@ impl Library {
             let _ = library.mirror.send(id);
         }
         tokio::spawn(mirror(Arc::clone(&library), mirror_dir, rx));
-        library
-    }
-
-    /// Subscribes `tx` to the ids of changed playlists (once).
-    pub fn on_change(&self, tx: mpsc::UnboundedSender<String>) {
-        let _ = self.changes.set(tx);
+        (library, changed)
     }
 
     /// Who local edits are attributed to.
@@ -148,9 +146,7 @@ impl Library {
         let (value, changed) = result?;
         if let Some(changed) = changed {
             let _ = self.mirror.send(changed.clone());
-            if let Some(tx) = self.changes.get() {
-                let _ = tx.send(changed);
-            }
+            let _ = self.changes.send(changed);
         }
         Ok(value)
     }

@@ -18,7 +18,12 @@ use whatnext_protocol::{
     state::LinkStatus,
 };
 
-use crate::{api::link_timeout, app::App};
+use whatnext_core::{
+    links::{link_timeout, redact_key},
+    ui::UiEvent,
+};
+
+use crate::context::Api;
 
 /// The socket's name for a home.
 pub fn socket_name(home: &Home) -> io::Result<Name<'static>> {
@@ -61,13 +66,13 @@ pub fn bind(home: &Home) -> io::Result<interprocess::local_socket::tokio::Listen
     options.create_tokio()
 }
 
-pub async fn serve(app: Arc<App>, listener: interprocess::local_socket::tokio::Listener) {
+pub async fn serve(api: Arc<Api>, listener: interprocess::local_socket::tokio::Listener) {
     loop {
         tokio::select! {
-            () = app.shutdown.cancelled() => break,
+            () = api.core().shutdown_token().cancelled() => break,
             conn = listener.accept() => match conn {
                 Ok(conn) => {
-                    tokio::spawn(handle(Arc::clone(&app), conn));
+                    tokio::spawn(handle(Arc::clone(&api), conn));
                 }
                 Err(err) => {
                     tracing::warn!("single-instance socket: accept failed: {err}");
@@ -78,18 +83,18 @@ pub async fn serve(app: Arc<App>, listener: interprocess::local_socket::tokio::L
     }
 }
 
-async fn handle(app: Arc<App>, conn: Stream) {
+async fn handle(api: Arc<Api>, conn: Stream) {
     let mut line = String::new();
     let mut reader = BufReader::new(&conn).take(MAX_LINE as u64);
     let read = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await;
     let response = match read {
-        Err(_) => reply_error(&app, "no request within 10 s".into()),
-        Ok(Err(err)) => reply_error(&app, format!("unreadable request: {err}")),
+        Err(_) => reply_error(&api, "no request within 10 s".into()),
+        Ok(Err(err)) => reply_error(&api, format!("unreadable request: {err}")),
         Ok(Ok(_)) => match serde_json::from_str::<LocalRequest>(line.trim_end()) {
-            Ok(request) => answer(&app, request).await,
+            Ok(request) => answer(&api, request).await,
             Err(err) => {
                 tracing::warn!("single-instance socket: refused a malformed request: {err}");
-                reply_error(&app, format!("not a WhatNext request ({err})"))
+                reply_error(&api, format!("not a WhatNext request ({err})"))
             }
         },
     };
@@ -100,7 +105,7 @@ async fn handle(app: Arc<App>, conn: Stream) {
     }
 }
 
-async fn answer(app: &Arc<App>, request: LocalRequest) -> LocalResponse {
+async fn answer(api: &Api, request: LocalRequest) -> LocalResponse {
     match request {
         LocalRequest::Open {
             url,
@@ -109,49 +114,45 @@ async fn answer(app: &Arc<App>, request: LocalRequest) -> LocalResponse {
         } => {
             let timeout = match link_timeout(timeout_secs) {
                 Ok(timeout) => timeout,
-                Err(message) => return reply_error(app, message),
+                Err(message) => return reply_error(api, message),
             };
-            if let Some(ui) = app.ui.get() {
-                // A link clicked while we run: bring the window forward to show the attempt.
-                (ui.notify)(crate::ui::UiEvent::LinkOpened {
-                    link: crate::app::redact_key(&url),
-                });
-            }
-            let attempt = app.open_link(&url, wait, timeout).await;
+            // A link clicked while we run: bring the window forward to show the attempt.
+            api.core().notify_ui(UiEvent::LinkOpened {
+                link: redact_key(&url),
+            });
+            let attempt = api.core().open_link(&url, wait, timeout).await;
             let ok = matches!(attempt.status, LinkStatus::Pending | LinkStatus::Connected);
             LocalResponse {
                 ok,
                 error: attempt.error.clone(),
                 attempt: Some(attempt),
                 pid: std::process::id(),
-                url: app.url.clone(),
+                url: api.access().url().to_string(),
             }
         }
         LocalRequest::Show => {
-            if let Some(ui) = app.ui.get() {
-                (ui.notify)(crate::ui::UiEvent::Show);
-            }
+            api.core().notify_ui(UiEvent::Show);
             tracing::info!(
                 "another launch of WhatNext asked for this one; the view is at {}",
-                app.url
+                api.access().url()
             );
             LocalResponse {
                 ok: true,
                 error: None,
                 attempt: None,
                 pid: std::process::id(),
-                url: app.url.clone(),
+                url: api.access().url().to_string(),
             }
         }
     }
 }
 
-fn reply_error(app: &App, error: String) -> LocalResponse {
+fn reply_error(api: &Api, error: String) -> LocalResponse {
     LocalResponse {
         ok: false,
         error: Some(error),
         attempt: None,
         pid: std::process::id(),
-        url: app.url.clone(),
+        url: api.access().url().to_string(),
     }
 }

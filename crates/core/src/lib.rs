@@ -1,0 +1,212 @@
+//! The WhatNext controller's logic, without HTTP: the one versioned [`AppState`], the
+//! supervisor of the network service, the playlist library (the store's only writer), shared
+//! playlists, opening links and making invites, the doctor.
+//!
+//! The front doors (`whatnext-api`: the loopback HTTP API, the view, the single-instance
+//! socket) reach all of it through [`Core`]; the controller crate only wires the pieces.
+//!
+//! Invariant: this crate knows nothing of HTTP — it depends on no axum, hyper or tower — and
+//! the IPC `Command`/`Event` types do not leave it: the front doors call [`Core`]'s methods.
+//!
+//! [`AppState`]: whatnext_protocol::state::AppState
+
+pub mod doctor;
+pub mod invite;
+pub mod library;
+pub mod links;
+pub mod reducer;
+pub mod secret;
+pub mod sessions;
+pub mod state;
+pub mod supervisor;
+pub mod ui;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use whatnext_protocol::{api::DoctorReport, link::InviteLink, state::LinkAttempt};
+
+use crate::{
+    library::Library,
+    links::Links,
+    sessions::Sessions,
+    state::StateHandle,
+    supervisor::{Dialed, PeerError, ServiceClient, ServiceSpec},
+    ui::{UiEvent, UiHooks},
+};
+
+/// What [`Core::start`] is built from. The state and the library come first: the library is
+/// started (and repairs damaged playlists from their mirrors) before the controller opens its
+/// front doors; the rest starts once they are open.
+pub struct CoreParts {
+    pub state: StateHandle,
+    pub library: Arc<Library>,
+    /// The ids of changed playlists, as [`Library::start`] returned them.
+    pub changes: mpsc::UnboundedReceiver<String>,
+    /// The network service to supervise.
+    pub service: ServiceSpec,
+    /// `<home>/sessions.json`: the keys of shared playlists.
+    pub sessions_path: PathBuf,
+    /// Cancelled when the controller stops (a signal, `POST /api/shutdown`, the window's
+    /// Quit).
+    pub shutdown: CancellationToken,
+    /// The native window, when there is one (desktop build).
+    pub ui: Option<UiHooks>,
+}
+
+/// The controller's core handles and the operations both front doors perform.
+pub struct Core {
+    state: StateHandle,
+    service: ServiceClient,
+    library: Arc<Library>,
+    sessions: Arc<Sessions>,
+    links: Arc<Links>,
+    shutdown: CancellationToken,
+    ui: Option<UiHooks>,
+}
+
+/// The core's long-running tasks, for an orderly stop.
+pub struct CoreTasks {
+    supervisor: tokio::task::JoinHandle<()>,
+    library: Arc<Library>,
+}
+
+impl CoreTasks {
+    /// Once shutdown was requested: waits until the supervisor has stopped the service, then
+    /// folds the store's update logs into snapshots.
+    pub async fn finish(self) {
+        let _ = self.supervisor.await;
+        let library = self.library;
+        let _ = tokio::task::spawn_blocking(move || library.compact()).await;
+    }
+}
+
+impl Core {
+    /// Starts the supervisor (which spawns the network service) and the shared playlists'
+    /// task, on the current runtime. Fails when `sessions.json` cannot be read.
+    pub fn start(parts: CoreParts) -> anyhow::Result<(Arc<Core>, CoreTasks)> {
+        let CoreParts {
+            state,
+            library,
+            changes,
+            service: spec,
+            sessions_path,
+            shutdown,
+            ui,
+        } = parts;
+        let (supervisor, service) = supervisor::supervisor(spec, state.clone(), shutdown.clone());
+        let (app_events_tx, app_events) = mpsc::unbounded_channel();
+        let sessions = Sessions::load(
+            sessions_path,
+            service.clone(),
+            Arc::clone(&library),
+            state.clone(),
+            ui.clone(),
+        )?;
+        tokio::spawn(Arc::clone(&sessions).run(app_events, changes));
+        let supervisor = tokio::spawn(supervisor.with_app_events(app_events_tx).run());
+        let links = Arc::new(Links::new(
+            state.clone(),
+            service.clone(),
+            Arc::clone(&sessions),
+            ui.clone(),
+        ));
+        let core = Arc::new(Core {
+            state,
+            service,
+            library: Arc::clone(&library),
+            sessions,
+            links,
+            shutdown,
+            ui,
+        });
+        Ok((
+            core,
+            CoreTasks {
+                supervisor,
+                library,
+            },
+        ))
+    }
+
+    /// The versioned state (snapshots, and long polls through `subscribe`).
+    pub fn state(&self) -> &StateHandle {
+        &self.state
+    }
+
+    /// The playlists: the store's only writer.
+    pub fn library(&self) -> &Arc<Library> {
+        &self.library
+    }
+
+    /// Shared playlists: keys, members, sync.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// Cancelled when the controller stops.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Stops the controller (and its service) in order.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Tells the native window, if there is one.
+    pub fn notify_ui(&self, event: UiEvent) {
+        if let Some(ui) = &self.ui {
+            (ui.notify)(event);
+        }
+    }
+
+    /// Opens a `whtnxt://` link: records the attempt in the state and dials the peer. With
+    /// `wait`, returns when the attempt is settled; otherwise at once, with it pending.
+    pub async fn open_link(&self, url: &str, wait: bool, timeout: Duration) -> LinkAttempt {
+        self.links.open_link(url, wait, timeout).await
+    }
+
+    /// An invite link for this node with every address a friend might dial.
+    pub fn invite(&self) -> Result<InviteLink, String> {
+        self.invite_to(None)
+    }
+
+    /// An invite link, to a shared playlist when `session` is `(playlist id, key)`.
+    pub fn invite_to(&self, session: Option<(String, String)>) -> Result<InviteLink, String> {
+        invite::invite_link(&self.state.snapshot(), session)
+    }
+
+    /// Connects to `peer_id` at `addr`.
+    pub async fn connect(
+        &self,
+        peer_id: String,
+        addr: String,
+        timeout: Duration,
+    ) -> Result<Dialed, PeerError> {
+        self.service.dial(Some(peer_id), vec![addr], timeout).await
+    }
+
+    /// Hangs up on a peer (all its connections).
+    pub async fn disconnect(&self, peer_id: String, timeout: Duration) -> Result<(), PeerError> {
+        self.service.hang_up(peer_id, timeout).await
+    }
+
+    /// The last frames between the controller and the network service (newest last).
+    pub fn recent_frames(&self) -> Vec<String> {
+        self.service.recent_frames()
+    }
+
+    /// A connection diagnosis of the node as it is now, on this machine's interfaces.
+    pub fn doctor(&self) -> DoctorReport {
+        let state = self.state.snapshot();
+        let interfaces = doctor::Interfaces::read();
+        doctor::diagnose(&state, interfaces.as_ref())
+    }
+
+    /// The name local edits and handshakes carry from now on.
+    pub fn set_display_name(&self, name: String) {
+        self.library.set_display_name(name);
+    }
+}

@@ -1,0 +1,496 @@
+//! Request matching: how a caller's command reaches whichever incarnation of the service is
+//! current and how its answer finds the way back. [`ServiceClient`] queues a request with a
+//! parked oneshot; the supervisor's [`ServiceLink`] numbers it, remembers who waits for the
+//! id, and hands the reply (or `Restarted`, when the incarnation dies first) to that waiter.
+//! The typed commands turn each answer into what it means, so no caller matches events.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
+
+use tokio::{
+    process::ChildStdout,
+    sync::{mpsc, oneshot},
+};
+use tokio_util::codec::FramedRead;
+use whatnext_protocol::{
+    frame::{Frame, FrameCodec},
+    ipc::{Command, Event},
+};
+
+use crate::state::now_ms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("the network service is not running right now ({0})")]
+    Unavailable(String),
+    #[error("the network service restarted before answering; try again")]
+    Restarted,
+    #[error("the network service did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The service answered with an event that does not answer this command: a bug on
+    /// one side of the pipe (the two are built together), reported rather than matched.
+    #[error(
+        "the network service answered {command} with {answer}; this is a bug, please report it"
+    )]
+    Unexpected {
+        command: &'static str,
+        answer: String,
+    },
+}
+
+/// A connection the service made (`dial`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dialed {
+    pub peer_id: String,
+    /// The address that connected.
+    pub addr: String,
+    /// How long the dial took, as the service measured it.
+    pub micros: Option<u64>,
+}
+
+/// Why a command to a peer or about one did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The peer could not be reached, found or asked (the service's reason).
+    #[error("{0}")]
+    Failed(String),
+    /// The service refused the command (e.g. an unknown peer id).
+    #[error("the network service refused: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+fn unexpected(command: &'static str, answer: Event) -> ServiceError {
+    let answer = format!("{answer:?}");
+    ServiceError::Unexpected {
+        command,
+        answer: crate::state::clip(&answer, 200),
+    }
+}
+
+pub(super) type Reply = oneshot::Sender<Result<Event, ServiceError>>;
+
+/// A caller's command on its way to the supervisor, with the oneshot its answer goes to.
+pub(super) struct Request {
+    pub(super) command: Command,
+    /// None for commands that are not answered (e.g. `respond`).
+    pub(super) reply: Option<Reply>,
+}
+
+impl Request {
+    /// Answers the caller at once: no service is there to ask.
+    pub(super) fn answer_unavailable(self, why: &str) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(Err(ServiceError::Unavailable(why.to_string())));
+        }
+    }
+}
+
+/// Sends commands to whichever incarnation of the service is current.
+#[derive(Clone)]
+pub struct ServiceClient {
+    tx: mpsc::Sender<Request>,
+    recent: IpcLog,
+}
+
+/// A client, and the queue its requests arrive in (the supervisor's end).
+pub(super) fn channel(recent: IpcLog) -> (ServiceClient, mpsc::Receiver<Request>) {
+    let (tx, requests) = mpsc::channel(256);
+    (ServiceClient { tx, recent }, requests)
+}
+
+/// The last frames exchanged with the service, for the view's debug panel.
+#[derive(Clone, Default)]
+pub struct IpcLog(std::sync::Arc<std::sync::Mutex<VecDeque<String>>>);
+
+/// Field names whose values are secrets: the identity key (`start_node`) and the share keys
+/// that handshakes carry in both directions.
+const SECRET_FIELDS: [&str; 2] = ["keypair", "key"];
+
+/// `body` with the value of every secret field replaced, for the debug log.
+fn redact_secrets(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    fn redact(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (name, field) in map.iter_mut() {
+                    if SECRET_FIELDS.contains(&name.as_str()) {
+                        *field = serde_json::Value::String("(redacted)".into());
+                    } else {
+                        redact(field);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+            _ => {}
+        }
+    }
+    // Most frames name no secret field: they are logged as they are, without a parse.
+    let names_a_secret = SECRET_FIELDS.iter().any(|name| {
+        let needle = format!("\"{name}\"");
+        body.windows(needle.len()).any(|w| w == needle.as_bytes())
+    });
+    if !names_a_secret {
+        return std::borrow::Cow::Borrowed(body);
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut value) => {
+            redact(&mut value);
+            std::borrow::Cow::Owned(serde_json::to_vec(&value).unwrap_or_default())
+        }
+        // Not JSON: nothing can be told apart, so nothing of it is shown.
+        Err(_) => std::borrow::Cow::Borrowed(b"(unreadable frame)"),
+    }
+}
+
+/// How many frames the debug log keeps.
+const IPC_LOG_LEN: usize = 100;
+
+impl IpcLog {
+    fn record(&self, direction: &str, body: &[u8]) {
+        let body = redact_secrets(body);
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+        let line = format!("{} {direction} {text}", now_ms());
+        let mut log = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if log.len() >= IPC_LOG_LEN {
+            log.pop_front();
+        }
+        log.push_back(line);
+    }
+
+    /// Records an event frame on its way in.
+    pub(super) fn see(&self, frame: Frame) -> Frame {
+        if let Frame::Message(body) = &frame
+            && !body.ends_with(br#""type":"pong"}"#)
+        {
+            self.record("◀", body);
+        }
+        frame
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+impl ServiceClient {
+    pub async fn request(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<Event, ServiceError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request {
+                command,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| ServiceError::Unavailable("the controller is shutting down".into()))?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            // The incarnation that had the request died before answering.
+            Ok(Err(_)) => Err(ServiceError::Restarted),
+            Err(_) => Err(ServiceError::Timeout(timeout)),
+        }
+    }
+}
+
+/// Typed commands: each answers with what its command means, so no caller matches events.
+impl ServiceClient {
+    /// Connects to `peer_id` (or whoever answers at `addrs` when `None`).
+    pub async fn dial(
+        &self,
+        peer_id: Option<String>,
+        addrs: Vec<String>,
+        timeout: Duration,
+    ) -> Result<Dialed, PeerError> {
+        match self
+            .request(Command::Dial { peer_id, addrs }, timeout)
+            .await?
+        {
+            Event::Dialed {
+                peer_id,
+                addr,
+                micros,
+            } => Ok(Dialed {
+                peer_id,
+                addr,
+                micros,
+            }),
+            Event::DialFailed { reason, .. } => Err(PeerError::Failed(reason)),
+            Event::Error { message } => Err(PeerError::Refused(message)),
+            other => Err(unexpected("dial", other).into()),
+        }
+    }
+
+    /// Closes every connection to `peer_id`.
+    pub async fn hang_up(&self, peer_id: String, timeout: Duration) -> Result<(), PeerError> {
+        match self.request(Command::HangUp { peer_id }, timeout).await? {
+            Event::Ok => Ok(()),
+            Event::Error { message } => Err(PeerError::Refused(message)),
+            other => Err(unexpected("hang_up", other).into()),
+        }
+    }
+
+    /// Looks `peer_id` up in the DHT; its addresses.
+    pub async fn find_peer(
+        &self,
+        peer_id: String,
+        timeout: Duration,
+    ) -> Result<Vec<String>, PeerError> {
+        match self.request(Command::FindPeer { peer_id }, timeout).await? {
+            Event::PeerFound { addrs, .. } => Ok(addrs),
+            Event::PeerNotFound { reason, .. } => Err(PeerError::Failed(reason)),
+            Event::Error { message } => Err(PeerError::Refused(message)),
+            other => Err(unexpected("find_peer", other).into()),
+        }
+    }
+
+    /// Sends an app-protocol request to a connected peer; its answer.
+    pub async fn app_request(
+        &self,
+        peer_id: String,
+        protocol: whatnext_protocol::ipc::AppProtocol,
+        body: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, PeerError> {
+        let command = Command::Request {
+            peer_id,
+            protocol,
+            body,
+        };
+        match self.request(command, timeout).await? {
+            Event::Response { body } => Ok(body),
+            Event::RequestFailed { reason } => Err(PeerError::Failed(reason)),
+            Event::Error { message } => Err(PeerError::Refused(message)),
+            other => Err(unexpected("request", other).into()),
+        }
+    }
+}
+
+impl ServiceClient {
+    /// The last frames to and from the service (newest last), each `ms direction json`.
+    pub fn recent_frames(&self) -> Vec<String> {
+        self.recent.lines()
+    }
+
+    /// Sends a command that is not answered (e.g. `respond`); dropped if no service runs.
+    pub async fn notify(&self, command: Command) {
+        let _ = self
+            .tx
+            .send(Request {
+                command,
+                reply: None,
+            })
+            .await;
+    }
+}
+
+/// Who waits for the reply to a command.
+pub(super) enum Internal {
+    Reply(Reply),
+    StartNode,
+    Ignore,
+}
+
+/// Frames waiting for the service's stdin. Small: a caller beyond it waits for a slot
+/// (backpressure), and memory stays bounded however slowly the service reads.
+pub(super) const OUTBOX_FRAMES: usize = 64;
+
+/// One incarnation's pipes, and who waits for which request id on them.
+pub(super) struct ServiceLink {
+    recent: IpcLog,
+    /// To the writer task, which owns the service's stdin.
+    pub(super) outbox: mpsc::Sender<Vec<u8>>,
+    pub(super) writer: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub(super) reader: FramedRead<ChildStdout, FrameCodec>,
+    next_id: u64,
+    pending: HashMap<u64, Reply>,
+    internal: HashMap<u64, Internal>,
+}
+
+/// Why a frame could not be queued for the service.
+#[derive(Debug)]
+pub(super) enum QueueError {
+    /// The outbox is full: the service is not keeping up (or not reading).
+    Full,
+    /// The writer ended (the pipe broke).
+    Closed,
+}
+
+impl ServiceLink {
+    pub(super) fn new(
+        recent: IpcLog,
+        outbox: mpsc::Sender<Vec<u8>>,
+        writer: tokio::task::JoinHandle<std::io::Result<()>>,
+        reader: FramedRead<ChildStdout, FrameCodec>,
+    ) -> Self {
+        Self {
+            recent,
+            outbox,
+            writer,
+            reader,
+            next_id: 1,
+            pending: HashMap::new(),
+            internal: HashMap::new(),
+        }
+    }
+
+    /// Numbers `command`, logs it (redacted) and registers who waits for its reply.
+    fn encode(&mut self, command: Command, waiter: Internal) -> Vec<u8> {
+        // Heartbeats would push everything else out of the debug log, and the identity key
+        // must never reach it.
+        let heartbeat = matches!(command, Command::Ping);
+        let id = self.next_id;
+        self.next_id += 1;
+        let body = serde_json::to_vec(&whatnext_protocol::ipc::Envelope::request(id, command))
+            .unwrap_or_default();
+        if !heartbeat {
+            self.recent.record("▶", &body);
+        }
+        match waiter {
+            Internal::Reply(reply) => {
+                self.pending.insert(id, reply);
+            }
+            Internal::StartNode => {
+                self.internal.insert(id, Internal::StartNode);
+            }
+            Internal::Ignore => {}
+        }
+        body
+    }
+
+    /// Queues a command without waiting: for the supervisor's own frames, which must never
+    /// stall the loop that reads the service's events.
+    pub(super) fn try_send(
+        &mut self,
+        command: Command,
+        waiter: Internal,
+    ) -> Result<(), QueueError> {
+        let permit = self
+            .outbox
+            .clone()
+            .try_reserve_owned()
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => QueueError::Full,
+                mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+            })?;
+        self.send_with(permit, command, waiter);
+        Ok(())
+    }
+
+    /// Queues a command into a slot reserved earlier.
+    fn send_with(
+        &mut self,
+        permit: mpsc::OwnedPermit<Vec<u8>>,
+        command: Command,
+        waiter: Internal,
+    ) {
+        let body = self.encode(command, waiter);
+        let _ = permit.send(body);
+    }
+
+    /// Queues a caller's request into a slot reserved earlier; its oneshot waits for the
+    /// reply with the request's id.
+    pub(super) fn send_request(&mut self, permit: mpsc::OwnedPermit<Vec<u8>>, request: Request) {
+        let waiter = request.reply.map_or(Internal::Ignore, Internal::Reply);
+        self.send_with(permit, request.command, waiter);
+    }
+
+    /// Drops the outbox, so the writer task ends once it has written what is queued (and
+    /// closes the service's stdin); returns that task.
+    pub(super) fn into_writer(self) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        self.writer
+    }
+
+    /// Tells every caller still waiting that this incarnation died before answering.
+    pub(super) fn fail_pending(&mut self) {
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(ServiceError::Restarted));
+        }
+    }
+
+    pub(super) fn take_waiter(&mut self, id: u64) -> Option<Internal> {
+        if let Some(reply) = self.pending.remove(&id) {
+            return Some(Internal::Reply(reply));
+        }
+        self.internal.remove(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed commands turn each answer into its meaning, and an answer that does not
+    /// fit the command into `Unexpected` (not a value some caller must re-check).
+    #[tokio::test]
+    async fn typed_commands_map_answers_and_report_unexpected_ones() {
+        let (tx, mut rx) = mpsc::channel::<Request>(4);
+        let client = ServiceClient {
+            tx,
+            recent: IpcLog::default(),
+        };
+        let answers = vec![
+            Event::Dialed {
+                peer_id: "p".into(),
+                addr: "/ip4/127.0.0.1/tcp/1".into(),
+                micros: Some(1_500),
+            },
+            Event::DialFailed {
+                peer_id: Some("p".into()),
+                reason: "connection refused".into(),
+                kind: whatnext_protocol::state::DialErrorKind::Refused,
+            },
+            Event::Pong,
+            Event::Error {
+                message: "not a peer id".into(),
+            },
+        ];
+        tokio::spawn(async move {
+            for answer in answers {
+                let Some(request) = rx.recv().await else {
+                    return;
+                };
+                if let Some(reply) = request.reply {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+        });
+        let wait = Duration::from_secs(5);
+        let dialed = client.dial(None, vec![], wait).await.expect("dialed");
+        assert_eq!(
+            (dialed.addr.as_str(), dialed.micros),
+            ("/ip4/127.0.0.1/tcp/1", Some(1_500))
+        );
+        let failed = client.dial(None, vec![], wait).await;
+        assert!(
+            matches!(&failed, Err(PeerError::Failed(r)) if r == "connection refused"),
+            "{failed:?}"
+        );
+        let odd = client.dial(None, vec![], wait).await;
+        assert!(
+            matches!(
+                &odd,
+                Err(PeerError::Service(ServiceError::Unexpected {
+                    command: "dial",
+                    ..
+                }))
+            ),
+            "{odd:?}"
+        );
+        let refused = client.hang_up("x".into(), wait).await;
+        assert!(
+            matches!(&refused, Err(PeerError::Refused(m)) if m == "not a peer id"),
+            "{refused:?}"
+        );
+    }
+}
