@@ -155,6 +155,7 @@ async fn start_supervised(
 ) -> anyhow::Result<(ServiceClient, CancellationToken)> {
     let key = libp2p_identity::Keypair::generate_ed25519().to_protobuf_encoding()?;
     let spec = ServiceSpec {
+        name: "main".into(),
         program: whatnext.to_path_buf(),
         node: NodeConfig {
             keypair: supervisor::encode_keypair(&key),

@@ -3,7 +3,7 @@
 //!
 //! [`Library`]: whatnext_core::library::Library
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use axum::{
     Json, Router,
@@ -12,6 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
+use whatnext_core::invite::invite_link;
 use whatnext_protocol::api::{
     AddTracksRequest, AddedTrack, AddedTracks, CreatePlaylistRequest, CreatedReply, ImportRequest,
     LinkReply, MAX_BULK_BODY_BYTES, MAX_IMPORT_BYTES, Member, MoveRequest, OkReply, PlaylistView,
@@ -125,8 +126,15 @@ async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
         .read(move |store| store.get(&id))
         .await?;
     // Members: the owner and the collaborators, each with whether they are connected now.
-    let online = api.core().sessions().online(&playlist.id);
-    let me = api.core().state().snapshot().peer_id;
+    let state = api.core().state().snapshot();
+    let session = state.sessions.iter().find(|s| s.id == playlist.id);
+    let online: HashSet<&str> = session
+        .map(|s| s.connected_members.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    // Any identity of ours (the main one, an isolated share's) is us, and online.
+    let ours: HashSet<&str> = std::iter::once(state.peer_id.as_str())
+        .chain(state.services.iter().map(|s| s.peer_id.as_str()))
+        .collect();
     let members: Vec<Member> = std::iter::once(&playlist.owner)
         .chain(
             playlist
@@ -137,11 +145,11 @@ async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
         .map(|m| Member {
             peer_id: m.peer_id.clone(),
             display_name: m.display_name.clone(),
-            online: m.peer_id == me || online.contains(&m.peer_id),
+            online: ours.contains(m.peer_id.as_str()) || online.contains(m.peer_id.as_str()),
             owner: m.peer_id == playlist.owner.peer_id,
         })
         .collect();
-    let shared = api.core().sessions().entry(&playlist.id).is_some();
+    let shared = session.is_some();
     ok(PlaylistView {
         playlist,
         members,
@@ -159,15 +167,14 @@ async fn share(
         .library()
         .read(move |store| store.get(&check).map(|_| ()))
         .await?;
-    let key = api
+    let shared = api
         .core()
         .sessions()
-        .share(&id, req.rotate)
+        .share(&id, req.rotate, req.isolated)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
-    let link = api
-        .core()
-        .invite_to(Some((id, key)))
+    // The link names the identity that serves the playlist (an isolated one: its own).
+    let link = invite_link(&shared.served_by, Some((id, shared.key)))
         .map_err(|message| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message))?;
     ok(LinkReply {
         link: link.to_string(),
@@ -216,12 +223,14 @@ async fn add(
         AddTracksRequest::Batch { tracks } => (tracks, true),
         AddTracksRequest::One(track) => (vec![track], false),
     };
+    // An isolated share's tracks carry its own identity, not the main one.
+    let me = api.core().library().author_for(&id);
     let ids = api
         .core()
         .library()
-        .write(move |store, me, now| {
+        .write(move |store, _, now| {
             store
-                .add_tracks(&id, &tracks, me, now)
+                .add_tracks(&id, &tracks, &me, now)
                 .map(|ids| (ids, Some(id)))
         })
         .await?;

@@ -117,6 +117,11 @@ pub enum PlaylistCommand {
         /// Make a new key: links given out before stop admitting newcomers.
         #[arg(long)]
         rotate: bool,
+        /// Serve this playlist from a network service with an identity of its own, so its
+        /// members cannot tie it to your main peer id (on a shared playlist: moves it; the
+        /// old link stops admitting).
+        #[arg(long)]
+        isolated: bool,
         /// Print the link as JSON.
         #[arg(long)]
         json: bool,
@@ -309,14 +314,13 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
                 format!("deleted playlist {} (kept in the store's trash)", safe(&id))
             })?;
         }
-        PlaylistCommand::Share { id, rotate, json } => {
-            let reply = client.share_playlist(
-                &id,
-                &ShareRequest {
-                    rotate,
-                    isolated: false,
-                },
-            )?;
+        PlaylistCommand::Share {
+            id,
+            rotate,
+            isolated,
+            json,
+        } => {
+            let reply = client.share_playlist(&id, &ShareRequest { rotate, isolated })?;
             print_ok(json, &reply, || safe(&reply.link).into_owned())?;
         }
         PlaylistCommand::Revoke { id, peer_id, json } => {

@@ -28,6 +28,20 @@ pub fn render(state: &AppState) -> String {
         if state.service.restarts == 1 { "" } else { "s" }
     );
     list(&mut out, "Listening:", &state.listen_addrs);
+    // Isolated shares: each its own service and peer id (the main one is described above).
+    for service in state.services.iter().skip(1) {
+        let pid = service
+            .pid
+            .map_or_else(|| "not running".to_string(), |p| format!("pid {p}"));
+        let _ = writeln!(
+            out,
+            "Isolated:    playlist {} as {} ({}, {pid}, {} restarts)",
+            safe(&service.name),
+            safe(&service.peer_id),
+            service.node.as_str(),
+            service.restarts
+        );
+    }
     if !state.external_addrs.is_empty() {
         list(&mut out, "External:", &state.external_addrs);
     }

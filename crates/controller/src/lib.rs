@@ -106,6 +106,7 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
     initial.mdns = settings.mdns;
     initial.helpers = helper_nodes(&settings);
     let spec = ServiceSpec {
+        name: whatnext_protocol::state::MAIN_SERVICE.to_string(),
         program,
         node,
         policy: RestartPolicy::default(),
@@ -178,6 +179,7 @@ async fn serve(
         changes,
         service: spec,
         sessions_path: home.sessions_path(),
+        identities_dir: home.isolated_dir(),
         shutdown: shutdown.clone(),
         ui: ui.clone(),
     })?;

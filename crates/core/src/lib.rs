@@ -16,6 +16,7 @@ pub mod library;
 pub mod links;
 pub mod reducer;
 pub mod secret;
+pub mod services;
 pub mod sessions;
 pub mod state;
 pub mod supervisor;
@@ -24,13 +25,18 @@ pub mod ui;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use whatnext_protocol::{api::DoctorReport, link::InviteLink, state::LinkAttempt};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use whatnext_protocol::{
+    api::DoctorReport,
+    link::InviteLink,
+    state::{LinkAttempt, MAIN_SERVICE},
+};
 
 use crate::{
     library::Library,
     links::Links,
-    sessions::Sessions,
+    services::{IsolatedServices, ServiceHandle},
+    sessions::{Sessions, SessionsConfig},
     state::StateHandle,
     supervisor::{Dialed, PeerError, ServiceClient, ServiceSpec},
     ui::{UiEvent, UiHooks},
@@ -48,6 +54,8 @@ pub struct CoreParts {
     pub service: ServiceSpec,
     /// `<home>/sessions.json`: the keys of shared playlists.
     pub sessions_path: PathBuf,
+    /// `<home>/identities`: the keys (and listen ports) of isolated shares' services.
+    pub identities_dir: PathBuf,
     /// Cancelled when the controller stops (a signal, `POST /api/shutdown`, the window's
     /// Quit).
     pub shutdown: CancellationToken,
@@ -60,7 +68,7 @@ pub struct Core {
     state: StateHandle,
     service: ServiceClient,
     library: Arc<Library>,
-    sessions: Arc<Sessions>,
+    sessions: Sessions,
     links: Arc<Links>,
     shutdown: CancellationToken,
     ui: Option<UiHooks>,
@@ -69,6 +77,8 @@ pub struct Core {
 /// The core's long-running tasks, for an orderly stop.
 pub struct CoreTasks {
     supervisor: tokio::task::JoinHandle<()>,
+    /// The isolated services' supervisors.
+    isolated: TaskTracker,
     library: Arc<Library>,
 }
 
@@ -77,6 +87,8 @@ impl CoreTasks {
     /// folds the store's update logs into snapshots.
     pub async fn finish(self) {
         let _ = self.supervisor.await;
+        self.isolated.close();
+        self.isolated.wait().await;
         let library = self.library;
         let _ = tokio::task::spawn_blocking(move || library.compact()).await;
     }
@@ -92,24 +104,43 @@ impl Core {
             changes,
             service: spec,
             sessions_path,
+            identities_dir,
             shutdown,
             ui,
         } = parts;
-        let (supervisor, service) = supervisor::supervisor(spec, state.clone(), shutdown.clone());
         let (app_events_tx, app_events) = mpsc::unbounded_channel();
-        let sessions = Sessions::load(
-            sessions_path,
-            service.clone(),
-            Arc::clone(&library),
-            state.clone(),
-            ui.clone(),
+        let isolated = IsolatedServices {
+            program: spec.program.clone(),
+            node: spec.node.clone(),
+            policy: spec.policy.clone(),
+            dir: identities_dir,
+            shutdown: shutdown.clone(),
+            events: app_events_tx.clone(),
+            main_state: state.clone(),
+            tasks: TaskTracker::new(),
+        };
+        let (supervisor, service) = supervisor::supervisor(spec, state.clone(), shutdown.clone());
+        let isolated_tasks = isolated.tasks.clone();
+        let sessions = Sessions::start(
+            SessionsConfig {
+                path: sessions_path,
+                main: ServiceHandle {
+                    name: MAIN_SERVICE.to_string(),
+                    client: service.clone(),
+                    state: state.clone(),
+                },
+                isolated,
+                library: Arc::clone(&library),
+                ui: ui.clone(),
+            },
+            app_events,
+            changes,
         )?;
-        tokio::spawn(Arc::clone(&sessions).run(app_events, changes));
         let supervisor = tokio::spawn(supervisor.with_app_events(app_events_tx).run());
         let links = Arc::new(Links::new(
             state.clone(),
             service.clone(),
-            Arc::clone(&sessions),
+            sessions.clone(),
             ui.clone(),
         ));
         let core = Arc::new(Core {
@@ -125,6 +156,7 @@ impl Core {
             core,
             CoreTasks {
                 supervisor,
+                isolated: isolated_tasks,
                 library,
             },
         ))
@@ -141,7 +173,7 @@ impl Core {
     }
 
     /// Shared playlists: keys, members, sync.
-    pub fn sessions(&self) -> &Arc<Sessions> {
+    pub fn sessions(&self) -> &Sessions {
         &self.sessions
     }
 

@@ -22,6 +22,9 @@ use crate::state::{StateHandle, now_ms};
 pub struct Library {
     store: Mutex<Store>,
     author: Mutex<Author>,
+    /// Playlists shared with `--isolated` → the peer id local edits there carry instead of
+    /// the main one.
+    isolated_authors: Mutex<std::collections::HashMap<String, String>>,
     state: StateHandle,
     mirror: mpsc::UnboundedSender<String>,
     /// Told the id of every playlist that changed (sessions push the change to members).
@@ -48,6 +51,7 @@ impl Library {
         let library = Arc::new(Library {
             store: Mutex::new(store),
             author: Mutex::new(author),
+            isolated_authors: Mutex::new(std::collections::HashMap::new()),
             state,
             mirror: tx,
             changes,
@@ -67,6 +71,34 @@ impl Library {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Who local edits of `playlist` are attributed to: the isolated identity that serves
+    /// it, if any, else [`Library::author`].
+    pub fn author_for(&self, playlist: &str) -> Author {
+        let mut author = self.author();
+        if let Some(peer_id) = self
+            .isolated_authors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(playlist)
+        {
+            author.peer_id = peer_id.clone();
+        }
+        author
+    }
+
+    /// Attributes local edits of `playlist` to `peer_id` (an isolated identity), or again to
+    /// the main identity with `None`.
+    pub fn set_author_for(&self, playlist: &str, peer_id: Option<String>) {
+        let mut authors = self
+            .isolated_authors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match peer_id {
+            Some(peer_id) => authors.insert(playlist.to_string(), peer_id),
+            None => authors.remove(playlist),
+        };
     }
 
     pub fn set_display_name(&self, name: String) {

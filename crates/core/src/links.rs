@@ -53,7 +53,7 @@ pub fn link_timeout(secs: Option<f64>) -> Result<Duration, String> {
 pub struct Links {
     state: StateHandle,
     service: ServiceClient,
-    sessions: Arc<Sessions>,
+    sessions: Sessions,
     /// The native window, when there is one (desktop build): told when a link fails.
     ui: Option<UiHooks>,
     next_link_id: AtomicU64,
@@ -63,7 +63,7 @@ impl Links {
     pub fn new(
         state: StateHandle,
         service: ServiceClient,
-        sessions: Arc<Sessions>,
+        sessions: Sessions,
         ui: Option<UiHooks>,
     ) -> Self {
         Self {

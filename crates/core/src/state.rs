@@ -13,16 +13,20 @@ pub struct StateHandle {
 }
 
 impl StateHandle {
-    pub fn new(initial: AppState) -> Self {
+    pub fn new(mut initial: AppState) -> Self {
+        initial.derive_services();
         let (tx, _rx) = watch::channel(initial);
         Self { tx }
     }
 
-    /// Applies `change`; if it returns true the version grows and watchers wake.
+    /// Applies `change`; if it returns true the version grows and watchers wake. What the
+    /// state derives from itself (`services`) is refreshed in the same step, so no reader
+    /// sees the two disagree.
     pub fn update(&self, change: impl FnOnce(&mut AppState) -> bool) {
         self.tx.send_if_modified(|state| {
             let changed = change(state);
             if changed {
+                state.derive_services();
                 state.version += 1;
             }
             changed

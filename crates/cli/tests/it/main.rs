@@ -5,6 +5,7 @@
 mod abuse;
 mod chaos;
 mod input_bounds;
+mod isolated;
 mod links;
 mod nat_lab;
 mod playlists;

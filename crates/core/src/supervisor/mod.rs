@@ -43,6 +43,8 @@ use crate::{
 };
 
 pub struct ServiceSpec {
+    /// "main", or the playlist id an isolated service serves (see [`ServiceEvent`]).
+    pub name: String,
     /// The `whatnext` binary; the service is `<program> p2p`.
     pub program: PathBuf,
     pub node: NodeConfig,
@@ -51,6 +53,14 @@ pub struct ServiceSpec {
     /// (`<home>/listen.json`), so friends' copies of our addresses stay dialable after the
     /// app restarts too. None: pinned for this run only.
     pub listen_memory: Option<PathBuf>,
+}
+
+/// An event of one of the network services, for the shared playlists: which service (its
+/// [`ServiceSpec::name`]) saw it matters, as each serves its own playlists.
+#[derive(Debug, Clone)]
+pub struct ServiceEvent {
+    pub service: String,
+    pub event: Event,
 }
 
 pub struct Supervisor {
@@ -64,7 +74,7 @@ pub struct Supervisor {
     redial: HashSet<String>,
     crashes: CrashGuard,
     /// Where app-level events go (sessions and sync): inbound requests, connections.
-    app_events: Option<mpsc::UnboundedSender<Event>>,
+    app_events: Option<mpsc::UnboundedSender<ServiceEvent>>,
     /// The configured listen addresses with port 0 replaced by the ports the first node got,
     /// so a restarted service keeps its addresses and peers' copies of them stay dialable.
     pinned_listen: Option<Vec<String>>,
@@ -110,7 +120,7 @@ enum Ended {
 
 impl Supervisor {
     /// Also sends connection and app-protocol events to `tx`.
-    pub fn with_app_events(mut self, tx: mpsc::UnboundedSender<Event>) -> Self {
+    pub fn with_app_events(mut self, tx: mpsc::UnboundedSender<ServiceEvent>) -> Self {
         self.app_events = Some(tx);
         self
     }
@@ -255,10 +265,13 @@ impl Supervisor {
         let connections = self.state.snapshot().connections;
         if let Some(tx) = &self.app_events {
             for c in &connections {
-                let _ = tx.send(Event::ConnectionClosed {
-                    peer_id: c.peer_id.clone(),
-                    connection_id: c.connection_id,
-                    cause: Some("the network service stopped".into()),
+                let _ = tx.send(ServiceEvent {
+                    service: self.spec.name.clone(),
+                    event: Event::ConnectionClosed {
+                        peer_id: c.peer_id.clone(),
+                        connection_id: c.connection_id,
+                        cause: Some("the network service stopped".into()),
+                    },
                 });
             }
         }
@@ -454,7 +467,10 @@ impl Supervisor {
                     | Event::ConnectionClosed { .. }
             )
         {
-            let _ = tx.send(event.clone());
+            let _ = tx.send(ServiceEvent {
+                service: self.spec.name.clone(),
+                event: event.clone(),
+            });
         }
         if let Some(Internal::Reply(reply)) = waiter {
             let _ = reply.send(Ok(event));

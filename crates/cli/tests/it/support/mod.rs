@@ -219,9 +219,14 @@ impl Node {
             return None;
         }
         let state: Value = serde_json::from_slice(&out.stdout).ok()?;
-        if let Some(pid) = state["service"]["pid"].as_u64() {
-            self.service_pids.borrow_mut().insert(pid as u32);
-        }
+        // Every service's pid (main and isolated ones), to kill them when the test ends.
+        let services = state["services"].as_array().into_iter().flatten();
+        let pids = std::iter::once(&state["service"])
+            .chain(services)
+            .filter_map(|s| s["pid"].as_u64());
+        self.service_pids
+            .borrow_mut()
+            .extend(pids.map(|pid| pid as u32));
         Some(state)
     }
 

@@ -1,0 +1,927 @@
+//! Shared playlists ("sessions"): who may join, who is admitted, and keeping members in sync.
+//!
+//! * The capability: `share` gives a playlist a random 128-bit key, kept in
+//!   `<home>/sessions.json` (0600) — never in the shared document. A link carries
+//!   `session=<playlist id>&key=<key>`; every member stores the key it joined with, so any
+//!   member can admit (and re-admit after reconnects) the others.
+//! * The handshake (`/whatnext/handshake/1.0.0`): the dialer proves a key per session; the
+//!   other side admits or refuses each ([`admission::admit`]). A refused peer gets nothing of
+//!   that playlist.
+//! * Sync (`/whatnext/sync/1.0.0`): on admission both sides send `hello` with their version
+//!   vector and receive what they lack; afterwards every change to a shared playlist — local,
+//!   or received from another member — is pushed to the admitted members still lacking it,
+//!   so updates also reach members that cannot connect to each other directly.
+//! * Isolated shares (`share --isolated`): the playlist is served by a network service of its
+//!   own with its own identity ([`crate::services`]); admission is per service, so the main
+//!   identity admits nobody to it and the isolated one admits to nothing else.
+//!
+//! One task owns all of it — the book, who is admitted through which service, what each
+//! member is known to have — and takes messages ([`Sessions`] is the handle). Decisions are
+//! made in the task, synchronously; the network and store work runs in tasks of its own
+//! (`work.rs`) that report back as messages, so nothing here waits while holding state.
+
+mod admission;
+mod work;
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use whatnext_home::{files::write_private_file, identity::Identity};
+use whatnext_protocol::{
+    ipc::{AppProtocol, Command, Event},
+    playlist::Author,
+    session::{
+        HandshakeRequest, HandshakeResponse, Refusal, SessionProof, SyncRequest, SyncResponse,
+        unpack,
+    },
+    state::{AppState, MAIN_SERVICE, NodeStatus, SessionRole, SessionState},
+};
+
+pub use admission::{Book, Refused, Role, SessionEntry, admit};
+use work::Ctx;
+
+use crate::{
+    library::Library,
+    services::{IsolatedServices, ServiceHandle, load_identity},
+    state::StateHandle,
+    supervisor::ServiceEvent,
+    ui::UiHooks,
+};
+
+const REPAIR_INTERVAL: Duration = Duration::from_secs(5);
+/// How long `share --isolated` waits for the new service's addresses (for the link).
+const ISOLATED_START_WAIT: Duration = Duration::from_secs(20);
+
+/// What the sessions task is started with.
+pub struct SessionsConfig {
+    /// `<home>/sessions.json`.
+    pub path: PathBuf,
+    pub main: ServiceHandle,
+    pub isolated: IsolatedServices,
+    pub library: Arc<Library>,
+    pub ui: Option<UiHooks>,
+}
+
+/// The handle of the sessions task.
+#[derive(Clone)]
+pub struct Sessions {
+    tx: mpsc::UnboundedSender<Msg>,
+    /// Where isolated identities live (loaded off the task: file I/O).
+    identities: PathBuf,
+}
+
+/// A playlist made shareable.
+pub struct Shared {
+    pub key: String,
+    /// The state of the service that serves it: the link names its peer id and addresses.
+    pub served_by: AppState,
+}
+
+/// What the sessions task is told: by the handle, and by its own network work.
+pub(crate) enum Msg {
+    Share {
+        playlist: String,
+        rotate: bool,
+        /// Boxed: a keypair is large, and the other messages are small.
+        isolated: Option<Box<Identity>>,
+        reply: oneshot::Sender<anyhow::Result<Shared>>,
+    },
+    Revoke {
+        playlist: String,
+        peer: String,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    },
+    Join {
+        peer: String,
+        session: String,
+        key: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The peer of a `Join` accepted our key.
+    Accepted {
+        peer: String,
+        session: String,
+        key: String,
+        display_name: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// After a reconnect, `peer` accepted our keys for `sessions` on `service`.
+    Admit {
+        service: String,
+        peer: String,
+        sessions: Vec<String>,
+        display_name: String,
+    },
+    /// `peer` has everything of `session` up to `version`.
+    Known {
+        service: String,
+        peer: String,
+        session: String,
+        version: Vec<u8>,
+    },
+    /// Members of `session` may be new: dial those we are not connected to.
+    Meet(String),
+}
+
+fn new_key() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+fn stopped() -> anyhow::Error {
+    anyhow::anyhow!("the shared playlists have stopped: the controller is shutting down")
+}
+
+impl Sessions {
+    /// Reads `sessions.json`, starts the isolated services it names and the sessions task.
+    /// Fails when `sessions.json` is unreadable (it is never overwritten then).
+    pub fn start(
+        config: SessionsConfig,
+        events: mpsc::UnboundedReceiver<ServiceEvent>,
+        changes: mpsc::UnboundedReceiver<String>,
+    ) -> anyhow::Result<Sessions> {
+        let SessionsConfig {
+            path,
+            main,
+            isolated,
+            library,
+            ui,
+        } = config;
+        let book = read_book(&path)?;
+        let (tx, msgs) = mpsc::unbounded_channel();
+        let mut services = HashMap::from([(MAIN_SERVICE.to_string(), main.clone())]);
+        for (id, entry) in &book.sessions {
+            if !entry.isolated {
+                continue;
+            }
+            match load_identity(&isolated.dir, id) {
+                Ok(identity) => {
+                    library.set_author_for(id, Some(identity.peer_id.to_string()));
+                    services.insert(id.clone(), isolated.start(id, &identity));
+                }
+                Err(err) => tracing::error!(
+                    "{err:#}; the isolated share of playlist {id} is not served until it is fixed"
+                ),
+            }
+        }
+        let (saver, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(save_in_order(path.clone(), jobs));
+        let identities = isolated.dir.clone();
+        let actor = Actor {
+            book,
+            admitted: HashMap::new(),
+            known: HashMap::new(),
+            main: main.clone(),
+            services,
+            isolated,
+            state: main.state.clone(),
+            ctx: Ctx {
+                library,
+                tx: tx.clone(),
+                ui,
+                app_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
+            },
+            saver,
+        };
+        // The state lists shared playlists from the start, not from the first admission.
+        actor.publish();
+        tokio::spawn(actor.run(msgs, events, changes));
+        Ok(Sessions { tx, identities })
+    }
+
+    fn send(&self, msg: Msg) -> anyhow::Result<()> {
+        self.tx.send(msg).map_err(|_| stopped())
+    }
+
+    /// Makes `playlist` shareable (or gives it a new key with `rotate`; with `isolated`,
+    /// moves it to a network service and identity of its own). Returns once the key is on
+    /// disk.
+    pub async fn share(
+        &self,
+        playlist: &str,
+        rotate: bool,
+        isolated: bool,
+    ) -> anyhow::Result<Shared> {
+        let isolated = if isolated {
+            let (dir, id) = (self.identities.clone(), playlist.to_string());
+            let identity = tokio::task::spawn_blocking(move || load_identity(&dir, &id))
+                .await
+                .map_err(|e| anyhow::anyhow!("the task loading the identity failed: {e}"))??;
+            Some(Box::new(identity))
+        } else {
+            None
+        };
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Share {
+            playlist: playlist.to_string(),
+            rotate,
+            isolated,
+            reply,
+        })?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Revokes a member: refused from now on, removed from the member list, cut off.
+    pub async fn revoke(&self, playlist: &str, peer: &str) -> anyhow::Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Revoke {
+            playlist: playlist.to_string(),
+            peer: peer.to_string(),
+            reply,
+        })?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Joins the playlist `session` at `peer` with `key` (from a link). Returns an error with
+    /// the peer's reason when refused.
+    pub async fn join(&self, peer: &str, session: &str, key: &str) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Join {
+            peer: peer.to_string(),
+            session: session.to_string(),
+            key: key.to_string(),
+            reply,
+        })
+        .map_err(|e| e.to_string())?;
+        answer.await.map_err(|_| stopped().to_string())?
+    }
+}
+
+/// The contents of `sessions.json` (empty when there is none).
+fn read_book(path: &std::path::Path) -> anyhow::Result<Book> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is damaged ({e}); move it aside to start without shared playlists",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Book::default()),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+type SaveJob = (Vec<u8>, oneshot::Sender<Result<(), String>>);
+
+/// Writes `sessions.json` on the blocking pool (it fsyncs), one job after the other in the
+/// order the sessions task made them: the file never goes back to an older book.
+async fn save_in_order(path: PathBuf, mut jobs: mpsc::UnboundedReceiver<SaveJob>) {
+    while let Some((bytes, done)) = jobs.recv().await {
+        let target = path.clone();
+        let result = tokio::task::spawn_blocking(move || write_private_file(&target, &bytes))
+            .await
+            .map_err(|e| format!("the task saving {} failed: {e}", path.display()))
+            .and_then(|written| written.map_err(|e| e.to_string()));
+        let _ = done.send(result);
+    }
+}
+
+/// Waits (up to `limit`) until the service of `state` runs and has addresses.
+async fn wait_running(state: &StateHandle, limit: Duration) {
+    let mut changes = state.subscribe();
+    let running = changes.wait_for(|s| s.node == NodeStatus::Running && !s.listen_addrs.is_empty());
+    let _ = tokio::time::timeout(limit, running).await;
+}
+
+struct Actor {
+    book: Book,
+    /// (service, peer) → the sessions it is admitted to on its current connection.
+    admitted: HashMap<(String, String), HashSet<String>>,
+    /// (service, peer, session) → the version vector the peer is known to have.
+    known: HashMap<(String, String, String), Vec<u8>>,
+    main: ServiceHandle,
+    /// "main" and one per isolated share, by name.
+    services: HashMap<String, ServiceHandle>,
+    isolated: IsolatedServices,
+    /// The controller's state (where the sessions are published).
+    state: StateHandle,
+    ctx: Ctx,
+    saver: mpsc::UnboundedSender<SaveJob>,
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        mut msgs: mpsc::UnboundedReceiver<Msg>,
+        mut events: mpsc::UnboundedReceiver<ServiceEvent>,
+        mut changes: mpsc::UnboundedReceiver<String>,
+    ) {
+        // Anti-entropy: a push can be lost (the peer was reconnecting, a request timed out);
+        // a periodic delta to every admitted member repairs it. Empty deltas cost nothing.
+        // The same tick reconnects to members we are not connected to.
+        let mut repair = tokio::time::interval(REPAIR_INTERVAL);
+        repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(msg) = msgs.recv() => self.on_msg(msg),
+                Some(event) = events.recv() => self.on_event(event),
+                Some(playlist) = changes.recv() => self.push(&playlist),
+                _ = repair.tick() => self.repair(),
+                else => break,
+            }
+        }
+    }
+
+    /// Queues a write of the book as it is now; the receiver says when it is durable.
+    fn save(&self) -> oneshot::Receiver<Result<(), String>> {
+        let (done, saved) = oneshot::channel();
+        match serde_json::to_vec_pretty(&self.book) {
+            Ok(bytes) => {
+                let _ = self.saver.send((bytes, done));
+            }
+            Err(err) => {
+                let _ = done.send(Err(format!("cannot encode sessions.json: {err}")));
+            }
+        }
+        saved
+    }
+
+    fn main(&self) -> ServiceHandle {
+        self.main.clone()
+    }
+
+    /// The service that serves the shared playlist `id`, if it is shared and running.
+    fn serving(&self, id: &str) -> Option<ServiceHandle> {
+        let entry = self.book.sessions.get(id)?;
+        self.services.get(entry.service(id)).cloned()
+    }
+
+    fn revoked(&self, id: &str) -> HashSet<String> {
+        self.book
+            .sessions
+            .get(id)
+            .map(|e| e.revoked.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn is_admitted(&self, service: &str, peer: &str, session: &str) -> bool {
+        self.admitted
+            .get(&(service.to_string(), peer.to_string()))
+            .is_some_and(|s| s.contains(session))
+            && !self
+                .book
+                .sessions
+                .get(session)
+                .is_some_and(|e| e.is_revoked(peer))
+    }
+
+    fn on_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::Share {
+                playlist,
+                rotate,
+                isolated,
+                reply,
+            } => self.share(playlist, rotate, isolated, reply),
+            Msg::Revoke {
+                playlist,
+                peer,
+                reply,
+            } => self.revoke(playlist, peer, reply),
+            Msg::Join {
+                peer,
+                session,
+                key,
+                reply,
+            } => {
+                let (ctx, main) = (self.ctx.clone(), self.main());
+                tokio::spawn(async move {
+                    let proof = SessionProof {
+                        session: session.clone(),
+                        key: key.clone(),
+                    };
+                    match ctx.handshake(&main, &peer, vec![proof]).await {
+                        Ok(response) => match accepted_for(&response, &peer, &session) {
+                            Ok(()) => ctx.tell(Msg::Accepted {
+                                display_name: response.display_name,
+                                peer,
+                                session,
+                                key,
+                                reply,
+                            }),
+                            Err(why) => {
+                                let _ = reply.send(Err(why));
+                            }
+                        },
+                        Err(why) => {
+                            let _ = reply.send(Err(why));
+                        }
+                    }
+                });
+            }
+            Msg::Accepted {
+                peer,
+                session,
+                key,
+                display_name,
+                reply,
+            } => {
+                let entry = self
+                    .book
+                    .sessions
+                    .entry(session.clone())
+                    .or_insert_with(|| SessionEntry {
+                        key: key.clone(),
+                        role: Role::Member,
+                        revoked: vec![],
+                        isolated: false,
+                    });
+                entry.key = key;
+                let saved = self.save();
+                self.admit(MAIN_SERVICE, &peer, &session, &display_name);
+                let (ctx, main, revoked) = (self.ctx.clone(), self.main(), self.revoked(&session));
+                tokio::spawn(async move {
+                    let joined = async {
+                        saved.await.map_err(|_| stopped().to_string())??;
+                        ctx.hello(&main, &peer, &session).await?;
+                        ctx.announce_self(&main, &session).await;
+                        ctx.meet_members(&main, &session, revoked).await;
+                        Ok(())
+                    };
+                    let _ = reply.send(joined.await);
+                });
+            }
+            Msg::Admit {
+                service,
+                peer,
+                sessions,
+                display_name,
+            } => {
+                for session in sessions {
+                    self.admit(&service, &peer, &session, &display_name);
+                }
+            }
+            Msg::Known {
+                service,
+                peer,
+                session,
+                version,
+            } => {
+                self.known.insert((service, peer, session), version);
+            }
+            Msg::Meet(session) => {
+                if let Some(via) = self.serving(&session) {
+                    let (ctx, skip) = (self.ctx.clone(), self.revoked(&session));
+                    tokio::spawn(async move { ctx.meet_members(&via, &session, skip).await });
+                }
+            }
+        }
+    }
+
+    fn share(
+        &mut self,
+        playlist: String,
+        rotate: bool,
+        isolated: Option<Box<Identity>>,
+        reply: oneshot::Sender<anyhow::Result<Shared>>,
+    ) {
+        let entry = self
+            .book
+            .sessions
+            .entry(playlist.clone())
+            .or_insert_with(|| SessionEntry {
+                key: new_key(),
+                role: Role::Owner,
+                revoked: vec![],
+                isolated: false,
+            });
+        if isolated.is_some() && entry.role == Role::Member {
+            let _ = reply.send(Err(anyhow::anyhow!(
+                "playlist {playlist} was shared with you; only its owner can move it to an isolated identity"
+            )));
+            return;
+        }
+        if rotate {
+            entry.key = new_key();
+        }
+        let key = entry.key.clone();
+        let isolated_peer = isolated.map(|identity| {
+            entry.isolated = true;
+            if !self.services.contains_key(&playlist) {
+                let service = self.isolated.start(&playlist, &identity);
+                self.services.insert(playlist.clone(), service);
+            }
+            // Peers admitted through another service are not any more: the playlist is
+            // served only by its own identity from now on.
+            for ((service, _), sessions) in &mut self.admitted {
+                if *service != playlist {
+                    sessions.remove(&playlist);
+                }
+            }
+            identity.peer_id.to_string()
+        });
+        let saved = self.save();
+        self.publish();
+        let Some(via) = self.serving(&playlist) else {
+            let _ = reply.send(Err(anyhow::anyhow!(
+                "the network service of playlist {playlist} is not running; see the log"
+            )));
+            return;
+        };
+        let ctx = self.ctx.clone();
+        let main_peer = self.state.snapshot().peer_id;
+        tokio::spawn(async move {
+            let shared = async {
+                // The key is given out only once it is on disk.
+                saved
+                    .await
+                    .map_err(|_| stopped())?
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                if let Some(peer_id) = isolated_peer {
+                    // From now on our edits there carry the isolated identity, and what the
+                    // main one owned and added in it moves to it.
+                    ctx.library.set_author_for(&playlist, Some(peer_id.clone()));
+                    let author = Author {
+                        peer_id,
+                        display_name: ctx.library.author().display_name,
+                    };
+                    let id = playlist.clone();
+                    ctx.library
+                        .write(move |store, _, _| {
+                            let changed = store.reattribute(&id, &main_peer, &author)?;
+                            Ok(((), changed.then_some(id)))
+                        })
+                        .await?;
+                    wait_running(&via.state, ISOLATED_START_WAIT).await;
+                }
+                ctx.announce_self(&via, &playlist).await;
+                Ok(Shared {
+                    key,
+                    served_by: via.state.snapshot(),
+                })
+            };
+            let _ = reply.send(shared.await);
+        });
+    }
+
+    fn revoke(
+        &mut self,
+        playlist: String,
+        peer: String,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    ) {
+        let Some(entry) = self.book.sessions.get_mut(&playlist) else {
+            let _ = reply.send(Err(anyhow::anyhow!("playlist {playlist} is not shared")));
+            return;
+        };
+        if !entry.is_revoked(&peer) {
+            entry.revoked.push(peer.clone());
+        }
+        let saved = self.save();
+        for ((_, admitted_peer), sessions) in &mut self.admitted {
+            if *admitted_peer == peer {
+                sessions.remove(&playlist);
+            }
+        }
+        self.publish();
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let revoked = async {
+                saved
+                    .await
+                    .map_err(|_| stopped())?
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                ctx.library
+                    .write(move |store, _, _| {
+                        let changed = store.remove_member(&playlist, &peer)?;
+                        Ok(((), changed.then_some(playlist)))
+                    })
+                    .await?;
+                Ok(())
+            };
+            let _ = reply.send(revoked.await);
+        });
+    }
+
+    /// Admits `peer` to `session` on `service`: records it, catches it up if we know what it
+    /// has, and records it as a member in the playlist.
+    fn admit(&mut self, service: &str, peer: &str, session: &str, display_name: &str) {
+        self.admitted
+            .entry((service.to_string(), peer.to_string()))
+            .or_default()
+            .insert(session.to_string());
+        // Changes made while the peer was not admitted (e.g. during a reconnect) were not
+        // pushed to it; if we know its version, send what it lacks now.
+        let known = self
+            .known
+            .get(&(service.to_string(), peer.to_string(), session.to_string()))
+            .cloned();
+        if let (Some(known), Some(via)) = (known, self.services.get(service).cloned()) {
+            let (ctx, peer, session) = (self.ctx.clone(), peer.to_string(), session.to_string());
+            tokio::spawn(async move { ctx.push_to(&via, &peer, &session, known).await });
+        }
+        let playlist_name = self
+            .state
+            .snapshot()
+            .playlists
+            .iter()
+            .find(|p| p.id == session)
+            .map_or_else(|| session.to_string(), |p| p.name.clone());
+        let member = Author {
+            peer_id: peer.to_string(),
+            display_name: display_name.to_string(),
+        };
+        let (ctx, session_id) = (self.ctx.clone(), session.to_string());
+        tokio::spawn(async move { ctx.record_member(&session_id, member, playlist_name).await });
+        self.publish();
+    }
+
+    fn on_event(&mut self, ServiceEvent { service, event }: ServiceEvent) {
+        let Some(via) = self.services.get(&service).cloned() else {
+            return;
+        };
+        match event {
+            Event::RequestReceived {
+                request_id,
+                peer_id,
+                protocol,
+                body,
+            } => match protocol {
+                AppProtocol::Handshake => {
+                    let answer = self.on_handshake(&via, &peer_id, body);
+                    tokio::spawn(async move { respond(&via, request_id, answer).await });
+                }
+                AppProtocol::Sync => self.on_sync(via, peer_id, request_id, body),
+            },
+            Event::ConnectionEstablished(info) => self.on_connected(via, info.peer_id),
+            Event::ConnectionClosed { peer_id, .. } => {
+                let still = via
+                    .state
+                    .snapshot()
+                    .connections
+                    .iter()
+                    .any(|c| c.peer_id == peer_id);
+                if !still && self.admitted.remove(&(service, peer_id)).is_some() {
+                    self.publish();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A peer connected to `via`: if it is a member of playlists that service serves, prove
+    /// our keys again so both sides re-admit each other and catch up (after a restart, or
+    /// being offline).
+    fn on_connected(&self, via: ServiceHandle, peer: String) {
+        let shared: Vec<(String, String)> = self
+            .book
+            .sessions
+            .iter()
+            .filter(|(id, entry)| entry.service(id) == via.name && !entry.is_revoked(&peer))
+            .map(|(id, entry)| (id.clone(), entry.key.clone()))
+            .collect();
+        if shared.is_empty() {
+            return;
+        }
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let (ids, who): (Vec<String>, String) = (
+                shared.iter().map(|(id, _)| id.clone()).collect(),
+                peer.clone(),
+            );
+            let members_of = ctx
+                .library
+                .read(move |store| {
+                    Ok(ids
+                        .into_iter()
+                        .filter(|id| store.is_member(id, &who).unwrap_or(false))
+                        .collect::<HashSet<String>>())
+                })
+                .await
+                .unwrap_or_default();
+            let proofs: Vec<SessionProof> = shared
+                .into_iter()
+                .filter(|(id, _)| members_of.contains(id))
+                .map(|(session, key)| SessionProof { session, key })
+                .collect();
+            if proofs.is_empty() {
+                return;
+            }
+            match ctx.handshake(&via, &peer, proofs).await {
+                Ok(response) => {
+                    ctx.tell(Msg::Admit {
+                        service: via.name.clone(),
+                        peer: peer.clone(),
+                        sessions: response.accepted.clone(),
+                        display_name: response.display_name,
+                    });
+                    for session in &response.accepted {
+                        if let Err(err) = ctx.hello(&via, &peer, session).await {
+                            tracing::warn!("catching up {session} with {peer}: {err}");
+                        }
+                    }
+                }
+                Err(err) => tracing::debug!("re-handshake with {peer}: {err}"),
+            }
+        });
+    }
+
+    fn on_handshake(&mut self, via: &ServiceHandle, peer: &str, body: Value) -> Value {
+        let request: HandshakeRequest = match serde_json::from_value(body) {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!("malformed handshake from {peer}: {err}; disconnecting it");
+                hang_up(via, peer);
+                return serde_json::json!({"error": "malformed handshake"});
+            }
+        };
+        let mut accepted = Vec::new();
+        let mut refused = Vec::new();
+        for proof in request.sessions.iter().take(64) {
+            match admit(&self.book, &via.name, &proof.session, peer, &proof.key) {
+                Ok(()) => accepted.push(proof.session.clone()),
+                Err(why) => {
+                    let message = format!(
+                        "refused {peer} for playlist {}: {}",
+                        proof.session,
+                        why.reason()
+                    );
+                    tracing::warn!("{message}");
+                    self.state.update(|s| {
+                        s.last_error = Some(message);
+                        true
+                    });
+                    refused.push(Refusal {
+                        session: proof.session.clone(),
+                        reason: why.reason().to_string(),
+                    });
+                }
+            }
+        }
+        for session in &accepted {
+            self.admit(&via.name, peer, session, &request.display_name);
+            // Catch up with what the newcomer has (offline edits) without delaying our answer.
+            let (ctx, via, peer, session) = (
+                self.ctx.clone(),
+                via.clone(),
+                peer.to_string(),
+                session.clone(),
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if let Err(err) = ctx.hello(&via, &peer, &session).await {
+                    tracing::debug!("hello to {peer} for {session}: {err}");
+                }
+            });
+        }
+        let response = HandshakeResponse {
+            app_version: self.ctx.app_version.clone(),
+            display_name: self.ctx.library.author().display_name,
+            accepted,
+            refused,
+        };
+        serde_json::to_value(response).unwrap_or(Value::Null)
+    }
+
+    fn on_sync(&mut self, via: ServiceHandle, peer: String, request_id: u64, body: Value) {
+        let refuse = |reason: String| {
+            serde_json::to_value(SyncResponse::Refused { reason }).unwrap_or(Value::Null)
+        };
+        let request: SyncRequest = match serde_json::from_value(body) {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!("malformed sync message from {peer}: {err}; disconnecting it");
+                hang_up(&via, &peer);
+                let answer = refuse("malformed message".into());
+                tokio::spawn(async move { respond(&via, request_id, answer).await });
+                return;
+            }
+        };
+        let session = match &request {
+            SyncRequest::Hello { session, .. } | SyncRequest::Push { session, .. } => {
+                session.clone()
+            }
+        };
+        if !self.is_admitted(&via.name, &peer, &session) {
+            tracing::warn!("{peer} sent sync for playlist {session} without being admitted");
+            let answer = refuse("not admitted to this playlist".into());
+            tokio::spawn(async move { respond(&via, request_id, answer).await });
+            return;
+        }
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let answer = match request {
+                SyncRequest::Hello { version, .. } => match B64.decode(version) {
+                    Ok(version) => {
+                        serde_json::to_value(ctx.answer_hello(&via, &peer, session, version).await)
+                            .unwrap_or(Value::Null)
+                    }
+                    Err(_) => refuse("undecodable version".into()),
+                },
+                SyncRequest::Push { updates, .. } => match unpack(&updates) {
+                    Ok(updates) => match ctx.apply(&peer, &session, updates).await {
+                        Ok(()) => serde_json::to_value(SyncResponse::Ack).unwrap_or(Value::Null),
+                        Err(reason) => refuse(reason),
+                    },
+                    Err(err) => refuse(format!("undecodable updates: {err}")),
+                },
+            };
+            respond(&via, request_id, answer).await;
+        });
+    }
+
+    /// Sends each admitted member of `playlist` what it lacks.
+    fn push(&self, playlist: &str) {
+        let Some(via) = self.serving(playlist) else {
+            return;
+        };
+        for ((service, peer), sessions) in &self.admitted {
+            if *service != via.name || !sessions.contains(playlist) {
+                continue;
+            }
+            let known = self
+                .known
+                .get(&(service.clone(), peer.clone(), playlist.to_string()))
+                .cloned()
+                .unwrap_or_default();
+            let (ctx, via, peer, playlist) = (
+                self.ctx.clone(),
+                via.clone(),
+                peer.clone(),
+                playlist.to_string(),
+            );
+            tokio::spawn(async move { ctx.push_to(&via, &peer, &playlist, known).await });
+        }
+    }
+
+    /// The anti-entropy round: every admitted member gets what it lacks, and members we lost
+    /// (they restarted on new ports and cannot find us, or a connection dropped) are dialed
+    /// again at their addresses.
+    fn repair(&self) {
+        let ids: HashSet<&String> = self.admitted.values().flatten().collect();
+        for id in ids {
+            self.push(id);
+        }
+        for id in self.book.sessions.keys() {
+            if let Some(via) = self.serving(id) {
+                let (ctx, id, skip) = (self.ctx.clone(), id.clone(), self.revoked(id));
+                tokio::spawn(async move { ctx.meet_members(&via, &id, skip).await });
+            }
+        }
+    }
+
+    /// Publishes the sessions and their online members in `AppState`.
+    fn publish(&self) {
+        let sessions: Vec<SessionState> = self
+            .book
+            .sessions
+            .iter()
+            .map(|(id, entry)| {
+                let service = entry.service(id);
+                let mut connected_members: Vec<String> = self
+                    .admitted
+                    .iter()
+                    .filter(|((s, _), sessions)| s == service && sessions.contains(id))
+                    .map(|((_, peer), _)| peer.clone())
+                    .collect();
+                connected_members.sort();
+                connected_members.dedup();
+                SessionState {
+                    id: id.clone(),
+                    role: match entry.role {
+                        Role::Owner => SessionRole::Owner,
+                        Role::Member => SessionRole::Member,
+                    },
+                    connected_members,
+                    service: service.to_string(),
+                }
+            })
+            .collect();
+        self.state.update(|s| {
+            let changed = s.sessions != sessions;
+            s.sessions = sessions;
+            changed
+        });
+    }
+}
+
+/// Whether `response` (to our proof for `session` at `peer`) admitted us.
+fn accepted_for(response: &HandshakeResponse, peer: &str, session: &str) -> Result<(), String> {
+    if let Some(refusal) = response.refused.iter().find(|r| r.session == session) {
+        return Err(format!(
+            "{peer} refused to share playlist {session}: {}",
+            refusal.reason
+        ));
+    }
+    if !response.accepted.iter().any(|s| s == session) {
+        return Err(format!("{peer} did not answer for playlist {session}"));
+    }
+    Ok(())
+}
+
+async fn respond(via: &ServiceHandle, request_id: u64, body: Value) {
+    via.client
+        .notify(Command::Respond { request_id, body })
+        .await;
+}
+
+fn hang_up(via: &ServiceHandle, peer: &str) {
+    let (client, peer_id) = (via.client.clone(), peer.to_string());
+    tokio::spawn(async move { client.notify(Command::HangUp { peer_id }).await });
+}

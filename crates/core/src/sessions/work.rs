@@ -1,0 +1,299 @@
+//! The network half of the shared playlists: handshakes, hellos, pushes, meeting members.
+//! These run as tasks of their own (they wait on the network and the store) and report what
+//! they learn to the sessions task as messages; they hold no session state themselves.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use whatnext_protocol::{
+    ipc::AppProtocol,
+    playlist::Author,
+    session::{
+        HandshakeRequest, HandshakeResponse, SessionProof, SyncRequest, SyncResponse, pack, unpack,
+    },
+};
+
+use super::Msg;
+use crate::{
+    invite::invite_addrs,
+    library::Library,
+    services::ServiceHandle,
+    ui::{UiEvent, UiHooks},
+};
+
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every piece of network work needs: cheap to clone into a task.
+#[derive(Clone)]
+pub(super) struct Ctx {
+    pub library: Arc<Library>,
+    /// Back to the sessions task.
+    pub tx: mpsc::UnboundedSender<Msg>,
+    pub ui: Option<UiHooks>,
+    pub app_version: String,
+}
+
+impl Ctx {
+    pub fn tell(&self, msg: Msg) {
+        // Fails only once the sessions task has stopped (shutdown): nothing left to tell.
+        let _ = self.tx.send(msg);
+    }
+
+    async fn request(
+        &self,
+        via: &ServiceHandle,
+        peer: &str,
+        protocol: AppProtocol,
+        body: Value,
+    ) -> Result<Value, String> {
+        via.client
+            .app_request(peer.to_string(), protocol, body, REQUEST_TIMEOUT)
+            .await
+            .map_err(|err| err.to_string())
+    }
+
+    /// Sends our handshake with `proofs` through `via` and parses the answer.
+    pub async fn handshake(
+        &self,
+        via: &ServiceHandle,
+        peer: &str,
+        proofs: Vec<SessionProof>,
+    ) -> Result<HandshakeResponse, String> {
+        let request = HandshakeRequest {
+            app_version: self.app_version.clone(),
+            display_name: self.library.author().display_name,
+            sessions: proofs,
+        };
+        let body = serde_json::to_value(&request).map_err(|e| e.to_string())?;
+        let reply = self
+            .request(via, peer, AppProtocol::Handshake, body)
+            .await?;
+        serde_json::from_value(reply)
+            .map_err(|e| format!("{peer} answered the handshake with garbage ({e})"))
+    }
+
+    /// Asks `peer` for what we lack of `session` and applies it.
+    pub async fn hello(
+        &self,
+        via: &ServiceHandle,
+        peer: &str,
+        session: &str,
+    ) -> Result<(), String> {
+        let id = session.to_string();
+        let version = self
+            .library
+            .read(move |store| {
+                if store.contains(&id) {
+                    store.version(&id)
+                } else {
+                    Ok(Vec::new())
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = serde_json::to_value(SyncRequest::Hello {
+            session: session.into(),
+            version: B64.encode(version),
+        })
+        .map_err(|e| e.to_string())?;
+        let reply = self.request(via, peer, AppProtocol::Sync, body).await?;
+        match serde_json::from_value::<SyncResponse>(reply) {
+            Ok(SyncResponse::Updates {
+                session: s,
+                updates,
+            }) if s == session => {
+                let updates = unpack(&updates)
+                    .map_err(|e| format!("{peer} sent undecodable updates: {e}"))?;
+                self.apply(peer, session, updates).await
+            }
+            Ok(SyncResponse::Refused { reason }) => {
+                Err(format!("{peer} refused to sync {session}: {reason}"))
+            }
+            Ok(other) => Err(format!("{peer} answered hello with {other:?}")),
+            Err(e) => Err(format!("{peer} answered hello with garbage ({e})")),
+        }
+    }
+
+    /// Applies updates `peer` sent for `session`; when they changed something, the members
+    /// they name are met.
+    pub async fn apply(&self, peer: &str, session: &str, updates: Vec<u8>) -> Result<(), String> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let id = session.to_string();
+        let changed = self
+            .library
+            .write(move |store, _, now| {
+                let changed = store.apply_remote(&id, &updates, now)?;
+                Ok((changed, changed.then_some(id)))
+            })
+            .await
+            .map_err(|e| format!("updates from {peer} for {session} were refused: {e}"))?;
+        if changed {
+            tracing::debug!("applied updates from {peer} to {session}");
+            self.tell(Msg::Meet(session.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Answers a peer's `hello`: what it lacks, and (to the sessions task) that it will have
+    /// everything we have once it applies this.
+    pub async fn answer_hello(
+        &self,
+        via: &ServiceHandle,
+        peer: &str,
+        session: String,
+        version: Vec<u8>,
+    ) -> SyncResponse {
+        let id = session.clone();
+        let exported = self
+            .library
+            .read(move |store| {
+                if store.contains(&id) {
+                    Ok((store.export_since(&id, &version)?, store.version(&id)?))
+                } else {
+                    Ok((Vec::new(), version))
+                }
+            })
+            .await;
+        match exported {
+            Ok((updates, ours)) => {
+                self.tell(Msg::Known {
+                    service: via.name.clone(),
+                    peer: peer.to_string(),
+                    session: session.clone(),
+                    version: ours,
+                });
+                SyncResponse::Updates {
+                    session,
+                    updates: pack(&updates),
+                }
+            }
+            Err(err) => SyncResponse::Refused {
+                reason: err.to_string(),
+            },
+        }
+    }
+
+    /// Sends `peer` the updates of `session` newer than `known`.
+    pub async fn push_to(&self, via: &ServiceHandle, peer: &str, session: &str, known: Vec<u8>) {
+        let id = session.to_string();
+        let exported = self
+            .library
+            .read(move |store| Ok((store.export_since(&id, &known)?, store.version(&id)?)))
+            .await;
+        let Ok((updates, version)) = exported else {
+            return;
+        };
+        if updates.is_empty() {
+            return;
+        }
+        let body = serde_json::to_value(SyncRequest::Push {
+            session: session.into(),
+            updates: pack(&updates),
+        })
+        .unwrap_or(Value::Null);
+        match self
+            .request(via, peer, AppProtocol::Sync, body)
+            .await
+            .map(serde_json::from_value::<SyncResponse>)
+        {
+            Ok(Ok(SyncResponse::Ack)) => self.tell(Msg::Known {
+                service: via.name.clone(),
+                peer: peer.to_string(),
+                session: session.to_string(),
+                version,
+            }),
+            other => tracing::debug!("push of {session} to {peer}: {other:?}"),
+        }
+    }
+
+    /// Writes the addresses `via` can be dialed at into the playlist's member list, under the
+    /// peer id of `via` (an isolated share never shows the main one).
+    pub async fn announce_self(&self, via: &ServiceHandle, session: &str) {
+        let state = via.state.snapshot();
+        let addrs: Vec<String> = invite_addrs(&state.external_addrs, &state.listen_addrs)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        if addrs.is_empty() {
+            return;
+        }
+        let (id, me) = (session.to_string(), state.peer_id);
+        let result = self
+            .library
+            .write(move |store, _, _| {
+                if !store.contains(&id) {
+                    return Ok(((), None));
+                }
+                let changed = store.set_member_addrs(&id, &me, &addrs)?;
+                Ok(((), changed.then_some(id)))
+            })
+            .await;
+        if let Err(err) = result {
+            tracing::debug!("could not record our addresses in {session}: {err}");
+        }
+    }
+
+    /// Dials the members of `session` that `via` is not connected to (and that are not
+    /// `skip`: revoked); the handshake on connect admits both sides, so updates flow
+    /// directly and not only through whoever relays them.
+    pub async fn meet_members(&self, via: &ServiceHandle, session: &str, skip: HashSet<String>) {
+        let id = session.to_string();
+        let Ok(members) = self
+            .library
+            .read(move |store| store.member_addrs(&id))
+            .await
+        else {
+            return;
+        };
+        let state = via.state.snapshot();
+        for (peer, addrs) in members {
+            let connected = state.connections.iter().any(|c| c.peer_id == peer);
+            if peer == state.peer_id || connected || addrs.is_empty() || skip.contains(&peer) {
+                continue;
+            }
+            let client = via.client.clone();
+            tokio::spawn(async move {
+                if let Err(err) = client
+                    .dial(Some(peer.clone()), addrs, REQUEST_TIMEOUT)
+                    .await
+                {
+                    tracing::debug!("could not reach member {peer}: {err}");
+                }
+            });
+        }
+    }
+
+    /// Records an admitted peer as a member of `session` in the playlist, and tells the
+    /// window when that is news.
+    pub async fn record_member(&self, session: &str, member: Author, playlist_name: String) {
+        let name = member.display_name.clone();
+        let peer = member.peer_id.clone();
+        let id = session.to_string();
+        let result = self
+            .library
+            .write(move |store, _, _| {
+                if !store.contains(&id) {
+                    return Ok((false, None)); // joining: the playlist arrives with the first sync
+                }
+                let changed = store.add_member(&id, &member)?;
+                Ok((changed, changed.then_some(id)))
+            })
+            .await;
+        match result {
+            Ok(true) => {
+                if let Some(ui) = &self.ui {
+                    (ui.notify)(UiEvent::PeerJoined {
+                        name,
+                        playlist: playlist_name,
+                    });
+                }
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!("could not record member {peer} of {session}: {err}"),
+        }
+    }
+}
