@@ -31,6 +31,13 @@ pub struct Library {
     changes: mpsc::UnboundedSender<String>,
 }
 
+/// A store call that panicked (or was cancelled): logged here, and an internal error (a
+/// 500 in the API), never mistaken for bad input.
+fn task_failed(err: &tokio::task::JoinError) -> StoreError {
+    tracing::error!("a store task failed: {err}");
+    StoreError::Internal(format!("the store task failed ({err})"))
+}
+
 /// How long the mirror waits for more changes before writing files.
 const MIRROR_DEBOUNCE: Duration = Duration::from_millis(300);
 
@@ -141,7 +148,7 @@ impl Library {
         let library = Arc::clone(self);
         tokio::task::spawn_blocking(move || f(&library.lock()))
             .await
-            .unwrap_or_else(|e| Err(StoreError::Invalid(format!("the store task failed: {e}"))))
+            .unwrap_or_else(|e| Err(task_failed(&e)))
     }
 
     /// Changes the store on the blocking pool; `f` returns its result and the id of the
@@ -168,7 +175,7 @@ impl Library {
         .await;
         let (result, listed) = written.unwrap_or_else(|e| {
             (
-                Err(StoreError::Invalid(format!("the store task failed: {e}"))),
+                Err(task_failed(&e)),
                 None,
             )
         });
@@ -333,5 +340,36 @@ fn rebuild_from_mirrors(store: &mut Store, me: &Author, dir: &Path) {
                 path.display()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whatnext_protocol::state::AppState;
+
+    #[tokio::test]
+    async fn a_store_call_that_panics_is_an_internal_error_not_bad_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(&dir.path().join("store"), 1).expect("store");
+        let state = StateHandle::new(AppState::initial(1, "p".into(), "/h".into(), 0));
+        let author = Author {
+            peer_id: "p".into(),
+            display_name: "Me".into(),
+        };
+        let (library, _changes) = Library::start(store, author, state, dir.path().join("md"));
+        let read = library
+            .read(|_| -> Result<(), StoreError> { panic!("a bug in a store call") })
+            .await;
+        assert!(matches!(read, Err(StoreError::Internal(_))), "{read:?}");
+        let written = library
+            .write(|_, _, _| -> Result<((), Option<String>), StoreError> {
+                panic!("a bug in a store write")
+            })
+            .await;
+        assert!(matches!(written, Err(StoreError::Internal(_))), "{written:?}");
+        // The library still works afterwards (a poisoned lock is recovered).
+        let listed = library.read(|store| Ok(store.list().len())).await;
+        assert_eq!(listed.expect("list"), 0);
     }
 }

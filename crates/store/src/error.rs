@@ -36,6 +36,10 @@ pub enum StoreError {
     /// The playlist is damaged or unreadable on disk; the message says what to do.
     #[error("{0}")]
     Damaged(String),
+    /// A fault of the program, not of the input (e.g. a store call panicked): the caller
+    /// can do nothing about it but report it.
+    #[error("internal error: {0}; this is a bug, please report it with the log")]
+    Internal(String),
 }
 
 impl StoreError {
