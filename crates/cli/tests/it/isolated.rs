@@ -165,12 +165,16 @@ fn an_isolated_share_has_its_own_identity_and_survives_its_own_crash_alone() {
 }
 
 /// A playlist moved to an isolated identity: the old link (naming the main identity) no
-/// longer admits anyone.
+/// longer admits anyone, and a member who joined before follows it to the new identity.
 #[test]
 fn moving_a_shared_playlist_to_an_isolated_identity_retires_the_old_link() {
     let a = Node::start();
     let b = Node::start();
+    let c = Node::start();
     let (id, old_link) = create_shared(&a, "Moved");
+    // C joined before the move: it follows the playlist to its new identity.
+    join(&c, &old_link);
+    wait_until("C has the playlist", PATIENCE, || show(&c, &id).map(|_| ()));
     let new_link = cli_json(&a, &["playlist", "share", &id, "--isolated"])["link"]
         .as_str()
         .expect("link")
@@ -186,4 +190,26 @@ fn moving_a_shared_playlist_to_an_isolated_identity_retires_the_old_link() {
     );
     join(&b, &new_link);
     wait_until("B has the playlist", PATIENCE, || show(&b, &id).map(|_| ()));
+    cli_json(
+        &a,
+        &[
+            "playlist",
+            "add",
+            &id,
+            "--title",
+            "After the move",
+            "--artist",
+            "x",
+        ],
+    );
+    wait_title(&b, &id, "After the move");
+    wait_title(&c, &id, "After the move");
+    let isolated_peer = new_link
+        .strip_prefix("whtnxt://connect/")
+        .and_then(|rest| rest.split('?').next())
+        .expect("peer id in the link")
+        .to_string();
+    c.wait_status("C connected to the new identity", PATIENCE, |s| {
+        !Node::connections_to(s, &isolated_peer).is_empty()
+    });
 }

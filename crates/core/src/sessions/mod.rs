@@ -501,17 +501,25 @@ impl Actor {
             entry.key = new_key();
         }
         let key = entry.key.clone();
+        // Members admitted through another service (the playlist moves): told once, through
+        // that service, where the playlist lives now, then no longer admitted there.
+        let mut moved: Vec<(ServiceHandle, String, Vec<u8>)> = Vec::new();
         let isolated_peer = isolated.map(|identity| {
             entry.isolated = true;
             if !self.services.contains_key(&playlist) {
                 let service = self.isolated.start(&playlist, &identity);
                 self.services.insert(playlist.clone(), service);
             }
-            // Peers admitted through another service are not any more: the playlist is
-            // served only by its own identity from now on.
-            for ((service, _), sessions) in &mut self.admitted {
-                if *service != playlist {
-                    sessions.remove(&playlist);
+            for ((service, peer), sessions) in &mut self.admitted {
+                if *service != playlist && sessions.remove(&playlist) {
+                    let known = self
+                        .known
+                        .get(&(service.clone(), peer.clone(), playlist.clone()))
+                        .cloned()
+                        .unwrap_or_default();
+                    if let Some(via) = self.services.get(service) {
+                        moved.push((via.clone(), peer.clone(), known));
+                    }
                 }
             }
             identity.peer_id.to_string()
@@ -551,6 +559,11 @@ impl Actor {
                     wait_running(&via.state, ISOLATED_START_WAIT).await;
                 }
                 ctx.announce_self(&via, &playlist).await;
+                // The playlist now names the isolated identity and its addresses: members
+                // who joined through the old one learn that, dial it and are admitted there.
+                for (old, peer, known) in moved {
+                    ctx.push_to(&old, &peer, &playlist, known).await;
+                }
                 Ok(Shared {
                     key,
                     served_by: via.state.snapshot(),
