@@ -53,10 +53,7 @@ fn an_isolated_share_has_its_own_identity_and_survives_its_own_crash_alone() {
         .as_str()
         .expect("id")
         .to_string();
-    cli_json(
-        &a,
-        &["playlist", "add", &id, "--title", "Before", "--artist", "x"],
-    );
+    add_track(&a, &id, "Before");
     let link = cli_json(&a, &["playlist", "share", &id, "--isolated"])["link"]
         .as_str()
         .expect("link")
@@ -123,15 +120,9 @@ fn an_isolated_share_has_its_own_identity_and_survives_its_own_crash_alone() {
         PATIENCE * 3,
         |s| !Node::connections_to(s, &isolated_peer).is_empty(),
     );
-    cli_json(
-        &a,
-        &["playlist", "add", &id, "--title", "After", "--artist", "x"],
-    );
+    add_track(&a, &id, "After");
     wait_title(&b, &id, "After");
-    cli_json(
-        &b,
-        &["playlist", "add", &id, "--title", "From B", "--artist", "y"],
-    );
+    add_track(&b, &id, "From B");
     wait_title(&a, &id, "From B");
     let tracks = show(&b, &id).expect("B's copy")["tracks"].clone();
     let after_track = tracks
@@ -190,18 +181,7 @@ fn moving_a_shared_playlist_to_an_isolated_identity_retires_the_old_link() {
     );
     join(&b, &new_link);
     wait_until("B has the playlist", PATIENCE, || show(&b, &id).map(|_| ()));
-    cli_json(
-        &a,
-        &[
-            "playlist",
-            "add",
-            &id,
-            "--title",
-            "After the move",
-            "--artist",
-            "x",
-        ],
-    );
+    add_track(&a, &id, "After the move");
     wait_title(&b, &id, "After the move");
     wait_title(&c, &id, "After the move");
     let isolated_peer = new_link

@@ -36,18 +36,6 @@ fn wait_titles(node: &Node, id: &str, expected: &[&str]) -> Value {
     })
 }
 
-fn add(node: &Node, id: &str, title: &str) -> String {
-    cli_json(
-        node,
-        &[
-            "playlist", "add", id, "--title", title, "--artist", "someone",
-        ],
-    )["track_id"]
-        .as_str()
-        .expect("track id")
-        .to_string()
-}
-
 #[test]
 fn two_members_edit_one_playlist_live_and_converge() {
     let a = Node::start();
@@ -59,15 +47,15 @@ fn two_members_edit_one_playlist_live_and_converge() {
         String::from_utf8_lossy(&out.stderr)
     );
     let (id, link) = create_shared(&a, "Road trip");
-    add(&a, &id, "A1");
+    add_track(&a, &id, "A1");
     join(&b, &link);
     wait_titles(&b, &id, &["A1"]);
     let listed = cli_json(&b, &["playlist", "list"]);
     assert_eq!(listed[0]["id"], id.as_str());
 
-    add(&b, &id, "B1");
+    add_track(&b, &id, "B1");
     wait_titles(&a, &id, &["A1", "B1"]);
-    add(&a, &id, "A2");
+    add_track(&a, &id, "A2");
     let on_b = wait_titles(&b, &id, &["A1", "B1", "A2"]);
     // Attribution: who added what.
     let b1 = on_b["tracks"]
@@ -89,8 +77,8 @@ fn two_members_edit_one_playlist_live_and_converge() {
         .collect();
     cli_json(&a, &["playlist", "move", &id, &tracks[0], "--to", "2"]);
     cli_json(&b, &["playlist", "move", &id, &tracks[0], "--to", "1"]);
-    add(&a, &id, "A3");
-    add(&b, &id, "B2");
+    add_track(&a, &id, "A3");
+    add_track(&b, &id, "B2");
     let all = ["A1", "A2", "A3", "B1", "B2"];
     wait_titles(&a, &id, &all);
     wait_titles(&b, &id, &all);
@@ -128,9 +116,9 @@ fn three_members_reach_each_other_through_the_owner() {
     join(&b, &link);
     join(&c, &link);
     // B and C are connected only to A: A forwards what it receives.
-    add(&b, &id, "from B");
-    add(&c, &id, "from C");
-    add(&a, &id, "from A");
+    add_track(&b, &id, "from B");
+    add_track(&c, &id, "from C");
+    add_track(&a, &id, "from A");
     for node in [&a, &b, &c] {
         wait_titles(node, &id, &["from A", "from B", "from C"]);
     }
@@ -148,7 +136,7 @@ fn three_members_reach_each_other_through_the_owner() {
             .clone();
         members.iter().any(|m| m == c_id.as_str()).then_some(())
     });
-    add(&c, &id, "after meeting");
+    add_track(&c, &id, "after meeting");
     wait_titles(&b, &id, &["from A", "from B", "from C", "after meeting"]);
     wait_until("one order on all three", PATIENCE, || {
         let (pa, pb, pc) = (show(&a, &id)?, show(&b, &id)?, show(&c, &id)?);
@@ -161,7 +149,7 @@ fn a_wrong_or_missing_key_is_refused_and_receives_nothing() {
     let a = Node::start();
     let b = Node::start();
     let (id, link) = create_shared(&a, "Private");
-    add(&a, &id, "secret track");
+    add_track(&a, &id, "secret track");
     let key_at = link.find("key=").expect("key") + 4;
     let wrong = format!("{}{}", &link[..key_at], "0".repeat(32));
     let out = b.cli(&["open", "--wait", &wrong]);
@@ -196,7 +184,7 @@ fn a_wrong_or_missing_key_is_refused_and_receives_nothing() {
 
     // A revoked member's updates are refused from then on.
     cli_json(&a, &["playlist", "revoke", &id, &b.peer_id()]);
-    add(&b, &id, "after revocation");
+    add_track(&b, &id, "after revocation");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(titles(&show(&a, &id).expect("show")), vec!["secret track"]);
 }
@@ -208,18 +196,18 @@ fn offline_edits_on_both_sides_merge_on_reconnect() {
     let home_b = tempfile::tempdir().expect("home");
     let mut b = Node::start_in(home_b.path(), &LOOPBACK_RUN_ARGS);
     let (id, link) = create_shared(&a, "Offline");
-    add(&a, &id, "before");
+    add_track(&a, &id, "before");
     join(&b, &link);
     wait_titles(&b, &id, &["before"]);
 
     assert!(b.stop_with(Signal::SIGTERM).success());
-    add(&a, &id, "A while B is away");
-    add(&a, &id, "A again");
+    add_track(&a, &id, "A while B is away");
+    add_track(&a, &id, "A again");
     // A goes offline too (members reconnect by themselves as soon as both run), and B comes
     // back and edits its own copy.
     assert!(a.stop_with(Signal::SIGTERM).success());
     let b = Node::start_in(home_b.path(), &LOOPBACK_RUN_ARGS);
-    add(&b, &id, "B offline");
+    add_track(&b, &id, "B offline");
     assert_eq!(
         titles(&show(&b, &id).expect("show")).len(),
         2,
@@ -284,7 +272,7 @@ fn a_service_crash_during_a_burst_of_edits_loses_none() {
 fn a_hostile_peer_cannot_crash_or_change_anything() {
     let a = Node::start();
     let (id, _link) = create_shared(&a, "Guarded");
-    add(&a, &id, "original");
+    add_track(&a, &id, "original");
     let before = show(&a, &id).expect("show");
 
     let mut bad = Service::spawn();

@@ -606,3 +606,16 @@ pub fn connect(from: &Node, to: &Node, timeout_secs: u32) {
         from.log()
     );
 }
+
+/// Adds a track titled `title` to playlist `id` on `node`; returns its id.
+pub fn add_track(node: &Node, id: &str, title: &str) -> String {
+    cli_json(
+        node,
+        &[
+            "playlist", "add", id, "--title", title, "--artist", "someone",
+        ],
+    )["track_id"]
+        .as_str()
+        .expect("track id")
+        .to_string()
+}
