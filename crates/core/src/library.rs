@@ -173,12 +173,7 @@ impl Library {
             (result, listed)
         })
         .await;
-        let (result, listed) = written.unwrap_or_else(|e| {
-            (
-                Err(task_failed(&e)),
-                None,
-            )
-        });
+        let (result, listed) = written.unwrap_or_else(|e| (Err(task_failed(&e)), None));
         if let Some(listed) = listed {
             self.publish(listed);
         }
@@ -367,7 +362,10 @@ mod tests {
                 panic!("a bug in a store write")
             })
             .await;
-        assert!(matches!(written, Err(StoreError::Internal(_))), "{written:?}");
+        assert!(
+            matches!(written, Err(StoreError::Internal(_))),
+            "{written:?}"
+        );
         // The library still works afterwards (a poisoned lock is recovered).
         let listed = library.read(|store| Ok(store.list().len())).await;
         assert_eq!(listed.expect("list"), 0);
