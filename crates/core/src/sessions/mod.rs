@@ -21,6 +21,7 @@
 //! (`work.rs`) that report back as messages, so nothing here waits while holding state.
 
 mod admission;
+mod msg;
 mod work;
 
 use std::{
@@ -41,10 +42,12 @@ use whatnext_protocol::{
         HandshakeRequest, HandshakeResponse, Refusal, SessionProof, SyncRequest, SyncResponse,
         unpack,
     },
-    state::{AppState, MAIN_SERVICE, NodeStatus, SessionRole, SessionState},
+    state::{MAIN_SERVICE, NodeStatus, SessionRole, SessionState},
 };
 
 pub use admission::{Book, Refused, Role, SessionEntry, admit};
+use msg::Msg;
+pub use msg::Shared;
 use work::Ctx;
 
 use crate::{
@@ -75,59 +78,6 @@ pub struct Sessions {
     tx: mpsc::UnboundedSender<Msg>,
     /// Where isolated identities live (loaded off the task: file I/O).
     identities: PathBuf,
-}
-
-/// A playlist made shareable.
-pub struct Shared {
-    pub key: String,
-    /// The state of the service that serves it: the link names its peer id and addresses.
-    pub served_by: AppState,
-}
-
-/// What the sessions task is told: by the handle, and by its own network work.
-pub(crate) enum Msg {
-    Share {
-        playlist: String,
-        rotate: bool,
-        /// Boxed: a keypair is large, and the other messages are small.
-        isolated: Option<Box<Identity>>,
-        reply: oneshot::Sender<anyhow::Result<Shared>>,
-    },
-    Revoke {
-        playlist: String,
-        peer: String,
-        reply: oneshot::Sender<anyhow::Result<()>>,
-    },
-    Join {
-        peer: String,
-        session: String,
-        key: String,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// The peer of a `Join` accepted our key.
-    Accepted {
-        peer: String,
-        session: String,
-        key: String,
-        display_name: String,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// After a reconnect, `peer` accepted our keys for `sessions` on `service`.
-    Admit {
-        service: String,
-        peer: String,
-        sessions: Vec<String>,
-        display_name: String,
-    },
-    /// `peer` has everything of `session` up to `version`.
-    Known {
-        service: String,
-        peer: String,
-        session: String,
-        version: Vec<u8>,
-    },
-    /// Members of `session` may be new: dial those we are not connected to.
-    Meet(String),
 }
 
 fn new_key() -> String {

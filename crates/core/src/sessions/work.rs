@@ -15,7 +15,7 @@ use whatnext_protocol::{
     },
 };
 
-use super::Msg;
+use super::msg::Msg;
 use crate::{
     invite::invite_addrs,
     library::Library,

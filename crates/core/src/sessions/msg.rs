@@ -1,0 +1,60 @@
+//! The messages of the sessions task: from its handle, and from its own network work. A
+//! module of its own so the task (`mod.rs`) and the work (`work.rs`) both depend on it and
+//! not on each other.
+
+use tokio::sync::oneshot;
+use whatnext_home::identity::Identity;
+use whatnext_protocol::state::AppState;
+
+/// What the sessions task is told: by the handle, and by its own network work.
+pub(crate) enum Msg {
+    Share {
+        playlist: String,
+        rotate: bool,
+        /// Boxed: a keypair is large, and the other messages are small.
+        isolated: Option<Box<Identity>>,
+        reply: oneshot::Sender<anyhow::Result<Shared>>,
+    },
+    Revoke {
+        playlist: String,
+        peer: String,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    },
+    Join {
+        peer: String,
+        session: String,
+        key: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The peer of a `Join` accepted our key.
+    Accepted {
+        peer: String,
+        session: String,
+        key: String,
+        display_name: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// After a reconnect, `peer` accepted our keys for `sessions` on `service`.
+    Admit {
+        service: String,
+        peer: String,
+        sessions: Vec<String>,
+        display_name: String,
+    },
+    /// `peer` has everything of `session` up to `version`.
+    Known {
+        service: String,
+        peer: String,
+        session: String,
+        version: Vec<u8>,
+    },
+    /// Members of `session` may be new: dial those we are not connected to.
+    Meet(String),
+}
+
+/// A playlist made shareable.
+pub struct Shared {
+    pub key: String,
+    /// The state of the service that serves it: the link names its peer id and addresses.
+    pub served_by: AppState,
+}
