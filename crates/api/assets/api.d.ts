@@ -351,6 +351,110 @@ status: CheckStatus,
  */
 summary: string, checks: Array<DoctorCheck>, };
 
+export type SessionMode = "free_for_all" | "turn_taking" | "vote";
+
+export type MemberRole = "owner" | "co_host" | "member";
+
+export type NowPlaying = { track_id: string, title: string, artists: Array<string>, duration_ms: number | null, 
+/**
+ * Where playback is now (computed from when it started, unless paused).
+ */
+position_ms: number, paused: boolean, 
+/**
+ * The peer id of whoever started it.
+ */
+started_by: string, };
+
+export type UpNext = { track_id: string, title: string, artists: Array<string>, 
+/**
+ * The peer id of whoever added it.
+ */
+added_by: string, 
+/**
+ * Up votes minus down votes.
+ */
+score: number, 
+/**
+ * This member's vote: 1, -1, or 0.
+ */
+my_vote: number, };
+
+export type Turn = { peer_id: string, display_name: string, 
+/**
+ * How many more tracks this turn's member may add before the turn passes.
+ */
+tracks_left: number, 
+/**
+ * Turns completed so far (the turn number, from 0).
+ */
+number: number, };
+
+export type SkipVotes = { votes: number, needed: number, };
+
+export type Played = { track_id: string, title: string, 
+/**
+ * Unix milliseconds.
+ */
+played_at: number, 
+/**
+ * The peer id of whoever played it.
+ */
+by: string, };
+
+export type Reaction = { peer_id: string, emoji: string, 
+/**
+ * Unix milliseconds.
+ */
+at: number, };
+
+export type Comment = { id: string, peer_id: string, display_name: string, text: string, 
+/**
+ * The track it is about, if any.
+ */
+track_id: string | null, 
+/**
+ * The comment it answers, if any.
+ */
+reply_to: string | null, 
+/**
+ * Unix milliseconds.
+ */
+at: number, 
+/**
+ * Removed by its author or the owner: the text is gone, the thread stays.
+ */
+deleted: boolean, };
+
+export type SessionView = { playlist_id: string, mode: SessionMode, 
+/**
+ * In `turn_taking`: tracks per turn.
+ */
+per_turn: number, now_playing: NowPlaying | null, up_next: Array<UpNext>, turn: Turn | null, 
+/**
+ * Members in join order.
+ */
+turn_order: Array<string>, playback_owner: string | null, roles: { [key in string]: MemberRole }, skip: SkipVotes, 
+/**
+ * Newest last.
+ */
+history: Array<Played>, 
+/**
+ * The last 30 seconds'.
+ */
+reactions: Array<Reaction>, 
+/**
+ * The playlist that plays when up next runs dry.
+ */
+fallback: string | null, 
+/**
+ * This member's peer id in this session and role.
+ */
+me: string, my_role: MemberRole, };
+
+export type SessionAction = { "action": "play", track_id?: string, } | { "action": "pause" } | { "action": "resume" } | { "action": "seek", position_ms: number, } | { "action": "next" } | { "action": "take" } | { "action": "mode", mode: SessionMode, per_turn?: number, } | { "action": "role", peer_id: string, role: MemberRole, } | { "action": "pass" } | { "action": "vote", track_id: string, vote: number, } | { "action": "skip" } | { "action": "comment", text: string, track_id?: string, reply_to?: string, } | { "action": "uncomment", comment_id: string, } | { "action": "fallback", playlist_id?: string, };
+
+export type SaveHistoryRequest = { name: string, };
+
 export type DoctorCheck = { 
 /**
  * Stable identifier for scripts: "controller", "service", "network", "listen", "nat",

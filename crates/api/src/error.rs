@@ -65,6 +65,7 @@ impl From<StoreError> for ApiError {
             | StoreError::IndexOutOfRange { .. }
             | StoreError::BadMarkdown(_) => StatusCode::BAD_REQUEST,
             StoreError::Exists(_) => StatusCode::CONFLICT,
+            StoreError::NotAllowed(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, err.to_string())

@@ -17,6 +17,7 @@ pub mod local_socket;
 pub mod playlists;
 pub mod router;
 pub mod routes;
+pub mod session;
 pub mod view;
 
 pub use access::Access;

@@ -263,11 +263,13 @@ async fn remove_track(
     State(api): State<Arc<Api>>,
     Path((id, track_id)): Path<(String, String)>,
 ) -> Reply {
+    // Members remove their own tracks; the owner and co-hosts any (the store decides).
+    let me = api.core().library().author_for(&id).peer_id;
     api.core()
         .library()
         .write(move |store, _, now| {
             store
-                .remove_track(&id, &track_id, now)
+                .remove_track(&id, &track_id, &me, now)
                 .map(|()| ((), Some(id)))
         })
         .await?;

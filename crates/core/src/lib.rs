@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod invite;
 pub mod library;
 pub mod links;
+pub mod listening;
 pub mod reducer;
 pub mod secret;
 pub mod services;
@@ -29,8 +30,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use whatnext_protocol::{
     api::DoctorReport,
     link::InviteLink,
+    listening::{SessionAction, SessionView},
     state::{LinkAttempt, MAIN_SERVICE},
 };
+
+use whatnext_store::StoreError;
 
 use crate::{
     library::Library,
@@ -137,6 +141,11 @@ impl Core {
             changes,
         )?;
         let supervisor = tokio::spawn(supervisor.with_app_events(app_events_tx).run());
+        tokio::spawn(listening::run_clock(
+            Arc::clone(&library),
+            state.clone(),
+            shutdown.clone(),
+        ));
         let links = Arc::new(Links::new(
             state.clone(),
             service.clone(),
@@ -235,6 +244,26 @@ impl Core {
         let state = self.state.snapshot();
         let interfaces = doctor::Interfaces::read();
         doctor::diagnose(&state, interfaces.as_ref())
+    }
+
+    /// The listening session of playlist `id` as this member sees it now.
+    pub async fn session(&self, id: &str) -> Result<SessionView, StoreError> {
+        listening::view(&self.library, &self.state, id).await
+    }
+
+    /// Does `action` in the session of playlist `id`, if its rules let this member; returns
+    /// the session after it.
+    pub async fn session_act(
+        &self,
+        id: &str,
+        action: SessionAction,
+    ) -> Result<SessionView, StoreError> {
+        listening::act(&self.library, &self.state, id, action).await
+    }
+
+    /// A new playlist named `name` from what played in the session of `id`; its id.
+    pub async fn save_session_history(&self, id: &str, name: &str) -> Result<String, StoreError> {
+        listening::save_history(&self.library, id, name).await
     }
 
     /// The name local edits and handshakes carry from now on.

@@ -104,6 +104,12 @@ pub struct CreatePlaylistRequest {
     pub description: String,
 }
 
+/// `POST /api/playlists/{id}/session/save`: a new playlist from what played.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct SaveHistoryRequest {
+    pub name: String,
+}
+
 /// The answer of `POST /api/playlists` and `POST /api/playlists/import`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct CreatedReply {
@@ -298,6 +304,18 @@ pub fn typescript_definitions() -> String {
         MoveRequest::decl(&cfg),
         ImportRequest::decl(&cfg),
         DoctorReport::decl(&cfg),
+        crate::listening::SessionMode::decl(&cfg),
+        crate::listening::MemberRole::decl(&cfg),
+        crate::listening::NowPlaying::decl(&cfg),
+        crate::listening::UpNext::decl(&cfg),
+        crate::listening::Turn::decl(&cfg),
+        crate::listening::SkipVotes::decl(&cfg),
+        crate::listening::Played::decl(&cfg),
+        crate::listening::Reaction::decl(&cfg),
+        crate::listening::Comment::decl(&cfg),
+        crate::listening::SessionView::decl(&cfg),
+        crate::listening::SessionAction::decl(&cfg),
+        SaveHistoryRequest::decl(&cfg),
         DoctorCheck::decl(&cfg),
         CheckStatus::decl(&cfg),
     ];

@@ -5,6 +5,7 @@
 //! * [`frame`]: the length-prefixed framing of the controller ↔ network-service pipe.
 //! * [`ipc`]: the commands the controller sends and the events the service answers with.
 //! * [`link`]: the `whtnxt://` invite link grammar.
+//! * [`listening`]: the listening session (now playing, up next, turns, votes) and its actions.
 //! * [`local`]: the single-instance socket's messages.
 //! * [`playlist`]: playlists and tracks as the CLI, the API and the view see them.
 //! * [`session`]: the handshake and sync messages peers exchange.
@@ -18,6 +19,7 @@ pub mod api;
 pub mod frame;
 pub mod ipc;
 pub mod link;
+pub mod listening;
 pub mod local;
 pub mod playlist;
 pub mod session;

@@ -22,10 +22,10 @@ use whatnext_protocol::playlist::{Author, NewTrack, Playlist, PlaylistSummary, Q
 use crate::error::StoreError;
 
 pub struct PlaylistDoc {
-    doc: LoroDoc,
+    pub(crate) doc: LoroDoc,
 }
 
-fn new_id(bytes: usize) -> String {
+pub(crate) fn new_id(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::fill(&mut buf[..]);
     hex::encode(buf)
@@ -112,7 +112,7 @@ pub fn validate_import(playlist: &Playlist) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn clean(field: &str, text: &str, required: bool) -> Result<String, StoreError> {
+pub(crate) fn clean(field: &str, text: &str, required: bool) -> Result<String, StoreError> {
     let text = text.trim();
     if required && text.is_empty() {
         return Err(StoreError::Invalid(format!(
@@ -128,11 +128,11 @@ fn clean(field: &str, text: &str, required: bool) -> Result<String, StoreError> 
     Ok(text.to_string())
 }
 
-fn get_str(map: &LoroValue, key: &str) -> Option<String> {
+pub(crate) fn get_str(map: &LoroValue, key: &str) -> Option<String> {
     map.as_map()?.get(key)?.as_string().map(|s| s.to_string())
 }
 
-fn get_u64(map: &LoroValue, key: &str) -> Option<u64> {
+pub(crate) fn get_u64(map: &LoroValue, key: &str) -> Option<u64> {
     map.as_map()?
         .get(key)?
         .as_i64()
@@ -140,10 +140,10 @@ fn get_u64(map: &LoroValue, key: &str) -> Option<u64> {
 }
 
 impl PlaylistDoc {
-    fn meta(&self) -> LoroMap {
+    pub(crate) fn meta(&self) -> LoroMap {
         self.doc.get_map("meta")
     }
-    fn tracks(&self) -> LoroMovableList {
+    pub(crate) fn tracks(&self) -> LoroMovableList {
         self.doc.get_movable_list("tracks")
     }
     /// Ids of removed tracks. Loro's MovableList lets a concurrent move bring a deleted
@@ -384,8 +384,28 @@ impl PlaylistDoc {
         Ok(())
     }
 
-    /// Adds or renames a collaborator. Returns whether the document changed.
+    /// The display name the playlist records for `peer` (its peer id when it has none).
+    pub fn display_name_of(&self, peer: &str) -> String {
+        let meta = self.meta().get_value();
+        if get_str(&meta, "owner_peer").as_deref() == Some(peer) {
+            if let Some(name) = get_str(&meta, "owner_name").filter(|n| !n.is_empty()) {
+                return name;
+            }
+        }
+        get_str(&self.doc.get_map("collaborators").get_value(), peer)
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| peer.to_string())
+    }
+
+    /// Adds or renames a collaborator, and puts it in the session's turn order (after the
+    /// owner and those who joined before). Returns whether the document changed.
     pub fn add_member(&self, member: &Author) -> Result<bool, StoreError> {
+        let owner = get_str(&self.meta().get_value(), "owner_peer").unwrap_or_default();
+        let mut joined = false;
+        if !owner.is_empty() {
+            joined |= self.join_turn_order(&owner)?;
+        }
+        joined |= self.join_turn_order(&member.peer_id)?;
         let members = self.doc.get_map("collaborators");
         let current = members.get_value();
         let known = current
@@ -393,7 +413,10 @@ impl PlaylistDoc {
             .and_then(|m| m.get(&member.peer_id))
             .and_then(|v| v.as_string().map(|s| s.to_string()));
         if known.as_deref() == Some(member.display_name.as_str()) {
-            return Ok(false);
+            if joined {
+                self.doc.commit();
+            }
+            return Ok(joined);
         }
         members.insert(
             &member.peer_id,

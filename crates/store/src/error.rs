@@ -36,6 +36,10 @@ pub enum StoreError {
     /// The playlist is damaged or unreadable on disk; the message says what to do.
     #[error("{0}")]
     Damaged(String),
+    /// The session's rules forbid it to this member (its role, the mode, whose turn it is);
+    /// the message says who may.
+    #[error("{0}")]
+    NotAllowed(String),
     /// A fault of the program, not of the input (e.g. a store call panicked): the caller
     /// can do nothing about it but report it.
     #[error("internal error: {0}; this is a bug, please report it with the log")]

@@ -5,6 +5,7 @@
 //! * [`log`]: the fsync'ed append-only update log: torn tails cut off, damaged records skipped.
 //! * [`store`]: all playlists on disk: snapshots, logs, compaction, format version.
 //! * [`markdown`]: the Markdown + YAML mirror and export/import format.
+//! * [`session`]: the listening session in the document, and who may do what in it.
 //!
 //! Invariant: only the controller process writes the store, and a write returns `Ok` only
 //! once it is durable.
@@ -13,6 +14,7 @@ pub mod doc;
 pub mod error;
 pub mod log;
 pub mod markdown;
+pub mod session;
 pub mod store;
 
 pub use error::StoreError;

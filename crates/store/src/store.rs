@@ -52,6 +52,7 @@ use crate::{
     doc::{PlaylistDoc, is_valid_id, new_playlist_id, validate_import},
     error::StoreError,
     log::{Recovered, UpdateLog},
+    session,
 };
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -630,7 +631,16 @@ impl Store {
             return Err(StoreError::Invalid("no tracks to add".into()));
         }
         self.change(id, Origin::Local, None, |doc| {
-            doc.add_tracks(tracks, by, now_ms)
+            // In turns mode: only the member whose turn it is, within the turn's room.
+            let facts = doc.session_facts();
+            let turn = session::decide_add(&facts, &by.peer_id, tracks.len(), &|p| {
+                doc.display_name_of(p)
+            })?;
+            let ids = doc.add_tracks(tracks, by, now_ms)?;
+            if let Some(turn) = turn {
+                doc.record_turn_adds(turn, &ids, &by.peer_id)?;
+            }
+            Ok(ids)
         })
     }
 
@@ -646,14 +656,65 @@ impl Store {
         })
     }
 
+    /// Removes a track; `by` may remove its own tracks, the owner and co-hosts any.
     pub fn remove_track(
         &mut self,
         id: &str,
         track_id: &str,
+        by: &str,
         now_ms: u64,
     ) -> Result<(), StoreError> {
         self.change(id, Origin::Local, None, |doc| {
+            let facts = doc.session_facts();
+            session::decide_remove(&facts, &doc.read(), by, track_id, &|p| {
+                doc.display_name_of(p)
+            })?;
             doc.remove_track(track_id, now_ms)
+        })
+    }
+
+    /// The listening session of playlist `id` as `me` sees it with `online` members
+    /// connected (counting me), at `now_ms`.
+    pub fn session_view(
+        &self,
+        id: &str,
+        me: &str,
+        online: usize,
+        now_ms: u64,
+    ) -> Result<whatnext_protocol::listening::SessionView, StoreError> {
+        let doc = &self.entry(id)?.doc;
+        Ok(session::view(
+            &doc.session_facts(),
+            &doc.read(),
+            me,
+            online,
+            now_ms,
+        ))
+    }
+
+    /// The session's facts of playlist `id` (for the playback clock: who holds it, what
+    /// plays, skip votes).
+    pub fn session_facts(&self, id: &str) -> Result<session::SessionFacts, StoreError> {
+        Ok(self.entry(id)?.doc.session_facts())
+    }
+
+    /// Ends turn `turn` of `holder`, who is offline (see
+    /// [`PlaylistDoc::skip_turn`](crate::doc::PlaylistDoc::skip_turn)).
+    pub fn skip_turn(&mut self, id: &str, turn: u64, holder: &str) -> Result<bool, StoreError> {
+        self.change(id, Origin::Local, None, |doc| doc.skip_turn(turn, holder))
+    }
+
+    /// Does `action` in the session of playlist `id` as `actor`, if the session's rules let
+    /// it; durable when this returns.
+    pub fn session_act(
+        &mut self,
+        id: &str,
+        action: &whatnext_protocol::listening::SessionAction,
+        actor: &Author,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.change(id, Origin::Local, None, |doc| {
+            doc.session_act(action, actor, now_ms)
         })
     }
 

@@ -43,7 +43,9 @@ fn edits_survive_reopen_and_bad_input_changes_nothing() {
         .add_tracks(&id, &[track("A"), track("B"), track("C")], &me(), 11)
         .expect("add");
     store.move_track(&id, &ids[2], 0, 12).expect("move");
-    store.remove_track(&id, &ids[1], 13).expect("remove");
+    store
+        .remove_track(&id, &ids[1], &me().peer_id, 13)
+        .expect("remove");
     store.rename(&id, "Road trip 2026", 14).expect("rename");
     let before = store.get(&id).expect("get");
 
@@ -51,7 +53,7 @@ fn edits_survive_reopen_and_bad_input_changes_nothing() {
         store.add_tracks(&id, &[track("  ")], &me(), 20).err(),
         store.move_track(&id, &ids[0], 5, 20).err(),
         store.move_track(&id, "nope", 0, 20).err(),
-        store.remove_track(&id, "nope", 20).err(),
+        store.remove_track(&id, "nope", &me().peer_id, 20).err(),
         store.rename(&id, "", 20).err(),
         store.add_tracks("nope", &[track("x")], &me(), 20).err(),
     ] {
