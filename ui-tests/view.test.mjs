@@ -131,6 +131,23 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   assert.match(ipcLog, /"type":"start_node"/, 'the log goes back to the node start');
   assert.ok(!/"keypair":"(?!\(redacted\))/.test(ipcLog), 'the identity key never reaches the view');
 
+  // The listening session: A lets the room vote; B's up-vote moves "So What" to the top of
+  // up next on both pages; A (who holds playback) presses Play, and both pages show it
+  // playing. B sees no Play button (A holds playback) but can vote to skip.
+  await pageA.waitForSelector('#up-next li:nth-child(1):has-text("Naima")');
+  await pageA.selectOption('#session-mode', 'vote');
+  await pageB.waitForFunction(() => document.getElementById('session-mode').value === 'vote', null, { timeout: 5000 });
+  await pageB.click('#up-next li:has-text("So What") button[aria-label="Vote So What up"]');
+  await pageA.waitForSelector('#up-next li:nth-child(1):has-text("So What")', { timeout: 5000 });
+  await pageB.waitForSelector('#up-next li:nth-child(1):has-text("So What") button[aria-pressed="true"]', { timeout: 5000 });
+  assert.equal(await pageB.isVisible('#np-play'), false, 'only the holder of playback gets Play');
+  await pageA.click('#np-play');
+  await pageA.waitForFunction(() => document.getElementById('np-title').textContent === 'So What', null, { timeout: 5000 });
+  await pageB.waitForFunction(() => document.getElementById('np-title').textContent === 'So What', null, { timeout: 5000 });
+  await pageB.waitForSelector('#np-skip:visible');
+  assert.match(await pageB.textContent('#np-time'), /\/ 9:22/, 'progress shows the track\'s length');
+  assert.match(await pageB.textContent('#session-meta'), /holds playback/);
+
   // Members show presence.
   await pageA.waitForSelector('#members li:has-text("Bea")');
   await shots(pageA, 'a-shared');

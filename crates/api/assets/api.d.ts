@@ -449,7 +449,12 @@ fallback: string | null,
 /**
  * This member's peer id in this session and role.
  */
-me: string, my_role: MemberRole, };
+me: string, my_role: MemberRole, 
+/**
+ * Comments and replies, oldest first; removed ones stay with `deleted` and no text, so
+ * their replies keep their place.
+ */
+comments: Array<Comment>, };
 
 export type SessionAction = { "action": "play", track_id?: string, } | { "action": "pause" } | { "action": "resume" } | { "action": "seek", position_ms: number, } | { "action": "next" } | { "action": "take" } | { "action": "mode", mode: SessionMode, per_turn?: number, } | { "action": "role", peer_id: string, role: MemberRole, } | { "action": "pass" } | { "action": "vote", track_id: string, vote: number, } | { "action": "skip" } | { "action": "comment", text: string, track_id?: string, reply_to?: string, } | { "action": "uncomment", comment_id: string, } | { "action": "fallback", playlist_id?: string, };
 

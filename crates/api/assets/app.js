@@ -186,6 +186,84 @@ async function refreshPlaylist() {
       el('button', { type: 'button', class: 'small ghost', 'aria-label': `Move ${t.title} down`, onclick: () => move(t.id, i + 1) }, '↓'),
       el('button', { type: 'button', class: 'small ghost', 'aria-label': `Remove ${t.title}`, onclick: () => removeTrack(t.id) }, '✕'));
   }));
+  /** @type {Record<string, string>} */
+  const names = {};
+  for (const m of p.members || []) names[m.peer_id] = m.display_name || m.peer_id.slice(0, 12);
+  await refreshSession(names);
+}
+
+/** The session last shown, and when it was read (the progress bar ticks from there). */
+/** @type {{ view: import('./api').SessionView, at: number } | null} */
+let shownSession = null;
+
+/** @param {number} ms */
+const clock = (ms) => {
+  const s = Math.floor(ms / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+};
+
+/** @param {Record<string, string>} names peer id → name */
+async function refreshSession(names) {
+  if (!openId) return;
+  /** @type {import('./api').SessionView} */
+  let v;
+  try { v = await api.session(openId); }
+  catch (e) { $('session-result').textContent = message(e); return; }
+  shownSession = { view: v, at: Date.now() };
+  /** @param {string | null | undefined} peer */
+  const who = (peer) => (peer ? (peer === v.me ? 'you' : names[peer] || peer.slice(0, 12)) : 'nobody');
+  const holder = v.playback_owner;
+  const mine = holder === v.me;
+  const np = v.now_playing;
+  $('np-none').hidden = !!np;
+  $('np-track').hidden = !np;
+  if (np) {
+    $('np-title').textContent = np.title;
+    $('np-artist').textContent = np.artists.join(', ');
+  }
+  tickProgress();
+  /** @type {HTMLButtonElement} */ ($('np-play')).hidden = !mine || (!!np && !np.paused);
+  /** @type {HTMLButtonElement} */ ($('np-play')).textContent = np && np.paused ? 'Resume' : 'Play';
+  /** @type {HTMLButtonElement} */ ($('np-pause')).hidden = !mine || !np || np.paused;
+  /** @type {HTMLButtonElement} */ ($('np-next')).hidden = !mine;
+  /** @type {HTMLButtonElement} */ ($('np-skip')).hidden = !np;
+  $('np-skip').textContent = `Vote to skip (${v.skip.votes}/${v.skip.needed})`;
+  /** @type {HTMLButtonElement} */ ($('np-take')).hidden = mine || v.my_role === 'member';
+  const turn = v.turn ? ` · ${v.turn.peer_id === v.me ? 'your turn' : `${who(v.turn.peer_id)}'s turn`} (${v.turn.tracks_left} left)` : '';
+  $('session-meta').textContent = `${who(holder)} ${holder === v.me ? 'hold' : 'holds'} playback${turn}`;
+  /** @type {HTMLSelectElement} */ ($('session-mode')).value = v.mode;
+  /** @type {HTMLSelectElement} */ ($('session-mode')).disabled = v.my_role === 'member';
+  const voting = v.mode === 'vote';
+  $('no-up-next').hidden = v.up_next.length > 0;
+  replaceChildren($('up-next'), v.up_next.map((u) => el('li', { 'data-track': u.track_id },
+    el('span', { class: 'what' }, el('strong', {}, u.title), u.artists.length ? ` — ${u.artists.join(', ')}` : '',
+      el('br'), el('span', { class: 'by' }, `added by ${who(u.added_by)}`)),
+    voting ? el('button', { type: 'button', class: `small ghost${u.my_vote > 0 ? ' voted' : ''}`, 'aria-label': `Vote ${u.title} up`, 'aria-pressed': String(u.my_vote > 0), onclick: () => act({ action: 'vote', track_id: u.track_id, vote: u.my_vote > 0 ? 0 : 1 }) }, '▲') : '',
+    voting ? el('span', { class: 'score', 'aria-label': `score ${u.score}` }, String(u.score)) : '',
+    voting ? el('button', { type: 'button', class: `small ghost${u.my_vote < 0 ? ' voted' : ''}`, 'aria-label': `Vote ${u.title} down`, 'aria-pressed': String(u.my_vote < 0), onclick: () => act({ action: 'vote', track_id: u.track_id, vote: u.my_vote < 0 ? 0 : -1 }) }, '▼') : '',
+    mine ? el('button', { type: 'button', class: 'small ghost', 'aria-label': `Play ${u.title} now`, onclick: () => act({ action: 'play', track_id: u.track_id }) }, '▶') : '')));
+}
+
+/** Moves the progress bar on between refreshes (no polling: a change of the session
+ *  arrives through the state's long poll). */
+function tickProgress() {
+  const np = shownSession?.view.now_playing;
+  if (!np || !shownSession) return;
+  const position = np.paused ? np.position_ms : np.position_ms + (Date.now() - shownSession.at);
+  const duration = np.duration_ms;
+  const bar = /** @type {HTMLProgressElement} */ ($('np-progress'));
+  bar.value = duration ? Math.min(1, position / duration) : 0;
+  $('np-time').textContent = duration ? `${clock(Math.min(position, duration))} / ${clock(duration)}` : clock(position);
+}
+
+/** @param {import('./api').SessionAction} action */
+async function act(action) {
+  if (!openId) return;
+  const out = $('session-result');
+  try {
+    await api.sessionAct(openId, action);
+    out.textContent = '';
+  } catch (err) { out.textContent = message(err); }
 }
 
 /**
@@ -278,6 +356,20 @@ function wire() {
       $('playlist-result').textContent = '';
     } catch (err) { $('playlist-result').textContent = message(err); }
   });
+
+  $('np-play').addEventListener('click', () => {
+    const np = shownSession?.view.now_playing;
+    act(np && np.paused ? { action: 'resume' } : { action: 'play' });
+  });
+  $('np-pause').addEventListener('click', () => act({ action: 'pause' }));
+  $('np-next').addEventListener('click', () => act({ action: 'next' }));
+  $('np-skip').addEventListener('click', () => act({ action: 'skip' }));
+  $('np-take').addEventListener('click', () => act({ action: 'take' }));
+  $('session-mode').addEventListener('change', () => {
+    const mode = /** @type {import('./api').SessionMode} */ (/** @type {HTMLSelectElement} */ ($('session-mode')).value);
+    act({ action: 'mode', mode });
+  });
+  setInterval(tickProgress, 1000);
 
   $('rename-form').addEventListener('submit', async (e) => {
     e.preventDefault();

@@ -119,3 +119,19 @@ export const renamePlaylist = (id, request) => call(`${playlist(id)}/rename`, { 
  * @returns {Promise<LinkReply>}
  */
 export const sharePlaylist = (id, request) => call(`${playlist(id)}/share`, { method: 'POST', body: request });
+
+/**
+ * The listening session of a playlist: now playing, up next, turns, votes.
+ * @param {string} id
+ * @returns {Promise<import('./api').SessionView>}
+ */
+export const session = (id) => call(`${playlist(id)}/session`);
+
+/**
+ * One action in the session; answers the session after it (an Error with the reason when
+ * the session's rules forbid it to this member).
+ * @param {string} id
+ * @param {import('./api').SessionAction} action
+ * @returns {Promise<import('./api').SessionView>}
+ */
+export const sessionAct = (id, action) => call(`${playlist(id)}/session`, { method: 'POST', body: action });

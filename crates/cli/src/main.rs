@@ -9,6 +9,7 @@ mod forward;
 mod json_out;
 mod playlist;
 mod relay;
+mod session;
 mod status;
 mod text;
 
@@ -103,6 +104,9 @@ enum Commands {
     /// Create, edit, export and import playlists.
     #[command(subcommand)]
     Playlist(playlist::PlaylistCommand),
+    /// The listening session of a shared playlist: play, turns, votes, skips, comments.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
     /// Change a setting in <home>/config.toml (and in the running controller).
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -223,6 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => return open(&home, &url, wait, timeout, json),
         Commands::Playlist(command) => playlist::run(&Client::for_home(&home)?, command)?,
+        Commands::Session(command) => session::run(&Client::for_home(&home)?, command)?,
         Commands::Ui { print } => {
             let reply = Client::for_home(&home)?.login_link()?;
             let url = reply.url.as_str();

@@ -170,7 +170,8 @@ fn print_ok(
     Ok(())
 }
 
-fn duration(ms: u64) -> String {
+/// `m:ss`.
+pub(crate) fn duration(ms: u64) -> String {
     let secs = ms / 1000;
     format!("{}:{:02}", secs / 60, secs % 60)
 }

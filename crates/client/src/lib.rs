@@ -26,8 +26,9 @@ use whatnext_protocol::{
         AddTracksRequest, AddedTrack, AddedTracks, ConfigChange, ConnectReply, ConnectRequest,
         CreatePlaylistRequest, CreatedReply, DisconnectRequest, DoctorReport, ErrorReply,
         ImportRequest, LinkReply, LoginLinkReply, MAX_BULK_BODY_BYTES, MoveRequest, OkReply,
-        OpenRequest, PlaylistView, RenameRequest, RevokeRequest, ShareRequest,
+        OpenRequest, PlaylistView, RenameRequest, RevokeRequest, SaveHistoryRequest, ShareRequest,
     },
+    listening::{SessionAction, SessionView},
     playlist::{NewTrack, PlaylistSummary},
     state::{AppState, LinkAttempt},
 };
@@ -245,6 +246,29 @@ impl Client {
     /// `POST /api/playlists/{id}/revoke`: stop sharing the playlist with one member.
     pub fn revoke_member(&self, id: &str, request: &RevokeRequest) -> Result<OkReply> {
         self.post(&playlist_route(id, "/revoke"), Some(request), STORE_TIMEOUT)
+    }
+
+    /// `GET /api/playlists/{id}/session`: the playlist's listening session as this member
+    /// sees it now.
+    pub fn session(&self, id: &str) -> Result<SessionView> {
+        self.get(&playlist_route(id, "/session"), STORE_TIMEOUT)
+    }
+
+    /// `POST /api/playlists/{id}/session`: one action in the session; the answer is the
+    /// session after it. An action the session's rules forbid this member is
+    /// [`ClientError::Api`] with status 403 and the controller's reason (who may).
+    pub fn session_act(&self, id: &str, action: &SessionAction) -> Result<SessionView> {
+        self.post(&playlist_route(id, "/session"), Some(action), STORE_TIMEOUT)
+    }
+
+    /// `POST /api/playlists/{id}/session/save`: a new playlist holding what played in the
+    /// session, in play order; the answer holds its id.
+    pub fn save_session(&self, id: &str, request: &SaveHistoryRequest) -> Result<CreatedReply> {
+        self.post(
+            &playlist_route(id, "/session/save"),
+            Some(request),
+            STORE_TIMEOUT,
+        )
     }
 
     fn get<T: DeserializeOwned>(&self, route: &str, timeout: Duration) -> Result<T> {

@@ -216,3 +216,73 @@ fn a_dial_waits_a_little_longer_than_the_dial() {
     assert_eq!(dial_wait(Some(f64::NAN)), DIAL_MARGIN);
     assert_eq!(dial_wait(Some(f64::INFINITY)), TIMEOUT);
 }
+
+#[test]
+fn session_routes_send_the_action_and_read_the_view_or_the_refusal() {
+    use whatnext_protocol::listening::{MemberRole, SessionMode, SkipVotes};
+    let view = SessionView {
+        playlist_id: "p".into(),
+        mode: SessionMode::TurnTaking,
+        per_turn: 1,
+        now_playing: None,
+        up_next: vec![],
+        turn: None,
+        turn_order: vec!["a".into()],
+        playback_owner: Some("a".into()),
+        roles: [("a".to_string(), MemberRole::Owner)].into(),
+        skip: SkipVotes::default(),
+        history: vec![],
+        reactions: vec![],
+        fallback: None,
+        me: "a".into(),
+        my_role: MemberRole::Owner,
+        comments: vec![],
+    };
+    let json: &'static str = Box::leak(serde_json::to_string(&view).expect("json").into());
+    let (url, server) = serve(vec![
+        (200, json),
+        (200, json),
+        (
+            403,
+            r#"{"error":"A holds playback; only they can do that"}"#,
+        ),
+        (200, r#"{"id":"new"}"#),
+    ]);
+    let (_dir, home) = home_with_api(&url);
+    let client = Client::for_home(&home).expect("client");
+    assert_eq!(client.session("p").expect("view"), view);
+    let after = client
+        .session_act(
+            "p",
+            &SessionAction::Mode {
+                mode: SessionMode::TurnTaking,
+                per_turn: Some(1),
+            },
+        )
+        .expect("mode");
+    assert_eq!(after.mode, SessionMode::TurnTaking);
+    let err = client
+        .session_act("p", &SessionAction::Pause)
+        .expect_err("refused");
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(err.to_string(), "A holds playback; only they can do that");
+    let saved = client
+        .save_session(
+            "p",
+            &SaveHistoryRequest {
+                name: "Tonight".into(),
+            },
+        )
+        .expect("save");
+    assert_eq!(saved.id, "new");
+    let seen = server.join().expect("server");
+    assert_eq!(seen[0].line, "GET /api/playlists/p/session HTTP/1.1");
+    assert_eq!(seen[1].line, "POST /api/playlists/p/session HTTP/1.1");
+    assert_eq!(
+        seen[1].body,
+        r#"{"action":"mode","mode":"turn_taking","per_turn":1}"#
+    );
+    assert_eq!(seen[2].body, r#"{"action":"pause"}"#);
+    assert_eq!(seen[3].line, "POST /api/playlists/p/session/save HTTP/1.1");
+    assert_eq!(seen[3].body, r#"{"name":"Tonight"}"#);
+}

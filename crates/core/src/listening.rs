@@ -85,7 +85,8 @@ pub async fn act(
 }
 
 /// A new playlist named `name` holding the tracks played in session `id`, in the order
-/// they played. Returns its id.
+/// they played, the one playing now last (it is played too, if not to its end: history only
+/// gets a track once playback moves on). Returns its id.
 pub async fn save_history(
     library: &Arc<Library>,
     id: &str,
@@ -97,10 +98,13 @@ pub async fn save_history(
         .write(move |store, _, now| {
             let facts = store.session_facts(&id)?;
             let playlist = store.get(&id)?;
-            let tracks: Vec<NewTrack> = facts
+            let played = facts
                 .history
                 .iter()
-                .filter_map(|played| playlist.tracks.iter().find(|t| t.id == played.track_id))
+                .map(|played| &played.track_id)
+                .chain(facts.playback.as_ref().map(|now| &now.track_id));
+            let tracks: Vec<NewTrack> = played
+                .filter_map(|played| playlist.tracks.iter().find(|t| t.id == *played))
                 .map(|t| NewTrack {
                     title: t.title.clone(),
                     artists: t.artists.clone(),

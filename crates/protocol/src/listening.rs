@@ -160,6 +160,9 @@ pub struct SessionView {
     /// This member's peer id in this session and role.
     pub me: String,
     pub my_role: MemberRole,
+    /// Comments and replies, oldest first; removed ones stay with `deleted` and no text, so
+    /// their replies keep their place.
+    pub comments: Vec<Comment>,
 }
 
 /// `POST /api/playlists/{id}/session`: one thing a member does in the session.

@@ -271,7 +271,7 @@ impl PlaylistDoc {
         get_str(&self.meta().get_value(), "id").unwrap_or_default()
     }
 
-    fn touch(&self, now: u64) -> Result<(), StoreError> {
+    pub(crate) fn touch(&self, now: u64) -> Result<(), StoreError> {
         self.meta().insert("updated_at", now as i64)?;
         Ok(())
     }
@@ -387,10 +387,10 @@ impl PlaylistDoc {
     /// The display name the playlist records for `peer` (its peer id when it has none).
     pub fn display_name_of(&self, peer: &str) -> String {
         let meta = self.meta().get_value();
-        if get_str(&meta, "owner_peer").as_deref() == Some(peer) {
-            if let Some(name) = get_str(&meta, "owner_name").filter(|n| !n.is_empty()) {
-                return name;
-            }
+        if get_str(&meta, "owner_peer").as_deref() == Some(peer)
+            && let Some(name) = get_str(&meta, "owner_name").filter(|n| !n.is_empty())
+        {
+            return name;
         }
         get_str(&self.doc.get_map("collaborators").get_value(), peer)
             .filter(|n| !n.is_empty())

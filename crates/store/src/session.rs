@@ -468,6 +468,7 @@ pub fn view(
         reactions: vec![],
         fallback: facts.fallback.clone(),
         me: me.to_string(),
+        comments: facts.comments.clone(),
     }
 }
 
@@ -783,6 +784,9 @@ impl PlaylistDoc {
         };
         let me = actor.peer_id.as_str();
         decide(&facts, &playlist, me, action, &name)?;
+        // A session change is a change of the playlist: its summary moves, and so the
+        // state's version, which is what wakes the view and other clients.
+        self.touch(now)?;
         let session = self.session();
         match action {
             SessionAction::Play { track_id } => {

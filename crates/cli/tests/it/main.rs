@@ -12,6 +12,8 @@ mod playlists;
 mod process_model;
 mod robustness;
 mod service_protocol;
+mod session;
+mod session_race;
 mod sharing;
 mod store_recovery;
 mod support;
