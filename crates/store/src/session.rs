@@ -52,6 +52,9 @@ pub struct SessionFacts {
     pub turn_adds: BTreeMap<u64, usize>,
     /// Turns ended early.
     pub passes: HashSet<u64>,
+    /// Turn number → the member whose turn it was (every fact of a turn names it: the adder,
+    /// or the member who passed or was skipped).
+    pub turn_holders: BTreeMap<u64, String>,
     /// Track → peer → vote.
     pub votes: HashMap<String, HashMap<String, i64>>,
     /// Playback epoch → peers voting to skip it.
@@ -114,9 +117,13 @@ impl SessionFacts {
         matches!(self.role(peer), MemberRole::Owner | MemberRole::CoHost)
     }
 
-    /// Who holds playback: the holder, or the owner while nobody took it.
+    /// Who holds playback: the holder, or the owner while nobody took it — or once the holder
+    /// is no longer a co-host.
     pub fn playback_owner(&self) -> String {
-        self.holder.clone().unwrap_or_else(|| self.owner.clone())
+        self.holder
+            .clone()
+            .filter(|holder| self.may_host(holder))
+            .unwrap_or_else(|| self.owner.clone())
     }
 
     /// The current turn in `turn_taking` mode (None in other modes or without members).
@@ -137,8 +144,16 @@ impl SessionFacts {
                 used < per_turn && !self.passes.contains(t)
             })
             .unwrap_or(bound);
+        // The member after the one whose turn the last one was, in the order as it is now:
+        // a newcomer joins at the end of the round instead of shifting whose turn it is.
+        let after_previous = number
+            .checked_sub(1)
+            .and_then(|previous| self.turn_holders.get(&previous))
+            .and_then(|previous| order.iter().position(|p| p == previous))
+            .map(|at| (at + 1) % order.len());
         let len = order.len() as u64;
-        let holder = order[usize::try_from(number % len).unwrap_or(0)].clone();
+        let at = after_previous.unwrap_or_else(|| usize::try_from(number % len).unwrap_or(0));
+        let holder = order[at].clone();
         Some(TurnState {
             number,
             holder,
@@ -553,7 +568,8 @@ impl PlaylistDoc {
         }
         let mut turn_adds: BTreeMap<u64, usize> = BTreeMap::new();
         let mut passes = HashSet::new();
-        for (key, _) in entries("session_turns") {
+        let mut turn_holders: BTreeMap<u64, String> = BTreeMap::new();
+        for (key, holder) in entries("session_turns") {
             let Some((turn, what)) = key.split_once('|') else {
                 continue;
             };
@@ -564,6 +580,14 @@ impl PlaylistDoc {
                 passes.insert(turn);
             } else {
                 *turn_adds.entry(turn).or_default() += 1;
+            }
+            // Honest members name the same holder for a turn; the smallest id decides
+            // otherwise, so every member derives the same.
+            if let Some(holder) = str_of(&holder) {
+                let entry = turn_holders.entry(turn).or_insert_with(|| holder.clone());
+                if holder < *entry {
+                    *entry = holder;
+                }
             }
         }
         let mut votes: HashMap<String, HashMap<String, i64>> = HashMap::new();
@@ -638,6 +662,7 @@ impl PlaylistDoc {
             order,
             turn_adds,
             passes,
+            turn_holders,
             votes,
             skips,
             history,
@@ -763,6 +788,17 @@ impl PlaylistDoc {
     }
 
     /// Does `action` as `actor` (checked with [`decide`] first). `now` is Unix ms.
+    /// Whether `actor` may do `action` now ([`decide`] on this document's facts).
+    pub fn session_check(&self, action: &SessionAction, actor: &str) -> Result<(), StoreError> {
+        decide(
+            &self.session_facts(),
+            &self.read(),
+            actor,
+            action,
+            &|peer| self.display_name_of(peer),
+        )
+    }
+
     pub fn session_act(
         &self,
         action: &SessionAction,
@@ -771,19 +807,10 @@ impl PlaylistDoc {
     ) -> Result<(), StoreError> {
         let facts = self.session_facts();
         let playlist = self.read();
-        let names: HashMap<String, String> = std::iter::once(&playlist.owner)
-            .chain(&playlist.collaborators)
-            .map(|a| (a.peer_id.clone(), a.display_name.clone()))
-            .collect();
-        let name = |peer: &str| -> String {
-            names
-                .get(peer)
-                .filter(|n| !n.is_empty())
-                .cloned()
-                .unwrap_or_else(|| peer.to_string())
-        };
         let me = actor.peer_id.as_str();
-        decide(&facts, &playlist, me, action, &name)?;
+        decide(&facts, &playlist, me, action, &|peer| {
+            self.display_name_of(peer)
+        })?;
         // A session change is a change of the playlist: its summary moves, and so the
         // state's version, which is what wakes the view and other clients.
         self.touch(now)?;
@@ -958,6 +985,50 @@ mod tests {
     }
 
     #[test]
+    fn a_newcomer_joins_at_the_end_of_the_round_without_moving_the_current_turn() {
+        let mut f = facts(SessionMode::TurnTaking, 1, &["ann", "bea"]);
+        // Turns 0..=2 were Ann, Bea, Ann: turn 3 is Bea's.
+        for (turn, who) in [(0, "ann"), (1, "bea"), (2, "ann")] {
+            f.turn_adds.insert(turn, 1);
+            f.turn_holders.insert(turn, who.into());
+        }
+        assert_eq!(
+            f.turn().map(|t| (t.number, t.holder)),
+            Some((3, "bea".into()))
+        );
+        f.order.push("cid".into());
+        assert_eq!(
+            f.turn().map(|t| (t.number, t.holder)),
+            Some((3, "bea".into())),
+            "Cid's arrival does not take Bea's turn"
+        );
+        f.turn_adds.insert(3, 1);
+        f.turn_holders.insert(3, "bea".into());
+        assert_eq!(
+            f.turn().map(|t| t.holder),
+            Some("cid".into()),
+            "Cid is next"
+        );
+        f.passes.insert(4);
+        f.turn_holders.insert(4, "cid".into());
+        assert_eq!(
+            f.turn().map(|t| t.holder),
+            Some("ann".into()),
+            "and the round goes on"
+        );
+    }
+
+    #[test]
+    fn a_demoted_co_host_no_longer_holds_playback() {
+        let mut f = facts(SessionMode::FreeForAll, 1, &["owner", "cohost"]);
+        f.roles.insert("cohost".into(), MemberRole::CoHost);
+        f.holder = Some("cohost".into());
+        assert_eq!(f.playback_owner(), "cohost");
+        f.roles.insert("cohost".into(), MemberRole::Member);
+        assert_eq!(f.playback_owner(), "owner");
+    }
+
+    #[test]
     fn adds_out_of_turn_or_over_the_turn_are_refused() {
         let f = facts(SessionMode::TurnTaking, 2, &["a", "b"]);
         let name = |p: &str| p.to_uppercase();
@@ -1065,8 +1136,9 @@ mod tests {
             .expect("add");
         one.record_turn_adds(0, &ids, &a.peer_id).expect("turn add");
         one.doc.commit();
+        // (A pass names the member whose turn it ends, as the holder's clock writes it.)
         two.session_map("session_turns")
-            .insert("0|pass", b.peer_id.as_str())
+            .insert("0|pass", a.peer_id.as_str())
             .expect("pass");
         two.doc.commit();
         sync(&one, &two);

@@ -35,7 +35,7 @@
 //! idempotent, so replaying updates the snapshot already holds is harmless.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     fs::{self, File},
     io::Write as _,
     path::{Path, PathBuf},
@@ -44,6 +44,7 @@ use std::{
 use loro::VersionVector;
 
 use whatnext_protocol::{
+    listening::SessionAction,
     playlist::{Author, NewTrack, Playlist, PlaylistSummary},
     state::StoreProblem,
 };
@@ -713,9 +714,66 @@ impl Store {
         actor: &Author,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        self.change(id, Origin::Local, None, |doc| {
-            doc.session_act(action, actor, now_ms)
+        // Up next ran dry and a fallback playlist is set: the next track comes from it.
+        let from_fallback = match action {
+            SessionAction::Next | SessionAction::Play { track_id: None } => {
+                self.fallback_track(id, &actor.peer_id, now_ms)?
+            }
+            _ => None,
+        };
+        self.change(id, Origin::Local, None, |doc| match &from_fallback {
+            Some(track) => {
+                // Checked as the action itself first: only the holder of playback moves on.
+                doc.session_check(action, &actor.peer_id)?;
+                let added = doc.add_tracks(std::slice::from_ref(track), actor, now_ms)?;
+                let play = SessionAction::Play {
+                    track_id: added.into_iter().next(),
+                };
+                doc.session_act(&play, actor, now_ms)
+            }
+            None => doc.session_act(action, actor, now_ms),
         })
+    }
+
+    /// The track to play from the fallback playlist of `id` when its up next is empty: the
+    /// first of the fallback's tracks not played in `id` yet (by title and artists).
+    fn fallback_track(
+        &self,
+        id: &str,
+        me: &str,
+        now_ms: u64,
+    ) -> Result<Option<NewTrack>, StoreError> {
+        let doc = &self.entry(id)?.doc;
+        let facts = doc.session_facts();
+        let Some(other) = facts.fallback.clone().filter(|other| other != id) else {
+            return Ok(None);
+        };
+        let playlist = doc.read();
+        if !session::view(&facts, &playlist, me, 1, now_ms)
+            .up_next
+            .is_empty()
+        {
+            return Ok(None);
+        }
+        let Ok(fallback) = self.get(&other) else {
+            return Ok(None); // not here (yet): playback stops as without a fallback
+        };
+        let heard: HashSet<(&str, &[String])> = playlist
+            .tracks
+            .iter()
+            .map(|t| (t.title.as_str(), t.artists.as_slice()))
+            .collect();
+        Ok(fallback
+            .tracks
+            .iter()
+            .find(|t| !heard.contains(&(t.title.as_str(), t.artists.as_slice())))
+            .map(|t| NewTrack {
+                title: t.title.clone(),
+                artists: t.artists.clone(),
+                album: t.album.clone(),
+                duration_ms: t.duration_ms,
+                uri: t.uri.clone(),
+            }))
     }
 
     pub fn rename(&mut self, id: &str, name: &str, now_ms: u64) -> Result<(), StoreError> {

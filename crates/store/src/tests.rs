@@ -1013,3 +1013,59 @@ fn reattribute_moves_ownership_tracks_and_membership_to_the_new_identity() {
         "nothing left to move"
     );
 }
+
+#[test]
+fn when_up_next_runs_dry_the_fallback_playlist_plays_on() {
+    use whatnext_protocol::listening::SessionAction;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let party = store.create("Party", "", &me(), 10).expect("create");
+    let fallback = store
+        .create("Old favourites", "", &me(), 10)
+        .expect("create");
+    store
+        .add_tracks(&party, &[track("Opener")], &me(), 11)
+        .expect("add");
+    store
+        .add_tracks(
+            &fallback,
+            &[track("Opener"), track("Classic"), track("Encore")],
+            &me(),
+            11,
+        )
+        .expect("add");
+    let act = |store: &mut Store, action: SessionAction| {
+        store.session_act(&party, &action, &me(), 20).expect("act");
+        store
+            .session_view(&party, &me().peer_id, 1, 20)
+            .expect("view")
+            .now_playing
+            .map(|n| n.title)
+    };
+    let set = SessionAction::Fallback {
+        playlist_id: Some(fallback.clone()),
+    };
+    store
+        .session_act(&party, &set, &me(), 12)
+        .expect("fallback");
+    assert_eq!(
+        act(&mut store, SessionAction::Play { track_id: None }),
+        Some("Opener".into())
+    );
+    // Up next is empty now: the fallback's first track not heard here yet.
+    assert_eq!(act(&mut store, SessionAction::Next), Some("Classic".into()));
+    assert_eq!(act(&mut store, SessionAction::Next), Some("Encore".into()));
+    assert_eq!(
+        act(&mut store, SessionAction::Next),
+        None,
+        "the fallback ran dry too"
+    );
+    let history: Vec<String> = store
+        .session_view(&party, &me().peer_id, 1, 30)
+        .expect("view")
+        .history
+        .into_iter()
+        .map(|h| h.title)
+        .collect();
+    assert_eq!(history, ["Opener", "Classic", "Encore"]);
+}
