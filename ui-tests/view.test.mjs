@@ -147,6 +147,8 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await pageB.waitForSelector('#np-skip:visible');
   assert.match(await pageB.textContent('#np-time'), /\/ 9:22/, 'progress shows the track\'s length');
   assert.match(await pageB.textContent('#session-meta'), /holds playback/);
+  await pageB.click('button[aria-label="React 🔥"]');
+  await pageA.waitForFunction(() => document.getElementById('reactions').textContent.includes('🔥 Bea'), null, { timeout: 5000 });
 
   // Members show presence.
   await pageA.waitForSelector('#members li:has-text("Bea")');

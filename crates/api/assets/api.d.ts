@@ -175,7 +175,11 @@ id: string, role: SessionRole, connected_members: Array<string>,
 /**
  * The network service serving it: "main", or the playlist id for an isolated share.
  */
-service: string, };
+service: string, 
+/**
+ * Reactions of the last 30 seconds (ours and those of members online), oldest first.
+ */
+reactions: Array<Reaction>, };
 
 export type RelayReservation = { relay_peer_id: string, 
 /**
@@ -456,7 +460,7 @@ me: string, my_role: MemberRole,
  */
 comments: Array<Comment>, };
 
-export type SessionAction = { "action": "play", track_id?: string, } | { "action": "pause" } | { "action": "resume" } | { "action": "seek", position_ms: number, } | { "action": "next" } | { "action": "take" } | { "action": "mode", mode: SessionMode, per_turn?: number, } | { "action": "role", peer_id: string, role: MemberRole, } | { "action": "pass" } | { "action": "vote", track_id: string, vote: number, } | { "action": "skip" } | { "action": "comment", text: string, track_id?: string, reply_to?: string, } | { "action": "uncomment", comment_id: string, } | { "action": "fallback", playlist_id?: string, };
+export type SessionAction = { "action": "play", track_id?: string, } | { "action": "pause" } | { "action": "resume" } | { "action": "seek", position_ms: number, } | { "action": "next" } | { "action": "take" } | { "action": "mode", mode: SessionMode, per_turn?: number, } | { "action": "role", peer_id: string, role: MemberRole, } | { "action": "pass" } | { "action": "vote", track_id: string, vote: number, } | { "action": "skip" } | { "action": "comment", text: string, track_id?: string, reply_to?: string, } | { "action": "uncomment", comment_id: string, } | { "action": "fallback", playlist_id?: string, } | { "action": "react", emoji: string, };
 
 export type SaveHistoryRequest = { name: string, };
 

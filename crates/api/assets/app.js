@@ -229,6 +229,8 @@ async function refreshSession(names) {
   /** @type {HTMLButtonElement} */ ($('np-skip')).hidden = !np;
   $('np-skip').textContent = `Vote to skip (${v.skip.votes}/${v.skip.needed})`;
   /** @type {HTMLButtonElement} */ ($('np-take')).hidden = mine || v.my_role === 'member';
+  // Reactions of the last 30 s, newest first, with who sent them.
+  $('reactions').textContent = v.reactions.slice(-8).reverse().map((r) => `${r.emoji} ${who(r.peer_id)}`).join('  ');
   const turn = v.turn ? ` · ${v.turn.peer_id === v.me ? 'your turn' : `${who(v.turn.peer_id)}'s turn`} (${v.turn.tracks_left} left)` : '';
   $('session-meta').textContent = `${who(holder)} ${holder === v.me ? 'hold' : 'holds'} playback${turn}`;
   /** @type {HTMLSelectElement} */ ($('session-mode')).value = v.mode;
@@ -365,6 +367,10 @@ function wire() {
   $('np-next').addEventListener('click', () => act({ action: 'next' }));
   $('np-skip').addEventListener('click', () => act({ action: 'skip' }));
   $('np-take').addEventListener('click', () => act({ action: 'take' }));
+  for (const b of document.querySelectorAll('button.react')) {
+    const emoji = /** @type {HTMLElement} */ (b).dataset.emoji || '';
+    b.addEventListener('click', () => act({ action: 'react', emoji }));
+  }
   $('session-mode').addEventListener('change', () => {
     const mode = /** @type {import('./api').SessionMode} */ (/** @type {HTMLSelectElement} */ ($('session-mode')).value);
     act({ action: 'mode', mode });

@@ -144,6 +144,17 @@ pub enum SessionCommand {
         #[arg(long)]
         json: bool,
     },
+    /// React to what plays with an emoji: everyone online sees it for 30 seconds (at most 5
+    /// per 10 seconds; not kept in the playlist).
+    React {
+        /// The playlist's id (see `playlist list`).
+        id: String,
+        /// One emoji, e.g. 🎉.
+        emoji: String,
+        /// Print the session after it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Comment on the session, on a track, or reply to a comment.
     Comment {
         /// The playlist's id (see `playlist list`).
@@ -379,6 +390,22 @@ pub fn run(client: &Client, command: SessionCommand) -> anyhow::Result<()> {
                 format!(
                     "voted to skip ({}/{} votes; the one holding playback moves on once enough voted)",
                     view.skip.votes, view.skip.needed
+                )
+            })?;
+        }
+        C::React { id, emoji, json } => {
+            let view = act(
+                &id,
+                SessionAction::React {
+                    emoji: emoji.clone(),
+                },
+            )?;
+            answer(json, &view, || {
+                format!(
+                    "reacted {} ({} reaction{} in the last 30 s)",
+                    safe(&emoji),
+                    view.reactions.len(),
+                    if view.reactions.len() == 1 { "" } else { "s" }
                 )
             })?;
         }
@@ -731,6 +758,14 @@ fn render(view: &SessionView, names: &Names, now: u64) -> String {
                 ago(played.played_at, now)
             ));
         }
+    }
+    if !view.reactions.is_empty() {
+        let reactions: Vec<String> = view
+            .reactions
+            .iter()
+            .map(|r| format!("{} {}", safe(&r.emoji), names.name(&r.peer_id)))
+            .collect();
+        line(format!("Reactions: {}", reactions.join(", ")));
     }
     if !view.comments.is_empty() {
         line(format!(

@@ -258,6 +258,14 @@ impl Core {
         id: &str,
         action: SessionAction,
     ) -> Result<SessionView, StoreError> {
+        if let SessionAction::React { emoji } = &action {
+            // Not part of the playlist: the sessions send it to the members online.
+            self.sessions
+                .react(id, emoji)
+                .await
+                .map_err(|err| StoreError::Invalid(format!("{err:#}")))?;
+            return listening::view(&self.library, &self.state, id).await;
+        }
         listening::act(&self.library, &self.state, id, action).await
     }
 

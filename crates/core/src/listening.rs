@@ -59,11 +59,20 @@ pub async fn view(
     id: &str,
 ) -> Result<SessionView, StoreError> {
     let me = library.author_for(id).peer_id;
-    let online = online_count(&state.snapshot(), id);
+    let snapshot = state.snapshot();
+    let online = online_count(&snapshot, id);
+    let reactions = snapshot
+        .sessions
+        .iter()
+        .find(|s| s.id == id)
+        .map(|s| s.reactions.clone())
+        .unwrap_or_default();
     let id = id.to_string();
-    library
+    let mut view = library
         .read(move |store| store.session_view(&id, &me, online, now_ms()))
-        .await
+        .await?;
+    view.reactions = reactions;
+    Ok(view)
 }
 
 /// Does `action` in the session of playlist `id` as this member; returns the session after.

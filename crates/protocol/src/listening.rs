@@ -219,6 +219,28 @@ pub enum SessionAction {
         #[ts(optional)]
         playlist_id: Option<String>,
     },
+    /// React to what plays (an emoji): shown to everyone online for 30 s, not stored.
+    React {
+        emoji: String,
+    },
+}
+
+/// How long a reaction is shown.
+pub const REACTION_SHOWN_MS: u64 = 30_000;
+/// At most this many reactions per member…
+pub const REACTIONS_PER_WINDOW: usize = 5;
+/// …within this window.
+pub const REACTION_WINDOW_MS: u64 = 10_000;
+
+/// Whether `emoji` is a reaction: one short symbol (up to 8 characters, e.g. a flag or a
+/// family emoji), no letters, digits, spaces or control characters.
+pub fn is_reaction(emoji: &str) -> bool {
+    let count = emoji.chars().count();
+    (1..=8).contains(&count)
+        && emoji.len() <= 32
+        && emoji
+            .chars()
+            .all(|c| !c.is_alphanumeric() && !c.is_whitespace() && !c.is_control())
 }
 
 #[cfg(test)]
@@ -245,6 +267,16 @@ mod tests {
             serde_json::to_string(&MemberRole::CoHost).expect("json"),
             "\"co_host\""
         );
+    }
+
+    #[test]
+    fn reactions_are_short_symbols() {
+        for ok in ["🎉", "🔥", "❤️", "👍🏽", "🇫🇷", "👨‍👩‍👧"] {
+            assert!(is_reaction(ok), "{ok}");
+        }
+        for bad in ["", "lol", "🎉 ", "1", "\u{7}", "🎉🎉🎉🎉🎉🎉🎉🎉🎉"] {
+            assert!(!is_reaction(bad), "{bad:?}");
+        }
     }
 
     #[test]

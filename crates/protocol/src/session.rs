@@ -51,6 +51,9 @@ pub enum SyncRequest {
     Hello { session: String, version: String },
     /// New updates for `session`.
     Push { session: String, updates: String },
+    /// A reaction to what plays in `session` (an emoji): not stored, shown to the members
+    /// online for 30 s. Receivers limit each member to a few per 10 s.
+    React { session: String, emoji: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -322,6 +322,9 @@ pub struct SessionState {
     /// The network service serving it: "main", or the playlist id for an isolated share.
     #[serde(default = "main_service")]
     pub service: String,
+    /// Reactions of the last 30 seconds (ours and those of members online), oldest first.
+    #[serde(default)]
+    pub reactions: Vec<crate::listening::Reaction>,
 }
 
 fn main_service() -> String {
@@ -476,6 +479,7 @@ mod tests {
             role: SessionRole::Owner,
             connected_members: vec![],
             service: service.into(),
+            reactions: vec![],
         };
         state.sessions = vec![session("p0", MAIN_SERVICE), session("p1", "p1")];
         assert!(state.derive_services());

@@ -322,6 +322,9 @@ pub fn decide(
                 ))
             }
         }
+        SessionAction::React { .. } => Err(StoreError::Invalid(
+            "reactions are not part of the playlist: they go to the members online".into(),
+        )),
         SessionAction::Fallback { playlist_id } => {
             if !facts.may_host(actor) {
                 return Err(refuse(format!(
@@ -931,6 +934,8 @@ impl PlaylistDoc {
                     }
                 }
             }
+            // Refused by `decide` above.
+            SessionAction::React { .. } => {}
             SessionAction::Fallback { playlist_id } => match playlist_id {
                 Some(id) => session.insert("fallback", id.as_str())?,
                 None => {

@@ -550,3 +550,36 @@ fn the_fallback_is_shared_and_saving_keeps_the_play_order() {
         views.iter().all(|v| v["fallback"].is_null())
     });
 }
+
+/// A reaction reaches every member online, with who sent it; a sixth within 10 s is refused
+/// on the sender's own app.
+#[test]
+fn reactions_reach_everyone_online_and_are_rate_limited() {
+    let p = Party::start("Reactions");
+    let reacted = p.act(&p.b, "react", &["🎉"]);
+    assert_eq!(reacted["reactions"][0]["emoji"], "🎉", "{reacted}");
+    let views = p.wait("Bea's reaction on every member", |views| {
+        views.iter().all(|v| {
+            v["reactions"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["emoji"] == "🎉"))
+        })
+    });
+    for view in &views {
+        assert_eq!(
+            view["reactions"][0]["peer_id"],
+            p.peers[1].as_str(),
+            "{view}"
+        );
+    }
+    for emoji in ["🔥", "❤️", "👏", "😂"] {
+        p.act(&p.b, "react", &[emoji]);
+    }
+    let said = p.refused(&p.b, "react", &["🎶"]);
+    assert!(said.contains("at most 5 reactions"), "{said}");
+    let said = p.refused(&p.c, "react", &["hello"]);
+    assert!(said.contains("one emoji"), "{said}");
+    let text = p.c.cli(&["session", "now", &p.id]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("Reactions: 🎉 Bea"), "{text}");
+}

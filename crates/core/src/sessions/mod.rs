@@ -22,6 +22,7 @@
 
 mod admission;
 mod msg;
+mod reactions;
 mod work;
 
 use std::{
@@ -48,12 +49,13 @@ use whatnext_protocol::{
 pub use admission::{Book, Refused, Role, SessionEntry, admit};
 use msg::Msg;
 pub use msg::Shared;
+use reactions::Reactions;
 use work::Ctx;
 
 use crate::{
     library::Library,
     services::{IsolatedServices, ServiceHandle, load_identity},
-    state::StateHandle,
+    state::{StateHandle, now_ms},
     supervisor::ServiceEvent,
     ui::UiHooks,
 };
@@ -138,6 +140,7 @@ impl Sessions {
                 app_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
             },
             saver,
+            reactions: Reactions::default(),
         };
         // The state lists shared playlists from the start, not from the first admission.
         actor.publish();
@@ -183,6 +186,17 @@ impl Sessions {
         self.send(Msg::Revoke {
             playlist: playlist.to_string(),
             peer: peer.to_string(),
+            reply,
+        })?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Reacts to what plays in `session` with `emoji` (shown to the members online for 30 s).
+    pub async fn react(&self, session: &str, emoji: &str) -> anyhow::Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::React {
+            session: session.to_string(),
+            emoji: emoji.to_string(),
             reply,
         })?;
         answer.await.map_err(|_| stopped())?
@@ -253,6 +267,7 @@ struct Actor {
     state: StateHandle,
     ctx: Ctx,
     saver: mpsc::UnboundedSender<SaveJob>,
+    reactions: Reactions,
 }
 
 impl Actor {
@@ -267,12 +282,20 @@ impl Actor {
         // The same tick reconnects to members we are not connected to.
         let mut repair = tokio::time::interval(REPAIR_INTERVAL);
         repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Reactions are shown for 30 s: the state drops them on time.
+        let mut prune = tokio::time::interval(Duration::from_secs(1));
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 Some(msg) = msgs.recv() => self.on_msg(msg),
                 Some(event) = events.recv() => self.on_event(event),
                 Some(playlist) = changes.recv() => self.push(&playlist),
                 _ = repair.tick() => self.repair(),
+                _ = prune.tick() => {
+                    if self.reactions.prune(now_ms()) {
+                        self.publish();
+                    }
+                }
                 else => break,
             }
         }
@@ -414,6 +437,13 @@ impl Actor {
                 version,
             } => {
                 self.known.insert((service, peer, session), version);
+            }
+            Msg::React {
+                session,
+                emoji,
+                reply,
+            } => {
+                let _ = reply.send(self.react(&session, &emoji));
             }
             Msg::Meet(session) => {
                 if let Some(via) = self.serving(&session) {
@@ -560,6 +590,40 @@ impl Actor {
             };
             let _ = reply.send(revoked.await);
         });
+    }
+
+    /// Our reaction to `session`: shown here and sent to the members online.
+    fn react(&mut self, session: &str, emoji: &str) -> anyhow::Result<()> {
+        let Some(via) = self.serving(session) else {
+            return Err(anyhow::anyhow!(
+                "playlist {session} is not shared: reactions go to the members of a shared playlist"
+            ));
+        };
+        let me = via.peer_id();
+        self.reactions
+            .record(session, &me, emoji, now_ms())
+            .map_err(|why| anyhow::anyhow!(why.reason()))?;
+        self.publish();
+        for ((service, peer), sessions) in &self.admitted {
+            if *service != via.name || !sessions.contains(session) {
+                continue;
+            }
+            let body = serde_json::to_value(SyncRequest::React {
+                session: session.to_string(),
+                emoji: emoji.to_string(),
+            })
+            .unwrap_or(Value::Null);
+            let (client, peer) = (via.client.clone(), peer.clone());
+            tokio::spawn(async move {
+                let sent = client
+                    .app_request(peer.clone(), AppProtocol::Sync, body, work::REQUEST_TIMEOUT)
+                    .await;
+                if let Err(err) = sent {
+                    tracing::debug!("reaction to {peer}: {err}");
+                }
+            });
+        }
+        Ok(())
     }
 
     /// Admits `peer` to `session` on `service`: records it, catches it up if we know what it
@@ -757,9 +821,9 @@ impl Actor {
             }
         };
         let session = match &request {
-            SyncRequest::Hello { session, .. } | SyncRequest::Push { session, .. } => {
-                session.clone()
-            }
+            SyncRequest::Hello { session, .. }
+            | SyncRequest::Push { session, .. }
+            | SyncRequest::React { session, .. } => session.clone(),
         };
         if !self.is_admitted(&via.name, &peer, &session) {
             tracing::warn!("{peer} sent sync for playlist {session} without being admitted");
@@ -767,9 +831,24 @@ impl Actor {
             tokio::spawn(async move { respond(&via, request_id, answer).await });
             return;
         }
+        if let SyncRequest::React { emoji, .. } = &request {
+            let answer = match self.reactions.record(&session, &peer, emoji, now_ms()) {
+                Ok(()) => {
+                    self.publish();
+                    serde_json::to_value(SyncResponse::Ack).unwrap_or(Value::Null)
+                }
+                Err(why) => {
+                    tracing::debug!("refused a reaction of {peer}: {}", why.reason());
+                    refuse(why.reason().to_string())
+                }
+            };
+            tokio::spawn(async move { respond(&via, request_id, answer).await });
+            return;
+        }
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
             let answer = match request {
+                SyncRequest::React { .. } => refuse("answered above".into()),
                 SyncRequest::Hello { version, .. } => match B64.decode(version) {
                     Ok(version) => {
                         serde_json::to_value(ctx.answer_hello(&via, &peer, session, version).await)
@@ -853,6 +932,7 @@ impl Actor {
                     },
                     connected_members,
                     service: service.to_string(),
+                    reactions: self.reactions.of(id),
                 }
             })
             .collect();

@@ -50,6 +50,12 @@ pub(crate) enum Msg {
     },
     /// Members of `session` may be new: dial those we are not connected to.
     Meet(String),
+    /// Our reaction to what plays in `session`.
+    React {
+        session: String,
+        emoji: String,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    },
 }
 
 /// A playlist made shareable.
