@@ -510,3 +510,162 @@ pub fn freshness(whatnext: &Path) -> anyhow::Result<Value> {
         "poll_1s_mean_ms": mean(&poll),
     }))
 }
+
+/// `updated_at` of playlist `id` in a state, if it is listed.
+fn updated_at(state: &Value, id: &str) -> Option<u64> {
+    state["playlists"]
+        .as_array()?
+        .iter()
+        .find(|p| p["id"] == id)?["updated_at"]
+        .as_u64()
+}
+
+/// Starts `count` controllers; the first shares playlist "party", the others join it. Returns
+/// them (the owner first) and the playlist id.
+fn party(whatnext: &Path, count: usize) -> anyhow::Result<(Vec<Controller>, String)> {
+    let mut members = Vec::with_capacity(count);
+    for _ in 0..count {
+        members.push(Controller::start(whatnext)?.0);
+    }
+    let id = members[0].post("/api/playlists", json!({"name": "party"}))?["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    let link = members[0].post(&format!("/api/playlists/{id}/share"), json!({}))?["link"]
+        .as_str()
+        .context("link")?
+        .to_string();
+    for member in &mut members[1..] {
+        let joined = member.post("/api/open", json!({"url": link, "wait": true}))?;
+        if joined["status"] != "connected" {
+            bail!("join failed: {joined}");
+        }
+        member.wait_for(|s| updated_at(s, &id).is_some())?;
+    }
+    Ok((members, id))
+}
+
+/// Waits on every observer (in parallel, long polls) until `check` accepts its state;
+/// returns each one's delay from `t0`, in ms.
+fn all_see(
+    observers: &[Observer],
+    t0: Instant,
+    check: impl Fn(&Value) -> bool + Sync,
+) -> anyhow::Result<Vec<f64>> {
+    std::thread::scope(|scope| {
+        let waits: Vec<_> = observers
+            .iter()
+            .map(|o| {
+                let check = &check;
+                scope.spawn(move || -> anyhow::Result<f64> {
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    let mut state = o.state(None)?;
+                    while !check(&state) {
+                        if Instant::now() > deadline {
+                            bail!("a member never saw the change");
+                        }
+                        let version = state["version"].as_u64().unwrap_or(0);
+                        state = o.state(Some(version))?;
+                    }
+                    Ok(t0.elapsed().as_secs_f64() * 1e3)
+                })
+            })
+            .collect();
+        waits
+            .into_iter()
+            .map(|w| w.join().map_err(|_| anyhow::anyhow!("a waiter panicked"))?)
+            .collect()
+    })
+}
+
+/// The listening session: a vote on A → visible in the state of every member (5 members),
+/// and one edit in a session of `crowd` members → all the others, with memory per member.
+pub fn session(whatnext: &Path, crowd: usize) -> anyhow::Result<Value> {
+    // Votes, 5 members.
+    let (members, id) = party(whatnext, 5)?;
+    let owner = &members[0];
+    let added = owner.post(
+        &format!("/api/playlists/{id}/tracks"),
+        json!({"title": "vote on me", "artists": ["x"]}),
+    )?;
+    let track = added["track_id"].as_str().context("track id")?.to_string();
+    owner.post(
+        &format!("/api/playlists/{id}/session"),
+        json!({"action": "mode", "mode": "vote"}),
+    )?;
+    let observers: Vec<Observer> = members[1..]
+        .iter()
+        .map(|m| Controller::observer(m.url.clone(), m.token.clone()))
+        .collect();
+    let mut each = Vec::new();
+    let mut last = Vec::new();
+    for i in 0..100 {
+        // Distinct update times: a vote moves the playlist's `updated_at` (ms).
+        std::thread::sleep(Duration::from_millis(3));
+        let t0 = Instant::now();
+        owner.post(
+            &format!("/api/playlists/{id}/session"),
+            json!({"action": "vote", "track_id": track, "vote": if i % 2 == 0 { 1 } else { 0 }}),
+        )?;
+        let target = updated_at(&owner.state(None)?, &id).context("updated_at")?;
+        let delays = all_see(&observers, t0, |s| updated_at(s, &id) >= Some(target))?;
+        last.push(delays.iter().copied().fold(0.0, f64::max));
+        each.extend(delays);
+    }
+    each.sort_by(|a, b| a.total_cmp(b));
+    last.sort_by(|a, b| a.total_cmp(b));
+    drop(members);
+
+    // One edit → all the others, in a session of `crowd` members.
+    let started = Instant::now();
+    let (members, id) = party(whatnext, crowd)?;
+    let setup_s = started.elapsed().as_secs_f64();
+    let owner = &members[0];
+    let observers: Vec<Observer> = members[1..]
+        .iter()
+        .map(|m| Controller::observer(m.url.clone(), m.token.clone()))
+        .collect();
+    let count_on = |s: &Value| {
+        s["playlists"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["id"] == id))
+            .and_then(|p| p["track_count"].as_u64())
+    };
+    let mut to_all = Vec::new();
+    for i in 0..30u64 {
+        let t0 = Instant::now();
+        owner.post(
+            &format!("/api/playlists/{id}/tracks"),
+            json!({"title": format!("edit {i}"), "artists": ["a"]}),
+        )?;
+        let delays = all_see(&observers, t0, |s| count_on(s) >= Some(i + 1))?;
+        to_all.push(delays.iter().copied().fold(0.0, f64::max));
+    }
+    to_all.sort_by(|a, b| a.total_cmp(b));
+    let mut rss = Vec::new();
+    for member in &members {
+        let state = member.state(None)?;
+        let service = state["service"]["pid"].as_u64().unwrap_or(0) as u32;
+        rss.push((rss_kb(member.child.id()) + rss_kb(service)) as f64 / 1024.0);
+    }
+    let connections: Vec<f64> = members
+        .iter()
+        .map(|m| {
+            m.state(None)
+                .map(|s| s["connections"].as_array().map_or(0, Vec::len) as f64)
+                .unwrap_or(0.0)
+        })
+        .collect();
+    Ok(json!({
+        "vote_each_p50_ms": crate::stats::percentile(&each, 0.5),
+        "vote_each_p99_ms": crate::stats::percentile(&each, 0.99),
+        "vote_all_p50_ms": crate::stats::percentile(&last, 0.5),
+        "vote_all_p99_ms": crate::stats::percentile(&last, 0.99),
+        "crowd": crowd,
+        "crowd_setup_s": setup_s,
+        "crowd_edit_all_p50_ms": crate::stats::percentile(&to_all, 0.5),
+        "crowd_edit_all_p99_ms": crate::stats::percentile(&to_all, 0.99),
+        "crowd_rss_per_member_mb": median(rss),
+        "crowd_connections_per_member": median(connections),
+    }))
+}

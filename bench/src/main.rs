@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN"
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]"
     );
     std::process::exit(2)
 }
@@ -62,6 +62,14 @@ fn main() -> anyhow::Result<()> {
         "store" => lifecycle::store(&args.whatnext)?,
         "sync" => lifecycle::sync(&args.whatnext)?,
         "freshness" => lifecycle::freshness(&args.whatnext)?,
+        "session" => {
+            let members = if args.iters == 20_000 {
+                32
+            } else {
+                args.iters.clamp(2, 64)
+            };
+            lifecycle::session(&args.whatnext, members)?
+        }
         "all" => return all(&args),
         _ => usage(),
     };
@@ -372,6 +380,61 @@ fn all(args: &Args) -> anyhow::Result<()> {
         });
     }
     raw.insert("sync".into(), sync);
+
+    eprintln!("measuring the listening session: votes on 5 members, one edit among 32 …");
+    let session = sub(&["session", "--whatnext", bin, "--iters", "32"])?;
+    for (key, figure, unit) in [
+        (
+            "vote_each_p50_ms",
+            "vote on A → in each member's state (p50, 5 members)",
+            "ms",
+        ),
+        (
+            "vote_each_p99_ms",
+            "vote on A → in each member's state (p99, 5 members)",
+            "ms",
+        ),
+        (
+            "vote_all_p50_ms",
+            "vote on A → in all 4 others' state (p50)",
+            "ms",
+        ),
+        (
+            "vote_all_p99_ms",
+            "vote on A → in all 4 others' state (p99)",
+            "ms",
+        ),
+        (
+            "crowd_edit_all_p50_ms",
+            "edit → all 31 others, 32 members (p50)",
+            "ms",
+        ),
+        (
+            "crowd_edit_all_p99_ms",
+            "edit → all 31 others, 32 members (p99)",
+            "ms",
+        ),
+        (
+            "crowd_rss_per_member_mb",
+            "memory per member, 32 members (controller + service)",
+            "MB",
+        ),
+        (
+            "crowd_connections_per_member",
+            "connections per member, 32 members",
+            "conns",
+        ),
+        ("crowd_setup_s", "32 members start and join", "s"),
+    ] {
+        rows.push(Row {
+            figure: figure.into(),
+            ours: session[key].as_f64().unwrap_or(f64::NAN),
+            baseline: None,
+            baseline_name: "",
+            unit,
+        });
+    }
+    raw.insert("session".into(), session);
 
     let machine = stats::machine();
     println!("machine: {machine}");

@@ -159,6 +159,27 @@ impl Library {
         + Send
         + 'static,
     ) -> Result<T, StoreError> {
+        self.write_and_tell(f, true).await
+    }
+
+    /// As [`Library::write`], for changes received from a member: the sessions are not told
+    /// (they decide themselves where to forward what they received, and from whom).
+    pub async fn write_received<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Store, &Author, u64) -> Result<(T, Option<String>), StoreError>
+        + Send
+        + 'static,
+    ) -> Result<T, StoreError> {
+        self.write_and_tell(f, false).await
+    }
+
+    async fn write_and_tell<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Store, &Author, u64) -> Result<(T, Option<String>), StoreError>
+        + Send
+        + 'static,
+        tell_sessions: bool,
+    ) -> Result<T, StoreError> {
         let library = Arc::clone(self);
         let author = self.author();
         let written = tokio::task::spawn_blocking(move || {
@@ -180,7 +201,9 @@ impl Library {
         let (value, changed) = result?;
         if let Some(changed) = changed {
             let _ = self.mirror.send(changed.clone());
-            let _ = self.changes.send(changed);
+            if tell_sessions {
+                let _ = self.changes.send(changed);
+            }
         }
         Ok(value)
     }

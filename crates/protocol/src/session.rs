@@ -49,8 +49,14 @@ pub enum SyncRequest {
     /// version vector; `updates` fields are base64 of an LZ4 block (size-prefixed) of Loro
     /// updates.
     Hello { session: String, version: String },
-    /// New updates for `session`.
-    Push { session: String, updates: String },
+    /// New updates for `session`. `version` (base64 Loro version vector) is what the sender
+    /// has with them: the receiver then knows what not to send back.
+    Push {
+        session: String,
+        updates: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+    },
     /// A reaction to what plays in `session` (an emoji): not stored, shown to the members
     /// online for 30 s. Receivers limit each member to a few per 10 s.
     React { session: String, emoji: String },

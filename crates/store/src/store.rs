@@ -881,6 +881,11 @@ impl Store {
         self.change(id, Origin::Local, None, |doc| doc.reattribute(from, to))
     }
 
+    /// The peer id of the playlist's owner; reads no tracks.
+    pub fn owner_of(&self, id: &str) -> Result<String, StoreError> {
+        Ok(self.entry(id)?.doc.session_facts().owner)
+    }
+
     /// Whether `peer` owns or collaborates on the playlist; reads no tracks.
     pub fn is_member(&self, id: &str, peer: &str) -> Result<bool, StoreError> {
         Ok(self.entry(id)?.doc.is_member(peer))

@@ -61,6 +61,8 @@ use crate::{
 };
 
 const REPAIR_INTERVAL: Duration = Duration::from_secs(5);
+/// How many members a member (other than the owner) passes received changes on to.
+const FORWARD_FANOUT: usize = 2;
 /// How long `share --isolated` waits for the new service's addresses (for the link).
 const ISOLATED_START_WAIT: Duration = Duration::from_secs(20);
 
@@ -141,6 +143,7 @@ impl Sessions {
             },
             saver,
             reactions: Reactions::default(),
+            repairs: 0,
         };
         // The state lists shared playlists from the start, not from the first admission.
         actor.publish();
@@ -268,6 +271,8 @@ struct Actor {
     ctx: Ctx,
     saver: mpsc::UnboundedSender<SaveJob>,
     reactions: Reactions,
+    /// Anti-entropy rounds so far.
+    repairs: u64,
 }
 
 impl Actor {
@@ -414,7 +419,7 @@ impl Actor {
                         saved.await.map_err(|_| stopped().to_string())??;
                         ctx.hello(&main, &peer, &session).await?;
                         ctx.announce_self(&main, &session).await;
-                        ctx.meet_members(&main, &session, revoked).await;
+                        ctx.meet_members(&main, &session, revoked, true).await;
                         Ok(())
                     };
                     let _ = reply.send(joined.await);
@@ -445,10 +450,17 @@ impl Actor {
             } => {
                 let _ = reply.send(self.react(&session, &emoji));
             }
+            Msg::Forward {
+                session,
+                from,
+                from_owner,
+            } => self.forward(&session, &from, from_owner),
             Msg::Meet(session) => {
                 if let Some(via) = self.serving(&session) {
                     let (ctx, skip) = (self.ctx.clone(), self.revoked(&session));
-                    tokio::spawn(async move { ctx.meet_members(&via, &session, skip).await });
+                    tokio::spawn(
+                        async move { ctx.meet_members(&via, &session, skip, false).await },
+                    );
                 }
             }
         }
@@ -856,9 +868,22 @@ impl Actor {
                     }
                     Err(_) => refuse("undecodable version".into()),
                 },
-                SyncRequest::Push { updates, .. } => match unpack(&updates) {
+                SyncRequest::Push {
+                    updates, version, ..
+                } => match unpack(&updates) {
                     Ok(updates) => match ctx.apply(&peer, &session, updates).await {
-                        Ok(()) => serde_json::to_value(SyncResponse::Ack).unwrap_or(Value::Null),
+                        Ok(()) => {
+                            // The sender has (at least) this: pushes to it start from here.
+                            if let Some(version) = version.and_then(|v| B64.decode(v).ok()) {
+                                ctx.tell(Msg::Known {
+                                    service: via.name.clone(),
+                                    peer: peer.clone(),
+                                    session: session.clone(),
+                                    version,
+                                });
+                            }
+                            serde_json::to_value(SyncResponse::Ack).unwrap_or(Value::Null)
+                        }
                         Err(reason) => refuse(reason),
                     },
                     Err(err) => refuse(format!("undecodable updates: {err}")),
@@ -870,11 +895,56 @@ impl Actor {
 
     /// Sends each admitted member of `playlist` what it lacks.
     fn push(&self, playlist: &str) {
+        self.push_to_some(playlist, |_| true);
+    }
+
+    /// Passes on changes of `playlist` received from `from`. Members meet each other, so
+    /// most already have them from their author: the owner (whom everyone joined through,
+    /// the hub for members who cannot reach each other) passes them to all, any other
+    /// member to [`FORWARD_FANOUT`] members chosen at random; the anti-entropy round catches
+    /// up whoever is left. (Everyone passing everything on to everyone made one edit cost
+    /// n² pushes: 4 s to reach 31 members.)
+    fn forward(&self, playlist: &str, from: &str, from_owner: bool) {
+        let owner = self
+            .book
+            .sessions
+            .get(playlist)
+            .is_some_and(|e| e.role == Role::Owner);
+        if from_owner {
+            // The owner passes everything to every member itself.
+            return;
+        }
+        if owner {
+            self.push_to_some(playlist, |peer| peer != from);
+            return;
+        }
+        let chosen: HashSet<String> = {
+            let mut candidates: Vec<&String> = self
+                .admitted
+                .iter()
+                .filter(|((_, peer), sessions)| peer != from && sessions.contains(playlist))
+                .map(|((_, peer), _)| peer)
+                .collect();
+            candidates.sort();
+            candidates.dedup();
+            let mut rng = rand::rng();
+            rand::seq::SliceRandom::shuffle(&mut candidates[..], &mut rng);
+            candidates
+                .into_iter()
+                .take(FORWARD_FANOUT)
+                .cloned()
+                .collect()
+        };
+        self.push_to_some(playlist, |peer| chosen.contains(peer));
+    }
+
+    /// Sends the admitted members of `playlist` that `to` accepts what they lack.
+    fn push_to_some(&self, playlist: &str, to: impl Fn(&str) -> bool) {
         let Some(via) = self.serving(playlist) else {
             return;
         };
         for ((service, peer), sessions) in &self.admitted {
-            if *service != via.name || !sessions.contains(playlist) {
+            if *service != via.name || !sessions.contains(playlist) || !to(peer) {
                 continue;
             }
             let known = self
@@ -895,7 +965,11 @@ impl Actor {
     /// The anti-entropy round: every admitted member gets what it lacks, and members we lost
     /// (they restarted on new ports and cannot find us, or a connection dropped) are dialed
     /// again at their addresses.
-    fn repair(&self) {
+    fn repair(&mut self) {
+        self.repairs += 1;
+        // Every fourth round (20 s) members dial everyone they miss, not only those after
+        // them: a member behind a NAT may be unable to accept the dial meant for it.
+        let everyone = self.repairs % 4 == 0;
         let ids: HashSet<&String> = self.admitted.values().flatten().collect();
         for id in ids {
             self.push(id);
@@ -903,7 +977,7 @@ impl Actor {
         for id in self.book.sessions.keys() {
             if let Some(via) = self.serving(id) {
                 let (ctx, id, skip) = (self.ctx.clone(), id.clone(), self.revoked(id));
-                tokio::spawn(async move { ctx.meet_members(&via, &id, skip).await });
+                tokio::spawn(async move { ctx.meet_members(&via, &id, skip, everyone).await });
             }
         }
     }

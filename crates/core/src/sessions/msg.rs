@@ -50,6 +50,13 @@ pub(crate) enum Msg {
     },
     /// Members of `session` may be new: dial those we are not connected to.
     Meet(String),
+    /// We applied changes of `session` received from `from` (the playlist's owner or not):
+    /// pass them on.
+    Forward {
+        session: String,
+        from: String,
+        from_owner: bool,
+    },
     /// Our reaction to what plays in `session`.
     React {
         session: String,

@@ -123,16 +123,22 @@ impl Ctx {
             return Ok(());
         }
         let id = session.to_string();
-        let changed = self
+        let (changed, owner) = self
             .library
-            .write(move |store, _, now| {
+            .write_received(move |store, _, now| {
                 let changed = store.apply_remote(&id, &updates, now)?;
-                Ok((changed, changed.then_some(id)))
+                let owner = store.owner_of(&id).unwrap_or_default();
+                Ok(((changed, owner), changed.then_some(id)))
             })
             .await
             .map_err(|e| format!("updates from {peer} for {session} were refused: {e}"))?;
         if changed {
             tracing::debug!("applied updates from {peer} to {session}");
+            self.tell(Msg::Forward {
+                session: session.to_string(),
+                from: peer.to_string(),
+                from_owner: owner == peer,
+            });
             self.tell(Msg::Meet(session.to_string()));
         }
         Ok(())
@@ -193,6 +199,7 @@ impl Ctx {
         let body = serde_json::to_value(SyncRequest::Push {
             session: session.into(),
             updates: pack(&updates),
+            version: Some(B64.encode(&version)),
         })
         .unwrap_or(Value::Null);
         match self
@@ -240,7 +247,18 @@ impl Ctx {
     /// Dials the members of `session` that `via` is not connected to (and that are not
     /// `skip`: revoked); the handshake on connect admits both sides, so updates flow
     /// directly and not only through whoever relays them.
-    pub async fn meet_members(&self, via: &ServiceHandle, session: &str, skip: HashSet<String>) {
+    ///
+    /// Unless `everyone`, only members whose peer id sorts after ours are dialed: both sides
+    /// of a pair dialing at once made two connections per pair (and dial storms in a big
+    /// session); the repair round dials everyone now and then, for members who cannot reach
+    /// us.
+    pub async fn meet_members(
+        &self,
+        via: &ServiceHandle,
+        session: &str,
+        skip: HashSet<String>,
+        everyone: bool,
+    ) {
         let id = session.to_string();
         let Ok(members) = self
             .library
@@ -253,6 +271,9 @@ impl Ctx {
         for (peer, addrs) in members {
             let connected = state.connections.iter().any(|c| c.peer_id == peer);
             if peer == state.peer_id || connected || addrs.is_empty() || skip.contains(&peer) {
+                continue;
+            }
+            if !everyone && peer < state.peer_id {
                 continue;
             }
             let client = via.client.clone();
