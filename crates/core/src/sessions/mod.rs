@@ -969,7 +969,7 @@ impl Actor {
         self.repairs += 1;
         // Every fourth round (20 s) members dial everyone they miss, not only those after
         // them: a member behind a NAT may be unable to accept the dial meant for it.
-        let everyone = self.repairs % 4 == 0;
+        let everyone = self.repairs.is_multiple_of(4);
         let ids: HashSet<&String> = self.admitted.values().flatten().collect();
         for id in ids {
             self.push(id);
