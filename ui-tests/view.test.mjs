@@ -147,6 +147,10 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await pageB.waitForSelector('#np-skip:visible');
   assert.match(await pageB.textContent('#np-time'), /\/ 9:22/, 'progress shows the track\'s length');
   assert.match(await pageB.textContent('#session-meta'), /holds playback/);
+  await pageB.fill('#comment-input', 'this solo!');
+  await pageB.click('#comment-form button[type=submit]');
+  await pageA.waitForSelector('#comments li:has-text("this solo!")', { timeout: 5000 });
+  assert.match(await pageA.textContent('#comments li'), /Bea on So What: this solo!/);
   await pageB.click('button[aria-label="React 🔥"]');
   await pageA.waitForFunction(() => document.getElementById('reactions').textContent.includes('🔥 Bea'), null, { timeout: 5000 });
 

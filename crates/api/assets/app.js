@@ -229,6 +229,24 @@ async function refreshSession(names) {
   /** @type {HTMLButtonElement} */ ($('np-skip')).hidden = !np;
   $('np-skip').textContent = `Vote to skip (${v.skip.votes}/${v.skip.needed})`;
   /** @type {HTMLButtonElement} */ ($('np-take')).hidden = mine || v.my_role === 'member';
+  // Comments: replies under what they answer; a removed one keeps its place.
+  /** @type {Record<string, string>} */
+  const titles = {};
+  for (const u of v.up_next) titles[u.track_id] = u.title;
+  if (v.now_playing) titles[v.now_playing.track_id] = v.now_playing.title;
+  /** @param {string | null} parent @param {number} depth @returns {HTMLElement[]} */
+  const thread = (parent, depth) => v.comments
+    .filter((c) => (c.reply_to ?? null) === parent)
+    .flatMap((c) => [el('li', { 'data-comment': c.id, style: `padding-left: ${Math.min(depth, 6) * 1.25}rem` },
+      el('strong', {}, c.display_name || who(c.peer_id)),
+      c.track_id && titles[c.track_id] ? el('span', { class: 'hint' }, ` on ${titles[c.track_id]}`) : '',
+      ': ',
+      c.deleted ? el('em', { class: 'hint' }, '(removed)') : c.text,
+      !c.deleted && (c.peer_id === v.me || v.my_role === 'owner')
+        ? el('button', { type: 'button', class: 'small ghost', 'aria-label': 'Remove comment', onclick: () => act({ action: 'uncomment', comment_id: c.id }) }, '✕')
+        : ''), ...thread(c.id, depth + 1)]);
+  $('no-comments').hidden = v.comments.length > 0;
+  replaceChildren($('comments'), thread(null, 0));
   // Reactions of the last 30 s, newest first, with who sent them.
   $('reactions').textContent = v.reactions.slice(-8).reverse().map((r) => `${r.emoji} ${who(r.peer_id)}`).join('  ');
   const turn = v.turn ? ` · ${v.turn.peer_id === v.me ? 'your turn' : `${who(v.turn.peer_id)}'s turn`} (${v.turn.tracks_left} left)` : '';
@@ -376,6 +394,14 @@ function wire() {
     act({ action: 'mode', mode });
   });
   setInterval(tickProgress, 1000);
+  $('comment-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const text = $input('comment-input').value.trim();
+    if (!text) return;
+    const playing = shownSession?.view.now_playing?.track_id;
+    await act(playing ? { action: 'comment', text, track_id: playing } : { action: 'comment', text });
+    $input('comment-input').value = '';
+  });
 
   $('rename-form').addEventListener('submit', async (e) => {
     e.preventDefault();
