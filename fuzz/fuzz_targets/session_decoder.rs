@@ -16,6 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let packed = match serde_json::from_slice::<SyncRequest>(data) {
         Ok(SyncRequest::Push { updates, .. }) => Some(updates),
         Ok(SyncRequest::Hello { version, .. }) => Some(version),
+        Ok(SyncRequest::React { emoji, .. }) => {
+            // The reaction check takes any text without panicking.
+            let _ = whatnext_protocol::listening::is_reaction(&emoji);
+            None
+        }
         Err(_) => std::str::from_utf8(data).ok().map(str::to_string),
     };
     if let Some(text) = packed
