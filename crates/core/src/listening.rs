@@ -114,13 +114,7 @@ pub async fn save_history(
                 .chain(facts.playback.as_ref().map(|now| &now.track_id));
             let tracks: Vec<NewTrack> = played
                 .filter_map(|played| playlist.tracks.iter().find(|t| t.id == *played))
-                .map(|t| NewTrack {
-                    title: t.title.clone(),
-                    artists: t.artists.clone(),
-                    album: t.album.clone(),
-                    duration_ms: t.duration_ms,
-                    uri: t.uri.clone(),
-                })
+                .map(NewTrack::from)
                 .collect();
             if tracks.is_empty() {
                 return Err(StoreError::Invalid(

@@ -66,6 +66,19 @@ pub struct NewTrack {
     pub uri: Option<String>,
 }
 
+impl From<&Track> for NewTrack {
+    /// The same song, to add elsewhere (another playlist, a saved session).
+    fn from(track: &Track) -> Self {
+        NewTrack {
+            title: track.title.clone(),
+            artists: track.artists.clone(),
+            album: track.album.clone(),
+            duration_ms: track.duration_ms,
+            uri: track.uri.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Playlist {
     pub id: String,

@@ -767,13 +767,7 @@ impl Store {
             .tracks
             .iter()
             .find(|t| !heard.contains(&(t.title.as_str(), t.artists.as_slice())))
-            .map(|t| NewTrack {
-                title: t.title.clone(),
-                artists: t.artists.clone(),
-                album: t.album.clone(),
-                duration_ms: t.duration_ms,
-                uri: t.uri.clone(),
-            }))
+            .map(NewTrack::from))
     }
 
     pub fn rename(&mut self, id: &str, name: &str, now_ms: u64) -> Result<(), StoreError> {

@@ -74,15 +74,6 @@ impl Party {
     }
 }
 
-/// `session now ID --json` on `node`, or None while it fails (the playlist not synced yet).
-fn session(node: &Node, id: &str) -> Option<Value> {
-    let out = node.cli(&["session", "now", id, "--json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
 /// Polls the sessions of `nodes` until `check` accepts all of them; panics with what each
 /// showed last.
 fn wait_views(
@@ -93,7 +84,7 @@ fn wait_views(
 ) -> Vec<Value> {
     let deadline = Instant::now() + CONVERGE;
     loop {
-        let last: Vec<Option<Value>> = nodes.iter().map(|node| session(node, id)).collect();
+        let last: Vec<Option<Value>> = nodes.iter().map(|node| session_now(node, id)).collect();
         if last.iter().all(Option::is_some) {
             let views: Vec<Value> = last.iter().flatten().cloned().collect();
             if check(&views) {
@@ -421,7 +412,7 @@ fn a_majority_of_skip_votes_moves_playback_on() {
     p.wait("Bea's skip vote on the holder", |views| {
         views[0]["skip"]["votes"] == 1
     });
-    let still = session(&p.a, &p.id).expect("session");
+    let still = session_now(&p.a, &p.id).expect("session");
     assert_eq!(playing(&still), Some(first.as_str()), "{still}");
     assert_eq!(still["skip"]["needed"], 2, "{still}");
     p.act(&p.c, "skip", &[]);

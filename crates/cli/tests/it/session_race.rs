@@ -17,21 +17,12 @@ fn rounds() -> usize {
         .unwrap_or(100)
 }
 
-/// The session of playlist `id` on `node`.
-fn session(node: &Node, id: &str) -> Option<Value> {
-    let out = node.cli(&["session", "now", id, "--json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
 /// Waits until every member reports the same turn number; returns it.
 fn agreed_turn(nodes: &[Node], id: &str) -> u64 {
     wait_until("all members agree on the turn", PATIENCE * 3, || {
         let turns: Vec<Option<u64>> = nodes
             .iter()
-            .map(|n| session(n, id).and_then(|s| s["turn"]["number"].as_u64()))
+            .map(|n| session_now(n, id).and_then(|s| s["turn"]["number"].as_u64()))
             .collect();
         let first = turns[0]?;
         turns.iter().all(|t| *t == Some(first)).then_some(first)
@@ -50,7 +41,7 @@ fn concurrent_adds_and_passes_advance_the_turn_exactly_once_each() {
     let order = wait_until("the turn order on all members", PATIENCE * 3, || {
         let orders: Vec<Value> = nodes
             .iter()
-            .map(|n| session(n, &id).map(|s| s["turn_order"].clone()))
+            .map(|n| session_now(n, &id).map(|s| s["turn_order"].clone()))
             .collect::<Option<_>>()?;
         let first = orders[0].as_array()?;
         (first.len() == MEMBERS && orders.iter().all(|o| *o == orders[0])).then(|| first.clone())
@@ -123,6 +114,6 @@ fn concurrent_adds_and_passes_advance_the_turn_exactly_once_each() {
         "turn race: {MEMBERS} members, {total} rounds, final turn {turn}; {advanced_once} rounds advanced once, the others more than once because the next member saw the turn before its own attempts ran"
     );
     // The tracks in each turn are those of that turn's member only.
-    let view = session(owner, &id).expect("session");
+    let view = session_now(owner, &id).expect("session");
     assert_eq!(view["turn"]["number"], turn);
 }

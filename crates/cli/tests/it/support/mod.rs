@@ -619,3 +619,12 @@ pub fn add_track(node: &Node, id: &str, title: &str) -> String {
         .expect("track id")
         .to_string()
 }
+
+/// `session now ID --json` on `node`, or None while it fails (the playlist not synced yet).
+pub fn session_now(node: &Node, id: &str) -> Option<Value> {
+    let out = node.cli(&["session", "now", id, "--json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
