@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
-use whatnext_core::invite::invite_link;
+use whatnext_core::{invite::invite_link, sessions::ShareError};
 use whatnext_protocol::api::{
     AddTracksRequest, AddedTrack, AddedTracks, CreatePlaylistRequest, CreatedReply, ImportRequest,
     LinkReply, MAX_BULK_BODY_BYTES, MAX_IMPORT_BYTES, Member, MoveRequest, OkReply, PlaylistView,
@@ -172,7 +172,12 @@ async fn share(
         .sessions()
         .share(&id, req.rotate, req.isolated)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        .map_err(|err| match err {
+            ShareError::NotAllowed(why) => ApiError::new(StatusCode::FORBIDDEN, why),
+            ShareError::Failed(err) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}"))
+            }
+        })?;
     // The link names the identity that serves the playlist (an isolated one: its own).
     let link = invite_link(&shared.served_by, Some((id, shared.key)))
         .map_err(|message| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message))?;

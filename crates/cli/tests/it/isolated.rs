@@ -181,6 +181,11 @@ fn moving_a_shared_playlist_to_an_isolated_identity_retires_the_old_link() {
     );
     join(&b, &new_link);
     wait_until("B has the playlist", PATIENCE, || show(&b, &id).map(|_| ()));
+    // A member cannot move a playlist it joined.
+    let out = b.cli(&["playlist", "share", &id, "--isolated"]);
+    assert!(!out.status.success(), "B moved A's playlist");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("only its owner can move it"), "{said}");
     add_track(&a, &id, "After the move");
     wait_title(&b, &id, "After the move");
     wait_title(&c, &id, "After the move");

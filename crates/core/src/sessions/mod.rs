@@ -48,7 +48,7 @@ use whatnext_protocol::{
 
 pub use admission::{Book, Refused, Role, SessionEntry, admit};
 use msg::Msg;
-pub use msg::Shared;
+pub use msg::{ShareError, Shared};
 use reactions::Reactions;
 use work::Ctx;
 
@@ -163,7 +163,7 @@ impl Sessions {
         playlist: &str,
         rotate: bool,
         isolated: bool,
-    ) -> anyhow::Result<Shared> {
+    ) -> Result<Shared, ShareError> {
         let isolated = if isolated {
             let (dir, id) = (self.identities.clone(), playlist.to_string());
             let identity = tokio::task::spawn_blocking(move || load_identity(&dir, &id))
@@ -180,7 +180,7 @@ impl Sessions {
             isolated,
             reply,
         })?;
-        answer.await.map_err(|_| stopped())?
+        answer.await.map_err(|_| ShareError::Failed(stopped()))?
     }
 
     /// Revokes a member: refused from now on, removed from the member list, cut off.
@@ -471,7 +471,7 @@ impl Actor {
         playlist: String,
         rotate: bool,
         isolated: Option<Box<Identity>>,
-        reply: oneshot::Sender<anyhow::Result<Shared>>,
+        reply: oneshot::Sender<Result<Shared, ShareError>>,
     ) {
         let entry = self
             .book
@@ -484,9 +484,9 @@ impl Actor {
                 isolated: false,
             });
         if isolated.is_some() && entry.role == Role::Member {
-            let _ = reply.send(Err(anyhow::anyhow!(
+            let _ = reply.send(Err(ShareError::NotAllowed(format!(
                 "playlist {playlist} was shared with you; only its owner can move it to an isolated identity"
-            )));
+            ))));
             return;
         }
         if rotate {
@@ -519,9 +519,9 @@ impl Actor {
         let saved = self.save();
         self.publish();
         let Some(via) = self.serving(&playlist) else {
-            let _ = reply.send(Err(anyhow::anyhow!(
+            let _ = reply.send(Err(ShareError::Failed(anyhow::anyhow!(
                 "the network service of playlist {playlist} is not running; see the log"
-            )));
+            ))));
             return;
         };
         let ctx = self.ctx.clone();
@@ -561,7 +561,7 @@ impl Actor {
                     served_by: via.state.snapshot(),
                 })
             };
-            let _ = reply.send(shared.await);
+            let _ = reply.send(shared.await.map_err(ShareError::Failed));
         });
     }
 

@@ -13,7 +13,7 @@ pub(crate) enum Msg {
         rotate: bool,
         /// Boxed: a keypair is large, and the other messages are small.
         isolated: Option<Box<Identity>>,
-        reply: oneshot::Sender<anyhow::Result<Shared>>,
+        reply: oneshot::Sender<Result<Shared, ShareError>>,
     },
     Revoke {
         playlist: String,
@@ -70,4 +70,14 @@ pub struct Shared {
     pub key: String,
     /// The state of the service that serves it: the link names its peer id and addresses.
     pub served_by: AppState,
+}
+
+/// Why a playlist could not be shared.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    /// This member may not do that (e.g. move a playlist it joined); the text says why.
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
 }
