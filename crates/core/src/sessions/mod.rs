@@ -144,6 +144,7 @@ impl Sessions {
             saver,
             reactions: Reactions::default(),
             repairs: 0,
+            dialing: HashSet::new(),
         };
         // The state lists shared playlists from the start, not from the first admission.
         actor.publish();
@@ -273,6 +274,8 @@ struct Actor {
     reactions: Reactions,
     /// Anti-entropy rounds so far.
     repairs: u64,
+    /// (service, member) dials under way.
+    dialing: HashSet<(String, String)>,
 }
 
 impl Actor {
@@ -455,6 +458,32 @@ impl Actor {
                 from,
                 from_owner,
             } => self.forward(&session, &from, from_owner),
+            Msg::Dial {
+                service,
+                peer,
+                addrs,
+            } => {
+                let Some(via) = self.services.get(&service).cloned() else {
+                    return;
+                };
+                if !self.dialing.insert((service.clone(), peer.clone())) {
+                    return;
+                }
+                let tx = self.ctx.tx.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = via
+                        .client
+                        .dial(Some(peer.clone()), addrs, work::REQUEST_TIMEOUT)
+                        .await
+                    {
+                        tracing::debug!("could not reach member {peer}: {err}");
+                    }
+                    let _ = tx.send(Msg::Dialed { service, peer });
+                });
+            }
+            Msg::Dialed { service, peer } => {
+                self.dialing.remove(&(service, peer));
+            }
             Msg::Meet(session) => {
                 if let Some(via) = self.serving(&session) {
                     let (ctx, skip) = (self.ctx.clone(), self.revoked(&session));

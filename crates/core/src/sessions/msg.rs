@@ -50,6 +50,14 @@ pub(crate) enum Msg {
     },
     /// Members of `session` may be new: dial those we are not connected to.
     Meet(String),
+    /// Dial member `peer` through `service`, unless a dial to it is under way.
+    Dial {
+        service: String,
+        peer: String,
+        addrs: Vec<String>,
+    },
+    /// A dial from `Dial` ended (connected or not).
+    Dialed { service: String, peer: String },
     /// We applied changes of `session` received from `from` (the playlist's owner or not):
     /// pass them on.
     Forward {

@@ -276,14 +276,12 @@ impl Ctx {
             if !everyone && peer < state.peer_id {
                 continue;
             }
-            let client = via.client.clone();
-            tokio::spawn(async move {
-                if let Err(err) = client
-                    .dial(Some(peer.clone()), addrs, REQUEST_TIMEOUT)
-                    .await
-                {
-                    tracing::debug!("could not reach member {peer}: {err}");
-                }
+            // The sessions task dials, unless a dial to that member is already under way
+            // (two rounds meeting members at once made two connections per pair).
+            self.tell(Msg::Dial {
+                service: via.name.clone(),
+                peer,
+                addrs,
             });
         }
     }
