@@ -63,6 +63,8 @@ use crate::{
 const REPAIR_INTERVAL: Duration = Duration::from_secs(5);
 /// How many members a member (other than the owner) passes received changes on to.
 const FORWARD_FANOUT: usize = 2;
+/// How many members each anti-entropy round repairs, per shared playlist.
+const REPAIR_FANOUT: usize = 3;
 /// How long `share --isolated` waits for the new service's addresses (for the link).
 const ISOLATED_START_WAIT: Duration = Duration::from_secs(20);
 
@@ -947,24 +949,28 @@ impl Actor {
             self.push_to_some(playlist, |peer| peer != from);
             return;
         }
-        let chosen: HashSet<String> = {
-            let mut candidates: Vec<&String> = self
-                .admitted
-                .iter()
-                .filter(|((_, peer), sessions)| peer != from && sessions.contains(playlist))
-                .map(|((_, peer), _)| peer)
-                .collect();
-            candidates.sort();
-            candidates.dedup();
-            let mut rng = rand::rng();
-            rand::seq::SliceRandom::shuffle(&mut candidates[..], &mut rng);
-            candidates
-                .into_iter()
-                .take(FORWARD_FANOUT)
-                .cloned()
-                .collect()
-        };
+        let chosen = self.random_members(playlist, |peer| peer != from, FORWARD_FANOUT);
         self.push_to_some(playlist, |peer| chosen.contains(peer));
+    }
+
+    /// Up to `count` members admitted to `playlist` that `keep` accepts, chosen at random.
+    fn random_members(
+        &self,
+        playlist: &str,
+        keep: impl Fn(&str) -> bool,
+        count: usize,
+    ) -> HashSet<String> {
+        let mut candidates: Vec<&String> = self
+            .admitted
+            .iter()
+            .filter(|((_, peer), sessions)| keep(peer) && sessions.contains(playlist))
+            .map(|((_, peer), _)| peer)
+            .collect();
+        candidates.sort();
+        candidates.dedup();
+        let mut rng = rand::rng();
+        rand::seq::SliceRandom::shuffle(&mut candidates[..], &mut rng);
+        candidates.into_iter().take(count).cloned().collect()
     }
 
     /// Sends the admitted members of `playlist` that `to` accepts what they lack.
@@ -999,9 +1005,12 @@ impl Actor {
         // Every fourth round (20 s) members dial everyone they miss, not only those after
         // them: a member behind a NAT may be unable to accept the dial meant for it.
         let everyone = self.repairs.is_multiple_of(4);
-        let ids: HashSet<&String> = self.admitted.values().flatten().collect();
+        // Each round repairs a few members at random (gossip): a lost push is rare, and
+        // everyone pushing to everyone every round cost n² pushes per round in a big session.
+        let ids: HashSet<String> = self.admitted.values().flatten().cloned().collect();
         for id in ids {
-            self.push(id);
+            let chosen = self.random_members(&id, |_| true, REPAIR_FANOUT);
+            self.push_to_some(&id, |peer| chosen.contains(peer));
         }
         for id in self.book.sessions.keys() {
             if let Some(via) = self.serving(id) {
