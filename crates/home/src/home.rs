@@ -74,18 +74,10 @@ impl Home {
     pub fn sessions_path(&self) -> PathBuf {
         self.dir.join("sessions.json")
     }
-    /// Where the identities of isolated shares live (one keypair per playlist, 0600).
+    /// Where the isolated shares' services keep their identities (`<playlist>.key`, 0600)
+    /// and listen ports (`<playlist>.listen.json`); see `whatnext_core::services`.
     pub fn isolated_dir(&self) -> PathBuf {
         self.dir.join("identities")
-    }
-    /// The keypair of the isolated network service that serves `playlist` (a store id,
-    /// which is safe as a file name).
-    pub fn isolated_identity_path(&self, playlist: &str) -> PathBuf {
-        self.isolated_dir().join(format!("{playlist}.key"))
-    }
-    /// The ports that isolated service listened on last time (as `listen.json` for main).
-    pub fn isolated_listen_memory_path(&self, playlist: &str) -> PathBuf {
-        self.isolated_dir().join(format!("{playlist}.listen.json"))
     }
     pub fn store_dir(&self) -> PathBuf {
         self.dir.join("store")
