@@ -109,12 +109,34 @@ pub struct Settings {
     pub display_name: String,
 }
 
-/// The login name, until the user picks a display name.
+/// The name friends see until the user picks one: the OS account's full name, else its
+/// login name. Read from the account itself (not only `$USER`, which a desktop's link
+/// handler or a service manager may not set).
 fn default_display_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
+    #[cfg(unix)]
+    let account = nix::unistd::User::from_uid(nix::unistd::getuid())
         .ok()
-        .and_then(|n| check_display_name(&n).ok())
+        .flatten()
+        .map(|user| (user.gecos.to_string_lossy().into_owned(), user.name));
+    #[cfg(not(unix))]
+    let account: Option<(String, String)> = None;
+    let (full, login) = account.unzip();
+    let env = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .ok();
+    pick_display_name(full.as_deref(), login.as_deref(), env.as_deref())
+}
+
+/// The first usable of: the full name (the GECOS field's first part), the login name, the
+/// environment's user name; else "WhatNext user".
+fn pick_display_name(full: Option<&str>, login: Option<&str>, env: Option<&str>) -> String {
+    let full = full
+        .and_then(|gecos| gecos.split(',').next())
+        .map(str::trim);
+    [full, login, env]
+        .into_iter()
+        .flatten()
+        .find_map(|name| check_display_name(name).ok())
         .unwrap_or_else(|| "WhatNext user".to_string())
 }
 
@@ -161,6 +183,30 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_name_is_the_accounts_full_name_then_its_login() {
+        let table = [
+            (
+                Some("Ana Lima,Room 4,,"),
+                Some("ana"),
+                Some("ana"),
+                "Ana Lima",
+            ),
+            (Some(""), Some("ana"), None, "ana"),
+            (Some(",,,"), Some("ana"), None, "ana"),
+            (None, None, Some("bob"), "bob"),
+            (Some("   "), Some(""), Some(""), "WhatNext user"),
+            (None, None, None, "WhatNext user"),
+        ];
+        for (full, login, env, want) in table {
+            assert_eq!(
+                pick_display_name(full, login, env),
+                want,
+                "{full:?} {login:?} {env:?}"
+            );
+        }
+    }
 
     #[test]
     fn flags_win_over_the_file_and_defaults_fill_the_rest() {
