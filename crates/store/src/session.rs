@@ -32,6 +32,8 @@ use crate::{
 pub const DEFAULT_PER_TURN: u64 = 1;
 /// Most tracks per turn an owner may set.
 pub const MAX_PER_TURN: u64 = 50;
+/// The furthest a seek may go in a track of unknown length (a day).
+pub const MAX_SEEK_MS: u64 = 24 * 60 * 60 * 1000;
 /// How much history the session shows.
 const HISTORY_SHOWN: usize = 50;
 
@@ -83,7 +85,8 @@ impl Playback {
         if self.paused {
             self.position_ms
         } else {
-            self.position_ms + now.saturating_sub(self.started_at)
+            self.position_ms
+                .saturating_add(now.saturating_sub(self.started_at))
         }
     }
 }
@@ -206,12 +209,18 @@ pub fn decide(
             Ok(())
         }
         SessionAction::Pause | SessionAction::Resume | SessionAction::Next => hold(),
-        SessionAction::Seek { .. } => {
+        SessionAction::Seek { position_ms } => {
             hold()?;
-            if facts.playback.is_none() {
+            let Some(playback) = &facts.playback else {
                 return Err(StoreError::Invalid(
                     "nothing is playing; `session play` starts a track".into(),
                 ));
+            };
+            let end = playback.duration_ms.unwrap_or(MAX_SEEK_MS).min(MAX_SEEK_MS);
+            if *position_ms > end {
+                return Err(StoreError::Invalid(format!(
+                    "{position_ms} ms is past the end of the track ({end} ms)"
+                )));
             }
             Ok(())
         }
@@ -330,6 +339,13 @@ pub fn decide(
                 return Err(refuse(format!(
                     "only the owner ({}) or a co-host can set the fallback playlist",
                     name(&facts.owner)
+                )));
+            }
+            if let Some(id) = playlist_id
+                && !crate::doc::is_valid_id(id)
+            {
+                return Err(StoreError::Invalid(format!(
+                    "{id:?} is not a playlist id; `whatnext playlist list` shows them"
                 )));
             }
             if playlist_id.as_deref() == Some(playlist.id.as_str()) {
@@ -1215,6 +1231,85 @@ mod tests {
         ];
         assert_eq!(order(&one), want);
         assert_eq!(order(&two), want);
+    }
+
+    /// Huge and malformed values a modified client or a typo could send are refused before
+    /// they reach the document.
+    #[test]
+    fn huge_seeks_and_malformed_fallback_ids_are_refused() {
+        let mut f = facts(SessionMode::FreeForAll, 1, &["owner"]);
+        let playlist = Playlist {
+            id: "p".into(),
+            name: "P".into(),
+            description: String::new(),
+            owner: Author::default(),
+            collaborators: vec![],
+            tags: vec![],
+            queue_mode: QueueMode::FreeForAll,
+            created_at: 0,
+            updated_at: 0,
+            tracks: vec![],
+        };
+        let name = |p: &str| p.to_string();
+        let check =
+            |f: &SessionFacts, action: SessionAction| decide(f, &playlist, "owner", &action, &name);
+        f.playback = Some(Playback {
+            track_id: "t".into(),
+            duration_ms: Some(180_000),
+            ..Playback::default()
+        });
+        assert!(
+            check(
+                &f,
+                SessionAction::Seek {
+                    position_ms: 179_000
+                }
+            )
+            .is_ok()
+        );
+        assert!(
+            check(
+                &f,
+                SessionAction::Seek {
+                    position_ms: 181_000
+                }
+            )
+            .is_err()
+        );
+        if let Some(p) = f.playback.as_mut() {
+            p.duration_ms = None;
+        }
+        assert!(
+            check(
+                &f,
+                SessionAction::Seek {
+                    position_ms: u64::MAX
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            check(
+                &f,
+                SessionAction::Seek {
+                    position_ms: MAX_SEEK_MS
+                }
+            )
+            .is_ok()
+        );
+        let fallback = |id: &str| SessionAction::Fallback {
+            playlist_id: Some(id.to_string()),
+        };
+        assert!(check(&f, fallback("0123abcd")).is_ok());
+        assert!(check(&f, fallback(&"x".repeat(100_000))).is_err());
+        assert!(check(&f, fallback("../etc\u{7}")).is_err());
+        // Position arithmetic saturates instead of overflowing.
+        let far = Playback {
+            position_ms: u64::MAX - 1,
+            started_at: 0,
+            ..Playback::default()
+        };
+        assert_eq!(far.position(1_000), u64::MAX);
     }
 
     #[test]
