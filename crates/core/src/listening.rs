@@ -16,7 +16,7 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 use whatnext_protocol::{
-    listening::{SessionAction, SessionView},
+    listening::{Reaction, SessionAction, SessionView},
     playlist::{Author, NewTrack},
     state::AppState,
 };
@@ -58,15 +58,7 @@ pub async fn view(
     state: &StateHandle,
     id: &str,
 ) -> Result<SessionView, StoreError> {
-    let me = library.author_for(id).peer_id;
-    let snapshot = state.snapshot();
-    let online = online_count(&snapshot, id);
-    let reactions = snapshot
-        .sessions
-        .iter()
-        .find(|s| s.id == id)
-        .map(|s| s.reactions.clone())
-        .unwrap_or_default();
+    let (me, online, reactions) = viewer(library, state, id);
     let id = id.to_string();
     let mut view = library
         .read(move |store| store.session_view(&id, &me, online, now_ms()))
@@ -75,7 +67,8 @@ pub async fn view(
     Ok(view)
 }
 
-/// Does `action` in the session of playlist `id` as this member; returns the session after.
+/// Does `action` in the session of playlist `id` as this member; returns the session after
+/// it, read in the same store call (no second trip through the store).
 pub async fn act(
     library: &Arc<Library>,
     state: &StateHandle,
@@ -83,14 +76,34 @@ pub async fn act(
     action: SessionAction,
 ) -> Result<SessionView, StoreError> {
     let author = library.author_for(id);
+    let (_, online, reactions) = viewer(library, state, id);
     let playlist = id.to_string();
-    library
+    let mut view = library
         .write(move |store, _, now| {
             store.session_act(&playlist, &action, &author, now)?;
-            Ok(((), Some(playlist)))
+            let view = store.session_view(&playlist, &author.peer_id, online, now)?;
+            Ok((view, Some(playlist)))
         })
         .await?;
-    view(library, state, id).await
+    view.reactions = reactions;
+    Ok(view)
+}
+
+/// Who reads the session of `id` (the playlist's identity of ours), how many members are
+/// online, and the reactions shown: what the view takes from outside the document.
+fn viewer(library: &Library, state: &StateHandle, id: &str) -> (String, usize, Vec<Reaction>) {
+    let snapshot = state.snapshot();
+    let reactions = snapshot
+        .sessions
+        .iter()
+        .find(|s| s.id == id)
+        .map(|s| s.reactions.clone())
+        .unwrap_or_default();
+    (
+        library.author_for(id).peer_id,
+        online_count(&snapshot, id),
+        reactions,
+    )
 }
 
 /// A new playlist named `name` holding the tracks played in session `id`, in the order

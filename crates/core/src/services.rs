@@ -15,7 +15,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use whatnext_home::identity::Identity;
 use whatnext_protocol::{
     ipc::NodeConfig,
-    state::{AppState, MAIN_SERVICE, ServiceEntry},
+    state::{AppState, ServiceEntry},
 };
 
 use crate::{
@@ -35,10 +35,6 @@ pub struct ServiceHandle {
 }
 
 impl ServiceHandle {
-    pub fn is_main(&self) -> bool {
-        self.name == MAIN_SERVICE
-    }
-
     /// The peer id this service is known by.
     pub fn peer_id(&self) -> String {
         self.state.snapshot().peer_id
@@ -62,11 +58,6 @@ pub struct IsolatedServices {
 }
 
 impl IsolatedServices {
-    /// The keypair file of the service serving `playlist`.
-    pub fn identity_path(&self, playlist: &str) -> PathBuf {
-        identity_path(&self.dir, playlist)
-    }
-
     /// Starts the service of `playlist` under `identity`; it restarts on its own from then on.
     pub fn start(&self, playlist: &str, identity: &Identity) -> ServiceHandle {
         let mut node = self.node.clone();
@@ -109,7 +100,7 @@ impl IsolatedServices {
 }
 
 /// `<dir>/<playlist>.key`.
-pub fn identity_path(dir: &Path, playlist: &str) -> PathBuf {
+fn identity_path(dir: &Path, playlist: &str) -> PathBuf {
     dir.join(format!("{playlist}.key"))
 }
 
