@@ -198,3 +198,56 @@ fn moving_a_shared_playlist_to_an_isolated_identity_retires_the_old_link() {
         !Node::connections_to(s, &isolated_peer).is_empty()
     });
 }
+
+/// An isolated share comes back as itself after the app restarts; a damaged key of an
+/// isolated share does not keep the app (or its other playlists) from starting, and sharing
+/// it again says which file is damaged.
+#[test]
+fn an_isolated_share_survives_a_restart_and_a_damaged_key_is_named_not_fatal() {
+    let home = tempfile::tempdir().expect("home");
+    let mut a = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
+    let id = cli_json(&a, &["playlist", "create", "Kept apart"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    cli_json(&a, &["playlist", "share", &id, "--isolated"]);
+    let isolated_peer = a.wait_status("the isolated service", PATIENCE, |s| {
+        service(s, &id).is_some_and(|i| i["node"] == "running")
+    });
+    let isolated_peer = service(&isolated_peer, &id).expect("service")["peer_id"].clone();
+    assert!(a.stop_with(Signal::SIGTERM).success());
+
+    let mut again = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
+    let state = again.wait_status("the isolated service after a restart", PATIENCE, |s| {
+        service(s, &id).is_some_and(|i| i["node"] == "running")
+    });
+    assert_eq!(
+        service(&state, &id).expect("service")["peer_id"],
+        isolated_peer
+    );
+    assert!(again.stop_with(Signal::SIGTERM).success());
+
+    // The key file emptied (an interrupted write, a bad disk): the app still starts.
+    let key = home.path().join("identities").join(format!("{id}.key"));
+    std::fs::write(&key, b"").expect("damage the key");
+    let third = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
+    let state = third.wait_running();
+    assert!(
+        service(&state, &id).is_none(),
+        "no service runs on a damaged key"
+    );
+    assert_eq!(
+        state["sessions"][0]["id"],
+        id.as_str(),
+        "the share is still listed"
+    );
+    let out = third.cli(&["playlist", "share", &id, "--isolated"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("{id}.key")) && said.contains("empty"),
+        "{said}"
+    );
+    // The rest of the app works.
+    cli_json(&third, &["playlist", "create", "Unrelated"]);
+}
