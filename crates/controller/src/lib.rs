@@ -72,12 +72,13 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
         ping_interval_ms: 5_000,
     };
     let (store, report) =
-        whatnext_store::Store::open(&home.store_dir(), now_ms()).with_context(|| {
-            format!(
-                "cannot open the playlist store in {}",
-                home.store_dir().display()
-            )
-        })?;
+        whatnext_store::Store::open_as(&home.store_dir(), now_ms(), identity.keypair.clone())
+            .with_context(|| {
+                format!(
+                    "cannot open the playlist store in {}",
+                    home.store_dir().display()
+                )
+            })?;
     for tail in &report.torn_tails {
         tracing::warn!(
             "recovered from an interrupted write (never acknowledged, nothing lost); the incomplete record is kept in {}",

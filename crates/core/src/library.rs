@@ -95,17 +95,22 @@ impl Library {
         author
     }
 
-    /// Attributes local edits of `playlist` to `peer_id` (an isolated identity), or again to
-    /// the main identity with `None`.
-    pub fn set_author_for(&self, playlist: &str, peer_id: Option<String>) {
-        let mut authors = self
-            .isolated_authors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match peer_id {
-            Some(peer_id) => authors.insert(playlist.to_string(), peer_id),
-            None => authors.remove(playlist),
-        };
+    /// Attributes local edits of `playlist` to the identity `key` (an isolated one), which
+    /// then signs them too, or again to the main identity with `None`.
+    pub fn set_author_for(&self, playlist: &str, key: Option<&whatnext_home::identity::Keypair>) {
+        {
+            let mut authors = self
+                .isolated_authors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match key {
+                Some(key) => {
+                    authors.insert(playlist.to_string(), key.public().to_peer_id().to_string())
+                }
+                None => authors.remove(playlist),
+            };
+        }
+        self.lock().set_playlist_key(playlist, key.cloned());
     }
 
     pub fn set_display_name(&self, name: String) {

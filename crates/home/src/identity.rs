@@ -1,7 +1,8 @@
 //! The node's identity: an Ed25519 keypair created once and kept in the home (0600), so the
 //! PeerId survives service restarts and controller restarts alike.
 
-use libp2p_identity::{Keypair, PeerId};
+pub use libp2p_identity::Keypair;
+use libp2p_identity::PeerId;
 
 use crate::{
     error::HomeError,

@@ -253,7 +253,7 @@ pub struct Stats {
 pub enum AppProtocol {
     /// `/whatnext/handshake/1.0.0`: versions, names, session capabilities.
     Handshake,
-    /// `/whatnext/sync/1.0.0`: CRDT updates.
+    /// `/whatnext/sync/2.0.0`: CRDT updates.
     Sync,
 }
 

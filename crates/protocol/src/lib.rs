@@ -9,6 +9,7 @@
 //! * [`local`]: the single-instance socket's messages.
 //! * [`playlist`]: playlists and tracks as the CLI, the API and the view see them.
 //! * [`session`]: the handshake and sync messages peers exchange.
+//! * [`signed`]: signed updates (envelopes): who wrote a change, provable after any hop.
 //! * [`state`]: the versioned `AppState` the controller publishes to the CLI and the view.
 //!
 //! Invariant: this crate does no I/O. It turns bytes into values and back, so both ends of
@@ -23,6 +24,7 @@ pub mod listening;
 pub mod local;
 pub mod playlist;
 pub mod session;
+pub mod signed;
 pub mod state;
 
 /// Version of the controller ↔ service protocol. The service announces it in `ready`; the

@@ -3,14 +3,16 @@
 //!
 //! * `/whatnext/handshake/1.0.0`: the dialer names itself and proves a capability (`key`)
 //!   for each shared playlist (session) it wants; the other side admits or refuses each.
-//! * `/whatnext/sync/1.0.0`: `hello` carries a version vector and is answered with the
+//! * `/whatnext/sync/2.0.0`: `hello` carries a version vector and is answered with the
 //!   updates the asker lacks; `push` carries new updates to an admitted member at once.
+//!   Updates travel as signed envelopes ([`crate::signed`]), exactly as their authors
+//!   signed them (2.0.0: 1.0.0 carried bare Loro updates, so nobody knew who wrote what).
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use serde::{Deserialize, Serialize};
 
 pub const HANDSHAKE_PROTOCOL: &str = "/whatnext/handshake/1.0.0";
-pub const SYNC_PROTOCOL: &str = "/whatnext/sync/1.0.0";
+pub const SYNC_PROTOCOL: &str = "/whatnext/sync/2.0.0";
 /// Largest request or response on the app protocols. A 10,000-track join is about 3 MB;
 /// the limit stays well under the 16 MiB IPC frame that carries it to the controller.
 pub const MAX_APP_MESSAGE: u64 = 8 * 1024 * 1024;
@@ -46,8 +48,8 @@ pub struct HandshakeResponse {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SyncRequest {
     /// "Here is my version of `session`; send me what I lack." `version` is a base64 Loro
-    /// version vector; `updates` fields are base64 of an LZ4 block (size-prefixed) of Loro
-    /// updates.
+    /// version vector; `updates` fields are base64 of an LZ4 block (size-prefixed) of
+    /// encoded signed envelopes ([`crate::signed::encode_envelopes`]).
     Hello { session: String, version: String },
     /// New updates for `session`. `version` (base64 Loro version vector) is what the sender
     /// has with them: the receiver then knows what not to send back.

@@ -183,11 +183,26 @@ impl PlaylistDoc {
         owner: &Author,
         now: u64,
     ) -> Result<Self, StoreError> {
+        Self::create_as(None, id, name, description, owner, now)
+    }
+
+    /// [`PlaylistDoc::create`], its changes made under Loro peer id `peer` when given.
+    pub fn create_as(
+        peer: Option<u64>,
+        id: &str,
+        name: &str,
+        description: &str,
+        owner: &Author,
+        now: u64,
+    ) -> Result<Self, StoreError> {
         let name = clean("name", name, true)?;
         let description = clean("description", description, false)?;
         let doc = PlaylistDoc {
             doc: LoroDoc::new(),
         };
+        if let Some(peer) = peer {
+            doc.set_peer(peer)?;
+        }
         let meta = doc.meta();
         meta.insert("id", id)?;
         meta.insert("name", name)?;
@@ -253,6 +268,27 @@ impl PlaylistDoc {
 
     pub fn version(&self) -> VersionVector {
         self.doc.oplog_vv()
+    }
+
+    /// Makes this document's next changes carry the Loro peer id `peer` (see
+    /// `whatnext_protocol::signed::loro_peer_of`).
+    pub fn set_peer(&self, peer: u64) -> Result<(), StoreError> {
+        self.doc.commit();
+        self.doc.set_peer_id(peer)?;
+        Ok(())
+    }
+
+    pub fn peer(&self) -> u64 {
+        self.doc.peer_id()
+    }
+
+    /// The changes Loro peer `peer` made from counter `from` to `to`, as updates.
+    pub fn export_span(&self, peer: u64, from: i32, to: i32) -> Result<Vec<u8>, StoreError> {
+        self.doc
+            .export(ExportMode::updates_in_range(vec![loro::IdSpan::new(
+                peer, from, to,
+            )]))
+            .map_err(|e| StoreError::Crdt(e.to_string()))
     }
 
     pub fn export_updates_since(&self, since: &VersionVector) -> Result<Vec<u8>, StoreError> {
@@ -505,6 +541,20 @@ impl PlaylistDoc {
             self.doc.commit();
         }
         Ok(changed)
+    }
+
+    /// The owner and the collaborators (reads the small maps only).
+    pub fn member_ids(&self) -> HashSet<String> {
+        let mut ids: HashSet<String> = self
+            .doc
+            .get_map("collaborators")
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        if let Some(owner) = get_str(&self.meta().get_value(), "owner_peer") {
+            ids.insert(owner);
+        }
+        ids
     }
 
     /// Whether `peer` is the owner or a collaborator (reads the small maps only).

@@ -6,22 +6,28 @@
 //! * [`store`]: all playlists on disk: snapshots, logs, compaction, format version.
 //! * [`markdown`]: the Markdown + YAML mirror and export/import format.
 //! * [`session`]: the listening session in the document, and who may do what in it.
+//! * [`authority`]: the same rules checked by every receiver, against each signed update's author.
+//! * [`signed_log`]: the signed updates kept byte for byte, for sync.
 //!
 //! Invariant: only the controller process writes the store, and a write returns `Ok` only
 //! once it is durable.
 
+pub mod authority;
 pub mod doc;
 pub mod error;
 pub mod log;
 pub mod markdown;
 pub mod session;
+mod signed_log;
 pub mod store;
 
 pub use error::StoreError;
-pub use store::{LoadReport, Store};
+pub use store::{Applied, LoadReport, Store};
 pub use whatnext_protocol::playlist::{
     Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track,
 };
 
+#[cfg(test)]
+mod authority_tests;
 #[cfg(test)]
 mod tests;

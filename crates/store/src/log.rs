@@ -227,6 +227,11 @@ impl UpdateLog {
         file.read_to_end(&mut bytes)
             .map_err(StoreError::io("read", path))?;
         let scan = decode_records(&bytes);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("updates.log")
+            .to_string();
         let mut recovered = Recovered {
             records: Vec::new(),
             torn_tail: None,
@@ -236,11 +241,11 @@ impl UpdateLog {
         if !scan.damaged.is_empty() {
             // Keep the log exactly as found, then rewrite it with the valid records only, so
             // new records follow valid ones and the damage is not met again on every start.
-            let aside = path.with_file_name(format!("updates.log.damaged-{now_ms}"));
+            let aside = path.with_file_name(format!("{name}.damaged-{now_ms}"));
             std::fs::write(&aside, &bytes).map_err(StoreError::io("write", &aside))?;
             sync_file(&aside)?;
             let rewritten: Vec<u8> = scan.records.iter().flat_map(|r| encode_record(r)).collect();
-            let tmp = path.with_file_name("updates.log.tmp");
+            let tmp = path.with_file_name(format!("{name}.tmp"));
             std::fs::write(&tmp, &rewritten).map_err(StoreError::io("write", &tmp))?;
             sync_file(&tmp)?;
             std::fs::rename(&tmp, path).map_err(StoreError::io("replace", path))?;
@@ -265,7 +270,7 @@ impl UpdateLog {
                 followed_by_record: scan.damage_followed,
             });
         } else if let Some(torn) = &scan.torn {
-            let aside = path.with_file_name(format!("updates.log.torn-{now_ms}"));
+            let aside = path.with_file_name(format!("{name}.torn-{now_ms}"));
             std::fs::write(&aside, &bytes[torn.clone()])
                 .map_err(StoreError::io("write", &aside))?;
             sync_file(&aside)?;

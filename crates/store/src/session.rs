@@ -116,7 +116,7 @@ impl SessionFacts {
         }
     }
 
-    fn may_host(&self, peer: &str) -> bool {
+    pub(crate) fn may_host(&self, peer: &str) -> bool {
         matches!(self.role(peer), MemberRole::Owner | MemberRole::CoHost)
     }
 
@@ -138,17 +138,36 @@ impl SessionFacts {
         if order.is_empty() {
             return None;
         }
+        let number = self.first_open_turn();
+        let holder = self.holder_of_turn(number)?;
+        Some(TurnState {
+            number,
+            holder,
+            used: self.turn_adds.get(&number).copied().unwrap_or(0) as u64,
+        })
+    }
+
+    /// The first turn that is not over (whatever the mode).
+    pub(crate) fn first_open_turn(&self) -> u64 {
         let per_turn = self.per_turn.max(1);
-        // The first turn that is not over; bounded by the facts that can end turns.
+        // Bounded by the facts that can end turns.
         let bound = self.turn_adds.len() as u64 + self.passes.len() as u64 + 1;
-        let number = (0..=bound)
+        (0..=bound)
             .find(|t| {
                 let used = self.turn_adds.get(t).copied().unwrap_or(0) as u64;
                 used < per_turn && !self.passes.contains(t)
             })
-            .unwrap_or(bound);
-        // The member after the one whose turn the last one was, in the order as it is now:
-        // a newcomer joins at the end of the round instead of shifting whose turn it is.
+            .unwrap_or(bound)
+    }
+
+    /// Whose turn `number` is (or was): the member after the one whose turn the previous
+    /// one was, in the order as it is now — so a newcomer joins at the end of the round
+    /// instead of shifting whose turn it is.
+    pub fn holder_of_turn(&self, number: u64) -> Option<String> {
+        let order = self.turn_order();
+        if order.is_empty() {
+            return None;
+        }
         let after_previous = number
             .checked_sub(1)
             .and_then(|previous| self.turn_holders.get(&previous))
@@ -156,12 +175,7 @@ impl SessionFacts {
             .map(|at| (at + 1) % order.len());
         let len = order.len() as u64;
         let at = after_previous.unwrap_or_else(|| usize::try_from(number % len).unwrap_or(0));
-        let holder = order[at].clone();
-        Some(TurnState {
-            number,
-            holder,
-            used: self.turn_adds.get(&number).copied().unwrap_or(0) as u64,
-        })
+        order.get(at).cloned()
     }
 
     fn score(&self, track: &str) -> i64 {

@@ -4,6 +4,8 @@
 //! store/FORMAT                         format version of this layout ("1")
 //! store/<id>/snapshot.loro             compacted Loro snapshot, LZ4-compressed
 //! store/<id>/updates.log               fsync'ed records of every update since the snapshot
+//! store/<id>/signed.log                every change as its author signed it, for sync
+//!                                      (never compacted; see [`crate::signed_log`])
 //! store/<id>/*.damaged-<ms>, *.torn-<ms>, *.replaced-<ms>, *.unapplied-<ms>
 //!                                      bytes set aside after damage (never deleted)
 //! store/trash/<id>-<ms>/               deleted playlists (moved, never erased)
@@ -41,19 +43,23 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use libp2p_identity::Keypair;
 use loro::VersionVector;
 
 use whatnext_protocol::{
     listening::SessionAction,
     playlist::{Author, NewTrack, Playlist, PlaylistSummary},
+    signed::{Envelope, EnvelopeKind, decode_envelopes, encode_envelopes, loro_peer_of},
     state::StoreProblem,
 };
 
 use crate::{
+    authority::{Received, Rejection, receive},
     doc::{PlaylistDoc, is_valid_id, new_playlist_id, validate_import},
     error::StoreError,
     log::{Recovered, UpdateLog},
     session,
+    signed_log::SignedLog,
 };
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -63,6 +69,8 @@ const COMPACT_EVERY_RECORDS: usize = 500;
 const COMPACT_EVERY_BYTES: u64 = 4 * 1024 * 1024;
 /// Problems remembered (the oldest go first).
 const MAX_PROBLEMS: usize = 100;
+/// Received envelopes kept aside while what they build on has not arrived, per playlist.
+const MAX_WAITING: usize = 10_000;
 
 struct Entry {
     doc: PlaylistDoc,
@@ -82,11 +90,20 @@ struct Entry {
     /// Incomplete because of damage (not just updates from a member that arrived out of
     /// order): listed as damaged, its mirror left alone, reported until whole again.
     damaged: bool,
+    /// The signed updates, for sync.
+    signed: SignedLog,
+    /// Received envelopes that build on changes not here yet (memory only: the members who
+    /// sent them still have them).
+    waiting: Vec<Envelope>,
+    /// Whose key the document's Loro peer id is derived from (our edits are signed by it).
+    signer: String,
+    /// The nonce of that Loro peer id.
+    nonce: u64,
 }
 
 impl Entry {
     /// A whole playlist whose document is all in a snapshot just written, with an empty log.
-    fn fresh(id: &str, doc: PlaylistDoc, log: UpdateLog) -> Entry {
+    fn fresh(id: &str, doc: PlaylistDoc, log: UpdateLog, signed: SignedLog, nonce: u64) -> Entry {
         let saved = doc.version();
         Entry {
             summary: summary_of(id, &doc, false),
@@ -97,6 +114,73 @@ impl Entry {
             records: 0,
             incomplete: false,
             damaged: false,
+            signed,
+            waiting: Vec::new(),
+            signer: String::new(),
+            nonce,
+        }
+    }
+
+    /// Makes our next edits carry a fresh Loro peer id of `key` (a fresh nonce each time, so
+    /// no counter is ever reused, even by a store rebuilt from scratch).
+    fn assign_peer(&mut self, key: &Keypair) {
+        let nonce = rand::random::<u64>();
+        match self.doc.set_peer(loro_peer_of(&key.public(), nonce)) {
+            Ok(()) => {
+                self.nonce = nonce;
+                self.signer = key.public().to_peer_id().to_string();
+            }
+            Err(err) => tracing::error!("could not set the document's peer id: {err}"),
+        }
+    }
+
+    fn is_signed_by(&self, key: &Keypair) -> bool {
+        self.signer == key.public().to_peer_id().to_string()
+            && self.doc.peer() == loro_peer_of(&key.public(), self.nonce)
+    }
+
+    /// Signs our changes since `before` (one envelope) and keeps it for sync. A failure
+    /// leaves the change saved but unsent (the owner's next start vouches for it in a
+    /// baseline); it is reported, not returned.
+    fn sign_own(
+        &mut self,
+        id: &str,
+        key: &Keypair,
+        before: &VersionVector,
+    ) -> Result<(), StoreError> {
+        let peer = self.doc.peer();
+        let from = before.get(&peer).copied().unwrap_or(0);
+        let to = self.doc.version().get(&peer).copied().unwrap_or(0);
+        if to <= from {
+            return Ok(());
+        }
+        let updates = self.doc.export_span(peer, from, to)?;
+        let envelope = Envelope::sign(key, id, EnvelopeKind::Changes, self.nonce, updates)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.signed.push(envelope)
+    }
+
+    /// When this store's history holds changes no kept envelope covers (written before
+    /// updates were signed, or whose signing failed) and `key` is the owner's: one baseline
+    /// envelope vouching for them, so members can be sent them.
+    fn vouch_for_unsigned(&mut self, id: &str, key: &Keypair) {
+        if self.incomplete || self.signed.covered().includes_vv(&self.doc.version()) {
+            return;
+        }
+        if self.doc.session_facts().owner != key.public().to_peer_id().to_string() {
+            tracing::debug!("playlist {id}: history from before signing; its owner vouches for it");
+            return;
+        }
+        let vouched = self
+            .doc
+            .export_updates_since(self.signed.covered())
+            .and_then(|updates| {
+                Envelope::sign(key, id, EnvelopeKind::Baseline, 0, updates)
+                    .map_err(|e| StoreError::Internal(e.to_string()))
+            })
+            .and_then(|envelope| self.signed.push(envelope));
+        if let Err(err) = vouched {
+            tracing::warn!("playlist {id}: could not sign its earlier history: {err}");
         }
     }
 
@@ -107,8 +191,20 @@ impl Entry {
     }
 }
 
+/// Outcome of [`Store::apply_remote`].
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Something new was applied.
+    pub changed: bool,
+    /// Envelopes refused (forged, or beyond their authors' rights), with who signed them.
+    pub rejected: Vec<Rejection>,
+}
+
 pub struct Store {
     root: PathBuf,
+    /// Signs our edits: the main identity, or a playlist's own (an isolated share).
+    main_key: Keypair,
+    playlist_keys: std::collections::HashMap<String, Keypair>,
     playlists: BTreeMap<String, Entry>,
     /// Playlists whose files could not be read at all (an I/O error, not damage): left as
     /// they are on disk, listed, and refused for anything but moving to the trash.
@@ -221,7 +317,19 @@ impl Store {
     ///
     /// Damage does not stop the others from loading, and is set aside rather than left to be
     /// overwritten: see the module documentation. What was found is in the report.
+    ///
+    /// Our edits are signed with a key made for this call: for tests and tools that only
+    /// read. The app opens its store with its identity ([`Store::open_as`]).
     pub fn open(root: &Path, now_ms: u64) -> Result<(Store, LoadReport), StoreError> {
+        Store::open_as(root, now_ms, Keypair::generate_ed25519())
+    }
+
+    /// Opens the store under `root` as the identity `key`, which signs our edits.
+    pub fn open_as(
+        root: &Path,
+        now_ms: u64,
+        key: Keypair,
+    ) -> Result<(Store, LoadReport), StoreError> {
         fs::create_dir_all(root).map_err(StoreError::io("create", root))?;
         let format_path = root.join("FORMAT");
         match fs::read_to_string(&format_path) {
@@ -250,6 +358,8 @@ impl Store {
 
         let mut store = Store {
             root: root.to_path_buf(),
+            main_key: key,
+            playlist_keys: std::collections::HashMap::new(),
             playlists: BTreeMap::new(),
             unreadable: BTreeMap::new(),
             problems: Vec::new(),
@@ -292,6 +402,11 @@ impl Store {
                     store.unreadable.insert(name, err.to_string());
                 }
             }
+        }
+        let key = store.main_key.clone();
+        for (id, entry) in &mut store.playlists {
+            entry.assign_peer(&key);
+            entry.vouch_for_unsigned(id, &key);
         }
         report.playlists = store.playlists.len();
         report.problems = store.problems.clone();
@@ -350,9 +465,34 @@ impl Store {
             .collect()
     }
 
+    /// The key that signs our edits of playlist `id`.
+    fn key_for(&self, id: &str) -> &Keypair {
+        self.playlist_keys.get(id).unwrap_or(&self.main_key)
+    }
+
+    /// Signs our edits of playlist `id` with `key` from now on (an isolated share's own
+    /// identity), or with the main identity again (`None`).
+    pub fn set_playlist_key(&mut self, id: &str, key: Option<Keypair>) {
+        match key {
+            Some(key) => self.playlist_keys.insert(id.to_string(), key),
+            None => self.playlist_keys.remove(id),
+        };
+        let key = self.key_for(id).clone();
+        if let Some(entry) = self.playlists.get_mut(id) {
+            entry.assign_peer(&key);
+            entry.vouch_for_unsigned(id, &key);
+        }
+    }
+
     /// Creates the directory and files of a new playlist. Never writes over a playlist
     /// directory that exists (loaded or not): that would destroy what it holds.
-    fn insert_new(&mut self, id: String, doc: PlaylistDoc) -> Result<(), StoreError> {
+    fn insert_new(
+        &mut self,
+        id: String,
+        doc: PlaylistDoc,
+        nonce: u64,
+        received: Option<Vec<Envelope>>,
+    ) -> Result<(), StoreError> {
         if self.contains(&id) {
             return Err(StoreError::Exists(id));
         }
@@ -368,20 +508,56 @@ impl Store {
             Err(e) => return Err(StoreError::io("create", &dir)(e)),
         }
         sync_dir(&self.root);
+        let key = self.key_for(&id).clone();
         let created = write_snapshot_checked(&dir, &doc, &doc.version())
-            .and_then(|()| UpdateLog::open(&dir.join("updates.log"), 0));
-        let (log, _) = match created {
+            .and_then(|()| UpdateLog::open(&dir.join("updates.log"), 0))
+            .and_then(|(log, _)| Ok((log, SignedLog::open(&dir, 0)?.0)))
+            .and_then(|(log, mut signed)| {
+                // Ours from the start (signed as one envelope), or as the members sent it.
+                match received {
+                    Some(envelopes) => {
+                        for envelope in envelopes {
+                            signed.push(envelope)?;
+                        }
+                    }
+                    None => {
+                        let peer = doc.peer();
+                        let to = doc.version().get(&peer).copied().unwrap_or(0);
+                        let updates = doc.export_span(peer, 0, to)?;
+                        let envelope =
+                            Envelope::sign(&key, &id, EnvelopeKind::Changes, nonce, updates)
+                                .map_err(|e| StoreError::Internal(e.to_string()))?;
+                        signed.push(envelope)?;
+                    }
+                }
+                Ok((log, signed))
+            });
+        let (log, signed) = match created {
             Ok(opened) => opened,
             Err(err) => {
-                // Only what this call created goes: the temp file and the directory if empty.
-                let _ = fs::remove_file(dir.join("snapshot.loro.tmp"));
+                // Only what this call created goes: its files and the directory.
+                for name in [
+                    "snapshot.loro.tmp",
+                    "snapshot.loro",
+                    "updates.log",
+                    crate::signed_log::FILE,
+                ] {
+                    let _ = fs::remove_file(dir.join(name));
+                }
                 let _ = fs::remove_dir(&dir);
                 return Err(err);
             }
         };
-        let entry = Entry::fresh(&id, doc, log);
+        let mut entry = Entry::fresh(&id, doc, log, signed, nonce);
+        entry.assign_peer(&key);
         self.playlists.insert(id, entry);
         Ok(())
+    }
+
+    /// A new Loro peer id of the key that signs playlist `id`, and its nonce.
+    fn fresh_peer(&self, id: &str) -> (u64, u64) {
+        let nonce = rand::random::<u64>();
+        (loro_peer_of(&self.key_for(id).public(), nonce), nonce)
     }
 
     pub fn create(
@@ -392,8 +568,9 @@ impl Store {
         now_ms: u64,
     ) -> Result<String, StoreError> {
         let id = new_playlist_id();
-        let doc = PlaylistDoc::create(&id, name, description, owner, now_ms)?;
-        self.insert_new(id.clone(), doc)?;
+        let (peer, nonce) = self.fresh_peer(&id);
+        let doc = PlaylistDoc::create_as(Some(peer), &id, name, description, owner, now_ms)?;
+        self.insert_new(id.clone(), doc, nonce, None)?;
         Ok(id)
     }
 
@@ -426,8 +603,9 @@ impl Store {
         if self.contains(&id) {
             return Err(StoreError::Exists(id));
         }
-        let doc = build_imported(&id, playlist)?;
-        self.insert_new(id.clone(), doc)?;
+        let (peer, nonce) = self.fresh_peer(&id);
+        let doc = build_imported(&id, playlist, peer)?;
+        self.insert_new(id.clone(), doc, nonce, None)?;
         Ok(id)
     }
 
@@ -461,10 +639,11 @@ impl Store {
                 source.display()
             )));
         }
-        let doc = build_imported(id, playlist)?;
+        let (peer, nonce) = self.fresh_peer(id);
+        let doc = build_imported(id, playlist, peer)?;
         let dir = self.dir(id);
         let mut kept = Vec::new();
-        for name in ["updates.log", "snapshot.loro"] {
+        for name in ["updates.log", "snapshot.loro", crate::signed_log::FILE] {
             let from = dir.join(name);
             if from.exists() {
                 let to = dir.join(format!("{name}.replaced-{now_ms}"));
@@ -475,7 +654,20 @@ impl Store {
         sync_dir(&dir);
         write_snapshot_checked(&dir, &doc, &doc.version())?;
         let (log, _) = UpdateLog::open(&dir.join("updates.log"), now_ms)?;
-        let entry = Entry::fresh(id, doc, log);
+        let (mut signed, _) = SignedLog::open(&dir, now_ms)?;
+        let key = self.key_for(id).clone();
+        let to = doc.version().get(&peer).copied().unwrap_or(0);
+        let envelope = Envelope::sign(
+            &key,
+            id,
+            EnvelopeKind::Changes,
+            nonce,
+            doc.export_span(peer, 0, to)?,
+        )
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+        signed.push(envelope)?;
+        let mut entry = Entry::fresh(id, doc, log, signed, nonce);
+        entry.assign_peer(&key);
         self.playlists.insert(id.to_string(), entry);
         self.note_restored(id, "rebuilt from its Markdown mirror");
         let what = format!(
@@ -533,16 +725,34 @@ impl Store {
         id: &str,
         origin: Origin,
         received: Option<&[u8]>,
-        edit: impl FnOnce(&PlaylistDoc) -> Result<T, StoreError>,
+        edit: impl FnOnce(&mut PlaylistDoc) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.change_as(id, None, origin, received, edit)
+    }
+
+    /// [`Store::change`], our changes signed by `signer` instead of the playlist's key.
+    fn change_as<T>(
+        &mut self,
+        id: &str,
+        signer: Option<Keypair>,
+        origin: Origin,
+        received: Option<&[u8]>,
+        edit: impl FnOnce(&mut PlaylistDoc) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if let Some(err) = self.unreadable_error(id) {
             return Err(err);
         }
         let dir = self.dir(id);
+        let home_key = self.key_for(id).clone();
+        let key = signer.unwrap_or_else(|| home_key.clone());
         let entry = self
             .playlists
             .get_mut(id)
             .ok_or_else(|| StoreError::UnknownPlaylist(id.to_string()))?;
+        if origin == Origin::Local && !entry.is_signed_by(&key) {
+            entry.assign_peer(&key);
+        }
+        let before = entry.doc.version();
         if origin == Origin::Local && entry.doc.id() != id {
             return Err(StoreError::Damaged(format!(
                 "playlist {id} is damaged: its history is missing, so it cannot be changed yet. A member's copy restores it at the next sync; `whatnext doctor` says more"
@@ -557,11 +767,18 @@ impl Store {
         } else {
             None
         };
-        let result = edit(&entry.doc);
+        let result = edit(&mut entry.doc);
         entry.doc.commit();
         let written = result.and_then(|value| append_changes(entry, received).map(|()| value));
         match written {
             Ok(value) => {
+                let unsigned = match origin {
+                    Origin::Local => entry.sign_own(id, &key, &before).err(),
+                    Origin::Remote => None,
+                };
+                if !entry.is_signed_by(&home_key) {
+                    entry.assign_peer(&home_key);
+                }
                 entry.refresh(id);
                 let restored = was_damaged && !entry.damaged;
                 let due = restored
@@ -571,6 +788,16 @@ impl Store {
                 if restored {
                     tracing::warn!("playlist {id}: the missing history arrived; it is whole again");
                     self.note_restored(id, "the missing history arrived from a member");
+                }
+                if let Some(err) = unsigned {
+                    tracing::error!(
+                        "playlist {id}: a change was saved but could not be signed for the members: {err}"
+                    );
+                    self.add_problem(
+                        id,
+                        format!("a change was saved here but could not be signed for the other members ({err}); it reaches them once the owner's app vouches for it at its next start"),
+                        None,
+                    );
                 }
                 if let Err(err) = compacted {
                     tracing::warn!("could not compact playlist {id}: {err}");
@@ -585,6 +812,9 @@ impl Store {
                 Ok(value)
             }
             Err(err) => {
+                if !entry.is_signed_by(&home_key) {
+                    entry.assign_peer(&home_key);
+                }
                 // Undo only what the failed call did (a refused edit changed nothing).
                 let dirty = entry.doc.version() != entry.saved
                     || (received.is_some()
@@ -593,6 +823,7 @@ impl Store {
                     match entry.doc.fork_at_version(&entry.saved, pending.as_deref()) {
                         Ok(doc) => {
                             entry.doc = doc;
+                            entry.assign_peer(&home_key);
                             entry.refresh(id);
                         }
                         Err(undo) => {
@@ -802,7 +1033,7 @@ impl Store {
         Ok(self.entry(id)?.doc.version().encode())
     }
 
-    /// Updates the holder of `their_version` lacks.
+    /// The signed updates (encoded envelopes) the holder of `their_version` lacks.
     pub fn export_since(&self, id: &str, their_version: &[u8]) -> Result<Vec<u8>, StoreError> {
         // An empty version is a peer that has nothing yet: it gets everything.
         let vv = if their_version.is_empty() {
@@ -811,45 +1042,94 @@ impl Store {
             VersionVector::decode(their_version)
                 .map_err(|e| StoreError::Crdt(format!("bad version vector: {e}")))?
         };
-        self.entry(id)?.doc.export_updates_since(&vv)
+        let lacking = self.entry(id)?.signed.lacking(&vv);
+        if lacking.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(encode_envelopes(&lacking))
     }
 
-    /// Applies updates from a peer and makes them durable (updates that wait for history
-    /// this store lacks are logged as received). A playlist this store does not have yet is
-    /// created from them (joining a shared playlist), provided they describe the playlist
-    /// `id` completely. A damaged playlist is repaired this way: the missing history
-    /// arrives, and the updates that waited for it apply. Returns whether anything changed.
+    /// Applies signed updates (encoded envelopes) from a member and makes them durable.
+    /// Each envelope is checked first ([`crate::authority`]): one that is forged or goes
+    /// beyond its author's rights is rejected whole — not applied, not kept, so never sent
+    /// on — and reported in the result with who signed it. One that builds on changes not
+    /// here yet waits (in memory) until they come.
+    ///
+    /// A playlist this store does not have yet is created from them (joining a shared
+    /// playlist), provided they describe the playlist `id` completely. A damaged playlist
+    /// is repaired this way: the missing history arrives, and the updates that waited for
+    /// it apply.
     pub fn apply_remote(
         &mut self,
         id: &str,
         updates: &[u8],
         _now_ms: u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Applied, StoreError> {
+        let envelopes = decode_envelopes(updates).map_err(StoreError::Invalid)?;
         if !self.contains(id) {
             if !is_valid_id(id) {
                 return Err(StoreError::Invalid(format!(
                     "{id:?} is not a valid playlist id"
                 )));
             }
-            let doc = PlaylistDoc::empty();
-            doc.import(updates)?;
+            let (peer, nonce) = self.fresh_peer(id);
+            let mut doc = PlaylistDoc::empty();
+            doc.set_peer(peer)?;
+            let mut waiting = Vec::new();
+            let (accepted, rejected) = receive_all(&mut doc, id, envelopes, &mut waiting);
             if doc.id() != id {
+                let why = rejected
+                    .first()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
                 return Err(StoreError::Invalid(format!(
-                    "the updates sent for playlist {id} describe another playlist ({:?})",
-                    doc.id()
+                    "the updates sent for playlist {id} do not describe it{why}"
                 )));
             }
-            if doc.has_pending() {
+            if doc.has_pending() || !waiting.is_empty() {
                 return Err(StoreError::Invalid(format!(
                     "the updates sent for playlist {id} lack part of its history"
                 )));
             }
-            self.insert_new(id.to_string(), doc)?;
-            return Ok(true);
+            self.insert_new(id.to_string(), doc, nonce, Some(accepted))?;
+            return Ok(Applied {
+                changed: true,
+                rejected,
+            });
         }
         let before = self.entry(id)?.doc.version();
-        self.change(id, Origin::Remote, Some(updates), |doc| doc.import(updates))?;
-        Ok(self.entry(id)?.doc.version() != before)
+        let mut waiting = self
+            .playlists
+            .get_mut(id)
+            .map(|entry| std::mem::take(&mut entry.waiting))
+            .unwrap_or_default();
+        let received = self.change(id, Origin::Remote, None, |doc| {
+            Ok(receive_all(doc, id, envelopes, &mut waiting))
+        });
+        if let Some(entry) = self.playlists.get_mut(id) {
+            entry.waiting = waiting;
+        }
+        let (accepted, rejected) = received?;
+        let entry = self
+            .playlists
+            .get_mut(id)
+            .ok_or_else(|| StoreError::UnknownPlaylist(id.to_string()))?;
+        let mut unsent = None;
+        for envelope in accepted {
+            if let Err(err) = entry.signed.push(envelope) {
+                unsent = Some(err);
+            }
+        }
+        let changed = entry.doc.version() != before;
+        if let Some(err) = unsent {
+            tracing::warn!(
+                "playlist {id}: changes from members were saved but could not be kept for sending on: {err}"
+            );
+        }
+        for rejection in &rejected {
+            tracing::warn!("playlist {id}: {rejection}");
+        }
+        Ok(Applied { changed, rejected })
     }
 
     /// Records a member of a shared playlist (peer id → display name) in the document.
@@ -871,8 +1151,15 @@ impl Store {
 
     /// Moves what `from` owns and added in the playlist to `to` (see
     /// [`PlaylistDoc::reattribute`](crate::doc::PlaylistDoc::reattribute)).
+    ///
+    /// Signed by `from` when it is our main identity: handing the playlist on is the old
+    /// owner's right, and members check it.
     pub fn reattribute(&mut self, id: &str, from: &str, to: &Author) -> Result<bool, StoreError> {
-        self.change(id, Origin::Local, None, |doc| doc.reattribute(from, to))
+        let signer = (self.main_key.public().to_peer_id().to_string() == from)
+            .then(|| self.main_key.clone());
+        self.change_as(id, signer, Origin::Local, None, |doc| {
+            doc.reattribute(from, to)
+        })
     }
 
     /// The peer id of the playlist's owner; reads no tracks.
@@ -916,10 +1203,48 @@ impl Store {
     }
 }
 
+/// Receives `envelopes` into `doc` in order, retrying those that wait for history after
+/// each one that applied (and those left `waiting` from before). Returns the envelopes
+/// applied, in the order applied (which is causal), and those rejected.
+fn receive_all(
+    doc: &mut PlaylistDoc,
+    id: &str,
+    envelopes: Vec<Envelope>,
+    waiting: &mut Vec<Envelope>,
+) -> (Vec<Envelope>, Vec<Rejection>) {
+    let mut accepted = Vec::new();
+    let mut rejected = Vec::new();
+    let mut queue: Vec<Envelope> = std::mem::take(waiting);
+    queue.extend(envelopes);
+    loop {
+        let mut progress = false;
+        let mut still = Vec::new();
+        for envelope in queue {
+            match receive(doc, id, &envelope) {
+                Ok(Received::Applied(_)) => {
+                    accepted.push(envelope);
+                    progress = true;
+                }
+                Ok(Received::AlreadyHere) => {}
+                Ok(Received::Waiting) => still.push(envelope),
+                Err(rejection) => rejected.push(rejection),
+            }
+        }
+        queue = still;
+        if !progress || queue.is_empty() {
+            break;
+        }
+    }
+    queue.truncate(MAX_WAITING);
+    *waiting = queue;
+    (accepted, rejected)
+}
+
 /// A new document holding an exported playlist, after checking it.
-fn build_imported(id: &str, playlist: &Playlist) -> Result<PlaylistDoc, StoreError> {
+fn build_imported(id: &str, playlist: &Playlist, peer: u64) -> Result<PlaylistDoc, StoreError> {
     validate_import(playlist)?;
-    let doc = PlaylistDoc::create(
+    let doc = PlaylistDoc::create_as(
+        Some(peer),
         id,
         &playlist.name,
         &playlist.description,
@@ -1025,7 +1350,7 @@ fn is_interrupted_creation(dir: &Path) -> Result<bool, StoreError> {
     for entry in entries {
         let entry = entry.map_err(StoreError::io("list", dir))?;
         let name = entry.file_name();
-        let empty_log = name == "updates.log"
+        let empty_log = (name == "updates.log" || name == crate::signed_log::FILE)
             && entry
                 .metadata()
                 .map_err(StoreError::io("read", &entry.path()))?
@@ -1148,6 +1473,13 @@ fn load_entry(dir: &Path, id: &str, now_ms: u64) -> Result<Option<Loaded>, Store
             earlier.as_deref(),
         ));
     }
+    let (signed, unreadable_envelopes) = SignedLog::open(dir, now_ms)?;
+    if unreadable_envelopes > 0 {
+        tracing::warn!(
+            "{}: {unreadable_envelopes} signed updates could not be read; members get those changes from each other",
+            dir.display()
+        );
+    }
     let summary = summary_of(id, &doc, damaged);
     Ok(Some(Loaded {
         entry: Entry {
@@ -1159,6 +1491,10 @@ fn load_entry(dir: &Path, id: &str, now_ms: u64) -> Result<Option<Loaded>, Store
             records: records.len(),
             incomplete,
             damaged,
+            signed,
+            waiting: Vec::new(),
+            signer: String::new(),
+            nonce: 0,
         },
         torn_tail,
         problems,

@@ -11,10 +11,13 @@ use crate::{
     store::Store,
 };
 
-/// A real libp2p peer id (imports check them).
+fn key(seed: u8) -> libp2p_identity::Keypair {
+    libp2p_identity::Keypair::ed25519_from_bytes([seed; 32]).expect("key")
+}
+
+/// A real libp2p peer id (imports check them); `key(seed)`'s.
 fn peer(seed: u8) -> String {
-    let key = libp2p_identity::Keypair::ed25519_from_bytes([seed; 32]).expect("key");
-    key.public().to_peer_id().to_string()
+    key(seed).public().to_peer_id().to_string()
 }
 
 fn me() -> Author {
@@ -35,7 +38,7 @@ fn track(title: &str) -> NewTrack {
 #[test]
 fn edits_survive_reopen_and_bad_input_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store
         .create("Road trip", "summer", &me(), 10)
         .expect("create");
@@ -66,7 +69,7 @@ fn edits_survive_reopen_and_bad_input_changes_nothing() {
     );
     drop(store);
 
-    let (store, report) = Store::open(dir.path(), 2).expect("reopen");
+    let (store, report) = Store::open_as(dir.path(), 2, key(1)).expect("reopen");
     assert_eq!(report.playlists, 1);
     let after = store.get(&id).expect("get");
     assert_eq!(after, before);
@@ -79,7 +82,7 @@ fn edits_survive_reopen_and_bad_input_changes_nothing() {
 #[test]
 fn a_truncated_log_loads_every_whole_record() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store.create("P", "", &me(), 1).expect("create");
     for i in 0..5 {
         store
@@ -96,7 +99,8 @@ fn a_truncated_log_loads_every_whole_record() {
     file.set_len(len - 5).expect("truncate mid-record");
     drop(file);
 
-    let (store, report) = Store::open(dir.path(), 3).expect("loads despite the torn tail");
+    let (store, report) =
+        Store::open_as(dir.path(), 3, key(1)).expect("loads despite the torn tail");
     assert_eq!(report.torn_tails.len(), 1);
     assert!(
         report.problems.is_empty(),
@@ -117,14 +121,16 @@ fn a_truncated_log_loads_every_whole_record() {
 fn a_newer_format_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("FORMAT"), "99\n").expect("write");
-    let err = Store::open(dir.path(), 1).err().expect("refused");
+    let err = Store::open_as(dir.path(), 1, key(1))
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("newer WhatNext"), "{err}");
 }
 
 #[test]
 fn deleted_playlists_go_to_the_trash() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store.create("P", "", &me(), 1).expect("create");
     store.delete(&id, 5).expect("delete");
     assert!(store.get(&id).is_err());
@@ -135,14 +141,14 @@ fn deleted_playlists_go_to_the_trash() {
             .join("snapshot.loro")
             .exists()
     );
-    let (store, _) = Store::open(dir.path(), 6).expect("reopen");
+    let (store, _) = Store::open_as(dir.path(), 6, key(1)).expect("reopen");
     assert!(store.list().is_empty());
 }
 
 #[test]
 fn compaction_keeps_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store.create("P", "", &me(), 1).expect("create");
     for i in 0..1200 {
         store
@@ -151,7 +157,7 @@ fn compaction_keeps_everything() {
     }
     let before = store.get(&id).expect("get");
     drop(store);
-    let (store, _) = Store::open(dir.path(), 3).expect("reopen");
+    let (store, _) = Store::open_as(dir.path(), 3, key(1)).expect("reopen");
     assert_eq!(store.get(&id).expect("get"), before);
     assert_eq!(before.tracks.len(), 1200);
 }
@@ -159,7 +165,7 @@ fn compaction_keeps_everything() {
 #[test]
 fn markdown_round_trip_keeps_every_field() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store
         .create("Late: night \"jazz\"", "smoky\nsecond line", &me(), 1)
         .expect("create");
@@ -191,7 +197,7 @@ fn markdown_round_trip_keeps_every_field() {
 
     // Imported into another store, it is the same playlist.
     let other = tempfile::tempdir().expect("tempdir");
-    let (mut store2, _) = Store::open(other.path(), 1).expect("open");
+    let (mut store2, _) = Store::open_as(other.path(), 1, key(1)).expect("open");
     let id2 = store2.import(&back, false, 3).expect("import");
     assert_eq!(store2.get(&id2).expect("get"), original);
     assert!(
@@ -351,7 +357,7 @@ fn concurrent_moves_of_one_track_never_duplicate_it() {
 #[test]
 fn membership_is_the_owner_and_the_collaborators() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store.create("P", "", &me(), 1).expect("create");
     let friend = Author {
         peer_id: "12D3KooWFriend".into(),
@@ -441,13 +447,13 @@ fn shared_then_offline_adds() -> (tempfile::TempDir, tempfile::TempDir, Store, S
         tempfile::tempdir().expect("tempdir"),
         tempfile::tempdir().expect("tempdir"),
     );
-    let (mut a, _) = Store::open(dir_a.path(), 1).expect("open A");
+    let (mut a, _) = Store::open_as(dir_a.path(), 1, key(1)).expect("open A");
     let id = a.create("Shared", "", &me(), 1).expect("create");
     a.add_tracks(&id, &[track("a1"), track("a2"), track("a3")], &me(), 2)
         .expect("add");
-    let (mut b, _) = Store::open(dir_b.path(), 1).expect("open B");
+    let (mut b, _) = Store::open_as(dir_b.path(), 1, key(2)).expect("open B");
     let all = a.export_since(&id, &[]).expect("export");
-    assert!(b.apply_remote(&id, &all, 3).expect("join"));
+    assert!(b.apply_remote(&id, &all, 3).expect("join").changed);
     b.compact_all().expect("compact");
     let bob = Author {
         peer_id: peer(2),
@@ -470,7 +476,8 @@ fn a_damaged_snapshot_is_moved_aside_and_a_sync_brings_back_every_acknowledged_e
     let original = std::fs::read(&snapshot).expect("snapshot");
     overwrite(&snapshot, original.len() / 2, b"\xde\xad\xbe\xef");
 
-    let (mut b, report) = Store::open(dir_b.path(), 50).expect("opens despite the damage");
+    let (mut b, report) =
+        Store::open_as(dir_b.path(), 50, key(2)).expect("opens despite the damage");
     let aside = pdir.join("snapshot.loro.damaged-50");
     assert_eq!(
         std::fs::read(&aside).expect("the damaged snapshot is kept aside"),
@@ -517,7 +524,7 @@ fn a_damaged_snapshot_is_moved_aside_and_a_sync_brings_back_every_acknowledged_e
     drop(b);
 
     // B restarts before any sync: still damaged, still reported, nothing lost.
-    let (mut b, report) = Store::open(dir_b.path(), 60).expect("reopen");
+    let (mut b, report) = Store::open_as(dir_b.path(), 60, key(2)).expect("reopen");
     assert_eq!(report.problems.len(), 1);
     assert_eq!(
         report.problems[0].kept_at.as_deref(),
@@ -527,7 +534,7 @@ fn a_damaged_snapshot_is_moved_aside_and_a_sync_brings_back_every_acknowledged_e
     // A syncs: the history arrives and B's five pending tracks apply.
     let version = b.version(&id).expect("version");
     let missing = a.export_since(&id, &version).expect("export");
-    assert!(b.apply_remote(&id, &missing, 70).expect("apply"));
+    assert!(b.apply_remote(&id, &missing, 70).expect("apply").changed);
     let mut have = titles_of(&b, &id);
     have.sort();
     assert_eq!(have, ["a1", "a2", "a3", "b0", "b1", "b2", "b3", "b4"]);
@@ -545,7 +552,7 @@ fn a_damaged_snapshot_is_moved_aside_and_a_sync_brings_back_every_acknowledged_e
     b.add_tracks(&id, &[track("after")], &me(), 71)
         .expect("edits work again");
     drop(b);
-    let (b, report) = Store::open(dir_b.path(), 80).expect("reopen");
+    let (b, report) = Store::open_as(dir_b.path(), 80, key(2)).expect("reopen");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(titles_of(&b, &id).len(), 9);
     assert!(aside.exists(), "the damaged file is never deleted");
@@ -554,7 +561,7 @@ fn a_damaged_snapshot_is_moved_aside_and_a_sync_brings_back_every_acknowledged_e
 #[test]
 fn a_never_shared_damaged_playlist_is_rebuilt_from_its_mirror() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store.create("Mine", "", &me(), 1).expect("create");
     store
         .add_tracks(&id, &[track("one"), track("two")], &me(), 2)
@@ -568,7 +575,7 @@ fn a_never_shared_damaged_playlist_is_rebuilt_from_its_mirror() {
     let snapshot = dir.path().join(&id).join("snapshot.loro");
     overwrite(&snapshot, 30, b"\0\0\0\0");
 
-    let (mut store, report) = Store::open(dir.path(), 10).expect("open");
+    let (mut store, report) = Store::open_as(dir.path(), 10, key(1)).expect("open");
     assert_eq!(report.problems.len(), 1);
     let source = dir.path().join("mine.md");
     // A mirror of another playlist is refused.
@@ -594,7 +601,7 @@ fn a_never_shared_damaged_playlist_is_rebuilt_from_its_mirror() {
         .add_tracks(&id, &[track("four")], &me(), 12)
         .expect("add");
     drop(store);
-    let (store, report) = Store::open(dir.path(), 20).expect("reopen");
+    let (store, report) = Store::open_as(dir.path(), 20, key(1)).expect("reopen");
     assert!(report.problems.is_empty());
     assert_eq!(titles_of(&store, &id), ["one", "two", "three", "four"]);
 }
@@ -604,7 +611,7 @@ fn a_never_shared_damaged_playlist_is_rebuilt_from_its_mirror() {
 #[test]
 fn a_flipped_byte_mid_log_skips_one_record_and_loses_no_track() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store.create("Fifteen", "", &me(), 1).expect("create");
     for i in 0..5 {
         store
@@ -625,7 +632,7 @@ fn a_flipped_byte_mid_log_skips_one_record_and_loses_no_track() {
     let bytes = std::fs::read(&log).expect("log");
     overwrite(&log, start3 + 20, &[bytes[start3 + 20] ^ 0x01]);
 
-    let (store, report) = Store::open(dir.path(), 40).expect("open");
+    let (store, report) = Store::open_as(dir.path(), 40, key(1)).expect("open");
     assert_eq!(
         titles_of(&store, &id).len(),
         15,
@@ -650,7 +657,7 @@ fn a_flipped_byte_mid_log_skips_one_record_and_loses_no_track() {
 #[test]
 fn two_adjacent_damaged_records_leave_the_rest_waiting_not_dropped() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store.create("P", "", &me(), 1).expect("create");
     let mut ends = Vec::new();
     for i in 0..6 {
@@ -664,7 +671,7 @@ fn two_adjacent_damaged_records_leave_the_rest_waiting_not_dropped() {
     let bytes = std::fs::read(&log).expect("log");
     overwrite(&log, ends[0] + 12, &[!bytes[ends[0] + 12]]);
     overwrite(&log, ends[1] + 12, &[!bytes[ends[1] + 12]]);
-    let (mut store, report) = Store::open(dir.path(), 5).expect("open");
+    let (mut store, report) = Store::open_as(dir.path(), 5, key(1)).expect("open");
     // Records 4–6 build on the lost record 2: Loro holds them pending, the store keeps them.
     assert_eq!(titles_of(&store, &id), ["t0"]);
     assert!(store.is_damaged(&id));
@@ -707,7 +714,7 @@ fn repair_log(dir: &std::path::Path, id: &str, moved: &std::path::Path) {
 #[test]
 fn a_failed_write_changes_nothing_in_memory_and_a_retry_adds_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store.create("P", "", &me(), 1).expect("create");
     store
         .add_tracks(&id, &[track("kept")], &me(), 2)
@@ -737,13 +744,20 @@ fn a_failed_write_changes_nothing_in_memory_and_a_retry_adds_once() {
         store.problems()
     );
     // The same for updates from a member.
-    let other = PlaylistDoc::empty();
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let (mut other, _) = Store::open_as(other_dir.path(), 1, key(2)).expect("open");
     other
-        .import(&store.export_since(&id, &[]).expect("export"))
-        .expect("import");
-    let v = other.version();
-    other.add_tracks(&[track("remote")], &me(), 4).expect("add");
-    let remote = other.export_updates_since(&v).expect("export");
+        .apply_remote(&id, &store.export_since(&id, &[]).expect("export"), 4)
+        .expect("join");
+    let v = other.version(&id).expect("version");
+    let bob = Author {
+        peer_id: peer(2),
+        display_name: "Bob".into(),
+    };
+    other
+        .add_tracks(&id, &[track("remote")], &bob, 4)
+        .expect("add");
+    let remote = other.export_since(&id, &v).expect("export");
     assert!(store.apply_remote(&id, &remote, 4).is_err());
     assert_eq!(store.get(&id).expect("get"), before);
 
@@ -751,7 +765,7 @@ fn a_failed_write_changes_nothing_in_memory_and_a_retry_adds_once() {
     store
         .add_tracks(&id, &[track("new")], &me(), 5)
         .expect("retry");
-    assert!(store.apply_remote(&id, &remote, 5).expect("retry"));
+    assert!(store.apply_remote(&id, &remote, 5).expect("retry").changed);
     // "new" and "remote" are concurrent inserts: their order depends on the peer ids.
     let sorted = |store: &Store| {
         let mut t = titles_of(store, &id);
@@ -761,7 +775,7 @@ fn a_failed_write_changes_nothing_in_memory_and_a_retry_adds_once() {
     let want = ["kept", "new", "remote"];
     assert_eq!(sorted(&store), want);
     drop(store);
-    let (store, report) = Store::open(dir.path(), 6).expect("reopen");
+    let (store, report) = Store::open_as(dir.path(), 6, key(1)).expect("reopen");
     assert!(report.problems.is_empty());
     assert_eq!(sorted(&store), want, "exactly once, durable");
 }
@@ -769,7 +783,7 @@ fn a_failed_write_changes_nothing_in_memory_and_a_retry_adds_once() {
 #[test]
 fn import_refuses_duplicate_and_unsafe_ids_and_bad_peer_ids() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store.create("Source", "", &me(), 1).expect("create");
     store
         .add_tracks(&id, &[track("one"), track("two")], &me(), 2)
@@ -818,14 +832,14 @@ fn import_refuses_duplicate_and_unsafe_ids_and_bad_peer_ids() {
 #[test]
 fn a_new_playlist_never_overwrites_a_directory_on_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut a, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut a, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = a.create("P", "", &me(), 1).expect("create");
     let exported = a.get(&id).expect("get");
     let updates = a.export_since(&id, &[]).expect("export");
     drop(a);
     // A directory the store did not load (say, created while it ran).
     let other = tempfile::tempdir().expect("tempdir");
-    let (mut b, _) = Store::open(other.path(), 1).expect("open");
+    let (mut b, _) = Store::open_as(other.path(), 1, key(2)).expect("open");
     let squatter = other.path().join(&id);
     std::fs::create_dir(&squatter).expect("dir");
     std::fs::write(squatter.join("snapshot.loro"), b"precious").expect("write");
@@ -840,13 +854,13 @@ fn a_new_playlist_never_overwrites_a_directory_on_disk() {
 #[test]
 fn an_unreadable_playlist_is_listed_left_alone_and_refuses_changes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store.create("P", "", &me(), 1).expect("create");
     drop(store);
     let log = dir.path().join(&id).join("updates.log");
     std::fs::remove_file(&log).expect("rm");
     std::fs::create_dir(&log).expect("a directory where the log should be");
-    let (mut store, report) = Store::open(dir.path(), 2).expect("open");
+    let (mut store, report) = Store::open_as(dir.path(), 2, key(1)).expect("open");
     assert_eq!(report.problems.len(), 1);
     assert!(report.problems[0].what.contains("could not be read"));
     assert_eq!(store.list()[0].id, id);
@@ -868,12 +882,12 @@ fn an_unreadable_playlist_is_listed_left_alone_and_refuses_changes() {
 #[test]
 fn files_set_aside_are_never_loaded_as_playlists() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store.create("P", "", &me(), 1).expect("create");
     drop(store);
     let snapshot = dir.path().join(&id).join("snapshot.loro");
     overwrite(&snapshot, 6, b"zzzz");
-    let (_, report) = Store::open(dir.path(), 2).expect("open");
+    let (_, report) = Store::open_as(dir.path(), 2, key(1)).expect("open");
     assert_eq!(report.problems.len(), 1);
     let aside = files_starting(&dir.path().join(&id), "snapshot.loro.damaged-");
     assert_eq!(aside.len(), 1);
@@ -883,7 +897,7 @@ fn files_set_aside_are_never_loaded_as_playlists() {
 #[test]
 fn edits_on_a_10k_track_playlist_stay_fast() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let id = store.create("Big", "", &me(), 1).expect("create");
     let batch: Vec<NewTrack> = (0..10_000).map(|i| track(&format!("t{i}"))).collect();
     store.add_tracks(&id, &batch, &me(), 2).expect("add");
@@ -906,57 +920,63 @@ fn edits_on_a_10k_track_playlist_stay_fast() {
 }
 
 /// Updates from a member that arrive before the history they build on are no damage: they
-/// are logged as received (durable), block compaction while they wait, survive a restart,
-/// and apply when the history arrives.
+/// wait (in memory: the members who sent them still have them) and apply when the history
+/// arrives; after a restart, the next sync brings both.
 #[test]
-fn updates_ahead_of_their_history_are_kept_until_it_arrives() {
+fn updates_ahead_of_their_history_wait_until_it_arrives() {
     let (dir_a, dir_b) = (
         tempfile::tempdir().expect("tempdir"),
         tempfile::tempdir().expect("tempdir"),
     );
-    let (mut a, _) = Store::open(dir_a.path(), 1).expect("open");
+    let (mut a, _) = Store::open_as(dir_a.path(), 1, key(1)).expect("open");
     let id = a.create("P", "", &me(), 1).expect("create");
-    let (mut b, _) = Store::open(dir_b.path(), 1).expect("open");
+    let (mut b, _) = Store::open_as(dir_b.path(), 1, key(2)).expect("open");
     b.apply_remote(&id, &a.export_since(&id, &[]).expect("export"), 1)
         .expect("join");
+    let v_b = b.version(&id).expect("version");
     let v0 = a.version(&id).expect("version");
     a.add_tracks(&id, &[track("x")], &me(), 2).expect("add");
     let v1 = a.version(&id).expect("version");
     a.add_tracks(&id, &[track("y")], &me(), 3).expect("add");
     let x = a.export_since(&id, &v0).expect("export");
-    let only_y = {
-        let all = a.export_since(&id, &v1).expect("export");
-        assert_ne!(all, x);
-        all
-    };
-    b.apply_remote(&id, &only_y, 4).expect("accepted, pending");
+    let only_y = a.export_since(&id, &v1).expect("export");
+    assert_ne!(only_y, x);
+    let applied = b.apply_remote(&id, &only_y, 4).expect("accepted, waiting");
+    assert!(
+        !applied.changed && applied.rejected.is_empty(),
+        "{applied:?}"
+    );
     assert!(titles_of(&b, &id).is_empty(), "y waits for x");
     assert!(!b.is_damaged(&id), "out of order is not damage");
-    let log = dir_b.path().join(&id).join("updates.log");
-    let len = std::fs::metadata(&log).expect("log").len();
-    assert!(len > 0, "the waiting update is durable");
     b.compact_all().expect("compact");
-    assert_eq!(std::fs::metadata(&log).expect("log").len(), len);
+    let applied = b.apply_remote(&id, &x, 6).expect("apply");
+    assert!(applied.changed, "{applied:?}");
+    assert_eq!(titles_of(&b, &id), ["x", "y"], "y applied once x came");
+
+    // The same after a restart in between: the next sync sends both.
+    let dir_c = tempfile::tempdir().expect("tempdir");
+    let (mut c, _) = Store::open_as(dir_c.path(), 1, key(3)).expect("open");
+    c.apply_remote(&id, &a.export_since(&id, &v0).expect("export"), 1)
+        .expect_err("a join needs the whole history");
+    c.apply_remote(&id, &b.export_since(&id, &[]).expect("export"), 1)
+        .expect("join from another member");
+    assert_eq!(titles_of(&c, &id), ["x", "y"]);
     drop(b);
-    let (mut b, report) = Store::open(dir_b.path(), 5).expect("reopen");
+    let (mut b, report) = Store::open_as(dir_b.path(), 7, key(2)).expect("reopen");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    b.apply_remote(&id, &x, 6).expect("apply");
     assert_eq!(titles_of(&b, &id), ["x", "y"]);
-    b.compact_all().expect("compact");
-    assert_eq!(
-        std::fs::metadata(&log).expect("log").len(),
-        0,
-        "whole: compacted"
+    assert!(
+        b.apply_remote(&id, &a.export_since(&id, &v_b).expect("export"), 8)
+            .expect("again")
+            .rejected
+            .is_empty()
     );
-    drop(b);
-    let (b, _) = Store::open(dir_b.path(), 7).expect("reopen");
-    assert_eq!(titles_of(&b, &id), ["x", "y"]);
 }
 
 #[test]
 fn reattribute_moves_ownership_tracks_and_membership_to_the_new_identity() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let friend = Author {
         peer_id: peer(2),
         display_name: "Friend".into(),
@@ -1018,7 +1038,7 @@ fn reattribute_moves_ownership_tracks_and_membership_to_the_new_identity() {
 fn when_up_next_runs_dry_the_fallback_playlist_plays_on() {
     use whatnext_protocol::listening::SessionAction;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = Store::open(dir.path(), 1).expect("open");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
     let party = store.create("Party", "", &me(), 10).expect("create");
     let fallback = store
         .create("Old favourites", "", &me(), 10)

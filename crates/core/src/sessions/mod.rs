@@ -7,7 +7,7 @@
 //! * The handshake (`/whatnext/handshake/1.0.0`): the dialer proves a key per session; the
 //!   other side admits or refuses each ([`admission::admit`]). A refused peer gets nothing of
 //!   that playlist.
-//! * Sync (`/whatnext/sync/1.0.0`): on admission both sides send `hello` with their version
+//! * Sync (`/whatnext/sync/2.0.0`): on admission both sides send `hello` with their version
 //!   vector and receive what they lack; afterwards every change to a shared playlist — local,
 //!   or received from another member — is pushed to the admitted members still lacking it,
 //!   so updates also reach members that cannot connect to each other directly.
@@ -118,7 +118,7 @@ impl Sessions {
             }
             match load_identity(&isolated.dir, id) {
                 Ok(identity) => {
-                    library.set_author_for(id, Some(identity.peer_id.to_string()));
+                    library.set_author_for(id, Some(&identity.keypair));
                     services.insert(id.clone(), isolated.start(id, &identity));
                 }
                 Err(err) => tracing::error!(
@@ -545,7 +545,7 @@ impl Actor {
                     }
                 }
             }
-            identity.peer_id.to_string()
+            (identity.peer_id.to_string(), identity.keypair.clone())
         });
         let saved = self.save();
         self.publish();
@@ -564,10 +564,10 @@ impl Actor {
                     .await
                     .map_err(|_| stopped())?
                     .map_err(|e| anyhow::anyhow!(e))?;
-                if let Some(peer_id) = isolated_peer {
-                    // From now on our edits there carry the isolated identity, and what the
-                    // main one owned and added in it moves to it.
-                    ctx.library.set_author_for(&playlist, Some(peer_id.clone()));
+                if let Some((peer_id, isolated_key)) = isolated_peer {
+                    // From now on our edits there carry (and are signed by) the isolated
+                    // identity, and what the main one owned and added in it moves to it.
+                    ctx.library.set_author_for(&playlist, Some(&isolated_key));
                     let author = Author {
                         peer_id,
                         display_name: ctx.library.author().display_name,

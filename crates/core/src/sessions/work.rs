@@ -123,16 +123,20 @@ impl Ctx {
             return Ok(());
         }
         let id = session.to_string();
-        let (changed, owner) = self
+        let (applied, owner) = self
             .library
             .write_received(move |store, _, now| {
-                let changed = store.apply_remote(&id, &updates, now)?;
+                let applied = store.apply_remote(&id, &updates, now)?;
                 let owner = store.owner_of(&id).unwrap_or_default();
-                Ok(((changed, owner), changed.then_some(id)))
+                let changed = applied.changed;
+                Ok(((applied, owner), changed.then_some(id)))
             })
             .await
             .map_err(|e| format!("updates from {peer} for {session} were refused: {e}"))?;
-        if changed {
+        for rejection in &applied.rejected {
+            tracing::warn!("playlist {session}: sent by {peer}: {rejection}");
+        }
+        if applied.changed {
             tracing::debug!("applied updates from {peer} to {session}");
             self.tell(Msg::Forward {
                 session: session.to_string(),

@@ -1,0 +1,574 @@
+//! Who may write what, checked by every receiver against the author of each signed update.
+//!
+//! A member's app refuses locally what the session's rules forbid ([`crate::session::decide`]),
+//! but a modified client skips that. So every receiver checks every [`Envelope`] it is sent:
+//! the signature names the author ([`whatnext_protocol::signed`]); the changes must all be
+//! the author's own (made under the Loro peer id derived from its key); and what they do must
+//! be within the author's rights — the mode, roles, playback, out-of-turn adds, removals of
+//! others' tracks, facts written in another member's name. An envelope that fails is
+//! rejected whole: never applied (undone if it was), never stored, so never forwarded.
+//!
+//! **Which state the rules are read in.** First the receiver's own state before the update.
+//! Honest members can be refused there only when the update was concurrent with a change of
+//! the rules (a mode switch, a removal, the turn moving on) that its author had not seen, so
+//! a refusal is checked again in the state the author saw — the document at the update's
+//! causal dependencies — and accepted if it was allowed there. A hostile update fails both.
+
+use std::{
+    cell::OnceCell,
+    collections::{HashMap, HashSet},
+};
+
+use loro::{
+    ContainerID, Frontiers, IdSpan, JsonChange, JsonListOp, JsonMapOp, JsonMovableListOp,
+    JsonOpContent, LoroDoc, LoroValue, ValueOrContainer, VersionVector,
+};
+use whatnext_protocol::{
+    listening::SessionMode,
+    signed::{Envelope, EnvelopeKind},
+};
+
+use crate::{
+    doc::{PlaylistDoc, get_str},
+    session::SessionFacts,
+};
+
+/// What a receiver did with an envelope it believed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Applied; the version it brings the document to.
+    Applied(VersionVector),
+    /// Its changes were here already.
+    AlreadyHere,
+    /// It builds on changes not here yet: kept aside until they come.
+    Waiting,
+}
+
+/// An envelope refused, with who signed it (when the signature held) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub author: Option<String>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.author {
+            Some(author) => write!(
+                f,
+                "an update signed by {author} was rejected: {}",
+                self.reason
+            ),
+            None => write!(f, "an update was rejected: {}", self.reason),
+        }
+    }
+}
+
+fn reject(author: Option<&str>, reason: impl Into<String>) -> Rejection {
+    Rejection {
+        author: author.map(str::to_string),
+        reason: reason.into(),
+    }
+}
+
+/// Checks `envelope` (for playlist `session`) and applies it to `doc` when it is allowed.
+/// A refused envelope leaves `doc` as it was (it may be replaced by an equal copy: callers
+/// re-assign their Loro peer id after a rejection).
+pub(crate) fn receive(
+    doc: &mut PlaylistDoc,
+    session: &str,
+    envelope: &Envelope,
+) -> Result<Received, Rejection> {
+    let (author, key) = envelope
+        .verify(session)
+        .map_err(|e| reject(None, e.to_string()))?;
+    let author = author.to_string();
+    let who = Some(author.as_str());
+    let meta = LoroDoc::decode_import_blob_meta(&envelope.updates, true)
+        .map_err(|e| reject(who, format!("its content is not Loro updates ({e})")))?;
+    let span = match envelope.kind {
+        EnvelopeKind::Changes => {
+            let peer = whatnext_protocol::signed::loro_peer_of(&key, envelope.nonce);
+            let foreign = meta
+                .partial_end_vv
+                .iter()
+                .chain(meta.partial_start_vv.iter())
+                .any(|(p, _)| *p != peer);
+            if foreign {
+                return Err(reject(
+                    who,
+                    "it holds changes made under another member's name",
+                ));
+            }
+            let start = meta.partial_start_vv.get(&peer).copied().unwrap_or(0);
+            let end = meta.partial_end_vv.get(&peer).copied().unwrap_or(0);
+            Some(IdSpan::new(peer, start, end))
+        }
+        EnvelopeKind::Baseline => None,
+    };
+    let ours = doc.version();
+    if ours.includes_vv(&meta.partial_end_vv) {
+        return Ok(Received::AlreadyHere);
+    }
+    let deps_here = meta.start_frontiers.iter().all(|id| ours.includes_id(id))
+        && meta
+            .partial_start_vv
+            .iter()
+            .all(|(p, c)| ours.get(p).copied().unwrap_or(0) >= *c);
+    if !deps_here {
+        return Ok(Received::Waiting);
+    }
+
+    let genesis = doc.id().is_empty() && ours.is_empty();
+    let facts = doc.session_facts();
+    let before_frontiers = doc.doc.oplog_frontiers();
+    let pending = doc.pending_updates().ok().flatten();
+    if let Err(e) = doc.import(&envelope.updates) {
+        undo(doc, &ours, pending.as_deref());
+        return Err(reject(
+            who,
+            format!("its changes could not be applied ({e})"),
+        ));
+    }
+    let after = doc.version();
+    if !after.includes_vv(&meta.partial_end_vv) {
+        // Loro keeps what lacks history pending; we checked the history was here, so this
+        // is an update that lies about what it builds on.
+        undo(doc, &ours, pending.as_deref());
+        return Err(reject(who, "it claims history it does not build on"));
+    }
+
+    let verdict = match span {
+        None => {
+            // A baseline: only from the owner, who vouches for the history it holds.
+            let owner_after = doc.session_facts().owner;
+            if owner_after == author && (genesis || facts.owner == author) {
+                Ok(())
+            } else {
+                Err(
+                    "only the playlist's owner may send history from before updates were signed"
+                        .to_string(),
+                )
+            }
+        }
+        Some(span) => {
+            let changes = doc.doc.export_json_in_id_span(span);
+            if genesis {
+                let owner_after = doc.session_facts().owner;
+                if doc.id() == session && owner_after == author {
+                    Ok(())
+                } else {
+                    Err("it creates the playlist under another owner or id".to_string())
+                }
+            } else {
+                let before = Before {
+                    facts,
+                    source: &doc.doc,
+                    at: Some(before_frontiers),
+                    fork: OnceCell::new(),
+                };
+                check(&author, &changes, span, &before).or_else(|first| {
+                    // Concurrent with a change of the rules the author had not seen? Then
+                    // it was allowed in the state the author saw.
+                    let deps: Frontiers = changes
+                        .first()
+                        .map(|c| c.deps.iter().copied().collect())
+                        .unwrap_or_default();
+                    match doc.doc.fork_at(&deps) {
+                        Ok(seen) => {
+                            let seen = PlaylistDoc { doc: seen };
+                            let before = Before {
+                                facts: seen.session_facts(),
+                                source: &seen.doc,
+                                at: None,
+                                fork: OnceCell::new(),
+                            };
+                            check(&author, &changes, span, &before).map_err(|_| first)
+                        }
+                        Err(_) => Err(first),
+                    }
+                })
+            }
+        }
+    };
+    match verdict {
+        Ok(()) => Ok(Received::Applied(after)),
+        Err(reason) => {
+            undo(doc, &ours, pending.as_deref());
+            Err(reject(who, reason))
+        }
+    }
+}
+
+fn undo(doc: &mut PlaylistDoc, to: &VersionVector, pending: Option<&[u8]>) {
+    match doc.fork_at_version(to, pending) {
+        Ok(back) => *doc = back,
+        // Cannot happen for a version the document passed through; if it did, the caller's
+        // durability check (the store compares versions) catches the difference.
+        Err(err) => tracing::error!("could not undo a rejected update: {err}"),
+    }
+}
+
+/// The state a change is judged in.
+struct Before<'a> {
+    facts: SessionFacts,
+    /// The document the state is read from: at `at` (forked when first needed), or as it is.
+    source: &'a LoroDoc,
+    at: Option<Frontiers>,
+    fork: OnceCell<Option<LoroDoc>>,
+}
+
+impl Before<'_> {
+    fn doc(&self) -> Option<&LoroDoc> {
+        match &self.at {
+            None => Some(self.source),
+            Some(frontiers) => self
+                .fork
+                .get_or_init(|| self.source.fork_at(frontiers).ok())
+                .as_ref(),
+        }
+    }
+
+    /// The fields of an existing map (a track, a comment), as they were.
+    fn map_fields(&self, id: &ContainerID) -> Option<LoroValue> {
+        match self.doc()?.get_container(id.clone())? {
+            loro::Container::Map(map) => Some(map.get_value()),
+            _ => None,
+        }
+    }
+
+    /// Who added the track with id `track`, as it was.
+    fn adder_of(&self, track: &str) -> Option<String> {
+        let list = self.doc()?.get_movable_list("tracks");
+        (0..list.len()).find_map(|i| match list.get(i) {
+            Some(ValueOrContainer::Container(loro::Container::Map(map))) => {
+                let value = map.get_value();
+                (get_str(&value, "id").as_deref() == Some(track))
+                    .then(|| get_str(&value, "added_by_peer"))
+                    .flatten()
+            }
+            _ => None,
+        })
+    }
+}
+
+fn root_name(id: &ContainerID) -> Option<&str> {
+    match id {
+        ContainerID::Root { name, .. } => Some(name.as_str()),
+        ContainerID::Normal { .. } => None,
+    }
+}
+
+fn created_in(id: &ContainerID, span: IdSpan) -> bool {
+    match id {
+        ContainerID::Normal { peer, counter, .. } => {
+            *peer == span.peer && span.counter.start <= *counter && *counter < span.counter.end
+        }
+        ContainerID::Root { .. } => false,
+    }
+}
+
+fn text(value: &LoroValue) -> Option<&str> {
+    value.as_string().map(|s| s.as_str())
+}
+
+/// The changes `changes` (the span `span` of one author's Loro peer) judged as `author`'s
+/// in `before`. The reason names the first thing the author had no right to do.
+fn check(
+    author: &str,
+    changes: &[JsonChange],
+    span: IdSpan,
+    before: &Before,
+) -> Result<(), String> {
+    let facts = &before.facts;
+    let host = facts.may_host(author);
+    let owner = facts.owner == author;
+    let holds_playback = facts.playback_owner() == author;
+
+    // First pass: what the update does, by container.
+    let mut takes = false;
+    let mut playback_keys = Vec::new();
+    let mut started: Option<String> = None;
+    let mut history_added = false;
+    let mut new_track_maps: Vec<ContainerID> = Vec::new();
+    let mut new_comment_maps: Vec<ContainerID> = Vec::new();
+    // Fields written into containers this update created.
+    let mut new_fields: HashMap<ContainerID, HashMap<String, LoroValue>> = HashMap::new();
+    let mut turn_adds: HashMap<String, u64> = HashMap::new(); // track id → turn
+    let mut removed: Vec<String> = Vec::new();
+    let mut list_deletes = 0usize;
+
+    for op in changes.iter().flat_map(|c| &c.ops) {
+        let container = &op.container;
+        let Some(root) = root_name(container) else {
+            if created_in(container, span) {
+                if let JsonOpContent::Map(JsonMapOp::Insert { key, value }) = &op.content {
+                    new_fields
+                        .entry(container.clone())
+                        .or_default()
+                        .insert(key.clone(), value.clone());
+                }
+                continue;
+            }
+            check_existing(author, container, &op.content, before)?;
+            continue;
+        };
+        match (root, &op.content) {
+            ("meta", JsonOpContent::Map(map)) => {
+                let key = map_key(map);
+                match key {
+                    "id" => return Err("it changes the playlist's id".into()),
+                    "owner_peer" | "owner_name" if !owner => {
+                        return Err(
+                            "it changes the playlist's owner, which only the owner may hand on"
+                                .into(),
+                        );
+                    }
+                    "queue_mode" if !host => {
+                        return Err(
+                            "it changes the mode, which only the owner or a co-host may".into()
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            ("session", JsonOpContent::Map(map)) => {
+                match (map_key(map), map) {
+                    ("holder", JsonMapOp::Insert { value, .. }) => {
+                        if text(value) != Some(author) || !host {
+                            return Err("it gives playback to someone, which only the owner or a co-host may do, and only to themselves".into());
+                        }
+                        takes = true;
+                    }
+                    ("holder", JsonMapOp::Delete { .. }) if !owner => {
+                        return Err("it clears who holds playback, which only the owner may".into());
+                    }
+                    ("per_turn" | "fallback", _) if !host => {
+                        return Err("it changes the session's settings, which only the owner or a co-host may".into());
+                    }
+                    (key, content) if key.starts_with("pb_") => {
+                        if key == "pb_track"
+                            && let JsonMapOp::Insert { value, .. } = content
+                        {
+                            started = text(value).map(str::to_string);
+                        }
+                        playback_keys.push(key.to_string());
+                    }
+                    ("holder" | "per_turn" | "fallback", _) => {}
+                    (key, _) if !owner => {
+                        return Err(format!(
+                            "it writes the session field {key:?}, which only the owner may"
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            ("session_roles", _) if !owner => {
+                return Err("it changes roles, which only the owner may".into());
+            }
+            ("session_roles", _) => {}
+            ("session_order", JsonOpContent::List(JsonListOp::Delete { .. })) if !owner => {
+                return Err(
+                    "it takes members out of the turn order, which only the owner may".into(),
+                );
+            }
+            ("session_order", _) => {}
+            ("session_turns", JsonOpContent::Map(JsonMapOp::Insert { key, value })) => {
+                let (turn, what) = key
+                    .split_once('|')
+                    .and_then(|(t, w)| Some((t.parse::<u64>().ok()?, w)))
+                    .ok_or_else(|| format!("it writes a malformed turn fact {key:?}"))?;
+                let expected = facts.holder_of_turn(turn);
+                if turn != facts.first_open_turn() {
+                    return Err(format!("it acts in turn {turn}, which is not the turn now"));
+                }
+                if text(value).is_none() || text(value) != expected.as_deref() {
+                    return Err(format!("it names the wrong member for turn {turn}"));
+                }
+                if what != "pass" {
+                    if expected.as_deref() != Some(author) {
+                        return Err(format!(
+                            "it adds a track in turn {turn}, which is not the author's turn"
+                        ));
+                    }
+                    turn_adds.insert(what.to_string(), turn);
+                }
+            }
+            ("session_turns", _) => return Err("it erases a turn".into()),
+            ("session_votes" | "session_skips", JsonOpContent::Map(map)) => {
+                let key = map_key(map);
+                if key.split_once('|').map(|(_, peer)| peer) != Some(author) {
+                    return Err("it votes in another member's name".into());
+                }
+            }
+            ("session_history", JsonOpContent::List(JsonListOp::Insert { .. })) => {
+                history_added = true;
+            }
+            ("session_history", _) if !owner => {
+                return Err("it erases the history, which only the owner may".into());
+            }
+            ("session_comments", JsonOpContent::List(JsonListOp::Insert { value, .. })) => {
+                for v in value {
+                    if let LoroValue::Container(id) = v {
+                        new_comment_maps.push(id.clone());
+                    }
+                }
+            }
+            ("session_comments", _) if !owner => {
+                return Err("it erases comments, which only the owner may".into());
+            }
+            ("tracks", JsonOpContent::MovableList(list)) => match list {
+                JsonMovableListOp::Insert { value, .. } => {
+                    for v in value {
+                        match v {
+                            LoroValue::Container(id) if created_in(id, span) => {
+                                new_track_maps.push(id.clone())
+                            }
+                            _ => {
+                                return Err(
+                                    "it puts something that is not a new track in the list".into(),
+                                );
+                            }
+                        }
+                    }
+                }
+                JsonMovableListOp::Delete { len, .. } => {
+                    list_deletes += len.unsigned_abs() as usize;
+                }
+                JsonMovableListOp::Move { .. } => {}
+                JsonMovableListOp::Set { .. } if !host => {
+                    return Err("it replaces a track in the list".into());
+                }
+                JsonMovableListOp::Set { .. } => {}
+            },
+            ("removed_tracks", JsonOpContent::Map(JsonMapOp::Insert { key, .. })) => {
+                removed.push(key.clone());
+            }
+            ("removed_tracks", _) if !host => {
+                return Err(
+                    "it brings back a removed track, which only the owner or a co-host may".into(),
+                );
+            }
+            ("collaborators", JsonOpContent::Map(map)) => {
+                let key = map_key(map);
+                // Any member admits newcomers and records the names they give in the
+                // handshake; only the owner takes members out.
+                if matches!(map, JsonMapOp::Delete { .. }) && !owner && key != author {
+                    return Err("it takes a member out, which only the owner may".into());
+                }
+            }
+            ("member_addrs", JsonOpContent::Map(map)) if !owner && map_key(map) != author => {
+                return Err("it changes another member's addresses".into());
+            }
+            // Containers the app does not read: harmless.
+            _ => {}
+        }
+    }
+
+    // Playback: its holder moves it on; the owner or a co-host may take it first.
+    if (!playback_keys.is_empty() || history_added) && !holds_playback && !takes {
+        return Err(format!(
+            "it changes what plays, but {} holds playback",
+            facts.playback_owner()
+        ));
+    }
+    // Every new track is the author's, and in turns mode is an add of the author's turn
+    // (or the fallback track its playback holder starts).
+    let mut per_turn: HashMap<u64, u64> = HashMap::new();
+    for map in &new_track_maps {
+        let fields = new_fields.get(map);
+        let field = |k: &str| fields.and_then(|f| f.get(k)).and_then(text);
+        if field("added_by_peer") != Some(author) {
+            return Err("it adds a track in another member's name".into());
+        }
+        let id = field("id").unwrap_or_default();
+        if facts.mode == SessionMode::TurnTaking {
+            match turn_adds.get(id) {
+                Some(turn) => *per_turn.entry(*turn).or_default() += 1,
+                None if started.as_deref() == Some(id) && (holds_playback || takes) => {}
+                None => return Err("it adds a track out of turn (turns mode)".into()),
+            }
+        }
+    }
+    for (turn, adds) in per_turn {
+        let used = facts.turn_adds.get(&turn).copied().unwrap_or(0) as u64;
+        if used + adds > facts.per_turn.max(1) {
+            return Err(format!("it adds more tracks than turn {turn} has room for"));
+        }
+    }
+    for map in &new_comment_maps {
+        let by = new_fields.get(map).and_then(|f| f.get("by")).and_then(text);
+        if by != Some(author) {
+            return Err("it comments in another member's name".into());
+        }
+    }
+    // Removals: one's own tracks, or any for the owner and co-hosts.
+    if !host {
+        let new_ids: HashSet<&str> = new_track_maps
+            .iter()
+            .filter_map(|m| new_fields.get(m)?.get("id").and_then(text))
+            .collect();
+        for track in &removed {
+            if new_ids.contains(track.as_str()) {
+                continue;
+            }
+            if before.adder_of(track).as_deref() != Some(author) {
+                return Err(format!(
+                    "it removes track {track}, which another member added"
+                ));
+            }
+        }
+        if list_deletes > removed.len() {
+            return Err("it deletes tracks from the list without removing them".into());
+        }
+    }
+    Ok(())
+}
+
+fn map_key(op: &JsonMapOp) -> &str {
+    match op {
+        JsonMapOp::Insert { key, .. } | JsonMapOp::Delete { key } => key,
+    }
+}
+
+/// An op on a container that existed before the update (a track, a comment, a history
+/// entry, a track's artists): the track's adder or a host may edit a track, only the owner
+/// hand it to someone else; a comment's author (or the owner) may soft-delete it.
+fn check_existing(
+    author: &str,
+    container: &ContainerID,
+    content: &JsonOpContent,
+    before: &Before,
+) -> Result<(), String> {
+    let facts = &before.facts;
+    let owner = facts.owner == author;
+    let host = facts.may_host(author);
+    let fields = before.map_fields(container);
+    let key = match content {
+        JsonOpContent::Map(map) => Some(map_key(map)),
+        _ => None,
+    };
+    if let Some(fields) = &fields {
+        if let Some(adder) = get_str(fields, "added_by_peer") {
+            return match key {
+                Some("added_by_peer" | "added_by_name") if !owner => {
+                    Err("it changes who added a track, which only the owner may".into())
+                }
+                _ if adder == author || host => Ok(()),
+                _ => Err("it edits a track another member added".into()),
+            };
+        }
+        if let (Some(by), Some(_)) = (get_str(fields, "by"), get_str(fields, "text")) {
+            return if by == author || (owner && matches!(key, Some("deleted" | "text"))) {
+                Ok(())
+            } else {
+                Err("it edits another member's comment".into())
+            };
+        }
+    }
+    if host {
+        Ok(())
+    } else {
+        Err("it edits part of the playlist only the owner or a co-host may".into())
+    }
+}

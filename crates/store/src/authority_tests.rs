@@ -1,0 +1,373 @@
+//! A modified client, written by hand: every update beyond its author's rights is rejected
+//! whole by the receiving store, leaves nothing behind and is never sent on; its honest
+//! updates still apply.
+
+use libp2p_identity::Keypair;
+use loro::{LoroDoc, LoroMap};
+use whatnext_protocol::{
+    listening::{SessionAction, SessionMode},
+    playlist::{Author, NewTrack},
+    signed::{Envelope, EnvelopeKind, decode_envelopes, encode_envelopes, loro_peer_of},
+};
+
+use crate::{doc::PlaylistDoc, store::Store};
+
+fn key(seed: u8) -> Keypair {
+    Keypair::ed25519_from_bytes([seed; 32]).expect("key")
+}
+
+fn author(seed: u8, name: &str) -> Author {
+    Author {
+        peer_id: key(seed).public().to_peer_id().to_string(),
+        display_name: name.into(),
+    }
+}
+
+fn track(title: &str) -> NewTrack {
+    NewTrack {
+        title: title.into(),
+        artists: vec!["Artist".into()],
+        ..NewTrack::default()
+    }
+}
+
+/// A member whose app writes whatever it likes into its copy and signs it.
+struct Modified {
+    key: Keypair,
+    nonce: u64,
+    doc: PlaylistDoc,
+}
+
+impl Modified {
+    fn join(seed: u8, from: &Store, id: &str) -> Modified {
+        let doc = PlaylistDoc::empty();
+        let all = from.export_since(id, &[]).expect("export");
+        for envelope in decode_envelopes(&all).expect("envelopes") {
+            doc.import(&envelope.updates).expect("import");
+        }
+        let key = key(seed);
+        let nonce = rand::random();
+        doc.set_peer(loro_peer_of(&key.public(), nonce))
+            .expect("peer");
+        Modified { key, nonce, doc }
+    }
+
+    fn me(&self) -> String {
+        self.key.public().to_peer_id().to_string()
+    }
+
+    /// Makes `edit` in its copy and returns it signed as an envelope, as a message body.
+    fn sign(&self, id: &str, edit: impl FnOnce(&LoroDoc)) -> (Envelope, Vec<u8>) {
+        let peer = self.doc.peer();
+        let from = self.doc.version().get(&peer).copied().unwrap_or(0);
+        edit(&self.doc.doc);
+        self.doc.commit();
+        let to = self.doc.version().get(&peer).copied().unwrap_or(0);
+        let updates = self.doc.export_span(peer, from, to).expect("export");
+        let envelope = Envelope::sign(&self.key, id, EnvelopeKind::Changes, self.nonce, updates)
+            .expect("sign");
+        let body = encode_envelopes(std::slice::from_ref(&envelope));
+        (envelope, body)
+    }
+
+    fn add_track_map(&self, doc: &LoroDoc, id: &str, title: &str) {
+        let map = doc
+            .get_movable_list("tracks")
+            .push_container(LoroMap::new())
+            .expect("push");
+        map.insert("id", id).expect("id");
+        map.insert("title", title).expect("title");
+        map.insert("added_by_peer", self.me().as_str()).expect("by");
+        map.insert("added_by_name", "Mallory").expect("name");
+    }
+}
+
+/// The owner's store with a playlist holding one track of the owner's, a second member's
+/// store joined to it, and Mallory (seed 3) with a copy.
+fn party() -> (tempfile::TempDir, Store, Store, String, Modified) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut owner, _) = Store::open_as(&dir.path().join("a"), 1, key(1)).expect("open");
+    let id = owner
+        .create("Party", "", &author(1, "Alice"), 1)
+        .expect("create");
+    owner
+        .add_tracks(&id, &[track("alice's")], &author(1, "Alice"), 2)
+        .expect("add");
+    for seed in [2, 3] {
+        owner
+            .add_member(&id, &author(seed, &format!("m{seed}")))
+            .expect("member");
+    }
+    let (mut bob, _) = Store::open_as(&dir.path().join("b"), 1, key(2)).expect("open");
+    bob.apply_remote(&id, &owner.export_since(&id, &[]).expect("export"), 3)
+        .expect("join");
+    let mallory = Modified::join(3, &owner, &id);
+    (dir, owner, bob, id, mallory)
+}
+
+/// `body` is rejected by `store` with a reason containing `why`, and changes nothing.
+fn rejected(store: &mut Store, id: &str, body: &[u8], why: &str) {
+    let before = store.get(id).expect("get");
+    let facts = store.session_facts(id).expect("facts");
+    let version = store.version(id).expect("version");
+    let sent_on = store.export_since(id, &version).expect("export");
+    let applied = store.apply_remote(id, body, 10).expect("answered");
+    assert!(!applied.changed, "applied: {applied:?}");
+    assert_eq!(applied.rejected.len(), 1, "{applied:?}");
+    assert!(
+        applied.rejected[0].reason.contains(why),
+        "{:?} should say {why:?}",
+        applied.rejected[0]
+    );
+    assert_eq!(store.get(id).expect("get"), before, "nothing changed");
+    assert_eq!(store.session_facts(id).expect("facts"), facts);
+    let decoded = |v: &[u8]| loro::VersionVector::decode(v).expect("version");
+    assert_eq!(
+        decoded(&store.version(id).expect("version")),
+        decoded(&version)
+    );
+    assert_eq!(
+        store.export_since(id, &version).expect("export"),
+        sent_on,
+        "nothing to send on"
+    );
+}
+
+#[test]
+fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver() {
+    let (_dir, mut owner, mut bob, id, mallory) = party();
+    let me = mallory.me();
+    drop(mallory);
+
+    // Roles, the mode, playback: not a member's to change. (Each attempt is made on a
+    // fresh copy: one built on a rejected update would only wait for it, forever.)
+    let attempts: [(&str, &dyn Fn(&LoroDoc)); 4] = [
+        ("changes roles", &|d| {
+            d.get_map("session_roles")
+                .insert(&me, "co_host")
+                .expect("insert");
+        }),
+        ("changes the mode", &|d| {
+            d.get_map("meta")
+                .insert("queue_mode", "turn_taking")
+                .expect("insert");
+        }),
+        ("gives playback", &|d| {
+            d.get_map("session")
+                .insert("holder", me.as_str())
+                .expect("insert");
+        }),
+        ("changes what plays", &|d| {
+            d.get_map("session")
+                .insert("pb_paused", true)
+                .expect("insert");
+        }),
+    ];
+    for (why, edit) in attempts {
+        let (_, body) = Modified::join(3, &owner, &id).sign(&id, edit);
+        rejected(&mut owner, &id, &body, why);
+        rejected(&mut bob, &id, &body, why);
+    }
+
+    // Removing the owner's track.
+    let mallory = Modified::join(3, &owner, &id);
+    let alice_track = owner.get(&id).expect("get").tracks[0].id.clone();
+    let (_, removal) = mallory.sign(&id, |d| {
+        d.get_movable_list("tracks").delete(0, 1).expect("delete");
+        d.get_map("removed_tracks")
+            .insert(&alice_track, 5)
+            .expect("insert");
+    });
+    rejected(&mut owner, &id, &removal, "another member added");
+    rejected(&mut bob, &id, &removal, "another member added");
+    // Hiding it without saying so.
+    let (_, hidden) = Modified::join(3, &owner, &id).sign(&id, |d| {
+        d.get_movable_list("tracks").delete(0, 1).expect("delete");
+    });
+    rejected(&mut owner, &id, &hidden, "without removing");
+
+    // Votes and tracks in another member's name.
+    let bob_id = author(2, "Bob").peer_id;
+    let (_, vote) = Modified::join(3, &owner, &id).sign(&id, |d| {
+        d.get_map("session_votes")
+            .insert(&format!("{alice_track}|{bob_id}"), 1)
+            .expect("insert");
+    });
+    rejected(&mut owner, &id, &vote, "another member's name");
+    let mallory = Modified::join(3, &owner, &id);
+    let (_, framed) = mallory.sign(&id, |d| {
+        let map = d
+            .get_movable_list("tracks")
+            .push_container(LoroMap::new())
+            .expect("push");
+        map.insert("id", "framed").expect("id");
+        map.insert("title", "t").expect("title");
+        map.insert("added_by_peer", bob_id.as_str()).expect("by");
+    });
+    rejected(&mut owner, &id, &framed, "another member's name");
+
+    // Forged: the content altered after signing; unsigned.
+    let mallory = Modified::join(3, &owner, &id);
+    let (mut forged, _) = mallory.sign(&id, |d| mallory.add_track_map(d, "f1", "forged"));
+    forged.updates.push(0);
+    rejected(
+        &mut owner,
+        &id,
+        &encode_envelopes(&[forged.clone()]),
+        "forged",
+    );
+    forged.signature = vec![0; 64];
+    rejected(&mut owner, &id, &encode_envelopes(&[forged]), "forged");
+
+    // Re-signed with someone else's key: Bob's genuine update claimed by Mallory, and
+    // Mallory's changes made under Bob's Loro peer id.
+    let v = bob.version(&id).expect("version");
+    bob.session_act(
+        &id,
+        &SessionAction::Vote {
+            track_id: alice_track.clone(),
+            vote: 1,
+        },
+        &author(2, "Bob"),
+        6,
+    )
+    .expect("bob votes");
+    let bobs = decode_envelopes(&bob.export_since(&id, &v).expect("export")).expect("decode");
+    let mut claimed = bobs[0].clone();
+    let resigned = Envelope::sign(
+        &mallory.key,
+        &id,
+        EnvelopeKind::Changes,
+        claimed.nonce,
+        std::mem::take(&mut claimed.updates),
+    )
+    .expect("sign");
+    rejected(
+        &mut owner,
+        &id,
+        &encode_envelopes(&[resigned]),
+        "another member's name",
+    );
+    let posing = Modified {
+        key: key(3),
+        nonce: 5,
+        doc: {
+            let copy = Modified::join(3, &owner, &id).doc;
+            copy.set_peer(loro_peer_of(&key(2).public(), 5))
+                .expect("peer");
+            copy
+        },
+    };
+    let (_, posed) = posing.sign(&id, |d| posing.add_track_map(d, "p1", "posed"));
+    rejected(&mut owner, &id, &posed, "another member's name");
+
+    // Bob's genuine vote, sent on by anyone, is accepted: the signature is Bob's.
+    let applied = owner
+        .apply_remote(&id, &encode_envelopes(&bobs), 7)
+        .expect("apply");
+    assert!(
+        applied.changed && applied.rejected.is_empty(),
+        "{applied:?}"
+    );
+
+    // And Mallory's honest updates still apply: a track of its own, a vote of its own,
+    // then removing its own track.
+    let mallory = Modified::join(3, &owner, &id);
+    let (_, own) = mallory.sign(&id, |d| mallory.add_track_map(d, "m1", "mallory's"));
+    let (_, own_vote) = mallory.sign(&id, |d| {
+        d.get_map("session_votes")
+            .insert(&format!("m1|{me}"), 1)
+            .expect("insert");
+    });
+    for body in [own, own_vote] {
+        let applied = owner.apply_remote(&id, &body, 8).expect("apply");
+        assert!(
+            applied.changed && applied.rejected.is_empty(),
+            "{applied:?}"
+        );
+    }
+    let index = owner
+        .get(&id)
+        .expect("get")
+        .tracks
+        .iter()
+        .position(|t| t.id == "m1")
+        .expect("m1");
+    let (_, remove_own) = mallory.sign(&id, |d| {
+        d.get_movable_list("tracks")
+            .delete(index, 1)
+            .expect("delete");
+        d.get_map("removed_tracks").insert("m1", 9).expect("insert");
+    });
+    let applied = owner.apply_remote(&id, &remove_own, 9).expect("apply");
+    assert!(
+        applied.changed && applied.rejected.is_empty(),
+        "{applied:?}"
+    );
+    assert!(
+        owner
+            .get(&id)
+            .expect("get")
+            .tracks
+            .iter()
+            .all(|t| t.id != "m1")
+    );
+}
+
+#[test]
+fn out_of_turn_adds_are_refused_and_an_add_concurrent_with_the_switch_to_turns_is_not() {
+    let (_dir, mut owner, mut bob, id, _) = party();
+    // Mallory's copy is taken while the mode is still free for all.
+    let early = Modified::join(3, &owner, &id);
+    owner
+        .session_act(
+            &id,
+            &SessionAction::Mode {
+                mode: SessionMode::TurnTaking,
+                per_turn: Some(1),
+            },
+            &author(1, "Alice"),
+            4,
+        )
+        .expect("turns");
+    // Made before Mallory saw the switch: concurrent, so allowed.
+    let (_, concurrent) = early.sign(&id, |d| early.add_track_map(d, "c1", "concurrent"));
+    let applied = owner.apply_remote(&id, &concurrent, 5).expect("apply");
+    assert!(
+        applied.changed && applied.rejected.is_empty(),
+        "{applied:?}"
+    );
+
+    // After it saw the switch, it is the owner's turn (first in the order): refused, on
+    // every receiver.
+    let late = Modified::join(3, &owner, &id);
+    bob.apply_remote(&id, &owner.export_since(&id, &[]).expect("export"), 6)
+        .expect("sync");
+    let (_, out_of_turn) = late.sign(&id, |d| late.add_track_map(d, "o1", "out of turn"));
+    rejected(&mut owner, &id, &out_of_turn, "out of turn");
+    rejected(&mut bob, &id, &out_of_turn, "out of turn");
+    // Claiming the turn is its own does not help.
+    let facts = owner.session_facts(&id).expect("facts");
+    let turn = facts.turn().expect("turns").number;
+    let late = Modified::join(3, &owner, &id);
+    let (_, claimed) = late.sign(&id, |d| {
+        late.add_track_map(d, "o2", "claimed");
+        d.get_map("session_turns")
+            .insert(&format!("{turn}|o2"), late.me().as_str())
+            .expect("insert");
+    });
+    rejected(&mut owner, &id, &claimed, "wrong member for turn");
+    // The owner's own add in its turn is fine, and the turn passes on.
+    owner
+        .add_tracks(&id, &[track("alice's turn")], &author(1, "Alice"), 7)
+        .expect("owner's turn");
+    assert_ne!(
+        owner
+            .session_facts(&id)
+            .expect("facts")
+            .turn()
+            .expect("turn")
+            .holder,
+        facts.turn().expect("turn").holder
+    );
+}
