@@ -1126,9 +1126,6 @@ impl Store {
                 "playlist {id}: changes from members were saved but could not be kept for sending on: {err}"
             );
         }
-        for rejection in &rejected {
-            tracing::warn!("playlist {id}: {rejection}");
-        }
         Ok(Applied { changed, rejected })
     }
 

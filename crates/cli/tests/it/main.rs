@@ -4,6 +4,7 @@
 
 mod abuse;
 mod chaos;
+mod hostile_member;
 mod input_bounds;
 mod isolated;
 mod links;

@@ -133,9 +133,6 @@ impl Ctx {
             })
             .await
             .map_err(|e| format!("updates from {peer} for {session} were refused: {e}"))?;
-        for rejection in &applied.rejected {
-            tracing::warn!("playlist {session}: sent by {peer}: {rejection}");
-        }
         if applied.changed {
             tracing::debug!("applied updates from {peer} to {session}");
             self.tell(Msg::Forward {
@@ -145,7 +142,15 @@ impl Ctx {
             });
             self.tell(Msg::Meet(session.to_string()));
         }
-        Ok(())
+        // Rejected updates are logged with who signed them (the offender) and who sent them
+        // (who may only be passing them on), and the sender is told why.
+        for rejection in &applied.rejected {
+            tracing::warn!("playlist {session}: from {peer}: {rejection}");
+        }
+        match applied.rejected.first() {
+            Some(first) => Err(first.to_string()),
+            None => Ok(()),
+        }
     }
 
     /// Answers a peer's `hello`: what it lacks, and (to the sessions task) that it will have

@@ -517,9 +517,12 @@ impl Drop for Service {
 impl Service {
     /// Starts a node on loopback with a fresh identity; returns its `node_started` payload.
     pub fn start_node(&mut self) -> Value {
-        let key = libp2p_identity::Keypair::generate_ed25519()
-            .to_protobuf_encoding()
-            .expect("key");
+        self.start_node_as(&libp2p_identity::Keypair::generate_ed25519())
+    }
+
+    /// Starts a node on loopback with the identity `key`; returns its `node_started` payload.
+    pub fn start_node_as(&mut self, key: &libp2p_identity::Keypair) -> Value {
+        let key = key.to_protobuf_encoding().expect("key");
         let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
         self.send(&serde_json::json!({"id": 900, "type": "start_node", "payload": {"keypair": key, "listen": ["/ip4/127.0.0.1/tcp/0"]}}));
         let reply = self.reply_to(900);
