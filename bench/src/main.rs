@@ -4,6 +4,7 @@
 
 mod ipc;
 mod lifecycle;
+mod signing;
 mod stats;
 
 use std::{path::PathBuf, process::Command};
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]"
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]"
     );
     std::process::exit(2)
 }
@@ -70,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             };
             lifecycle::session(&args.whatnext, members)?
         }
+        "signing" => signing::run(args.iters.min(2_000))?,
         "all" => return all(&args),
         _ => usage(),
     };
@@ -435,6 +437,33 @@ fn all(args: &Args) -> anyhow::Result<()> {
         });
     }
     raw.insert("session".into(), session);
+
+    eprintln!("measuring signed updates: sign, verify, receive …");
+    let signing = sub(&["signing", "--iters", "1000"])?;
+    for (key, figure, unit) in [
+        ("sign_us_p50", "sign one update (vote, p50)", "us"),
+        ("verify_us_p50", "verify one update's signature (p50)", "us"),
+        (
+            "receive_us_p50",
+            "receive one signed vote: verify, rules, apply, fsync (p50)",
+            "us",
+        ),
+        ("vote_update_bytes", "one vote's Loro update", "bytes"),
+        (
+            "envelope_overhead_bytes",
+            "bytes an envelope adds to it",
+            "bytes",
+        ),
+    ] {
+        rows.push(Row {
+            figure: figure.into(),
+            ours: signing[key].as_f64().unwrap_or(f64::NAN),
+            baseline: None,
+            baseline_name: "",
+            unit,
+        });
+    }
+    raw.insert("signing".into(), signing);
 
     let machine = stats::machine();
     println!("machine: {machine}");

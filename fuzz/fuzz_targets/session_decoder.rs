@@ -1,12 +1,13 @@
-//! What a peer sends on /whatnext/handshake/1.0.0 and /whatnext/sync/1.0.0, as the
+//! What a peer sends on /whatnext/handshake/1.0.0 and /whatnext/sync/2.0.0, as the
 //! controller reads it: JSON into the typed messages, then the packed updates of a `push` or
-//! `updates` unpacked (base64 → LZ4 with a size cap). Never a panic, never an allocation
-//! beyond the cap.
+//! `updates` unpacked (base64 → LZ4 with a size cap), then read as signed envelopes and
+//! their signatures checked. Never a panic, never an allocation beyond the cap.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use whatnext_protocol::session::{
-    HandshakeRequest, HandshakeResponse, MAX_UNPACKED, SyncRequest, SyncResponse, unpack,
+use whatnext_protocol::{
+    session::{HandshakeRequest, HandshakeResponse, MAX_UNPACKED, SyncRequest, SyncResponse, unpack},
+    signed::{Envelope, decode_envelopes},
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -27,5 +28,15 @@ fuzz_target!(|data: &[u8]| {
         && let Ok(bytes) = unpack(&text)
     {
         assert!(bytes.len() <= MAX_UNPACKED);
+        if let Ok(envelopes) = decode_envelopes(&bytes) {
+            for envelope in envelopes.iter().take(4) {
+                let _ = envelope.verify("p");
+                let _ = envelope.loro_peer();
+            }
+        }
+    }
+    // The store's own records of envelopes.
+    if let Ok(envelope) = Envelope::decode(data) {
+        let _ = envelope.verify("p");
     }
 });
