@@ -72,7 +72,11 @@ store_problems: Array<StoreProblem>,
  * `service`, `node` and `listen_addrs` describe), then one per playlist shared with
  * `--isolated`, each with its own identity.
  */
-services: Array<ServiceEntry>, };
+services: Array<ServiceEntry>, 
+/**
+ * The music library: how many files, which folders, and a scan under way.
+ */
+library: LibraryStatus, };
 
 export type NodeStatus = "starting" | "running" | "restarting" | "failed" | "stopped";
 
@@ -246,11 +250,16 @@ uri: string | null, added_by: Author,
 /**
  * Unix milliseconds.
  */
-added_at: number, };
+added_at: number, 
+/**
+ * The audio file this track is, when it was added from one: members who have those
+ * bytes play them, the others fetch them from a member who has.
+ */
+content?: Content, };
 
 export type Author = { peer_id: string, display_name: string, };
 
-export type NewTrack = { title: string, artists: Array<string>, album: string | null, duration_ms: number | null, uri: string | null, };
+export type NewTrack = { title: string, artists: Array<string>, album: string | null, duration_ms: number | null, uri: string | null, content?: Content, };
 
 export type QueueMode = "free_for_all" | "turn_taking" | "vote_based";
 
@@ -310,6 +319,54 @@ collaborators: Array<Author>, tags: Array<string>, queue_mode: QueueMode,
  */
 created_at: number, updated_at: number, tracks: Array<Track>, };
 
+export type Content = { 
+/**
+ * BLAKE3 of the bytes, 64 hex digits.
+ */
+blake3: string, size: number, 
+/**
+ * e.g. `audio/mpeg`, `audio/flac`.
+ */
+mime: string, };
+
+export type LibraryStatus = { 
+/**
+ * Audio files in the library.
+ */
+files: number, 
+/**
+ * The music folders scanned (config `music_dirs`).
+ */
+dirs: Array<string>, 
+/**
+ * A scan under way.
+ */
+scanning: ScanProgress | null, };
+
+export type LibraryEntry = { path: string, title: string, artists: Array<string>, album: string | null, duration_ms: number | null, content: Content, };
+
+export type ScanFailure = { path: string, reason: string, };
+
+export type ScanReport = { 
+/**
+ * Audio files found (read or not).
+ */
+files: number, added: number, updated: number, removed: number, failed: Array<ScanFailure>, 
+/**
+ * The folders scanned.
+ */
+dirs: Array<string>, };
+
+export type ScanProgress = { done: number, total: number, };
+
+export type LibraryReply = { entries: Array<LibraryEntry>, 
+/**
+ * Files in the library in all (the reply may hold fewer).
+ */
+total: number, };
+
+export type LibraryFileRequest = { path: string, };
+
 export type Member = { peer_id: string, display_name: string, 
 /**
  * Connected now (always true for this node itself).
@@ -367,7 +424,15 @@ position_ms: number, paused: boolean,
 /**
  * The peer id of whoever started it.
  */
-started_by: string, };
+started_by: string, 
+/**
+ * Its audio, when it was added from a file (`GET /media/<blake3>` plays it).
+ */
+content?: Content, 
+/**
+ * Where to open it when there is no audio here (`spotify:…`, `https://…`).
+ */
+uri?: string, };
 
 export type UpNext = { track_id: string, title: string, artists: Array<string>, 
 /**

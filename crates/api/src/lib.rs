@@ -14,6 +14,7 @@ pub mod context;
 pub mod error;
 pub mod http_server;
 pub mod local_socket;
+pub mod media;
 pub mod playlists;
 pub mod router;
 pub mod routes;

@@ -15,13 +15,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{context::Api, error::ApiError, playlists, routes, session, view};
+use crate::{context::Api, error::ApiError, media, playlists, routes, session, view};
 
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .merge(routes::routes())
         .merge(playlists::routes())
         .merge(session::routes())
+        .merge(media::routes())
         .merge(view::routes())
         .layer(middleware::from_fn_with_state(api.clone(), guard))
         .layer(middleware::from_fn(errors_as_json))

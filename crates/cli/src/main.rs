@@ -7,6 +7,7 @@
 
 mod forward;
 mod json_out;
+mod library;
 mod playlist;
 mod relay;
 mod session;
@@ -107,6 +108,9 @@ enum Commands {
     /// The listening session of a shared playlist: play, turns, votes, skips, comments.
     #[command(subcommand)]
     Session(session::SessionCommand),
+    /// The music library: the audio files in your music folders (config `music_dirs`).
+    #[command(subcommand)]
+    Library(library::LibraryCommand),
     /// Change a setting in <home>/config.toml (and in the running controller).
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -228,6 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => return open(&home, &url, wait, timeout, json),
         Commands::Playlist(command) => playlist::run(&Client::for_home(&home)?, command)?,
         Commands::Session(command) => session::run(&Client::for_home(&home)?, command)?,
+        Commands::Library(command) => library::run(&Client::for_home(&home)?, command)?,
         Commands::Ui { print } => {
             let reply = Client::for_home(&home)?.login_link()?;
             let url = reply.url.as_str();

@@ -19,6 +19,14 @@ use crate::{
     text::safe,
 };
 
+/// `playlist add --json`: the new track's id, and the file it came from (if any).
+#[derive(Serialize)]
+struct AddedFrom {
+    track_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<whatnext_protocol::media::LibraryEntry>,
+}
+
 #[derive(Subcommand)]
 pub enum PlaylistCommand {
     /// Create a playlist.
@@ -46,13 +54,21 @@ pub enum PlaylistCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Add a track.
+    /// Add a track: typed in, from an audio file (--file), or from the library
+    /// (--from-library).
     Add {
         /// The playlist's id (see `playlist list`).
         id: String,
         /// The track's title.
-        #[arg(long)]
-        title: String,
+        #[arg(long, required_unless_present_any = ["file", "from_library"])]
+        title: Option<String>,
+        /// An audio file: title, artists, album and length come from its tags, and members
+        /// who lack the file can fetch it from you.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["title", "from_library"])]
+        file: Option<PathBuf>,
+        /// The first file of the library matching these words (see `library search`).
+        #[arg(long, value_name = "QUERY", conflicts_with_all = ["title", "file"])]
+        from_library: Option<String>,
         /// An artist of the track; repeat for several artists.
         #[arg(long = "artist", value_name = "ARTIST")]
         artists: Vec<String>,
@@ -260,26 +276,60 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
         PlaylistCommand::Add {
             id,
             title,
+            file,
+            from_library,
             artists,
             album,
             duration_ms,
             uri,
             json,
         } => {
-            let track = NewTrack {
-                title,
-                artists,
-                album,
-                duration_ms,
-                uri,
+            // From a file or the library: the tags make the track, the file's bytes its
+            // content; what is typed beside them overrides the tags.
+            let entry = match (&file, &from_library) {
+                (Some(path), _) => {
+                    let path = std::path::absolute(path)
+                        .with_context(|| format!("cannot find {}", path.display()))?;
+                    Some(client.library_file(&path.display().to_string())?)
+                }
+                (None, Some(query)) => {
+                    let found = client.library(Some(query))?;
+                    Some(found.entries.into_iter().next().ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "no file in the library matches {query:?} ({} files; `whatnext library search` looks, `whatnext library scan` reads the music folders)",
+                            found.total
+                        )
+                    })?)
+                }
+                (None, None) => None,
             };
+            let mut track = match &entry {
+                Some(entry) => entry.to_track(),
+                None => NewTrack::default(),
+            };
+            if let Some(title) = title {
+                track.title = title;
+            }
+            if !artists.is_empty() {
+                track.artists = artists;
+            }
+            track.album = album.or(track.album);
+            track.duration_ms = duration_ms.or(track.duration_ms);
+            track.uri = uri;
             let reply = client.add_track(&id, &track)?;
-            print_ok(json, &reply, || {
-                format!(
-                    "added track {}",
-                    safe(reply.track_id.as_deref().unwrap_or("?"))
-                )
-            })?;
+            if json {
+                return print_json(&AddedFrom {
+                    track_id: reply.track_id,
+                    file: entry,
+                });
+            }
+            println!(
+                "added track {}{}",
+                safe(reply.track_id.as_deref().unwrap_or("?")),
+                entry
+                    .map(|e| format!(": {}", crate::library::line(&e)))
+                    .unwrap_or_default()
+            );
         }
         PlaylistCommand::Move {
             id,

@@ -935,6 +935,8 @@ mod tests {
                 position_ms: 83_000,
                 paused: true,
                 started_by: "peer-a".into(),
+                content: None,
+                uri: None,
             }),
             up_next: vec![UpNext {
                 track_id: "t2".into(),

@@ -46,6 +46,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a playlist request may take: generous, as a write waits for fsync, and a
 /// 10,000-track import is one request.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A library scan reads every new file whole (tags, BLAKE3).
+pub const SCAN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The controller's wait for a connection when a request names none (its
 /// `DEFAULT_LINK_TIMEOUT`).
@@ -269,6 +271,29 @@ impl Client {
             Some(request),
             STORE_TIMEOUT,
         )
+    }
+
+    /// `POST /api/library/scan`: scans the music folders (can take minutes on a big
+    /// library; the state's `library.scanning` shows progress meanwhile).
+    pub fn library_scan(&self) -> Result<whatnext_protocol::media::ScanReport> {
+        self.post::<(), _>("/api/library/scan", None, SCAN_TIMEOUT)
+    }
+
+    /// `GET /api/library[?q=QUERY]`: the music library, or what matches `query`.
+    pub fn library(&self, query: Option<&str>) -> Result<whatnext_protocol::media::LibraryReply> {
+        let route = match query {
+            Some(q) => format!("/api/library?q={}", encode_segment(q)),
+            None => "/api/library".to_string(),
+        };
+        self.get(&route, STORE_TIMEOUT)
+    }
+
+    /// `POST /api/library/file`: reads one audio file (anywhere) into the library.
+    pub fn library_file(&self, path: &str) -> Result<whatnext_protocol::media::LibraryEntry> {
+        let request = whatnext_protocol::media::LibraryFileRequest {
+            path: path.to_string(),
+        };
+        self.post("/api/library/file", Some(&request), STORE_TIMEOUT)
     }
 
     fn get<T: DeserializeOwned>(&self, route: &str, timeout: Duration) -> Result<T> {

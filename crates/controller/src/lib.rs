@@ -183,6 +183,11 @@ async fn serve(
         identities_dir: home.isolated_dir(),
         shutdown: shutdown.clone(),
         ui: ui.clone(),
+        music: whatnext_core::music::Music::open(
+            &home.library_index_path(),
+            settings.music_dirs.clone(),
+            state.clone(),
+        ),
     })?;
     let api = Arc::new(Api::new(
         core,

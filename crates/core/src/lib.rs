@@ -15,6 +15,7 @@ pub mod invite;
 pub mod library;
 pub mod links;
 pub mod listening;
+pub mod music;
 pub mod reducer;
 pub mod secret;
 pub mod services;
@@ -65,6 +66,8 @@ pub struct CoreParts {
     pub shutdown: CancellationToken,
     /// The native window, when there is one (desktop build).
     pub ui: Option<UiHooks>,
+    /// The music library.
+    pub music: Arc<music::Music>,
 }
 
 /// The controller's core handles and the operations both front doors perform.
@@ -76,6 +79,7 @@ pub struct Core {
     links: Arc<Links>,
     shutdown: CancellationToken,
     ui: Option<UiHooks>,
+    music: Arc<music::Music>,
 }
 
 /// The core's long-running tasks, for an orderly stop.
@@ -99,6 +103,11 @@ impl CoreTasks {
 }
 
 impl Core {
+    /// The music library.
+    pub fn music(&self) -> &Arc<music::Music> {
+        &self.music
+    }
+
     /// Starts the supervisor (which spawns the network service) and the shared playlists'
     /// task, on the current runtime. Fails when `sessions.json` cannot be read.
     pub fn start(parts: CoreParts) -> anyhow::Result<(Arc<Core>, CoreTasks)> {
@@ -111,7 +120,9 @@ impl Core {
             identities_dir,
             shutdown,
             ui,
+            music,
         } = parts;
+        music.watch(shutdown.clone());
         let (app_events_tx, app_events) = mpsc::unbounded_channel();
         let isolated = IsolatedServices {
             program: spec.program.clone(),
@@ -160,6 +171,7 @@ impl Core {
             links,
             shutdown,
             ui,
+            music,
         });
         Ok((
             core,

@@ -45,6 +45,9 @@ pub struct ConfigFile {
     pub register: Option<bool>,
     /// The name shown to friends next to what you add.
     pub display_name: Option<String>,
+    /// Folders whose audio files make the music library (default: the platform's music
+    /// folder, e.g. ~/Music).
+    pub music_dirs: Option<Vec<String>>,
 }
 
 impl ConfigFile {
@@ -107,6 +110,17 @@ pub struct Settings {
     pub relays: Vec<String>,
     pub register: bool,
     pub display_name: String,
+    pub music_dirs: Vec<std::path::PathBuf>,
+}
+
+/// The platform's music folder (XDG's `MUSIC`, ~/Music on macOS), if there is a home.
+pub fn default_music_dir() -> Option<std::path::PathBuf> {
+    let dirs = directories::UserDirs::new()?;
+    Some(
+        dirs.audio_dir()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dirs.home_dir().join("Music")),
+    )
 }
 
 /// The name friends see until the user picks one: the OS account's full name, else its
@@ -176,6 +190,10 @@ impl Settings {
                 .display_name
                 .and_then(|n| check_display_name(&n).ok())
                 .unwrap_or_else(default_display_name),
+            music_dirs: match file.music_dirs {
+                Some(dirs) => dirs.into_iter().map(std::path::PathBuf::from).collect(),
+                None => default_music_dir().into_iter().collect(),
+            },
         }
     }
 }

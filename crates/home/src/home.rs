@@ -79,6 +79,11 @@ impl Home {
     pub fn isolated_dir(&self) -> PathBuf {
         self.dir.join("identities")
     }
+    /// The music library's index (`library.json`).
+    pub fn library_index_path(&self) -> PathBuf {
+        self.dir.join("library.json")
+    }
+
     pub fn store_dir(&self) -> PathBuf {
         self.dir.join("store")
     }

@@ -14,8 +14,9 @@ use crate::{
     playlist::{Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track},
     state::{
         AppState, Connection, DialErrorKind, DialFailure, DialMethod, DialStep, Direction,
-        HelperNode, HelperRole, HolePunchCounts, LinkAttempt, LinkStatus, NatStatus, NodeStatus,
-        RelayReservation, ServiceEntry, ServiceInfo, SessionRole, SessionState, StoreProblem,
+        HelperNode, HelperRole, HolePunchCounts, LibraryStatus, LinkAttempt, LinkStatus, NatStatus,
+        NodeStatus, RelayReservation, ServiceEntry, ServiceInfo, SessionRole, SessionState,
+        StoreProblem,
     },
 };
 
@@ -294,6 +295,14 @@ pub fn typescript_definitions() -> String {
         CreatePlaylistRequest::decl(&cfg),
         CreatedReply::decl(&cfg),
         PlaylistView::decl(&cfg),
+        crate::playlist::Content::decl(&cfg),
+        LibraryStatus::decl(&cfg),
+        crate::media::LibraryEntry::decl(&cfg),
+        crate::media::ScanFailure::decl(&cfg),
+        crate::media::ScanReport::decl(&cfg),
+        crate::media::ScanProgress::decl(&cfg),
+        crate::media::LibraryReply::decl(&cfg),
+        crate::media::LibraryFileRequest::decl(&cfg),
         Member::decl(&cfg),
         ShareRequest::decl(&cfg),
         RevokeRequest::decl(&cfg),

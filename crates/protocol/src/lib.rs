@@ -7,6 +7,7 @@
 //! * [`link`]: the `whtnxt://` invite link grammar.
 //! * [`listening`]: the listening session (now playing, up next, turns, votes) and its actions.
 //! * [`local`]: the single-instance socket's messages.
+//! * [`media`]: the music library (audio files, their tags and content ids).
 //! * [`playlist`]: playlists and tracks as the CLI, the API and the view see them.
 //! * [`session`]: the handshake and sync messages peers exchange.
 //! * [`signed`]: signed updates (envelopes): who wrote a change, provable after any hop.
@@ -22,6 +23,7 @@ pub mod ipc;
 pub mod link;
 pub mod listening;
 pub mod local;
+pub mod media;
 pub mod playlist;
 pub mod session;
 pub mod signed;

@@ -71,6 +71,14 @@ pub struct NowPlaying {
     pub paused: bool,
     /// The peer id of whoever started it.
     pub started_by: String,
+    /// Its audio, when it was added from a file (`GET /media/<blake3>` plays it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub content: Option<crate::playlist::Content>,
+    /// Where to open it when there is no audio here (`spotify:…`, `https://…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub uri: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]

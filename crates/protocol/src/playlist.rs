@@ -50,6 +50,32 @@ pub struct Track {
     pub added_by: Author,
     /// Unix milliseconds.
     pub added_at: u64,
+    /// The audio file this track is, when it was added from one: members who have those
+    /// bytes play them, the others fetch them from a member who has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub content: Option<Content>,
+}
+
+/// An audio file, by what it holds: the same bytes have the same id wherever they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct Content {
+    /// BLAKE3 of the bytes, 64 hex digits.
+    pub blake3: String,
+    pub size: u64,
+    /// e.g. `audio/mpeg`, `audio/flac`.
+    pub mime: String,
+}
+
+impl Content {
+    /// Whether `id` looks like a BLAKE3 id (64 lowercase hex digits): ids name files and
+    /// appear in URLs, so nothing else is accepted.
+    pub fn is_valid_id(id: &str) -> bool {
+        id.len() == 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
 }
 
 /// A track to add: what the user types.
@@ -64,6 +90,9 @@ pub struct NewTrack {
     pub duration_ms: Option<u64>,
     #[serde(default)]
     pub uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub content: Option<Content>,
 }
 
 impl From<&Track> for NewTrack {
@@ -75,6 +104,7 @@ impl From<&Track> for NewTrack {
             album: track.album.clone(),
             duration_ms: track.duration_ms,
             uri: track.uri.clone(),
+            content: track.content.clone(),
         }
     }
 }

@@ -78,6 +78,20 @@ pub struct AppState {
     /// `--isolated`, each with its own identity.
     #[serde(default)]
     pub services: Vec<ServiceEntry>,
+    /// The music library: how many files, which folders, and a scan under way.
+    #[serde(default)]
+    pub library: LibraryStatus,
+}
+
+/// The music library as the state shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct LibraryStatus {
+    /// Audio files in the library.
+    pub files: usize,
+    /// The music folders scanned (config `music_dirs`).
+    pub dirs: Vec<String>,
+    /// A scan under way.
+    pub scanning: Option<crate::media::ScanProgress>,
 }
 
 /// The name of the main network service in [`AppState::services`].
@@ -358,6 +372,7 @@ impl AppState {
             mdns: false,
             store_problems: vec![],
             services: vec![],
+            library: LibraryStatus::default(),
         }
     }
 

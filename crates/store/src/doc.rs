@@ -17,7 +17,9 @@ use loro::{
 
 use std::{collections::HashSet, str::FromStr as _};
 
-use whatnext_protocol::playlist::{Author, NewTrack, Playlist, PlaylistSummary, QueueMode, Track};
+use whatnext_protocol::playlist::{
+    Author, Content, NewTrack, Playlist, PlaylistSummary, QueueMode, Track,
+};
 
 use crate::error::StoreError;
 
@@ -335,17 +337,21 @@ impl PlaylistDoc {
                 .as_deref()
                 .map(|u| clean("uri", u, false))
                 .transpose()?;
+            if let Some(content) = &track.content {
+                check_content(content)?;
+            }
             checked.push((
                 title,
                 artists,
                 album.filter(|a| !a.is_empty()),
                 uri.filter(|u| !u.is_empty()),
                 track.duration_ms,
+                track.content.as_ref(),
             ));
         }
         let list = self.tracks();
         let mut ids = Vec::with_capacity(checked.len());
-        for (title, artists, album, uri, duration_ms) in checked {
+        for (title, artists, album, uri, duration_ms, content) in checked {
             let id = new_id(8);
             let map = list.push_container(LoroMap::new())?;
             map.insert("id", id.as_str())?;
@@ -362,6 +368,9 @@ impl PlaylistDoc {
             }
             if let Some(uri) = uri {
                 map.insert("uri", uri)?;
+            }
+            if let Some(content) = content {
+                insert_content(&map, content)?;
             }
             map.insert("added_by_peer", by.peer_id.as_str())?;
             map.insert("added_by_name", by.display_name.as_str())?;
@@ -615,6 +624,9 @@ impl PlaylistDoc {
             if let Some(duration) = track.duration_ms {
                 map.insert("duration_ms", i64::try_from(duration).unwrap_or(i64::MAX))?;
             }
+            if let Some(content) = &track.content {
+                insert_content(&map, content)?;
+            }
             if let Some(uri) = &track.uri {
                 map.insert("uri", clean("uri", uri, false)?)?;
             }
@@ -712,5 +724,40 @@ fn track_from(value: &LoroValue) -> Track {
             display_name: get_str(value, "added_by_name").unwrap_or_default(),
         },
         added_at: get_u64(value, "added_at").unwrap_or_default(),
+        content: match (
+            get_str(value, "content_blake3"),
+            get_u64(value, "content_size"),
+        ) {
+            (Some(blake3), Some(size)) if Content::is_valid_id(&blake3) => Some(Content {
+                blake3,
+                size,
+                mime: get_str(value, "content_mime").unwrap_or_default(),
+            }),
+            _ => None,
+        },
     }
+}
+
+/// Refuses content that does not name its bytes properly.
+pub(crate) fn check_content(content: &Content) -> Result<(), StoreError> {
+    if !Content::is_valid_id(&content.blake3) {
+        return Err(StoreError::Invalid(format!(
+            "{:?} is not a BLAKE3 content id (64 lowercase hex digits)",
+            content.blake3
+        )));
+    }
+    clean("content type", &content.mime, false)?;
+    Ok(())
+}
+
+/// Writes `content` into a track's map.
+fn insert_content(map: &LoroMap, content: &Content) -> Result<(), StoreError> {
+    check_content(content)?;
+    map.insert("content_blake3", content.blake3.as_str())?;
+    map.insert(
+        "content_size",
+        i64::try_from(content.size).unwrap_or(i64::MAX),
+    )?;
+    map.insert("content_mime", content.mime.trim())?;
+    Ok(())
 }

@@ -442,6 +442,8 @@ pub fn view(
             },
             paused: p.paused,
             started_by: p.by.clone(),
+            content: track.content.clone(),
+            uri: track.uri.clone(),
         })
     });
     let mut up_next: Vec<(usize, UpNext)> = playlist

@@ -7,6 +7,7 @@ mod chaos;
 mod hostile_member;
 mod input_bounds;
 mod isolated;
+mod library;
 mod links;
 mod nat_lab;
 mod playlists;

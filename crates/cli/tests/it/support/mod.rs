@@ -111,6 +111,8 @@ impl Node {
     pub fn start() -> Node {
         let tempdir = tempfile::tempdir().expect("temp home");
         let home = tempdir.path().to_path_buf();
+        // Not the user's own ~/Music: a test node has no music unless a test gives it some.
+        std::fs::write(home.join("config.toml"), "music_dirs = []\n").expect("config.toml");
         let mut node = Node::start_in(&home, &LOOPBACK_RUN_ARGS);
         node._tempdir = Some(tempdir);
         node
@@ -360,7 +362,7 @@ pub fn write_loopback_config(home: &Path) {
     std::fs::create_dir_all(home).expect("home");
     std::fs::write(
         home.join("config.toml"),
-        "listen = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nupnp = false\nbrowser = false\nregister = false\n",
+        "listen = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nupnp = false\nbrowser = false\nregister = false\nmusic_dirs = []\n",
     )
     .expect("config.toml");
 }
@@ -400,6 +402,34 @@ pub fn try_http_raw(
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(response)
+}
+
+/// A GET whose answer may be binary: (status, head, body bytes).
+pub fn http_bytes(url: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    let authority = url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(authority).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, head, response[split + 4..].to_vec())
 }
 
 /// Splits a raw response into (status, body).

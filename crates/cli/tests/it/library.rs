@@ -1,0 +1,178 @@
+//! The music library through the CLI and the API of a real controller: a scan of real
+//! audio files (tags, durations, BLAKE3) that reports what it cannot read, an incremental
+//! rescan, tracks added from the library and from a file carrying their content to another
+//! member, and the audio served with Range to those who may (and nobody else).
+
+use std::path::Path;
+
+use serde_json::Value;
+use whatnext_media::tone::write_tagged_tone;
+
+use crate::support::*;
+
+/// A home whose music folder is `music`.
+fn node_with_music(music: &Path) -> (tempfile::TempDir, Node) {
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!("music_dirs = [{:?}]\n", music.display().to_string()),
+    )
+    .expect("config");
+    let node = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
+    (home, node)
+}
+
+fn entries(reply: &Value) -> Vec<Value> {
+    reply["entries"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_library_scan_feeds_playlists_and_its_audio_is_served_with_range_to_the_owner_only() {
+    let music = tempfile::tempdir().expect("music");
+    let first = music.path().join("first.wav");
+    write_tagged_tone(&first, 2_000, "First Song", "Ann Artist", "Tones").expect("tone");
+    std::fs::create_dir(music.path().join("sub")).expect("dir");
+    write_tagged_tone(
+        &music.path().join("sub/second.wav"),
+        1_000,
+        "Second Song",
+        "Bea",
+        "Tones",
+    )
+    .expect("tone");
+    std::fs::write(music.path().join("broken.wav"), b"RIFF\x10\0\0\0WAVEfmt ").expect("w");
+    std::fs::write(music.path().join("notes.mp3"), "just text").expect("w");
+    let (_home, a) = node_with_music(music.path());
+
+    let report = cli_json(&a, &["library", "scan"]);
+    assert_eq!(report["files"], 4, "{report}");
+    let failed: Vec<&str> = report["failed"]
+        .as_array()
+        .expect("failed")
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert_eq!(failed.len(), 2, "{report}");
+    assert!(failed.iter().any(|p| p.ends_with("broken.wav")), "{report}");
+    assert!(failed.iter().any(|p| p.ends_with("notes.mp3")), "{report}");
+    let all = cli_json(&a, &["library", "list"]);
+    assert_eq!(all["total"], 2, "{all}");
+    let found = entries(&cli_json(&a, &["library", "search", "first ann"]));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["title"], "First Song");
+    assert_eq!(found[0]["artists"], serde_json::json!(["Ann Artist"]));
+    let ms = found[0]["duration_ms"].as_u64().expect("duration");
+    assert!((1_900..=2_100).contains(&ms), "{ms}");
+
+    // One file changes: a rescan reads it (alone: the others are unchanged; the watcher may
+    // have read it first, after the write).
+    write_tagged_tone(&first, 2_500, "First Song (live)", "Ann Artist", "Tones").expect("tone");
+    let report = cli_json(&a, &["library", "scan"]);
+    assert_eq!(
+        (&report["added"], &report["removed"]),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "{report}"
+    );
+    assert!(report["updated"].as_u64() <= Some(1), "{report}");
+    assert_eq!(
+        entries(&cli_json(&a, &["library", "search", "live"])).len(),
+        1
+    );
+    // A new file is found without a scan: the folders are watched.
+    write_tagged_tone(
+        &music.path().join("sub/third.wav"),
+        800,
+        "Third",
+        "Cid",
+        "Tones",
+    )
+    .expect("tone");
+    wait_until("the watcher to add the new file", PATIENCE, || {
+        (cli_json(&a, &["library", "list"])["total"] == 3).then_some(())
+    });
+
+    // Tracks from the library and from a file elsewhere carry their content to a member.
+    let (id, link) = create_shared(&a, "Tones");
+    let added = cli_json(&a, &["playlist", "add", &id, "--from-library", "live"]);
+    assert_eq!(added["file"]["title"], "First Song (live)", "{added}");
+    let content = added["file"]["content"].clone();
+    let blake3 = content["blake3"].as_str().expect("blake3").to_string();
+    assert_eq!(blake3.len(), 64);
+    let elsewhere = tempfile::tempdir().expect("dir");
+    let single = elsewhere.path().join("Solo Artist - Single.wav");
+    std::fs::write(&single, whatnext_media::tone::tone_wav(700, 5)).expect("w");
+    let added = cli_json(
+        &a,
+        &[
+            "playlist",
+            "add",
+            &id,
+            "--file",
+            &single.display().to_string(),
+        ],
+    );
+    assert_eq!(added["file"]["title"], "Single", "{added}");
+    assert_eq!(added["file"]["artists"], serde_json::json!(["Solo Artist"]));
+    let refused = a.cli(&["playlist", "add", &id, "--from-library", "no such song"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no file in the library matches"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let b = Node::start();
+    join(&b, &link);
+    let on_b = wait_until("B to have both tracks", PATIENCE, || {
+        let playlist = show(&b, &id)?;
+        (playlist["tracks"].as_array()?.len() == 2).then_some(playlist)
+    });
+    assert_eq!(on_b["tracks"][0]["content"], content, "{on_b}");
+    assert_eq!(on_b["tracks"][0]["duration_ms"], 2_500);
+
+    // The audio: whole, a range, not without the token, not from a home without the file.
+    let (url, token) = a.api();
+    let auth = format!("Bearer {token}");
+    let bytes = std::fs::read(&first).expect("read");
+    let (status, head, body) = http_bytes(
+        &url,
+        &format!("/media/{blake3}"),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_lowercase().contains("content-type: audio/wav"),
+        "{head}"
+    );
+    assert_eq!(body, bytes);
+    let (status, head, body) = http_bytes(
+        &url,
+        &format!("/media/{blake3}"),
+        &[("Authorization", &auth), ("Range", "bytes=100-199")],
+    );
+    assert_eq!(status, 206, "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains(&format!("content-range: bytes 100-199/{}", bytes.len())),
+        "{head}"
+    );
+    assert_eq!(body, &bytes[100..200]);
+    let (status, _, _) = http_bytes(&url, &format!("/media/{blake3}"), &[]);
+    assert_eq!(
+        status, 401,
+        "no access without the token or the view's cookie"
+    );
+    let (b_url, b_token) = b.api();
+    let (status, _, _) = http_bytes(
+        &b_url,
+        &format!("/media/{blake3}"),
+        &[("Authorization", &format!("Bearer {b_token}"))],
+    );
+    assert_eq!(status, 404, "B does not have the file");
+    let (status, _, _) = http_bytes(
+        &url,
+        "/media/..%2F..%2Fetc%2Fpasswd",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(status, 404);
+}
