@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -20,7 +20,27 @@ function cli(home, args) {
   return execFileSync(BIN, ['--home', home, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
 }
 
-async function startNode(name, home = mkdtempSync(join(tmpdir(), `wn-ui-${name}-`))) {
+/** A fresh home; its music folder is `musicDir` (none by default: not the user's ~/Music). */
+function newHome(name, musicDir) {
+  const home = mkdtempSync(join(tmpdir(), `wn-ui-${name}-`));
+  writeFileSync(join(home, 'config.toml'), `music_dirs = [${musicDir ? JSON.stringify(musicDir) : ''}]\n`);
+  return home;
+}
+
+/** A mono 16-bit 8 kHz WAV of `seconds` of a tone. */
+function toneWav(seconds) {
+  const rate = 8000;
+  const samples = rate * seconds;
+  const wav = Buffer.alloc(44 + samples * 2);
+  wav.write('RIFF', 0); wav.writeUInt32LE(36 + samples * 2, 4); wav.write('WAVEfmt ', 8);
+  wav.writeUInt32LE(16, 16); wav.writeUInt16LE(1, 20); wav.writeUInt16LE(1, 22);
+  wav.writeUInt32LE(rate, 24); wav.writeUInt32LE(rate * 2, 28); wav.writeUInt16LE(2, 32); wav.writeUInt16LE(16, 34);
+  wav.write('data', 36); wav.writeUInt32LE(samples * 2, 40);
+  for (let i = 0; i < samples; i++) wav.writeInt16LE(Math.round(8000 * Math.sin(2 * Math.PI * 440 * i / rate)), 44 + i * 2);
+  return wav;
+}
+
+async function startNode(name, home = newHome(name)) {
   const child = spawn(BIN, ['--home', home, 'run', '--no-mdns', '--no-upnp', '--no-browser', '--no-register',
     '--listen', '/ip4/127.0.0.1/tcp/0'], { stdio: 'ignore' });
   const node = { name, home, child, servicePids: new Set() };
@@ -49,6 +69,8 @@ after(async () => {
 async function login(node) {
   const url = cli(node.home, ['ui', '--print']).trim();
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('pageerror', (e) => console.log('PAGEERROR', node.name, e.message));
+  page.on('console', (m) => { if (m.type() === 'error') console.log('CONSOLE', node.name, m.text()); });
   await page.goto(url);
   await page.waitForFunction((id) => document.getElementById('peer-id')?.textContent === id, node.state.peer_id, { timeout: 20000 });
   return page;
@@ -74,7 +96,8 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required'],
   });
   const a = await startNode('a');
   const b = await startNode('b');
@@ -216,4 +239,48 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   // The invite follows the new listen address.
   const port = restarted.state.listen_addrs.map((addr) => addr.split('/tcp/')[1]).find(Boolean);
   await pageA.waitForFunction((p) => document.getElementById('invite-link').value.includes(`/tcp/${p}`), port, { timeout: 10000 });
+});
+
+test('now playing plays the audio of a track from the library, following the holder', { timeout: 60000 }, async () => {
+  assert.ok(browser, 'the first test launched the browser');
+  const music = mkdtempSync(join(tmpdir(), 'wn-ui-music-'));
+  writeFileSync(join(music, 'Test Tones - Long Tone.wav'), toneWav(30));
+  const m = await startNode('m', newHome('m', music));
+  const scan = JSON.parse(cli(m.home, ['library', 'scan', '--json']));
+  assert.equal(scan.files, 1, JSON.stringify(scan));
+  const id = JSON.parse(cli(m.home, ['playlist', 'create', 'Tones', '--json'])).id;
+  const added = JSON.parse(cli(m.home, ['playlist', 'add', id, '--from-library', 'long tone', '--json']));
+  assert.equal(added.file.title, 'Long Tone');
+  cli(m.home, ['playlist', 'add', id, '--title', 'Only a link', '--uri', 'https://example.com/song']);
+  const page = await login(m);
+  await page.click('#playlists button.pl:text("Tones")');
+  await page.waitForSelector('#playlist:not([hidden])');
+  cli(m.home, ['session', 'play', id]);
+  await page.waitForFunction(() => document.getElementById('np-title').textContent === 'Long Tone', null, { timeout: 10000 });
+  // The audio element plays the file from /media/<blake3>, and time moves.
+  await page.waitForFunction((b3) => {
+    const audio = document.getElementById('np-audio');
+    return audio.getAttribute('src') === `/media/${b3}` && !audio.paused && audio.currentTime > 1;
+  }, added.file.content.blake3, { timeout: 15000 });
+  // The holder pauses from the CLI: the player pauses, near where the holder paused.
+  cli(m.home, ['session', 'pause', id]);
+  await page.waitForFunction(() => document.getElementById('np-audio').paused, null, { timeout: 10000 });
+  const session = JSON.parse(cli(m.home, ['session', 'now', id, '--json']));
+  const at = await page.evaluate(() => document.getElementById('np-audio').currentTime * 1000);
+  assert.ok(Math.abs(at - session.now_playing.position_ms) < 1000, `player at ${at} ms, session at ${session.now_playing.position_ms} ms`);
+  // A seek moves it.
+  cli(m.home, ['session', 'resume', id]);
+  cli(m.home, ['session', 'seek', id, '20000']);
+  await page.waitForFunction(() => {
+    const audio = document.getElementById('np-audio');
+    return !audio.paused && audio.currentTime > 19.5;
+  }, null, { timeout: 10000 });
+  // A track that is only a link: no audio here, an Open button to its page.
+  cli(m.home, ['session', 'next', id]);
+  await page.waitForFunction(() => document.getElementById('np-title').textContent === 'Only a link', null, { timeout: 10000 });
+  await page.waitForSelector('#np-open:visible');
+  assert.equal(await page.getAttribute('#np-open', 'href'), 'https://example.com/song');
+  assert.equal(await page.evaluate(() => document.getElementById('np-audio').paused), true);
+  await shots(page, 'm-playing');
+  rmSync(music, { recursive: true, force: true });
 });

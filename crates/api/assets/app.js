@@ -222,6 +222,7 @@ async function refreshSession(names) {
     $('np-artist').textContent = np.artists.join(', ');
   }
   tickProgress();
+  playHere(np);
   /** @type {HTMLButtonElement} */ ($('np-play')).hidden = !mine || (!!np && !np.paused);
   /** @type {HTMLButtonElement} */ ($('np-play')).textContent = np && np.paused ? 'Resume' : 'Play';
   /** @type {HTMLButtonElement} */ ($('np-pause')).hidden = !mine || !np || np.paused;
@@ -262,6 +263,66 @@ async function refreshSession(names) {
     voting ? el('span', { class: 'score', 'aria-label': `score ${u.score}` }, String(u.score)) : '',
     voting ? el('button', { type: 'button', class: `small ghost${u.my_vote < 0 ? ' voted' : ''}`, 'aria-label': `Vote ${u.title} down`, 'aria-pressed': String(u.my_vote < 0), onclick: () => act({ action: 'vote', track_id: u.track_id, vote: u.my_vote < 0 ? 0 : -1 }) }, '▼') : '',
     mine ? el('button', { type: 'button', class: 'small ghost', 'aria-label': `Play ${u.title} now`, onclick: () => act({ action: 'play', track_id: u.track_id }) }, '▶') : '')));
+}
+
+/** Where now playing is, in ms, as of now (from the last session read). */
+function expectedPosition() {
+  const np = shownSession?.view.now_playing;
+  if (!np || !shownSession) return 0;
+  return np.paused ? np.position_ms : np.position_ms + (Date.now() - shownSession.at);
+}
+
+/** Links the player may hand on: a streaming service's URI, or a web page. */
+const OPENABLE = /^(https?:|spotify:|deezer:|tidal:|music:|itms:)/i;
+
+/**
+ * Plays now playing here when this home has its audio (`/media/<blake3>`), following the
+ * holder: started, paused and moved to where it should be; a track that is only a link
+ * gets an Open button instead.
+ * @param {import('./api').NowPlaying | null} np
+ */
+function playHere(np) {
+  const audio = /** @type {HTMLAudioElement} */ ($('np-audio'));
+  const open = /** @type {HTMLAnchorElement} */ ($('np-open'));
+  const uri = np && !np.content && np.uri && OPENABLE.test(np.uri) ? np.uri : null;
+  open.hidden = !uri;
+  if (uri) open.href = uri;
+  if (!np || !np.content) {
+    if (!audio.paused) audio.pause();
+    audio.removeAttribute('src');
+    $('np-source').textContent = np && !uri ? 'No audio for this track on this device.' : '';
+    $('np-listen').hidden = true;
+    return;
+  }
+  const src = `/media/${np.content.blake3}`;
+  if (audio.getAttribute('src') !== src) {
+    audio.src = src;
+    $('np-source').textContent = '';
+  }
+  followHolder();
+}
+
+/** Keeps the player where the holder's playback is: paused with it, and within reach of
+ *  its position (a seek when far off, a slightly faster or slower rate when close). */
+function followHolder() {
+  const audio = /** @type {HTMLAudioElement} */ ($('np-audio'));
+  const np = shownSession?.view.now_playing;
+  if (!np || !np.content || !audio.getAttribute('src')) return;
+  if (np.paused) {
+    if (!audio.paused) audio.pause();
+    audio.playbackRate = 1;
+    if (Math.abs(audio.currentTime * 1000 - np.position_ms) > 250) audio.currentTime = np.position_ms / 1000;
+    return;
+  }
+  const drift = audio.currentTime * 1000 - expectedPosition();
+  if (Math.abs(drift) > 400 || audio.paused) audio.currentTime = Math.max(0, expectedPosition()) / 1000;
+  else audio.playbackRate = Math.abs(drift) < 40 ? 1 : drift > 0 ? 0.95 : 1.05;
+  if (audio.paused && !audio.ended) {
+    audio.play().then(() => { $('np-listen').hidden = true; }).catch(() => {
+      // The browser wants a click before it plays sound.
+      $('np-listen').hidden = false;
+    });
+  }
 }
 
 /** Moves the progress bar on between refreshes (no polling: a change of the session
@@ -393,7 +454,11 @@ function wire() {
     const mode = /** @type {import('./api').SessionMode} */ (/** @type {HTMLSelectElement} */ ($('session-mode')).value);
     act({ action: 'mode', mode });
   });
-  setInterval(tickProgress, 1000);
+  setInterval(() => { tickProgress(); followHolder(); }, 1000);
+  $('np-listen').addEventListener('click', () => followHolder());
+  $('np-audio').addEventListener('error', () => {
+    $('np-source').textContent = 'The audio is not on this device yet.';
+  });
   $('comment-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const text = $input('comment-input').value.trim();
