@@ -3,6 +3,7 @@
 //! thing each and print JSON, so `all` can run them under `taskset` pinnings.
 
 mod ipc;
+mod library;
 mod lifecycle;
 mod signing;
 mod stats;
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]"
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]"
     );
     std::process::exit(2)
 }
@@ -72,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             lifecycle::session(&args.whatnext, members)?
         }
         "signing" => signing::run(args.iters.min(2_000))?,
+        "library" => library::run(args.iters.min(10_000))?,
         "all" => return all(&args),
         _ => usage(),
     };
@@ -464,6 +466,31 @@ fn all(args: &Args) -> anyhow::Result<()> {
         });
     }
     raw.insert("signing".into(), signing);
+
+    eprintln!("measuring the music library: a scan of 10,000 files, cold and unchanged …");
+    let library = sub(&["library", "--iters", "10000"])?;
+    for (key, figure, unit) in [
+        (
+            "cold_files_per_s",
+            "library scan, cold (tags + BLAKE3), 10,000 files",
+            "files/s",
+        ),
+        (
+            "incremental_files_per_s",
+            "library rescan, nothing changed",
+            "files/s",
+        ),
+        ("search_ms", "library search among 10,000 files", "ms"),
+    ] {
+        rows.push(Row {
+            figure: figure.into(),
+            ours: library[key].as_f64().unwrap_or(f64::NAN),
+            baseline: None,
+            baseline_name: "",
+            unit,
+        });
+    }
+    raw.insert("library".into(), library);
 
     let machine = stats::machine();
     println!("machine: {machine}");
