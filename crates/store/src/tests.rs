@@ -179,6 +179,11 @@ fn markdown_round_trip_keeps_every_field() {
                     album: Some("Kind of Blue".into()),
                     duration_ms: Some(562_000),
                     uri: Some("spotify:track:abc".into()),
+                    content: Some(whatnext_protocol::playlist::Content {
+                        blake3: "ab".repeat(32),
+                        size: 4_200_000,
+                        mime: "audio/flac".into(),
+                    }),
                 },
                 track("---"),
             ],
