@@ -76,7 +76,11 @@ services: Array<ServiceEntry>,
 /**
  * The music library: how many files, which folders, and a scan under way.
  */
-library: LibraryStatus, };
+library: LibraryStatus, 
+/**
+ * Audio moving between this home and members, now.
+ */
+transfers: Array<Transfer>, };
 
 export type NodeStatus = "starting" | "running" | "restarting" | "failed" | "stopped";
 
@@ -342,6 +346,14 @@ dirs: Array<string>,
  * A scan under way.
  */
 scanning: ScanProgress | null, };
+
+export type Transfer = { blake3: string, peer_id: string, 
+/**
+ * Bytes moved (and verified, when fetching) so far.
+ */
+bytes: number, size: number, direction: TransferDirection, };
+
+export type TransferDirection = "download" | "upload";
 
 export type LibraryEntry = { path: string, title: string, artists: Array<string>, album: string | null, duration_ms: number | null, content: Content, };
 

@@ -186,6 +186,8 @@ async fn serve(
         music: whatnext_core::music::Music::open(
             &home.library_index_path(),
             settings.music_dirs.clone(),
+            home.media_dir(),
+            settings.max_media_mb.saturating_mul(1_000_000),
             state.clone(),
         ),
     })?;

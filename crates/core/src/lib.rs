@@ -22,6 +22,7 @@ pub mod services;
 pub mod sessions;
 pub mod state;
 pub mod supervisor;
+pub mod transfers;
 pub mod ui;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -123,6 +124,7 @@ impl Core {
             music,
         } = parts;
         music.watch(shutdown.clone());
+        let transfers = transfers::TransferBoard::new(state.clone());
         let (app_events_tx, app_events) = mpsc::unbounded_channel();
         let isolated = IsolatedServices {
             program: spec.program.clone(),
@@ -147,11 +149,21 @@ impl Core {
                 isolated,
                 library: Arc::clone(&library),
                 ui: ui.clone(),
+                music: Arc::clone(&music),
+                transfers: Arc::clone(&transfers),
             },
             app_events,
             changes,
         )?;
         let supervisor = tokio::spawn(supervisor.with_app_events(app_events_tx).run());
+        transfers::start_fetcher(
+            Arc::clone(&library),
+            Arc::clone(&music),
+            sessions.clone(),
+            state.clone(),
+            transfers,
+            shutdown.clone(),
+        );
         tokio::spawn(listening::run_clock(
             Arc::clone(&library),
             state.clone(),

@@ -9,6 +9,9 @@ use std::{
     time::Duration,
 };
 
+use std::collections::HashMap;
+
+use blake3::hazmat::ChainingValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use whatnext_media::{MediaError, MusicLibrary};
@@ -28,6 +31,21 @@ pub const MAX_LISTED: usize = 500;
 pub struct Music {
     library: Mutex<MusicLibrary>,
     state: StateHandle,
+    /// Audio fetched from members: `<media_dir>/<blake3>` (`.partial` while it arrives).
+    media_dir: PathBuf,
+    /// Fetched audio here, by content id.
+    fetched: Mutex<HashMap<String, Content>>,
+    /// Outboards computed for serving, by content id (a few KB each).
+    outboards: Mutex<HashMap<String, Arc<Vec<ChainingValue>>>>,
+    /// The largest audio moved to or from a member.
+    pub max_media_bytes: u64,
+}
+
+/// Where the bytes of a content id are, and what they are.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub path: PathBuf,
+    pub content: Content,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,16 +59,27 @@ pub enum MusicError {
 impl Music {
     /// Opens the library indexed at `index` over `dirs`. A damaged index is set aside and the
     /// library starts empty (the first scan rebuilds it): an index is only a cache.
-    pub fn open(index: &Path, dirs: Vec<PathBuf>, state: StateHandle) -> Arc<Music> {
+    pub fn open(
+        index: &Path,
+        dirs: Vec<PathBuf>,
+        media_dir: PathBuf,
+        max_media_bytes: u64,
+        state: StateHandle,
+    ) -> Arc<Music> {
         let library = MusicLibrary::open(index, dirs.clone()).unwrap_or_else(|err| {
             let aside = index.with_extension(format!("json.damaged-{}", now_ms()));
             tracing::warn!("{err}; moved to {} and rebuilt by a scan", aside.display());
             let _ = std::fs::rename(index, &aside);
             MusicLibrary::empty(index, dirs)
         });
+        let fetched = read_fetched(&media_dir);
         let music = Arc::new(Music {
             library: Mutex::new(library),
             state,
+            media_dir,
+            fetched: Mutex::new(fetched),
+            outboards: Mutex::new(HashMap::new()),
+            max_media_bytes,
         });
         music.publish(None);
         music
@@ -140,10 +169,21 @@ impl Music {
         }
     }
 
-    /// The file holding the bytes `blake3`, and their type, if this home has them.
+    /// The file holding the bytes `blake3`, and their type, if this home has them (in the
+    /// library, or fetched from a member).
     pub fn media(&self, blake3: &str) -> Option<(PathBuf, Content)> {
+        self.locate(blake3).map(|l| (l.path, l.content))
+    }
+
+    pub fn locate(&self, blake3: &str) -> Option<Located> {
         if !Content::is_valid_id(blake3) {
             return None;
+        }
+        if let Some(content) = lock(&self.fetched).get(blake3).cloned() {
+            let path = self.media_dir.join(blake3);
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() == content.size) {
+                return Some(Located { path, content });
+            }
         }
         let library = self.lock();
         let path = library.path_of(blake3)?;
@@ -152,7 +192,75 @@ impl Music {
             .into_iter()
             .find(|e| e.content.blake3 == blake3)
             .map(|e| e.content)?;
-        Some((path, content))
+        Some(Located { path, content })
+    }
+
+    pub fn media_dir(&self) -> &Path {
+        &self.media_dir
+    }
+
+    /// Records audio fetched and verified into `<media_dir>/<blake3>`.
+    pub fn add_fetched(&self, content: Content) {
+        lock(&self.fetched).insert(content.blake3.clone(), content);
+    }
+
+    /// The size and outboard of `blake3`, if this home has it (computed once, on the
+    /// blocking pool).
+    pub async fn outboard(
+        self: &Arc<Self>,
+        blake3: &str,
+    ) -> Result<(u64, Arc<Vec<ChainingValue>>), String> {
+        let located = self
+            .locate(blake3)
+            .ok_or_else(|| "this member does not have that audio".to_string())?;
+        if located.content.size > self.max_media_bytes {
+            return Err(format!(
+                "the file is {} MB; this member sends at most {} MB",
+                located.content.size / 1_000_000,
+                self.max_media_bytes / 1_000_000
+            ));
+        }
+        if let Some(cvs) = lock(&self.outboards).get(blake3).cloned() {
+            return Ok((located.content.size, cvs));
+        }
+        let size = located.content.size;
+        let cvs = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&located.path).map_err(|e| e.to_string())?;
+            whatnext_media::outboard::outboard(std::io::BufReader::new(file), size)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let cvs = Arc::new(cvs);
+        let mut outboards = lock(&self.outboards);
+        if outboards.len() > 256 {
+            outboards.clear();
+        }
+        outboards.insert(blake3.to_string(), Arc::clone(&cvs));
+        Ok((size, cvs))
+    }
+
+    /// Group `index` of `blake3`'s bytes.
+    pub async fn read_group(&self, blake3: &str, index: u64) -> Result<Vec<u8>, String> {
+        use std::io::{Read as _, Seek as _};
+        let located = self
+            .locate(blake3)
+            .ok_or_else(|| "this member does not have that audio".to_string())?;
+        let size = located.content.size;
+        if index >= whatnext_media::outboard::group_count(size) {
+            return Err(format!("the audio has no group {index}"));
+        }
+        let (offset, len) = whatnext_media::outboard::group_range(size, index);
+        tokio::task::spawn_blocking(move || {
+            let mut file = std::fs::File::open(&located.path).map_err(|e| e.to_string())?;
+            file.seek(std::io::SeekFrom::Start(offset))
+                .map_err(|e| e.to_string())?;
+            let mut bytes = vec![0u8; len as usize];
+            file.read_exact(&mut bytes).map_err(|e| e.to_string())?;
+            Ok(bytes)
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     /// Rescans now, then whenever a music folder changes, until `shutdown`.
@@ -211,4 +319,37 @@ impl Music {
             }
         });
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The audio fetched before this start: `<dir>/<blake3>` files (whole; a `.partial` is not
+/// yet), their type read from their header.
+fn read_fetched(dir: &Path) -> HashMap<String, Content> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.to_string();
+            if !Content::is_valid_id(&name) {
+                return None;
+            }
+            let size = entry.metadata().ok()?.len();
+            let mime = whatnext_media::read_file(&entry.path())
+                .map(|e| e.content.mime)
+                .unwrap_or_else(|_| "application/octet-stream".to_string());
+            Some((
+                name.clone(),
+                Content {
+                    blake3: name,
+                    size,
+                    mime,
+                },
+            ))
+        })
+        .collect()
 }

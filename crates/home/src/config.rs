@@ -48,6 +48,8 @@ pub struct ConfigFile {
     /// Folders whose audio files make the music library (default: the platform's music
     /// folder, e.g. ~/Music).
     pub music_dirs: Option<Vec<String>>,
+    /// The largest audio file sent to or fetched from a member, in MB (default 200).
+    pub max_media_mb: Option<u64>,
 }
 
 impl ConfigFile {
@@ -111,7 +113,11 @@ pub struct Settings {
     pub register: bool,
     pub display_name: String,
     pub music_dirs: Vec<std::path::PathBuf>,
+    pub max_media_mb: u64,
 }
+
+/// The largest audio file moved between members unless `max_media_mb` says otherwise.
+pub const DEFAULT_MAX_MEDIA_MB: u64 = 200;
 
 /// The platform's music folder (XDG's `MUSIC`, ~/Music on macOS), if there is a home.
 pub fn default_music_dir() -> Option<std::path::PathBuf> {
@@ -194,6 +200,7 @@ impl Settings {
                 Some(dirs) => dirs.into_iter().map(std::path::PathBuf::from).collect(),
                 None => default_music_dir().into_iter().collect(),
             },
+            max_media_mb: file.max_media_mb.unwrap_or(DEFAULT_MAX_MEDIA_MB),
         }
     }
 }

@@ -79,6 +79,12 @@ impl Home {
     pub fn isolated_dir(&self) -> PathBuf {
         self.dir.join("identities")
     }
+    /// Audio fetched from members, by content id (`media/<blake3>`; `.partial` while it
+    /// arrives).
+    pub fn media_dir(&self) -> PathBuf {
+        self.dir.join("media")
+    }
+
     /// The music library's index (`library.json`).
     pub fn library_index_path(&self) -> PathBuf {
         self.dir.join("library.json")

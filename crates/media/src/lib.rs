@@ -4,6 +4,7 @@
 //!
 //! * [`MusicLibrary`]: the index (`<home>/library.json`), scans, lookups.
 //! * [`read_file`]: one file's tags, duration, content id and type.
+//! * [`outboard`]: BLAKE3 verified streaming in 256 KiB groups (fetching from friends).
 //! * [`tone`]: tagged test tones (WAV), for tests and benchmarks.
 //!
 //! A scan is incremental: a file whose size and modification time did not change since the
@@ -416,6 +417,7 @@ impl MusicLibrary {
     }
 }
 
+pub mod outboard;
 pub mod tone;
 
 #[cfg(test)]

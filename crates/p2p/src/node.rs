@@ -16,6 +16,7 @@ use libp2p::{
     tcp, upnp, websocket, yamux,
 };
 use whatnext_protocol::{
+    blob::BLOB_PROTOCOL,
     ipc::NodeConfig,
     session::{HANDSHAKE_PROTOCOL, MAX_APP_MESSAGE, SYNC_PROTOCOL},
     state::DialErrorKind,
@@ -75,6 +76,7 @@ pub struct Behaviour {
     pub upnp: Toggle<upnp::tokio::Behaviour>,
     pub handshake: AppChannel,
     pub sync: AppChannel,
+    pub blob: AppChannel,
 }
 
 /// Our DHT. `refresh`: re-bootstrap periodically (a node with bootstrap nodes to ask;
@@ -182,6 +184,7 @@ pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<Swarm<Behaviour>> {
                 upnp: Toggle::from(upnp_enabled.then(upnp::tokio::Behaviour::default)),
                 handshake: app_channel(HANDSHAKE_PROTOCOL),
                 sync: app_channel(SYNC_PROTOCOL),
+                blob: app_channel(BLOB_PROTOCOL),
             })
         })
         .map_err(|e| anyhow::anyhow!("could not set up the node's protocols: {e}"))?

@@ -206,6 +206,7 @@ fn app_channel_mut(swarm: &mut Swarm<Behaviour>, protocol: AppProtocol) -> &mut 
     match protocol {
         AppProtocol::Handshake => &mut swarm.behaviour_mut().handshake,
         AppProtocol::Sync => &mut swarm.behaviour_mut().sync,
+        AppProtocol::Blob => &mut swarm.behaviour_mut().blob,
     }
 }
 
@@ -927,6 +928,7 @@ impl Service {
                 self.on_app_event(AppProtocol::Handshake, event).await?
             }
             BehaviourEvent::Sync(event) => self.on_app_event(AppProtocol::Sync, event).await?,
+            BehaviourEvent::Blob(event) => self.on_app_event(AppProtocol::Blob, event).await?,
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for (peer, addr) in found {

@@ -297,6 +297,8 @@ pub fn typescript_definitions() -> String {
         PlaylistView::decl(&cfg),
         crate::playlist::Content::decl(&cfg),
         LibraryStatus::decl(&cfg),
+        crate::state::Transfer::decl(&cfg),
+        crate::state::TransferDirection::decl(&cfg),
         crate::media::LibraryEntry::decl(&cfg),
         crate::media::ScanFailure::decl(&cfg),
         crate::media::ScanReport::decl(&cfg),

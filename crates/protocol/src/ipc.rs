@@ -255,6 +255,8 @@ pub enum AppProtocol {
     Handshake,
     /// `/whatnext/sync/2.0.0`: CRDT updates.
     Sync,
+    /// `/whatnext/blob/1.0.0`: audio, by content id, in verified groups.
+    Blob,
 }
 
 /// Names the transport a multiaddr uses, as shown to users.

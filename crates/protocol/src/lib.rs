@@ -1,6 +1,7 @@
 //! Types shared by every WhatNext process.
 //!
 //! * [`addr`]: the one classifier of addresses by reach (loopback, LAN, public, circuit).
+//! * [`blob`]: fetching audio from a member, by content id, in verified groups.
 //! * [`api`]: the loopback HTTP API's bodies, and the view's TypeScript definitions of them.
 //! * [`frame`]: the length-prefixed framing of the controller ↔ network-service pipe.
 //! * [`ipc`]: the commands the controller sends and the events the service answers with.
@@ -18,6 +19,7 @@
 
 pub mod addr;
 pub mod api;
+pub mod blob;
 pub mod frame;
 pub mod ipc;
 pub mod link;

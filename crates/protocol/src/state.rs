@@ -81,6 +81,30 @@ pub struct AppState {
     /// The music library: how many files, which folders, and a scan under way.
     #[serde(default)]
     pub library: LibraryStatus,
+    /// Audio moving between this home and members, now.
+    #[serde(default)]
+    pub transfers: Vec<Transfer>,
+}
+
+/// Audio moving to or from a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct Transfer {
+    pub blake3: String,
+    pub peer_id: String,
+    /// Bytes moved (and verified, when fetching) so far.
+    pub bytes: u64,
+    pub size: u64,
+    pub direction: TransferDirection,
+}
+
+/// Which way audio moves (JSON: "download", "upload").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferDirection {
+    /// From a member to this home.
+    Download,
+    /// From this home to a member.
+    Upload,
 }
 
 /// The music library as the state shows it.
@@ -373,6 +397,7 @@ impl AppState {
             store_problems: vec![],
             services: vec![],
             library: LibraryStatus::default(),
+            transfers: vec![],
         }
     }
 

@@ -552,6 +552,19 @@ impl PlaylistDoc {
         Ok(changed)
     }
 
+    /// Whether a shown track has the content `blake3` (reads one field per track).
+    pub fn has_content(&self, blake3: &str) -> bool {
+        let list = self.tracks();
+        let removed = self.removed();
+        (0..list.len()).any(|i| match list.get(i) {
+            Some(ValueOrContainer::Container(loro::Container::Map(map))) => {
+                matches!(map.get("content_blake3"), Some(ValueOrContainer::Value(v)) if v.as_string().is_some_and(|s| s.as_str() == blake3))
+                    && Self::id_at(&list, i).is_none_or(|id| removed.get(&id).is_none())
+            }
+            _ => false,
+        })
+    }
+
     /// The owner and the collaborators (reads the small maps only).
     pub fn member_ids(&self) -> HashSet<String> {
         let mut ids: HashSet<String> = self

@@ -1159,6 +1159,12 @@ impl Store {
         })
     }
 
+    /// Whether a track of playlist `id` has the content `blake3` (members may fetch only
+    /// such audio from each other).
+    pub fn has_content(&self, id: &str, blake3: &str) -> Result<bool, StoreError> {
+        Ok(self.entry(id)?.doc.has_content(blake3))
+    }
+
     /// The peer id of the playlist's owner; reads no tracks.
     pub fn owner_of(&self, id: &str) -> Result<String, StoreError> {
         Ok(self.entry(id)?.doc.session_facts().owner)

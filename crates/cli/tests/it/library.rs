@@ -176,3 +176,73 @@ fn a_library_scan_feeds_playlists_and_its_audio_is_served_with_range_to_the_owne
     );
     assert_eq!(status, 404);
 }
+
+#[test]
+fn a_member_fetches_the_audio_of_what_plays_verified_and_a_stranger_is_refused() {
+    let music = tempfile::tempdir().expect("music");
+    // 75 s of 8 kHz 16-bit mono: 1.2 MB, five verified groups.
+    let song = music.path().join("long.wav");
+    write_tagged_tone(&song, 75_000, "Long Song", "Ann Artist", "Tones").expect("tone");
+    let bytes = std::fs::read(&song).expect("read");
+    let (_home, a) = node_with_music(music.path());
+    cli_json(&a, &["library", "scan"]);
+    let (id, link) = create_shared(&a, "Fetched");
+    let added = cli_json(&a, &["playlist", "add", &id, "--from-library", "long song"]);
+    let blake3 = added["file"]["content"]["blake3"]
+        .as_str()
+        .expect("blake3")
+        .to_string();
+    let b = Node::start();
+    join(&b, &link);
+    wait_until("B to have the track", PATIENCE, || {
+        (show(&b, &id)?["tracks"].as_array()?.len() == 1).then_some(())
+    });
+    cli_json(&a, &["session", "play", &id]);
+
+    // B lacks the file; what plays now is fetched from A, verified, and served by B.
+    let (b_url, b_token) = b.api();
+    let b_auth = format!("Bearer {b_token}");
+    let fetched = wait_until("B to fetch the audio", PATIENCE, || {
+        let (status, _, body) = http_bytes(
+            &b_url,
+            &format!("/media/{blake3}"),
+            &[("Authorization", &b_auth)],
+        );
+        (status == 200).then_some(body)
+    });
+    assert_eq!(fetched, bytes, "the same bytes");
+    let kept = b.home.join("media").join(&blake3);
+    assert_eq!(std::fs::read(&kept).expect("kept"), bytes);
+    assert!(
+        !b.home
+            .join("media")
+            .join(format!("{blake3}.partial"))
+            .exists()
+    );
+    wait_until("no transfer left in B's status", PATIENCE, || {
+        b.status()?["transfers"]
+            .as_array()?
+            .is_empty()
+            .then_some(())
+    });
+
+    // A stranger — not admitted to the playlist — is refused the audio.
+    let mut stranger = Service::spawn();
+    stranger.recv();
+    stranger.start_node();
+    stranger.send(
+        &serde_json::json!({"id": 1, "type": "dial", "payload": {"addrs": [a.tcp_multiaddr()]}}),
+    );
+    assert_eq!(stranger.reply_to(1)["type"], "dialed");
+    stranger.send(&serde_json::json!({"id": 2, "type": "request", "payload": {"peer_id": a.peer_id(), "protocol": "blob",
+        "body": {"type": "outboard", "session": id, "blake3": blake3}}}));
+    let reply = stranger.reply_to(2);
+    assert_eq!(reply["payload"]["body"]["type"], "refused", "{reply}");
+    assert!(
+        reply["payload"]["body"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not admitted"),
+        "{reply}"
+    );
+}

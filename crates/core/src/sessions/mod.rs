@@ -37,6 +37,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use whatnext_home::{files::write_private_file, identity::Identity};
 use whatnext_protocol::{
+    blob::{BlobRequest, BlobResponse},
     ipc::{AppProtocol, Command, Event},
     playlist::Author,
     session::{
@@ -67,6 +68,8 @@ const FORWARD_FANOUT: usize = 2;
 const REPAIR_FANOUT: usize = 3;
 /// How long `share --isolated` waits for the new service's addresses (for the link).
 const ISOLATED_START_WAIT: Duration = Duration::from_secs(20);
+/// Audio groups read and sent at once, to all members together.
+const MAX_UPLOADS: usize = 4;
 
 /// What the sessions task is started with.
 pub struct SessionsConfig {
@@ -76,6 +79,9 @@ pub struct SessionsConfig {
     pub isolated: IsolatedServices,
     pub library: Arc<Library>,
     pub ui: Option<UiHooks>,
+    /// The music library, which serves members the audio they fetch.
+    pub music: Arc<crate::music::Music>,
+    pub transfers: Arc<crate::transfers::TransferBoard>,
 }
 
 /// The handle of the sessions task.
@@ -108,6 +114,8 @@ impl Sessions {
             isolated,
             library,
             ui,
+            music,
+            transfers,
         } = config;
         let book = read_book(&path)?;
         let (tx, msgs) = mpsc::unbounded_channel();
@@ -142,6 +150,9 @@ impl Sessions {
                 tx: tx.clone(),
                 ui,
                 app_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
+                music,
+                transfers,
+                uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
             },
             saver,
             reactions: Reactions::default(),
@@ -206,6 +217,18 @@ impl Sessions {
             reply,
         })?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// The service that serves `playlist` and the members admitted to it there, connected
+    /// now (whom to fetch its audio from).
+    pub async fn route(&self, playlist: &str) -> Option<(ServiceHandle, Vec<String>)> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Route {
+            playlist: playlist.to_string(),
+            reply,
+        })
+        .ok()?;
+        answer.await.ok().flatten()
     }
 
     /// Joins the playlist `session` at `peer` with `key` (from a link). Returns an error with
@@ -356,6 +379,22 @@ impl Actor {
 
     fn on_msg(&mut self, msg: Msg) {
         match msg {
+            Msg::Route { playlist, reply } => {
+                let route = self.serving(&playlist).map(|via| {
+                    let peers = self
+                        .admitted
+                        .iter()
+                        .filter(|((service, peer), sessions)| {
+                            *service == via.name
+                                && sessions.contains(&playlist)
+                                && self.is_admitted(service, peer, &playlist)
+                        })
+                        .map(|((_, peer), _)| peer.clone())
+                        .collect();
+                    (via, peers)
+                });
+                let _ = reply.send(route);
+            }
             Msg::Share {
                 playlist,
                 rotate,
@@ -718,6 +757,7 @@ impl Actor {
                     tokio::spawn(async move { respond(&via, request_id, answer).await });
                 }
                 AppProtocol::Sync => self.on_sync(via, peer_id, request_id, body),
+                AppProtocol::Blob => self.on_blob(via, peer_id, request_id, body),
             },
             Event::ConnectionEstablished(info) => self.on_connected(via, info.peer_id),
             Event::ConnectionClosed { peer_id, .. } => {
@@ -921,6 +961,53 @@ impl Actor {
                 },
             };
             respond(&via, request_id, answer).await;
+        });
+    }
+
+    /// A member asks for audio: served (by a task) when it is admitted to the playlist the
+    /// request names.
+    fn on_blob(&mut self, via: ServiceHandle, peer: String, request_id: u64, body: Value) {
+        let refuse = |reason: &str| {
+            serde_json::to_value(BlobResponse::Refused {
+                reason: reason.to_string(),
+            })
+            .unwrap_or(Value::Null)
+        };
+        let request: BlobRequest = match serde_json::from_value(body) {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::warn!("malformed blob request from {peer}: {err}");
+                let answer = refuse("malformed message");
+                tokio::spawn(async move { respond(&via, request_id, answer).await });
+                return;
+            }
+        };
+        if !self.is_admitted(&via.name, &peer, request.session()) {
+            tracing::warn!(
+                "{peer} asked for audio of playlist {} without being admitted",
+                request.session()
+            );
+            let answer = refuse("not admitted to this playlist");
+            tokio::spawn(async move { respond(&via, request_id, answer).await });
+            return;
+        }
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let answer = crate::transfers::serve(
+                &ctx.library,
+                &ctx.music,
+                &ctx.transfers,
+                &ctx.uploads,
+                &peer,
+                request,
+            )
+            .await;
+            respond(
+                &via,
+                request_id,
+                serde_json::to_value(answer).unwrap_or(Value::Null),
+            )
+            .await;
         });
     }
 

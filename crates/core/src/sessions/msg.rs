@@ -65,6 +65,11 @@ pub(crate) enum Msg {
         from: String,
         from_owner: bool,
     },
+    /// Which service serves `playlist`, and the members admitted to it there.
+    Route {
+        playlist: String,
+        reply: oneshot::Sender<Option<(crate::services::ServiceHandle, Vec<String>)>>,
+    },
     /// Our reaction to what plays in `session`.
     React {
         session: String,

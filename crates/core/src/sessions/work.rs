@@ -33,6 +33,10 @@ pub(super) struct Ctx {
     pub tx: mpsc::UnboundedSender<Msg>,
     pub ui: Option<UiHooks>,
     pub app_version: String,
+    pub music: Arc<crate::music::Music>,
+    pub transfers: Arc<crate::transfers::TransferBoard>,
+    /// Uploads of audio at once (groups being read and sent).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Ctx {

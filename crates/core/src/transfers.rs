@@ -1,0 +1,418 @@
+//! Audio moving between members (`/whatnext/blob/1.0.0`, see
+//! `whatnext_protocol::blob`): the fetcher, which gets the content of what plays now and next
+//! from a member who has it, and the board of transfers under way (`transfers` in the state).
+//!
+//! How bytes move: the network service never opens a file. A group (256 KiB) travels from
+//! the serving controller's disk, base64 in a JSON request-response message, through its
+//! service's pipe, over the libp2p connection, through the fetching service's pipe, to the
+//! fetching controller, which checks it against the outboard (itself checked against the
+//! content id) before it writes it to `<home>/media/<blake3>.partial`. A transfer cut short
+//! (a crash, a disconnect) resumes from the last whole group on disk; a group that fails
+//! its check is thrown away and the content asked of another member.
+
+use std::{
+    collections::{HashMap, HashSet},
+    io::{Seek as _, Write as _},
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use tokio_util::sync::CancellationToken;
+use whatnext_media::outboard::{self, GROUP_LEN};
+use whatnext_protocol::{
+    blob::{BlobRequest, BlobResponse},
+    ipc::AppProtocol,
+    playlist::Content,
+    state::{Transfer, TransferDirection},
+};
+
+use crate::{
+    library::Library,
+    music::Music,
+    services::ServiceHandle,
+    sessions::Sessions,
+    state::{StateHandle, now_ms},
+};
+
+/// How far ahead the fetcher looks: now playing and this many of up next.
+const AHEAD: usize = 3;
+/// How often the fetcher looks at what plays.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// A transfer without progress for this long leaves the board.
+const STALE: Duration = Duration::from_secs(15);
+/// One group's request, answer included.
+const GROUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A transfer: (content id, peer, which way).
+type TransferKey = (String, String, TransferDirection);
+/// Each transfer under way, and when it last moved.
+type Entries = HashMap<TransferKey, (Transfer, Instant)>;
+
+/// The transfers under way, published in the state.
+pub struct TransferBoard {
+    state: StateHandle,
+    entries: Mutex<Entries>,
+}
+
+impl TransferBoard {
+    pub fn new(state: StateHandle) -> Arc<TransferBoard> {
+        Arc::new(TransferBoard {
+            state,
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `bytes` of `blake3` (of `size`) moved to or from `peer` so far.
+    pub fn progress(
+        &self,
+        blake3: &str,
+        peer: &str,
+        direction: TransferDirection,
+        bytes: u64,
+        size: u64,
+    ) {
+        let key = (blake3.to_string(), peer.to_string(), direction);
+        let transfer = Transfer {
+            blake3: blake3.to_string(),
+            peer_id: peer.to_string(),
+            bytes,
+            size,
+            direction,
+        };
+        self.lock().insert(key, (transfer, Instant::now()));
+        self.publish();
+    }
+
+    /// The transfer is over (done or given up).
+    pub fn end(&self, blake3: &str, peer: &str, direction: TransferDirection) {
+        let key = (blake3.to_string(), peer.to_string(), direction);
+        self.lock().remove(&key);
+        self.publish();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes the board, without what went quiet (an upload ends when the asker stops
+    /// asking: there is no message for it).
+    fn publish(&self) {
+        let mut transfers: Vec<Transfer> = {
+            let mut entries = self.lock();
+            entries.retain(|_, (_, at)| at.elapsed() < STALE);
+            entries.values().map(|(t, _)| t.clone()).collect()
+        };
+        transfers.sort_by(|a, b| (&a.blake3, &a.peer_id).cmp(&(&b.blake3, &b.peer_id)));
+        self.state.update(|s| {
+            let changed = s.transfers != transfers;
+            s.transfers = transfers;
+            changed
+        });
+    }
+}
+
+/// Fetches the content of now playing and the next [`AHEAD`] tracks of every shared
+/// playlist that this home lacks, until `shutdown`.
+pub fn start_fetcher(
+    library: Arc<Library>,
+    music: Arc<Music>,
+    sessions: Sessions,
+    state: StateHandle,
+    board: Arc<TransferBoard>,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut tick = tokio::time::interval(LOOK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            board.publish();
+            let snapshot = state.snapshot();
+            for session in snapshot
+                .sessions
+                .iter()
+                .filter(|s| !s.connected_members.is_empty())
+            {
+                let id = session.id.clone();
+                let me = library.author_for(&id).peer_id;
+                let wanted = library
+                    .read(move |store| {
+                        let view = store.session_view(&id, &me, 1, now_ms())?;
+                        let playlist = store.get(&id)?;
+                        let ids: Vec<String> = view
+                            .now_playing
+                            .iter()
+                            .map(|n| n.track_id.clone())
+                            .chain(view.up_next.iter().take(AHEAD).map(|u| u.track_id.clone()))
+                            .collect();
+                        Ok(ids
+                            .iter()
+                            .filter_map(|t| playlist.tracks.iter().find(|x| x.id == *t))
+                            .filter_map(|t| t.content.clone())
+                            .collect::<Vec<Content>>())
+                    })
+                    .await
+                    .unwrap_or_default();
+                for content in wanted {
+                    if music.locate(&content.blake3).is_some()
+                        || content.size > music.max_media_bytes
+                        || !in_flight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(content.blake3.clone())
+                    {
+                        continue;
+                    }
+                    let job = Fetch {
+                        music: Arc::clone(&music),
+                        sessions: sessions.clone(),
+                        board: Arc::clone(&board),
+                        session: session.id.clone(),
+                        content,
+                    };
+                    let in_flight = Arc::clone(&in_flight);
+                    tokio::spawn(async move {
+                        let blake3 = job.content.blake3.clone();
+                        if let Err(err) = job.run().await {
+                            tracing::info!("could not fetch audio {blake3}: {err}");
+                        }
+                        in_flight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&blake3);
+                    });
+                }
+            }
+        }
+    });
+}
+
+/// One content to fetch for one playlist.
+struct Fetch {
+    music: Arc<Music>,
+    sessions: Sessions,
+    board: Arc<TransferBoard>,
+    session: String,
+    content: Content,
+}
+
+impl Fetch {
+    /// Tries each member that serves the playlist with us until one gives the content whole.
+    async fn run(self) -> Result<(), String> {
+        let (via, mut peers) = self
+            .sessions
+            .route(&self.session)
+            .await
+            .ok_or("the playlist is not served")?;
+        rand::seq::SliceRandom::shuffle(&mut peers[..], &mut rand::rng());
+        let mut why = Vec::new();
+        for peer in peers {
+            match self.from(&via, &peer).await {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    tracing::info!("fetching {} from {peer}: {err}", self.content.blake3);
+                    why.push(format!("{peer}: {err}"));
+                }
+            }
+            self.board
+                .end(&self.content.blake3, &peer, TransferDirection::Download);
+        }
+        Err(if why.is_empty() {
+            "no member online to fetch it from".to_string()
+        } else {
+            why.join("; ")
+        })
+    }
+
+    async fn ask(
+        &self,
+        via: &ServiceHandle,
+        peer: &str,
+        request: BlobRequest,
+    ) -> Result<BlobResponse, String> {
+        let body = serde_json::to_value(&request).map_err(|e| e.to_string())?;
+        let answer = via
+            .client
+            .app_request(peer.to_string(), AppProtocol::Blob, body, GROUP_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        match serde_json::from_value(answer) {
+            Ok(BlobResponse::Refused { reason }) => Err(format!("refused: {reason}")),
+            Ok(response) => Ok(response),
+            Err(e) => Err(format!("answered with garbage ({e})")),
+        }
+    }
+
+    /// Fetches the content from `peer`, resuming what an earlier attempt left.
+    async fn from(&self, via: &ServiceHandle, peer: &str) -> Result<(), String> {
+        let blake3 = &self.content.blake3;
+        let root = blake3::Hash::from_hex(blake3).map_err(|e| e.to_string())?;
+        let BlobResponse::Outboard { size, outboard } = self
+            .ask(
+                via,
+                peer,
+                BlobRequest::Outboard {
+                    session: self.session.clone(),
+                    blake3: blake3.clone(),
+                },
+            )
+            .await?
+        else {
+            return Err("answered an outboard request with something else".into());
+        };
+        let cvs = decode_outboard(&outboard)?;
+        if size != self.content.size || !outboard::verify_outboard(&root, size, &cvs) {
+            return Err("its outboard does not match the content id".into());
+        }
+        let dir = self.music.media_dir().to_path_buf();
+        let partial = dir.join(format!("{blake3}.partial"));
+        let (mut file, mut index) = open_partial(&dir, &partial)?;
+        let groups = outboard::group_count(size);
+        self.board.progress(
+            blake3,
+            peer,
+            TransferDirection::Download,
+            index * GROUP_LEN,
+            size,
+        );
+        while index < groups {
+            let BlobResponse::Group { index: got, bytes } = self
+                .ask(
+                    via,
+                    peer,
+                    BlobRequest::Group {
+                        session: self.session.clone(),
+                        blake3: blake3.clone(),
+                        index,
+                    },
+                )
+                .await?
+            else {
+                return Err("answered a group request with something else".into());
+            };
+            let bytes = B64.decode(bytes).map_err(|e| e.to_string())?;
+            if got != index || !outboard::verify_group(&root, size, &cvs, index, &bytes) {
+                return Err(format!(
+                    "group {index} does not match the content id; thrown away"
+                ));
+            }
+            file.write_all(&bytes).map_err(|e| e.to_string())?;
+            index += 1;
+            let done = (index * GROUP_LEN).min(size);
+            self.board
+                .progress(blake3, peer, TransferDirection::Download, done, size);
+        }
+        file.sync_all().map_err(|e| e.to_string())?;
+        drop(file);
+        let whole = std::fs::File::open(&partial)
+            .and_then(|f| outboard::hash_reader(std::io::BufReader::new(f)))
+            .map_err(|e| e.to_string())?;
+        if whole != root {
+            // Cannot happen with every group verified; if it does, start over.
+            let _ = std::fs::remove_file(&partial);
+            return Err("the assembled file does not match the content id".into());
+        }
+        std::fs::rename(&partial, dir.join(blake3)).map_err(|e| e.to_string())?;
+        self.music.add_fetched(self.content.clone());
+        self.board.end(blake3, peer, TransferDirection::Download);
+        tracing::info!("fetched audio {blake3} ({size} bytes) from {peer}");
+        Ok(())
+    }
+}
+
+fn decode_outboard(text: &str) -> Result<Vec<[u8; 32]>, String> {
+    let bytes = B64.decode(text).map_err(|e| e.to_string())?;
+    if bytes.len() % 32 != 0 {
+        return Err("an outboard of partial hashes".into());
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut cv = [0u8; 32];
+            cv.copy_from_slice(c);
+            cv
+        })
+        .collect())
+}
+
+/// The partial file, cut back to its last whole group, and the next group to fetch.
+fn open_partial(dir: &Path, partial: &Path) -> Result<(std::fs::File, u64), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(partial)
+        .map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let whole = len / GROUP_LEN;
+    file.set_len(whole * GROUP_LEN).map_err(|e| e.to_string())?;
+    file.seek(std::io::SeekFrom::End(0))
+        .map_err(|e| e.to_string())?;
+    Ok((file, whole))
+}
+
+/// Answers a member's blob request, once the sessions task has checked it is an admitted
+/// member of the playlist: only content that playlist refers to, at most the configured
+/// size, a few uploads at a time.
+pub async fn serve(
+    library: &Arc<Library>,
+    music: &Arc<Music>,
+    board: &TransferBoard,
+    uploads: &tokio::sync::Semaphore,
+    peer: &str,
+    request: BlobRequest,
+) -> BlobResponse {
+    let refuse = |reason: String| BlobResponse::Refused { reason };
+    let (session, blake3) = (request.session().to_string(), request.blake3().to_string());
+    let referenced = {
+        let (id, b3) = (session.clone(), blake3.clone());
+        library
+            .read(move |store| store.has_content(&id, &b3))
+            .await
+            .unwrap_or(false)
+    };
+    if !referenced {
+        return refuse("that playlist has no track with this audio".into());
+    }
+    let Ok(_permit) = uploads.acquire().await else {
+        return refuse("shutting down".into());
+    };
+    match request {
+        BlobRequest::Outboard { .. } => match music.outboard(&blake3).await {
+            Ok((size, cvs)) => {
+                board.progress(&blake3, peer, TransferDirection::Upload, 0, size);
+                BlobResponse::Outboard {
+                    size,
+                    outboard: B64.encode(cvs.concat()),
+                }
+            }
+            Err(reason) => refuse(reason),
+        },
+        BlobRequest::Group { index, .. } => match music.outboard(&blake3).await {
+            Err(reason) => refuse(reason),
+            Ok((size, _)) => match music.read_group(&blake3, index).await {
+                Ok(bytes) => {
+                    let done = ((index + 1) * GROUP_LEN).min(size);
+                    if done >= size {
+                        board.end(&blake3, peer, TransferDirection::Upload);
+                    } else {
+                        board.progress(&blake3, peer, TransferDirection::Upload, done, size);
+                    }
+                    BlobResponse::Group {
+                        index,
+                        bytes: B64.encode(bytes),
+                    }
+                }
+                Err(reason) => refuse(reason),
+            },
+        },
+    }
+}
