@@ -274,6 +274,11 @@ impl Fetch {
         let partial = dir.join(format!("{blake3}.partial"));
         let (mut file, mut index) = open_partial(&dir, &partial)?;
         let groups = outboard::group_count(size);
+        if index > 0 {
+            tracing::info!(
+                "resuming audio {blake3} at group {index} of {groups} (kept from an earlier try)"
+            );
+        }
         self.board.progress(
             blake3,
             peer,

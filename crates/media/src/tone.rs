@@ -14,7 +14,7 @@ use crate::MediaError;
 /// tone, and so the bytes).
 pub fn tone_wav(ms: u32, pitch: u32) -> Vec<u8> {
     let rate = 8_000u32;
-    let samples = rate * ms / 1000;
+    let samples = (u64::from(rate) * u64::from(ms) / 1000) as u32;
     let mut data = Vec::with_capacity(samples as usize * 2);
     for i in 0..samples {
         let v = (i.wrapping_mul(pitch.max(1)) % 64) as i16 * 256 - 8192;

@@ -3,7 +3,9 @@
 //! rescan, tracks added from the library and from a file carrying their content to another
 //! member, and the audio served with Range to those who may (and nobody else).
 
-use std::path::Path;
+use std::{path::Path, str::FromStr as _, time::Duration};
+
+use nix::sys::signal::Signal;
 
 use serde_json::Value;
 use whatnext_media::tone::write_tagged_tone;
@@ -244,5 +246,158 @@ fn a_member_fetches_the_audio_of_what_plays_verified_and_a_stranger_is_refused()
             .unwrap_or_default()
             .contains("not admitted"),
         "{reply}"
+    );
+}
+
+/// A home of its own with no music folder, kept by the test (so a restart finds it).
+fn bare_home() -> tempfile::TempDir {
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(home.path().join("config.toml"), "music_dirs = []\n").expect("config");
+    home
+}
+
+#[test]
+fn a_fetch_cut_by_kill_9_resumes_from_what_it_kept() {
+    let music = tempfile::tempdir().expect("music");
+    // 30 MB: over a hundred groups, so the fetch is still under way when it is cut.
+    let song = music.path().join("big.wav");
+    write_tagged_tone(&song, 1_900_000, "Big Song", "Ann Artist", "Tones").expect("tone");
+    let bytes = std::fs::read(&song).expect("read");
+    let (_home, a) = node_with_music(music.path());
+    cli_json(&a, &["library", "scan"]);
+    let (id, link) = create_shared(&a, "Big");
+    let added = cli_json(&a, &["playlist", "add", &id, "--from-library", "big song"]);
+    let blake3 = added["file"]["content"]["blake3"]
+        .as_str()
+        .expect("blake3")
+        .to_string();
+    let home_b = bare_home();
+    let mut b = Node::start_in(home_b.path(), &LOOPBACK_RUN_ARGS);
+    join(&b, &link);
+    let partial = home_b
+        .path()
+        .join("media")
+        .join(format!("{blake3}.partial"));
+    // Cut B (the controller, kill -9) once part of the file is in.
+    let got = wait_until("B to fetch part of the file", PATIENCE, || {
+        let len = std::fs::metadata(&partial).ok()?.len();
+        (len >= 4 * 262_144).then_some(len)
+    });
+    let service = b.service_pid();
+    b.stop_with(Signal::SIGKILL);
+    signal(service, Signal::SIGKILL);
+    let kept = std::fs::metadata(&partial)
+        .expect("the partial file is kept")
+        .len();
+    assert!(kept >= got, "{kept} < {got}");
+    assert!(kept < bytes.len() as u64, "cut before the end");
+
+    let b = Node::start_in(home_b.path(), &LOOPBACK_RUN_ARGS);
+    let whole = home_b.path().join("media").join(&blake3);
+    wait_until("B to finish the file", PATIENCE, || {
+        whole.exists().then_some(())
+    });
+    assert_eq!(std::fs::read(&whole).expect("read"), bytes);
+    assert!(
+        b.log().contains("resuming audio"),
+        "it went on from what it kept:\n{}",
+        b.log()
+    );
+}
+
+#[test]
+fn a_group_that_fails_its_check_is_thrown_away_and_fetched_from_another_member() {
+    let music = tempfile::tempdir().expect("music");
+    let song = music.path().join("song.wav");
+    write_tagged_tone(&song, 75_000, "Checked Song", "Ann Artist", "Tones").expect("tone");
+    let bytes = std::fs::read(&song).expect("read");
+    let (_home, a) = node_with_music(music.path());
+    cli_json(&a, &["library", "scan"]);
+    let (id, link) = create_shared(&a, "Checked");
+    let added = cli_json(
+        &a,
+        &["playlist", "add", &id, "--from-library", "checked song"],
+    );
+    let blake3 = added["file"]["content"]["blake3"]
+        .as_str()
+        .expect("blake3")
+        .to_string();
+    // Ann's copy is away for now: she refuses to serve it, and B keeps trying.
+    let away = music.path().join("away.bin");
+    std::fs::rename(&song, &away).expect("move");
+    let b = Node::start();
+    join(&b, &link);
+
+    // Mallory, an admitted member, claims the file and sends corrupted groups.
+    let secret = whatnext_protocol::link::InviteLink::from_str(&link)
+        .expect("link")
+        .key
+        .expect("key");
+    let mut mallory = Service::spawn();
+    mallory.recv();
+    mallory.start_node();
+    mallory.send(
+        &serde_json::json!({"id": 1, "type": "dial", "payload": {"addrs": [b.tcp_multiaddr()]}}),
+    );
+    assert_eq!(mallory.reply_to(1)["type"], "dialed");
+    mallory.send(&serde_json::json!({"id": 2, "type": "request", "payload": {"peer_id": b.peer_id(), "protocol": "handshake",
+        "body": {"app_version": "modified", "display_name": "Mallory", "sessions": [{"session": id, "key": secret}]}}}));
+    let reply = mallory.reply_to(2);
+    assert_eq!(
+        reply["payload"]["body"]["accepted"],
+        serde_json::json!([id]),
+        "{reply}"
+    );
+    let cvs = whatnext_media::outboard::outboard(&bytes[..], bytes.len() as u64).expect("outboard");
+    let outboard: Vec<u8> = cvs.concat();
+    let whole = b.home.join("media").join(&blake3);
+    let mut corrupted = 0;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    // Answer B's requests to Mallory until B has the file (from Ann).
+    while !whole.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never got the file\n{}",
+            b.log()
+        );
+        // Once Mallory's corrupted group was thrown away, Ann's copy comes back.
+        if corrupted > 0 && away.exists() {
+            std::fs::rename(&away, &song).expect("move back");
+        }
+        let Some(event) = mallory.try_recv(Duration::from_millis(100)) else {
+            continue;
+        };
+        if event["type"] != "request_received" {
+            continue;
+        }
+        let request = &event["payload"]["body"];
+        let answer = match request["type"].as_str() {
+            Some("outboard") => serde_json::json!({"type": "outboard", "size": bytes.len(),
+                "outboard": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &outboard)}),
+            Some("group") => {
+                corrupted += 1;
+                let index = request["index"].as_u64().expect("index") as usize;
+                let start = index * 262_144;
+                let mut group = bytes[start..(start + 262_144).min(bytes.len())].to_vec();
+                group[7] ^= 0xff;
+                serde_json::json!({"type": "group", "index": index,
+                    "bytes": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &group)})
+            }
+            _ => serde_json::json!({"type": "refused", "reason": "no"}),
+        };
+        let request_id = event["payload"]["request_id"].clone();
+        mallory.send(&serde_json::json!({"type": "respond", "payload": {"request_id": request_id, "body": answer}}));
+    }
+    assert_eq!(
+        std::fs::read(&whole).expect("read"),
+        bytes,
+        "the good bytes, from Ann"
+    );
+    assert!(corrupted > 0, "Mallory was asked");
+    assert!(
+        b.log()
+            .contains("does not match the content id; thrown away"),
+        "{}",
+        b.log()
     );
 }

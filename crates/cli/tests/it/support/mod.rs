@@ -519,6 +519,11 @@ impl Service {
             .expect("an event from the service in time")
     }
 
+    /// The next event if one comes within `wait`.
+    pub fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+        self.events.recv_timeout(wait).ok()
+    }
+
     /// Next event that answers request `id`, skipping unsolicited ones.
     pub fn reply_to(&mut self, id: u64) -> Value {
         for _ in 0..10_000 {
