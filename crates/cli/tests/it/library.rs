@@ -294,9 +294,16 @@ fn a_fetch_cut_by_kill_9_resumes_from_what_it_kept() {
 
     let b = Node::start_in(home_b.path(), &LOOPBACK_RUN_ARGS);
     let whole = home_b.path().join("media").join(&blake3);
-    wait_until("B to finish the file", PATIENCE, || {
-        whole.exists().then_some(())
-    });
+    let deadline = std::time::Instant::now() + 3 * PATIENCE;
+    while !whole.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B did not finish the file; B's log:\n{}\nA's log:\n{}",
+            b.log(),
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(std::fs::read(&whole).expect("read"), bytes);
     assert!(
         b.log().contains("resuming audio"),

@@ -1090,8 +1090,9 @@ impl Actor {
     fn repair(&mut self) {
         self.repairs += 1;
         // Every fourth round (20 s) members dial everyone they miss, not only those after
-        // them: a member behind a NAT may be unable to accept the dial meant for it.
-        let everyone = self.repairs.is_multiple_of(4);
+        // them: a member behind a NAT may be unable to accept the dial meant for it. So do
+        // the first rounds after a start: the others do not know we are back.
+        let everyone = self.repairs <= 2 || self.repairs.is_multiple_of(4);
         // Each round repairs a few members at random (gossip): a lost push is rare, and
         // everyone pushing to everyone every round cost n² pushes per round in a big session.
         let ids: HashSet<String> = self.admitted.values().flatten().cloned().collect();
