@@ -13,6 +13,8 @@ const SHOTS = new URL('../target/ui-shots/', import.meta.url).pathname;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const nodes = [];
 let browser;
+/** Script errors and CSP violations of every page: each test ends with none. */
+const pageErrors = [];
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -69,8 +71,10 @@ after(async () => {
 async function login(node) {
   const url = cli(node.home, ['ui', '--print']).trim();
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on('pageerror', (e) => console.log('PAGEERROR', node.name, e.message));
-  page.on('console', (m) => { if (m.type() === 'error') console.log('CONSOLE', node.name, m.text()); });
+  page.on('pageerror', (e) => pageErrors.push(`${node.name}: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && m.text().includes('Content Security Policy')) pageErrors.push(`${node.name}: ${m.text()}`);
+  });
   await page.goto(url);
   await page.waitForFunction((id) => document.getElementById('peer-id')?.textContent === id, node.state.peer_id, { timeout: 20000 });
   return page;
@@ -239,6 +243,7 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   // The invite follows the new listen address.
   const port = restarted.state.listen_addrs.map((addr) => addr.split('/tcp/')[1]).find(Boolean);
   await pageA.waitForFunction((p) => document.getElementById('invite-link').value.includes(`/tcp/${p}`), port, { timeout: 10000 });
+  assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
 });
 
 test('now playing plays the audio of a track from the library, following the holder', { timeout: 60000 }, async () => {
@@ -275,6 +280,20 @@ test('now playing plays the audio of a track from the library, following the hol
     const audio = document.getElementById('np-audio');
     return !audio.paused && audio.currentTime > 19.5;
   }, null, { timeout: 10000 });
+  // A friend without the file joins: their page plays the same track, fetched from M.
+  const link = JSON.parse(cli(m.home, ['playlist', 'share', id, '--json'])).link;
+  const f = await startNode('f');
+  cli(f.home, ['open', '--wait', '--timeout', '20', link]);
+  const pageF = await login(f);
+  await pageF.waitForSelector('#playlists button.pl:text("Tones")', { timeout: 15000 });
+  await pageF.click('#playlists button.pl:text("Tones")');
+  await pageF.waitForFunction((b3) => {
+    const audio = document.getElementById('np-audio');
+    return audio.getAttribute('src') === `/media/${b3}` && !audio.paused && audio.currentTime > 20;
+  }, added.file.content.blake3, { timeout: 20000 });
+  const skew = await Promise.all([page, pageF].map((p) => p.evaluate(() => document.getElementById('np-audio').currentTime)));
+  console.log(`two pages playing one track: ${Math.round(Math.abs(skew[0] - skew[1]) * 1000)} ms apart (sampled one after the other)`);
+
   // A track that is only a link: no audio here, an Open button to its page.
   cli(m.home, ['session', 'next', id]);
   await page.waitForFunction(() => document.getElementById('np-title').textContent === 'Only a link', null, { timeout: 10000 });
@@ -282,5 +301,6 @@ test('now playing plays the audio of a track from the library, following the hol
   assert.equal(await page.getAttribute('#np-open', 'href'), 'https://example.com/song');
   assert.equal(await page.evaluate(() => document.getElementById('np-audio').paused), true);
   await shots(page, 'm-playing');
+  assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
   rmSync(music, { recursive: true, force: true });
 });

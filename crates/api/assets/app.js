@@ -30,6 +30,8 @@ function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(props)) {
     if (key === 'class') node.className = value;
+    // Through the CSSOM: a style attribute would break the page's CSP (style-src 'self').
+    else if (key === 'style') node.style.cssText = value;
     else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value);
   }
@@ -139,6 +141,7 @@ function render(s) {
     inviteAddrs = addrs;
     loadInvite();
   }
+  renderTransfer(s);
   $('raw-state').textContent = JSON.stringify(s, null, 2);
   if (/** @type {HTMLDetailsElement} */ ($('debug')).open) refreshIpcLog();
   if (openId && openVersion !== s.version) refreshPlaylist();
@@ -189,6 +192,7 @@ async function refreshPlaylist() {
   /** @type {Record<string, string>} */
   const names = {};
   for (const m of p.members || []) names[m.peer_id] = m.display_name || m.peer_id.slice(0, 12);
+  memberNames = names;
   await refreshSession(names);
 }
 
@@ -301,6 +305,36 @@ function playHere(np) {
   }
   followHolder();
 }
+
+/** Names of the open playlist's members, by peer id (for what the state only names by id). */
+/** @type {Record<string, string>} */
+let memberNames = {};
+
+/** Says how far the audio of now playing is on its way here, while it is.
+ *  @param {import('./api').AppState} s */
+function renderTransfer(s) {
+  const np = shownSession?.view.now_playing;
+  if (!np || !np.content) return;
+  const blake3 = np.content.blake3;
+  const t = (s.transfers || []).find((x) => x.blake3 === blake3 && x.direction === 'download');
+  if (t) {
+    const pct = t.size ? Math.floor((100 * t.bytes) / t.size) : 0;
+    $('np-source').textContent = `Getting the audio from ${memberNames[t.peer_id] || t.peer_id.slice(0, 12)}… ${pct}%`;
+    return;
+  }
+  const audio = /** @type {HTMLAudioElement} */ ($('np-audio'));
+  const arrived = $('np-source').textContent.startsWith('Getting the audio');
+  // It arrived (or may have, between two states): load it again, at most every 2 s.
+  if (arrived || (audio.error && Date.now() - lastReload > 2000)) {
+    lastReload = Date.now();
+    $('np-source').textContent = '';
+    audio.load();
+    followHolder();
+  }
+}
+
+/** When the player last tried the audio again. */
+let lastReload = 0;
 
 /** Keeps the player where the holder's playback is: paused with it, and within reach of
  *  its position (a seek when far off, a slightly faster or slower rate when close). */
