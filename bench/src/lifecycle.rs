@@ -53,7 +53,23 @@ impl Drop for Controller {
 impl Controller {
     /// Starts `whatnext run` and returns it with the time to `node: "running"`.
     fn start(whatnext: &Path) -> anyhow::Result<(Controller, Duration)> {
+        Controller::start_with_music(whatnext, None)
+    }
+
+    /// [`Controller::start`] with `music` as its music folder (none by default: not the
+    /// user's own).
+    fn start_with_music(
+        whatnext: &Path,
+        music: Option<&Path>,
+    ) -> anyhow::Result<(Controller, Duration)> {
         let home = tempfile::tempdir()?;
+        let dirs = music
+            .map(|m| format!("{:?}", m.display().to_string()))
+            .unwrap_or_default();
+        std::fs::write(
+            home.path().join("config.toml"),
+            format!("music_dirs = [{dirs}]\n"),
+        )?;
         let t0 = Instant::now();
         let child = Command::new(whatnext)
             .arg("--home")
@@ -668,4 +684,72 @@ pub fn session(whatnext: &Path, crowd: usize) -> anyhow::Result<Value> {
         "crowd_rss_per_member_mb": median(rss),
         "crowd_connections_per_member": median(connections),
     }))
+}
+
+/// Audio from a member: A has a `mb` MB file in its library and adds it to a playlist B
+/// shares; B fetches it (verified groups through both services' pipes). Time to B's first
+/// verified group and to the whole file.
+pub fn transfer(whatnext: &Path, mb: u64) -> anyhow::Result<Value> {
+    let music = tempfile::tempdir()?;
+    // 8 kHz 16-bit mono: 16,000 bytes a second.
+    let ms = u32::try_from(mb * 1_000_000 / 16).unwrap_or(u32::MAX);
+    whatnext_media::tone::write_tagged_tone(
+        &music.path().join("big.wav"),
+        ms,
+        "Big",
+        "Bench",
+        "Bench",
+    )?;
+    let (a, _) = Controller::start_with_music(whatnext, Some(music.path()))?;
+    let (b, _) = Controller::start(whatnext)?;
+    a.post("/api/library/scan", json!({}))?;
+    let entry = get_json(&a.url, &a.token, "/api/library?q=big")?["entries"][0].clone();
+    let blake3 = entry["content"]["blake3"]
+        .as_str()
+        .context("blake3")?
+        .to_string();
+    let size = entry["content"]["size"].as_u64().context("size")?;
+    let id = a.post("/api/playlists", json!({"name": "audio"}))?["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    let link = a.post(&format!("/api/playlists/{id}/share"), json!({}))?["link"]
+        .as_str()
+        .context("link")?
+        .to_string();
+    let joined = b.post("/api/open", json!({"url": link, "wait": true}))?;
+    if joined["status"] != "connected" {
+        bail!("join failed: {joined}");
+    }
+    let media = b.home.path().join("media");
+    let (partial, whole) = (media.join(format!("{blake3}.partial")), media.join(&blake3));
+    let track = json!({"title": entry["title"], "artists": entry["artists"], "duration_ms": entry["duration_ms"], "content": entry["content"]});
+    let t0 = Instant::now();
+    a.post(&format!("/api/playlists/{id}/tracks"), track)?;
+    let mut first_ms = None;
+    while !whole.exists() {
+        if first_ms.is_none() && std::fs::metadata(&partial).is_ok_and(|m| m.len() >= 256 * 1024) {
+            first_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        if t0.elapsed() > Duration::from_secs(600) {
+            bail!("B did not fetch the file in 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(json!({
+        "mb": size as f64 / 1e6,
+        "first_group_ms": first_ms,
+        "whole_s": seconds,
+        "mb_per_s": size as f64 / 1e6 / seconds,
+    }))
+}
+
+fn get_json(url: &str, token: &str, path: &str) -> anyhow::Result<Value> {
+    Ok(Controller::agent()
+        .get(&format!("{url}{path}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()?
+        .body_mut()
+        .read_json()?)
 }

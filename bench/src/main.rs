@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]"
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]"
     );
     std::process::exit(2)
 }
@@ -74,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         }
         "signing" => signing::run(args.iters.min(2_000))?,
         "library" => library::run(args.iters.min(10_000))?,
+        "transfer" => lifecycle::transfer(&args.whatnext, args.iters.min(1_000) as u64)?,
         "all" => return all(&args),
         _ => usage(),
     };
@@ -491,6 +492,26 @@ fn all(args: &Args) -> anyhow::Result<()> {
         });
     }
     raw.insert("library".into(), library);
+
+    eprintln!("measuring audio from a member: a 50 MB file …");
+    let transfer = sub(&["transfer", "--whatnext", bin, "--iters", "50"])?;
+    for (key, figure, unit) in [
+        ("mb_per_s", "audio from a member (50 MB, verified)", "MB/s"),
+        (
+            "first_group_ms",
+            "add → first verified 256 KiB at the member",
+            "ms",
+        ),
+    ] {
+        rows.push(Row {
+            figure: figure.into(),
+            ours: transfer[key].as_f64().unwrap_or(f64::NAN),
+            baseline: None,
+            baseline_name: "",
+            unit,
+        });
+    }
+    raw.insert("transfer".into(), transfer);
 
     let machine = stats::machine();
     println!("machine: {machine}");

@@ -19,6 +19,7 @@ use std::{
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use whatnext_media::outboard::{self, GROUP_LEN};
 use whatnext_protocol::{
@@ -38,8 +39,14 @@ use crate::{
 
 /// How far ahead the fetcher looks: now playing and this many of up next.
 const AHEAD: usize = 3;
-/// How often the fetcher looks at what plays.
+/// How often the fetcher looks at what plays when nothing changes (a member coming online
+/// is a change; this catches a retry).
 const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// After a change, how long the fetcher lets more changes come before it looks.
+const SETTLE: Duration = Duration::from_millis(50);
+/// Groups asked for at once from one member: a round trip through two pipes and the
+/// connection per group would leave the link idle most of the time.
+const WINDOW: usize = 4;
 /// A transfer without progress for this long leaves the board.
 const STALE: Duration = Duration::from_secs(15);
 /// One group's request, answer included.
@@ -127,13 +134,42 @@ pub fn start_fetcher(
         let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut tick = tokio::time::interval(LOOK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A change of the state (a track added, playback moving on) wakes it at once.
+        let mut changes = state.subscribe();
+        let mut looked_at = None;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
+            let ticked = tokio::select! {
+                _ = tick.tick() => true,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(SETTLE).await;
+                    changes.borrow_and_update();
+                    false
+                }
                 () = shutdown.cancelled() => return,
-            }
+            };
             board.publish();
             let snapshot = state.snapshot();
+            // Only what plays, and who is online, matter: not every change (a transfer's
+            // own progress is one).
+            let looking_at: Vec<(String, u64, Vec<String>)> = snapshot
+                .sessions
+                .iter()
+                .map(|s| {
+                    let updated = snapshot
+                        .playlists
+                        .iter()
+                        .find(|p| p.id == s.id)
+                        .map_or(0, |p| p.updated_at);
+                    (s.id.clone(), updated, s.connected_members.clone())
+                })
+                .collect();
+            if !ticked && looked_at.as_ref() == Some(&looking_at) {
+                continue;
+            }
+            looked_at = Some(looking_at);
             for session in snapshot
                 .sessions
                 .iter()
@@ -286,19 +322,23 @@ impl Fetch {
             index * GROUP_LEN,
             size,
         );
-        while index < groups {
-            let BlobResponse::Group { index: got, bytes } = self
-                .ask(
+        // Up to WINDOW groups in flight; they are checked and written in order.
+        let asks = futures::stream::iter(index..groups)
+            .map(|i| {
+                self.ask(
                     via,
                     peer,
                     BlobRequest::Group {
                         session: self.session.clone(),
                         blake3: blake3.clone(),
-                        index,
+                        index: i,
                     },
                 )
-                .await?
-            else {
+            })
+            .buffered(WINDOW);
+        futures::pin_mut!(asks);
+        while let Some(answer) = asks.next().await {
+            let BlobResponse::Group { index: got, bytes } = answer? else {
                 return Err("answered a group request with something else".into());
             };
             let bytes = B64.decode(bytes).map_err(|e| e.to_string())?;
