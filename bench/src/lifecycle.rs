@@ -367,18 +367,7 @@ fn loopback_tx_bytes() -> u64 {
 pub fn sync(whatnext: &Path) -> anyhow::Result<Value> {
     let (a, _) = Controller::start(whatnext)?;
     let (mut b, _) = Controller::start(whatnext)?;
-    let id = a.post("/api/playlists", json!({"name": "live"}))?["id"]
-        .as_str()
-        .context("id")?
-        .to_string();
-    let link = a.post(&format!("/api/playlists/{id}/share"), json!({}))?["link"]
-        .as_str()
-        .context("link")?
-        .to_string();
-    let joined = b.post("/api/open", json!({"url": link, "wait": true}))?;
-    if joined["status"] != "connected" {
-        bail!("join failed: {joined}");
-    }
+    let id = share_and_join(&a, &b, "live")?;
     let count_on = |s: &Value, id: &str| {
         s["playlists"]
             .as_array()
@@ -709,18 +698,7 @@ pub fn transfer(whatnext: &Path, mb: u64) -> anyhow::Result<Value> {
         .context("blake3")?
         .to_string();
     let size = entry["content"]["size"].as_u64().context("size")?;
-    let id = a.post("/api/playlists", json!({"name": "audio"}))?["id"]
-        .as_str()
-        .context("id")?
-        .to_string();
-    let link = a.post(&format!("/api/playlists/{id}/share"), json!({}))?["link"]
-        .as_str()
-        .context("link")?
-        .to_string();
-    let joined = b.post("/api/open", json!({"url": link, "wait": true}))?;
-    if joined["status"] != "connected" {
-        bail!("join failed: {joined}");
-    }
+    let id = share_and_join(&a, &b, "audio")?;
     let media = b.home.path().join("media");
     let (partial, whole) = (media.join(format!("{blake3}.partial")), media.join(&blake3));
     let track = json!({"title": entry["title"], "artists": entry["artists"], "duration_ms": entry["duration_ms"], "content": entry["content"]});
@@ -743,6 +721,23 @@ pub fn transfer(whatnext: &Path, mb: u64) -> anyhow::Result<Value> {
         "whole_s": seconds,
         "mb_per_s": size as f64 / 1e6 / seconds,
     }))
+}
+
+/// A creates playlist `name` and shares it; B joins through the link. The playlist's id.
+fn share_and_join(a: &Controller, b: &Controller, name: &str) -> anyhow::Result<String> {
+    let id = a.post("/api/playlists", json!({"name": name}))?["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    let link = a.post(&format!("/api/playlists/{id}/share"), json!({}))?["link"]
+        .as_str()
+        .context("link")?
+        .to_string();
+    let joined = b.post("/api/open", json!({"url": link, "wait": true}))?;
+    if joined["status"] != "connected" {
+        bail!("join failed: {joined}");
+    }
+    Ok(id)
 }
 
 fn get_json(url: &str, token: &str, path: &str) -> anyhow::Result<Value> {

@@ -123,7 +123,7 @@ fn show(reply: LibraryReply, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// "Title — Artist [Album] 3:25  (path)".
+/// `Title — Artist [Album] 3:25  (path)`.
 pub fn line(entry: &LibraryEntry) -> String {
     let mut line = safe(&entry.title).to_string();
     if !entry.artists.is_empty() {

@@ -120,7 +120,7 @@ impl TransferBoard {
     }
 }
 
-/// Fetches the content of now playing and the next [`AHEAD`] tracks of every shared
+/// Fetches the content of now playing and the next three tracks (`AHEAD`) of every shared
 /// playlist that this home lacks, until `shutdown`.
 pub fn start_fetcher(
     library: Arc<Library>,

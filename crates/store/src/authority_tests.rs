@@ -31,6 +31,9 @@ fn track(title: &str) -> NewTrack {
     }
 }
 
+/// What a test tries, and what the refusal must say.
+type Attempt<'a> = (&'a str, &'a dyn Fn(&LoroDoc));
+
 /// A member whose app writes whatever it likes into its copy and signs it.
 struct Modified {
     key: Keypair,
@@ -141,7 +144,7 @@ fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver()
 
     // Roles, the mode, playback: not a member's to change. (Each attempt is made on a
     // fresh copy: one built on a rejected update would only wait for it, forever.)
-    let attempts: [(&str, &dyn Fn(&LoroDoc)); 4] = [
+    let attempts: [Attempt; 4] = [
         ("changes roles", &|d| {
             d.get_map("session_roles")
                 .insert(&me, "co_host")

@@ -24,6 +24,43 @@ fn node_with_music(music: &Path) -> (tempfile::TempDir, Node) {
     (home, node)
 }
 
+/// Ann (with `title` in her music folder, `ms` long) shares a playlist holding it.
+struct Shared {
+    music: tempfile::TempDir,
+    song: std::path::PathBuf,
+    bytes: Vec<u8>,
+    _home: tempfile::TempDir,
+    a: Node,
+    id: String,
+    link: String,
+    blake3: String,
+}
+
+fn shared_song(file: &str, title: &str, ms: u32) -> Shared {
+    let music = tempfile::tempdir().expect("music");
+    let song = music.path().join(file);
+    write_tagged_tone(&song, ms, title, "Ann Artist", "Tones").expect("tone");
+    let bytes = std::fs::read(&song).expect("read");
+    let (home, a) = node_with_music(music.path());
+    cli_json(&a, &["library", "scan"]);
+    let (id, link) = create_shared(&a, title);
+    let added = cli_json(&a, &["playlist", "add", &id, "--from-library", title]);
+    let blake3 = added["file"]["content"]["blake3"]
+        .as_str()
+        .expect("blake3")
+        .to_string();
+    Shared {
+        music,
+        song,
+        bytes,
+        _home: home,
+        a,
+        id,
+        link,
+        blake3,
+    }
+}
+
 fn entries(reply: &Value) -> Vec<Value> {
     reply["entries"].as_array().cloned().unwrap_or_default()
 }
@@ -181,19 +218,18 @@ fn a_library_scan_feeds_playlists_and_its_audio_is_served_with_range_to_the_owne
 
 #[test]
 fn a_member_fetches_the_audio_of_what_plays_verified_and_a_stranger_is_refused() {
-    let music = tempfile::tempdir().expect("music");
     // 75 s of 8 kHz 16-bit mono: 1.2 MB, five verified groups.
-    let song = music.path().join("long.wav");
-    write_tagged_tone(&song, 75_000, "Long Song", "Ann Artist", "Tones").expect("tone");
-    let bytes = std::fs::read(&song).expect("read");
-    let (_home, a) = node_with_music(music.path());
-    cli_json(&a, &["library", "scan"]);
-    let (id, link) = create_shared(&a, "Fetched");
-    let added = cli_json(&a, &["playlist", "add", &id, "--from-library", "long song"]);
-    let blake3 = added["file"]["content"]["blake3"]
-        .as_str()
-        .expect("blake3")
-        .to_string();
+    // (Every field bound: what a pattern leaves out is dropped at once — the node with it.)
+    let Shared {
+        music: _music,
+        song: _song,
+        bytes,
+        _home,
+        a,
+        id,
+        link,
+        blake3,
+    } = shared_song("long.wav", "Long Song", 75_000);
     let b = Node::start();
     join(&b, &link);
     wait_until("B to have the track", PATIENCE, || {
@@ -258,19 +294,17 @@ fn bare_home() -> tempfile::TempDir {
 
 #[test]
 fn a_fetch_cut_by_kill_9_resumes_from_what_it_kept() {
-    let music = tempfile::tempdir().expect("music");
     // 30 MB: over a hundred groups, so the fetch is still under way when it is cut.
-    let song = music.path().join("big.wav");
-    write_tagged_tone(&song, 1_900_000, "Big Song", "Ann Artist", "Tones").expect("tone");
-    let bytes = std::fs::read(&song).expect("read");
-    let (_home, a) = node_with_music(music.path());
-    cli_json(&a, &["library", "scan"]);
-    let (id, link) = create_shared(&a, "Big");
-    let added = cli_json(&a, &["playlist", "add", &id, "--from-library", "big song"]);
-    let blake3 = added["file"]["content"]["blake3"]
-        .as_str()
-        .expect("blake3")
-        .to_string();
+    let Shared {
+        music: _music,
+        song: _song,
+        bytes,
+        _home,
+        a,
+        id: _id,
+        link,
+        blake3,
+    } = shared_song("big.wav", "Big Song", 1_900_000);
     let home_b = bare_home();
     let mut b = Node::start_in(home_b.path(), &LOOPBACK_RUN_ARGS);
     join(&b, &link);
@@ -314,21 +348,16 @@ fn a_fetch_cut_by_kill_9_resumes_from_what_it_kept() {
 
 #[test]
 fn a_group_that_fails_its_check_is_thrown_away_and_fetched_from_another_member() {
-    let music = tempfile::tempdir().expect("music");
-    let song = music.path().join("song.wav");
-    write_tagged_tone(&song, 75_000, "Checked Song", "Ann Artist", "Tones").expect("tone");
-    let bytes = std::fs::read(&song).expect("read");
-    let (_home, a) = node_with_music(music.path());
-    cli_json(&a, &["library", "scan"]);
-    let (id, link) = create_shared(&a, "Checked");
-    let added = cli_json(
-        &a,
-        &["playlist", "add", &id, "--from-library", "checked song"],
-    );
-    let blake3 = added["file"]["content"]["blake3"]
-        .as_str()
-        .expect("blake3")
-        .to_string();
+    let Shared {
+        music,
+        song,
+        bytes,
+        _home,
+        a: _a,
+        id,
+        link,
+        blake3,
+    } = shared_song("song.wav", "Checked Song", 75_000);
     // Ann's copy is away for now: she refuses to serve it, and B keeps trying.
     let away = music.path().join("away.bin");
     std::fs::rename(&song, &away).expect("move");
