@@ -7,7 +7,7 @@
 //! * [`markdown`]: the Markdown + YAML mirror and export/import format.
 //! * [`session`]: the listening session in the document, and who may do what in it.
 //! * [`authority`]: the same rules checked by every receiver, against each signed update's author.
-//! * [`signed_log`]: the signed updates kept byte for byte, for sync.
+//! * `signed_log`: the signed updates kept byte for byte, for sync.
 //!
 //! Invariant: only the controller process writes the store, and a write returns `Ok` only
 //! once it is durable.
