@@ -444,7 +444,13 @@ content?: Content,
 /**
  * Where to open it when there is no audio here (`spotify:…`, `https://…`).
  */
-uri?: string, };
+uri?: string, 
+/**
+ * When playback (re)started, in Unix ms on the clock of whoever started it, and where in
+ * the track it was then: players place themselves from these rather than from when they
+ * read `position_ms` (which moves on while the answer travels).
+ */
+started_at_ms?: number, start_position_ms?: number, };
 
 export type UpNext = { track_id: string, title: string, artists: Array<string>, 
 /**

@@ -269,11 +269,16 @@ async function refreshSession(names) {
     mine ? el('button', { type: 'button', class: 'small ghost', 'aria-label': `Play ${u.title} now`, onclick: () => act({ action: 'play', track_id: u.track_id }) }, '▶') : '')));
 }
 
-/** Where now playing is, in ms, as of now (from the last session read). */
+/** Where now playing is, in ms, as of now: from when playback (re)started when the
+ *  session says (exact, whatever the answer's delay), else from when it was read. */
 function expectedPosition() {
   const np = shownSession?.view.now_playing;
   if (!np || !shownSession) return 0;
-  return np.paused ? np.position_ms : np.position_ms + (Date.now() - shownSession.at);
+  if (np.paused) return np.position_ms;
+  const position = np.started_at_ms != null && np.start_position_ms != null
+    ? np.start_position_ms + (Date.now() - np.started_at_ms)
+    : np.position_ms + (Date.now() - shownSession.at);
+  return np.duration_ms ? Math.min(position, np.duration_ms) : position;
 }
 
 /** Links the player may hand on: a streaming service's URI, or a web page. */
@@ -349,8 +354,12 @@ function followHolder() {
     return;
   }
   const drift = audio.currentTime * 1000 - expectedPosition();
-  if (Math.abs(drift) > 400 || audio.paused) audio.currentTime = Math.max(0, expectedPosition()) / 1000;
-  else audio.playbackRate = Math.abs(drift) < 40 ? 1 : drift > 0 ? 0.95 : 1.05;
+  // Far off: jump. Close: play a little slower or faster until caught up (at most 10%, so
+  // nobody hears it), in proportion to the drift.
+  if (Math.abs(drift) > 150 || audio.paused) {
+    audio.currentTime = Math.max(0, expectedPosition()) / 1000;
+    audio.playbackRate = 1;
+  } else audio.playbackRate = Math.abs(drift) < 10 ? 1 : 1 - Math.max(-0.1, Math.min(0.1, drift / 500));
   if (audio.paused && !audio.ended) {
     audio.play().then(() => { $('np-listen').hidden = true; }).catch(() => {
       // The browser wants a click before it plays sound.
@@ -488,7 +497,9 @@ function wire() {
     const mode = /** @type {import('./api').SessionMode} */ (/** @type {HTMLSelectElement} */ ($('session-mode')).value);
     act({ action: 'mode', mode });
   });
-  setInterval(() => { tickProgress(); followHolder(); }, 1000);
+  setInterval(tickProgress, 1000);
+  // Drift is measured and corrected four times a second (no request: local clocks only).
+  setInterval(followHolder, 250);
   $('np-listen').addEventListener('click', () => followHolder());
   $('np-audio').addEventListener('error', () => {
     $('np-source').textContent = 'The audio is not on this device yet.';

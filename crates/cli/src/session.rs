@@ -937,6 +937,8 @@ mod tests {
                 started_by: "peer-a".into(),
                 content: None,
                 uri: None,
+                started_at_ms: None,
+                start_position_ms: None,
             }),
             up_next: vec![UpNext {
                 track_id: "t2".into(),

@@ -79,6 +79,15 @@ pub struct NowPlaying {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub uri: Option<String>,
+    /// When playback (re)started, in Unix ms on the clock of whoever started it, and where in
+    /// the track it was then: players place themselves from these rather than from when they
+    /// read `position_ms` (which moves on while the answer travels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub started_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub start_position_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]

@@ -444,6 +444,8 @@ pub fn view(
             started_by: p.by.clone(),
             content: track.content.clone(),
             uri: track.uri.clone(),
+            started_at_ms: Some(p.started_at),
+            start_position_ms: Some(p.position_ms),
         })
     });
     let mut up_next: Vec<(usize, UpNext)> = playlist
