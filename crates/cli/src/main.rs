@@ -207,7 +207,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 home_explicit,
             };
             if cfg!(feature = "desktop") && !args.no_window {
-                return run_windowed(&home, flags);
+                if has_display() {
+                    return run_windowed(&home, flags);
+                }
+                // A desktop build over SSH or in a service: no window to open, but the node
+                // and the view in the browser work as in any build.
+                eprintln!(
+                    "no display (DISPLAY and WAYLAND_DISPLAY are unset): running without the window"
+                );
             }
             if let Err(err) = whatnext_controller::run(home.clone(), flags) {
                 return match err.downcast_ref::<HomeError>() {
@@ -347,6 +354,12 @@ fn hand_over_to_running(home: &Home, err: anyhow::Error) -> anyhow::Result<ExitC
 
 /// `whatnext run` with the native window. A controller already running for the home is
 /// asked to show its window instead (the window lives in the controller's process).
+/// Whether a window can be shown: on Linux, only with an X11 or Wayland display.
+fn has_display() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    !cfg!(target_os = "linux") || set("DISPLAY") || set("WAYLAND_DISPLAY")
+}
+
 #[cfg(feature = "desktop")]
 fn run_windowed(home: &Home, flags: RunFlags) -> anyhow::Result<ExitCode> {
     if let Ok(Forwarded::Answered(response)) =
