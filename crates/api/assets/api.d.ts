@@ -144,7 +144,12 @@ since_ms: number,
 /**
  * The service's id of this connection (several may exist to one peer).
  */
-connection_id: number, };
+connection_id: number, 
+/**
+ * How far the peer's clock is from ours, once measured (members of a shared playlist:
+ * players keep in step with the clock of whoever holds playback).
+ */
+clock?: ClockEstimate, };
 
 export type LinkAttempt = { id: number, 
 /**
@@ -353,6 +358,16 @@ export type Transfer = { blake3: string, peer_id: string,
  */
 bytes: number, size: number, direction: TransferDirection, };
 
+export type ClockEstimate = { 
+/**
+ * Their clock minus ours, in ms.
+ */
+offset_ms: number, 
+/**
+ * At most this far off (half the round trip of the sample).
+ */
+error_ms: number, };
+
 export type TransferDirection = "download" | "upload";
 
 export type LibraryEntry = { path: string, title: string, artists: Array<string>, album: string | null, duration_ms: number | null, content: Content, };
@@ -536,7 +551,12 @@ fallback: string | null,
 /**
  * This member's peer id in this session and role.
  */
-me: string, my_role: MemberRole, 
+me: string, 
+/**
+ * The clock of whoever holds playback minus ours, in ms, when measured (their
+ * `started_at_ms` is on their clock): players add it to theirs.
+ */
+clock_offset_ms?: number, my_role: MemberRole, 
 /**
  * Comments and replies, oldest first; removed ones stay with `deleted` and no text, so
  * their replies keep their place.

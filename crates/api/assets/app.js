@@ -275,8 +275,10 @@ function expectedPosition() {
   const np = shownSession?.view.now_playing;
   if (!np || !shownSession) return 0;
   if (np.paused) return np.position_ms;
+  // The holder's clock: ours plus the offset measured to it.
+  const now = Date.now() + (shownSession.view.clock_offset_ms ?? 0);
   const position = np.started_at_ms != null && np.start_position_ms != null
-    ? np.start_position_ms + (Date.now() - np.started_at_ms)
+    ? np.start_position_ms + (now - np.started_at_ms)
     : np.position_ms + (Date.now() - shownSession.at);
   return np.duration_ms ? Math.min(position, np.duration_ms) : position;
 }

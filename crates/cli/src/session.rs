@@ -924,6 +924,7 @@ mod tests {
     #[test]
     fn now_shows_names_the_clock_the_turn_and_votes() {
         let view = SessionView {
+            clock_offset_ms: None,
             playlist_id: "p1".into(),
             mode: SessionMode::TurnTaking,
             per_turn: 1,

@@ -116,6 +116,7 @@ mod tests {
             relayed: false,
             since_ms: 0,
             connection_id: 1,
+            clock: None,
         });
         state.discovered.push("d\u{9b}".into());
         state.link_attempts.push(LinkAttempt {

@@ -221,6 +221,7 @@ fn a_dial_waits_a_little_longer_than_the_dial() {
 fn session_routes_send_the_action_and_read_the_view_or_the_refusal() {
     use whatnext_protocol::listening::{MemberRole, SessionMode, SkipVotes};
     let view = SessionView {
+        clock_offset_ms: None,
         playlist_id: "p".into(),
         mode: SessionMode::TurnTaking,
         per_turn: 1,

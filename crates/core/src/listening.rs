@@ -59,12 +59,31 @@ pub async fn view(
     id: &str,
 ) -> Result<SessionView, StoreError> {
     let (me, online, reactions) = viewer(library, state, id);
+    let offsets = clock_offsets(state);
     let id = id.to_string();
     let mut view = library
-        .read(move |store| store.session_view(&id, &me, online, now_ms()))
+        .read(move |store| {
+            // Playback runs on the clock of whoever holds it: now is their now.
+            let holder = store.session_facts(&id)?.playback_owner();
+            let offset = offsets.get(&holder).copied();
+            let now = now_ms().saturating_add_signed(offset.unwrap_or(0));
+            let mut view = store.session_view(&id, &me, online, now)?;
+            view.clock_offset_ms = offset;
+            Ok(view)
+        })
         .await?;
     view.reactions = reactions;
     Ok(view)
+}
+
+/// Members' clocks against ours (their clock minus ours, ms), as measured on connections.
+fn clock_offsets(state: &StateHandle) -> std::collections::HashMap<String, i64> {
+    state
+        .snapshot()
+        .connections
+        .iter()
+        .filter_map(|c| Some((c.peer_id.clone(), c.clock?.offset_ms.round() as i64)))
+        .collect()
 }
 
 /// Does `action` in the session of playlist `id` as this member; returns the session after

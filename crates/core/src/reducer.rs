@@ -40,7 +40,14 @@ pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
                     helper.error = None;
                 }
             }
+            // Another connection to the same peer already knows its clock.
+            let clock = s
+                .connections
+                .iter()
+                .find(|c| c.peer_id == info.peer_id)
+                .and_then(|c| c.clock);
             s.connections.push(Connection {
+                clock,
                 peer_id: info.peer_id.clone(),
                 addr: info.addr.clone(),
                 transport: info.transport.clone(),

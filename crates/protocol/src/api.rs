@@ -298,6 +298,7 @@ pub fn typescript_definitions() -> String {
         crate::playlist::Content::decl(&cfg),
         LibraryStatus::decl(&cfg),
         crate::state::Transfer::decl(&cfg),
+        crate::state::ClockEstimate::decl(&cfg),
         crate::state::TransferDirection::decl(&cfg),
         crate::media::LibraryEntry::decl(&cfg),
         crate::media::ScanFailure::decl(&cfg),

@@ -176,6 +176,11 @@ pub struct SessionView {
     pub fallback: Option<String>,
     /// This member's peer id in this session and role.
     pub me: String,
+    /// The clock of whoever holds playback minus ours, in ms, when measured (their
+    /// `started_at_ms` is on their clock): players add it to theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub clock_offset_ms: Option<i64>,
     pub my_role: MemberRole,
     /// Comments and replies, oldest first; removed ones stay with `deleted` and no text, so
     /// their replies keep their place.

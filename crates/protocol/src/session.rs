@@ -62,14 +62,28 @@ pub enum SyncRequest {
     /// A reaction to what plays in `session` (an emoji): not stored, shown to the members
     /// online for 30 s. Receivers limit each member to a few per 10 s.
     React { session: String, emoji: String },
+    /// "What time is it?" (NTP-style): `sent_ms` is the asker's clock when it asked.
+    Clock { session: String, sent_ms: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SyncResponse {
-    Updates { session: String, updates: String },
+    Updates {
+        session: String,
+        updates: String,
+    },
+    /// The answer to `clock`: the asker's `sent_ms` back, and our clock when the question
+    /// came and when the answer left.
+    Clock {
+        sent_ms: u64,
+        received_ms: u64,
+        answered_ms: u64,
+    },
     Ack,
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 /// Updates travel LZ4-compressed: Loro's encoding leaves repeated strings as they are, and

@@ -458,6 +458,21 @@ pub struct Connection {
     pub since_ms: u64,
     /// The service's id of this connection (several may exist to one peer).
     pub connection_id: u64,
+    /// How far the peer's clock is from ours, once measured (members of a shared playlist:
+    /// players keep in step with the clock of whoever holds playback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub clock: Option<ClockEstimate>,
+}
+
+/// A peer's clock against ours, from NTP-style exchanges over the connection: the sample
+/// with the lowest round trip of the last few.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct ClockEstimate {
+    /// Their clock minus ours, in ms.
+    pub offset_ms: f64,
+    /// At most this far off (half the round trip of the sample).
+    pub error_ms: f64,
 }
 
 #[cfg(test)]
@@ -563,6 +578,10 @@ mod tests {
                 relayed: false,
                 since_ms: 0,
                 connection_id: 1,
+                clock: Some(ClockEstimate {
+                    offset_ms: -3.5,
+                    error_ms: 0.25,
+                }),
             }],
             discovered: vec![],
             last_error: None,

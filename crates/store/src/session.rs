@@ -505,6 +505,7 @@ pub fn view(
     roles.insert(facts.owner.clone(), MemberRole::Owner);
     let start = facts.history.len().saturating_sub(HISTORY_SHOWN);
     SessionView {
+        clock_offset_ms: None,
         playlist_id: playlist.id.clone(),
         mode: facts.mode,
         per_turn: facts.per_turn.max(1),

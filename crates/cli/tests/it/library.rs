@@ -263,6 +263,20 @@ fn a_member_fetches_the_audio_of_what_plays_verified_and_a_stranger_is_refused()
             .is_empty()
             .then_some(())
     });
+    // Members measure each other's clocks (one machine here: the same clock, near zero).
+    let b_id = b.peer_id();
+    let clock = wait_until("A to know B's clock", PATIENCE, || {
+        a.status()?["connections"]
+            .as_array()?
+            .iter()
+            .find(|c| c["peer_id"] == b_id.as_str())?["clock"]
+            .as_object()
+            .cloned()
+    });
+    let offset = clock["offset_ms"].as_f64().expect("offset");
+    let error = clock["error_ms"].as_f64().expect("error");
+    assert!(offset.abs() <= error + 5.0, "{clock:?}");
+    assert!(error < 100.0, "{clock:?}");
 
     // A stranger — not admitted to the playlist — is refused the audio.
     let mut stranger = Service::spawn();

@@ -21,6 +21,7 @@
 //! (`work.rs`) that report back as messages, so nothing here waits while holding state.
 
 mod admission;
+pub mod clock;
 mod msg;
 mod reactions;
 mod work;
@@ -156,6 +157,7 @@ impl Sessions {
             },
             saver,
             reactions: Reactions::default(),
+            clocks: clock::Clocks::default(),
             repairs: 0,
             dialing: HashSet::new(),
         };
@@ -297,6 +299,8 @@ struct Actor {
     ctx: Ctx,
     saver: mpsc::UnboundedSender<SaveJob>,
     reactions: Reactions,
+    /// Clock samples of members (NTP-style), for `clock` on their connections.
+    clocks: clock::Clocks,
     /// Anti-entropy rounds so far.
     repairs: u64,
     /// (service, member) dials under way.
@@ -379,6 +383,23 @@ impl Actor {
 
     fn on_msg(&mut self, msg: Msg) {
         match msg {
+            Msg::ClockSample {
+                service,
+                peer,
+                sample,
+            } => {
+                let estimate = self.clocks.add(&peer, sample);
+                if let Some(via) = self.services.get(&service) {
+                    via.state.update(|s| {
+                        let mut changed = false;
+                        for c in s.connections.iter_mut().filter(|c| c.peer_id == peer) {
+                            changed |= c.clock != Some(estimate);
+                            c.clock = Some(estimate);
+                        }
+                        changed
+                    });
+                }
+            }
             Msg::Route { playlist, reply } => {
                 let route = self.serving(&playlist).map(|via| {
                     let peers = self
@@ -767,6 +788,9 @@ impl Actor {
                     .connections
                     .iter()
                     .any(|c| c.peer_id == peer_id);
+                if !still {
+                    self.clocks.forget(&peer_id);
+                }
                 if !still && self.admitted.remove(&(service, peer_id)).is_some() {
                     self.publish();
                 }
@@ -890,6 +914,7 @@ impl Actor {
     }
 
     fn on_sync(&mut self, via: ServiceHandle, peer: String, request_id: u64, body: Value) {
+        let received_ms = now_ms();
         let refuse = |reason: String| {
             serde_json::to_value(SyncResponse::Refused { reason }).unwrap_or(Value::Null)
         };
@@ -906,7 +931,8 @@ impl Actor {
         let session = match &request {
             SyncRequest::Hello { session, .. }
             | SyncRequest::Push { session, .. }
-            | SyncRequest::React { session, .. } => session.clone(),
+            | SyncRequest::React { session, .. }
+            | SyncRequest::Clock { session, .. } => session.clone(),
         };
         if !self.is_admitted(&via.name, &peer, &session) {
             tracing::warn!("{peer} sent sync for playlist {session} without being admitted");
@@ -928,10 +954,22 @@ impl Actor {
             tokio::spawn(async move { respond(&via, request_id, answer).await });
             return;
         }
+        if let SyncRequest::Clock { sent_ms, .. } = &request {
+            let answer = serde_json::to_value(SyncResponse::Clock {
+                sent_ms: *sent_ms,
+                received_ms,
+                answered_ms: now_ms(),
+            })
+            .unwrap_or(Value::Null);
+            tokio::spawn(async move { respond(&via, request_id, answer).await });
+            return;
+        }
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
             let answer = match request {
-                SyncRequest::React { .. } => refuse("answered above".into()),
+                SyncRequest::React { .. } | SyncRequest::Clock { .. } => {
+                    refuse("answered above".into())
+                }
                 SyncRequest::Hello { version, .. } => match B64.decode(version) {
                     Ok(version) => {
                         serde_json::to_value(ctx.answer_hello(&via, &peer, session, version).await)
@@ -1099,6 +1137,16 @@ impl Actor {
         for id in ids {
             let chosen = self.random_members(&id, |_| true, REPAIR_FANOUT);
             self.push_to_some(&id, |peer| chosen.contains(peer));
+        }
+        // Clocks: one exchange with every admitted member each round.
+        for ((service, peer), sessions) in &self.admitted {
+            let (Some(via), Some(session)) = (self.services.get(service), sessions.iter().next())
+            else {
+                continue;
+            };
+            let (ctx, via, peer, session) =
+                (self.ctx.clone(), via.clone(), peer.clone(), session.clone());
+            tokio::spawn(async move { ctx.measure_clock(&via, &peer, &session).await });
         }
         for id in self.book.sessions.keys() {
             if let Some(via) = self.serving(id) {

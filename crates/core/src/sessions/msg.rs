@@ -65,6 +65,12 @@ pub(crate) enum Msg {
         from: String,
         from_owner: bool,
     },
+    /// A clock sample of `peer` through `service`.
+    ClockSample {
+        service: String,
+        peer: String,
+        sample: super::clock::Sample,
+    },
     /// Which service serves `playlist`, and the members admitted to it there.
     Route {
         playlist: String,

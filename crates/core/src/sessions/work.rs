@@ -230,6 +230,38 @@ impl Ctx {
         }
     }
 
+    /// Asks `peer` the time (through playlist `session`, to which both are admitted) and
+    /// tells the sessions task the sample.
+    pub async fn measure_clock(&self, via: &ServiceHandle, peer: &str, session: &str) {
+        let sent_ms = crate::state::now_ms();
+        let Ok(body) = serde_json::to_value(SyncRequest::Clock {
+            session: session.to_string(),
+            sent_ms,
+        }) else {
+            return;
+        };
+        let answer = self.request(via, peer, AppProtocol::Sync, body).await;
+        let came_back = crate::state::now_ms();
+        let Ok(Ok(SyncResponse::Clock {
+            sent_ms: echoed,
+            received_ms,
+            answered_ms,
+        })) = answer.map(serde_json::from_value::<SyncResponse>)
+        else {
+            return;
+        };
+        if echoed != sent_ms {
+            return;
+        }
+        if let Some(sample) = super::clock::sample(sent_ms, received_ms, answered_ms, came_back) {
+            self.tell(Msg::ClockSample {
+                service: via.name.clone(),
+                peer: peer.to_string(),
+                sample,
+            });
+        }
+    }
+
     /// Writes the addresses `via` can be dialed at into the playlist's member list, under the
     /// peer id of `via` (an isolated share never shows the main one).
     pub async fn announce_self(&self, via: &ServiceHandle, session: &str) {
