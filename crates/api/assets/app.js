@@ -196,6 +196,12 @@ async function refreshPlaylist() {
   await refreshSession(names);
 }
 
+/** The start at a shared instant, waiting. */
+let startTimer = 0;
+
+/** When the player last tried the audio again. */
+let lastReload = 0;
+
 /** The session last shown, and when it was read (the progress bar ticks from there). */
 /** @type {{ view: import('./api').SessionView, at: number } | null} */
 let shownSession = null;
@@ -340,8 +346,7 @@ function renderTransfer(s) {
   }
 }
 
-/** When the player last tried the audio again. */
-let lastReload = 0;
+
 
 /** Keeps the player where the holder's playback is: paused with it, and within reach of
  *  its position (a seek when far off, a slightly faster or slower rate when close). */
@@ -349,6 +354,15 @@ function followHolder() {
   const audio = /** @type {HTMLAudioElement} */ ($('np-audio'));
   const np = shownSession?.view.now_playing;
   if (!np || !np.content || !audio.getAttribute('src')) return;
+  const holderNow = Date.now() + (shownSession?.view.clock_offset_ms ?? 0);
+  if (!np.paused && np.started_at_ms != null && holderNow < np.started_at_ms) {
+    // It (re)starts at a shared instant a moment from now: ready at its place, it starts then.
+    if (!audio.paused) audio.pause();
+    audio.currentTime = (np.start_position_ms ?? np.position_ms) / 1000;
+    clearTimeout(startTimer);
+    startTimer = setTimeout(followHolder, np.started_at_ms - holderNow);
+    return;
+  }
   if (np.paused) {
     if (!audio.paused) audio.pause();
     audio.playbackRate = 1;

@@ -34,6 +34,9 @@ pub const DEFAULT_PER_TURN: u64 = 1;
 pub const MAX_PER_TURN: u64 = 50;
 /// The furthest a seek may go in a track of unknown length (a day).
 pub const MAX_SEEK_MS: u64 = 24 * 60 * 60 * 1000;
+/// Playback (re)starts this far in the future, so that every member's player, told in
+/// time, starts at the same instant instead of each when the news reaches it.
+pub const START_LEAD_MS: u64 = 250;
 /// How much history the session shows.
 const HISTORY_SHOWN: usize = 50;
 
@@ -807,7 +810,7 @@ impl PlaylistDoc {
         match next {
             Some(track) => self.set_playback(&Playback {
                 track_id: track.to_string(),
-                started_at: now,
+                started_at: now + START_LEAD_MS,
                 position_ms: 0,
                 paused: false,
                 by: actor.to_string(),
@@ -879,14 +882,22 @@ impl PlaylistDoc {
                     ));
                 };
                 playback.position_ms = playback.position(now);
-                playback.started_at = now;
                 playback.paused = matches!(action, SessionAction::Pause);
+                playback.started_at = if playback.paused {
+                    now
+                } else {
+                    now + START_LEAD_MS
+                };
                 self.set_playback(&playback)?;
             }
             SessionAction::Seek { position_ms } => {
                 if let Some(mut playback) = facts.playback.clone() {
                     playback.position_ms = *position_ms;
-                    playback.started_at = now;
+                    playback.started_at = if playback.paused {
+                        now
+                    } else {
+                        now + START_LEAD_MS
+                    };
                     self.set_playback(&playback)?;
                 }
             }
