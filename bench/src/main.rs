@@ -7,6 +7,7 @@ mod library;
 mod lifecycle;
 mod signing;
 mod stats;
+mod stream_copy;
 
 use std::{path::PathBuf, process::Command};
 
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]"
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]"
     );
     std::process::exit(2)
 }
@@ -75,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         "signing" => signing::run(args.iters.min(2_000))?,
         "library" => library::run(args.iters.min(10_000))?,
         "transfer" => lifecycle::transfer(&args.whatnext, args.iters.min(1_000) as u64)?,
+        "stream-copy" => stream_copy::run(args.iters.min(1_000) as u64)?,
         "all" => return all(&args),
         _ => usage(),
     };
@@ -495,22 +497,22 @@ fn all(args: &Args) -> anyhow::Result<()> {
 
     eprintln!("measuring audio from a member: a 50 MB file …");
     let transfer = sub(&["transfer", "--whatnext", bin, "--iters", "50"])?;
-    for (key, figure, unit) in [
-        ("mb_per_s", "audio from a member (50 MB, verified)", "MB/s"),
-        (
-            "first_group_ms",
-            "add → first verified 256 KiB at the member",
-            "ms",
-        ),
-    ] {
-        rows.push(Row {
-            figure: figure.into(),
-            ours: transfer[key].as_f64().unwrap_or(f64::NAN),
-            baseline: None,
-            baseline_name: "",
-            unit,
-        });
-    }
+    let copy = sub(&["stream-copy", "--iters", "50"])?;
+    rows.push(Row {
+        figure: "audio from a member (50 MB, verified)".into(),
+        ours: transfer["mb_per_s"].as_f64().unwrap_or(f64::NAN),
+        baseline: copy["mb_per_s"].as_f64(),
+        baseline_name: "one plain libp2p stream (TCP+Noise+Yamux)",
+        unit: "MB/s",
+    });
+    rows.push(Row {
+        figure: "add → first verified 256 KiB at the member".into(),
+        ours: transfer["first_group_ms"].as_f64().unwrap_or(f64::NAN),
+        baseline: None,
+        baseline_name: "",
+        unit: "ms",
+    });
+    raw.insert("stream_copy".into(), copy);
     raw.insert("transfer".into(), transfer);
 
     let machine = stats::machine();
