@@ -185,13 +185,7 @@ impl Music {
                 return Some(Located { path, content });
             }
         }
-        let library = self.lock();
-        let path = library.path_of(blake3)?;
-        let content = library
-            .list()
-            .into_iter()
-            .find(|e| e.content.blake3 == blake3)
-            .map(|e| e.content)?;
+        let (path, content) = self.lock().locate(blake3)?;
         Some(Located { path, content })
     }
 

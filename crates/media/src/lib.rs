@@ -389,6 +389,11 @@ impl MusicLibrary {
     /// Where the bytes with BLAKE3 id `blake3` are, if a file of the library still holds
     /// them (unchanged since it was read).
     pub fn path_of(&self, blake3: &str) -> Option<PathBuf> {
+        self.locate(blake3).map(|(path, _)| path)
+    }
+
+    /// [`MusicLibrary::path_of`], with the file's content (one pass, nothing cloned but it).
+    pub fn locate(&self, blake3: &str) -> Option<(PathBuf, Content)> {
         self.index
             .files
             .iter()
@@ -398,7 +403,7 @@ impl MusicLibrary {
                     && fs::metadata(path)
                         .is_ok_and(|m| m.len() == i.size && mtime_ms(&m) == i.mtime_ms)
             })
-            .map(|(path, _)| path.clone())
+            .map(|(path, i)| (path.clone(), i.entry.content.clone()))
     }
 
     /// Writes the index atomically.
