@@ -1091,11 +1091,9 @@ mod tests {
         assert_eq!(decide_add(&free, "b", 5, &name).expect("free"), None);
     }
 
-    #[test]
-    fn who_may_do_what() {
-        let mut f = facts(SessionMode::FreeForAll, 1, &["owner", "cohost", "member"]);
-        f.roles.insert("cohost".into(), MemberRole::CoHost);
-        let playlist = Playlist {
+    /// A playlist "p" without tracks, for the rules that do not look at tracks.
+    fn empty_playlist() -> Playlist {
+        Playlist {
             id: "p".into(),
             name: "P".into(),
             description: String::new(),
@@ -1106,7 +1104,14 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             tracks: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn who_may_do_what() {
+        let mut f = facts(SessionMode::FreeForAll, 1, &["owner", "cohost", "member"]);
+        f.roles.insert("cohost".into(), MemberRole::CoHost);
+        let playlist = empty_playlist();
         let name = |p: &str| p.to_string();
         let can =
             |who: &str, action: SessionAction| decide(&f, &playlist, who, &action, &name).is_ok();
@@ -1268,18 +1273,7 @@ mod tests {
     #[test]
     fn huge_seeks_and_malformed_fallback_ids_are_refused() {
         let mut f = facts(SessionMode::FreeForAll, 1, &["owner"]);
-        let playlist = Playlist {
-            id: "p".into(),
-            name: "P".into(),
-            description: String::new(),
-            owner: Author::default(),
-            collaborators: vec![],
-            tags: vec![],
-            queue_mode: QueueMode::FreeForAll,
-            created_at: 0,
-            updated_at: 0,
-            tracks: vec![],
-        };
+        let playlist = empty_playlist();
         let name = |p: &str| p.to_string();
         let check =
             |f: &SessionFacts, action: SessionAction| decide(f, &playlist, "owner", &action, &name);
