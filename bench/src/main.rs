@@ -150,6 +150,20 @@ struct Row {
     unit: &'static str,
 }
 
+/// One row per `(key, figure, unit)`: the figure `key` of a sub-command's answer, with no
+/// baseline.
+fn figures(rows: &mut Vec<Row>, answer: &Value, list: &[(&str, &str, &'static str)]) {
+    for (key, figure, unit) in list {
+        rows.push(Row {
+            figure: figure.to_string(),
+            ours: answer[*key].as_f64().unwrap_or(f64::NAN),
+            baseline: None,
+            baseline_name: "",
+            unit,
+        });
+    }
+}
+
 fn placed(base: &[&str], placement: ipc::Placement) -> anyhow::Result<Value> {
     let (this, child) = (placement.this.to_string(), placement.child.to_string());
     let mut args: Vec<&str> = base.to_vec();
@@ -307,192 +321,172 @@ fn all(args: &Args) -> anyhow::Result<()> {
 
     eprintln!("measuring the store: 10,000 tracks, acknowledged writes, load …");
     let store = sub(&["store", "--whatnext", bin])?;
-    for (key, figure, unit) in [
-        (
-            "batch_add_10k_ms",
-            "store: add 10,000 tracks in one batch",
-            "ms",
-        ),
-        (
-            "load_p50_ms",
-            "store: open + list after restart, 10,000 tracks (p50)",
-            "ms",
-        ),
-        (
-            "full_load_p50_ms",
-            "store: open + read all 10,000 tracks (p50)",
-            "ms",
-        ),
-        (
-            "snapshot_bytes_10k",
-            "store: 10,000-track playlist on disk",
-            "bytes",
-        ),
-        (
-            "store_memory_mb",
-            "store: memory of the loaded 10,000 tracks",
-            "MB",
-        ),
-        (
-            "ack_add_p50_ms",
-            "store: acknowledged add via API, fsync incl. (p50)",
-            "ms",
-        ),
-        (
-            "ack_add_p99_ms",
-            "store: acknowledged add via API, fsync incl. (p99)",
-            "ms",
-        ),
-    ] {
-        rows.push(Row {
-            figure: figure.into(),
-            ours: store[key].as_f64().unwrap_or(f64::NAN),
-            baseline: None,
-            baseline_name: "",
-            unit,
-        });
-    }
+    figures(
+        &mut rows,
+        &store,
+        &[
+            (
+                "batch_add_10k_ms",
+                "store: add 10,000 tracks in one batch",
+                "ms",
+            ),
+            (
+                "load_p50_ms",
+                "store: open + list after restart, 10,000 tracks (p50)",
+                "ms",
+            ),
+            (
+                "full_load_p50_ms",
+                "store: open + read all 10,000 tracks (p50)",
+                "ms",
+            ),
+            (
+                "snapshot_bytes_10k",
+                "store: 10,000-track playlist on disk",
+                "bytes",
+            ),
+            (
+                "store_memory_mb",
+                "store: memory of the loaded 10,000 tracks",
+                "MB",
+            ),
+            (
+                "ack_add_p50_ms",
+                "store: acknowledged add via API, fsync incl. (p50)",
+                "ms",
+            ),
+            (
+                "ack_add_p99_ms",
+                "store: acknowledged add via API, fsync incl. (p99)",
+                "ms",
+            ),
+        ],
+    );
     raw.insert("store".into(), store);
 
     eprintln!("measuring collaboration: edit propagation, 10,000-track join …");
     let sync = sub(&["sync", "--whatnext", bin])?;
-    for (key, figure, unit) in [
-        (
-            "propagation_p50_ms",
-            "edit A → visible in B's state (p50, 200 edits)",
-            "ms",
-        ),
-        (
-            "propagation_p99_ms",
-            "edit A → visible in B's state (p99, 200 edits)",
-            "ms",
-        ),
-        (
-            "join_10k_seconds",
-            "join a 10,000-track playlist: open → all tracks",
-            "s",
-        ),
-        (
-            "join_10k_loopback_bytes",
-            "join a 10,000-track playlist: bytes on loopback",
-            "bytes",
-        ),
-    ] {
-        rows.push(Row {
-            figure: figure.into(),
-            ours: sync[key].as_f64().unwrap_or(f64::NAN),
-            baseline: None,
-            baseline_name: "",
-            unit,
-        });
-    }
+    figures(
+        &mut rows,
+        &sync,
+        &[
+            (
+                "propagation_p50_ms",
+                "edit A → visible in B's state (p50, 200 edits)",
+                "ms",
+            ),
+            (
+                "propagation_p99_ms",
+                "edit A → visible in B's state (p99, 200 edits)",
+                "ms",
+            ),
+            (
+                "join_10k_seconds",
+                "join a 10,000-track playlist: open → all tracks",
+                "s",
+            ),
+            (
+                "join_10k_loopback_bytes",
+                "join a 10,000-track playlist: bytes on loopback",
+                "bytes",
+            ),
+        ],
+    );
     raw.insert("sync".into(), sync);
 
     eprintln!("measuring the listening session: votes on 5 members, one edit among 32 …");
     let session = sub(&["session", "--whatnext", bin, "--iters", "32"])?;
-    for (key, figure, unit) in [
-        (
-            "vote_each_p50_ms",
-            "vote on A → in each member's state (p50, 5 members)",
-            "ms",
-        ),
-        (
-            "vote_each_p99_ms",
-            "vote on A → in each member's state (p99, 5 members)",
-            "ms",
-        ),
-        (
-            "vote_all_p50_ms",
-            "vote on A → in all 4 others' state (p50)",
-            "ms",
-        ),
-        (
-            "vote_all_p99_ms",
-            "vote on A → in all 4 others' state (p99)",
-            "ms",
-        ),
-        (
-            "crowd_edit_all_p50_ms",
-            "edit → all 31 others, 32 members (p50)",
-            "ms",
-        ),
-        (
-            "crowd_edit_all_p99_ms",
-            "edit → all 31 others, 32 members (p99)",
-            "ms",
-        ),
-        (
-            "crowd_rss_per_member_mb",
-            "memory per member, 32 members (controller + service)",
-            "MB",
-        ),
-        (
-            "crowd_connections_per_member",
-            "connections per member, 32 members",
-            "conns",
-        ),
-        ("crowd_setup_s", "32 members start and join", "s"),
-    ] {
-        rows.push(Row {
-            figure: figure.into(),
-            ours: session[key].as_f64().unwrap_or(f64::NAN),
-            baseline: None,
-            baseline_name: "",
-            unit,
-        });
-    }
+    figures(
+        &mut rows,
+        &session,
+        &[
+            (
+                "vote_each_p50_ms",
+                "vote on A → in each member's state (p50, 5 members)",
+                "ms",
+            ),
+            (
+                "vote_each_p99_ms",
+                "vote on A → in each member's state (p99, 5 members)",
+                "ms",
+            ),
+            (
+                "vote_all_p50_ms",
+                "vote on A → in all 4 others' state (p50)",
+                "ms",
+            ),
+            (
+                "vote_all_p99_ms",
+                "vote on A → in all 4 others' state (p99)",
+                "ms",
+            ),
+            (
+                "crowd_edit_all_p50_ms",
+                "edit → all 31 others, 32 members (p50)",
+                "ms",
+            ),
+            (
+                "crowd_edit_all_p99_ms",
+                "edit → all 31 others, 32 members (p99)",
+                "ms",
+            ),
+            (
+                "crowd_rss_per_member_mb",
+                "memory per member, 32 members (controller + service)",
+                "MB",
+            ),
+            (
+                "crowd_connections_per_member",
+                "connections per member, 32 members",
+                "conns",
+            ),
+            ("crowd_setup_s", "32 members start and join", "s"),
+        ],
+    );
     raw.insert("session".into(), session);
 
     eprintln!("measuring signed updates: sign, verify, receive …");
     let signing = sub(&["signing", "--iters", "1000"])?;
-    for (key, figure, unit) in [
-        ("sign_us_p50", "sign one update (vote, p50)", "us"),
-        ("verify_us_p50", "verify one update's signature (p50)", "us"),
-        (
-            "receive_us_p50",
-            "receive one signed vote: verify, rules, apply, fsync (p50)",
-            "us",
-        ),
-        ("vote_update_bytes", "one vote's Loro update", "bytes"),
-        (
-            "envelope_overhead_bytes",
-            "bytes an envelope adds to it",
-            "bytes",
-        ),
-    ] {
-        rows.push(Row {
-            figure: figure.into(),
-            ours: signing[key].as_f64().unwrap_or(f64::NAN),
-            baseline: None,
-            baseline_name: "",
-            unit,
-        });
-    }
+    figures(
+        &mut rows,
+        &signing,
+        &[
+            ("sign_us_p50", "sign one update (vote, p50)", "us"),
+            ("verify_us_p50", "verify one update's signature (p50)", "us"),
+            (
+                "receive_us_p50",
+                "receive one signed vote: verify, rules, apply, fsync (p50)",
+                "us",
+            ),
+            ("vote_update_bytes", "one vote's Loro update", "bytes"),
+            (
+                "envelope_overhead_bytes",
+                "bytes an envelope adds to it",
+                "bytes",
+            ),
+        ],
+    );
     raw.insert("signing".into(), signing);
 
     eprintln!("measuring the music library: a scan of 10,000 files, cold and unchanged …");
     let library = sub(&["library", "--iters", "10000"])?;
-    for (key, figure, unit) in [
-        (
-            "cold_files_per_s",
-            "library scan, cold (tags + BLAKE3), 10,000 files",
-            "files/s",
-        ),
-        (
-            "incremental_files_per_s",
-            "library rescan, nothing changed",
-            "files/s",
-        ),
-        ("search_ms", "library search among 10,000 files", "ms"),
-    ] {
-        rows.push(Row {
-            figure: figure.into(),
-            ours: library[key].as_f64().unwrap_or(f64::NAN),
-            baseline: None,
-            baseline_name: "",
-            unit,
-        });
-    }
+    figures(
+        &mut rows,
+        &library,
+        &[
+            (
+                "cold_files_per_s",
+                "library scan, cold (tags + BLAKE3), 10,000 files",
+                "files/s",
+            ),
+            (
+                "incremental_files_per_s",
+                "library rescan, nothing changed",
+                "files/s",
+            ),
+            ("search_ms", "library search among 10,000 files", "ms"),
+        ],
+    );
     raw.insert("library".into(), library);
 
     eprintln!("measuring audio from a member: a 50 MB file …");
