@@ -279,13 +279,7 @@ fn a_member_fetches_the_audio_of_what_plays_verified_and_a_stranger_is_refused()
     assert!(error < 100.0, "{clock:?}");
 
     // A stranger — not admitted to the playlist — is refused the audio.
-    let mut stranger = Service::spawn();
-    stranger.recv();
-    stranger.start_node();
-    stranger.send(
-        &serde_json::json!({"id": 1, "type": "dial", "payload": {"addrs": [a.tcp_multiaddr()]}}),
-    );
-    assert_eq!(stranger.reply_to(1)["type"], "dialed");
+    let mut stranger = Service::connected_to(&a);
     stranger.send(&serde_json::json!({"id": 2, "type": "request", "payload": {"peer_id": a.peer_id(), "protocol": "blob",
         "body": {"type": "outboard", "session": id, "blake3": blake3}}}));
     let reply = stranger.reply_to(2);
@@ -383,13 +377,7 @@ fn a_group_that_fails_its_check_is_thrown_away_and_fetched_from_another_member()
         .expect("link")
         .key
         .expect("key");
-    let mut mallory = Service::spawn();
-    mallory.recv();
-    mallory.start_node();
-    mallory.send(
-        &serde_json::json!({"id": 1, "type": "dial", "payload": {"addrs": [b.tcp_multiaddr()]}}),
-    );
-    assert_eq!(mallory.reply_to(1)["type"], "dialed");
+    let mut mallory = Service::connected_to(&b);
     mallory.send(&serde_json::json!({"id": 2, "type": "request", "payload": {"peer_id": b.peer_id(), "protocol": "handshake",
         "body": {"app_version": "modified", "display_name": "Mallory", "sessions": [{"session": id, "key": secret}]}}}));
     let reply = mallory.reply_to(2);

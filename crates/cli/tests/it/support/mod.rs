@@ -555,6 +555,16 @@ impl Service {
         self.start_node_as(&libp2p_identity::Keypair::generate_ed25519())
     }
 
+    /// A service with a fresh node on loopback, connected to `node` (a peer driven by hand).
+    pub fn connected_to(node: &Node) -> Service {
+        let mut service = Service::spawn();
+        service.recv();
+        service.start_node();
+        service.send(&serde_json::json!({"id": 1, "type": "dial", "payload": {"addrs": [node.tcp_multiaddr()]}}));
+        assert_eq!(service.reply_to(1)["type"], "dialed");
+        service
+    }
+
     /// Starts a node on loopback with the identity `key`; returns its `node_started` payload.
     pub fn start_node_as(&mut self, key: &libp2p_identity::Keypair) -> Value {
         let key = key.to_protobuf_encoding().expect("key");
