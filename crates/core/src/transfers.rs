@@ -179,8 +179,11 @@ pub fn start_fetcher(
                 let me = library.author_for(&id).peer_id;
                 let wanted = library
                     .read(move |store| {
-                        let view = store.session_view(&id, &me, 1, now_ms())?;
+                        // One read of the tracks serves both the order and the contents.
                         let playlist = store.get(&id)?;
+                        let facts = store.session_facts(&id)?;
+                        let view =
+                            whatnext_store::session::view(&facts, &playlist, &me, 1, now_ms());
                         let ids: Vec<String> = view
                             .now_playing
                             .iter()

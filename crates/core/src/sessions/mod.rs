@@ -405,10 +405,8 @@ impl Actor {
                     let peers = self
                         .admitted
                         .iter()
-                        .filter(|((service, peer), sessions)| {
-                            *service == via.name
-                                && sessions.contains(&playlist)
-                                && self.is_admitted(service, peer, &playlist)
+                        .filter(|((service, peer), _)| {
+                            *service == via.name && self.is_admitted(service, peer, &playlist)
                         })
                         .map(|((_, peer), _)| peer.clone())
                         .collect();
