@@ -204,16 +204,7 @@ impl Music {
         self: &Arc<Self>,
         blake3: &str,
     ) -> Result<(u64, Arc<Vec<ChainingValue>>), String> {
-        let located = self
-            .locate(blake3)
-            .ok_or_else(|| "this member does not have that audio".to_string())?;
-        if located.content.size > self.max_media_bytes {
-            return Err(format!(
-                "the file is {} MB; this member sends at most {} MB",
-                located.content.size / 1_000_000,
-                self.max_media_bytes / 1_000_000
-            ));
-        }
+        let located = self.servable(blake3)?;
         if let Some(cvs) = lock(&self.outboards).get(blake3).cloned() {
             return Ok((located.content.size, cvs));
         }
@@ -235,11 +226,25 @@ impl Music {
     }
 
     /// Group `index` of `blake3`'s bytes.
-    pub async fn read_group(&self, blake3: &str, index: u64) -> Result<Vec<u8>, String> {
-        use std::io::{Read as _, Seek as _};
+    /// Where `blake3` is, if this home has it and may send it to a member (its size cap).
+    fn servable(&self, blake3: &str) -> Result<Located, String> {
         let located = self
             .locate(blake3)
             .ok_or_else(|| "this member does not have that audio".to_string())?;
+        if located.content.size > self.max_media_bytes {
+            return Err(format!(
+                "the file is {} MB; this member sends at most {} MB",
+                located.content.size / 1_000_000,
+                self.max_media_bytes / 1_000_000
+            ));
+        }
+        Ok(located)
+    }
+
+    /// Group `index` of `blake3`'s bytes, and the whole content's size.
+    pub async fn read_group(&self, blake3: &str, index: u64) -> Result<(Vec<u8>, u64), String> {
+        use std::io::{Read as _, Seek as _};
+        let located = self.servable(blake3)?;
         let size = located.content.size;
         if index >= whatnext_media::outboard::group_count(size) {
             return Err(format!("the audio has no group {index}"));
@@ -251,7 +256,7 @@ impl Music {
                 .map_err(|e| e.to_string())?;
             let mut bytes = vec![0u8; len as usize];
             file.read_exact(&mut bytes).map_err(|e| e.to_string())?;
-            Ok(bytes)
+            Ok((bytes, size))
         })
         .await
         .map_err(|e| e.to_string())?

@@ -444,23 +444,20 @@ pub async fn serve(
             }
             Err(reason) => refuse(reason),
         },
-        BlobRequest::Group { index, .. } => match music.outboard(&blake3).await {
-            Err(reason) => refuse(reason),
-            Ok((size, _)) => match music.read_group(&blake3, index).await {
-                Ok(bytes) => {
-                    let done = ((index + 1) * GROUP_LEN).min(size);
-                    if done >= size {
-                        board.end(&blake3, peer, TransferDirection::Upload);
-                    } else {
-                        board.progress(&blake3, peer, TransferDirection::Upload, done, size);
-                    }
-                    BlobResponse::Group {
-                        index,
-                        bytes: B64.encode(bytes),
-                    }
+        BlobRequest::Group { index, .. } => match music.read_group(&blake3, index).await {
+            Ok((bytes, size)) => {
+                let done = ((index + 1) * GROUP_LEN).min(size);
+                if done >= size {
+                    board.end(&blake3, peer, TransferDirection::Upload);
+                } else {
+                    board.progress(&blake3, peer, TransferDirection::Upload, done, size);
                 }
-                Err(reason) => refuse(reason),
-            },
+                BlobResponse::Group {
+                    index,
+                    bytes: B64.encode(bytes),
+                }
+            }
+            Err(reason) => refuse(reason),
         },
     }
 }
