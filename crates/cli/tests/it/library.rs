@@ -439,3 +439,69 @@ fn a_group_that_fails_its_check_is_thrown_away_and_fetched_from_another_member()
         b.log()
     );
 }
+
+/// Hostile input under the home and in the tags: a damaged library index is set aside and
+/// rebuilt by a scan; control characters and a huge title in a file's tags neither break
+/// the scan nor reach the terminal raw; a playlist's signed log with garbage appended still
+/// loads and syncs.
+#[test]
+fn damaged_files_and_hostile_tags_are_survived() {
+    let music = tempfile::tempdir().expect("music");
+    let huge = "x".repeat(100_000);
+    write_tagged_tone(
+        &music.path().join("evil.wav"),
+        500,
+        &format!("Evil\u{1b}]0;pwned\u{7} {huge}"),
+        "Ann\u{202e}",
+        "Tones",
+    )
+    .expect("tone");
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!("music_dirs = [{:?}]\n", music.path().display().to_string()),
+    )
+    .expect("config");
+    std::fs::write(home.path().join("library.json"), "{ not an index").expect("damage");
+    let a = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
+    let report = cli_json(&a, &["library", "scan"]);
+    assert_eq!(report["files"], 1, "{report}");
+    let aside = std::fs::read_dir(home.path())
+        .expect("home")
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("library.json.damaged-")
+        });
+    assert!(aside, "the damaged index was kept aside");
+    let entry = &entries(&cli_json(&a, &["library", "list"]))[0];
+    let title = entry["title"].as_str().expect("title");
+    assert!(title.len() <= 1024, "tags are cut: {} bytes", title.len());
+    let out = a.cli(&["library", "list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+        "control characters are shown escaped: {text:?}"
+    );
+    // The track goes into a playlist (the store takes the cut title).
+    let (id, link) = create_shared(&a, "Evil");
+    cli_json(&a, &["playlist", "add", &id, "--from-library", "evil"]);
+
+    // Garbage at the end of the playlist's signed log: the owner restarts and a member
+    // still joins and gets the track.
+    let mut a = a;
+    a.stop_with(Signal::SIGTERM);
+    let signed = home.path().join("store").join(&id).join("signed.log");
+    let mut bytes = std::fs::read(&signed).expect("signed.log");
+    bytes.extend_from_slice(b"\xa5garbage that is no record");
+    std::fs::write(&signed, bytes).expect("write");
+    let a = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
+    let b = Node::start();
+    join(&b, &link);
+    wait_until("B to have the track", PATIENCE, || {
+        (show(&b, &id)?["tracks"].as_array()?.len() == 1).then_some(())
+    });
+    assert!(a.status().is_some());
+}
