@@ -215,6 +215,44 @@ pub fn through_controller(
     })
 }
 
+/// The hop audio takes between controller and service: `groups` answers of one 256 KiB
+/// group each (`respond`, the raw bytes attached) written through the real supervisor to a
+/// real service, which reads and decodes each (and drops it: no request waits for it),
+/// then a ping whose pong says all were read. One way, one pipe, both processes.
+pub fn pipe_hop(whatnext: &Path, groups: usize, placement: Placement) -> anyhow::Result<Value> {
+    const GROUP: usize = 256 * 1024;
+    placement.pin_self()?;
+    controller_runtime()?.block_on(async {
+        let (client, shutdown) = start_supervised(whatnext, placement).await?;
+        let data = bytes::Bytes::from(vec![0x5a; GROUP]);
+        let t = Instant::now();
+        for request_id in 0..groups as u64 {
+            let body = json!({"type": "group", "index": request_id});
+            let data = data.clone();
+            client
+                .notify(Cmd::Respond {
+                    request_id: u64::MAX - request_id,
+                    body,
+                    data,
+                })
+                .await;
+        }
+        match client.request(Cmd::Ping, Duration::from_secs(60)).await? {
+            Event::Pong => {}
+            other => bail!("unexpected reply {other:?}"),
+        }
+        let secs = t.elapsed().as_secs_f64();
+        shutdown.cancel();
+        let mb = (groups * GROUP) as f64 / 1e6;
+        Ok(json!({
+            "groups": groups,
+            "seconds": secs,
+            "mb_per_s": mb / secs,
+            "us_per_group": secs * 1e6 / groups as f64,
+        }))
+    })
+}
+
 /// Many requests in flight at once through the controller path.
 pub fn pipelined(whatnext: &Path, total: usize, placement: Placement) -> anyhow::Result<Value> {
     const IN_FLIGHT: usize = 64;

@@ -704,9 +704,14 @@ pub fn transfer(whatnext: &Path, mb: u64) -> anyhow::Result<Value> {
     let track = json!({"title": entry["title"], "artists": entry["artists"], "duration_ms": entry["duration_ms"], "content": entry["content"]});
     let t0 = Instant::now();
     a.post(&format!("/api/playlists/{id}/tracks"), track)?;
-    let mut first_ms = None;
+    let (mut first_ms, mut started) = (None, None);
     while !whole.exists() {
-        if first_ms.is_none() && std::fs::metadata(&partial).is_ok_and(|m| m.len() >= 256 * 1024) {
+        let on_disk = std::fs::metadata(&partial).map(|m| m.len()).ok();
+        // The transfer starts when B opens the partial file (the outboard checked).
+        if started.is_none() && on_disk.is_some() {
+            started = Some(t0.elapsed());
+        }
+        if first_ms.is_none() && on_disk.is_some_and(|len| len >= 256 * 1024) {
             first_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
         }
         if t0.elapsed() > Duration::from_secs(600) {
@@ -715,11 +720,16 @@ pub fn transfer(whatnext: &Path, mb: u64) -> anyhow::Result<Value> {
         std::thread::sleep(Duration::from_millis(1));
     }
     let seconds = t0.elapsed().as_secs_f64();
+    let moving = seconds - started.map_or(0.0, |s| s.as_secs_f64());
     Ok(json!({
         "mb": size as f64 / 1e6,
         "first_group_ms": first_ms,
         "whole_s": seconds,
-        "mb_per_s": size as f64 / 1e6 / seconds,
+        "transfer_s": moving,
+        // Over the transfer itself (what the stream copy is compared with); the time
+        // before it (noticing the track, the outboard) is in `first_group_ms`.
+        "mb_per_s": size as f64 / 1e6 / moving,
+        "mb_per_s_from_add": size as f64 / 1e6 / seconds,
     }))
 }
 

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]"
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]\n       whatnext-bench pipe-hop --whatnext BIN [--iters GROUPS]"
     );
     std::process::exit(2)
 }
@@ -77,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         "library" => library::run(args.iters.min(10_000))?,
         "transfer" => lifecycle::transfer(&args.whatnext, args.iters.min(1_000) as u64)?,
         "stream-copy" => stream_copy::run(args.iters.min(1_000) as u64)?,
+        "pipe-hop" => ipc::pipe_hop(&args.whatnext, args.iters.min(10_000), args.placement)?,
         "all" => return all(&args),
         _ => usage(),
     };
@@ -499,6 +500,22 @@ fn all(args: &Args) -> anyhow::Result<()> {
         baseline_name: "one plain libp2p stream (TCP+Noise+Yamux)",
         unit: "MB/s",
     });
+    rows.push(Row {
+        figure: "audio from a member, vs a copy to disk".into(),
+        ours: transfer["mb_per_s"].as_f64().unwrap_or(f64::NAN),
+        baseline: copy["to_file_mb_per_s"].as_f64(),
+        baseline_name: "the same stream, written to a file and synced",
+        unit: "MB/s",
+    });
+    let hop = sub(&["pipe-hop", "--whatnext", bin, "--iters", "400"])?;
+    rows.push(Row {
+        figure: "audio across one controller → service pipe".into(),
+        ours: hop["mb_per_s"].as_f64().unwrap_or(f64::NAN),
+        baseline: None,
+        baseline_name: "",
+        unit: "MB/s",
+    });
+    raw.insert("pipe_hop".into(), hop);
     rows.push(Row {
         figure: "add → first verified 256 KiB at the member".into(),
         ours: transfer["first_group_ms"].as_f64().unwrap_or(f64::NAN),

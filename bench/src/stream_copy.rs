@@ -1,6 +1,8 @@
 //! The baseline of the `transfer` figure: the same bytes copied over one plain libp2p stream
 //! (TCP, Noise, Yamux on loopback, as between two WhatNext nodes), in one process, with no
 //! pipe, no JSON and no verification. What the blob protocol costs beyond the connection.
+//! `to_file` also writes what arrives to a file and syncs it, as a fetch must: what the
+//! protocol costs beyond the connection and the disk.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,18 @@ fn swarm() -> anyhow::Result<libp2p::Swarm<libp2p_stream::Behaviour>> {
 }
 
 pub fn run(mb: u64) -> anyhow::Result<Value> {
+    let memory = copy(mb, false)?;
+    let to_file = copy(mb, true)?;
+    Ok(json!({
+        "mb": mb,
+        "seconds": memory["seconds"],
+        "mb_per_s": memory["mb_per_s"],
+        "to_file_seconds": to_file["seconds"],
+        "to_file_mb_per_s": to_file["mb_per_s"],
+    }))
+}
+
+fn copy(mb: u64, to_file: bool) -> anyhow::Result<Value> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -58,12 +72,24 @@ pub fn run(mb: u64) -> anyhow::Result<Value> {
                 .ok_or_else(|| anyhow::anyhow!("no stream"))?;
             let mut buffer = vec![0u8; 1 << 16];
             let mut total = 0usize;
+            let dir = tempfile::tempdir()?;
+            let mut file = if to_file {
+                Some(std::fs::File::create(dir.path().join("copy"))?)
+            } else {
+                None
+            };
             loop {
                 let n = stream.read(&mut buffer).await?;
                 if n == 0 {
                     break;
                 }
+                if let Some(file) = &mut file {
+                    std::io::Write::write_all(file, &buffer[..n])?;
+                }
                 total += n;
+            }
+            if let Some(file) = file {
+                file.sync_all()?;
             }
             anyhow::Ok(total)
         });

@@ -6,8 +6,8 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::Decoder;
 use whatnext_protocol::{
-    frame::{Frame, FrameCodec, decode_json},
-    ipc::{CommandEnvelope, EventEnvelope},
+    frame::{Frame, FrameCodec},
+    ipc::{Command, Event, decode_envelope},
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -21,8 +21,8 @@ fuzz_target!(|data: &[u8]| {
         loop {
             match codec.decode(&mut buf) {
                 Ok(Some(Frame::Message(body))) => {
-                    let _ = decode_json::<CommandEnvelope>(&body);
-                    let _ = decode_json::<EventEnvelope>(&body);
+                    let _ = decode_envelope::<Command>(&body);
+                    let _ = decode_envelope::<Event>(&body);
                 }
                 Ok(Some(Frame::Oversized { .. })) => {}
                 Ok(None) | Err(_) => break,

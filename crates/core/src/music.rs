@@ -225,7 +225,6 @@ impl Music {
         Ok((size, cvs))
     }
 
-    /// Group `index` of `blake3`'s bytes.
     /// Where `blake3` is, if this home has it and may send it to a member (its size cap).
     fn servable(&self, blake3: &str) -> Result<Located, String> {
         let located = self

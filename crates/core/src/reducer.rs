@@ -428,6 +428,7 @@ mod tests {
             },
             Event::Response {
                 body: serde_json::Value::Null,
+                data: bytes::Bytes::new(),
             },
             Event::RequestFailed { reason: "x".into() },
             Event::PeerFound {

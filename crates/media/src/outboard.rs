@@ -11,8 +11,10 @@ use blake3::hazmat::{
     ChainingValue, HasherExt as _, Mode, merge_subtrees_non_root, merge_subtrees_root,
 };
 
-/// Bytes per verified group: 256 BLAKE3 chunks.
-pub const GROUP_LEN: u64 = 256 * 1024;
+/// Bytes per verified group: 256 BLAKE3 chunks (a power of two of chunks, so a group is
+/// one subtree). The blob protocol's unit.
+pub const GROUP_LEN: u64 = whatnext_protocol::blob::GROUP_LEN;
+const _: () = assert!(GROUP_LEN.is_power_of_two() && GROUP_LEN >= 1024);
 
 /// How many groups a file of `size` bytes has (one, however small).
 pub fn group_count(size: u64) -> u64 {

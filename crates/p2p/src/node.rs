@@ -16,7 +16,7 @@ use libp2p::{
     tcp, upnp, websocket, yamux,
 };
 use whatnext_protocol::{
-    blob::BLOB_PROTOCOL,
+    blob::{BLOB_PROTOCOL, GROUP_LEN},
     ipc::NodeConfig,
     session::{HANDSHAKE_PROTOCOL, MAX_APP_MESSAGE, SYNC_PROTOCOL},
     state::DialErrorKind,
@@ -27,9 +27,16 @@ use whatnext_protocol::{
 pub type AppChannel = request_response::Behaviour<AppCodec>;
 
 fn app_channel(protocol: &'static str) -> AppChannel {
+    let expect = if protocol == BLOB_PROTOCOL {
+        // A group and its header.
+        GROUP_LEN as usize + 1024
+    } else {
+        0
+    };
     request_response::Behaviour::with_codec(
         AppCodec {
             max: MAX_APP_MESSAGE,
+            expect,
         },
         [(StreamProtocol::new(protocol), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(Duration::from_secs(30)),

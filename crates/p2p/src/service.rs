@@ -25,10 +25,10 @@ use tokio::{
 use tokio_util::codec::FramedRead;
 use whatnext_protocol::{
     PROTOCOL_VERSION,
-    frame::{Frame, FrameCodec, FrameError, decode_json},
+    frame::{Frame, FrameCodec, FrameError},
     ipc::{
-        AppProtocol, Command, CommandEnvelope, ConnectionInfo, Event, EventEnvelope, NodeConfig,
-        Stats,
+        AppProtocol, Command, ConnectionInfo, Event, EventEnvelope, NodeConfig, Stats,
+        decode_envelope, encode_envelope,
     },
     ipc::{is_relayed, transport_of},
     state::{DialErrorKind, Direction, NatStatus},
@@ -82,7 +82,7 @@ const OUTBOX_FRAMES: usize = 256;
 
 struct Service {
     /// To the writer task, which owns stdout.
-    outbox: mpsc::Sender<Vec<u8>>,
+    outbox: mpsc::Sender<whatnext_protocol::frame::OutFrame>,
     swarm: Option<Swarm<Behaviour>>,
     starting: Option<Starting>,
     /// Dials requested by the controller, by connection id, with the request id to answer.
@@ -240,7 +240,7 @@ fn conn_id(id: ConnectionId) -> u64 {
 
 impl Service {
     async fn emit(&mut self, id: Option<u64>, event: Event) -> anyhow::Result<()> {
-        let body = serde_json::to_vec(&EventEnvelope { id, body: event })?;
+        let body = encode_envelope(EventEnvelope { id, body: event })?;
         self.outbox
             .send(body)
             .await
@@ -257,15 +257,16 @@ impl Service {
                 return Ok(Flow::Continue);
             }
         };
-        match decode_json::<CommandEnvelope>(&body) {
+        match decode_envelope::<Command>(&body) {
             Ok(envelope) => {
                 self.commands_handled += 1;
                 self.on_command(envelope.id, envelope.body).await
             }
             Err(err) => {
                 // Answer with the id if one can be read, so the caller is not left waiting.
-                let id = serde_json::from_slice::<serde_json::Value>(&body)
+                let id = whatnext_protocol::frame::split_attachment(&body)
                     .ok()
+                    .and_then(|(json, _)| serde_json::from_slice::<serde_json::Value>(&json).ok())
                     .and_then(|v| v.get("id").and_then(|id| id.as_u64()));
                 tracing::warn!("malformed command: {err}");
                 let message = format!("malformed command: {err}");
@@ -332,13 +333,17 @@ impl Service {
                 protocol,
                 body,
             } => self.request(id, peer_id, protocol, body).await?,
-            Command::Respond { request_id, body } => {
+            Command::Respond {
+                request_id,
+                body,
+                data,
+            } => {
                 if let (Some((protocol, channel)), Some(swarm)) =
                     (self.inbound.remove(&request_id), &mut self.swarm)
                 {
                     let channel_behaviour = app_channel_mut(swarm, protocol);
                     if channel_behaviour
-                        .send_response(channel, AppMessage::Json(body))
+                        .send_response(channel, AppMessage::Json(body, data))
                         .is_err()
                     {
                         tracing::debug!("the peer left before response {request_id} was sent");
@@ -620,8 +625,8 @@ impl Service {
                 return self.emit(id, Event::RequestFailed { reason }).await;
             }
         };
-        let request_id =
-            app_channel_mut(swarm, protocol).send_request(&peer, AppMessage::Json(body));
+        let request_id = app_channel_mut(swarm, protocol)
+            .send_request(&peer, AppMessage::Json(body, bytes::Bytes::new()));
         self.outbound.insert((protocol, request_id), id);
         Ok(())
     }
@@ -642,7 +647,7 @@ impl Service {
                 ..
             } => {
                 let request = match request {
-                    AppMessage::Json(value) => value,
+                    AppMessage::Json(value, _) => value,
                     AppMessage::Rejected(reason) => {
                         tracing::warn!(
                             "{peer} sent a bad {protocol:?} message ({reason}); disconnecting it"
@@ -681,7 +686,7 @@ impl Service {
             } => {
                 if let Some(id) = self.outbound.remove(&(protocol, request_id)) {
                     let event = match response {
-                        AppMessage::Json(body) => Event::Response { body },
+                        AppMessage::Json(body, data) => Event::Response { body, data },
                         AppMessage::Rejected(reason) => Event::RequestFailed { reason },
                     };
                     self.emit(id, event).await?;

@@ -3,10 +3,17 @@
 //! BLAKE3 chaining values, checked against the content id), then each group (checked
 //! against the outboard as it arrives). A member serves only content referenced by a
 //! playlist the asker is an admitted member of.
+//!
+//! A group's bytes are not in the JSON: they follow it, raw, in the same message (see
+//! `whatnext_protocol::frame::with_attachment`), on the wire and on both services' pipes.
 
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_PROTOCOL: &str = "/whatnext/blob/1.0.0";
+
+/// The bytes of one group (the last may be shorter): the unit asked for, verified and
+/// written.
+pub const GROUP_LEN: u64 = 256 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -30,10 +37,9 @@ pub enum BlobResponse {
         size: u64,
         outboard: String,
     },
-    /// Group `index`, base64.
+    /// Group `index`; its bytes are the message's attachment.
     Group {
         index: u64,
-        bytes: String,
     },
     Refused {
         reason: String,

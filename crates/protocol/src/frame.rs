@@ -1,5 +1,10 @@
 //! Length-prefixed frames: a 4-byte big-endian length, then that many bytes of JSON.
 //!
+//! A body may carry raw bytes after its JSON (audio, which base64 in JSON would cost a
+//! third more bytes and an encode and a decode at every hop): such a body starts with a
+//! zero byte, which no JSON text does, then the JSON's length (4 bytes, big-endian), the
+//! JSON, and the raw bytes to the end ([`with_attachment`], [`split_attachment`]).
+//!
 //! The decoder never trusts the length it reads. A frame longer than the limit is not
 //! buffered: its bytes are skipped as they arrive and the caller gets
 //! [`Frame::Oversized`], so one bad frame costs one error reply instead of the channel (or
@@ -36,29 +41,86 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// One frame to write: its body is `head` then `data`, kept apart so that raw bytes (audio)
+/// go from where they are to the pipe without being copied into one buffer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutFrame {
+    /// The JSON (after the attachment header when `data` is not empty).
+    pub head: Vec<u8>,
+    pub data: Bytes,
+}
+
+impl From<Vec<u8>> for OutFrame {
+    fn from(head: Vec<u8>) -> Self {
+        OutFrame {
+            head,
+            data: Bytes::new(),
+        }
+    }
+}
+
+impl OutFrame {
+    /// A frame of `json` with the raw bytes `data` attached ([`with_attachment`]).
+    pub fn attached(json: Vec<u8>, data: Bytes) -> Self {
+        if data.is_empty() {
+            return json.into();
+        }
+        let mut head = Vec::with_capacity(1 + HEADER_LEN + json.len());
+        head.extend_from_slice(&attachment_header(&json));
+        head.extend_from_slice(&json);
+        OutFrame { head, data }
+    }
+
+    /// The length of the body.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Drives the write half of a frame stream from a queue: writes what `frames` yields,
 /// batching what is already waiting into one flush. Ends when the queue closes (the caller
-/// is done; dropping the writer then closes the stream) or a write fails.
+/// is done; dropping the writer then closes the stream) or a write fails (a frame over
+/// [`DEFAULT_MAX_FRAME_LEN`] is one).
 ///
 /// Both ends of the controller ↔ service pipes run their writes in a task of this, so no
 /// loop that reads ever waits for the other side to read (a cycle of two full pipes).
 /// It opens nothing: the writer is the caller's.
 pub async fn write_queued_frames<W: tokio::io::AsyncWrite + Unpin>(
     writer: W,
-    mut frames: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    mut frames: tokio::sync::mpsc::Receiver<OutFrame>,
 ) -> std::io::Result<()> {
-    use futures::SinkExt;
-    let mut writer = tokio_util::codec::FramedWrite::new(writer, FrameCodec::default());
-    while let Some(body) = frames.recv().await {
-        writer.feed(body).await.map_err(std::io::Error::other)?;
-        while let Ok(body) = frames.try_recv() {
-            writer.feed(body).await.map_err(std::io::Error::other)?;
+    use tokio::io::AsyncWriteExt as _;
+    // Small frames gather in the buffer; a big one goes past it, straight to the stream.
+    let mut writer = tokio::io::BufWriter::with_capacity(64 * 1024, writer);
+    while let Some(frame) = frames.recv().await {
+        write_frame(&mut writer, &frame).await?;
+        while let Ok(frame) = frames.try_recv() {
+            write_frame(&mut writer, &frame).await?;
         }
-        SinkExt::<Vec<u8>>::flush(&mut writer)
-            .await
-            .map_err(std::io::Error::other)?;
+        writer.flush().await?;
     }
     Ok(())
+}
+
+async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut W,
+    frame: &OutFrame,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let len = frame.len();
+    if len > DEFAULT_MAX_FRAME_LEN {
+        return Err(std::io::Error::other(FrameError::Oversized {
+            len,
+            max: DEFAULT_MAX_FRAME_LEN,
+        }));
+    }
+    writer.write_all(&(len as u32).to_be_bytes()).await?;
+    writer.write_all(&frame.head).await?;
+    writer.write_all(&frame.data).await
 }
 
 /// tokio-util codec for [`Frame`]s. Encodes any byte slice; see [`encode_json`] for values.
@@ -170,6 +232,61 @@ pub fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
     Ok(out)
 }
 
+/// Marks a body whose JSON is followed by raw bytes.
+const ATTACHED: u8 = 0;
+
+/// What comes before `json` in a body with an attachment (for writers that send the
+/// parts as they are, without assembling the body).
+pub fn attachment_header(json: &[u8]) -> [u8; 1 + HEADER_LEN] {
+    let [a, b, c, d] = (json.len() as u32).to_be_bytes();
+    [ATTACHED, a, b, c, d]
+}
+
+/// A body of `json` followed by the raw bytes `data`, or `json` alone when `data` is empty.
+pub fn with_attachment(json: &[u8], data: &[u8]) -> Vec<u8> {
+    if data.is_empty() {
+        return json.to_vec();
+    }
+    let mut body = Vec::with_capacity(1 + HEADER_LEN + json.len() + data.len());
+    body.extend_from_slice(&attachment_header(json));
+    body.extend_from_slice(json);
+    body.extend_from_slice(data);
+    body
+}
+
+/// A body's JSON and its raw bytes (empty when it carries none).
+pub fn attachment_parts(body: &[u8]) -> Result<(&[u8], &[u8]), FrameError> {
+    if body.first() != Some(&ATTACHED) {
+        return Ok((body, &[]));
+    }
+    let start = 1 + HEADER_LEN;
+    let declared = body
+        .get(1..start)
+        .map(|len| u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize);
+    match declared {
+        Some(len) if body.len() >= start + len => {
+            Ok((&body[start..start + len], &body[start + len..]))
+        }
+        _ => Err(FrameError::Truncated {
+            have: body.len(),
+            need: start + declared.unwrap_or(0),
+        }),
+    }
+}
+
+/// [`attachment_parts`] of a shared body, without copying either part.
+pub fn split_attachment(body: &Bytes) -> Result<(Bytes, Bytes), FrameError> {
+    let (json, data) = attachment_parts(body)?;
+    let slice = |part: &[u8]| {
+        if part.is_empty() {
+            Bytes::new()
+        } else {
+            body.slice_ref(part)
+        }
+    };
+    Ok((slice(json), slice(data)))
+}
+
 /// Parses a frame body into a value.
 pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     Ok(serde_json::from_slice(body)?)
@@ -246,7 +363,73 @@ mod tests {
         assert!(matches!(err, FrameError::Malformed(_)));
     }
 
+    #[tokio::test]
+    async fn queued_frames_read_back_whole_and_in_order() {
+        use futures::StreamExt as _;
+        let (client, server) = tokio::io::duplex(1 << 10);
+        let (queue, frames) = tokio::sync::mpsc::channel(4);
+        let writer = tokio::spawn(write_queued_frames(client, frames));
+        let big = Bytes::from(vec![7u8; 200_000]);
+        let sent = vec![
+            OutFrame::from(b"{}".to_vec()),
+            OutFrame::attached(b"{\"a\":1}".to_vec(), big.clone()),
+            OutFrame::attached(b"[]".to_vec(), Bytes::new()),
+        ];
+        let reader = tokio::spawn(async move {
+            let mut read = tokio_util::codec::FramedRead::new(server, FrameCodec::default());
+            let mut got = Vec::new();
+            while let Some(frame) = read.next().await {
+                got.push(frame.expect("whole frames"));
+            }
+            got
+        });
+        for frame in &sent {
+            queue.send(frame.clone()).await.expect("queued");
+        }
+        drop(queue);
+        writer.await.expect("joined").expect("written");
+        let got = reader.await.expect("joined");
+        let want: Vec<Frame> = sent
+            .iter()
+            .map(|f| Frame::Message(Bytes::from([f.head.clone(), f.data.to_vec()].concat())))
+            .collect();
+        assert_eq!(got, want);
+        let Frame::Message(body) = &got[1] else {
+            panic!("a message")
+        };
+        let (json, data) = split_attachment(body).expect("attached");
+        assert_eq!((&json[..], data), (&b"{\"a\":1}"[..], big));
+    }
+
+    #[test]
+    fn a_body_without_attachment_is_its_json() {
+        let body = Bytes::from(with_attachment(b"{}", b""));
+        assert_eq!(
+            split_attachment(&body).expect("plain"),
+            (Bytes::from_static(b"{}"), Bytes::new())
+        );
+    }
+
+    #[test]
+    fn a_cut_attachment_header_is_an_error() {
+        for body in [&[0u8][..], &[0, 0, 0], &[0, 0, 0, 0, 9, b'{', b'}']] {
+            let err = split_attachment(&Bytes::copy_from_slice(body)).expect_err("short");
+            assert!(matches!(err, FrameError::Truncated { .. }), "{err}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn attachments_round_trip(
+            json in proptest::collection::vec(any::<u8>(), 0..64),
+            data in proptest::collection::vec(any::<u8>(), 1..300),
+        ) {
+            let body = Bytes::from(with_attachment(&json, &data));
+            let (got_json, got_data) = split_attachment(&body).expect("whole");
+            prop_assert_eq!(&got_json[..], &json[..]);
+            prop_assert_eq!(&got_data[..], &data[..]);
+        }
+
         #[test]
         fn frames_round_trip_in_any_chunking(
             bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..8),

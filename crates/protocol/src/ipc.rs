@@ -7,7 +7,10 @@
 //! Session: the service's first frame is `ready`; the controller answers `start_node` with
 //! the identity key (the service never reads the disk); the service answers `node_started`.
 
-use serde::{Deserialize, Serialize};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::frame::{FrameError, OutFrame, decode_json, split_attachment};
 
 /// A message plus the request id that ties a reply to its command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +31,56 @@ impl<T> Envelope<T> {
     pub fn unsolicited(body: T) -> Self {
         Self { id: None, body }
     }
+}
+
+/// A message that may carry raw bytes beside its JSON (see [`crate::frame`]).
+pub trait Attached {
+    /// Where the message keeps its raw bytes, if it is of a kind that has some.
+    fn data_mut(&mut self) -> Option<&mut Bytes>;
+}
+
+impl Attached for Command {
+    fn data_mut(&mut self) -> Option<&mut Bytes> {
+        match self {
+            Command::Respond { data, .. } => Some(data),
+            _ => None,
+        }
+    }
+}
+
+impl Attached for Event {
+    fn data_mut(&mut self) -> Option<&mut Bytes> {
+        match self {
+            Event::Response { data, .. } => Some(data),
+            _ => None,
+        }
+    }
+}
+
+/// The frame for `envelope`: its JSON, and its raw bytes as the attachment.
+pub fn encode_envelope<T: Serialize + Attached>(
+    mut envelope: Envelope<T>,
+) -> Result<OutFrame, FrameError> {
+    let data = envelope
+        .body
+        .data_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let json = serde_json::to_vec(&envelope)?;
+    Ok(OutFrame::attached(json, data))
+}
+
+/// The envelope in a frame body, its raw bytes put back in place. Bytes attached to a
+/// message that has no place for them are dropped.
+pub fn decode_envelope<T: DeserializeOwned + Attached>(
+    body: &Bytes,
+) -> Result<Envelope<T>, FrameError> {
+    let (json, data) = split_attachment(body)?;
+    let mut envelope: Envelope<T> = decode_json(&json)?;
+    if let Some(slot) = envelope.body.data_mut() {
+        *slot = data;
+    }
+    Ok(envelope)
 }
 
 /// Controller → service.
@@ -57,6 +110,9 @@ pub enum Command {
     Respond {
         request_id: u64,
         body: serde_json::Value,
+        /// Raw bytes sent after `body` (audio): the frame's attachment, not JSON.
+        #[serde(skip)]
+        data: Bytes,
     },
     /// Look a peer's addresses up in the DHT (Kademlia, through the bootstrap and relay
     /// nodes). Answered by `peer_found` or `peer_not_found`.
@@ -172,6 +228,9 @@ pub enum Event {
     /// Reply to `request`: the peer's answer.
     Response {
         body: serde_json::Value,
+        /// Raw bytes the peer sent after `body`: the frame's attachment, not JSON.
+        #[serde(skip)]
+        data: Bytes,
     },
     /// Reply to `request`: no answer came (not connected, timeout, refused stream…).
     RequestFailed {
@@ -283,7 +342,7 @@ pub fn is_relayed(addr: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{decode_json, encode_json};
+    use crate::frame::decode_json;
     use proptest::prelude::*;
 
     #[test]
@@ -318,6 +377,16 @@ mod tests {
             Just(Command::GetStats),
             Just(Command::Shutdown),
             string().prop_map(|peer_id| Command::HangUp { peer_id }),
+            (
+                any::<u64>(),
+                string(),
+                proptest::collection::vec(any::<u8>(), 0..64)
+            )
+                .prop_map(|(request_id, text, data)| Command::Respond {
+                    request_id,
+                    body: serde_json::json!({ "text": text }),
+                    data: Bytes::from(data),
+                }),
             (
                 proptest::option::of(string()),
                 proptest::collection::vec(string(), 0..4)
@@ -393,6 +462,12 @@ mod tests {
                 }
             ),
             string().prop_map(|message| Event::Error { message }),
+            (string(), proptest::collection::vec(any::<u8>(), 0..64)).prop_map(|(text, data)| {
+                Event::Response {
+                    body: serde_json::json!({ "text": text }),
+                    data: Bytes::from(data),
+                }
+            }),
         ]
     }
 
@@ -400,23 +475,26 @@ mod tests {
         #[test]
         fn commands_round_trip(id in proptest::option::of(any::<u64>()), body in command()) {
             let env = Envelope { id, body };
-            let wire = encode_json(&env).expect("encodes");
-            let back: CommandEnvelope = decode_json(&wire[4..]).expect("decodes");
+            let wire = encode_envelope(env.clone()).expect("encodes");
+            let wire = Bytes::from([wire.head, wire.data.to_vec()].concat());
+            let back: CommandEnvelope = decode_envelope(&wire).expect("decodes");
             prop_assert_eq!(back, env);
         }
 
         #[test]
         fn events_round_trip(id in proptest::option::of(any::<u64>()), body in event()) {
             let env = Envelope { id, body };
-            let wire = encode_json(&env).expect("encodes");
-            let back: EventEnvelope = decode_json(&wire[4..]).expect("decodes");
+            let wire = encode_envelope(env.clone()).expect("encodes");
+            let wire = Bytes::from([wire.head, wire.data.to_vec()].concat());
+            let back: EventEnvelope = decode_envelope(&wire).expect("decodes");
             prop_assert_eq!(back, env);
         }
 
         #[test]
         fn garbage_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = decode_json::<CommandEnvelope>(&bytes);
-            let _ = decode_json::<EventEnvelope>(&bytes);
+            let bytes = Bytes::from(bytes);
+            let _ = decode_envelope::<Command>(&bytes);
+            let _ = decode_envelope::<Event>(&bytes);
         }
     }
 

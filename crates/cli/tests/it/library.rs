@@ -409,6 +409,7 @@ fn a_group_that_fails_its_check_is_thrown_away_and_fetched_from_another_member()
             continue;
         }
         let request = &event["payload"]["body"];
+        let mut data = Vec::new();
         let answer = match request["type"].as_str() {
             Some("outboard") => serde_json::json!({"type": "outboard", "size": bytes.len(),
                 "outboard": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &outboard)}),
@@ -416,15 +417,17 @@ fn a_group_that_fails_its_check_is_thrown_away_and_fetched_from_another_member()
                 corrupted += 1;
                 let index = request["index"].as_u64().expect("index") as usize;
                 let start = index * 262_144;
-                let mut group = bytes[start..(start + 262_144).min(bytes.len())].to_vec();
-                group[7] ^= 0xff;
-                serde_json::json!({"type": "group", "index": index,
-                    "bytes": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &group)})
+                data = bytes[start..(start + 262_144).min(bytes.len())].to_vec();
+                data[7] ^= 0xff;
+                serde_json::json!({"type": "group", "index": index})
             }
             _ => serde_json::json!({"type": "refused", "reason": "no"}),
         };
         let request_id = event["payload"]["request_id"].clone();
-        mallory.send(&serde_json::json!({"type": "respond", "payload": {"request_id": request_id, "body": answer}}));
+        mallory.send_with_data(
+            &serde_json::json!({"type": "respond", "payload": {"request_id": request_id, "body": answer}}),
+            &data,
+        );
     }
     assert_eq!(
         std::fs::read(&whole).expect("read"),

@@ -1029,7 +1029,7 @@ impl Actor {
         }
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            let answer = crate::transfers::serve(
+            let (answer, data) = crate::transfers::serve(
                 &ctx.library,
                 &ctx.music,
                 &ctx.transfers,
@@ -1038,12 +1038,8 @@ impl Actor {
                 request,
             )
             .await;
-            respond(
-                &via,
-                request_id,
-                serde_json::to_value(answer).unwrap_or(Value::Null),
-            )
-            .await;
+            let answer = serde_json::to_value(answer).unwrap_or(Value::Null);
+            respond_with_data(&via, request_id, answer, data).await;
         });
     }
 
@@ -1205,8 +1201,17 @@ fn accepted_for(response: &HandshakeResponse, peer: &str, session: &str) -> Resu
 }
 
 async fn respond(via: &ServiceHandle, request_id: u64, body: Value) {
+    respond_with_data(via, request_id, body, bytes::Bytes::new()).await;
+}
+
+/// Answers with `body` and then the raw bytes `data` (audio).
+async fn respond_with_data(via: &ServiceHandle, request_id: u64, body: Value, data: bytes::Bytes) {
     via.client
-        .notify(Command::Respond { request_id, body })
+        .notify(Command::Respond {
+            request_id,
+            body,
+            data,
+        })
         .await;
 }
 

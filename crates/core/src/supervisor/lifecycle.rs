@@ -121,8 +121,30 @@ pub(super) fn spawn(program: &Path) -> std::io::Result<Child> {
     // then stops the service in order instead of seeing it "crash".
     #[cfg(unix)]
     command.process_group(0);
-    command.spawn()
+    let child = command.spawn()?;
+    #[cfg(target_os = "linux")]
+    {
+        // Audio crosses these pipes in 256 KiB groups: with the default 64 KiB a group
+        // takes four turns of writer and reader, and the service's loop waits for each.
+        // Best effort: a smaller pipe is only slower.
+        use nix::fcntl::{FcntlArg, fcntl};
+        for fd in [
+            child.stdin.as_ref().map(std::os::fd::AsFd::as_fd),
+            child.stdout.as_ref().map(std::os::fd::AsFd::as_fd),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
+        }
+    }
+    Ok(child)
 }
+
+/// The size asked for the pipes to and from the service (Linux's default ceiling for
+/// unprivileged processes, `/proc/sys/fs/pipe-max-size`).
+#[cfg(target_os = "linux")]
+const PIPE_BYTES: nix::libc::c_int = 1 << 20;
 
 /// The heartbeat of one incarnation: a ping every `heartbeat_interval`; a pong proves both
 /// pipes move (the ping went through stdin and the answer came back).

@@ -23,8 +23,8 @@ use tokio_util::{codec::FramedRead, sync::CancellationToken};
 use whatnext_protocol::{
     PROTOCOL_VERSION,
     addr::{AddrClass, classify_str},
-    frame::{Frame, FrameCodec, decode_json},
-    ipc::{Command, Event, EventEnvelope, NodeConfig},
+    frame::{Frame, FrameCodec},
+    ipc::{Command, Event, EventEnvelope, NodeConfig, decode_envelope},
     state::{Direction, NodeStatus},
 };
 
@@ -349,7 +349,7 @@ impl Supervisor {
         //    outbox (backpressure to the callers), and it always goes on reading the service's
         //    events, so the two processes can never each wait for the other to read.
         let mut heartbeat = Heartbeat::new(&policy);
-        let mut slot: Option<mpsc::OwnedPermit<Vec<u8>>> = None;
+        let mut slot: Option<mpsc::OwnedPermit<whatnext_protocol::frame::OutFrame>> = None;
         // Created once: a fresh `cancelled()` per iteration would register a waiter each time.
         let shutdown = self.shutdown.clone();
         let cancelled = shutdown.cancelled();
@@ -520,7 +520,7 @@ fn remember_addr(book: &mut HashMap<String, Vec<String>>, peer: &str, addr: &str
 
 fn parse_event(frame: Frame) -> Result<EventEnvelope, String> {
     match frame {
-        Frame::Message(body) => decode_json(&body).map_err(|e| e.to_string()),
+        Frame::Message(body) => decode_envelope(&body).map_err(|e| e.to_string()),
         Frame::Oversized { len, max } => {
             Err(format!("oversized event frame ({len} bytes, limit {max})"))
         }

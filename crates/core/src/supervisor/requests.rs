@@ -15,7 +15,7 @@ use tokio::{
 };
 use tokio_util::codec::FramedRead;
 use whatnext_protocol::{
-    frame::{Frame, FrameCodec},
+    frame::{Frame, FrameCodec, OutFrame},
     ipc::{Command, Event},
 };
 
@@ -150,9 +150,15 @@ const IPC_LOG_LEN: usize = 100;
 
 impl IpcLog {
     fn record(&self, direction: &str, body: &[u8]) {
-        let body = redact_secrets(body);
-        let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
-        let line = format!("{} {direction} {text}", now_ms());
+        // Only the JSON is shown (and searched for secrets), never the audio after it.
+        let (json, data) = whatnext_protocol::frame::attachment_parts(body).unwrap_or((body, &[]));
+        let json = redact_secrets(json);
+        let text = String::from_utf8_lossy(&json[..json.len().min(300)]);
+        let line = if data.is_empty() {
+            format!("{} {direction} {text}", now_ms())
+        } else {
+            format!("{} {direction} {text} (+{} bytes)", now_ms(), data.len())
+        };
         let mut log = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if log.len() >= IPC_LOG_LEN {
             log.pop_front();
@@ -262,13 +268,27 @@ impl ServiceClient {
         body: serde_json::Value,
         timeout: Duration,
     ) -> Result<serde_json::Value, PeerError> {
+        Ok(self
+            .app_request_with_data(peer_id, protocol, body, timeout)
+            .await?
+            .0)
+    }
+
+    /// Like [`Self::app_request`], with the raw bytes that came after the answer's JSON.
+    pub async fn app_request_with_data(
+        &self,
+        peer_id: String,
+        protocol: whatnext_protocol::ipc::AppProtocol,
+        body: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<(serde_json::Value, bytes::Bytes), PeerError> {
         let command = Command::Request {
             peer_id,
             protocol,
             body,
         };
         match self.request(command, timeout).await? {
-            Event::Response { body } => Ok(body),
+            Event::Response { body, data } => Ok((body, data)),
             Event::RequestFailed { reason } => Err(PeerError::Failed(reason)),
             Event::Error { message } => Err(PeerError::Refused(message)),
             other => Err(unexpected("request", other).into()),
@@ -309,7 +329,7 @@ pub(super) const OUTBOX_FRAMES: usize = 64;
 pub(super) struct ServiceLink {
     recent: IpcLog,
     /// To the writer task, which owns the service's stdin.
-    pub(super) outbox: mpsc::Sender<Vec<u8>>,
+    pub(super) outbox: mpsc::Sender<OutFrame>,
     pub(super) writer: tokio::task::JoinHandle<std::io::Result<()>>,
     pub(super) reader: FramedRead<ChildStdout, FrameCodec>,
     next_id: u64,
@@ -329,7 +349,7 @@ pub(super) enum QueueError {
 impl ServiceLink {
     pub(super) fn new(
         recent: IpcLog,
-        outbox: mpsc::Sender<Vec<u8>>,
+        outbox: mpsc::Sender<OutFrame>,
         writer: tokio::task::JoinHandle<std::io::Result<()>>,
         reader: FramedRead<ChildStdout, FrameCodec>,
     ) -> Self {
@@ -345,16 +365,18 @@ impl ServiceLink {
     }
 
     /// Numbers `command`, logs it (redacted) and registers who waits for its reply.
-    fn encode(&mut self, command: Command, waiter: Internal) -> Vec<u8> {
+    fn encode(&mut self, command: Command, waiter: Internal) -> OutFrame {
         // Heartbeats would push everything else out of the debug log, and the identity key
         // must never reach it.
         let heartbeat = matches!(command, Command::Ping);
         let id = self.next_id;
         self.next_id += 1;
-        let body = serde_json::to_vec(&whatnext_protocol::ipc::Envelope::request(id, command))
-            .unwrap_or_default();
+        let frame = whatnext_protocol::ipc::encode_envelope(
+            whatnext_protocol::ipc::Envelope::request(id, command),
+        )
+        .unwrap_or_default();
         if !heartbeat {
-            self.recent.record("▶", &body);
+            self.recent.record("▶", &frame.head);
         }
         match waiter {
             Internal::Reply(reply) => {
@@ -365,7 +387,7 @@ impl ServiceLink {
             }
             Internal::Ignore => {}
         }
-        body
+        frame
     }
 
     /// Queues a command without waiting: for the supervisor's own frames, which must never
@@ -390,7 +412,7 @@ impl ServiceLink {
     /// Queues a command into a slot reserved earlier.
     fn send_with(
         &mut self,
-        permit: mpsc::OwnedPermit<Vec<u8>>,
+        permit: mpsc::OwnedPermit<OutFrame>,
         command: Command,
         waiter: Internal,
     ) {
@@ -400,7 +422,7 @@ impl ServiceLink {
 
     /// Queues a caller's request into a slot reserved earlier; its oneshot waits for the
     /// reply with the request's id.
-    pub(super) fn send_request(&mut self, permit: mpsc::OwnedPermit<Vec<u8>>, request: Request) {
+    pub(super) fn send_request(&mut self, permit: mpsc::OwnedPermit<OutFrame>, request: Request) {
         let waiter = request.reply.map_or(Internal::Ignore, Internal::Reply);
         self.send_with(permit, request.command, waiter);
     }

@@ -506,7 +506,13 @@ impl Service {
     }
 
     pub fn send(&mut self, value: &Value) {
-        let body = serde_json::to_vec(value).expect("json");
+        self.send_with_data(value, &[]);
+    }
+
+    /// Sends `value` with the raw bytes `data` attached (as `respond` carries audio).
+    pub fn send_with_data(&mut self, value: &Value, data: &[u8]) {
+        let json = serde_json::to_vec(value).expect("json");
+        let body = whatnext_protocol::frame::with_attachment(&json, data);
         let mut frame = (body.len() as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(&body);
         self.write_raw(&frame);
