@@ -2,83 +2,15 @@
 // connect with an invite, share a playlist, and watch B's edit appear in A's page — no reload.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import {
+  BIN, CHROMIUM, pageErrors, sleep, cli, tempDir, newHome, toneWav, startNode, launchBrowser, cleanUp, login,
+} from './harness.mjs';
 
-const BIN = process.env.WHATNEXT_BIN || new URL('../target/debug/whatnext', import.meta.url).pathname;
 const SHOTS = new URL('../target/ui-shots/', import.meta.url).pathname;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const nodes = [];
-let browser;
-/** Script errors and CSP violations of every page: each test ends with none. */
-const pageErrors = [];
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function cli(home, args) {
-  return execFileSync(BIN, ['--home', home, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-}
-
-/** A fresh home; its music folder is `musicDir` (none by default: not the user's ~/Music). */
-function newHome(name, musicDir) {
-  const home = mkdtempSync(join(tmpdir(), `wn-ui-${name}-`));
-  writeFileSync(join(home, 'config.toml'), `music_dirs = [${musicDir ? JSON.stringify(musicDir) : ''}]\n`);
-  return home;
-}
-
-/** A mono 16-bit 8 kHz WAV of `seconds` of a tone. */
-function toneWav(seconds) {
-  const rate = 8000;
-  const samples = rate * seconds;
-  const wav = Buffer.alloc(44 + samples * 2);
-  wav.write('RIFF', 0); wav.writeUInt32LE(36 + samples * 2, 4); wav.write('WAVEfmt ', 8);
-  wav.writeUInt32LE(16, 16); wav.writeUInt16LE(1, 20); wav.writeUInt16LE(1, 22);
-  wav.writeUInt32LE(rate, 24); wav.writeUInt32LE(rate * 2, 28); wav.writeUInt16LE(2, 32); wav.writeUInt16LE(16, 34);
-  wav.write('data', 36); wav.writeUInt32LE(samples * 2, 40);
-  for (let i = 0; i < samples; i++) wav.writeInt16LE(Math.round(8000 * Math.sin(2 * Math.PI * 440 * i / rate)), 44 + i * 2);
-  return wav;
-}
-
-async function startNode(name, home = newHome(name)) {
-  const child = spawn(BIN, ['--home', home, 'run', '--no-mdns', '--no-upnp', '--no-browser', '--no-register',
-    '--listen', '/ip4/127.0.0.1/tcp/0'], { stdio: 'ignore' });
-  const node = { name, home, child, servicePids: new Set() };
-  nodes.push(node);
-  for (let i = 0; i < 400; i++) {
-    try {
-      const state = JSON.parse(cli(home, ['status', '--json']));
-      if (state.service.pid) node.servicePids.add(state.service.pid);
-      if (state.node === 'running') return { ...node, state };
-    } catch { /* not up yet */ }
-    await sleep(50);
-  }
-  throw new Error(`${name} did not start`);
-}
-
-after(async () => {
-  if (browser) await browser.close();
-  for (const node of nodes) {
-    // Kill by pid, the controller and every service it was seen with.
-    try { node.child.kill('SIGKILL'); } catch { /* gone */ }
-    for (const pid of node.servicePids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
-    rmSync(node.home, { recursive: true, force: true });
-  }
-});
-
-async function login(node) {
-  const url = cli(node.home, ['ui', '--print']).trim();
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on('pageerror', (e) => pageErrors.push(`${node.name}: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && m.text().includes('Content Security Policy')) pageErrors.push(`${node.name}: ${m.text()}`);
-  });
-  await page.goto(url);
-  await page.waitForFunction((id) => document.getElementById('peer-id')?.textContent === id, node.state.peer_id, { timeout: 20000 });
-  return page;
-}
+after(cleanUp);
 
 async function shots(page, prefix) {
   mkdirSync(SHOTS, { recursive: true });
@@ -97,12 +29,7 @@ async function shots(page, prefix) {
 test('two users connect and edit a shared playlist live in the view', { timeout: 120000 }, async () => {
   assert.ok(existsSync(BIN), `build the binary first (${BIN})`);
   assert.ok(existsSync(CHROMIUM), `Chromium is needed at ${CHROMIUM} (apt install chromium)`);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required'],
-  });
+  await launchBrowser();
   const a = await startNode('a');
   const b = await startNode('b');
   cli(b.home, ['config', 'set', 'display-name', 'Bea']);
@@ -213,7 +140,7 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   const pct = (q) => delays[Math.min(delays.length - 1, Math.round((delays.length - 1) * q))];
   console.log(`change → DOM over 50 changes: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms (a 1 s poll averages 500 ms)`);
 
-  const fresh = await browser.newPage();
+  const fresh = await (await launchBrowser()).newPage();
   await fresh.goto(cli(a.home, ['ui', '--print']).trim());
   await fresh.waitForFunction(() => document.getElementById('node-state').textContent === 'running');
   const weight = await fresh.evaluate(() => {
@@ -247,8 +174,7 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
 });
 
 test('now playing plays the audio of a track from the library, following the holder', { timeout: 60000 }, async () => {
-  assert.ok(browser, 'the first test launched the browser');
-  const music = mkdtempSync(join(tmpdir(), 'wn-ui-music-'));
+  const music = tempDir('music');
   writeFileSync(join(music, 'Test Tones - Long Tone.wav'), toneWav(30));
   const m = await startNode('m', newHome('m', music));
   const scan = JSON.parse(cli(m.home, ['library', 'scan', '--json']));
@@ -326,5 +252,4 @@ test('now playing plays the audio of a track from the library, following the hol
   assert.equal(await page.evaluate(() => document.getElementById('np-audio').paused), true);
   await shots(page, 'm-playing');
   assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
-  rmSync(music, { recursive: true, force: true });
 });

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]\n       whatnext-bench pipe-hop --whatnext BIN [--iters GROUPS]"
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]\n       whatnext-bench pipe-hop --whatnext BIN [--iters GROUPS]\n       whatnext-bench playback --whatnext BIN"
     );
     std::process::exit(2)
 }
@@ -77,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         "library" => library::run(args.iters.min(10_000))?,
         "transfer" => lifecycle::transfer(&args.whatnext, args.iters.min(1_000) as u64)?,
         "stream-copy" => stream_copy::run(args.iters.min(1_000) as u64)?,
+        "playback" => playback(&args.whatnext).context("the playback benchmark did not run")?,
         "pipe-hop" => ipc::pipe_hop(&args.whatnext, args.iters.min(10_000), args.placement)?,
         "all" => return all(&args),
         _ => usage(),
@@ -115,6 +116,33 @@ fn node_fork(placement: ipc::Placement, mode: &str, iters: usize) -> Option<Valu
         return None;
     }
     serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Two members' players in Chromium (ui-tests/bench-playback.mjs, with ui-tests' Playwright
+/// and Debian's Chromium): skew over a minute, play → sound. None, with a note, when it
+/// cannot run.
+fn playback(whatnext: &std::path::Path) -> Option<Value> {
+    let ui = concat!(env!("CARGO_MANIFEST_DIR"), "/../ui-tests");
+    let whatnext = std::fs::canonicalize(whatnext).unwrap_or_else(|_| whatnext.to_path_buf());
+    let out = Command::new("node")
+        .arg("bench-playback.mjs")
+        .env("WHATNEXT_BIN", whatnext)
+        .current_dir(ui)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout).ok(),
+        Ok(out) => {
+            eprintln!(
+                "playback benchmark skipped: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            None
+        }
+        Err(err) => {
+            eprintln!("playback benchmark skipped: node did not start: {err}");
+            None
+        }
+    }
 }
 
 /// js-libp2p baselines (interop/bench-js.mjs on Node 22 from interop/node_modules): idle
@@ -524,6 +552,37 @@ fn all(args: &Args) -> anyhow::Result<()> {
         unit: "ms",
     });
     raw.insert("stream_copy".into(), copy);
+
+    eprintln!("measuring playback in two Chromium pages (a minute) …");
+    if let Some(play) = playback(&args.whatnext) {
+        for (figure, value) in [
+            (
+                "playback skew between two members, p50",
+                &play["skew_ms"]["p50"],
+            ),
+            (
+                "playback skew between two members, p95",
+                &play["skew_ms"]["p95"],
+            ),
+            (
+                "playback skew between two members, max",
+                &play["skew_ms"]["max"],
+            ),
+            (
+                "add + play → sound on a member without the file",
+                &play["add_play_to_sound_member_ms"],
+            ),
+        ] {
+            rows.push(Row {
+                figure: figure.into(),
+                ours: value.as_f64().unwrap_or(f64::NAN),
+                baseline: None,
+                baseline_name: "",
+                unit: "ms",
+            });
+        }
+        raw.insert("playback".into(), play);
+    }
     raw.insert("transfer".into(), transfer);
 
     let machine = stats::machine();

@@ -272,7 +272,8 @@ impl Core {
 
     /// The listening session of playlist `id` as this member sees it now.
     pub async fn session(&self, id: &str) -> Result<SessionView, StoreError> {
-        listening::view(&self.library, &self.state, id).await
+        let offsets = self.sessions.clock_offsets().await;
+        listening::view(&self.library, &self.state, offsets, id).await
     }
 
     /// Does `action` in the session of playlist `id`, if its rules let this member; returns
@@ -288,9 +289,10 @@ impl Core {
                 .react(id, emoji)
                 .await
                 .map_err(|err| StoreError::Invalid(format!("{err:#}")))?;
-            return listening::view(&self.library, &self.state, id).await;
+            return self.session(id).await;
         }
-        listening::act(&self.library, &self.state, id, action).await
+        let offsets = self.sessions.clock_offsets().await;
+        listening::act(&self.library, &self.state, offsets, id, action).await
     }
 
     /// A new playlist named `name` from what played in the session of `id`; its id.

@@ -52,38 +52,43 @@ fn is_online(state: &AppState, id: &str, peer: &str) -> bool {
             .is_some_and(|s| s.connected_members.iter().any(|m| m == peer))
 }
 
-/// The session of playlist `id` as this member sees it now.
+/// The session of playlist `id` as this member sees it now. `offsets`: members' clocks
+/// against ours (their clock minus ours, ms), as the sessions task measured them.
 pub async fn view(
     library: &Arc<Library>,
     state: &StateHandle,
+    offsets: HashMap<String, i64>,
     id: &str,
 ) -> Result<SessionView, StoreError> {
     let (me, online, reactions) = viewer(library, state, id);
-    let offsets = clock_offsets(state);
     let id = id.to_string();
     let mut view = library
-        .read(move |store| {
-            // Playback runs on the clock of whoever holds it: now is their now.
-            let holder = store.session_facts(&id)?.playback_owner();
-            let offset = offsets.get(&holder).copied();
-            let now = now_ms().saturating_add_signed(offset.unwrap_or(0));
-            let mut view = store.session_view(&id, &me, online, now)?;
-            view.clock_offset_ms = offset;
-            Ok(view)
-        })
+        .read(move |store| view_now(store, &id, &me, online, now_ms(), &offsets))
         .await?;
     view.reactions = reactions;
     Ok(view)
 }
 
-/// Members' clocks against ours (their clock minus ours, ms), as measured on connections.
-fn clock_offsets(state: &StateHandle) -> std::collections::HashMap<String, i64> {
-    state
-        .snapshot()
-        .connections
-        .iter()
-        .filter_map(|c| Some((c.peer_id.clone(), c.clock?.offset_ms.round() as i64)))
-        .collect()
+/// The session at `now` on our clock: computed on the clock of whoever holds playback
+/// (now + their offset), which the view passes on to players.
+fn view_now(
+    store: &whatnext_store::Store,
+    id: &str,
+    me: &str,
+    online: usize,
+    now: u64,
+    offsets: &HashMap<String, i64>,
+) -> Result<SessionView, StoreError> {
+    let holder = store.session_facts(id)?.playback_owner();
+    let offset = offsets.get(&holder).copied();
+    let mut view = store.session_view(
+        id,
+        me,
+        online,
+        now.saturating_add_signed(offset.unwrap_or(0)),
+    )?;
+    view.clock_offset_ms = offset;
+    Ok(view)
 }
 
 /// Does `action` in the session of playlist `id` as this member; returns the session after
@@ -91,6 +96,7 @@ fn clock_offsets(state: &StateHandle) -> std::collections::HashMap<String, i64> 
 pub async fn act(
     library: &Arc<Library>,
     state: &StateHandle,
+    offsets: HashMap<String, i64>,
     id: &str,
     action: SessionAction,
 ) -> Result<SessionView, StoreError> {
@@ -99,8 +105,10 @@ pub async fn act(
     let playlist = id.to_string();
     let mut view = library
         .write(move |store, _, now| {
+            // The action happens on our clock (whoever moves playback holds it); the
+            // session after it is seen on the holder's.
             store.session_act(&playlist, &action, &author, now)?;
-            let view = store.session_view(&playlist, &author.peer_id, online, now)?;
+            let view = view_now(store, &playlist, &author.peer_id, online, now, &offsets)?;
             Ok((view, Some(playlist)))
         })
         .await?;

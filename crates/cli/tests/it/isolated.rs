@@ -93,6 +93,22 @@ fn an_isolated_share_has_its_own_identity_and_survives_its_own_crash_alone() {
         "B never met A's main identity"
     );
 
+    // B, made co-host, takes playback: A's player follows B's clock, measured over the
+    // isolated service's connection (one machine here, so an offset near zero — but one).
+    cli_json(&a, &["session", "role", &id, &b.peer_id(), "co-host"]);
+    wait_until("B to be a co-host", PATIENCE, || {
+        b.cli(&["session", "take", &id])
+            .status
+            .success()
+            .then_some(())
+    });
+    let offset = wait_until("A's view of B's playback clock", PATIENCE, || {
+        let now = session_now(&a, &id)?;
+        (now["playback_owner"] == b.peer_id().as_str()).then_some(())?;
+        now["clock_offset_ms"].as_i64()
+    });
+    assert!(offset.abs() < 100, "offset {offset} ms on one machine");
+
     // Kill -9 of the isolated service: it comes back as itself, B's session resumes.
     let isolated_pid = isolated["pid"].as_u64().expect("pid") as u32;
     assert!(signal(isolated_pid, Signal::SIGKILL));

@@ -64,6 +64,14 @@ impl Clocks {
             })
     }
 
+    /// Every member's offset (their clock minus ours, ms, rounded), by peer id.
+    pub fn offsets(&self) -> HashMap<String, i64> {
+        self.samples
+            .keys()
+            .filter_map(|peer| Some((peer.clone(), self.estimate(peer)?.offset_ms.round() as i64)))
+            .collect()
+    }
+
     pub fn forget(&mut self, peer: &str) {
         self.samples.remove(peer);
     }

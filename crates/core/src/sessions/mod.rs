@@ -223,6 +223,16 @@ impl Sessions {
 
     /// The service that serves `playlist` and the members admitted to it there, connected
     /// now (whom to fetch its audio from).
+    /// Members' clocks against ours (their clock minus ours, ms), measured on the
+    /// connections of every service (isolated ones too); empty once the task has stopped.
+    pub async fn clock_offsets(&self) -> HashMap<String, i64> {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Msg::ClockOffsets { reply }).is_err() {
+            return HashMap::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
     pub async fn route(&self, playlist: &str) -> Option<(ServiceHandle, Vec<String>)> {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Route {
@@ -399,6 +409,9 @@ impl Actor {
                         changed
                     });
                 }
+            }
+            Msg::ClockOffsets { reply } => {
+                let _ = reply.send(self.clocks.offsets());
             }
             Msg::Route { playlist, reply } => {
                 let route = self.serving(&playlist).map(|via| {

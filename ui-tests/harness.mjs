@@ -1,0 +1,101 @@
+// What the view's tests and the playback benchmark share: real controllers in fresh homes,
+// Debian's Chromium, pages logged in to a controller, generated audio, and a clean-up that
+// kills every process started, by pid.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const BIN = process.env.WHATNEXT_BIN || new URL('../target/debug/whatnext', import.meta.url).pathname;
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const nodes = [];
+const scratch = [];
+let browser;
+/** Script errors and CSP violations of every page: each test ends with none. */
+export const pageErrors = [];
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export function cli(home, args) {
+  return execFileSync(BIN, ['--home', home, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+}
+
+/** A temporary folder, removed by `cleanUp`. */
+export function tempDir(name) {
+  const dir = mkdtempSync(join(tmpdir(), `wn-ui-${name}-`));
+  scratch.push(dir);
+  return dir;
+}
+
+/** A fresh home; its music folder is `musicDir` (none by default: not the user's ~/Music). */
+export function newHome(name, musicDir) {
+  const home = tempDir(name);
+  writeFileSync(join(home, 'config.toml'), `music_dirs = [${musicDir ? JSON.stringify(musicDir) : ''}]\n`);
+  return home;
+}
+
+/** A mono 16-bit 8 kHz WAV of `seconds` of a tone. */
+export function toneWav(seconds) {
+  const rate = 8000;
+  const samples = rate * seconds;
+  const wav = Buffer.alloc(44 + samples * 2);
+  wav.write('RIFF', 0); wav.writeUInt32LE(36 + samples * 2, 4); wav.write('WAVEfmt ', 8);
+  wav.writeUInt32LE(16, 16); wav.writeUInt16LE(1, 20); wav.writeUInt16LE(1, 22);
+  wav.writeUInt32LE(rate, 24); wav.writeUInt32LE(rate * 2, 28); wav.writeUInt16LE(2, 32); wav.writeUInt16LE(16, 34);
+  wav.write('data', 36); wav.writeUInt32LE(samples * 2, 40);
+  for (let i = 0; i < samples; i++) wav.writeInt16LE(Math.round(8000 * Math.sin(2 * Math.PI * 440 * i / rate)), 44 + i * 2);
+  return wav;
+}
+
+/** Starts `whatnext run` on loopback (no mDNS, no UPnP) in `home`; resolves once its node runs. */
+export async function startNode(name, home = newHome(name)) {
+  const child = spawn(BIN, ['--home', home, 'run', '--no-mdns', '--no-upnp', '--no-browser', '--no-register',
+    '--listen', '/ip4/127.0.0.1/tcp/0'], { stdio: 'ignore' });
+  const node = { name, home, child, servicePids: new Set() };
+  nodes.push(node);
+  for (let i = 0; i < 400; i++) {
+    try {
+      const state = JSON.parse(cli(home, ['status', '--json']));
+      if (state.service.pid) node.servicePids.add(state.service.pid);
+      if (state.node === 'running') return { ...node, state };
+    } catch { /* not up yet */ }
+    await sleep(50);
+  }
+  throw new Error(`${name} did not start`);
+}
+
+/** Launches Chromium once; later calls return the same browser. */
+export async function launchBrowser() {
+  browser ??= await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required'],
+  });
+  return browser;
+}
+
+/** Ends the browser, kills every controller and service seen (by pid), removes the homes. */
+export async function cleanUp() {
+  if (browser) await browser.close();
+  browser = undefined;
+  for (const node of nodes) {
+    try { node.child.kill('SIGKILL'); } catch { /* gone */ }
+    for (const pid of node.servicePids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  }
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
+}
+
+/** A page of `node`'s view, logged in through `whatnext ui --print`. */
+export async function login(node) {
+  const url = cli(node.home, ['ui', '--print']).trim();
+  const page = await (await launchBrowser()).newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('pageerror', (e) => pageErrors.push(`${node.name}: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && m.text().includes('Content Security Policy')) pageErrors.push(`${node.name}: ${m.text()}`);
+  });
+  await page.goto(url);
+  await page.waitForFunction((id) => document.getElementById('peer-id')?.textContent === id, node.state.peer_id, { timeout: 20000 });
+  return page;
+}
