@@ -423,7 +423,17 @@ export type AddedTracks = { track_ids: Array<string>, };
 
 export type MoveRequest = { track_id: string, to: number, };
 
-export type ImportRequest = { markdown: string, 
+export type ImportRequest = { 
+/**
+ * The file's text: WhatNext Markdown (from `export`), M3U/M3U8, XSPF or CSV, told
+ * apart by its content. (The field keeps its first name: scripts send it.)
+ */
+markdown: string, 
+/**
+ * The name of a playlist from another app's file that does not name itself (M3U
+ * without `#PLAYLIST`, CSV): e.g. the file's name.
+ */
+name?: string, 
 /**
  * Give it a new id (to import a copy of a playlist that exists here).
  */

@@ -7,18 +7,18 @@ use std::{collections::HashSet, sync::Arc};
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, FromRequest, Path, Request, State},
+    extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
 use whatnext_core::{invite::invite_link, sessions::ShareError};
 use whatnext_protocol::api::{
-    AddTracksRequest, AddedTrack, AddedTracks, CreatePlaylistRequest, CreatedReply, ImportRequest,
-    LinkReply, MAX_BULK_BODY_BYTES, MAX_IMPORT_BYTES, Member, MoveRequest, OkReply, PlaylistView,
-    RenameRequest, RevokeRequest, ShareRequest,
+    AddTracksRequest, AddedTrack, AddedTracks, CreatePlaylistRequest, CreatedReply, ExportQuery,
+    ImportRequest, LinkReply, MAX_BULK_BODY_BYTES, MAX_IMPORT_BYTES, Member, MoveRequest, OkReply,
+    PlaylistView, RenameRequest, RevokeRequest, ShareRequest,
 };
-use whatnext_store::markdown;
+use whatnext_store::formats;
 
 use crate::{context::Api, error::ApiError};
 
@@ -281,17 +281,28 @@ async fn remove_track(
     ok(OkReply::OK)
 }
 
-async fn export(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
+async fn export(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    Query(query): Query<ExportQuery>,
+) -> Reply {
+    let format = match query.format.as_deref() {
+        None => formats::Format::Markdown,
+        Some(name) => name
+            .parse::<formats::Format>()
+            .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, reason))?,
+    };
     let text = api
         .core()
         .library()
-        .read(move |store| markdown::to_markdown(&store.get(&id)?))
+        .read(move |store| formats::export(&store.get(&id)?, format))
         .await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-        text,
-    )
-        .into_response())
+    let content_type = match format {
+        formats::Format::M3u => "audio/x-mpegurl; charset=utf-8",
+        formats::Format::Xspf => "application/xspf+xml; charset=utf-8",
+        _ => "text/markdown; charset=utf-8",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
 async fn import(State(api): State<Arc<Api>>, BulkJson(req): BulkJson<ImportRequest>) -> Reply {
@@ -308,20 +319,31 @@ async fn import(State(api): State<Arc<Api>>, BulkJson(req): BulkJson<ImportReque
     let ImportRequest {
         markdown: text,
         as_new,
+        name,
     } = req;
+    let importer = api.core().library().author();
     // Parsing megabytes of YAML takes a while: off the async workers.
-    let playlist = tokio::task::spawn_blocking(move || markdown::from_markdown(&text))
-        .await
-        .map_err(|err| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("reading the Markdown failed: {err}"),
-            )
-        })??;
+    let (format, playlist) = tokio::task::spawn_blocking(move || {
+        formats::parse(
+            &text,
+            name.as_deref(),
+            &importer,
+            whatnext_core::state::now_ms(),
+        )
+    })
+    .await
+    .map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading the Markdown failed: {err}"),
+        )
+    })??;
     let id = api
         .core()
         .library()
         .write(move |store, _, now| {
+            // Only our own format carries an id; the others are new playlists.
+            let as_new = as_new || format != formats::Format::Markdown;
             let id = store.import(&playlist, as_new, now)?;
             Ok((id.clone(), Some(id)))
         })

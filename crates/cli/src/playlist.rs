@@ -152,17 +152,23 @@ pub enum PlaylistCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Write a playlist as Markdown with YAML front matter.
+    /// Write a playlist as Markdown with YAML front matter (every field, for `import`), or
+    /// as M3U or XSPF for other players.
     Export {
         /// The playlist's id (see `playlist list`).
         id: String,
+        /// md (the default: every field, for `import`), m3u or xspf.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Md)]
+        format: ExportFormat,
         /// Write to FILE instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Create a playlist from a Markdown file written by `export`.
+    /// Create a playlist from a file: Markdown written by `export`, or another app's M3U/M3U8,
+    /// XSPF or CSV (with a header row: title, artist, album, duration, uri) — told apart by
+    /// what is in it.
     Import {
-        /// The Markdown file to read.
+        /// The file to read.
         file: PathBuf,
         /// Give it a new id (e.g. to import a copy of a playlist you already have).
         #[arg(long)]
@@ -171,6 +177,27 @@ pub enum PlaylistCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `playlist export` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Markdown with YAML front matter: every field, read back by `import`.
+    Md,
+    /// Extended M3U (UTF-8), for other players.
+    M3u,
+    /// XSPF, for other players.
+    Xspf,
+}
+
+impl ExportFormat {
+    fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Md => "md",
+            ExportFormat::M3u => "m3u",
+            ExportFormat::Xspf => "xspf",
+        }
+    }
 }
 
 fn print_ok(
@@ -383,8 +410,8 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
                 format!("revoked {} from playlist {}", safe(&peer_id), safe(&id))
             })?;
         }
-        PlaylistCommand::Export { id, out } => {
-            let text = client.export_playlist(&id)?;
+        PlaylistCommand::Export { id, format, out } => {
+            let text = client.export_playlist(&id, Some(format.name()))?;
             match out {
                 Some(file) => {
                     std::fs::write(&file, text)
@@ -401,6 +428,10 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
             let request = ImportRequest {
                 markdown: text,
                 as_new,
+                // For a file that does not name its playlist.
+                name: file
+                    .file_stem()
+                    .map(|stem| stem.to_string_lossy().into_owned()),
             };
             let reply = match client.import_playlist(&request) {
                 Ok(reply) => reply,

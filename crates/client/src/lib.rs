@@ -220,8 +220,12 @@ impl Client {
     }
 
     /// `GET /api/playlists/{id}/export`: the playlist as Markdown with YAML front matter.
-    pub fn export_playlist(&self, id: &str) -> Result<String> {
-        let route = playlist_route(id, "/export");
+    pub fn export_playlist(&self, id: &str, format: Option<&str>) -> Result<String> {
+        let mut route = playlist_route(id, "/export");
+        if let Some(format) = format {
+            // A name of a format (`md`, `m3u`, `xspf`): nothing in it needs escaping.
+            route.push_str(&format!("?format={format}"));
+        }
         let response = self.call(&route, Method::Get, STORE_TIMEOUT)?;
         let mut response = check_status(&route, response)?;
         response

@@ -208,8 +208,24 @@ pub const MAX_DISPLAY_NAME_BYTES: usize = 200;
 
 /// `POST /api/playlists/import`: a playlist in the Markdown mirror's format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ExportQuery {
+    /// `md` (the default: every field), `m3u` or `xspf`.
+    #[serde(default)]
+    #[ts(optional)]
+    pub format: Option<String>,
+}
+
+/// `POST /api/playlists/import`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct ImportRequest {
+    /// The file's text: WhatNext Markdown (from `export`), M3U/M3U8, XSPF or CSV, told
+    /// apart by its content. (The field keeps its first name: scripts send it.)
     pub markdown: String,
+    /// The name of a playlist from another app's file that does not name itself (M3U
+    /// without `#PLAYLIST`, CSV): e.g. the file's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub name: Option<String>,
     /// Give it a new id (to import a copy of a playlist that exists here).
     #[serde(default)]
     #[ts(as = "Option<bool>", optional)]

@@ -21,7 +21,7 @@ pub enum StoreError {
         found: u32,
         supported: u32,
     },
-    #[error("a playlist with id {0:?} already exists; import it as a new playlist instead")]
+    #[error("a playlist with id {0:?} already exists here; to import a copy of it, add --as-new")]
     Exists(String),
     #[error("could not {action} {path}: {source}", path = .path.display())]
     Io {
@@ -31,7 +31,7 @@ pub enum StoreError {
     },
     #[error("the playlist document is damaged: {0}")]
     Crdt(String),
-    #[error("not a WhatNext playlist file: {0}")]
+    #[error("not a playlist file this version reads: {0}")]
     BadMarkdown(String),
     /// The playlist is damaged or unreadable on disk; the message says what to do.
     #[error("{0}")]

@@ -15,6 +15,7 @@
 pub mod authority;
 pub mod doc;
 pub mod error;
+pub mod formats;
 pub mod log;
 pub mod markdown;
 pub mod session;

@@ -4,6 +4,7 @@
 
 mod abuse;
 mod chaos;
+mod formats;
 mod hostile_member;
 mod input_bounds;
 mod isolated;
