@@ -8,7 +8,10 @@ use tracing_subscriber::{
 
 use crate::home::Home;
 
-pub const DEFAULT_FILTER: &str = "info,libp2p_mdns=warn,libp2p_swarm=warn";
+/// WhatNext's own info (every crate's target starts with `whatnext`; the service's lines
+/// arrive under `p2p`) and everyone's warnings: another crate's info (Loro's encoder
+/// diagnostics, libp2p's chatter) is noise to a person reading the terminal.
+pub const DEFAULT_FILTER: &str = "warn,whatnext=info,p2p=info";
 
 /// Keep the returned guard alive: dropping it flushes and stops the file writer.
 pub fn init(home: &Home) -> Option<WorkerGuard> {

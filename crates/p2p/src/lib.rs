@@ -45,7 +45,9 @@ fn init_logging() {
 pub fn init_stderr_logging(timestamps: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,whatnext_p2p=info"));
+        // Kademlia warns "Failed to trigger bootstrap: No known peers" whenever a node with
+        // no DHT peers (no bootstrap nodes: the usual case among friends) gets an address.
+        .unwrap_or_else(|_| EnvFilter::new("warn,whatnext_p2p=info,libp2p_kad=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -383,3 +383,43 @@ fn identity_and_api_files_are_private() {
         text.contains(" p2p: ").then_some(())
     });
 }
+
+/// The terminal of a user who runs `whatnext run` (no `RUST_LOG`): during 50 edits of a
+/// shared playlist and a Ctrl-C, only WhatNext's own lines at info, nothing of another
+/// crate's below a warning (Loro's encoder once dumped hundreds of lines), and no error.
+#[test]
+fn a_default_run_logs_only_its_own_info_and_no_error() {
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(home.path().join("config.toml"), "music_dirs = []\n").expect("config");
+    let mut a = Node::start_with_default_logs(home.path(), &LOOPBACK_RUN_ARGS);
+    let b = Node::start();
+    let (id, link) = create_shared(&a, "Quiet");
+    join(&b, &link);
+    for i in 0..50 {
+        add_track(&a, &id, &format!("Edit {i}"));
+    }
+    wait_until("B to have all 50 edits", PATIENCE, || {
+        (show(&b, &id)?["tracks"].as_array()?.len() == 50).then_some(())
+    });
+    assert!(a.stop_with(Signal::SIGINT).success());
+    let log = a.log();
+    let mut own = 0;
+    for line in log.lines() {
+        // `<time>  LEVEL target: message`; spans, when any, come before the target.
+        let mut words = line.split_whitespace().skip(1);
+        let (Some(level), Some(rest)) = (words.next(), words.next()) else {
+            continue;
+        };
+        assert_ne!(level, "ERROR", "an error line on a normal run:\n{log}");
+        if matches!(level, "INFO" | "DEBUG" | "TRACE") {
+            assert!(
+                rest.starts_with("whatnext") || rest.starts_with("p2p:"),
+                "another crate's {level} line: {line}\n{log}"
+            );
+            own += 1;
+        }
+    }
+    assert!(own > 0, "WhatNext's own info is shown:\n{log}");
+    assert!(!log.contains("Broken pipe"), "{log}");
+    assert!(!log.contains("Failed to trigger bootstrap"), "{log}");
+}

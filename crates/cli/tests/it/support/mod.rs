@@ -125,6 +125,16 @@ impl Node {
         node
     }
 
+    /// Starts the controller with the logging a user gets (no `RUST_LOG`), and waits for
+    /// the node to run.
+    pub fn start_with_default_logs(home: &Path, args: &[&str]) -> Node {
+        let mut command = command_in(None);
+        command.env_remove("RUST_LOG");
+        let node = Node::spawn_command(command, home, args);
+        node.wait_running();
+        node
+    }
+
     /// Starts the controller without waiting for anything.
     pub fn spawn(home: &Path, args: &[&str]) -> Node {
         Node::spawn_in(None, home, args)
