@@ -10,6 +10,7 @@ mod json_out;
 mod library;
 mod playlist;
 mod relay;
+mod resolve;
 mod session;
 mod status;
 mod text;
@@ -237,8 +238,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout,
             json,
         } => return open(&home, &url, wait, timeout, json),
-        Commands::Playlist(command) => playlist::run(&Client::for_home(&home)?, command)?,
-        Commands::Session(command) => session::run(&Client::for_home(&home)?, command)?,
+        Commands::Playlist(mut command) => {
+            let client = Client::for_home(&home)?;
+            resolve::playlist_ids(&client, command.playlist_mut().into_iter().collect())?;
+            playlist::run(&client, command)?
+        }
+        Commands::Session(mut command) => {
+            let client = Client::for_home(&home)?;
+            resolve::playlist_ids(&client, command.playlists_mut())?;
+            session::run(&client, command)?
+        }
         Commands::Library(command) => library::run(&Client::for_home(&home)?, command)?,
         Commands::Ui { print } => {
             let reply = Client::for_home(&home)?.login_link()?;

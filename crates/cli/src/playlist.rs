@@ -48,7 +48,7 @@ pub enum PlaylistCommand {
     },
     /// Show a playlist and its tracks.
     Show {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// Print the whole playlist as JSON.
         #[arg(long)]
@@ -57,7 +57,7 @@ pub enum PlaylistCommand {
     /// Add a track: typed in, from an audio file (--file), or from the library
     /// (--from-library).
     Add {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// The track's title.
         #[arg(long, required_unless_present_any = ["file", "from_library"])]
@@ -75,6 +75,9 @@ pub enum PlaylistCommand {
         /// The album the track is on.
         #[arg(long)]
         album: Option<String>,
+        /// The track's length, m:ss or h:mm:ss (e.g. 3:45).
+        #[arg(long, value_name = "M:SS", value_parser = parse_duration, conflicts_with = "duration_ms")]
+        duration: Option<u64>,
         /// The track's length in milliseconds.
         #[arg(long, value_name = "N")]
         duration_ms: Option<u64>,
@@ -85,22 +88,22 @@ pub enum PlaylistCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Move a track to a position (0 is the top).
+    /// Move a track to a position (1 is the top).
     Move {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// The track's id (see `playlist show`).
         track_id: String,
-        /// The position to move it to; 0 is the top.
-        #[arg(long, value_name = "INDEX")]
-        to: usize,
+        /// The position to move it to; 1 is the top (as `playlist show` numbers them).
+        #[arg(long, value_name = "POSITION", value_parser = clap::value_parser!(u64).range(1..))]
+        to: u64,
         /// Print the answer as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Remove a track.
     Remove {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// The track's id (see `playlist show`).
         track_id: String,
@@ -110,7 +113,7 @@ pub enum PlaylistCommand {
     },
     /// Rename a playlist.
     Rename {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// Its new name.
         name: String,
@@ -120,7 +123,7 @@ pub enum PlaylistCommand {
     },
     /// Delete a playlist (it is moved to the store's trash, not erased).
     Delete {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// Print the answer as JSON.
         #[arg(long)]
@@ -128,7 +131,7 @@ pub enum PlaylistCommand {
     },
     /// Share a playlist: print a link that lets a friend join it.
     Share {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// Make a new key: links given out before stop admitting newcomers.
         #[arg(long)]
@@ -144,7 +147,7 @@ pub enum PlaylistCommand {
     },
     /// Stop sharing a playlist with one member.
     Revoke {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// The member's peer id (see `playlist show`).
         peer_id: String,
@@ -155,7 +158,7 @@ pub enum PlaylistCommand {
     /// Write a playlist as Markdown with YAML front matter (every field, for `import`), or
     /// as M3U or XSPF for other players.
     Export {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// md (the default: every field, for `import`), m3u or xspf.
         #[arg(long, value_enum, default_value_t = ExportFormat::Md)]
@@ -200,6 +203,25 @@ impl ExportFormat {
     }
 }
 
+impl PlaylistCommand {
+    /// The playlist the command names, for [`crate::resolve`].
+    pub fn playlist_mut(&mut self) -> Option<&mut String> {
+        use PlaylistCommand as C;
+        match self {
+            C::Show { id, .. }
+            | C::Add { id, .. }
+            | C::Move { id, .. }
+            | C::Remove { id, .. }
+            | C::Rename { id, .. }
+            | C::Delete { id, .. }
+            | C::Share { id, .. }
+            | C::Revoke { id, .. }
+            | C::Export { id, .. } => Some(id),
+            C::Create { .. } | C::List { .. } | C::Import { .. } => None,
+        }
+    }
+}
+
 fn print_ok(
     json: bool,
     answer: &impl Serialize,
@@ -211,6 +233,16 @@ fn print_ok(
         println!("{}", text());
     }
     Ok(())
+}
+
+/// `m:ss` or `h:mm:ss`, as milliseconds.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    if !text.contains(':') {
+        return Err(format!(
+            "{text:?} is not a length; give m:ss (3:45), or milliseconds with --duration-ms"
+        ));
+    }
+    crate::session::parse_position(text)
 }
 
 /// `m:ss`.
@@ -282,7 +314,8 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
                 }
                 for (i, t) in playlist.tracks.iter().enumerate() {
                     let mut line = format!(
-                        "{i:>3}. {} — {}",
+                        "{:>3}. {} — {}",
+                        i + 1,
                         safe(&t.title),
                         safe(&t.artists.join(", "))
                     );
@@ -307,6 +340,7 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
             from_library,
             artists,
             album,
+            duration,
             duration_ms,
             uri,
             json,
@@ -341,7 +375,7 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
                 track.artists = artists;
             }
             track.album = album.or(track.album);
-            track.duration_ms = duration_ms.or(track.duration_ms);
+            track.duration_ms = duration_ms.or(duration).or(track.duration_ms);
             track.uri = uri;
             let reply = client.add_track(&id, &track)?;
             if json {
@@ -364,9 +398,21 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
             to,
             json,
         } => {
+            // The API counts from 0; people from 1. Past the end is said in their count.
+            if let Some(count) = client
+                .playlists()
+                .ok()
+                .and_then(|all| all.into_iter().find(|p| p.id == id))
+                .map(|p| p.track_count as u64)
+                && to > count
+            {
+                anyhow::bail!(
+                    "position {to} is past the end: the playlist has {count} tracks (positions 1 to {count})"
+                );
+            }
             let request = MoveRequest {
                 track_id: track_id.clone(),
-                to,
+                to: (to - 1) as usize,
             };
             let reply = client.move_track(&id, &request)?;
             print_ok(json, &reply, || {

@@ -26,7 +26,7 @@ pub enum SessionCommand {
     /// Show the session: mode, what plays now, up next, whose turn it is, who holds
     /// playback, roles, skip votes and what played recently.
     Now {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// Print the session as JSON.
         #[arg(long)]
@@ -34,7 +34,7 @@ pub enum SessionCommand {
     },
     /// Start a track, or the first of up next (whoever holds playback).
     Play {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// The track to play (see `session now`); default: the first of up next.
         track_id: Option<String>,
@@ -44,7 +44,7 @@ pub enum SessionCommand {
     },
     /// Pause what plays (whoever holds playback).
     Pause {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// Print the session after it as JSON.
         #[arg(long)]
@@ -52,7 +52,7 @@ pub enum SessionCommand {
     },
     /// Resume where playback was paused (whoever holds playback).
     Resume {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// Print the session after it as JSON.
         #[arg(long)]
@@ -60,7 +60,7 @@ pub enum SessionCommand {
     },
     /// Jump to a position in what plays (whoever holds playback).
     Seek {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// The position: milliseconds (90000) or minutes:seconds (1:30).
         #[arg(value_parser = parse_position, value_name = "MS")]
@@ -71,7 +71,7 @@ pub enum SessionCommand {
     },
     /// Move on to the next of up next (whoever holds playback).
     Next {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// Print the session after it as JSON.
         #[arg(long)]
@@ -79,7 +79,7 @@ pub enum SessionCommand {
     },
     /// Take playback: from now on you play, pause and move on (owner or co-host).
     Take {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// Print the session after it as JSON.
         #[arg(long)]
@@ -88,7 +88,7 @@ pub enum SessionCommand {
     /// Set who decides what plays next: free (anyone adds), turns (members take turns),
     /// vote (up next ordered by votes). Owner or co-host.
     Mode {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// free, turns or vote.
         #[arg(value_parser = parse_mode)]
@@ -103,7 +103,7 @@ pub enum SessionCommand {
     /// Make a member a co-host (may take playback, change the mode, remove any track) or
     /// a member again. Owner only.
     Role {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// The member's peer id (see `session now`).
         peer: String,
@@ -116,7 +116,7 @@ pub enum SessionCommand {
     },
     /// End your turn early (turns mode).
     Pass {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// Print the session after it as JSON.
         #[arg(long)]
@@ -124,7 +124,7 @@ pub enum SessionCommand {
     },
     /// Vote a track of up next up or down, or clear your vote (vote mode orders by score).
     Vote {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// The track's id (see `session now`).
         track_id: String,
@@ -138,7 +138,7 @@ pub enum SessionCommand {
     /// Vote to skip what plays now; it is skipped once more than half of the members
     /// online voted.
     Skip {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// Print the session after it as JSON.
         #[arg(long)]
@@ -147,7 +147,7 @@ pub enum SessionCommand {
     /// React to what plays with an emoji: everyone online sees it for 30 seconds (at most 5
     /// per 10 seconds; not kept in the playlist).
     React {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// One emoji, e.g. 🎉.
         emoji: String,
@@ -157,7 +157,7 @@ pub enum SessionCommand {
     },
     /// Comment on the session, on a track, or reply to a comment.
     Comment {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// What you say (at most 2,000 characters).
         text: String,
@@ -173,7 +173,7 @@ pub enum SessionCommand {
     },
     /// Show the comments, replies under what they answer.
     Comments {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// Print the comments as JSON.
         #[arg(long)]
@@ -181,7 +181,7 @@ pub enum SessionCommand {
     },
     /// Remove a comment (its author or the owner); its replies stay.
     Uncomment {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// The comment's id (see `session comments`).
         comment_id: String,
@@ -191,7 +191,7 @@ pub enum SessionCommand {
     },
     /// Set the playlist that plays when up next runs dry, or clear it (owner or co-host).
     Fallback {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// The playlist to fall back on.
         #[arg(
@@ -209,7 +209,7 @@ pub enum SessionCommand {
     },
     /// Save what played in the session, in play order, as a new playlist.
     Save {
-        /// The playlist's id (see `playlist list`).
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
         id: String,
         /// The new playlist's name.
         name: String,
@@ -217,6 +217,37 @@ pub enum SessionCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+impl SessionCommand {
+    /// The playlists the command names, for [`crate::resolve`].
+    pub fn playlists_mut(&mut self) -> Vec<&mut String> {
+        use SessionCommand as C;
+        match self {
+            C::Fallback { id, other_id, .. } => {
+                let mut ids = vec![id];
+                ids.extend(other_id.as_mut());
+                ids
+            }
+            C::Now { id, .. }
+            | C::Play { id, .. }
+            | C::Pause { id, .. }
+            | C::Resume { id, .. }
+            | C::Seek { id, .. }
+            | C::Next { id, .. }
+            | C::Take { id, .. }
+            | C::Mode { id, .. }
+            | C::Role { id, .. }
+            | C::Pass { id, .. }
+            | C::Vote { id, .. }
+            | C::Skip { id, .. }
+            | C::React { id, .. }
+            | C::Comment { id, .. }
+            | C::Comments { id, .. }
+            | C::Uncomment { id, .. }
+            | C::Save { id, .. } => vec![id],
+        }
+    }
 }
 
 /// A role the owner gives.
@@ -248,7 +279,7 @@ fn parse_mode(text: &str) -> Result<SessionMode, String> {
 }
 
 /// Milliseconds, or `m:ss` / `h:mm:ss`.
-fn parse_position(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_position(text: &str) -> Result<u64, String> {
     let bad = || format!("{text:?} is not a position; give milliseconds (90000) or m:ss (1:30)");
     if !text.contains(':') {
         return text.parse().map_err(|_| bad());

@@ -65,7 +65,7 @@ fn the_playlist_commands_keep_their_json_contract() {
         .as_str()
         .expect("track_id")
         .to_string();
-    cli_json(&a, &["playlist", "move", &id, &t2, "--to", "0"]);
+    cli_json(&a, &["playlist", "move", &id, &t2, "--to", "1"]);
 
     let shown = cli_json(&a, &["playlist", "show", &id]);
     for key in ["id", "name", "description", "queue_mode", "tracks"] {
@@ -112,7 +112,7 @@ fn the_playlist_commands_keep_their_json_contract() {
     refused(
         &a,
         &["playlist", "move", &id, &t1, "--to", "9"],
-        "out of range",
+        "position 9 is past the end: the playlist has 2 tracks",
     );
     refused(&a, &["playlist", "remove", &id, "nope"], "no track");
     refused(&a, &["playlist", "show", "nope"], "no playlist");
@@ -323,4 +323,75 @@ fn export_then_import_in_another_home_keeps_every_field() {
         ],
     );
     assert_ne!(copy["id"], id.as_str());
+}
+
+/// A playlist is named by its id, the start of it, or its name; lengths are typed as m:ss;
+/// positions count from 1, as people count.
+#[test]
+fn playlists_are_named_by_id_prefix_or_name_and_positions_count_from_one() {
+    let a = Node::start();
+    let road = cli_json(&a, &["playlist", "create", "Road Trip"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let party = cli_json(&a, &["playlist", "create", "Party"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // By name, with a length typed as m:ss.
+    let first = cli_json(
+        &a,
+        &[
+            "playlist",
+            "add",
+            "Road Trip",
+            "--title",
+            "One",
+            "--artist",
+            "A",
+            "--duration",
+            "3:45",
+        ],
+    )["track_id"]
+        .as_str()
+        .expect("track id")
+        .to_string();
+    // By the start of its id (as short as still names one).
+    let prefix = (1..=road.len())
+        .map(|n| &road[..n])
+        .find(|p| !party.starts_with(p))
+        .expect("the ids differ");
+    cli_json(
+        &a,
+        &["playlist", "add", prefix, "--title", "Two", "--artist", "B"],
+    );
+    let shown = cli_json(&a, &["playlist", "show", "Road Trip"]);
+    assert_eq!(shown["id"], road.as_str());
+    assert_eq!(shown["tracks"][0]["duration_ms"], 225_000);
+    // Position 2 is the bottom; `show` numbers from 1.
+    cli_json(&a, &["playlist", "move", &road, &first, "--to", "2"]);
+    let out = a.cli(&["playlist", "show", prefix]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("  1. Two") && text.contains("  2. One"),
+        "{text}"
+    );
+    refused(&a, &["playlist", "move", &road, &first, "--to", "0"], "0");
+    refused(
+        &a,
+        &[
+            "playlist",
+            "add",
+            "Road Trip",
+            "--title",
+            "X",
+            "--duration",
+            "225",
+        ],
+        "m:ss",
+    );
+    // Two playlists of one name: the error lists both ids.
+    cli_json(&a, &["playlist", "create", "Party"]);
+    refused(&a, &["playlist", "show", "Party"], "2 playlists are called");
+    refused(&a, &["session", "now", "Nothing like it"], "playlist list");
 }

@@ -75,8 +75,8 @@ fn two_members_edit_one_playlist_live_and_converge() {
         .iter()
         .map(|t| t["id"].as_str().expect("id").to_string())
         .collect();
-    cli_json(&a, &["playlist", "move", &id, &tracks[0], "--to", "2"]);
-    cli_json(&b, &["playlist", "move", &id, &tracks[0], "--to", "1"]);
+    cli_json(&a, &["playlist", "move", &id, &tracks[0], "--to", "3"]);
+    cli_json(&b, &["playlist", "move", &id, &tracks[0], "--to", "2"]);
     add_track(&a, &id, "A3");
     add_track(&b, &id, "B2");
     let all = ["A1", "A2", "A3", "B1", "B2"];
