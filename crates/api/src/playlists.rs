@@ -124,7 +124,9 @@ async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
         .core()
         .library()
         .read(move |store| store.get(&id))
-        .await?;
+        .await?
+        // Everyone under the name they go by now, namesakes told apart.
+        .with_current_names();
     // Members: the owner and the collaborators, each with whether they are connected now.
     let state = api.core().state().snapshot();
     let session = state.sessions.iter().find(|s| s.id == playlist.id);

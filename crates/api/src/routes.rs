@@ -166,7 +166,7 @@ async fn set_config(
     if let Some(name) = change.display_name {
         let name = whatnext_home::config::check_display_name(&name)
             .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
-        api.core().set_display_name(name);
+        api.core().set_display_name(name).await;
     }
     Ok(Json(OkReply::OK))
 }

@@ -301,7 +301,29 @@ impl Core {
     }
 
     /// The name local edits and handshakes carry from now on.
-    pub fn set_display_name(&self, name: String) {
+    /// Takes `name` as ours from now on, and records it in every playlist that names us
+    /// (as owner or member), so members see it on everything we did.
+    pub async fn set_display_name(&self, name: String) {
         self.library.set_display_name(name);
+        let ids: Vec<String> = self
+            .state
+            .snapshot()
+            .playlists
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        for id in ids {
+            let me = self.library.author_for(&id);
+            let renamed = self
+                .library
+                .write(move |store, _, _| {
+                    let changed = store.rename_me(&id, &me)?;
+                    Ok(((), changed.then_some(id)))
+                })
+                .await;
+            if let Err(err) = renamed {
+                tracing::warn!("could not record the new display name in a playlist: {err}");
+            }
+        }
     }
 }

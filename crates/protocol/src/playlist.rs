@@ -147,4 +147,106 @@ impl Playlist {
             damaged: false,
         }
     }
+
+    /// The name to show for each person the playlist names (owner and members), by peer id:
+    /// the name it records for them now; two people of one name told apart by the end of
+    /// their peer ids (every peer id starts alike).
+    pub fn people(&self) -> std::collections::HashMap<String, String> {
+        let everyone: Vec<&Author> = std::iter::once(&self.owner)
+            .chain(&self.collaborators)
+            .filter(|a| !a.peer_id.is_empty())
+            .collect();
+        let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for author in &everyone {
+            *count.entry(author.display_name.as_str()).or_default() += 1;
+        }
+        everyone
+            .iter()
+            .map(|a| {
+                let name = if a.display_name.is_empty() {
+                    short_peer(&a.peer_id)
+                } else if count.get(a.display_name.as_str()).copied().unwrap_or(0) > 1 {
+                    format!("{} ({})", a.display_name, short_peer(&a.peer_id))
+                } else {
+                    a.display_name.clone()
+                };
+                (a.peer_id.clone(), name)
+            })
+            .collect()
+    }
+
+    /// The playlist with everyone under the name [`Playlist::people`] gives them: a rename
+    /// shows on everything they did before it (what they added keeps their peer id).
+    pub fn with_current_names(mut self) -> Playlist {
+        let people = self.people();
+        let rename = |author: &mut Author| {
+            if let Some(name) = people.get(&author.peer_id) {
+                author.display_name.clone_from(name);
+            }
+        };
+        rename(&mut self.owner);
+        self.collaborators.iter_mut().for_each(rename);
+        for track in &mut self.tracks {
+            rename(&mut track.added_by);
+        }
+        self
+    }
+}
+
+/// The end of a peer id, enough to tell two people apart by eye.
+pub fn short_peer(peer_id: &str) -> String {
+    let start = peer_id.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+    peer_id[start..].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn author(peer_id: &str, name: &str) -> Author {
+        Author {
+            peer_id: peer_id.into(),
+            display_name: name.into(),
+        }
+    }
+
+    #[test]
+    fn everyone_shows_under_their_current_name_and_namesakes_differ() {
+        let track = |by: Author| Track {
+            id: "t".into(),
+            title: "T".into(),
+            artists: vec![],
+            album: None,
+            duration_ms: None,
+            uri: None,
+            added_by: by,
+            added_at: 0,
+            content: None,
+        };
+        let playlist = Playlist {
+            id: "p".into(),
+            name: "P".into(),
+            description: String::new(),
+            owner: author("12D3KooWaaaa1111", "root"),
+            collaborators: vec![
+                author("12D3KooWbbbb2222", "root"),
+                author("12D3KooWcccc3333", "Alice"),
+            ],
+            tags: vec![],
+            queue_mode: QueueMode::default(),
+            created_at: 0,
+            updated_at: 0,
+            // Added before Alice was called Alice, and by someone no longer a member.
+            tracks: vec![
+                track(author("12D3KooWcccc3333", "WhatNext user")),
+                track(author("12D3KooWdddd4444", "Gone")),
+            ],
+        }
+        .with_current_names();
+        assert_eq!(playlist.owner.display_name, "root (1111)");
+        assert_eq!(playlist.collaborators[0].display_name, "root (2222)");
+        assert_eq!(playlist.tracks[0].added_by.display_name, "Alice");
+        assert_eq!(playlist.tracks[0].added_by.peer_id, "12D3KooWcccc3333");
+        assert_eq!(playlist.tracks[1].added_by.display_name, "Gone");
+    }
 }

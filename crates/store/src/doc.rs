@@ -442,6 +442,32 @@ impl PlaylistDoc {
             .unwrap_or_else(|| peer.to_string())
     }
 
+    /// Records `me`'s new display name where the playlist names me: as its owner, or in its
+    /// members. Returns whether the document changed (not when it does not name me).
+    pub fn rename_me(&self, me: &Author) -> Result<bool, StoreError> {
+        let name = clean("display name", &me.display_name, false)?;
+        let meta = self.meta();
+        let value = meta.get_value();
+        let mut changed = false;
+        if get_str(&value, "owner_peer").as_deref() == Some(me.peer_id.as_str())
+            && get_str(&value, "owner_name").as_deref() != Some(name.as_str())
+        {
+            meta.insert("owner_name", name.as_str())?;
+            changed = true;
+        }
+        let members = self.doc.get_map("collaborators");
+        if let Some(known) = get_str(&members.get_value(), &me.peer_id)
+            && known != name
+        {
+            members.insert(&me.peer_id, name.as_str())?;
+            changed = true;
+        }
+        if changed {
+            self.doc.commit();
+        }
+        Ok(changed)
+    }
+
     /// Adds or renames a collaborator, and puts it in the session's turn order (after the
     /// owner and those who joined before). Returns whether the document changed.
     pub fn add_member(&self, member: &Author) -> Result<bool, StoreError> {

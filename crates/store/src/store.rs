@@ -1134,6 +1134,12 @@ impl Store {
         self.change(id, Origin::Local, None, |doc| doc.add_member(member))
     }
 
+    /// Records our new display name in playlist `id` where it names us (owner or member):
+    /// members see the new name on everything we did.
+    pub fn rename_me(&mut self, id: &str, me: &Author) -> Result<bool, StoreError> {
+        self.change(id, Origin::Local, None, |doc| doc.rename_me(me))
+    }
+
     /// Records where `peer` can be dialed, for the other members.
     pub fn set_member_addrs(
         &mut self,

@@ -365,3 +365,73 @@ fn a_hostile_peer_cannot_crash_or_change_anything() {
     assert_eq!(state["service"]["restarts"], 0);
     assert_eq!(show(&a, &id).expect("show")["tracks"], before["tracks"]);
 }
+
+/// A rename shows on everything the member did before it, on both members; two members of
+/// one name never look the same.
+#[test]
+fn a_rename_shows_on_past_attributions_and_namesakes_differ() {
+    let a = Node::start();
+    let b = Node::start();
+    for node in [&a, &b] {
+        let out = node.cli(&["config", "set", "display-name", "Sam"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (id, link) = create_shared(&a, "Names");
+    join(&b, &link);
+    add_track(&b, &id, "By B");
+    let b_id = b.peer_id();
+    let name_on = |node: &Node| -> Option<(String, Vec<String>)> {
+        let shown = show(node, &id)?;
+        let track = shown["tracks"]
+            .as_array()?
+            .iter()
+            .find(|t| t["title"] == "By B")?
+            .clone();
+        (track["added_by"]["peer_id"] == b_id.as_str()).then_some(())?;
+        let members = shown["members"]
+            .as_array()?
+            .iter()
+            .filter_map(|m| m["display_name"].as_str().map(str::to_string))
+            .collect();
+        Some((
+            track["added_by"]["display_name"].as_str()?.to_string(),
+            members,
+        ))
+    };
+    // Two "Sam"s: each shown with the end of their peer id.
+    let (by, members) = wait_until("A to see B's track", PATIENCE, || name_on(&a));
+    assert!(
+        by.starts_with("Sam (") && b_id.ends_with(&by[5..by.len() - 1]),
+        "{by}"
+    );
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert_ne!(
+        members[0], members[1],
+        "two members look the same: {members:?}"
+    );
+
+    // B renames: its past track and its member entry say the new name, on both sides.
+    let out = b.cli(&["config", "set", "display-name", "Bea"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for node in [&a, &b] {
+        wait_until("the new name on B's past track", PATIENCE, || {
+            let (by, members) = name_on(node)?;
+            (by == "Bea"
+                && members.iter().any(|m| m == "Bea")
+                && members.iter().any(|m| m == "Sam"))
+            .then_some(())
+        });
+    }
+    // The CLI's human output says it too.
+    let out = a.cli(&["playlist", "show", &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("added by Bea"), "{text}");
+}
