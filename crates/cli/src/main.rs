@@ -347,11 +347,18 @@ fn hand_over_to_running(home: &Home, err: anyhow::Error) -> anyhow::Result<ExitC
     match send(home, &LocalRequest::Show, Duration::from_secs(10)) {
         Ok(Forwarded::Answered(response)) => {
             println!(
-                "WhatNext is already running for home {} (pid {}); handed over to it. Its API and view: {}",
+                "WhatNext is already running for home {} (pid {}); handed over to it.",
                 home.dir().display(),
                 response.pid,
-                safe(&response.url)
             );
+            // A login link, fresh: the bare address would only ask for one.
+            match Client::for_home(home).and_then(|client| client.login_link()) {
+                Ok(reply) => println!("Open the view: {}", safe(&reply.url)),
+                Err(_) => println!(
+                    "Its view: {} (`whatnext ui` opens it logged in)",
+                    safe(&response.url)
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Ok(Forwarded::NotRunning) => Err(err),

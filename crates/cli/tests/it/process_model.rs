@@ -120,6 +120,9 @@ fn a_second_run_on_a_busy_home_hands_over_and_starts_nothing() {
         text.contains(&a.pid().to_string()),
         "names the running pid: {text}"
     );
+    // A fresh login link, not the bare address that would ask for one.
+    assert!(text.contains("Open the view: http://127.0.0.1:"), "{text}");
+    assert!(text.contains("/login?t="), "{text}");
     // The first one is unharmed and still the only one: same controller, same service.
     let state = a.wait_running();
     assert_eq!(state["pid"], a.pid());
