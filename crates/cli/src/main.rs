@@ -8,6 +8,7 @@
 mod forward;
 mod json_out;
 mod library;
+mod offline;
 mod playlist;
 mod relay;
 mod resolve;
@@ -238,10 +239,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout,
             json,
         } => return open(&home, &url, wait, timeout, json),
-        Commands::Playlist(mut command) => {
-            let client = Client::for_home(&home)?;
-            resolve::playlist_ids(&client, command.playlist_mut().into_iter().collect())?;
-            playlist::run(&client, command)?
+        Commands::Playlist(command) => {
+            let live = Client::for_home(&home)
+                .map_err(anyhow::Error::from)
+                .and_then(|client| {
+                    let mut command = command.clone();
+                    resolve::playlist_ids(&client, command.playlist_mut().into_iter().collect())?;
+                    playlist::run(&client, command)
+                });
+            match live {
+                // Reading needs no controller: the Markdown copies have every field.
+                Err(err) if offline::not_running(&err) => {
+                    offline::run(&home, command).unwrap_or(Err(err))?
+                }
+                other => other?,
+            }
         }
         Commands::Session(mut command) => {
             let client = Client::for_home(&home)?;

@@ -27,7 +27,7 @@ struct AddedFrom {
     file: Option<whatnext_protocol::media::LibraryEntry>,
 }
 
-#[derive(Subcommand)]
+#[derive(Clone, Subcommand)]
 pub enum PlaylistCommand {
     /// Create a playlist.
     Create {
@@ -194,7 +194,7 @@ pub enum ExportFormat {
 }
 
 impl ExportFormat {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ExportFormat::Md => "md",
             ExportFormat::M3u => "m3u",
@@ -235,6 +235,95 @@ fn print_ok(
     Ok(())
 }
 
+/// `playlist list`, from the controller or (not running) the Markdown copies.
+pub(crate) fn print_list(
+    list: &[whatnext_protocol::playlist::PlaylistSummary],
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if list.is_empty() {
+        println!("No playlists yet. Create one with `whatnext playlist create NAME`.");
+    } else {
+        for p in list {
+            println!(
+                "{}  {:>5} tracks  {}{}",
+                safe(&p.id),
+                p.track_count,
+                safe(&p.name),
+                if p.damaged {
+                    "  [damaged: see `whatnext doctor`]"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `playlist show`, from the controller or (not running) the Markdown copies.
+pub(crate) fn print_show(
+    view: whatnext_protocol::api::PlaylistView,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        print_json_pretty(&view)?;
+    } else {
+        let playlist = view.playlist;
+        // Everything here may come from another member: escaped (text.rs).
+        println!("{} ({})", safe(&playlist.name), safe(&playlist.id));
+        // A description may have several lines; each is escaped on its own.
+        for line in playlist.description.lines() {
+            println!("{}", safe(line));
+        }
+        println!(
+            "queue: {}, owner: {}",
+            playlist.queue_mode.as_str(),
+            safe(&playlist.owner.display_name)
+        );
+        if playlist.tracks.is_empty() {
+            println!(
+                "No tracks yet. Add one with `whatnext playlist add {} --title T --artist A`.",
+                safe(&playlist.id)
+            );
+        }
+        for (i, t) in playlist.tracks.iter().enumerate() {
+            let mut line = format!(
+                "{:>3}. {} — {}",
+                i + 1,
+                safe(&t.title),
+                safe(&t.artists.join(", "))
+            );
+            if let Some(album) = &t.album {
+                line.push_str(&format!(" [{}]", safe(album)));
+            }
+            if let Some(ms) = t.duration_ms {
+                line.push_str(&format!(" {}", duration(ms)));
+            }
+            println!(
+                "{line}  (id {}, added by {})",
+                safe(&t.id),
+                safe(&t.added_by.display_name)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `playlist export`: to `out`, or standard output.
+pub(crate) fn write_export(text: &str, out: Option<PathBuf>) -> anyhow::Result<()> {
+    match out {
+        Some(file) => {
+            std::fs::write(&file, text)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            eprintln!("wrote {}", file.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
 /// `m:ss` or `h:mm:ss`, as milliseconds.
 fn parse_duration(text: &str) -> Result<u64, String> {
     if !text.contains(':') {
@@ -267,72 +356,8 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
                 format!("created playlist {} ({})", safe(&reply.id), safe(&name))
             })?;
         }
-        PlaylistCommand::List { json } => {
-            let list = client.playlists()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else if list.is_empty() {
-                println!("No playlists yet. Create one with `whatnext playlist create NAME`.");
-            } else {
-                for p in list {
-                    println!(
-                        "{}  {:>5} tracks  {}{}",
-                        safe(&p.id),
-                        p.track_count,
-                        safe(&p.name),
-                        if p.damaged {
-                            "  [damaged: see `whatnext doctor`]"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-            }
-        }
-        PlaylistCommand::Show { id, json } => {
-            let view = client.playlist(&id)?;
-            if json {
-                print_json_pretty(&view)?;
-            } else {
-                let playlist = view.playlist;
-                // Everything here may come from another member: escaped (text.rs).
-                println!("{} ({})", safe(&playlist.name), safe(&playlist.id));
-                // A description may have several lines; each is escaped on its own.
-                for line in playlist.description.lines() {
-                    println!("{}", safe(line));
-                }
-                println!(
-                    "queue: {}, owner: {}",
-                    playlist.queue_mode.as_str(),
-                    safe(&playlist.owner.display_name)
-                );
-                if playlist.tracks.is_empty() {
-                    println!(
-                        "No tracks yet. Add one with `whatnext playlist add {} --title T --artist A`.",
-                        safe(&playlist.id)
-                    );
-                }
-                for (i, t) in playlist.tracks.iter().enumerate() {
-                    let mut line = format!(
-                        "{:>3}. {} — {}",
-                        i + 1,
-                        safe(&t.title),
-                        safe(&t.artists.join(", "))
-                    );
-                    if let Some(album) = &t.album {
-                        line.push_str(&format!(" [{}]", safe(album)));
-                    }
-                    if let Some(ms) = t.duration_ms {
-                        line.push_str(&format!(" {}", duration(ms)));
-                    }
-                    println!(
-                        "{line}  (id {}, added by {})",
-                        safe(&t.id),
-                        safe(&t.added_by.display_name)
-                    );
-                }
-            }
-        }
+        PlaylistCommand::List { json } => print_list(&client.playlists()?, json)?,
+        PlaylistCommand::Show { id, json } => print_show(client.playlist(&id)?, json)?,
         PlaylistCommand::Add {
             id,
             title,
@@ -457,15 +482,7 @@ pub fn run(client: &Client, command: PlaylistCommand) -> anyhow::Result<()> {
             })?;
         }
         PlaylistCommand::Export { id, format, out } => {
-            let text = client.export_playlist(&id, Some(format.name()))?;
-            match out {
-                Some(file) => {
-                    std::fs::write(&file, text)
-                        .with_context(|| format!("cannot write {}", file.display()))?;
-                    eprintln!("wrote {}", file.display());
-                }
-                None => print!("{text}"),
-            }
+            write_export(&client.export_playlist(&id, Some(format.name()))?, out)?;
         }
         PlaylistCommand::Import { file, as_new, json } => {
             let text = read_import(&file)?;

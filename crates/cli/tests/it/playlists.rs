@@ -395,3 +395,45 @@ fn playlists_are_named_by_id_prefix_or_name_and_positions_count_from_one() {
     refused(&a, &["playlist", "show", "Party"], "2 playlists are called");
     refused(&a, &["session", "now", "Nothing like it"], "playlist list");
 }
+
+/// With no controller running, `playlist list|show|export` read the Markdown copies; a
+/// command that changes something says WhatNext is not running.
+#[test]
+fn reading_playlists_needs_no_running_controller() {
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(home.path().join("config.toml"), "music_dirs = []\n").expect("config");
+    let mut a = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
+    let id = cli_json(&a, &["playlist", "create", "Offline"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    add_track(&a, &id, "Kept");
+    // The copy is written shortly after the change.
+    wait_until("the Markdown copy", PATIENCE, || {
+        std::fs::read_dir(home.path().join("playlists"))
+            .ok()?
+            .flatten()
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("Kept")))
+            .then_some(())
+    });
+    assert!(a.stop_with(Signal::SIGTERM).success());
+
+    let list = cli_json(&a, &["playlist", "list"]);
+    assert_eq!(list[0]["id"], id.as_str(), "{list}");
+    assert_eq!(list[0]["track_count"], 1, "{list}");
+    let shown = cli_json(&a, &["playlist", "show", "Offline"]);
+    assert_eq!(shown["tracks"][0]["title"], "Kept", "{shown}");
+    let out = a.cli(&["playlist", "export", &id[..6], "--format", "m3u"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("someone - Kept"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+    refused(
+        &a,
+        &["playlist", "add", &id, "--title", "X", "--artist", "Y"],
+        "not running",
+    );
+}
