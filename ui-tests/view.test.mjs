@@ -12,16 +12,43 @@ const SHOTS = new URL('../target/ui-shots/', import.meta.url).pathname;
 
 after(cleanUp);
 
+/** Screenshots of both pages (Music, Connection) at desktop and phone sizes: the first
+ *  screen as a person sees it, the whole page, and each card. Ends on the Music page. */
 async function shots(page, prefix) {
   mkdirSync(SHOTS, { recursive: true });
-  for (const [label, width] of [['desktop', 1280], ['360', 360]]) {
-    await page.setViewportSize({ width, height: 900 });
-    await page.screenshot({ path: join(SHOTS, `${prefix}-${label}-page.png`), fullPage: true });
-    const cards = await page.$$('main > .card:not([hidden])');
-    for (const [i, card] of cards.entries()) {
-      const id = await card.evaluate((c) => c.getAttribute('aria-labelledby') || c.id || 'card');
-      await card.screenshot({ path: join(SHOTS, `${prefix}-${label}-${i}-${id}.png`) });
+  for (const tab of ['music', 'connection']) {
+    await page.click(`#nav-${tab}`);
+    for (const [label, width, height] of [['desktop', 1280, 900], ['390', 390, 844]]) {
+      await page.setViewportSize({ width, height });
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await page.screenshot({ path: join(SHOTS, `${prefix}-${tab}-${label}-screen.png`) });
+      await page.screenshot({ path: join(SHOTS, `${prefix}-${tab}-${label}-page.png`), fullPage: true });
+      const cards = await page.$$(`#page-${tab} > .card:not([hidden])`);
+      for (const [i, card] of cards.entries()) {
+        if (!(await card.isVisible())) continue; // e.g. the list, on a phone with a playlist open
+        const id = await card.evaluate((c) => c.getAttribute('aria-labelledby') || c.id || 'card');
+        await card.screenshot({ path: join(SHOTS, `${prefix}-${tab}-${label}-${i}-${id}.png`) });
+      }
     }
+  }
+  await page.click('#nav-music');
+  await page.setViewportSize({ width: 1280, height: 900 });
+}
+
+/** The open playlist's first track row is on the first screen, above the now-playing bar,
+ *  at a desktop's and a phone's size. */
+async function assertFirstTrackInView(page) {
+  for (const [width, height] of [[1280, 900], [390, 844]]) {
+    await page.setViewportSize({ width, height });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    // Measured in one go in the page: the list is redrawn whenever the state changes.
+    const { row, bar } = await page.evaluate(() => {
+      const box = (el) => { if (!el) return null; const r = el.getBoundingClientRect(); return r.height ? { y: r.y, height: r.height } : null; };
+      return { row: box(document.querySelector('#tracks li')), bar: box(document.getElementById('now-playing')) };
+    });
+    assert.ok(row && bar, `a track row (${JSON.stringify(row)}) and the now-playing bar (${JSON.stringify(bar)}) are shown`);
+    assert.ok(row.y >= 0 && row.y + row.height <= Math.min(height, bar.y) + 1,
+      `at ${width}×${height} the first track row (y ${row.y}–${row.y + row.height}) is on the first screen, above the bar at ${bar.y}`);
   }
   await page.setViewportSize({ width: 1280, height: 900 });
 }
@@ -40,12 +67,18 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   // Paste B's invite into A's Connect box: both pages show the connection, no reload.
   await pageB.waitForFunction(() => document.getElementById('invite-link').value.startsWith('whtnxt://'));
   const invite = await pageB.inputValue('#invite-link');
+  // The machinery is one click away, on the Connection page.
+  await pageA.click('#nav-connection');
+  await pageB.click('#nav-connection');
+  assert.ok(await pageA.isVisible('#peer-id') && await pageA.isVisible('#invite-qr') && await pageA.isVisible('#reach'),
+    'the Connection page has the node panels');
   await pageA.fill('#connect-input', invite);
   await pageA.click('#connect-form button[type=submit]');
   await pageA.waitForSelector(`#peers li[data-peer="${b.state.peer_id}"]`, { timeout: 15000 });
   await pageB.waitForSelector(`#peers li[data-peer="${a.state.peer_id}"]`, { timeout: 15000 });
 
   // A creates and shares a playlist; B opens the share link in its Connect box.
+  await pageA.click('#nav-music');
   await pageA.fill('#new-name', 'Friday mix');
   await pageA.click('#create-form button[type=submit]');
   await pageA.waitForSelector('#playlist:not([hidden])');
@@ -54,6 +87,7 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   const shareLink = await pageA.inputValue('#share-link');
   await pageB.fill('#connect-input', shareLink);
   await pageB.click('#connect-form button[type=submit]');
+  await pageB.click('#nav-music');
   await pageB.waitForSelector('#playlists button.pl:text("Friday mix")', { timeout: 15000 });
   await pageB.click('#playlists button.pl:text("Friday mix")');
   await pageB.waitForSelector('#playlist:not([hidden])');
@@ -78,12 +112,14 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await pageA.dragAndDrop('#tracks li:nth-child(2)', '#tracks li:nth-child(1)');
   await pageB.waitForSelector('#tracks li:nth-child(1):has-text("Naima")', { timeout: 5000 });
 
-  // The debug panel shows the IPC frames behind what just happened.
+  // The debug panel (Connection page) shows the IPC frames behind what just happened.
+  await pageA.click('#nav-connection');
   await pageA.click('#debug summary');
   await pageA.waitForFunction(() => document.getElementById('ipc-log').textContent.includes('"type":"dial"'));
   const ipcLog = await pageA.textContent('#ipc-log');
   assert.match(ipcLog, /"type":"start_node"/, 'the log goes back to the node start');
   assert.ok(!/"keypair":"(?!\(redacted\))/.test(ipcLog), 'the identity key never reaches the view');
+  await pageA.click('#nav-music');
 
   // The listening session: A lets the room vote; B's up-vote moves "So What" to the top of
   // up next on both pages; A (who holds playback) presses Play, and both pages show it
@@ -110,6 +146,8 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
 
   // Members show presence.
   await pageA.waitForSelector('#members li:has-text("Bea")');
+  await assertFirstTrackInView(pageA);
+  await assertFirstTrackInView(pageB);
   await shots(pageA, 'a-shared');
   await shots(pageB, 'b-shared');
 

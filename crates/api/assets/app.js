@@ -147,14 +147,39 @@ function render(s) {
   if (openId && openVersion !== s.version) refreshPlaylist();
 }
 
+/** The music (playlists, the open one, now playing) or the connection's machinery.
+ *  @param {'music' | 'connection'} name */
+function showPage(name) {
+  $('page-music').hidden = name !== 'music';
+  $('page-connection').hidden = name !== 'connection';
+  for (const [tab, page] of /** @type {const} */ ([['nav-music', 'music'], ['nav-connection', 'connection']])) {
+    if (page === name) $(tab).setAttribute('aria-current', 'page');
+    else $(tab).removeAttribute('aria-current');
+  }
+}
+
 /** @param {string} id */
 async function openPlaylist(id) {
   openId = id;
   openVersion = -1;
   $('share-link').hidden = true;
+  showPage('music');
   await refreshPlaylist();
   $('playlist').hidden = false;
+  $('pick').hidden = true;
+  $('page-music').classList.add('open');
   $('pl-name').focus();
+}
+
+/** Back to the list (on a phone the open playlist takes the whole screen). */
+function closePlaylist() {
+  openId = null;
+  shownSession = null;
+  $('playlist').hidden = true;
+  $('pick').hidden = false;
+  $('page-music').classList.remove('open');
+  const audio = /** @type {HTMLAudioElement} */ ($('np-audio'));
+  if (!audio.paused) audio.pause();
 }
 
 async function refreshPlaylist() {
@@ -174,6 +199,7 @@ async function refreshPlaylist() {
   replaceChildren($('members'), (p.members || []).map((m) => el('li', {},
     `${m.display_name || m.peer_id.slice(0, 12)} ${m.owner ? '(owner) ' : ''}`,
     el('span', { class: m.online ? 'ok' : 'hint' }, m.online ? '● online' : '○ offline'))));
+  $('no-tracks').hidden = p.tracks.length > 0;
   replaceChildren($('tracks'), p.tracks.map((t, i) => {
     const detail = [t.artists.join(', '), t.album].filter(Boolean).join(' · ');
     return el('li', {
@@ -185,6 +211,7 @@ async function refreshPlaylist() {
     },
       el('span', { class: 'what' }, el('strong', {}, t.title), detail ? ` — ${detail}` : '',
         el('br'), el('span', { class: 'by' }, `added by ${t.added_by.display_name || t.added_by.peer_id.slice(0, 12)}`)),
+      el('span', { class: 'dur' }, t.duration_ms ? clock(t.duration_ms) : ''),
       el('button', { type: 'button', class: 'small ghost', 'aria-label': `Move ${t.title} up`, onclick: () => move(t.id, i - 1) }, '↑'),
       el('button', { type: 'button', class: 'small ghost', 'aria-label': `Move ${t.title} down`, onclick: () => move(t.id, i + 1) }, '↓'),
       el('button', { type: 'button', class: 'small ghost', 'aria-label': `Remove ${t.title}`, onclick: () => removeTrack(t.id) }, '✕'));
@@ -538,6 +565,15 @@ function wire() {
       $input('rename-input').value = '';
     } catch (err) { $('playlist-result').textContent = message(err); }
   });
+
+  $('nav-music').addEventListener('click', () => showPage('music'));
+  $('nav-connection').addEventListener('click', () => showPage('connection'));
+  $('nav-invite').addEventListener('click', () => {
+    showPage('connection');
+    $input('invite-link').focus();
+    $input('invite-link').select();
+  });
+  $('back').addEventListener('click', closePlaylist);
 
   $('share').addEventListener('click', async () => {
     if (!openId) return;
