@@ -72,6 +72,24 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await pageB.click('#nav-connection');
   assert.ok(await pageA.isVisible('#peer-id') && await pageA.isVisible('#invite-qr') && await pageA.isVisible('#reach'),
     'the Connection page has the node panels');
+  // A failure is a sentence with a next step; the raw reasons only behind Details.
+  const sentence = (page, pattern) => page.waitForFunction(
+    (source) => new RegExp(source).test(document.querySelector('#connect-result .sentence')?.textContent || ''),
+    pattern.source, { timeout: 30000 });
+  const noRawText = async (page) => {
+    const shown = await page.textContent('#connect-result .sentence');
+    assert.ok(!/os error|multiaddr|transport|libp2p|negotiat|base-58/i.test(shown), `raw text in the sentence: ${shown}`);
+    assert.equal(await page.locator('#connect-result details').count(), 1, 'the raw reasons are behind Details');
+  };
+  await pageA.fill('#connect-input', 'whtnxt://connect/not-a-peer');
+  await pageA.click('#connect-form button[type=submit]');
+  await sentence(pageA, /That is not a WhatNext link/);
+  await noRawText(pageA);
+  await pageA.fill('#connect-input', `whtnxt://connect/${b.state.peer_id}?addr=/ip4/127.0.0.1/tcp/1`);
+  await pageA.click('#connect-form button[type=submit]');
+  await sentence(pageA, /Could not reach .* ask them to open it/);
+  await noRawText(pageA);
+  await pageA.locator('section[aria-labelledby=connect-h]').screenshot({ path: join(SHOTS, 'a-error-sentence.png') });
   await pageA.fill('#connect-input', invite);
   await pageA.click('#connect-form button[type=submit]');
   await pageA.waitForSelector(`#peers li[data-peer="${b.state.peer_id}"]`, { timeout: 15000 });
@@ -85,6 +103,11 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await pageA.click('#share');
   await pageA.waitForFunction(() => document.getElementById('share-link').value.includes('session='));
   const shareLink = await pageA.inputValue('#share-link');
+  // A link whose key is not the playlist's: said as such.
+  await pageB.fill('#connect-input', shareLink.replace(/key=[0-9a-f]+/, `key=${'0'.repeat(32)}`));
+  await pageB.click('#connect-form button[type=submit]');
+  await sentence(pageB, /The link's key is no longer valid — ask for a new link/);
+  await noRawText(pageB);
   await pageB.fill('#connect-input', shareLink);
   await pageB.click('#connect-form button[type=submit]');
   await pageB.click('#nav-music');

@@ -116,16 +116,64 @@ function renderLastLink(s) {
   const key = `${attempt.id}:${attempt.status}:${s.started_at_ms}`;
   if (key === shownAttempt) return;
   shownAttempt = key;
-  const who = attempt.peer_id ? attempt.peer_id.slice(0, 16) + '…' : 'the link';
+  const raw = [attempt.error, ...attempt.steps.map((step) => `${step.method}: ${step.ok ? 'ok' : step.error || 'failed'}`)]
+    .filter(Boolean).join('\n');
+  const failed = attempt.status === 'failed' || attempt.status === 'invalid';
+  say(explain(attempt, s), failed ? raw : '', attempt.status === 'connected' ? 'ok' : (failed ? 'bad' : ''));
+}
+
+/** The Connect box's answer: a sentence, and the raw reasons behind a Details toggle.
+ *  @param {string} sentence @param {string} raw @param {string} className */
+function say(sentence, raw, className) {
   const out = $('connect-result');
-  const via = attempt.steps.length ? ` (${attempt.steps.map((step) => `${step.method} ${step.ok ? 'ok' : 'failed'}`).join(', ')})` : '';
-  out.textContent = {
-    pending: `Opening a link to ${who}…`,
-    connected: `Connected to ${who}${via}`,
-    failed: `Could not connect to ${who}: ${attempt.error}`,
-    invalid: `Not a valid link: ${attempt.error}`,
-  }[attempt.status];
-  out.className = attempt.status === 'connected' ? 'ok' : (attempt.status === 'pending' ? '' : 'bad');
+  const details = raw ? [el('details', {}, el('summary', {}, 'Details'), el('pre', {}, raw))] : [];
+  replaceChildren(out, [el('span', { class: 'sentence' }, sentence), ...details]);
+  out.className = className;
+}
+
+/** A failure's raw text, as a sentence with a next step.
+ *  @param {string} raw @param {string} who */
+function failureSentence(raw, who) {
+  const text = raw.toLowerCase();
+  if (text.includes('wrong key')) return "The link's key is no longer valid — ask for a new link.";
+  if (text.includes('revoked') || text.includes('taken out')) return 'You were taken out of this playlist; ask its owner for a new link.';
+  if (text.includes('own peer id') || text.includes('yourself')) return 'That link is your own: send it to a friend instead.';
+  if (text.includes('connection refused') || text.includes('os error 111')) {
+    return `Could not reach ${who}: nothing answers at the addresses in the link. Their WhatNext may be closed — ask them to open it and send a fresh link.`;
+  }
+  if (text.includes('timed out') || text.includes('timeout')) {
+    return `No answer from ${who}: a firewall or router may be in the way. Try again when you are both online; the Connection page says how reachable you are.`;
+  }
+  if (text.includes('not found') || text.includes('no address')) {
+    return `Could not find ${who} on the network. Ask for a fresh link while their WhatNext is open.`;
+  }
+  if (text.includes('multiaddr') || text.includes('not a valid') || text.includes('invalid')) {
+    return 'That is not a WhatNext link. A link starts with whtnxt://connect/ — ask your friend to copy it again.';
+  }
+  return `Could not connect to ${who}. Ask them to check that WhatNext is open, and to send a fresh link.`;
+}
+
+/**
+ * What happened to a link, in a sentence a person can act on; the raw reasons stay in the
+ * Details toggle.
+ * @param {import('./api').LinkAttempt} attempt
+ * @param {AppState} s
+ */
+function explain(attempt, s) {
+  const who = attempt.peer_id ? `${attempt.peer_id.slice(-4)}'s WhatNext` : 'your friend';
+  if (attempt.status === 'pending') return `Opening the link to ${who}…`;
+  if (attempt.status === 'connected') {
+    const joined = attempt.session && s.playlists.find((p) => p.id === attempt.session);
+    return joined ? `Joined ${joined.name} — ${joined.track_count} tracks.` : `Connected to ${who}.`;
+  }
+  if (attempt.status === 'invalid') {
+    return 'That is not a WhatNext link. A link starts with whtnxt://connect/ — ask your friend to copy it again.';
+  }
+  const raw = [attempt.error || '', ...attempt.steps.map((step) => step.error || '')].join(' ');
+  if (attempt.needs_discovery && !raw.toLowerCase().includes('wrong key')) {
+    return `Could not find ${who} on the network. Ask for a fresh link while their WhatNext is open.`;
+  }
+  return failureSentence(raw, who);
 }
 
 /** @param {AppState} s */
@@ -470,23 +518,22 @@ function wire() {
   $('connect-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const value = $input('connect-input').value.trim();
-    const out = $('connect-result');
     if (!value) return;
-    out.className = '';
-    out.textContent = 'Connecting…';
+    say('Connecting…', '', '');
+    const link = value.toLowerCase().startsWith('whtnxt://');
     try {
-      if (value.toLowerCase().startsWith('whtnxt://')) {
+      if (link) {
+        // The attempt is in the state: the long poll shows how it went (renderLastLink).
+        shownAttempt = '';
         const attempt = await api.open({ url: value, wait: true });
-        out.textContent = `Connected to ${attempt.peer_id}${attempt.session ? ' — playlist received' : ''}`;
+        if (state) { shownAttempt = ''; renderLastLink({ ...state, link_attempts: [...state.link_attempts.filter((a) => a.id !== attempt.id), attempt] }); }
       } else {
         const reply = await api.connect({ addr: value });
-        out.textContent = `Connected to ${reply.peer_id}`;
+        say(`Connected to ${reply.peer_id.slice(-4)}'s WhatNext.`, '', 'ok');
       }
-      out.className = 'ok';
       $input('connect-input').value = '';
     } catch (err) {
-      out.textContent = message(err);
-      out.className = 'bad';
+      say(failureSentence(message(err), 'your friend'), message(err), 'bad');
     }
   });
 
