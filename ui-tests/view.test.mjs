@@ -135,6 +135,17 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await pageA.dragAndDrop('#tracks li:nth-child(2)', '#tracks li:nth-child(1)');
   await pageB.waitForSelector('#tracks li:nth-child(1):has-text("Naima")', { timeout: 5000 });
 
+  // Removing a track offers Undo for a few seconds: it comes back, in its place, for both.
+  await pageA.click('button[aria-label="Remove So What"]');
+  await pageB.waitForFunction(() => ![...document.querySelectorAll('#tracks li')].some((li) => li.textContent.includes('So What')), null, { timeout: 5000 });
+  await pageA.waitForSelector('#toast:not([hidden]) button:text("Undo")');
+  await pageA.locator('#toast').screenshot({ path: join(SHOTS, 'a-undo-toast.png') });
+  await pageA.click('#toast button:text("Undo")');
+  for (const page of [pageA, pageB]) {
+    await page.waitForSelector('#tracks li:nth-child(2):has-text("So What")', { timeout: 5000 });
+  }
+  assert.match(await pageB.textContent('#tracks li:nth-child(2)'), /Kind of Blue[\s\S]*9:22|9:22/, 'with its album and length');
+
   // The debug panel (Connection page) shows the IPC frames behind what just happened.
   await pageA.click('#nav-connection');
   await pageA.click('#debug summary');

@@ -16,6 +16,11 @@ let state = null;
 /** @type {string | null} */
 let openId = null;
 let openVersion = -1;
+/** The open playlist as last shown (what an undo puts back). */
+/** @type {import('./api').PlaylistView | null} */
+let shownPlaylist = null;
+/** The undo offer on screen, ended after a few seconds. */
+let toastTimer = 0;
 /** The link attempt last shown in the Connect panel: links clicked elsewhere show up there too. */
 let shownAttempt = '';
 /** The addresses the shown invite was made for: a new set (restart, new network) needs a new invite. */
@@ -211,6 +216,8 @@ async function openPlaylist(id) {
   openId = id;
   openVersion = -1;
   $('share-link').hidden = true;
+  $('share-note').hidden = true;
+  hideToast();
   showPage('music');
   await refreshPlaylist();
   $('playlist').hidden = false;
@@ -242,6 +249,7 @@ async function refreshPlaylist() {
     return;
   }
   openVersion = version;
+  shownPlaylist = p;
   $('pl-name').textContent = p.name;
   $('pl-meta').textContent = `${p.tracks.length} tracks · ${p.queue_mode.replaceAll('_', ' ')} · owner ${p.owner.display_name}${p.shared ? ' · shared' : ''}`;
   replaceChildren($('members'), (p.members || []).map((m) => el('li', {},
@@ -495,8 +503,34 @@ async function move(trackId, to) {
 /** @param {string} trackId */
 async function removeTrack(trackId) {
   if (!openId) return;
-  try { await api.removeTrack(openId, trackId); }
-  catch (e) { $('playlist-result').textContent = message(e); }
+  const playlistId = openId;
+  const tracks = shownPlaylist?.id === playlistId ? shownPlaylist.tracks : [];
+  const index = tracks.findIndex((t) => t.id === trackId);
+  const track = tracks[index];
+  try { await api.removeTrack(playlistId, trackId); }
+  catch (e) { $('playlist-result').textContent = message(e); return; }
+  if (!track) return;
+  // Removed for everyone at once; for a few seconds, Undo adds it back where it was (a new
+  // edit, which reaches everyone the same way).
+  const undo = el('button', { type: 'button', class: 'small', onclick: async () => {
+    hideToast();
+    try {
+      const { track_id } = await api.addTrack(playlistId, {
+        title: track.title, artists: track.artists, album: track.album,
+        duration_ms: track.duration_ms, uri: track.uri, content: track.content,
+      });
+      if (track_id) await api.moveTrack(playlistId, { track_id, to: index });
+    } catch (e) { $('playlist-result').textContent = message(e); }
+  } }, 'Undo');
+  replaceChildren($('toast'), [el('span', {}, `Removed “${track.title}”.`), undo]);
+  $('toast').hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(hideToast, 5000);
+}
+
+function hideToast() {
+  clearTimeout(toastTimer);
+  $('toast').hidden = true;
 }
 
 /**
@@ -628,6 +662,7 @@ function wire() {
       const { link } = await api.sharePlaylist(openId, {});
       $input('share-link').value = link;
       $input('share-link').hidden = false;
+      $('share-note').hidden = false;
       $input('share-link').select();
     } catch (err) { $('playlist-result').textContent = message(err); }
   });
