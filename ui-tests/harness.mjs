@@ -2,7 +2,7 @@
 // Debian's Chromium, pages logged in to a controller, generated audio, and a clean-up that
 // kills every process started, by pid.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -98,4 +98,21 @@ export async function login(node) {
   await page.goto(url);
   await page.waitForFunction((id) => document.getElementById('peer-id')?.textContent === id, node.state.peer_id, { timeout: 20000 });
   return page;
+}
+
+const axeSource = readFileSync(new URL('./node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
+
+/** axe-core's findings on what `page` shows now, as `impact rule: target` lines, and the
+ *  serious and critical ones apart. (Evaluated through the DevTools protocol, which the
+ *  page's CSP does not govern: the page itself still runs no inline script.) */
+export async function accessibility(page) {
+  await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const result = await axe.run(document, { resultTypes: ['violations'] });
+    return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map((n) => n.target.join(' ')) }));
+  });
+  const lines = violations.map((v) => `${v.impact} ${v.id} (${v.help}): ${v.targets.slice(0, 3).join(', ')}`);
+  const severe = lines.filter((_, i) => ['serious', 'critical'].includes(violations[i].impact));
+  return { lines, severe };
 }

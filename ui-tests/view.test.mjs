@@ -6,14 +6,19 @@ import { mkdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   BIN, CHROMIUM, pageErrors, sleep, cli, tempDir, newHome, toneWav, startNode, launchBrowser, cleanUp, login,
+  accessibility,
 } from './harness.mjs';
 
 const SHOTS = new URL('../target/ui-shots/', import.meta.url).pathname;
 
 after(cleanUp);
 
+/** Serious or critical accessibility findings (axe-core) on any screen shot so far. */
+const severeA11y = [];
+
 /** Screenshots of both pages (Music, Connection) at desktop and phone sizes: the first
- *  screen as a person sees it, the whole page, and each card. Ends on the Music page. */
+ *  screen as a person sees it, the whole page, and each card; and axe-core's findings on
+ *  each. Ends on the Music page. */
 async function shots(page, prefix) {
   mkdirSync(SHOTS, { recursive: true });
   for (const tab of ['music', 'connection']) {
@@ -23,6 +28,9 @@ async function shots(page, prefix) {
       await page.evaluate(() => window.scrollTo(0, 0));
       await page.screenshot({ path: join(SHOTS, `${prefix}-${tab}-${label}-screen.png`) });
       await page.screenshot({ path: join(SHOTS, `${prefix}-${tab}-${label}-page.png`), fullPage: true });
+      const { lines, severe } = await accessibility(page);
+      console.log(`axe ${prefix} ${tab} ${label}: ${lines.length} findings${lines.length ? `\n  ${lines.join('\n  ')}` : ''}`);
+      severeA11y.push(...severe.map((line) => `${prefix} ${tab} ${label}: ${line}`));
       const cards = await page.$$(`#page-${tab} > .card:not([hidden])`);
       for (const [i, card] of cards.entries()) {
         if (!(await card.isVisible())) continue; // e.g. the list, on a phone with a playlist open
@@ -243,6 +251,7 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   const port = restarted.state.listen_addrs.map((addr) => addr.split('/tcp/')[1]).find(Boolean);
   await pageA.waitForFunction((p) => document.getElementById('invite-link').value.includes(`/tcp/${p}`), port, { timeout: 10000 });
   assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
+  assert.deepEqual(severeA11y, [], 'no serious or critical accessibility finding (axe-core)');
 });
 
 test('now playing plays the audio of a track from the library, following the holder', { timeout: 60000 }, async () => {
@@ -324,4 +333,5 @@ test('now playing plays the audio of a track from the library, following the hol
   assert.equal(await page.evaluate(() => document.getElementById('np-audio').paused), true);
   await shots(page, 'm-playing');
   assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
+  assert.deepEqual(severeA11y, [], 'no serious or critical accessibility finding (axe-core)');
 });
