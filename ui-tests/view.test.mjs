@@ -70,6 +70,15 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   cli(b.home, ['config', 'set', 'display-name', 'Bea']);
   const pageA = await login(a);
   const pageB = await login(b);
+  // A first run asks for a name (the account's, to start with); B chose one already.
+  await pageA.waitForSelector('#welcome:not([hidden])');
+  assert.ok((await pageA.inputValue('#welcome-name')).length > 0, 'the account name is offered');
+  assert.equal(await pageB.isVisible('#welcome'), false);
+  await pageA.screenshot({ path: join(SHOTS, 'a-first-run-desktop-screen.png') });
+  await pageA.fill('#welcome-name', 'Ann');
+  await pageA.click('#welcome-form button[type=submit]');
+  await pageA.waitForFunction(() => document.getElementById('me-name').textContent === 'Ann' && document.getElementById('welcome').hidden);
+  assert.match(readFileSync(join(a.home, 'config.toml'), 'utf8'), /display_name = "Ann"/, 'kept for the next start');
   await shots(pageA, 'a-empty');
 
   // Paste B's invite into A's Connect box: both pages show the connection, no reload.

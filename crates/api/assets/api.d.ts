@@ -23,6 +23,15 @@ discovered: Array<string>, last_error: string | null,
  */
 home: string, 
 /**
+ * The name friends see on what this member does.
+ */
+display_name: string, 
+/**
+ * Whether the user picked it (config.toml or the view), or it is the account's name
+ * taken by default (the view then asks, once).
+ */
+display_name_chosen: boolean, 
+/**
  * Unix milliseconds when the controller started.
  */
 started_at_ms: number, 

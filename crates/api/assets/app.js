@@ -181,9 +181,30 @@ function explain(attempt, s) {
   return failureSentence(raw, who);
 }
 
+/** Who we are to friends: asked once (the account's name until then), changeable.
+ *  @param {AppState} s */
+function renderName(s) {
+  $('me-name').textContent = s.display_name || 'you';
+  const welcome = $('welcome');
+  if (!s.display_name_chosen && welcome.hidden && !welcome.dataset.dismissed) {
+    $input('welcome-name').value = s.display_name;
+    welcome.hidden = false;
+  } else if (s.display_name_chosen) welcome.hidden = true;
+}
+
+/** @param {string} name */
+async function setName(name) {
+  try {
+    await api.setConfig({ display_name: name });
+    $('welcome').hidden = true;
+    $('welcome').dataset.dismissed = 'yes';
+  } catch (e) { $('playlist-result').textContent = message(e); }
+}
+
 /** @param {AppState} s */
 function render(s) {
   state = s;
+  renderName(s);
   renderNode(s);
   renderPeers(s);
   renderPlaylists(s);
@@ -647,6 +668,17 @@ function wire() {
     } catch (err) { $('playlist-result').textContent = message(err); }
   });
 
+  $('welcome-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const name = $input('welcome-name').value.trim();
+    if (name) setName(name);
+  });
+  $('me-name').addEventListener('click', () => {
+    $input('welcome-name').value = state?.display_name || '';
+    $('welcome').hidden = false;
+    $input('welcome-name').focus();
+    $input('welcome-name').select();
+  });
   $('nav-music').addEventListener('click', () => showPage('music'));
   $('nav-connection').addEventListener('click', () => showPage('connection'));
   $('nav-invite').addEventListener('click', () => {

@@ -58,6 +58,12 @@ export const state = (since) => call(since === null ? '/api/state' : `/api/state
 export const invite = () => call('/api/invite');
 
 /**
+ * @param {import('./api').ConfigChange} change
+ * @returns {Promise<import('./api').OkReply>}
+ */
+export const setConfig = (change) => call('/api/config', { method: 'POST', body: change });
+
+/**
  * @param {import('./api').ConnectRequest} request
  * @returns {Promise<ConnectReply>}
  */

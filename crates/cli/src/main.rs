@@ -499,15 +499,8 @@ fn config_set(home: &Home, key: &str, value: &str) -> anyhow::Result<()> {
         eprintln!("note: {note}");
     }
     let path = home.config_path();
-    let mut table: toml::Table = match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .parse()
-            .with_context(|| format!("{} is not valid TOML; fix it first", path.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    table.insert(field.to_string(), toml::Value::String(value.to_string()));
-    whatnext_home::files::write_private_file(&path, toml::to_string(&table)?.as_bytes())?;
+    debug_assert_eq!(field, "display_name");
+    whatnext_home::config::write_display_name(&path, value).map_err(anyhow::Error::msg)?;
     println!("{key} = \"{}\" (in {})", safe(value), path.display());
     if let Ok(client) = Client::for_home(home) {
         let change = ConfigChange {

@@ -105,6 +105,8 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
         now_ms(),
     );
     initial.mdns = settings.mdns;
+    initial.display_name = settings.display_name.clone();
+    initial.display_name_chosen = settings.display_name_chosen;
     initial.helpers = helper_nodes(&settings);
     let spec = ServiceSpec {
         name: whatnext_protocol::state::MAIN_SERVICE.to_string(),
@@ -180,6 +182,7 @@ async fn serve(
         changes,
         service: spec,
         sessions_path: home.sessions_path(),
+        config_path: home.config_path(),
         identities_dir: home.isolated_dir(),
         shutdown: shutdown.clone(),
         ui: ui.clone(),

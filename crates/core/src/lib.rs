@@ -60,6 +60,8 @@ pub struct CoreParts {
     pub service: ServiceSpec,
     /// `<home>/sessions.json`: the keys of shared playlists.
     pub sessions_path: PathBuf,
+    /// `<home>/config.toml`: where a display name picked in the view is kept.
+    pub config_path: PathBuf,
     /// `<home>/identities`: the keys (and listen ports) of isolated shares' services.
     pub identities_dir: PathBuf,
     /// Cancelled when the controller stops (a signal, `POST /api/shutdown`, the window's
@@ -81,6 +83,8 @@ pub struct Core {
     shutdown: CancellationToken,
     ui: Option<UiHooks>,
     music: Arc<music::Music>,
+    /// `<home>/config.toml`.
+    config_path: PathBuf,
 }
 
 /// The core's long-running tasks, for an orderly stop.
@@ -118,6 +122,7 @@ impl Core {
             changes,
             service: spec,
             sessions_path,
+            config_path,
             identities_dir,
             shutdown,
             ui,
@@ -184,6 +189,7 @@ impl Core {
             shutdown,
             ui,
             music,
+            config_path,
         });
         Ok((
             core,
@@ -304,6 +310,16 @@ impl Core {
     /// Takes `name` as ours from now on, and records it in every playlist that names us
     /// (as owner or member), so members see it on everything we did.
     pub async fn set_display_name(&self, name: String) {
+        // Kept for the next start too (as `whatnext config set display-name` does).
+        if let Err(err) = whatnext_home::config::write_display_name(&self.config_path, &name) {
+            tracing::warn!("the new display name applies until the next start only: {err}");
+        }
+        self.state.update(|s| {
+            let changed = s.display_name != name || !s.display_name_chosen;
+            s.display_name.clone_from(&name);
+            s.display_name_chosen = true;
+            changed
+        });
         self.library.set_display_name(name);
         let ids: Vec<String> = self
             .state

@@ -112,6 +112,8 @@ pub struct Settings {
     pub relays: Vec<String>,
     pub register: bool,
     pub display_name: String,
+    /// Whether config.toml names it (else it is the account's name, by default).
+    pub display_name_chosen: bool,
     pub music_dirs: Vec<std::path::PathBuf>,
     pub max_media_mb: u64,
 }
@@ -127,6 +129,22 @@ pub fn default_music_dir() -> Option<std::path::PathBuf> {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dirs.home_dir().join("Music")),
     )
+}
+
+/// Sets `display_name` in the config file at `path` (creating it), keeping its other
+/// settings; `name` must have passed [`check_display_name`].
+pub fn write_display_name(path: &Path, name: &str) -> Result<(), String> {
+    let mut table: toml::Table = match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .parse()
+            .map_err(|e| format!("{} is not valid TOML ({e}); fix it first", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    table.insert("display_name".into(), toml::Value::String(name.to_string()));
+    let text = toml::to_string(&table).map_err(|e| e.to_string())?;
+    crate::files::write_private_file(path, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The name friends see until the user picks one: the OS account's full name, else its
@@ -192,6 +210,10 @@ impl Settings {
                 flags.relays.clone()
             },
             register: !flags.no_register && file.register.unwrap_or(true),
+            display_name_chosen: file
+                .display_name
+                .as_deref()
+                .is_some_and(|n| check_display_name(n).is_ok()),
             display_name: file
                 .display_name
                 .and_then(|n| check_display_name(&n).ok())

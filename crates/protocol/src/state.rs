@@ -40,6 +40,13 @@ pub struct AppState {
     pub last_error: Option<String>,
     /// The home directory this controller owns.
     pub home: String,
+    /// The name friends see on what this member does.
+    #[serde(default)]
+    pub display_name: String,
+    /// Whether the user picked it (config.toml or the view), or it is the account's name
+    /// taken by default (the view then asks, once).
+    #[serde(default)]
+    pub display_name_chosen: bool,
     /// Unix milliseconds when the controller started.
     pub started_at_ms: u64,
     /// The most recent links opened (newest last, at most [`MAX_LINK_ATTEMPTS`]).
@@ -384,6 +391,8 @@ impl AppState {
             discovered: vec![],
             last_error: None,
             home,
+            display_name: String::new(),
+            display_name_chosen: false,
             started_at_ms,
             link_attempts: vec![],
             playlists: vec![],
