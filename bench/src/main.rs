@@ -118,6 +118,26 @@ fn node_fork(placement: ipc::Placement, mode: &str, iters: usize) -> Option<Valu
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// The JSON a Node script printed, or None with a note saying why it is `skipped`
+/// (`hint`: what to do when the program did not start).
+fn script_json(
+    what: &str,
+    out: std::io::Result<std::process::Output>,
+    hint: &str,
+) -> Option<Value> {
+    match out {
+        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout).ok(),
+        Ok(out) => {
+            eprintln!("{what} skipped: {}", String::from_utf8_lossy(&out.stderr));
+            None
+        }
+        Err(err) => {
+            eprintln!("{what} skipped ({err}); {hint}");
+            None
+        }
+    }
+}
+
 /// Two members' players in Chromium (ui-tests/bench-playback.mjs, with ui-tests' Playwright
 /// and Debian's Chromium): skew over a minute, play → sound. None, with a note, when it
 /// cannot run.
@@ -129,46 +149,23 @@ fn playback(whatnext: &std::path::Path) -> Option<Value> {
         .env("WHATNEXT_BIN", whatnext)
         .current_dir(ui)
         .output();
-    match out {
-        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout).ok(),
-        Ok(out) => {
-            eprintln!(
-                "playback benchmark skipped: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            None
-        }
-        Err(err) => {
-            eprintln!("playback benchmark skipped: node did not start: {err}");
-            None
-        }
-    }
+    script_json(
+        "playback benchmark",
+        out,
+        "install node, and run `npm ci` in ui-tests/",
+    )
 }
 
 /// js-libp2p baselines (interop/bench-js.mjs on Node 22 from interop/node_modules): idle
 /// RSS, in-process dial, fresh-process dial. None, with a note, when they cannot run.
 fn js_libp2p() -> Option<Value> {
     let interop = concat!(env!("CARGO_MANIFEST_DIR"), "/../interop");
-    let node = format!("{interop}/node_modules/.bin/node");
-    let out = Command::new(&node)
+    let out = Command::new(format!("{interop}/node_modules/.bin/node"))
         .arg(format!("{interop}/bench-js.mjs"))
         .arg("all")
         .current_dir(interop)
         .output();
-    match out {
-        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout).ok(),
-        Ok(out) => {
-            eprintln!(
-                "js-libp2p baselines skipped: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            None
-        }
-        Err(err) => {
-            eprintln!("js-libp2p baselines skipped ({node}: {err}); run `npm ci` in interop/");
-            None
-        }
-    }
+    script_json("js-libp2p baselines", out, "run `npm ci` in interop/")
 }
 
 struct Row {

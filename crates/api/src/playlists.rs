@@ -15,7 +15,7 @@ use axum::{
 use whatnext_core::{invite::invite_link, sessions::ShareError};
 use whatnext_protocol::api::{
     AddTracksRequest, AddedTrack, AddedTracks, CreatePlaylistRequest, CreatedReply, ExportQuery,
-    ImportRequest, LinkReply, MAX_BULK_BODY_BYTES, MAX_IMPORT_BYTES, Member, MoveRequest, OkReply,
+    ImportRequest, LinkReply, MAX_BULK_BODY_BYTES, MAX_IMPORT_BYTES, MoveRequest, OkReply,
     PlaylistView, RenameRequest, RevokeRequest, ShareRequest,
 };
 use whatnext_store::formats;
@@ -124,9 +124,7 @@ async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
         .core()
         .library()
         .read(move |store| store.get(&id))
-        .await?
-        // Everyone under the name they go by now, namesakes told apart.
-        .with_current_names();
+        .await?;
     // Members: the owner and the collaborators, each with whether they are connected now.
     let state = api.core().state().snapshot();
     let session = state.sessions.iter().find(|s| s.id == playlist.id);
@@ -137,26 +135,9 @@ async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
     let ours: HashSet<&str> = std::iter::once(state.peer_id.as_str())
         .chain(state.services.iter().map(|s| s.peer_id.as_str()))
         .collect();
-    let members: Vec<Member> = std::iter::once(&playlist.owner)
-        .chain(
-            playlist
-                .collaborators
-                .iter()
-                .filter(|c| c.peer_id != playlist.owner.peer_id),
-        )
-        .map(|m| Member {
-            peer_id: m.peer_id.clone(),
-            display_name: m.display_name.clone(),
-            online: ours.contains(m.peer_id.as_str()) || online.contains(m.peer_id.as_str()),
-            owner: m.peer_id == playlist.owner.peer_id,
-        })
-        .collect();
-    let shared = session.is_some();
-    ok(PlaylistView {
-        playlist,
-        members,
-        shared,
-    })
+    ok(PlaylistView::of(playlist, session.is_some(), |peer| {
+        ours.contains(peer) || online.contains(peer)
+    }))
 }
 
 async fn share(

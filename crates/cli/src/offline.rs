@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use whatnext_client::ClientError;
 use whatnext_home::{error::HomeError, home::Home};
 use whatnext_protocol::{
-    api::{Member, PlaylistView},
+    api::PlaylistView,
     playlist::{Playlist, PlaylistSummary},
 };
 use whatnext_store::{formats, markdown};
@@ -97,24 +97,5 @@ fn run_read_only(home: &Home, command: playlist::PlaylistCommand) -> anyhow::Res
 
 /// The playlist as `show` gives it, nobody online (nothing runs to know).
 fn view(playlist: Playlist) -> PlaylistView {
-    let playlist = playlist.with_current_names();
-    let members = std::iter::once(&playlist.owner)
-        .chain(
-            playlist
-                .collaborators
-                .iter()
-                .filter(|c| c.peer_id != playlist.owner.peer_id),
-        )
-        .map(|m| Member {
-            peer_id: m.peer_id.clone(),
-            display_name: m.display_name.clone(),
-            online: false,
-            owner: m.peer_id == playlist.owner.peer_id,
-        })
-        .collect();
-    PlaylistView {
-        playlist,
-        members,
-        shared: false,
-    }
+    PlaylistView::of(playlist, false, |_| false)
 }

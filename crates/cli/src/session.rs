@@ -220,16 +220,13 @@ pub enum SessionCommand {
 }
 
 impl SessionCommand {
-    /// The playlists the command names, for [`crate::resolve`].
+    /// The playlist the command is about, for [`crate::resolve`]. (A fallback's other
+    /// playlist is not resolved: it is the owner's, and need not be here.)
     pub fn playlists_mut(&mut self) -> Vec<&mut String> {
         use SessionCommand as C;
         match self {
-            C::Fallback { id, other_id, .. } => {
-                let mut ids = vec![id];
-                ids.extend(other_id.as_mut());
-                ids
-            }
-            C::Now { id, .. }
+            C::Fallback { id, .. }
+            | C::Now { id, .. }
             | C::Play { id, .. }
             | C::Pause { id, .. }
             | C::Resume { id, .. }

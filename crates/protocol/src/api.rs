@@ -128,6 +128,33 @@ pub struct PlaylistView {
     pub shared: bool,
 }
 
+impl PlaylistView {
+    /// `playlist` as `show` gives it: everyone under their current name, the owner first
+    /// then the collaborators, each online as `online` says.
+    pub fn of(playlist: Playlist, shared: bool, online: impl Fn(&str) -> bool) -> PlaylistView {
+        let playlist = playlist.with_current_names();
+        let members = std::iter::once(&playlist.owner)
+            .chain(
+                playlist
+                    .collaborators
+                    .iter()
+                    .filter(|c| c.peer_id != playlist.owner.peer_id),
+            )
+            .map(|m| Member {
+                peer_id: m.peer_id.clone(),
+                display_name: m.display_name.clone(),
+                online: online(&m.peer_id),
+                owner: m.peer_id == playlist.owner.peer_id,
+            })
+            .collect();
+        PlaylistView {
+            playlist,
+            members,
+            shared,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct Member {
     pub peer_id: String,
