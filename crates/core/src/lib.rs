@@ -306,8 +306,7 @@ impl Core {
         listening::save_history(&self.library, id, name).await
     }
 
-    /// The name local edits and handshakes carry from now on.
-    /// Takes `name` as ours from now on, and records it in every playlist that names us
+    /// Takes `name` as ours from now on (local edits and handshakes carry it), and records it in every playlist that names us
     /// (as owner or member), so members see it on everything we did.
     pub async fn set_display_name(&self, name: String) {
         // Kept for the next start too (as `whatnext config set display-name` does).
