@@ -533,51 +533,47 @@ fn all(args: &Args) -> anyhow::Result<()> {
         unit: "MB/s",
     });
     let hop = sub(&["pipe-hop", "--whatnext", bin, "--iters", "400"])?;
-    rows.push(Row {
-        figure: "audio across one controller → service pipe".into(),
-        ours: hop["mb_per_s"].as_f64().unwrap_or(f64::NAN),
-        baseline: None,
-        baseline_name: "",
-        unit: "MB/s",
-    });
+    figures(
+        &mut rows,
+        &hop,
+        &[(
+            "mb_per_s",
+            "audio across one controller → service pipe",
+            "MB/s",
+        )],
+    );
     raw.insert("pipe_hop".into(), hop);
-    rows.push(Row {
-        figure: "add → first verified 256 KiB at the member".into(),
-        ours: transfer["first_group_ms"].as_f64().unwrap_or(f64::NAN),
-        baseline: None,
-        baseline_name: "",
-        unit: "ms",
-    });
+    figures(
+        &mut rows,
+        &transfer,
+        &[(
+            "first_group_ms",
+            "add → first verified 256 KiB at the member",
+            "ms",
+        )],
+    );
     raw.insert("stream_copy".into(), copy);
 
     eprintln!("measuring playback in two Chromium pages (a minute) …");
     if let Some(play) = playback(&args.whatnext) {
-        for (figure, value) in [
-            (
-                "playback skew between two members, p50",
-                &play["skew_ms"]["p50"],
-            ),
-            (
-                "playback skew between two members, p95",
-                &play["skew_ms"]["p95"],
-            ),
-            (
-                "playback skew between two members, max",
-                &play["skew_ms"]["max"],
-            ),
-            (
+        figures(
+            &mut rows,
+            &play["skew_ms"],
+            &[
+                ("p50", "playback skew between two members, p50", "ms"),
+                ("p95", "playback skew between two members, p95", "ms"),
+                ("max", "playback skew between two members, max", "ms"),
+            ],
+        );
+        figures(
+            &mut rows,
+            &play,
+            &[(
+                "add_play_to_sound_member_ms",
                 "add + play → sound on a member without the file",
-                &play["add_play_to_sound_member_ms"],
-            ),
-        ] {
-            rows.push(Row {
-                figure: figure.into(),
-                ours: value.as_f64().unwrap_or(f64::NAN),
-                baseline: None,
-                baseline_name: "",
-                unit: "ms",
-            });
-        }
+                "ms",
+            )],
+        );
         raw.insert("playback".into(), play);
     }
     raw.insert("transfer".into(), transfer);
