@@ -117,15 +117,7 @@ fn has_audio_extension(path: &Path) -> bool {
 }
 
 fn short(text: &str) -> String {
-    let text = text.trim();
-    if text.len() <= MAX_TAG_TEXT {
-        return text.to_string();
-    }
-    let mut end = MAX_TAG_TEXT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
+    whatnext_protocol::playlist::cut_to(text.trim(), MAX_TAG_TEXT).to_string()
 }
 
 fn mtime_ms(meta: &fs::Metadata) -> u64 {

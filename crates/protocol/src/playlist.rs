@@ -193,6 +193,19 @@ impl Playlist {
     }
 }
 
+/// `text` cut to at most `max` bytes, at a character boundary: for text from outside
+/// (tags, other apps' playlists) that the store would refuse whole.
+pub fn cut_to(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// The end of a peer id, enough to tell two people apart by eye.
 pub fn short_peer(peer_id: &str) -> String {
     let start = peer_id.char_indices().rev().nth(3).map_or(0, |(i, _)| i);

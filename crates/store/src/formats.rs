@@ -9,7 +9,14 @@ use std::fmt::Write as _;
 
 use whatnext_protocol::playlist::{Author, Playlist, QueueMode, Track};
 
-use crate::{doc::new_id, error::StoreError, markdown};
+use whatnext_protocol::playlist::cut_to;
+
+use crate::{
+    doc::{MAX_TEXT, new_id},
+    error::StoreError,
+    markdown,
+    session::MAX_SEEK_MS,
+};
 
 /// A playlist file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,9 +102,13 @@ pub fn parse(
         .filter(|t| !t.trim().is_empty())
         .or_else(|| name.map(str::to_string))
         .unwrap_or_else(|| "Imported playlist".to_string());
+    // Another app's file is taken as well as it can be, like a file's tags: text the store
+    // would refuse whole is cut to its limit, and a "length" longer than anything can be
+    // played to (a day) is no length.
+    let text = |t: &str| cut_to(t.trim(), MAX_TEXT).to_string();
     let playlist = Playlist {
         id: String::new(),
-        name,
+        name: text(&name),
         description: String::new(),
         owner: importer.clone(),
         collaborators: Vec::new(),
@@ -109,11 +120,11 @@ pub fn parse(
             .into_iter()
             .map(|t| Track {
                 id: new_id(8),
-                title: t.title,
-                artists: t.artists,
-                album: t.album,
-                duration_ms: t.duration_ms,
-                uri: t.uri,
+                title: text(&t.title),
+                artists: t.artists.iter().map(|a| text(a)).collect(),
+                album: t.album.as_deref().map(text),
+                duration_ms: t.duration_ms.filter(|ms| *ms <= MAX_SEEK_MS),
+                uri: t.uri.as_deref().map(text),
                 added_by: importer.clone(),
                 added_at: now_ms,
                 content: None,
@@ -606,6 +617,30 @@ mod tests {
             assert_eq!(back.name, p.name);
             assert_eq!(titles(&back), titles(&p), "{written}");
         }
+    }
+
+    /// A hostile or broken file: a 100 KB title, control characters, lengths of 1e300
+    /// seconds. It imports, cut to what the store takes, with no nonsense length.
+    #[test]
+    fn over_long_text_is_cut_and_impossible_lengths_dropped() {
+        let huge = "é".repeat(60_000);
+        let text = format!(
+            "#EXTM3U\n#PLAYLIST:{huge}\n#EXTINF:1e300,\x1b[31mRed - {huge}\nhttp://e/a\n#EXTINF:99999999999999999999,B - Two\nb.mp3\n"
+        );
+        let (_, p) = parse(&text, None, &me(), 1).expect("imports");
+        assert!(p.name.len() <= MAX_TEXT && p.name.starts_with('é'));
+        assert!(p.tracks[0].title.len() <= MAX_TEXT && p.tracks[0].title.starts_with('é'));
+        assert_eq!(
+            p.tracks[0].artists,
+            ["\u{1b}[31mRed"],
+            "kept, shown escaped"
+        );
+        assert_eq!(p.tracks[0].duration_ms, None);
+        assert_eq!(p.tracks[1].duration_ms, None);
+        let csv = "title,duration\nA,99999999999999:99\nB,23:59:59\n";
+        let (_, p) = parse(csv, None, &me(), 1).expect("csv");
+        assert_eq!(p.tracks[0].duration_ms, None);
+        assert_eq!(p.tracks[1].duration_ms, Some(86_399_000));
     }
 
     #[test]
