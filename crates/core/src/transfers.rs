@@ -5,9 +5,10 @@
 //! How bytes move: the network service never opens a file. A group (256 KiB) travels from
 //! the serving controller's disk, raw after a short JSON header (a frame's attachment),
 //! through its service's pipe, over the libp2p connection in one request-response stream,
-//! through the fetching service's pipe, to the fetching controller, which checks it against the outboard (itself checked against the
-//! content id) before it writes it to `<home>/media/<blake3>.partial`. A transfer cut short
-//! (a crash, a disconnect) resumes from the last whole group on disk; a group that fails
+//! through the fetching service's pipe, to the fetching controller, which checks it against
+//! the outboard (itself checked against the content id) before it writes it to
+//! `<home>/media/<blake3>.partial`. A transfer cut short (a crash, a disconnect) resumes
+//! from the last whole group on disk that still matches the outboard; a group that fails
 //! its check is thrown away and the content asked of another member.
 
 use std::{
