@@ -79,6 +79,13 @@ impl OutFrame {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The body in one buffer, as a reader of the frame gets it.
+    pub fn into_body(self) -> Vec<u8> {
+        let mut body = self.head;
+        body.extend_from_slice(&self.data);
+        body
+    }
 }
 
 /// Drives the write half of a frame stream from a queue: writes what `frames` yields,
@@ -242,16 +249,10 @@ pub fn attachment_header(json: &[u8]) -> [u8; 1 + HEADER_LEN] {
     [ATTACHED, a, b, c, d]
 }
 
-/// A body of `json` followed by the raw bytes `data`, or `json` alone when `data` is empty.
+/// A body of `json` followed by the raw bytes `data`, or `json` alone when `data` is empty
+/// ([`OutFrame::attached`], assembled).
 pub fn with_attachment(json: &[u8], data: &[u8]) -> Vec<u8> {
-    if data.is_empty() {
-        return json.to_vec();
-    }
-    let mut body = Vec::with_capacity(1 + HEADER_LEN + json.len() + data.len());
-    body.extend_from_slice(&attachment_header(json));
-    body.extend_from_slice(json);
-    body.extend_from_slice(data);
-    body
+    OutFrame::attached(json.to_vec(), Bytes::copy_from_slice(data)).into_body()
 }
 
 /// A body's JSON and its raw bytes (empty when it carries none).
@@ -391,7 +392,7 @@ mod tests {
         let got = reader.await.expect("joined");
         let want: Vec<Frame> = sent
             .iter()
-            .map(|f| Frame::Message(Bytes::from([f.head.clone(), f.data.to_vec()].concat())))
+            .map(|f| Frame::Message(Bytes::from(f.clone().into_body())))
             .collect();
         assert_eq!(got, want);
         let Frame::Message(body) = &got[1] else {

@@ -476,7 +476,7 @@ mod tests {
         fn commands_round_trip(id in proptest::option::of(any::<u64>()), body in command()) {
             let env = Envelope { id, body };
             let wire = encode_envelope(env.clone()).expect("encodes");
-            let wire = Bytes::from([wire.head, wire.data.to_vec()].concat());
+            let wire = Bytes::from(wire.into_body());
             let back: CommandEnvelope = decode_envelope(&wire).expect("decodes");
             prop_assert_eq!(back, env);
         }
@@ -485,7 +485,7 @@ mod tests {
         fn events_round_trip(id in proptest::option::of(any::<u64>()), body in event()) {
             let env = Envelope { id, body };
             let wire = encode_envelope(env.clone()).expect("encodes");
-            let wire = Bytes::from([wire.head, wire.data.to_vec()].concat());
+            let wire = Bytes::from(wire.into_body());
             let back: EventEnvelope = decode_envelope(&wire).expect("decodes");
             prop_assert_eq!(back, env);
         }
