@@ -163,33 +163,12 @@ impl Entry {
         {
             let file = uri.rsplit(['/', '\\']).next().unwrap_or(uri);
             let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
-            self.title = percent_decode(stem);
+            self.title = percent_encoding::percent_decode_str(stem)
+                .decode_utf8_lossy()
+                .into_owned();
         }
         self
     }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `Artist - Title` (M3U's usual display text), or the title alone.
