@@ -318,7 +318,7 @@ async fn import(State(api): State<Arc<Api>>, BulkJson(req): BulkJson<ImportReque
     .map_err(|err| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("reading the Markdown failed: {err}"),
+            format!("reading the playlist file failed: {err}"),
         )
     })??;
     let id = api

@@ -488,10 +488,9 @@ fn report_open(
 
 /// `config set`: edits config.toml, then tells a running controller.
 fn config_set(home: &Home, key: &str, value: &str) -> anyhow::Result<()> {
-    let field = match key {
-        "display-name" | "display_name" => "display_name",
-        _ => anyhow::bail!("unknown setting {key:?}; settable: display-name"),
-    };
+    if !matches!(key, "display-name" | "display_name") {
+        anyhow::bail!("unknown setting {key:?}; settable: display-name");
+    }
     let value = whatnext_home::config::check_display_name(value).map_err(anyhow::Error::msg)?;
     let value = value.as_str();
     home.create()?;
@@ -499,7 +498,6 @@ fn config_set(home: &Home, key: &str, value: &str) -> anyhow::Result<()> {
         eprintln!("note: {note}");
     }
     let path = home.config_path();
-    debug_assert_eq!(field, "display_name");
     whatnext_home::config::write_display_name(&path, value).map_err(anyhow::Error::msg)?;
     println!("{key} = \"{}\" (in {})", safe(value), path.display());
     if let Ok(client) = Client::for_home(home) {
