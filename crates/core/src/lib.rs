@@ -278,7 +278,7 @@ impl Core {
 
     /// The listening session of playlist `id` as this member sees it now.
     pub async fn session(&self, id: &str) -> Result<SessionView, StoreError> {
-        let offsets = self.sessions.clock_offsets().await;
+        let offsets = self.sessions.clock_offsets();
         listening::view(&self.library, &self.state, offsets, id).await
     }
 
@@ -297,7 +297,7 @@ impl Core {
                 .map_err(|err| StoreError::Invalid(format!("{err:#}")))?;
             return self.session(id).await;
         }
-        let offsets = self.sessions.clock_offsets().await;
+        let offsets = self.sessions.clock_offsets();
         listening::act(&self.library, &self.state, offsets, id, action).await
     }
 

@@ -33,13 +33,41 @@ pub fn sample(sent: u64, received: u64, answered: u64, came_back: u64) -> Option
     })
 }
 
-/// The samples of every member, and the estimate each gives.
-#[derive(Debug, Default)]
+/// Every member's offset (their clock minus ours, ms, rounded), by peer id.
+pub type Offsets = HashMap<String, i64>;
+
+/// The samples of every member, and the estimate each gives; the offsets are published on
+/// a watch channel, so whoever shows a session reads them without asking the task.
+#[derive(Debug)]
 pub struct Clocks {
     samples: HashMap<String, VecDeque<Sample>>,
+    published: tokio::sync::watch::Sender<Offsets>,
+}
+
+impl Default for Clocks {
+    fn default() -> Self {
+        Clocks {
+            samples: HashMap::new(),
+            published: tokio::sync::watch::Sender::new(Offsets::new()),
+        }
+    }
 }
 
 impl Clocks {
+    /// The offsets as they are published, now and after every change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Offsets> {
+        self.published.subscribe()
+    }
+
+    fn publish(&self) {
+        let offsets = self.offsets();
+        self.published.send_if_modified(|current| {
+            let changed = *current != offsets;
+            *current = offsets;
+            changed
+        });
+    }
+
     /// Adds a sample of `peer`; its estimate now.
     pub fn add(&mut self, peer: &str, sample: Sample) -> ClockEstimate {
         let kept = self.samples.entry(peer.to_string()).or_default();
@@ -47,6 +75,7 @@ impl Clocks {
             kept.pop_front();
         }
         kept.push_back(sample);
+        self.publish();
         self.estimate(peer).unwrap_or(ClockEstimate {
             offset_ms: sample.offset_ms,
             error_ms: sample.round_trip_ms / 2.0,
@@ -65,7 +94,7 @@ impl Clocks {
     }
 
     /// Every member's offset (their clock minus ours, ms, rounded), by peer id.
-    pub fn offsets(&self) -> HashMap<String, i64> {
+    fn offsets(&self) -> Offsets {
         self.samples
             .keys()
             .filter_map(|peer| Some((peer.clone(), self.estimate(peer)?.offset_ms.round() as i64)))
@@ -73,7 +102,9 @@ impl Clocks {
     }
 
     pub fn forget(&mut self, peer: &str) {
-        self.samples.remove(peer);
+        if self.samples.remove(peer).is_some() {
+            self.publish();
+        }
     }
 }
 
@@ -96,7 +127,12 @@ mod tests {
         assert_eq!((estimate.offset_ms, estimate.error_ms), (500.0, 10.0));
         // Nonsense (an answer before the question came) is no sample.
         assert_eq!(sample(1_000, 1_510, 1_500, 1_022), None);
+        assert_eq!(
+            *clocks.subscribe().borrow(),
+            Offsets::from([("p".into(), 500)])
+        );
         clocks.forget("p");
         assert_eq!(clocks.estimate("p"), None);
+        assert!(clocks.subscribe().borrow().is_empty(), "published too");
     }
 }

@@ -91,6 +91,8 @@ pub struct Sessions {
     tx: mpsc::UnboundedSender<Msg>,
     /// Where isolated identities live (loaded off the task: file I/O).
     identities: PathBuf,
+    /// Members' clock offsets, as the task publishes them.
+    clock_offsets: tokio::sync::watch::Receiver<clock::Offsets>,
 }
 
 fn new_key() -> String {
@@ -138,6 +140,8 @@ impl Sessions {
         let (saver, jobs) = mpsc::unbounded_channel();
         tokio::spawn(save_in_order(path.clone(), jobs));
         let identities = isolated.dir.clone();
+        let clocks = clock::Clocks::default();
+        let clock_offsets = clocks.subscribe();
         let actor = Actor {
             book,
             admitted: HashMap::new(),
@@ -157,14 +161,18 @@ impl Sessions {
             },
             saver,
             reactions: Reactions::default(),
-            clocks: clock::Clocks::default(),
+            clocks,
             repairs: 0,
             dialing: HashSet::new(),
         };
         // The state lists shared playlists from the start, not from the first admission.
         actor.publish();
         tokio::spawn(actor.run(msgs, events, changes));
-        Ok(Sessions { tx, identities })
+        Ok(Sessions {
+            tx,
+            identities,
+            clock_offsets,
+        })
     }
 
     fn send(&self, msg: Msg) -> anyhow::Result<()> {
@@ -224,13 +232,9 @@ impl Sessions {
     /// The service that serves `playlist` and the members admitted to it there, connected
     /// now (whom to fetch its audio from).
     /// Members' clocks against ours (their clock minus ours, ms), measured on the
-    /// connections of every service (isolated ones too); empty once the task has stopped.
-    pub async fn clock_offsets(&self) -> HashMap<String, i64> {
-        let (reply, answer) = oneshot::channel();
-        if self.send(Msg::ClockOffsets { reply }).is_err() {
-            return HashMap::new();
-        }
-        answer.await.unwrap_or_default()
+    /// connections of every service (isolated ones too).
+    pub fn clock_offsets(&self) -> clock::Offsets {
+        self.clock_offsets.borrow().clone()
     }
 
     pub async fn route(&self, playlist: &str) -> Option<(ServiceHandle, Vec<String>)> {
@@ -409,9 +413,6 @@ impl Actor {
                         changed
                     });
                 }
-            }
-            Msg::ClockOffsets { reply } => {
-                let _ = reply.send(self.clocks.offsets());
             }
             Msg::Route { playlist, reply } => {
                 let route = self.serving(&playlist).map(|via| {

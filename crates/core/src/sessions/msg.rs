@@ -8,10 +8,6 @@ use whatnext_protocol::state::AppState;
 
 /// What the sessions task is told: by the handle, and by its own network work.
 pub(crate) enum Msg {
-    /// Every member's clock offset, by peer id.
-    ClockOffsets {
-        reply: oneshot::Sender<std::collections::HashMap<String, i64>>,
-    },
     Share {
         playlist: String,
         rotate: bool,
