@@ -417,8 +417,21 @@ fn reading_playlists_needs_no_running_controller() {
             .then_some(())
     });
     assert!(a.stop_with(Signal::SIGTERM).success());
+    // A damaged copy is named and skipped; the others are still read.
+    std::fs::write(
+        home.path().join("playlists").join("broken.md"),
+        "---\nnot: [closed\n",
+    )
+    .expect("damage");
 
     let list = cli_json(&a, &["playlist", "list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let out = a.cli(&["playlist", "list"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("skipped"),
+        "the damaged copy is named"
+    );
     assert_eq!(list[0]["id"], id.as_str(), "{list}");
     assert_eq!(list[0]["track_count"], 1, "{list}");
     let shown = cli_json(&a, &["playlist", "show", "Offline"]);
