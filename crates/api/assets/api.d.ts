@@ -17,11 +17,26 @@ external_addrs: Array<string>, service: ServiceInfo, connections: Array<Connecti
 /**
  * Peers found by discovery (mDNS, later the DHT) and not yet expired.
  */
-discovered: Array<string>, last_error: string | null, 
+discovered: Array<string>, 
+/**
+ * The most recent problem still going on, in the words of whoever reported it.
+ */
+last_error: string | null, 
+/**
+ * What `last_error` is about, so it can clear when the problem is over: a peer id
+ * (cleared when a connection to that peer opens), [`PROBLEM_SERVICE`] (cleared when the
+ * network service runs again), or none (an event with no end: kept until the next one).
+ */
+last_error_about: string | null, 
 /**
  * The home directory this controller owns.
  */
 home: string, 
+/**
+ * The names of the people our playlists name, by peer id: `connections`, `sessions`
+ * and `link_attempts` name peers by id, a view shows them by these names.
+ */
+people: { [key in string]: string }, 
 /**
  * The name friends see on what this member does.
  */

@@ -54,7 +54,7 @@ pub fn render(state: &AppState) -> String {
         let _ = writeln!(
             out,
             "  {} via {} ({}, {}{relayed}, {rtt})",
-            safe(&c.peer_id),
+            safe(person(state, &c.peer_id)),
             safe(&c.addr),
             safe(&c.transport),
             c.direction
@@ -64,7 +64,7 @@ pub fn render(state: &AppState) -> String {
     if !state.link_attempts.is_empty() {
         let _ = writeln!(out, "Links opened:");
         for a in state.link_attempts.iter().rev().take(5) {
-            let peer = safe(a.peer_id.as_deref().unwrap_or("?"));
+            let peer = safe(a.peer_id.as_deref().map_or("?", |p| person(state, p)));
             let detail = match (&a.addr, &a.error) {
                 (_, Some(error)) => format!(": {}", safe(error)),
                 (Some(addr), None) => format!(" via {}", safe(addr)),
@@ -86,6 +86,12 @@ pub fn render(state: &AppState) -> String {
         );
     }
     out
+}
+
+/// A peer as people know it: the name our playlists give it, else its id (`--json` has
+/// the ids).
+fn person<'a>(state: &'a AppState, peer_id: &'a str) -> &'a str {
+    state.people.get(peer_id).map_or(peer_id, String::as_str)
 }
 
 fn list(out: &mut String, label: &str, items: &[String]) {
@@ -140,5 +146,31 @@ mod tests {
         }
         assert!(out.contains("12D3KooW\\u{1b}]0;pwned\\u{7}"), "{out}");
         assert!(out.contains("dial failed\\u{1b}[2J"), "{out}");
+    }
+
+    #[test]
+    fn peers_are_shown_by_the_names_our_playlists_give_them() {
+        let mut state = AppState::initial(1, "12D3KooWme".into(), "/h".into(), 0);
+        for (peer, id) in [("12D3KooWbea", 1), ("12D3KooWstranger", 2)] {
+            state.connections.push(Connection {
+                peer_id: peer.into(),
+                addr: "/ip4/127.0.0.1/tcp/1".into(),
+                transport: "tcp".into(),
+                rtt_ms: Some(1.0),
+                direction: whatnext_protocol::state::Direction::Dialer,
+                relayed: false,
+                since_ms: 0,
+                connection_id: id,
+                clock: None,
+            });
+        }
+        state.people.insert("12D3KooWbea".into(), "Bea".into());
+        let out = render(&state);
+        assert!(out.contains("  Bea via /ip4/127.0.0.1/tcp/1"), "{out}");
+        assert!(!out.contains("12D3KooWbea"), "{out}");
+        assert!(
+            out.contains("  12D3KooWstranger via"),
+            "an unknown peer by its id: {out}"
+        );
     }
 }

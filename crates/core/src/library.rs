@@ -136,11 +136,13 @@ impl Library {
     /// Puts what the store lists into `AppState`. Takes no lock: the runtime thread must
     /// never wait for the store's mutex, which a queue of writes on the blocking pool can
     /// hold for seconds (an API that stops answering while friends sync big batches).
-    fn publish(&self, Listed(summaries, problems): Listed) {
+    fn publish(&self, Listed(summaries, problems, people): Listed) {
         self.state.update(|s| {
-            let changed = s.playlists != summaries || s.store_problems != problems;
+            let changed =
+                s.playlists != summaries || s.store_problems != problems || s.people != people;
             s.playlists = summaries;
             s.store_problems = problems;
+            s.people = people;
             changed
         });
     }
@@ -225,11 +227,12 @@ impl Library {
 struct Listed(
     Vec<whatnext_protocol::playlist::PlaylistSummary>,
     Vec<whatnext_protocol::state::StoreProblem>,
+    std::collections::BTreeMap<String, String>,
 );
 
 impl Listed {
     fn of(store: &Store) -> Listed {
-        Listed(store.list(), store.problems().to_vec())
+        Listed(store.list(), store.problems().to_vec(), store.people())
     }
 }
 

@@ -18,7 +18,7 @@ use whatnext_protocol::{
 
 use crate::{
     sessions::Sessions,
-    state::{MAX_STATE_TEXT, StateHandle, clip, now_ms},
+    state::{MAX_STATE_TEXT, StateHandle, clip, now_ms, problem_over, report_problem},
     supervisor::ServiceClient,
     ui::{UiEvent, UiHooks},
 };
@@ -403,7 +403,11 @@ impl Links {
             let excess = s.link_attempts.len().saturating_sub(MAX_LINK_ATTEMPTS);
             s.link_attempts.drain(..excess);
             if let Some(error) = &attempt.error {
-                s.last_error = Some(error.clone());
+                report_problem(s, error, attempt.peer_id.as_deref());
+            } else if attempt.status == LinkStatus::Connected
+                && let Some(peer) = &attempt.peer_id
+            {
+                problem_over(s, peer);
             }
             true
         });

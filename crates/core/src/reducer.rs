@@ -9,11 +9,11 @@ use whatnext_protocol::{
     ipc::Event,
     state::{
         AppState, Connection, DialFailure, MAX_DIAL_FAILURES, NatStatus, NodeStatus,
-        RelayReservation,
+        PROBLEM_SERVICE, RelayReservation,
     },
 };
 
-use crate::state::{MAX_STATE_TEXT, clip};
+use crate::state::{MAX_STATE_TEXT, clip, problem_over, report_problem};
 
 /// Folds `event` into `state`; returns whether anything visible changed.
 pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
@@ -25,6 +25,7 @@ pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
         } => {
             s.node = NodeStatus::Running;
             s.peer_id = peer_id.clone();
+            problem_over(s, PROBLEM_SERVICE);
             for addr in listen_addrs {
                 push_new(&mut s.listen_addrs, addr);
             }
@@ -46,6 +47,8 @@ pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
                 .iter()
                 .find(|c| c.peer_id == info.peer_id)
                 .and_then(|c| c.clock);
+            // A failed dial to this peer is over.
+            problem_over(s, &info.peer_id);
             s.connections.push(Connection {
                 clock,
                 peer_id: info.peer_id.clone(),
@@ -119,7 +122,7 @@ pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
         Event::PeerDiscovered { peer_id, .. } => push_new(&mut s.discovered, peer_id),
         Event::PeerExpired { peer_id } => remove_all(&mut s.discovered, peer_id),
         Event::NodeError { message } => {
-            s.last_error = Some(clip(message, MAX_STATE_TEXT));
+            report_problem(s, message, None);
             true
         }
         Event::DialFailed {
@@ -129,10 +132,11 @@ pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
         } => {
             let who = peer_id.as_deref().unwrap_or("an address");
             let reason = clip(reason, MAX_STATE_TEXT);
-            s.last_error = Some(clip(
+            report_problem(
+                s,
                 &format!("dial to {who} failed: {reason}"),
-                MAX_STATE_TEXT,
-            ));
+                peer_id.as_deref(),
+            );
             for helper in &mut s.helpers {
                 if peer_id.is_some() && helper.peer_id == *peer_id {
                     helper.error = Some(reason.clone());
@@ -400,6 +404,42 @@ mod tests {
         assert_eq!(s.helpers[0].error.as_deref(), Some("connection refused"));
         assert_eq!(s.dial_failures[0].kind, DialErrorKind::Refused);
         assert!(s.last_error.is_some_and(|e| e.contains(RELAY)));
+    }
+
+    #[test]
+    fn a_problem_clears_when_it_is_over_and_not_before() {
+        let failed = Event::DialFailed {
+            peer_id: Some(RELAY.into()),
+            reason: "connection refused".into(),
+            kind: DialErrorKind::Refused,
+        };
+        let (s, _) = after(&[failed.clone(), connection("12D3KooWother", 1)]);
+        assert!(
+            s.last_error.is_some(),
+            "another peer's connection ends nothing"
+        );
+        let (s, _) = after(&[failed.clone(), connection(RELAY, 1)]);
+        assert_eq!((s.last_error, s.last_error_about), (None, None));
+
+        // An event with no end stays until the next problem.
+        let error = Event::NodeError {
+            message: "listen failed".into(),
+        };
+        let (s, _) = after(&[error, connection(RELAY, 1)]);
+        assert_eq!(s.last_error.as_deref(), Some("listen failed"));
+
+        // The service's own trouble ends when it runs again.
+        let mut s = state();
+        crate::state::report_problem(&mut s, "it crashed", Some(PROBLEM_SERVICE));
+        reduce(
+            &mut s,
+            &Event::NodeStarted {
+                peer_id: RELAY.into(),
+                listen_addrs: vec![],
+            },
+            1,
+        );
+        assert_eq!(s.last_error, None);
     }
 
     #[test]

@@ -67,6 +67,23 @@ pub fn clip(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
+/// Records a problem as the state's `last_error`, clipped; `about` (a peer id,
+/// [`PROBLEM_SERVICE`](whatnext_protocol::state::PROBLEM_SERVICE) or none) says what ends it.
+pub fn report_problem(s: &mut AppState, message: &str, about: Option<&str>) {
+    s.last_error = Some(clip(message, MAX_STATE_TEXT));
+    s.last_error_about = about.map(str::to_string);
+}
+
+/// Clears `last_error` when it is about `about`, which is fine again; returns whether it did.
+pub fn problem_over(s: &mut AppState, about: &str) -> bool {
+    if s.last_error_about.as_deref() != Some(about) {
+        return false;
+    }
+    s.last_error = None;
+    s.last_error_about = None;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,9 +37,19 @@ pub struct AppState {
     pub connections: Vec<Connection>,
     /// Peers found by discovery (mDNS, later the DHT) and not yet expired.
     pub discovered: Vec<String>,
+    /// The most recent problem still going on, in the words of whoever reported it.
     pub last_error: Option<String>,
+    /// What `last_error` is about, so it can clear when the problem is over: a peer id
+    /// (cleared when a connection to that peer opens), [`PROBLEM_SERVICE`] (cleared when the
+    /// network service runs again), or none (an event with no end: kept until the next one).
+    #[serde(default)]
+    pub last_error_about: Option<String>,
     /// The home directory this controller owns.
     pub home: String,
+    /// The names of the people our playlists name, by peer id: `connections`, `sessions`
+    /// and `link_attempts` name peers by id, a view shows them by these names.
+    #[serde(default)]
+    pub people: std::collections::BTreeMap<String, String>,
     /// The name friends see on what this member does.
     #[serde(default)]
     pub display_name: String,
@@ -124,6 +134,9 @@ pub struct LibraryStatus {
     /// A scan under way.
     pub scanning: Option<crate::media::ScanProgress>,
 }
+
+/// [`AppState::last_error_about`] for a problem of the network service itself.
+pub const PROBLEM_SERVICE: &str = "service";
 
 /// The name of the main network service in [`AppState::services`].
 pub const MAIN_SERVICE: &str = "main";
@@ -390,7 +403,9 @@ impl AppState {
             connections: vec![],
             discovered: vec![],
             last_error: None,
+            last_error_about: None,
             home,
+            people: Default::default(),
             display_name: String::new(),
             display_name_chosen: false,
             started_at_ms,
@@ -594,6 +609,7 @@ mod tests {
             }],
             discovered: vec![],
             last_error: None,
+            last_error_about: None,
             home: "/tmp/x".into(),
             started_at_ms: 0,
             link_attempts: vec![],

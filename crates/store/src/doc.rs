@@ -429,6 +429,23 @@ impl PlaylistDoc {
         Ok(())
     }
 
+    /// Everyone the playlist names: the owner, then the members, with their names.
+    pub fn people(&self) -> Vec<Author> {
+        let meta = self.meta().get_value();
+        let owner = get_str(&meta, "owner_peer").map(|peer_id| Author {
+            peer_id,
+            display_name: get_str(&meta, "owner_name").unwrap_or_default(),
+        });
+        let members = self.doc.get_map("collaborators").get_value();
+        let members = members.as_map().into_iter().flat_map(|m| {
+            m.iter().map(|(peer, name)| Author {
+                peer_id: peer.clone(),
+                display_name: name.as_string().map(|s| s.to_string()).unwrap_or_default(),
+            })
+        });
+        owner.into_iter().chain(members).collect()
+    }
+
     /// The display name the playlist records for `peer` (its peer id when it has none).
     pub fn display_name_of(&self, peer: &str) -> String {
         let meta = self.meta().get_value();

@@ -37,7 +37,7 @@
 //! idempotent, so replaying updates the snapshot already holds is harmless.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     fs::{self, File},
     io::Write as _,
     path::{Path, PathBuf},
@@ -48,7 +48,7 @@ use loro::VersionVector;
 
 use whatnext_protocol::{
     listening::SessionAction,
-    playlist::{Author, NewTrack, Playlist, PlaylistSummary},
+    playlist::{Author, NewTrack, Playlist, PlaylistSummary, short_peer},
     signed::{Envelope, EnvelopeKind, decode_envelopes, encode_envelopes, loro_peer_of},
     state::StoreProblem,
 };
@@ -77,6 +77,8 @@ struct Entry {
     /// Kept up to date on every change: reading it from the document can cost a decode of
     /// the whole track list after an export, and listing must stay cheap.
     summary: PlaylistSummary,
+    /// Who the playlist names (owner and members), kept with the summary for the same reason.
+    people: Vec<Author>,
     log: UpdateLog,
     /// Version already durable on disk.
     saved: VersionVector,
@@ -107,6 +109,7 @@ impl Entry {
         let saved = doc.version();
         Entry {
             summary: summary_of(id, &doc, false),
+            people: doc.people(),
             doc,
             log,
             before_last: saved.clone(),
@@ -188,6 +191,7 @@ impl Entry {
         self.incomplete = is_incomplete(id, &self.doc);
         self.damaged &= self.incomplete;
         self.summary = summary_of(id, &self.doc, self.damaged);
+        self.people = self.doc.people();
     }
 }
 
@@ -705,6 +709,38 @@ impl Store {
                 .then_with(|| a.name.cmp(&b.name))
         });
         list
+    }
+
+    /// Everyone our playlists name, by peer id, with the name they go by now: the one in
+    /// the playlist changed most recently (a rename reaches each playlist as it syncs).
+    /// Two people with the same name get a short id after it, as in a playlist's members.
+    pub fn people(&self) -> BTreeMap<String, String> {
+        let mut newest: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
+        for entry in self.playlists.values() {
+            for person in &entry.people {
+                let seen = newest.entry(&person.peer_id).or_insert((0, ""));
+                if !person.display_name.is_empty() && entry.summary.updated_at >= seen.0 {
+                    *seen = (entry.summary.updated_at, &person.display_name);
+                }
+            }
+        }
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for (_, name) in newest.values() {
+            *count.entry(name).or_default() += 1;
+        }
+        newest
+            .iter()
+            .map(|(peer, (_, name))| {
+                let shown = if name.is_empty() {
+                    short_peer(peer)
+                } else if count.get(name).copied().unwrap_or(0) > 1 {
+                    format!("{name} ({})", short_peer(peer))
+                } else {
+                    name.to_string()
+                };
+                (peer.to_string(), shown)
+            })
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Result<Playlist, StoreError> {
@@ -1493,6 +1529,7 @@ fn load_entry(dir: &Path, id: &str, now_ms: u64) -> Result<Option<Loaded>, Store
     Ok(Some(Loaded {
         entry: Entry {
             summary,
+            people: doc.people(),
             doc,
             log,
             saved,

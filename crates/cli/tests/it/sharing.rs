@@ -434,4 +434,13 @@ fn a_rename_shows_on_past_attributions_and_namesakes_differ() {
     let out = a.cli(&["playlist", "show", &id]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("added by Bea"), "{text}");
+    // So do the peers in the state (`status --json` keeps the ids) and in `status`.
+    let state = wait_until("A's state to name B", PATIENCE, || {
+        let state = a.status()?;
+        (state["people"][b_id.as_str()] == "Bea").then_some(state)
+    });
+    assert_eq!(state["connections"][0]["peer_id"], b_id.as_str());
+    let out = a.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  Bea via "), "{text}");
 }

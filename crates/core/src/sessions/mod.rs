@@ -57,7 +57,7 @@ use work::Ctx;
 use crate::{
     library::Library,
     services::{IsolatedServices, ServiceHandle, load_identity},
-    state::{StateHandle, now_ms},
+    state::{StateHandle, now_ms, report_problem},
     supervisor::ServiceEvent,
     ui::UiHooks,
 };
@@ -890,7 +890,7 @@ impl Actor {
                     );
                     tracing::warn!("{message}");
                     self.state.update(|s| {
-                        s.last_error = Some(message);
+                        report_problem(s, &message, None);
                         true
                     });
                     refused.push(Refusal {

@@ -25,7 +25,7 @@ use whatnext_protocol::{
     addr::{AddrClass, classify_str},
     frame::{Frame, FrameCodec},
     ipc::{Command, Event, EventEnvelope, NodeConfig, decode_envelope},
-    state::{Direction, NodeStatus},
+    state::{Direction, NodeStatus, PROBLEM_SERVICE},
 };
 
 use self::{
@@ -39,7 +39,7 @@ pub use self::{
 };
 use crate::{
     reducer,
-    state::{StateHandle, now_ms},
+    state::{StateHandle, now_ms, report_problem},
 };
 
 pub struct ServiceSpec {
@@ -163,7 +163,7 @@ impl Supervisor {
             };
             self.state.update(|s| {
                 s.node = NodeStatus::Restarting;
-                s.last_error = Some(reason.clone());
+                report_problem(s, &reason, Some(PROBLEM_SERVICE));
                 s.service.pid = None;
                 true
             });
@@ -189,7 +189,7 @@ impl Supervisor {
     async fn fail(&mut self, reason: String) {
         self.state.update(|s| {
             s.node = NodeStatus::Failed;
-            s.last_error = Some(reason.clone());
+            report_problem(s, &reason, Some(PROBLEM_SERVICE));
             s.service.pid = None;
             reducer::forget_service(s);
             true
