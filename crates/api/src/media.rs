@@ -1,7 +1,7 @@
 //! The music library and its audio over HTTP: `POST /api/library/scan`, `GET /api/library
 //! [?q=…]`, `POST /api/library/file`, and `GET /media/<blake3>` — the bytes of a file this
 //! home has, with HTTP Range (the view's `<audio>` element seeks with it) and the file's
-//! type. Same guard as every route: the token or the view's cookie.
+//! type, and `GET /media/<blake3>/cover` — the cover picture in its tags. Same guard as every route: the token or the view's cookie.
 
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/api/library/scan", post(scan))
         .route("/api/library/file", post(add_file))
         .route("/media/{blake3}", get(media))
+        .route("/media/{blake3}/cover", get(cover))
 }
 
 type Reply = Result<Response, ApiError>;
@@ -91,4 +92,51 @@ async fn media(State(api): State<Arc<Api>>, Path(blake3): Path<String>, request:
         HeaderValue::from_static("private, max-age=31536000, immutable"),
     );
     Ok(response)
+}
+
+const RASTER_PICTURES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/bmp",
+];
+
+/// The cover picture embedded in a file this home has (404 when it has none: the view then
+/// draws a tile instead).
+async fn cover(State(api): State<Arc<Api>>, Path(blake3): Path<String>) -> Reply {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("this home has no cover picture for content id {blake3}"),
+        )
+    };
+    let Some((path, _)) = api.core().music().media(&blake3) else {
+        return Err(not_found());
+    };
+    let read = tokio::task::spawn_blocking(move || whatnext_media::cover_art(&path))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let Some((bytes, mime)) = read.map_err(|e| ApiError::from(MusicError::Media(e)))? else {
+        return Err(not_found());
+    };
+    // Raster pictures only: an SVG from a file's tags could carry script.
+    if !RASTER_PICTURES.contains(&mime.as_str()) {
+        return Err(not_found());
+    }
+    let mime = HeaderValue::from_str(&mime)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=31536000, immutable"),
+            ),
+            // Served as a picture only, never sniffed into something else.
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        ],
+        bytes,
+    )
+        .into_response())
 }

@@ -24,6 +24,7 @@ use std::{
 
 use lofty::{
     file::{AudioFile as _, FileType, TaggedFileExt as _},
+    picture::PictureType,
     probe::Probe,
     tag::Accessor as _,
 };
@@ -184,6 +185,35 @@ pub fn read_file(path: &Path) -> Result<LibraryEntry, MediaError> {
         duration_ms,
         content: Content { blake3, size, mime },
     })
+}
+
+/// Largest cover picture served: anything bigger is not a thumbnail worth sending a view.
+pub const MAX_COVER_BYTES: usize = 4 * 1024 * 1024;
+
+/// The cover picture embedded in an audio file's tags (the front cover, else the first
+/// picture), with its MIME type; `None` when it has none, or one too big to serve.
+pub fn cover_art(path: &Path) -> Result<Option<(Vec<u8>, String)>, MediaError> {
+    let tagged = Probe::open(path)
+        .and_then(|probe| probe.guess_file_type().map_err(Into::into))
+        .and_then(|probe| probe.read())
+        .map_err(|e| MediaError::NotAudio {
+            path: path.to_path_buf(),
+            reason: format!("not readable as audio: {e}"),
+        })?;
+    let picture = tagged.tags().iter().find_map(|tag| {
+        tag.get_picture_type(PictureType::CoverFront)
+            .or_else(|| tag.pictures().first())
+    });
+    Ok(picture
+        .filter(|p| !p.data().is_empty() && p.data().len() <= MAX_COVER_BYTES)
+        .map(|p| {
+            let mime = p
+                .mime_type()
+                .map(|m| m.as_str().to_string())
+                .filter(|m| m.starts_with("image/"))
+                .unwrap_or_else(|| "application/octet-stream".to_string());
+            (p.data().to_vec(), mime)
+        }))
 }
 
 /// BLAKE3 (hex) and size of a file, read once.

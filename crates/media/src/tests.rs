@@ -140,3 +140,19 @@ fn a_damaged_index_is_an_error_that_says_what_to_do() {
     let err = MusicLibrary::open(&index, vec![]).err().expect("refused");
     assert!(err.to_string().contains("scan again"), "{err}");
 }
+
+#[test]
+fn a_files_cover_is_read_from_its_tags_and_a_file_without_one_has_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = song(dir.path(), "plain.wav", "Plain", "Ann", 500);
+    let covered = dir.path().join("covered.wav");
+    tone::write_tagged_tone_with_cover(&covered, 500, "Covered", "Ann", "Art").expect("tone");
+    let (bytes, mime) = cover_art(&covered).expect("read").expect("a cover");
+    assert_eq!((bytes.as_slice(), mime.as_str()), (tone::TEST_COVER_PNG, "image/png"));
+    assert!(cover_art(&plain).expect("read").is_none());
+    // The tags still read as before.
+    assert_eq!(read_file(&covered).expect("entry").title, "Covered");
+    let text = dir.path().join("notes.mp3");
+    std::fs::write(&text, "not audio").expect("w");
+    assert!(matches!(cover_art(&text), Err(MediaError::NotAudio { .. })));
+}

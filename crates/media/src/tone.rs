@@ -5,6 +5,7 @@ use std::path::Path;
 
 use lofty::{
     config::WriteOptions,
+    picture::{MimeType, Picture, PictureType},
     tag::{Accessor as _, Tag, TagExt as _, TagType},
 };
 
@@ -51,6 +52,41 @@ pub fn write_tagged_tone(
     tag.set_title(title.to_string());
     tag.set_artist(artist.to_string());
     tag.set_album(album.to_string());
+    save(tag, path)
+}
+
+/// An 8×8 orange PNG: a cover picture for tests.
+pub const TEST_COVER_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x08, 0x08, 0x02, 0x00, 0x00, 0x00, 0x4b, 0x6d, 0x29,
+    0xdc, 0x00, 0x00, 0x00, 0x11, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0xb8, 0x13, 0xa5, 0x81,
+    0x15, 0x31, 0x0c, 0x2d, 0x09, 0x00, 0x5d, 0xc6, 0x57, 0x81, 0x61, 0x48, 0x7e, 0x75, 0x00, 0x00,
+    0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// A [`write_tagged_tone`] whose tags also hold [`TEST_COVER_PNG`] as its front cover.
+pub fn write_tagged_tone_with_cover(
+    path: &Path,
+    ms: u32,
+    title: &str,
+    artist: &str,
+    album: &str,
+) -> Result<(), MediaError> {
+    write_tagged_tone(path, ms, title, artist, album)?;
+    let mut tag = Tag::new(TagType::Id3v2);
+    tag.set_title(title.to_string());
+    tag.set_artist(artist.to_string());
+    tag.set_album(album.to_string());
+    tag.push_picture(
+        Picture::unchecked(TEST_COVER_PNG.to_vec())
+            .pic_type(PictureType::CoverFront)
+            .mime_type(MimeType::Png)
+            .build(),
+    );
+    save(tag, path)
+}
+
+fn save(tag: Tag, path: &Path) -> Result<(), MediaError> {
     tag.save_to_path(path, WriteOptions::default())
         .map_err(|e| MediaError::NotAudio {
             path: path.to_path_buf(),

@@ -216,6 +216,55 @@ fn a_library_scan_feeds_playlists_and_its_audio_is_served_with_range_to_the_owne
     assert_eq!(status, 404);
 }
 
+/// The cover in a file's tags is served for the view's artwork; a file without one, or
+/// audio this home lacks, answers 404 (the view draws a tile), and nobody without the token
+/// gets it.
+#[test]
+fn a_files_cover_picture_is_served_to_the_view() {
+    let music = tempfile::tempdir().expect("music");
+    let covered = music.path().join("covered.wav");
+    whatnext_media::tone::write_tagged_tone_with_cover(&covered, 700, "Covered", "Ann", "Art")
+        .expect("tone");
+    write_tagged_tone(&music.path().join("plain.wav"), 700, "Plain", "Ann", "Art").expect("tone");
+    let (_home, a) = node_with_music(music.path());
+    cli_json(&a, &["library", "scan"]);
+    let id = cli_json(&a, &["playlist", "create", "Art"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let blake3_of = |title: &str| {
+        cli_json(&a, &["playlist", "add", &id, "--from-library", title])["file"]["content"]
+            ["blake3"]
+            .as_str()
+            .expect("blake3")
+            .to_string()
+    };
+    let (covered, plain) = (blake3_of("Covered"), blake3_of("Plain"));
+    let (url, token) = a.api();
+    let auth = format!("Bearer {token}");
+    let (status, head, body) = http_bytes(
+        &url,
+        &format!("/media/{covered}/cover"),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_lowercase().contains("content-type: image/png"),
+        "{head}"
+    );
+    assert_eq!(body, whatnext_media::tone::TEST_COVER_PNG);
+    for (blake3, auth) in [(&plain, auth.as_str()), (&"0".repeat(64), auth.as_str())] {
+        let (status, head, _) = http_bytes(
+            &url,
+            &format!("/media/{blake3}/cover"),
+            &[("Authorization", auth)],
+        );
+        assert_eq!(status, 404, "{head}");
+    }
+    let (status, _, _) = http_bytes(&url, &format!("/media/{covered}/cover"), &[]);
+    assert_eq!(status, 401);
+}
+
 #[test]
 fn a_member_fetches_the_audio_of_what_plays_verified_and_a_stranger_is_refused() {
     // 75 s of 8 kHz 16-bit mono: 1.2 MB, five verified groups.
