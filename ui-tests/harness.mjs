@@ -35,8 +35,29 @@ export function newHome(name, musicDir) {
   return home;
 }
 
-/** A mono 16-bit 8 kHz WAV of `seconds` of a tone. */
-export function toneWav(seconds) {
+/** An 8×8 orange PNG: a cover picture. */
+export const COVER_PNG = Buffer.from('89504e470d0a1a0a0000000d4948445200000008000000080802000000'
+  + '4b6d29dc000000114944415478da63b813a58115310c2d09005dc65781614'
+  + '87e750000000049454e44ae426082', 'hex');
+
+/** An ID3v2.3 tag holding `png` as the front cover (an APIC frame), as a WAV's `id3 ` chunk. */
+function coverChunk(png) {
+  const mime = Buffer.from('image/png\0', 'latin1');
+  // Text encoding 0, MIME, picture type 3 (front cover), empty description, the bytes.
+  const body = Buffer.concat([Buffer.from([0]), mime, Buffer.from([3, 0]), png]);
+  const frame = Buffer.alloc(10);
+  frame.write('APIC', 0); frame.writeUInt32BE(body.length, 4);
+  const size = frame.length + body.length;
+  const header = Buffer.from([0x49, 0x44, 0x33, 3, 0, 0, (size >> 21) & 0x7f, (size >> 14) & 0x7f, (size >> 7) & 0x7f, size & 0x7f]);
+  let tag = Buffer.concat([header, frame, body]);
+  if (tag.length % 2) tag = Buffer.concat([tag, Buffer.from([0])]);
+  const chunk = Buffer.alloc(8);
+  chunk.write('id3 ', 0); chunk.writeUInt32LE(tag.length, 4);
+  return Buffer.concat([chunk, tag]);
+}
+
+/** A mono 16-bit 8 kHz WAV of `seconds` of a tone; with `cover`, its tags hold that picture. */
+export function toneWav(seconds, cover = null) {
   const rate = 8000;
   const samples = rate * seconds;
   const wav = Buffer.alloc(44 + samples * 2);
@@ -45,7 +66,10 @@ export function toneWav(seconds) {
   wav.writeUInt32LE(rate, 24); wav.writeUInt32LE(rate * 2, 28); wav.writeUInt16LE(2, 32); wav.writeUInt16LE(16, 34);
   wav.write('data', 36); wav.writeUInt32LE(samples * 2, 40);
   for (let i = 0; i < samples; i++) wav.writeInt16LE(Math.round(8000 * Math.sin(2 * Math.PI * 440 * i / rate)), 44 + i * 2);
-  return wav;
+  if (!cover) return wav;
+  const tagged = Buffer.concat([wav, coverChunk(cover)]);
+  tagged.writeUInt32LE(tagged.length - 8, 4);
+  return tagged;
 }
 
 /** Starts `whatnext run` on loopback (no mDNS, no UPnP) in `home`; resolves once its node runs. */

@@ -86,17 +86,22 @@ function renderPeers(s) {
   const items = s.connections.map((c) => {
     const rtt = c.rtt_ms === null ? 'measuring…' : `${c.rtt_ms.toFixed(2)} ms`;
     const since = new Date(c.since_ms).toLocaleTimeString();
-    return el('li', { 'data-peer': c.peer_id },
-      el('code', {}, c.peer_id), ` — ${c.transport}, ${c.relayed ? 'relayed' : 'direct'}, ${c.direction}, rtt ${rtt}, since ${since}`);
+    const name = s.people[c.peer_id];
+    return el('li', { 'data-peer': c.peer_id, title: c.peer_id },
+      name ? el('strong', {}, name) : el('code', {}, c.peer_id),
+      ` — ${c.transport}, ${c.relayed ? 'relayed' : 'direct'}, ${c.direction}, rtt ${rtt}, since ${since}`);
   });
   replaceChildren($('peers'), items, $('no-peers'));
 }
 
 /** @param {AppState} s */
 function renderPlaylists(s) {
-  const items = s.playlists.map((p) => el('li', {},
-    el('button', { type: 'button', class: 'pl', onclick: () => openPlaylist(p.id) }, p.name),
-    ` — ${p.track_count} track${p.track_count === 1 ? '' : 's'}${p.damaged ? ' (damaged; being repaired)' : ''}`));
+  const items = s.playlists.map((p) => el('li', { class: p.id === openId ? 'current' : '' },
+    tile(p.name, 'small'),
+    el('span', { class: 'what' },
+      el('button', { type: 'button', class: 'pl', onclick: () => openPlaylist(p.id) }, p.name),
+      el('br'),
+      el('span', { class: 'by' }, `${p.track_count} track${p.track_count === 1 ? '' : 's'}${p.damaged ? ' · damaged, being repaired' : ''}`))));
   replaceChildren($('playlists'), items, $('no-playlists'));
 }
 
@@ -165,11 +170,15 @@ function failureSentence(raw, who) {
  * @param {AppState} s
  */
 function explain(attempt, s) {
-  const who = attempt.peer_id ? `${attempt.peer_id.slice(-4)}'s WhatNext` : 'your friend';
+  const who = attempt.peer_id ? (s.people[attempt.peer_id] || `${attempt.peer_id.slice(-4)}'s WhatNext`) : 'your friend';
   if (attempt.status === 'pending') return `Opening the link to ${who}…`;
   if (attempt.status === 'connected') {
     const joined = attempt.session && s.playlists.find((p) => p.id === attempt.session);
-    return joined ? `Joined ${joined.name} — ${joined.track_count} tracks.` : `Connected to ${who}.`;
+    if (!joined) return `Connected to ${who}.`;
+    const online = (s.sessions.find((x) => x.id === joined.id)?.connected_members || [])
+      .map((peer) => s.people[peer]).filter(Boolean);
+    const tracks = `${joined.track_count} track${joined.track_count === 1 ? '' : 's'}`;
+    return `Joined ${joined.name} — ${tracks}${online.length ? `, with ${andList(online)}` : ''}.`;
   }
   if (attempt.status === 'invalid') {
     return 'That is not a WhatNext link. A link starts with whtnxt://connect/ — ask your friend to copy it again.';
@@ -179,6 +188,74 @@ function explain(attempt, s) {
     return `Could not find ${who} on the network. Ask for a fresh link while their WhatNext is open.`;
   }
   return failureSentence(raw, who);
+}
+
+/** "Ann", "Ann and Bea", "Ann, Bea and Cid". @param {string[]} names */
+const andList = (names) => (names.length < 2 ? names.join('') : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`);
+
+/** A stable hue for a text (a playlist's or an album's name). @param {string} text */
+function hue(text) {
+  let h = 0;
+  for (const ch of text) h = (h * 31 + (ch.codePointAt(0) || 0)) % 360;
+  return h;
+}
+
+/** A drawn cover for what has no picture: its initial on a colour of its own.
+ *  @param {string} text @param {string} [size] */
+function tile(text, size = '') {
+  const initial = [...(text.trim() || '♪')][0].toUpperCase();
+  return el('span', { class: `tile ${size}`, 'aria-hidden': 'true', style: `--hue: ${hue(text)}` }, initial);
+}
+
+/** What we know of each file's cover picture: 'yes' (served), 'no' (none), or loading. */
+/** @type {Map<string, 'yes' | 'no' | 'loading'>} */
+const covers = new Map();
+
+/** A picture or a tile for one track's album.
+ *  @param {{ title: string, artists: string[], album?: string | null, content?: import('./api').Content }} t */
+function artwork(t) {
+  const key = t.album || t.artists[0] || t.title;
+  const b3 = t.content?.blake3;
+  if (!b3) return tile(key);
+  const known = covers.get(b3);
+  if (known === 'yes') return el('img', { src: `/media/${b3}/cover`, alt: '', class: 'tile' });
+  if (known === undefined) {
+    covers.set(b3, 'loading');
+    const probe = new Image();
+    probe.onload = () => { covers.set(b3, 'yes'); redrawCovers(); };
+    probe.onerror = () => covers.set(b3, 'no');
+    probe.src = `/media/${b3}/cover`;
+  }
+  return tile(key);
+}
+
+/** The covers as they stand: a picture that loaded since is drawn in. */
+function redrawCovers() {
+  if (shownPlaylist) drawCover(shownPlaylist);
+  const np = shownSession?.view.now_playing;
+  replaceChildren($('np-cover'), np ? [artwork(np)] : []);
+}
+
+/** The open playlist's cover: four albums' artwork in a square when it has four, else the
+ *  first one's, else a tile of its name. @param {import('./api').PlaylistView} p */
+function drawCover(p) {
+  /** @type {Map<string, import('./api').Track>} */
+  const albums = new Map();
+  for (const t of p.tracks) {
+    const key = t.album || t.artists[0] || t.title;
+    const seen = albums.get(key);
+    if (!seen || (!seen.content && t.content)) albums.set(key, t);
+  }
+  const picks = [...albums.values()];
+  const cover = $('cover');
+  cover.classList.toggle('mosaic', picks.length >= 4);
+  if (picks.length >= 4) {
+    replaceChildren(cover, picks.slice(0, 4).map(artwork));
+    return;
+  }
+  // Fewer albums: the first real picture, else the playlist's own tile (as in the list).
+  const drawn = picks.map(artwork);
+  replaceChildren(cover, [drawn.find((d) => d.tagName === 'IMG') || tile(p.name)]);
 }
 
 /** Who we are to friends: asked once (the account's name until then), changeable.
@@ -236,6 +313,7 @@ function showPage(name) {
 async function openPlaylist(id) {
   openId = id;
   openVersion = -1;
+  if (id !== shownPlaylist?.id) shownSession = null;
   $('share-link').hidden = true;
   $('share-note').hidden = true;
   hideToast();
@@ -251,6 +329,7 @@ async function openPlaylist(id) {
 function closePlaylist() {
   openId = null;
   shownSession = null;
+  shownPlaylist = null;
   $('playlist').hidden = true;
   $('pick').hidden = false;
   $('page-music').classList.remove('open');
@@ -260,44 +339,151 @@ function closePlaylist() {
 
 async function refreshPlaylist() {
   if (!openId) return;
+  const id = openId;
   const version = state ? state.version : 0;
+  // Both asked at once (each costs a round trip); the tracks are drawn as soon as the
+  // playlist is here, with the votes and now playing last known, then again if the session
+  // changed those.
+  const session = api.session(id).catch((e) => {
+    $('session-result').textContent = message(e);
+    return null;
+  });
   /** @type {import('./api').PlaylistView} */
   let p;
   try {
-    p = await api.showPlaylist(openId);
+    p = await api.showPlaylist(id);
   } catch (e) {
     $('playlist-result').textContent = message(e);
     return;
   }
+  if (id !== openId) return; // another one was opened meanwhile
   openVersion = version;
   shownPlaylist = p;
+  /** @type {Record<string, string>} */
+  const names = {};
+  for (const m of p.members || []) names[m.peer_id] = m.display_name || m.peer_id.slice(0, 12);
+  memberNames = names;
+  const before = shownSession?.view ?? null;
+  renderPlaylistHead(p);
+  renderTracks(p, before);
+  const v = await session;
+  if (!v || id !== openId) return;
+  renderSession(v, names);
+  if (rowFacts(v) !== rowFacts(before)) renderTracks(p, v);
+}
+
+/** What of a session the track rows show: now playing, and the votes when the room votes.
+ *  @param {import('./api').SessionView | null} v */
+const rowFacts = (v) => (v ? JSON.stringify([v.now_playing?.track_id, v.mode === 'vote' && v.up_next.map((u) => [u.track_id, u.score, u.my_vote])]) : '');
+
+/** Name, cover, who is in it, what it holds. @param {import('./api').PlaylistView} p */
+function renderPlaylistHead(p) {
   $('pl-name').textContent = p.name;
-  $('pl-meta').textContent = `${p.tracks.length} tracks · ${p.queue_mode.replaceAll('_', ' ')} · owner ${p.owner.display_name}${p.shared ? ' · shared' : ''}`;
-  replaceChildren($('members'), (p.members || []).map((m) => el('li', {},
-    `${m.display_name || m.peer_id.slice(0, 12)} ${m.owner ? '(owner) ' : ''}`,
-    el('span', { class: m.online ? 'ok' : 'hint' }, m.online ? '● online' : '○ offline'))));
+  $('pl-kind').textContent = p.shared ? 'Shared playlist' : 'Playlist';
+  const total = p.tracks.reduce((sum, t) => sum + (t.duration_ms || 0), 0);
+  const length = total >= 3600000 ? `${Math.floor(total / 3600000)} h ${Math.round((total % 3600000) / 60000)} min`
+    : total ? `${Math.max(1, Math.round(total / 60000))} min` : '';
+  const count = `${p.tracks.length} track${p.tracks.length === 1 ? '' : 's'}`;
+  $('pl-meta').textContent = [`by ${p.owner.display_name || 'its owner'}`, length ? `${count}, ${length}` : count, p.description]
+    .filter(Boolean).join(' · ');
+  drawCover(p);
+  replaceChildren($('members'), (p.members || []).map((m) => el('li', { title: m.peer_id },
+    el('span', { class: `dot ${m.online ? 'on' : ''}`, 'aria-hidden': 'true' }),
+    `${m.display_name || m.peer_id.slice(0, 12)}${m.owner ? ' (owner)' : ''}`,
+    el('span', { class: 'sr-only' }, m.online ? ', online' : ', offline'))));
+}
+
+/** A row per track: position, title and artist, album, who added it, length, votes (when
+ *  the room votes), and a handle to move it.
+ *  @param {import('./api').PlaylistView} p @param {import('./api').SessionView | null} v */
+function renderTracks(p, v) {
+  const voting = v?.mode === 'vote';
+  /** @type {Map<string, import('./api').UpNext>} */
+  const queued = new Map((v?.up_next || []).map((u) => [u.track_id, u]));
+  const playing = v?.now_playing?.track_id;
   $('no-tracks').hidden = p.tracks.length > 0;
+  /** @type {HTMLElement} */ (document.querySelector('.track-head')).hidden = p.tracks.length === 0;
+  // The rows are redrawn on every change, a friend's too: a focused control keeps the focus
+  // (in its row, wherever the row went).
+  const focused = /** @type {HTMLElement | null} */ (document.activeElement);
+  const focusedRow = focused?.closest('#tracks li')?.getAttribute('data-track');
+  const focusedClass = focused?.classList[0];
+  // A row that shows the same as before is kept, not built again (a long playlist changes
+  // a row or two at a time).
+  /** @type {Map<string, HTMLElement>} */
+  const drawn = new Map([...$('tracks').children].map((li) => [li.getAttribute('data-track') || '', /** @type {HTMLElement} */ (li)]));
   replaceChildren($('tracks'), p.tracks.map((t, i) => {
-    const detail = [t.artists.join(', '), t.album].filter(Boolean).join(' · ');
+    const by = t.added_by.display_name || t.added_by.peer_id.slice(0, 12);
+    const up = voting ? queued.get(t.id) : undefined;
+    const shows = JSON.stringify([i, t.title, t.artists, t.album, by, t.duration_ms, t.id === playing, up?.score, up?.my_vote]);
+    const kept = drawn.get(t.id);
+    if (kept && kept.dataset.shows === shows) return kept;
     return el('li', {
+      'data-shows': shows,
       'data-track': t.id,
+      class: t.id === playing ? 'playing' : '',
       draggable: 'true',
       ondragstart: (/** @type {DragEvent} */ e) => { e.dataTransfer?.setData('text/plain', t.id); if (e.dataTransfer) e.dataTransfer.effectAllowed = 'move'; },
       ondragover: (/** @type {DragEvent} */ e) => { e.preventDefault(); if (e.dataTransfer) e.dataTransfer.dropEffect = 'move'; },
       ondrop: (/** @type {DragEvent} */ e) => { e.preventDefault(); const id = e.dataTransfer?.getData('text/plain'); if (id && id !== t.id) move(id, i); },
     },
-      el('span', { class: 'what' }, el('strong', {}, t.title), detail ? ` — ${detail}` : '',
-        el('br'), el('span', { class: 'by' }, `added by ${t.added_by.display_name || t.added_by.peer_id.slice(0, 12)}`)),
+      el('button', {
+        type: 'button', class: 'handle ghost', 'aria-label': `Move ${t.title}: drag, or press the up and down arrow keys`,
+        onkeydown: (/** @type {KeyboardEvent} */ e) => {
+          if (e.key === 'ArrowUp' || e.key === 'ArrowDown') { e.preventDefault(); move(t.id, i + (e.key === 'ArrowUp' ? -1 : 1)); }
+        },
+        onpointerdown: (/** @type {PointerEvent} */ e) => dragByHandle(e, t.id, i),
+      }, '⠿'),
+      el('span', { class: 'pos' }, t.id === playing ? '♪' : String(i + 1)),
+      el('span', { class: 'what' }, el('strong', {}, t.title),
+        el('br'), el('span', { class: 'by' }, t.artists.join(', ') || 'Unknown artist',
+          el('span', { class: 'phone-only' }, ` · added by ${by}`))),
+      el('span', { class: 'album' }, t.album || ''),
+      el('span', { class: 'who' }, by),
       el('span', { class: 'dur' }, t.duration_ms ? clock(t.duration_ms) : ''),
-      el('button', { type: 'button', class: 'small ghost', 'aria-label': `Move ${t.title} up`, onclick: () => move(t.id, i - 1) }, '↑'),
-      el('button', { type: 'button', class: 'small ghost', 'aria-label': `Move ${t.title} down`, onclick: () => move(t.id, i + 1) }, '↓'),
-      el('button', { type: 'button', class: 'small ghost', 'aria-label': `Remove ${t.title}`, onclick: () => removeTrack(t.id) }, '✕'));
+      up ? el('button', {
+        type: 'button', class: `small ghost vote${up.my_vote > 0 ? ' voted' : ''}`, 'aria-pressed': String(up.my_vote > 0),
+        onclick: () => act({ action: 'vote', track_id: t.id, vote: up.my_vote > 0 ? 0 : 1 }),
+      }, `▲ ${up.score}`, el('span', { class: 'sr-only' }, `: vote for ${t.title}`)) : el('span', { class: 'vote' }),
+      el('button', { type: 'button', class: 'small ghost remove', 'aria-label': `Remove ${t.title}`, onclick: () => removeTrack(t.id) }, '✕'));
   }));
-  /** @type {Record<string, string>} */
-  const names = {};
-  for (const m of p.members || []) names[m.peer_id] = m.display_name || m.peer_id.slice(0, 12);
-  memberNames = names;
-  await refreshSession(names);
+  if (focusedRow && focusedClass) {
+    /** @type {HTMLElement | null} */ (document.querySelector(`#tracks li[data-track="${CSS.escape(focusedRow)}"] .${CSS.escape(focusedClass)}`))?.focus();
+  }
+}
+
+/**
+ * Drags a row by its handle with a finger or a pen (the mouse drags the row itself): the
+ * row follows the pointer's place in the list, and lands where it is let go.
+ * @param {PointerEvent} e @param {string} trackId @param {number} from
+ */
+function dragByHandle(e, trackId, from) {
+  if (e.pointerType === 'mouse') return;
+  e.preventDefault();
+  const handle = /** @type {HTMLElement} */ (e.currentTarget);
+  const list = $('tracks');
+  const row = /** @type {HTMLElement} */ (handle.closest('li'));
+  handle.setPointerCapture(e.pointerId);
+  row.classList.add('dragging');
+  let to = from;
+  /** @param {PointerEvent} ev */
+  const over = (ev) => {
+    const rows = [...list.children];
+    const at = rows.findIndex((r) => { const box = r.getBoundingClientRect(); return ev.clientY < box.top + box.height / 2; });
+    to = at === -1 ? rows.length - 1 : (at > from ? at - 1 : at);
+    for (const [k, r] of rows.entries()) r.classList.toggle('drop-before', k === (to > from ? to + 1 : to) && k !== from);
+    list.classList.toggle('drop-end', to === rows.length - 1 && to !== from);
+  };
+  const done = () => {
+    handle.removeEventListener('pointermove', over);
+    row.classList.remove('dragging');
+    list.classList.remove('drop-end');
+    for (const r of list.children) r.classList.remove('drop-before');
+    if (to !== from) move(trackId, to);
+  };
+  handle.addEventListener('pointermove', over);
+  handle.addEventListener('pointerup', done, { once: true });
+  handle.addEventListener('pointercancel', () => { to = from; done(); }, { once: true });
 }
 
 /** The start at a shared instant, waiting. */
@@ -316,13 +502,9 @@ const clock = (ms) => {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 };
 
-/** @param {Record<string, string>} names peer id → name */
-async function refreshSession(names) {
-  if (!openId) return;
-  /** @type {import('./api').SessionView} */
-  let v;
-  try { v = await api.session(openId); }
-  catch (e) { $('session-result').textContent = message(e); return; }
+/** The listening session: now playing, who picks, up next, comments, reactions.
+ *  @param {import('./api').SessionView} v @param {Record<string, string>} names peer id → name */
+function renderSession(v, names) {
   shownSession = { view: v, at: Date.now() };
   /** @param {string | null | undefined} peer */
   const who = (peer) => (peer ? (peer === v.me ? 'you' : names[peer] || peer.slice(0, 12)) : 'nobody');
@@ -330,17 +512,25 @@ async function refreshSession(names) {
   const mine = holder === v.me;
   const np = v.now_playing;
   $('np-none').hidden = !!np;
+  const nothingNext = !np && v.up_next.length === 0;
+  $('np-none').textContent = nothingNext ? 'Nothing is playing. Add a track, and the music can start.'
+    : mine || !holder ? 'Nothing is playing. Press Play to start the first track of up next.'
+      : `Nothing is playing. ${who(holder)} starts the music.`;
   $('np-track').hidden = !np;
   if (np) {
     $('np-title').textContent = np.title;
     $('np-artist').textContent = np.artists.join(', ');
   }
+  replaceChildren($('np-cover'), np ? [artwork(np)] : []);
+  $('np-cover').hidden = !np;
+  /** @type {HTMLButtonElement} */ ($('pl-play')).hidden = !mine || (!!np && !np.paused) || !shownPlaylist?.tracks.length;
+  $('pl-play').textContent = np && np.paused ? '▶ Resume' : '▶ Play';
   tickProgress();
   playHere(np);
-  /** @type {HTMLButtonElement} */ ($('np-play')).hidden = !mine || (!!np && !np.paused);
+  /** @type {HTMLButtonElement} */ ($('np-play')).hidden = !mine || (!!np && !np.paused) || nothingNext;
   /** @type {HTMLButtonElement} */ ($('np-play')).textContent = np && np.paused ? 'Resume' : 'Play';
   /** @type {HTMLButtonElement} */ ($('np-pause')).hidden = !mine || !np || np.paused;
-  /** @type {HTMLButtonElement} */ ($('np-next')).hidden = !mine;
+  /** @type {HTMLButtonElement} */ ($('np-next')).hidden = !mine || nothingNext;
   /** @type {HTMLButtonElement} */ ($('np-skip')).hidden = !np;
   $('np-skip').textContent = `Vote to skip (${v.skip.votes}/${v.skip.needed})`;
   /** @type {HTMLButtonElement} */ ($('np-take')).hidden = mine || v.my_role === 'member';
@@ -626,9 +816,26 @@ function wire() {
     } catch (err) { $('playlist-result').textContent = message(err); }
   });
 
-  $('np-play').addEventListener('click', () => {
+  const play = () => {
     const np = shownSession?.view.now_playing;
     act(np && np.paused ? { action: 'resume' } : { action: 'play' });
+  };
+  $('np-play').addEventListener('click', play);
+  $('pl-play').addEventListener('click', play);
+  $('delete').addEventListener('click', () => {
+    $('delete-name').textContent = shownPlaylist?.name || '';
+    /** @type {HTMLDetailsElement} */ ($('more')).open = false;
+    /** @type {HTMLDialogElement} */ ($('confirm-delete')).showModal();
+  });
+  $('confirm-delete').addEventListener('close', async () => {
+    const dialog = /** @type {HTMLDialogElement} */ ($('confirm-delete'));
+    if (dialog.returnValue !== 'delete' || !openId) return;
+    dialog.returnValue = '';
+    const id = openId;
+    try {
+      await api.deletePlaylist(id);
+      closePlaylist();
+    } catch (err) { $('playlist-result').textContent = message(err); }
   });
   $('np-pause').addEventListener('click', () => act({ action: 'pause' }));
   $('np-next').addEventListener('click', () => act({ action: 'next' }));

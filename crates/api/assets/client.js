@@ -113,6 +113,13 @@ export const removeTrack = (id, trackId) =>
   call(`${playlist(id)}/tracks/${encodeURIComponent(trackId)}`, { method: 'DELETE' });
 
 /**
+ * Deletes it here (moved to the store's trash).
+ * @param {string} id
+ * @returns {Promise<OkReply>}
+ */
+export const deletePlaylist = (id) => call(playlist(id), { method: 'DELETE' });
+
+/**
  * @param {string} id
  * @param {import('./api').RenameRequest} request
  * @returns {Promise<OkReply>}

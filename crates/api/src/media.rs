@@ -134,7 +134,10 @@ async fn cover(State(api): State<Arc<Api>>, Path(blake3): Path<String>) -> Reply
                 HeaderValue::from_static("private, max-age=31536000, immutable"),
             ),
             // Served as a picture only, never sniffed into something else.
-            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
         ],
         bytes,
     )

@@ -58,6 +58,9 @@ pub fn routes() -> Router<Arc<Api>> {
                 )
             }),
         )
+        // The page's own files, gzipped when the browser takes it (a phone on Wi-Fi or
+        // through a relay loads them too): about a quarter of the bytes.
+        .layer(tower_http::compression::CompressionLayer::new())
         .route("/login", get(login))
         .route("/api/login-link", post(login_link))
         .route("/api/invite.svg", get(invite_qr))

@@ -148,7 +148,10 @@ fn a_files_cover_is_read_from_its_tags_and_a_file_without_one_has_none() {
     let covered = dir.path().join("covered.wav");
     tone::write_tagged_tone_with_cover(&covered, 500, "Covered", "Ann", "Art").expect("tone");
     let (bytes, mime) = cover_art(&covered).expect("read").expect("a cover");
-    assert_eq!((bytes.as_slice(), mime.as_str()), (tone::TEST_COVER_PNG, "image/png"));
+    assert_eq!(
+        (bytes.as_slice(), mime.as_str()),
+        (tone::TEST_COVER_PNG, "image/png")
+    );
     assert!(cover_art(&plain).expect("read").is_none());
     // The tags still read as before.
     assert_eq!(read_file(&covered).expect("entry").title, "Covered");

@@ -71,6 +71,23 @@ fn the_view_needs_a_one_time_login_and_refuses_foreign_hosts_and_origins() {
         page.contains("<script type=\"module\" src=\"/app.js\">"),
         "no inline script"
     );
+    // The page's files travel gzipped to a browser that takes it, and plain to one that
+    // does not.
+    for (accept, gzipped) in [("gzip, deflate", true), ("identity", false)] {
+        let (status, head, body) = http_bytes(
+            &url,
+            "/app.js",
+            &[("Cookie", &cookie), ("Accept-Encoding", accept)],
+        );
+        assert_eq!(status, 200, "{head}");
+        assert_eq!(
+            head.to_ascii_lowercase().contains("content-encoding: gzip"),
+            gzipped,
+            "{head}"
+        );
+        let text = String::from_utf8_lossy(&body).contains("WhatNext view");
+        assert_eq!(text, !gzipped, "{head}");
+    }
     let (status, _) = http(
         &url,
         "GET",
