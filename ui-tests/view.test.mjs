@@ -220,6 +220,19 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
 
   // Members show presence.
   await pageA.waitForSelector('#members li:has-text("Bea")');
+  // A renames herself in the view: what she added, her member entry and the owner line say
+  // the new name on both pages.
+  await pageA.click('#me-name');
+  await pageA.fill('#welcome-name', 'Annie');
+  await pageA.click('#welcome-form button[type=submit]');
+  for (const page of [pageA, pageB]) {
+    await page.waitForFunction(() => {
+      const row = [...document.querySelectorAll('#tracks li')].find((li) => li.textContent.includes('Naima'));
+      return row?.querySelector('.who')?.textContent === 'Annie'
+        && [...document.querySelectorAll('#members li')].some((li) => li.textContent.startsWith('Annie (owner)'))
+        && document.getElementById('pl-meta').textContent.startsWith('by Annie');
+    }, null, { timeout: 10000 });
+  }
   await assertFirstTrackInView(pageA);
   await assertFirstTrackInView(pageB);
   await shots(pageA, 'a-shared');
