@@ -128,7 +128,12 @@ pid: number | null,
 /**
  * How many times the controller restarted the service since it started.
  */
-restarts: number, };
+restarts: number, 
+/**
+ * Why the service last had to be restarted (kept after it runs again, when
+ * `last_error` has cleared).
+ */
+last_exit?: string, };
 
 export type ServiceEntry = { 
 /**

@@ -73,7 +73,8 @@ function renderNode(s) {
   $('node-state').className = s.node === 'running' ? 'ok' : (s.node === 'failed' ? 'bad' : '');
   replaceChildren($('listen'), s.listen_addrs.map((a) => el('li', {}, el('code', {}, a))));
   const pid = s.service.pid === null ? 'not running' : `pid ${s.service.pid}`;
-  $('service').textContent = `${pid}, ${s.service.restarts} restart${s.service.restarts === 1 ? '' : 's'}`;
+  const lastExit = s.service.last_exit ? ` (the last: ${s.service.last_exit})` : '';
+  $('service').textContent = `${pid}, ${s.service.restarts} restart${s.service.restarts === 1 ? '' : 's'}${lastExit}`;
   const nat = { public: 'yes, directly', private: 'behind a NAT', unknown: 'not known yet' }[s.nat] || s.nat;
   const relays = s.relay_reservations.length;
   $('reach').textContent = relays ? `${nat}; through ${relays} relay${relays === 1 ? '' : 's'} too` : nat;

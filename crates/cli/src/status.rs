@@ -21,9 +21,15 @@ pub fn render(state: &AppState) -> String {
         .service
         .pid
         .map_or_else(|| "not running".to_string(), |p| format!("pid {p}"));
+    let last_exit = state
+        .service
+        .last_exit
+        .as_deref()
+        .map(|why| format!(" (the last: {})", safe(why)))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "Service:     {service_pid}, {} restart{}",
+        "Service:     {service_pid}, {} restart{}{last_exit}",
         state.service.restarts,
         if state.service.restarts == 1 { "" } else { "s" }
     );

@@ -466,6 +466,11 @@ pub struct ServiceInfo {
     pub pid: Option<u32>,
     /// How many times the controller restarted the service since it started.
     pub restarts: u32,
+    /// Why the service last had to be restarted (kept after it runs again, when
+    /// `last_error` has cleared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub last_exit: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
@@ -592,6 +597,7 @@ mod tests {
             service: ServiceInfo {
                 pid: Some(11),
                 restarts: 0,
+                last_exit: None,
             },
             connections: vec![Connection {
                 peer_id: "p".into(),

@@ -164,6 +164,8 @@ impl Supervisor {
             self.state.update(|s| {
                 s.node = NodeStatus::Restarting;
                 report_problem(s, &reason, Some(PROBLEM_SERVICE));
+                s.service.last_exit =
+                    Some(crate::state::clip(&reason, crate::state::MAX_STATE_TEXT));
                 s.service.pid = None;
                 true
             });
