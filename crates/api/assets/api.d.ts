@@ -480,7 +480,7 @@ summary: string, checks: Array<DoctorCheck>, };
 
 export type SessionMode = "free_for_all" | "turn_taking" | "vote";
 
-export type MemberRole = "owner" | "co_host" | "member";
+export type MemberRole = "owner" | "co_host" | "member" | "guest";
 
 export type NowPlaying = { track_id: string, title: string, artists: Array<string>, duration_ms: number | null, 
 /**
@@ -626,3 +626,107 @@ detail: string,
 advice: string, };
 
 export type CheckStatus = "ok" | "info" | "warn" | "fail";
+
+export type GuestsRequest = { on: boolean, 
+/**
+ * Listen on the LAN's interfaces too (default: 127.0.0.1 only).
+ */
+lan: boolean, 
+/**
+ * Tracks a guest may add per hour (default 10).
+ */
+adds_per_hour?: number | null, };
+
+export type GuestInfo = { peer_id: string, name: string, 
+/**
+ * Seconds since the guest's page last asked anything (a guest away for 5 minutes is
+ * gone).
+ */
+idle_secs: number, added_last_hour: number, };
+
+export type GuestsReply = { on: boolean, 
+/**
+ * `http://<addr>:<port>/g/<code>#pin=<PIN>`: the PIN in the fragment, which browsers
+ * never send, so it stays out of logs and history.
+ */
+url?: string | null, pin?: string | null, 
+/**
+ * The other addresses the page answers on (each LAN interface with `--lan`).
+ */
+also: Array<string>, guests: Array<GuestInfo>, adds_per_hour: number, };
+
+export type GuestRemovedReply = { peer_id: string, };
+
+export type GuestPageInfo = { 
+/**
+ * The playlist's name.
+ */
+playlist: string, 
+/**
+ * Whether this browser's cookie is a guest's still in.
+ */
+joined: boolean, };
+
+export type GuestJoinRequest = { pin: string, name: string, };
+
+export type GuestJoinReply = { peer_id: string, name: string, };
+
+export type GuestTrackRequest = { title: string, artists: Array<string>, };
+
+export type GuestVote = "up" | "down" | "clear";
+
+export type GuestVoteRequest = { track_id: string, vote: GuestVote, };
+
+export type GuestReactRequest = { emoji: string, };
+
+export type GuestCommentRequest = { text: string, track_id?: string | null, };
+
+export type GuestPerson = { peer_id: string, name: string, guest: boolean, };
+
+export type GuestState = { version: number, 
+/**
+ * The playlist's name.
+ */
+playlist: string, 
+/**
+ * The guest's own name.
+ */
+my_name: string, 
+/**
+ * The owner, the members and the guests.
+ */
+people: Array<GuestPerson>, playlist_id: string, mode: SessionMode, 
+/**
+ * In `turn_taking`: tracks per turn.
+ */
+per_turn: number, now_playing: NowPlaying | null, up_next: Array<UpNext>, turn: Turn | null, 
+/**
+ * Members in join order.
+ */
+turn_order: Array<string>, playback_owner: string | null, roles: { [key in string]: MemberRole }, skip: SkipVotes, 
+/**
+ * Newest last.
+ */
+history: Array<Played>, 
+/**
+ * The last 30 seconds'.
+ */
+reactions: Array<Reaction>, 
+/**
+ * The playlist that plays when up next runs dry.
+ */
+fallback: string | null, 
+/**
+ * This member's peer id in this session and role.
+ */
+me: string, 
+/**
+ * The clock of whoever holds playback minus ours, in ms, when measured (their
+ * `started_at_ms` is on their clock): players add it to theirs.
+ */
+clock_offset_ms?: number, my_role: MemberRole, 
+/**
+ * Comments and replies, oldest first; removed ones stay with `deleted` and no text, so
+ * their replies keep their place.
+ */
+comments: Array<Comment>, };

@@ -554,6 +554,7 @@ fn role_text(role: MemberRole) -> &'static str {
         MemberRole::Owner => "owner",
         MemberRole::CoHost => "co-host",
         MemberRole::Member => "member",
+        MemberRole::Guest => "guest",
     }
 }
 

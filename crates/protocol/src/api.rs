@@ -373,6 +373,20 @@ pub fn typescript_definitions() -> String {
         SaveHistoryRequest::decl(&cfg),
         DoctorCheck::decl(&cfg),
         CheckStatus::decl(&cfg),
+        crate::guest::GuestsRequest::decl(&cfg),
+        crate::guest::GuestInfo::decl(&cfg),
+        crate::guest::GuestsReply::decl(&cfg),
+        crate::guest::GuestRemovedReply::decl(&cfg),
+        crate::guest::GuestPageInfo::decl(&cfg),
+        crate::guest::GuestJoinRequest::decl(&cfg),
+        crate::guest::GuestJoinReply::decl(&cfg),
+        crate::guest::GuestTrackRequest::decl(&cfg),
+        crate::guest::GuestVote::decl(&cfg),
+        crate::guest::GuestVoteRequest::decl(&cfg),
+        crate::guest::GuestReactRequest::decl(&cfg),
+        crate::guest::GuestCommentRequest::decl(&cfg),
+        crate::guest::GuestPerson::decl(&cfg),
+        crate::guest::GuestState::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from crates/protocol (whatnext_protocol::api::typescript_definitions).\n\

@@ -4,6 +4,7 @@
 //! * [`blob`]: fetching audio from a member, by content id, in verified groups.
 //! * [`api`]: the loopback HTTP API's bodies, and the view's TypeScript definitions of them.
 //! * [`frame`]: the length-prefixed framing of the controller ↔ network-service pipe.
+//! * [`guest`]: guests of a session: the host's controls and the guest page's API.
 //! * [`ipc`]: the commands the controller sends and the events the service answers with.
 //! * [`link`]: the `whtnxt://` invite link grammar.
 //! * [`listening`]: the listening session (now playing, up next, turns, votes) and its actions.
@@ -21,6 +22,7 @@ pub mod addr;
 pub mod api;
 pub mod blob;
 pub mod frame;
+pub mod guest;
 pub mod ipc;
 pub mod link;
 pub mod listening;

@@ -48,6 +48,8 @@ pub enum MemberRole {
     Owner,
     CoHost,
     Member,
+    /// Joined from the guest page of a member (its host), whose app makes its edits.
+    Guest,
 }
 
 impl MemberRole {
@@ -56,6 +58,7 @@ impl MemberRole {
             MemberRole::Owner => "owner",
             MemberRole::CoHost => "co_host",
             MemberRole::Member => "member",
+            MemberRole::Guest => "guest",
         }
     }
 }

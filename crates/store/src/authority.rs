@@ -457,6 +457,32 @@ fn check(
                     return Err("it takes a member out, which only the owner may".into());
                 }
             }
+            // A member vouches for its own guests only, and only for newcomers: a member
+            // cannot be turned into someone's guest. Its host or the owner ends a guest's
+            // mark.
+            ("session_guests", JsonOpContent::Map(JsonMapOp::Insert { key, value })) => {
+                if text(value) != Some(author) {
+                    return Err("it lets in a guest in another member's name".into());
+                }
+                if facts.guests.contains_key(author) {
+                    return Err("a guest lets in a guest, which only members may".into());
+                }
+                let known = key == author
+                    || facts.owner == *key
+                    || facts.roles.contains_key(key)
+                    || facts.guests.contains_key(key)
+                    || before
+                        .doc()
+                        .is_some_and(|d| d.get_map("collaborators").get(key).is_some());
+                if known {
+                    return Err("it makes a member someone's guest".into());
+                }
+            }
+            ("session_guests", JsonOpContent::Map(JsonMapOp::Delete { key })) => {
+                if !owner && facts.guests.get(key).map(String::as_str) != Some(author) {
+                    return Err("it ends another member's guest".into());
+                }
+            }
             ("member_addrs", JsonOpContent::Map(map)) if !owner && map_key(map) != author => {
                 return Err("it changes another member's addresses".into());
             }

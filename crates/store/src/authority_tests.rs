@@ -5,7 +5,7 @@
 use libp2p_identity::Keypair;
 use loro::{LoroDoc, LoroMap};
 use whatnext_protocol::{
-    listening::{SessionAction, SessionMode},
+    listening::{MemberRole, SessionAction, SessionMode},
     playlist::{Author, NewTrack},
     signed::{Envelope, EnvelopeKind, decode_envelopes, encode_envelopes, loro_peer_of},
 };
@@ -373,4 +373,120 @@ fn out_of_turn_adds_are_refused_and_an_add_concurrent_with_the_switch_to_turns_i
             .holder,
         facts.turn().expect("turn").holder
     );
+}
+
+/// Bob hosts a guest: its app lets the guest in and makes its edits, signed with the
+/// guest's key. The owner's store takes them as the guest's (a guest's track, vote and
+/// comment), and refuses a guest what members may not do, and a member letting in a guest
+/// in someone else's name or turning a member into a guest.
+#[test]
+fn a_guests_edits_are_made_by_its_host_signed_by_the_guest_and_checked_by_everyone() {
+    let (_dir, mut owner, mut bob, id, mallory) = party();
+    let bob_author = author(2, "m2");
+    let guest_key = key(9);
+    let guest = author(9, "Dee");
+    let sync = |from: &Store, to: &mut Store| {
+        let since = to.version(&id).expect("version");
+        let body = from.export_since(&id, &since).expect("export");
+        let applied = to.apply_remote(&id, &body, 20).expect("apply");
+        assert!(applied.rejected.is_empty(), "{applied:?}");
+    };
+    assert!(
+        bob.add_guest(&id, &guest, &bob_author.peer_id)
+            .expect("let in")
+    );
+    let added = bob
+        .add_tracks_for_guest(&id, &[track("dee's")], &guest, &guest_key, 11)
+        .expect("guest adds");
+    bob.session_act_for_guest(
+        &id,
+        &SessionAction::Vote {
+            track_id: added[0].clone(),
+            vote: 1,
+        },
+        &guest,
+        &guest_key,
+        12,
+    )
+    .expect("guest votes");
+    bob.session_act_for_guest(
+        &id,
+        &SessionAction::Comment {
+            text: "tune!".into(),
+            reply_to: None,
+            track_id: None,
+        },
+        &guest,
+        &guest_key,
+        13,
+    )
+    .expect("guest comments");
+    sync(&bob, &mut owner);
+    let playlist = owner.get(&id).expect("get");
+    let theirs = playlist
+        .tracks
+        .iter()
+        .find(|t| t.title == "dee's")
+        .expect("the guest's track reached the owner");
+    assert_eq!(theirs.added_by.peer_id, guest.peer_id);
+    assert!(
+        playlist
+            .collaborators
+            .iter()
+            .any(|c| c.peer_id == guest.peer_id && c.display_name == "Dee")
+    );
+    let facts = owner.session_facts(&id).expect("facts");
+    assert_eq!(facts.role(&guest.peer_id), MemberRole::Guest);
+    assert_eq!(facts.guests.get(&guest.peer_id), Some(&bob_author.peer_id));
+    assert_eq!(facts.votes[&added[0]][&guest.peer_id], 1);
+    assert_eq!(
+        facts.comments.last().map(|c| c.peer_id.as_str()),
+        Some(guest.peer_id.as_str())
+    );
+
+    // A guest changes no mode and takes no playback: refused by its own host's store…
+    for action in [
+        SessionAction::Mode {
+            mode: SessionMode::Vote,
+            per_turn: None,
+        },
+        SessionAction::Take,
+    ] {
+        assert!(
+            bob.session_act_for_guest(&id, &action, &guest, &guest_key, 14)
+                .is_err(),
+            "{action:?}"
+        );
+    }
+    // …and by every receiver, when a modified host signs it anyway.
+    let dee = Modified::join(9, &owner, &id);
+    let (_, mode) = dee.sign(&id, |d| {
+        d.get_map("meta")
+            .insert("queue_mode", "vote")
+            .expect("mode");
+    });
+    rejected(&mut owner, &id, &mode, "changes the mode");
+    // Mallory may not vouch for a guest in Bob's name, make Bob her guest, or let a guest
+    // let in another.
+    let (_, forged) = mallory.sign(&id, |d| {
+        d.get_map("session_guests")
+            .insert(&author(10, "x").peer_id, bob_author.peer_id.as_str())
+            .expect("forge");
+    });
+    rejected(&mut owner, &id, &forged, "in another member's name");
+    // (Each attempt from a fresh copy: a refused one stays in the copy that made it.)
+    let mallory = Modified::join(3, &owner, &id);
+    let (_, demote) = mallory.sign(&id, |d| {
+        d.get_map("session_guests")
+            .insert(&bob_author.peer_id, mallory.me().as_str())
+            .expect("demote");
+    });
+    rejected(&mut owner, &id, &demote, "makes a member someone's guest");
+    let dee = Modified::join(9, &owner, &id);
+    let (_, sub) = dee.sign(&id, |d| {
+        d.get_map("session_guests")
+            .insert(&author(11, "y").peer_id, dee.me().as_str())
+            .expect("sub-guest");
+    });
+    rejected(&mut owner, &id, &sub, "only members may");
 }

@@ -51,6 +51,9 @@ pub struct SessionFacts {
     pub fallback: Option<String>,
     /// Roles given by the owner (the owner is always the owner).
     pub roles: BTreeMap<String, MemberRole>,
+    /// Guests, each with the member whose guest page let it in (its host, whose app makes
+    /// its edits).
+    pub guests: BTreeMap<String, String>,
     /// Members in join order (first appearance wins).
     pub order: Vec<String>,
     /// Turn number → the tracks added in it.
@@ -115,7 +118,11 @@ impl SessionFacts {
         if peer == self.owner {
             MemberRole::Owner
         } else {
-            self.roles.get(peer).copied().unwrap_or(MemberRole::Member)
+            match self.roles.get(peer) {
+                Some(role) => *role,
+                None if self.guests.contains_key(peer) => MemberRole::Guest,
+                None => MemberRole::Member,
+            }
         }
     }
 
@@ -274,9 +281,9 @@ pub fn decide(
                     name(&facts.owner)
                 )));
             }
-            if *role == MemberRole::Owner || *peer_id == facts.owner {
+            if matches!(role, MemberRole::Owner | MemberRole::Guest) || *peer_id == facts.owner {
                 return Err(StoreError::Invalid(
-                    "a session has one owner; roles are co-host or member".into(),
+                    "a session has one owner, and guests join from a guest page; roles are co-host or member".into(),
                 ));
             }
             if !facts.turn_order().contains(peer_id)
@@ -593,6 +600,10 @@ impl PlaylistDoc {
                 Some((peer, role))
             })
             .collect();
+        let guests = entries("session_guests")
+            .into_iter()
+            .filter_map(|(guest, host)| Some((guest, str_of(&host)?)))
+            .collect();
         let mut order = Vec::new();
         for value in self
             .session_list("session_order")
@@ -700,6 +711,7 @@ impl PlaylistDoc {
             playback,
             fallback: get_str(&session, "fallback"),
             roles,
+            guests,
             order,
             turn_adds,
             passes,
@@ -709,6 +721,23 @@ impl PlaylistDoc {
             history,
             comments,
         }
+    }
+
+    /// Lets `guest` into the session as a guest of `host` (a member whose guest page it
+    /// joined): named among the members, marked as a guest, in the turn order. Whether the
+    /// document changed.
+    pub fn add_guest(&self, guest: &Author, host: &str) -> Result<bool, StoreError> {
+        if self.session_facts().guests.contains_key(&guest.peer_id) {
+            return Ok(false);
+        }
+        let name = crate::doc::clean("display name", &guest.display_name, false)?;
+        self.doc
+            .get_map("collaborators")
+            .insert(&guest.peer_id, name.as_str())?;
+        self.session_map("session_guests")
+            .insert(&guest.peer_id, host)?;
+        self.join_turn_order(&guest.peer_id)?;
+        Ok(true)
     }
 
     /// Puts `peer` at the end of the turn order unless it is in it already.

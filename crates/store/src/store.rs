@@ -895,10 +895,34 @@ impl Store {
         by: &Author,
         now_ms: u64,
     ) -> Result<Vec<String>, StoreError> {
+        self.add_tracks_signed(id, tracks, by, None, now_ms)
+    }
+
+    /// [`Store::add_tracks`] on behalf of a guest of ours: signed with the guest's key,
+    /// so every member sees (and checks) the guest as the author.
+    pub fn add_tracks_for_guest(
+        &mut self,
+        id: &str,
+        tracks: &[NewTrack],
+        guest: &Author,
+        key: &Keypair,
+        now_ms: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.add_tracks_signed(id, tracks, guest, Some(key.clone()), now_ms)
+    }
+
+    fn add_tracks_signed(
+        &mut self,
+        id: &str,
+        tracks: &[NewTrack],
+        by: &Author,
+        signer: Option<Keypair>,
+        now_ms: u64,
+    ) -> Result<Vec<String>, StoreError> {
         if tracks.is_empty() {
             return Err(StoreError::Invalid("no tracks to add".into()));
         }
-        self.change(id, Origin::Local, None, |doc| {
+        self.change_as(id, signer, Origin::Local, None, |doc| {
             // In turns mode: only the member whose turn it is, within the turn's room.
             let facts = doc.session_facts();
             let turn = session::decide_add(&facts, &by.peer_id, tracks.len(), &|p| {
@@ -981,6 +1005,29 @@ impl Store {
         actor: &Author,
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        self.session_act_signed(id, action, actor, None, now_ms)
+    }
+
+    /// [`Store::session_act`] on behalf of a guest of ours, signed with its key.
+    pub fn session_act_for_guest(
+        &mut self,
+        id: &str,
+        action: &whatnext_protocol::listening::SessionAction,
+        guest: &Author,
+        key: &Keypair,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.session_act_signed(id, action, guest, Some(key.clone()), now_ms)
+    }
+
+    fn session_act_signed(
+        &mut self,
+        id: &str,
+        action: &whatnext_protocol::listening::SessionAction,
+        actor: &Author,
+        signer: Option<Keypair>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         // Up next ran dry and a fallback playlist is set: the next track comes from it.
         let from_fallback = match action {
             SessionAction::Next | SessionAction::Play { track_id: None } => {
@@ -988,18 +1035,24 @@ impl Store {
             }
             _ => None,
         };
-        self.change(id, Origin::Local, None, |doc| match &from_fallback {
-            Some(track) => {
-                // Checked as the action itself first: only the holder of playback moves on.
-                doc.session_check(action, &actor.peer_id)?;
-                let added = doc.add_tracks(std::slice::from_ref(track), actor, now_ms)?;
-                let play = SessionAction::Play {
-                    track_id: added.into_iter().next(),
-                };
-                doc.session_act(&play, actor, now_ms)
-            }
-            None => doc.session_act(action, actor, now_ms),
-        })
+        self.change_as(
+            id,
+            signer,
+            Origin::Local,
+            None,
+            |doc| match &from_fallback {
+                Some(track) => {
+                    // Checked as the action itself first: only the holder of playback moves on.
+                    doc.session_check(action, &actor.peer_id)?;
+                    let added = doc.add_tracks(std::slice::from_ref(track), actor, now_ms)?;
+                    let play = SessionAction::Play {
+                        track_id: added.into_iter().next(),
+                    };
+                    doc.session_act(&play, actor, now_ms)
+                }
+                None => doc.session_act(action, actor, now_ms),
+            },
+        )
     }
 
     /// The track to play from the fallback playlist of `id` when its up next is empty: the
@@ -1168,6 +1221,23 @@ impl Store {
     /// Records a member of a shared playlist (peer id → display name) in the document.
     pub fn add_member(&mut self, id: &str, member: &Author) -> Result<bool, StoreError> {
         self.change(id, Origin::Local, None, |doc| doc.add_member(member))
+    }
+
+    /// Lets `guest` into the session of playlist `id` as our guest (`host`: the identity we
+    /// are in it). Signed by us: we vouch for the guest.
+    pub fn add_guest(&mut self, id: &str, guest: &Author, host: &str) -> Result<bool, StoreError> {
+        self.change(id, Origin::Local, None, |doc| doc.add_guest(guest, host))
+    }
+
+    /// Who let `guest` into the session of playlist `id`, if it is a guest.
+    pub fn guest_host(&self, id: &str, guest: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .entry(id)?
+            .doc
+            .session_facts()
+            .guests
+            .get(guest)
+            .cloned())
     }
 
     /// Records our new display name in playlist `id` where it names us (owner or member):

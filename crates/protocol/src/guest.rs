@@ -1,0 +1,152 @@
+//! Guests: the host's controls of a session's guest page (`/api/playlists/<id>/guests`) and
+//! the guest page's own API (`/g/<code>/…`, on a port of its own). The names here are a
+//! contract: scripts and the guest page use them.
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::listening::SessionView;
+
+/// `POST /api/playlists/<id>/guests`: open (`on`) or close the session's guest page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestsRequest {
+    pub on: bool,
+    /// Listen on the LAN's interfaces too (default: 127.0.0.1 only).
+    #[serde(default)]
+    pub lan: bool,
+    /// Tracks a guest may add per hour (default 10).
+    #[serde(default)]
+    #[ts(optional = nullable)]
+    pub adds_per_hour: Option<u32>,
+}
+
+/// A guest, as the host sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestInfo {
+    pub peer_id: String,
+    pub name: String,
+    /// Seconds since the guest's page last asked anything (a guest away for 5 minutes is
+    /// gone).
+    pub idle_secs: u64,
+    pub added_last_hour: u32,
+}
+
+/// The session's guest page: what `guests ID on` prints and `guests ID` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestsReply {
+    pub on: bool,
+    /// `http://<addr>:<port>/g/<code>#pin=<PIN>`: the PIN in the fragment, which browsers
+    /// never send, so it stays out of logs and history.
+    #[ts(optional = nullable)]
+    pub url: Option<String>,
+    #[ts(optional = nullable)]
+    pub pin: Option<String>,
+    /// The other addresses the page answers on (each LAN interface with `--lan`).
+    #[serde(default)]
+    pub also: Vec<String>,
+    pub guests: Vec<GuestInfo>,
+    pub adds_per_hour: u32,
+}
+
+/// `DELETE /api/playlists/<id>/guests/<guest>`: takes a guest out (its peer id or name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestRemovedReply {
+    pub peer_id: String,
+}
+
+/// `GET /g/<code>/info` (no cookie needed): what the join screen says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestPageInfo {
+    /// The playlist's name.
+    pub playlist: String,
+    /// Whether this browser's cookie is a guest's still in.
+    pub joined: bool,
+}
+
+/// `POST /g/<code>/join`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestJoinRequest {
+    pub pin: String,
+    pub name: String,
+}
+
+/// The answer of a join: who the guest is to the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestJoinReply {
+    pub peer_id: String,
+    pub name: String,
+}
+
+/// `POST /g/<code>/tracks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestTrackRequest {
+    pub title: String,
+    #[serde(default)]
+    pub artists: Vec<String>,
+}
+
+/// A guest's vote on a track of up next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum GuestVote {
+    Up,
+    Down,
+    Clear,
+}
+
+impl GuestVote {
+    /// As a session vote: 1, -1 or 0.
+    pub fn value(self) -> i64 {
+        match self {
+            GuestVote::Up => 1,
+            GuestVote::Down => -1,
+            GuestVote::Clear => 0,
+        }
+    }
+}
+
+/// `POST /g/<code>/vote`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestVoteRequest {
+    pub track_id: String,
+    pub vote: GuestVote,
+}
+
+/// `POST /g/<code>/react`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestReactRequest {
+    pub emoji: String,
+}
+
+/// `POST /g/<code>/comments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestCommentRequest {
+    pub text: String,
+    #[serde(default)]
+    #[ts(optional = nullable)]
+    pub track_id: Option<String>,
+}
+
+/// Someone in the session, as the guest page lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestPerson {
+    pub peer_id: String,
+    pub name: String,
+    pub guest: bool,
+}
+
+/// `GET /g/<code>/state[?since=V]`: the session as `session now --json` shows it, plus the
+/// version to long-poll from and who is who.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct GuestState {
+    pub version: u64,
+    /// The playlist's name.
+    pub playlist: String,
+    /// The guest's own name.
+    pub my_name: String,
+    /// The owner, the members and the guests.
+    pub people: Vec<GuestPerson>,
+    #[serde(flatten)]
+    #[ts(flatten)]
+    pub session: SessionView,
+}
