@@ -478,10 +478,10 @@ fn check(
                     return Err("it makes a member someone's guest".into());
                 }
             }
-            ("session_guests", JsonOpContent::Map(JsonMapOp::Delete { key })) => {
-                if !owner && facts.guests.get(key).map(String::as_str) != Some(author) {
-                    return Err("it ends another member's guest".into());
-                }
+            ("session_guests", JsonOpContent::Map(JsonMapOp::Delete { key }))
+                if !owner && facts.guests.get(key).map(String::as_str) != Some(author) =>
+            {
+                return Err("it ends another member's guest".into());
             }
             ("member_addrs", JsonOpContent::Map(map)) if !owner && map_key(map) != author => {
                 return Err("it changes another member's addresses".into());
