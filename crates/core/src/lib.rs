@@ -11,6 +11,7 @@
 //! [`AppState`]: whatnext_protocol::state::AppState
 
 pub mod doctor;
+pub mod guests;
 pub mod invite;
 pub mod library;
 pub mod links;
@@ -85,6 +86,8 @@ pub struct Core {
     music: Arc<music::Music>,
     /// `<home>/config.toml`.
     config_path: PathBuf,
+    /// The open guest pages and their guests.
+    guests: guests::Guests,
 }
 
 /// The core's long-running tasks, for an orderly stop.
@@ -190,6 +193,7 @@ impl Core {
             ui,
             music,
             config_path,
+            guests: guests::Guests::default(),
         });
         Ok((
             core,
@@ -292,7 +296,7 @@ impl Core {
         if let SessionAction::React { emoji } = &action {
             // Not part of the playlist: the sessions send it to the members online.
             self.sessions
-                .react(id, emoji)
+                .react(id, emoji, None)
                 .await
                 .map_err(|err| StoreError::Invalid(format!("{err:#}")))?;
             return self.session(id).await;

@@ -71,7 +71,7 @@ pub async fn view(
 
 /// The session at `now` on our clock: computed on the clock of whoever holds playback
 /// (now + their offset), which the view passes on to players.
-fn view_now(
+pub(crate) fn view_now(
     store: &whatnext_store::Store,
     id: &str,
     me: &str,

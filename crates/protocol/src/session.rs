@@ -61,7 +61,13 @@ pub enum SyncRequest {
     },
     /// A reaction to what plays in `session` (an emoji): not stored, shown to the members
     /// online for 30 s. Receivers limit each member to a few per 10 s.
-    React { session: String, emoji: String },
+    React {
+        session: String,
+        emoji: String,
+        /// A guest of the sender's whose reaction it is (the sender's own when absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// "What time is it?" (NTP-style): `sent_ms` is the asker's clock when it asked.
     Clock { session: String, sent_ms: u64 },
 }

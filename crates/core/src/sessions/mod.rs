@@ -218,12 +218,14 @@ impl Sessions {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Reacts to what plays in `session` with `emoji` (shown to the members online for 30 s).
-    pub async fn react(&self, session: &str, emoji: &str) -> anyhow::Result<()> {
+    /// Reacts to what plays in `session` with `emoji` (shown to the members online for
+    /// 30 s): ours, or with `by` that of a guest of ours (the members check it is).
+    pub async fn react(&self, session: &str, emoji: &str, by: Option<&str>) -> anyhow::Result<()> {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::React {
             session: session.to_string(),
             emoji: emoji.to_string(),
+            by: by.map(str::to_string),
             reply,
         })?;
         answer.await.map_err(|_| stopped())?
@@ -523,9 +525,23 @@ impl Actor {
             Msg::React {
                 session,
                 emoji,
+                by,
                 reply,
             } => {
-                let _ = reply.send(self.react(&session, &emoji));
+                let _ = reply.send(self.react(&session, &emoji, by));
+            }
+            Msg::GuestReaction {
+                session,
+                guest,
+                emoji,
+            } => {
+                if self
+                    .reactions
+                    .record(&session, &guest, &emoji, now_ms())
+                    .is_ok()
+                {
+                    self.publish();
+                }
             }
             Msg::Forward {
                 session,
@@ -707,14 +723,15 @@ impl Actor {
         });
     }
 
-    /// Our reaction to `session`: shown here and sent to the members online.
-    fn react(&mut self, session: &str, emoji: &str) -> anyhow::Result<()> {
+    /// Our reaction to `session` (or, `by`, a guest of ours): shown here and sent to the
+    /// members online.
+    fn react(&mut self, session: &str, emoji: &str, by: Option<String>) -> anyhow::Result<()> {
         let Some(via) = self.serving(session) else {
             return Err(anyhow::anyhow!(
                 "playlist {session} is not shared: reactions go to the members of a shared playlist"
             ));
         };
-        let me = via.peer_id();
+        let me = by.clone().unwrap_or_else(|| via.peer_id());
         self.reactions
             .record(session, &me, emoji, now_ms())
             .map_err(|why| anyhow::anyhow!(why.reason()))?;
@@ -726,6 +743,7 @@ impl Actor {
             let body = serde_json::to_value(SyncRequest::React {
                 session: session.to_string(),
                 emoji: emoji.to_string(),
+                by: by.clone(),
             })
             .unwrap_or(Value::Null);
             let (client, peer) = (via.client.clone(), peer.clone());
@@ -950,6 +968,39 @@ impl Actor {
             tracing::warn!("{peer} sent sync for playlist {session} without being admitted");
             let answer = refuse("not admitted to this playlist".into());
             tokio::spawn(async move { respond(&via, request_id, answer).await });
+            return;
+        }
+        if let SyncRequest::React {
+            emoji,
+            by: Some(guest),
+            ..
+        } = &request
+        {
+            // A guest's reaction, sent by its host: shown once the playlist says the guest
+            // is the sender's (a member cannot speak for anyone else).
+            let (ctx, session, guest, emoji) =
+                (self.ctx.clone(), session.clone(), guest.clone(), emoji.clone());
+            let sender = peer.clone();
+            tokio::spawn(async move {
+                let host = {
+                    let (session, guest) = (session.clone(), guest.clone());
+                    ctx.library
+                        .read(move |store| store.guest_host(&session, &guest))
+                        .await
+                };
+                let answer = match host {
+                    Ok(Some(host)) if host == sender => {
+                        ctx.tell(Msg::GuestReaction {
+                            session,
+                            guest,
+                            emoji,
+                        });
+                        serde_json::to_value(SyncResponse::Ack).unwrap_or(Value::Null)
+                    }
+                    _ => refuse(format!("{guest} is not a guest of {sender}")),
+                };
+                respond(&via, request_id, answer).await;
+            });
             return;
         }
         if let SyncRequest::React { emoji, .. } = &request {

@@ -76,11 +76,18 @@ pub(crate) enum Msg {
         playlist: String,
         reply: oneshot::Sender<Option<(crate::services::ServiceHandle, Vec<String>)>>,
     },
-    /// Our reaction to what plays in `session`.
+    /// Our reaction to what plays in `session`, or (`by`) that of a guest of ours.
     React {
         session: String,
         emoji: String,
+        by: Option<String>,
         reply: oneshot::Sender<anyhow::Result<()>>,
+    },
+    /// A member's guest's reaction, once the playlist said the guest is theirs.
+    GuestReaction {
+        session: String,
+        guest: String,
+        emoji: String,
     },
 }
 
