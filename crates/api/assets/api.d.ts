@@ -425,9 +425,14 @@ export type LibraryFileRequest = { path: string, };
 
 export type Member = { peer_id: string, display_name: string, 
 /**
- * Connected now (always true for this node itself).
+ * Connected now (always true for this node itself, and for the guests of our guest
+ * page who are in).
  */
-online: boolean, owner: boolean, };
+online: boolean, owner: boolean, 
+/**
+ * A guest, who joined from a member's guest page.
+ */
+guest: boolean, };
 
 export type ShareRequest = { 
 /**

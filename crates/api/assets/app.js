@@ -390,7 +390,7 @@ function renderPlaylistHead(p) {
   drawCover(p);
   replaceChildren($('members'), (p.members || []).map((m) => el('li', { title: m.peer_id },
     el('span', { class: `dot ${m.online ? 'on' : ''}`, 'aria-hidden': 'true' }),
-    `${m.display_name || m.peer_id.slice(0, 12)}${m.owner ? ' (owner)' : ''}`,
+    `${m.display_name || m.peer_id.slice(0, 12)}${m.owner ? ' (owner)' : ''}${m.guest ? ' (guest)' : ''}`,
     el('span', { class: 'sr-only' }, m.online ? ', online' : ', offline'))));
 }
 

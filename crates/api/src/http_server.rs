@@ -128,7 +128,7 @@ pub async fn serve(
                 }
             }
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, from) = match accepted {
                     Ok(accepted) => accepted,
                     Err(err) => {
                         // Out of descriptors, or the peer gave up before accept: not fatal.
@@ -158,7 +158,9 @@ pub async fn serve(
                 let close = shutdown.child_token();
                 open.insert(id, Open { opened: Instant::now(), activity: Arc::clone(&activity), close: close.clone() });
                 let ended_tx = ended_tx.clone();
-                let router = router.clone();
+                // Handlers that need the client's address (the guest page's lockout) take it
+                // as axum's `ConnectInfo`.
+                let router = router.clone().layer(axum::Extension(axum::extract::ConnectInfo(from)));
                 tokio::spawn(async move {
                     serve_connection(stream, router, activity, close, started, limits).await;
                     let _ = ended_tx.send(id);

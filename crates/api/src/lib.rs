@@ -12,6 +12,7 @@
 pub mod access;
 pub mod context;
 pub mod error;
+pub mod guests;
 pub mod http_server;
 pub mod local_socket;
 pub mod media;

@@ -120,11 +120,18 @@ async fn create(State(api): State<Arc<Api>>, Json(req): Json<CreatePlaylistReque
 }
 
 async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
-    let playlist = api
+    let (playlist, guests) = api
         .core()
         .library()
-        .read(move |store| store.get(&id))
+        .read(move |store| Ok((store.get(&id)?, store.session_facts(&id)?.guests)))
         .await?;
+    // Our own guests who are in count as online.
+    let here: HashSet<String> = api
+        .core()
+        .guests()
+        .list(&playlist.id, std::time::Instant::now())
+        .map(|(guests, _)| guests.into_iter().map(|g| g.peer_id).collect())
+        .unwrap_or_default();
     // Members: the owner and the collaborators, each with whether they are connected now.
     let state = api.core().state().snapshot();
     let session = state.sessions.iter().find(|s| s.id == playlist.id);
@@ -135,9 +142,12 @@ async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
     let ours: HashSet<&str> = std::iter::once(state.peer_id.as_str())
         .chain(state.services.iter().map(|s| s.peer_id.as_str()))
         .collect();
-    ok(PlaylistView::of(playlist, session.is_some(), |peer| {
-        ours.contains(peer) || online.contains(peer)
-    }))
+    ok(PlaylistView::of(
+        playlist,
+        session.is_some(),
+        |peer| ours.contains(peer) || online.contains(peer) || here.contains(peer),
+        |peer| guests.contains_key(peer),
+    ))
 }
 
 async fn share(

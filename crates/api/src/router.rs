@@ -15,13 +15,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{context::Api, error::ApiError, media, playlists, routes, session, view};
+use crate::{context::Api, error::ApiError, guests, media, playlists, routes, session, view};
 
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .merge(routes::routes())
         .merge(playlists::routes())
         .merge(session::routes())
+        .merge(guests::routes())
         .merge(media::routes())
         .merge(view::routes())
         .layer(middleware::from_fn_with_state(api.clone(), guard))
@@ -98,8 +99,9 @@ const MAX_PLAIN_ERROR: usize = 4096;
 /// Every error answer of the API has the documented shape `{"error": "…"}`: axum's own
 /// rejections (a JSON body of the wrong type, a bad query, a body over the limit) come as
 /// text/plain and are rewritten here, keeping their status.
-async fn errors_as_json(request: Request, next: Next) -> Response {
-    let is_api = request.uri().path().starts_with("/api/");
+pub(crate) async fn errors_as_json(request: Request, next: Next) -> Response {
+    let is_api =
+        request.uri().path().starts_with("/api/") || request.uri().path().starts_with("/g/");
     let response = next.run(request).await;
     let status = response.status();
     let plain = response

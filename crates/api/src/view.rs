@@ -74,6 +74,11 @@ pub fn login_needed() -> Response {
 
 /// The session cookie's value, if the request carries one.
 pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, COOKIE)
+}
+
+/// The value of cookie `name`, if the request carries one.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -81,7 +86,8 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .flat_map(|h| h.split(';'))
         .find_map(|pair| {
             pair.trim()
-                .strip_prefix(&format!("{COOKIE}="))
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
                 .filter(|value| !value.is_empty())
                 .map(str::to_string)
         })

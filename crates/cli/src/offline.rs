@@ -97,5 +97,5 @@ fn run_read_only(home: &Home, command: playlist::PlaylistCommand) -> anyhow::Res
 
 /// The playlist as `show` gives it, nobody online (nothing runs to know).
 fn view(playlist: Playlist) -> PlaylistView {
-    PlaylistView::of(playlist, false, |_| false)
+    PlaylistView::of(playlist, false, |_| false, |_| false)
 }

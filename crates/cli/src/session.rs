@@ -5,6 +5,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    fmt::Write as _,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -12,6 +13,7 @@ use clap::{Subcommand, ValueEnum};
 use whatnext_client::Client;
 use whatnext_protocol::{
     api::SaveHistoryRequest,
+    guest::{GuestsReply, GuestsRequest},
     listening::{Comment, MemberRole, SessionAction, SessionMode, SessionView},
 };
 
@@ -207,6 +209,26 @@ pub enum SessionCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Guests from a phone: `on` opens a guest page for the session (a URL with the PIN
+    /// and a QR code to scan), `off` closes it and ends every guest's access, `remove`
+    /// takes one guest out; with no action, shows the page and who is in.
+    Guests {
+        /// The playlist: its id, the start of its id, or its name (see `playlist list`).
+        id: String,
+        /// What to do (default: show).
+        action: Option<GuestsAction>,
+        /// For `remove`: the guest, by name or peer id (see `session guests ID`).
+        guest: Option<String>,
+        /// With `on`: answer on this machine's LAN addresses too (default: 127.0.0.1 only).
+        #[arg(long)]
+        lan: bool,
+        /// With `on`: tracks each guest may add per hour (default 10).
+        #[arg(long, value_name = "N")]
+        adds_per_hour: Option<u32>,
+        /// Print the answer as JSON: `{"url", "pin", "guests", …}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Save what played in the session, in play order, as a new playlist.
     Save {
         /// The playlist: its id, the start of its id, or its name (see `playlist list`).
@@ -242,9 +264,21 @@ impl SessionCommand {
             | C::Comment { id, .. }
             | C::Comments { id, .. }
             | C::Uncomment { id, .. }
+            | C::Guests { id, .. }
             | C::Save { id, .. } => vec![id],
         }
     }
+}
+
+/// What `session guests` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GuestsAction {
+    /// Open the guest page (or show the one open).
+    On,
+    /// Close it: every guest's access ends at once.
+    Off,
+    /// Take one guest out.
+    Remove,
 }
 
 /// A role the owner gives.
@@ -501,6 +535,48 @@ pub fn run(client: &Client, command: SessionCommand) -> anyhow::Result<()> {
                 Some(other) => format!("when up next runs dry, playlist {} plays", safe(other)),
                 None => "no fallback playlist".into(),
             })?;
+        }
+        C::Guests {
+            id,
+            action,
+            guest,
+            lan,
+            adds_per_hour,
+            json,
+        } => {
+            let reply = match action {
+                None => client.guests(&id)?,
+                Some(GuestsAction::On | GuestsAction::Off) => client.switch_guests(
+                    &id,
+                    &GuestsRequest {
+                        on: action == Some(GuestsAction::On),
+                        lan,
+                        adds_per_hour,
+                    },
+                )?,
+                Some(GuestsAction::Remove) => {
+                    let Some(guest) = guest else {
+                        anyhow::bail!(
+                            "say which guest: `whatnext session guests {id} remove NAME` (`whatnext session guests {id}` lists them)"
+                        );
+                    };
+                    let removed = client.remove_guest(&id, &guest)?;
+                    if json {
+                        print_json(&removed)?;
+                    } else {
+                        println!(
+                            "took guest {} out; their page no longer works",
+                            safe(&guest)
+                        );
+                    }
+                    return Ok(());
+                }
+            };
+            if json {
+                print_json(&reply)?;
+            } else {
+                print!("{}", guests_text(&reply, action == Some(GuestsAction::On)));
+            }
         }
         C::Save { id, name, json } => {
             let reply = client.save_session(&id, &SaveHistoryRequest { name: name.clone() })?;
@@ -866,6 +942,56 @@ fn comment_line(comment: &Comment, depth: usize, names: &Names, now: u64) -> Str
         safe(&comment.text),
         safe(&comment.id)
     )
+}
+
+/// The guest page for people: its URL, PIN and QR code (after `on`), and who is in.
+fn guests_text(reply: &GuestsReply, with_qr: bool) -> String {
+    let mut out = String::new();
+    let Some(url) = reply.url.as_deref().filter(|_| reply.on) else {
+        return "no guest page is open (`session guests ID on` opens one)\n".to_string();
+    };
+    let _ = writeln!(out, "Guests join at {}", safe(url));
+    if let Some(pin) = &reply.pin {
+        let _ = writeln!(
+            out,
+            "PIN {}  (in the link already; say it to whoever types the address)",
+            safe(pin)
+        );
+    }
+    for also in &reply.also {
+        let _ = writeln!(out, "also at {}", safe(also));
+    }
+    if with_qr && let Ok(code) = qrcode::QrCode::new(url.as_bytes()) {
+        let _ = writeln!(
+            out,
+            "{}",
+            // Light modules drawn: most terminals are dark, and a scanner wants dark
+            // modules on light.
+            code.render::<qrcode::render::unicode::Dense1x2>()
+                .dark_color(qrcode::render::unicode::Dense1x2::Light)
+                .light_color(qrcode::render::unicode::Dense1x2::Dark)
+                .quiet_zone(true)
+                .build()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "each guest may add {} tracks an hour",
+        reply.adds_per_hour
+    );
+    if reply.guests.is_empty() {
+        let _ = writeln!(out, "no guests yet");
+    }
+    for guest in &reply.guests {
+        let _ = writeln!(
+            out,
+            "  {} ({} added this hour, last seen {} s ago)",
+            safe(&guest.name),
+            guest.added_last_hour,
+            guest.idle_secs
+        );
+    }
+    out
 }
 
 #[cfg(test)]

@@ -277,6 +277,30 @@ impl Client {
         )
     }
 
+    /// `GET /api/playlists/{id}/guests`: the session's guest page and who is in it.
+    pub fn guests(&self, id: &str) -> Result<whatnext_protocol::guest::GuestsReply> {
+        self.get(&playlist_route(id, "/guests"), STORE_TIMEOUT)
+    }
+
+    /// `POST /api/playlists/{id}/guests`: opens (or closes) the session's guest page.
+    pub fn switch_guests(
+        &self,
+        id: &str,
+        request: &whatnext_protocol::guest::GuestsRequest,
+    ) -> Result<whatnext_protocol::guest::GuestsReply> {
+        self.post(&playlist_route(id, "/guests"), Some(request), STORE_TIMEOUT)
+    }
+
+    /// `DELETE /api/playlists/{id}/guests/{guest}`: takes a guest out (peer id or name).
+    pub fn remove_guest(
+        &self,
+        id: &str,
+        guest: &str,
+    ) -> Result<whatnext_protocol::guest::GuestRemovedReply> {
+        let route = playlist_route(id, &format!("/guests/{}", encode_segment(guest)));
+        self.delete(&route, STORE_TIMEOUT)
+    }
+
     /// `POST /api/library/scan`: scans the music folders (can take minutes on a big
     /// library; the state's `library.scanning` shows progress meanwhile).
     pub fn library_scan(&self) -> Result<whatnext_protocol::media::ScanReport> {

@@ -117,6 +117,9 @@ struct Guest {
 
 struct Page {
     playlist: String,
+    /// Where the page answers: its URL's start (`http://<addr>:<port>`), then any other
+    /// addresses (each LAN interface).
+    addresses: Vec<String>,
     pin: String,
     closed: CancellationToken,
     adds_per_hour: u32,
@@ -216,6 +219,7 @@ impl Guests {
             code.clone(),
             Page {
                 playlist: playlist.to_string(),
+                addresses: Vec::new(),
                 pin: pin.clone(),
                 closed: closed.clone(),
                 adds_per_hour: adds_per_hour.unwrap_or(DEFAULT_ADDS_PER_HOUR),
@@ -248,6 +252,39 @@ impl Guests {
             }
         }
         !codes.is_empty()
+    }
+
+    /// Records where `playlist`'s page answers (`http://<addr>:<port>` each, the one for its
+    /// URL first), once its server listens.
+    pub fn set_addresses(&self, playlist: &str, addresses: Vec<String>) {
+        if let Some(page) = self
+            .lock()
+            .pages
+            .values_mut()
+            .find(|p| p.playlist == playlist)
+        {
+            page.addresses = addresses;
+        }
+    }
+
+    /// Where `playlist`'s page answers (see [`Guests::set_addresses`]).
+    pub fn addresses_of(&self, playlist: &str) -> Vec<String> {
+        self.lock()
+            .pages
+            .values()
+            .find(|p| p.playlist == playlist)
+            .map(|p| p.addresses.clone())
+            .unwrap_or_default()
+    }
+
+    /// The playlist whose page has `code`.
+    pub fn playlist_of(&self, code: &str) -> Option<String> {
+        self.lock().pages.get(code).map(|p| p.playlist.clone())
+    }
+
+    /// Cancelled when page `code` closes.
+    pub fn closed_token(&self, code: &str) -> Option<CancellationToken> {
+        self.lock().pages.get(code).map(|p| p.closed.clone())
     }
 
     /// The code of `playlist`'s open page.
@@ -390,7 +427,10 @@ impl Guests {
     /// The guests in `playlist`'s page now, and its hourly add limit.
     pub fn list(&self, playlist: &str, now: Instant) -> Option<(Vec<GuestEntry>, u32)> {
         let mut registry = self.lock();
-        let page = registry.pages.values_mut().find(|p| p.playlist == playlist)?;
+        let page = registry
+            .pages
+            .values_mut()
+            .find(|p| p.playlist == playlist)?;
         page.guests
             .retain(|_, g| now.saturating_duration_since(g.last_seen) < GUEST_GRACE);
         let mut guests: Vec<GuestEntry> = page
@@ -414,7 +454,10 @@ impl Guests {
     /// `playlist`'s page: its cookie is void at once. Whether there was one.
     pub fn remove(&self, playlist: &str, peer: &str) -> Option<String> {
         let mut registry = self.lock();
-        let page = registry.pages.values_mut().find(|p| p.playlist == playlist)?;
+        let page = registry
+            .pages
+            .values_mut()
+            .find(|p| p.playlist == playlist)?;
         let by_name: Vec<[u8; 32]> = page
             .guests
             .iter()
@@ -440,128 +483,6 @@ impl Guests {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::net::Ipv4Addr;
-
-    use super::*;
-
-    const HERE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20));
-    const THERE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 21));
-
-    fn wrong(pin: &str) -> String {
-        pin.chars()
-            .map(|c| if c == '0' { '1' } else { '0' })
-            .collect()
-    }
-
-    #[test]
-    fn a_guest_joins_with_the_pin_and_keeps_its_seat_while_it_comes_back() {
-        let guests = Guests::default();
-        let page = guests.open("road-trip", None);
-        assert_eq!(page.pin.len(), PIN_DIGITS);
-        assert!(guests.open("road-trip", None).existing, "one page per playlist");
-        let now = Instant::now();
-        let (token, seat) = guests
-            .join(&page.code, &page.pin, "  Dee  ", HERE, now)
-            .expect("joins");
-        assert_eq!((seat.name.as_str(), seat.playlist.as_str()), ("Dee", "road-trip"));
-        assert_eq!(seat.peer_id, seat.key.public().to_peer_id().to_string());
-        let later = now + GUEST_GRACE - Duration::from_secs(1);
-        assert!(guests.seat(&page.code, &token, later).is_some(), "back in time");
-        assert!(guests.seat(&page.code, "forged", later).is_none());
-        let gone = later + GUEST_GRACE;
-        assert!(guests.seat(&page.code, &token, gone).is_none(), "away too long");
-        assert!(matches!(
-            guests.join(&page.code, &page.pin, " ", HERE, now),
-            Err(JoinError::BadName(_))
-        ));
-    }
-
-    #[test]
-    fn ten_wrong_pins_lock_the_address_then_everyone_for_a_minute() {
-        let guests = Guests::default();
-        let page = guests.open("p", None);
-        let now = Instant::now();
-        for _ in 0..MAX_WRONG_PINS {
-            assert_eq!(
-                guests
-                    .join(&page.code, &wrong(&page.pin), "x", HERE, now)
-                    .err(),
-                Some(JoinError::WrongPin)
-            );
-        }
-        // Locked, even with the right PIN, here and (ten wrong in all) everywhere.
-        for from in [HERE, THERE] {
-            assert!(matches!(
-                guests.join(&page.code, &page.pin, "x", from, now),
-                Err(JoinError::Locked { .. })
-            ));
-        }
-        let after = now + LOCKOUT + Duration::from_millis(1);
-        assert!(guests.join(&page.code, &page.pin, "x", HERE, after).is_ok());
-
-        // Nine wrong from one address and one from another lock everyone, not just one.
-        let page = guests.open("q", None);
-        for i in 0..MAX_WRONG_PINS {
-            let from = if i == 0 { THERE } else { HERE };
-            let _ = guests.join(&page.code, &wrong(&page.pin), "x", from, now);
-        }
-        assert!(matches!(
-            guests.join(&page.code, &page.pin, "x", THERE, now),
-            Err(JoinError::Locked { .. })
-        ));
-        // Wrong tries spread over more than a minute lock nothing.
-        let page = guests.open("r", None);
-        for i in 0..(2 * MAX_WRONG_PINS) as u64 {
-            let at = now + Duration::from_secs(7 * i);
-            let _ = guests.join(&page.code, &wrong(&page.pin), "x", HERE, at);
-        }
-        let at = now + Duration::from_secs(7 * 2 * MAX_WRONG_PINS as u64);
-        assert!(guests.join(&page.code, &page.pin, "x", HERE, at).is_ok());
-    }
-
-    #[test]
-    fn closing_a_page_voids_every_cookie_and_removing_a_guest_voids_its_own() {
-        let guests = Guests::default();
-        let page = guests.open("p", Some(2));
-        let now = Instant::now();
-        let (dee, _) = guests.join(&page.code, &page.pin, "Dee", HERE, now).expect("dee");
-        let (eli, eli_seat) = guests.join(&page.code, &page.pin, "Eli", THERE, now).expect("eli");
-        assert_eq!(guests.take_adds(&page.code, &dee, 2, now), Ok(()));
-        assert_eq!(
-            guests.take_adds(&page.code, &dee, 1, now),
-            Err(GuestLimit::Adds(2))
-        );
-        let hour = now + Duration::from_secs(3600);
-        assert_eq!(guests.take_adds(&page.code, &dee, 1, hour), Ok(()));
-        let (list, limit) = guests.list("p", now).expect("open");
-        assert_eq!(limit, 2);
-        assert_eq!(
-            list.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
-            ["Dee", "Eli"]
-        );
-        assert_eq!(guests.remove("p", "Eli"), Some(eli_seat.peer_id));
-        assert!(guests.seat(&page.code, &eli, now).is_none());
-        assert!(guests.seat(&page.code, &dee, now).is_some());
-        assert!(guests.close("p"));
-        assert!(page.closed.is_cancelled());
-        assert!(guests.seat(&page.code, &dee, now).is_none());
-        assert_eq!(
-            guests.join(&page.code, &page.pin, "Dee", HERE, now).err(),
-            Some(JoinError::NoSuchPage)
-        );
-    }
-
-    #[test]
-    fn the_pin_check_compares_every_digit() {
-        assert!(same_pin("123456", "123456"));
-        for typed in ["123457", "023456", "12345", "1234567", ""] {
-            assert!(!same_pin(typed, "123456"), "{typed}");
-        }
-    }
-}
-
 /// Why a guest's request was not done.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
@@ -582,7 +503,11 @@ impl crate::Core {
     }
 
     /// Opens the guest page of shared playlist `id` (or gives the one open).
-    pub fn open_guests(&self, id: &str, adds_per_hour: Option<u32>) -> Result<OpenPage, StoreError> {
+    pub fn open_guests(
+        &self,
+        id: &str,
+        adds_per_hour: Option<u32>,
+    ) -> Result<OpenPage, StoreError> {
         let snapshot = self.state.snapshot();
         if !snapshot.playlists.iter().any(|p| p.id == id) {
             return Err(StoreError::UnknownPlaylist(id.to_string()));
@@ -640,7 +565,11 @@ impl crate::Core {
             .map(|s| s.reactions.clone())
             .unwrap_or_default();
         let offsets = self.sessions.clock_offsets();
-        let (id, me, my_name) = (seat.playlist.clone(), seat.peer_id.clone(), seat.name.clone());
+        let (id, me, my_name) = (
+            seat.playlist.clone(),
+            seat.peer_id.clone(),
+            seat.name.clone(),
+        );
         let mut state = self
             .library
             .read(move |store| {
@@ -706,7 +635,9 @@ impl crate::Core {
     ) -> Result<(), GuestError> {
         match &action {
             SessionAction::Vote { .. } | SessionAction::Skip => {}
-            SessionAction::Comment { .. } => self.guests.take_comment(code, token, Instant::now())?,
+            SessionAction::Comment { .. } => {
+                self.guests.take_comment(code, token, Instant::now())?
+            }
             _ => {
                 return Err(GuestError::Store(StoreError::Invalid(
                     "a guest adds, votes, votes to skip, reacts and comments; the rest is for members".into(),
@@ -736,5 +667,143 @@ fn author_of(seat: &Seat) -> Author {
     Author {
         peer_id: seat.peer_id.clone(),
         display_name: seat.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    const HERE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20));
+    const THERE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 21));
+
+    fn wrong(pin: &str) -> String {
+        pin.chars()
+            .map(|c| if c == '0' { '1' } else { '0' })
+            .collect()
+    }
+
+    #[test]
+    fn a_guest_joins_with_the_pin_and_keeps_its_seat_while_it_comes_back() {
+        let guests = Guests::default();
+        let page = guests.open("road-trip", None);
+        assert_eq!(page.pin.len(), PIN_DIGITS);
+        assert!(
+            guests.open("road-trip", None).existing,
+            "one page per playlist"
+        );
+        let now = Instant::now();
+        let (token, seat) = guests
+            .join(&page.code, &page.pin, "  Dee  ", HERE, now)
+            .expect("joins");
+        assert_eq!(
+            (seat.name.as_str(), seat.playlist.as_str()),
+            ("Dee", "road-trip")
+        );
+        assert_eq!(seat.peer_id, seat.key.public().to_peer_id().to_string());
+        let later = now + GUEST_GRACE - Duration::from_secs(1);
+        assert!(
+            guests.seat(&page.code, &token, later).is_some(),
+            "back in time"
+        );
+        assert!(guests.seat(&page.code, "forged", later).is_none());
+        let gone = later + GUEST_GRACE;
+        assert!(
+            guests.seat(&page.code, &token, gone).is_none(),
+            "away too long"
+        );
+        assert!(matches!(
+            guests.join(&page.code, &page.pin, " ", HERE, now),
+            Err(JoinError::BadName(_))
+        ));
+    }
+
+    #[test]
+    fn ten_wrong_pins_lock_the_address_then_everyone_for_a_minute() {
+        let guests = Guests::default();
+        let page = guests.open("p", None);
+        let now = Instant::now();
+        for _ in 0..MAX_WRONG_PINS {
+            assert_eq!(
+                guests
+                    .join(&page.code, &wrong(&page.pin), "x", HERE, now)
+                    .err(),
+                Some(JoinError::WrongPin)
+            );
+        }
+        // Locked, even with the right PIN, here and (ten wrong in all) everywhere.
+        for from in [HERE, THERE] {
+            assert!(matches!(
+                guests.join(&page.code, &page.pin, "x", from, now),
+                Err(JoinError::Locked { .. })
+            ));
+        }
+        let after = now + LOCKOUT + Duration::from_millis(1);
+        assert!(guests.join(&page.code, &page.pin, "x", HERE, after).is_ok());
+
+        // Nine wrong from one address and one from another lock everyone, not just one.
+        let page = guests.open("q", None);
+        for i in 0..MAX_WRONG_PINS {
+            let from = if i == 0 { THERE } else { HERE };
+            let _ = guests.join(&page.code, &wrong(&page.pin), "x", from, now);
+        }
+        assert!(matches!(
+            guests.join(&page.code, &page.pin, "x", THERE, now),
+            Err(JoinError::Locked { .. })
+        ));
+        // Wrong tries spread over more than a minute lock nothing.
+        let page = guests.open("r", None);
+        for i in 0..(2 * MAX_WRONG_PINS) as u64 {
+            let at = now + Duration::from_secs(7 * i);
+            let _ = guests.join(&page.code, &wrong(&page.pin), "x", HERE, at);
+        }
+        let at = now + Duration::from_secs(7 * 2 * MAX_WRONG_PINS as u64);
+        assert!(guests.join(&page.code, &page.pin, "x", HERE, at).is_ok());
+    }
+
+    #[test]
+    fn closing_a_page_voids_every_cookie_and_removing_a_guest_voids_its_own() {
+        let guests = Guests::default();
+        let page = guests.open("p", Some(2));
+        let now = Instant::now();
+        let (dee, _) = guests
+            .join(&page.code, &page.pin, "Dee", HERE, now)
+            .expect("dee");
+        let (eli, eli_seat) = guests
+            .join(&page.code, &page.pin, "Eli", THERE, now)
+            .expect("eli");
+        assert_eq!(guests.take_adds(&page.code, &dee, 2, now), Ok(()));
+        assert_eq!(
+            guests.take_adds(&page.code, &dee, 1, now),
+            Err(GuestLimit::Adds(2))
+        );
+        let hour = now + Duration::from_secs(3600);
+        assert_eq!(guests.take_adds(&page.code, &dee, 1, hour), Ok(()));
+        let (list, limit) = guests.list("p", now).expect("open");
+        assert_eq!(limit, 2);
+        assert_eq!(
+            list.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+            ["Dee", "Eli"]
+        );
+        assert_eq!(guests.remove("p", "Eli"), Some(eli_seat.peer_id));
+        assert!(guests.seat(&page.code, &eli, now).is_none());
+        assert!(guests.seat(&page.code, &dee, now).is_some());
+        assert!(guests.close("p"));
+        assert!(page.closed.is_cancelled());
+        assert!(guests.seat(&page.code, &dee, now).is_none());
+        assert_eq!(
+            guests.join(&page.code, &page.pin, "Dee", HERE, now).err(),
+            Some(JoinError::NoSuchPage)
+        );
+    }
+
+    #[test]
+    fn the_pin_check_compares_every_digit() {
+        assert!(same_pin("123456", "123456"));
+        for typed in ["123457", "023456", "12345", "1234567", ""] {
+            assert!(!same_pin(typed, "123456"), "{typed}");
+        }
     }
 }

@@ -130,8 +130,14 @@ pub struct PlaylistView {
 
 impl PlaylistView {
     /// `playlist` as `show` gives it: everyone under their current name, the owner first
-    /// then the collaborators, each online as `online` says.
-    pub fn of(playlist: Playlist, shared: bool, online: impl Fn(&str) -> bool) -> PlaylistView {
+    /// then the collaborators, each online as `online` says and marked a guest as `guest`
+    /// says.
+    pub fn of(
+        playlist: Playlist,
+        shared: bool,
+        online: impl Fn(&str) -> bool,
+        guest: impl Fn(&str) -> bool,
+    ) -> PlaylistView {
         let playlist = playlist.with_current_names();
         let members = std::iter::once(&playlist.owner)
             .chain(
@@ -145,6 +151,7 @@ impl PlaylistView {
                 display_name: m.display_name.clone(),
                 online: online(&m.peer_id),
                 owner: m.peer_id == playlist.owner.peer_id,
+                guest: guest(&m.peer_id),
             })
             .collect();
         PlaylistView {
@@ -159,9 +166,13 @@ impl PlaylistView {
 pub struct Member {
     pub peer_id: String,
     pub display_name: String,
-    /// Connected now (always true for this node itself).
+    /// Connected now (always true for this node itself, and for the guests of our guest
+    /// page who are in).
     pub online: bool,
     pub owner: bool,
+    /// A guest, who joined from a member's guest page.
+    #[serde(default)]
+    pub guest: bool,
 }
 
 /// `POST /api/playlists/{id}/share`.

@@ -5,6 +5,7 @@
 mod abuse;
 mod chaos;
 mod formats;
+mod guests;
 mod hostile_member;
 mod input_bounds;
 mod isolated;

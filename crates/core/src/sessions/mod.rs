@@ -978,8 +978,12 @@ impl Actor {
         {
             // A guest's reaction, sent by its host: shown once the playlist says the guest
             // is the sender's (a member cannot speak for anyone else).
-            let (ctx, session, guest, emoji) =
-                (self.ctx.clone(), session.clone(), guest.clone(), emoji.clone());
+            let (ctx, session, guest, emoji) = (
+                self.ctx.clone(),
+                session.clone(),
+                guest.clone(),
+                emoji.clone(),
+            );
             let sender = peer.clone();
             tokio::spawn(async move {
                 let host = {

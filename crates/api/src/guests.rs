@@ -1,0 +1,438 @@
+//! Guests: the host's controls of a session's guest page (under the owner's API and its
+//! guard: `POST|GET /api/playlists/<id>/guests`, `DELETE …/guests/<guest>`) and the guest
+//! page itself, served on a port of its own — a separate origin with a separate cookie, so
+//! a guest's browser never holds anything the owner's API takes, and the owner's view is
+//! never reachable from the LAN.
+//!
+//! The guest server answers only `/g/<code>/…` of its own page: the page (`GET /g/<code>`,
+//! the PIN in the URL's fragment), `info`, `join` (sets `wn_guest`, HttpOnly,
+//! SameSite=Strict, Path `/g/<code>`), `state` (long poll like `/api/state`), and the writes
+//! `tracks`, `vote`, `skip`, `react`, `comments` (refused from another origin). What a guest
+//! may do is the core's and the session's business; this module only speaks HTTP.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::{ConnectInfo, Path, Query, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Response},
+    routing::{delete, get, post},
+};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use whatnext_core::guests::{GuestError, JoinError, Seat};
+use whatnext_protocol::{
+    api::OkReply,
+    guest::{
+        GuestCommentRequest, GuestInfo, GuestJoinReply, GuestJoinRequest, GuestPageInfo,
+        GuestReactRequest, GuestRemovedReply, GuestTrackRequest, GuestVoteRequest, GuestsReply,
+        GuestsRequest,
+    },
+    listening::SessionAction,
+    playlist::NewTrack,
+};
+
+use crate::{context::Api, error::ApiError, http_server};
+
+const GUEST_HTML: &str = include_str!("../assets/guest.html");
+const GUEST_JS: &str = include_str!("../assets/guest.js");
+const GUEST_CSS: &str = include_str!("../assets/guest.css");
+/// The guest's cookie.
+const COOKIE: &str = "wn_guest";
+/// Longest a guest's `state?since=V` waits for a change.
+const MAX_LONG_POLL: Duration = Duration::from_secs(25);
+
+type Reply = Result<Response, ApiError>;
+
+/// The host's routes, under the owner API's guard.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/api/playlists/{id}/guests", get(show).post(switch))
+        .route("/api/playlists/{id}/guests/{guest}", delete(remove))
+}
+
+impl From<GuestError> for ApiError {
+    fn from(err: GuestError) -> Self {
+        let err = match err {
+            GuestError::Store(store) => return ApiError::from(store),
+            other => other,
+        };
+        let status = match &err {
+            GuestError::Join(JoinError::WrongPin) | GuestError::NotIn => StatusCode::UNAUTHORIZED,
+            GuestError::Join(JoinError::Locked { .. }) | GuestError::Limit(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            GuestError::Join(JoinError::NoSuchPage) => StatusCode::NOT_FOUND,
+            GuestError::Join(JoinError::BadName(_)) => StatusCode::BAD_REQUEST,
+            GuestError::Join(JoinError::Full) => StatusCode::SERVICE_UNAVAILABLE,
+            GuestError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, err.to_string())
+    }
+}
+
+/// What `guests ID` shows.
+fn reply(api: &Api, id: &str, pin: Option<String>) -> GuestsReply {
+    let core = api.core();
+    let addresses = core.guests().addresses_of(id);
+    let code = core.guests().code_of(id);
+    let (guests, adds_per_hour) = core
+        .guests()
+        .list(id, std::time::Instant::now())
+        .unwrap_or_default();
+    let url = match (&code, addresses.first()) {
+        (Some((code, pin)), Some(base)) => Some(format!("{base}/g/{code}#pin={pin}")),
+        _ => None,
+    };
+    GuestsReply {
+        on: code.is_some(),
+        url,
+        pin: pin.or_else(|| code.map(|(_, pin)| pin)),
+        also: addresses
+            .iter()
+            .skip(1)
+            .filter_map(|base| {
+                let (code, _) = core.guests().code_of(id)?;
+                Some(format!("{base}/g/{code}"))
+            })
+            .collect(),
+        guests: guests
+            .into_iter()
+            .map(|g| GuestInfo {
+                peer_id: g.peer_id,
+                name: g.name,
+                idle_secs: g.idle_secs,
+                added_last_hour: g.added_last_hour,
+            })
+            .collect(),
+        adds_per_hour,
+    }
+}
+
+async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
+    Ok(Json(reply(&api, &id, None)).into_response())
+}
+
+async fn remove(State(api): State<Arc<Api>>, Path((id, guest)): Path<(String, String)>) -> Reply {
+    match api.core().guests().remove(&id, &guest) {
+        Some(peer_id) => Ok(Json(GuestRemovedReply { peer_id }).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no guest {guest:?} in playlist {id}'s guest page; `whatnext session guests {id}` lists them"
+            ),
+        )),
+    }
+}
+
+/// Opens (with its own server) or closes the guest page of playlist `id`.
+async fn switch(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    Json(req): Json<GuestsRequest>,
+) -> Reply {
+    let core = api.core();
+    if !req.on {
+        core.guests().close(&id);
+        return Ok(Json(reply(&api, &id, None)).into_response());
+    }
+    let page = core.open_guests(&id, req.adds_per_hour)?;
+    if !page.existing {
+        let bind = if req.lan {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        };
+        let listener = match TcpListener::bind(SocketAddr::new(bind, 0)).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                core.guests().close(&id);
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("could not open a port for the guest page: {err}"),
+                ));
+            }
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        core.guests()
+            .set_addresses(&id, page_addresses(req.lan, port));
+        // The page's server stops when the page closes or the controller stops.
+        let stop = core.shutdown_token().child_token();
+        let closed = page.closed.clone();
+        let stopper = stop.clone();
+        tokio::spawn(async move {
+            closed.cancelled().await;
+            stopper.cancel();
+        });
+        let router = guest_router(Arc::clone(&api));
+        let limits = http_server::Limits::for_fd_limit(http_server::raise_fd_limit());
+        tokio::spawn(async move {
+            if let Err(err) = http_server::serve(listener, router, stop, limits).await {
+                tracing::warn!("the guest page's server stopped: {err}");
+            }
+        });
+        tracing::info!("guest page of playlist {id} open on port {port}");
+    }
+    Ok(Json(reply(&api, &id, Some(page.pin))).into_response())
+}
+
+/// `http://<addr>:<port>` for each address the page answers on, the one for its URL first:
+/// loopback, or with `lan` this machine's LAN addresses (IPv4 first).
+fn page_addresses(lan: bool, port: u16) -> Vec<String> {
+    if !lan {
+        return vec![format!("http://127.0.0.1:{port}")];
+    }
+    let mut ips: Vec<IpAddr> = whatnext_core::doctor::Interfaces::read()
+        .map(|i| i.non_loopback)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|entry| entry.split(' ').next()?.parse().ok())
+        .filter(|ip: &IpAddr| match ip {
+            IpAddr::V4(_) => true,
+            // A link-local IPv6 address needs a zone a URL cannot carry.
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .collect();
+    ips.sort_by_key(|ip| ip.is_ipv6());
+    let mut addresses: Vec<String> = ips
+        .into_iter()
+        .map(|ip| format!("http://{}", SocketAddr::new(ip, port)))
+        .collect();
+    addresses.push(format!("http://127.0.0.1:{port}"));
+    addresses
+}
+
+/// The guest page's own server: nothing but `/g/…`.
+fn guest_router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route(
+            "/g/guest.js",
+            get(|| asset("text/javascript; charset=utf-8", GUEST_JS)),
+        )
+        .route(
+            "/g/guest.css",
+            get(|| asset("text/css; charset=utf-8", GUEST_CSS)),
+        )
+        .route("/g/{code}", get(page))
+        .route("/g/{code}/info", get(info))
+        .route("/g/{code}/join", post(join))
+        .route("/g/{code}/state", get(state))
+        .route("/g/{code}/tracks", post(add))
+        .route("/g/{code}/vote", post(vote))
+        .route("/g/{code}/skip", post(skip))
+        .route("/g/{code}/react", post(react))
+        .route("/g/{code}/comments", post(comment))
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(middleware::from_fn(same_origin_writes))
+        .layer(middleware::from_fn(crate::router::errors_as_json))
+        .layer(middleware::from_fn(crate::view::security_headers))
+        .with_state(api)
+}
+
+async fn asset(kind: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
+}
+
+/// Writes from a page of another origin are refused (the cookie is SameSite=Strict too).
+async fn same_origin_writes(request: Request, next: Next) -> Response {
+    if request.method() != axum::http::Method::GET {
+        let headers = request.headers();
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
+            && origin != format!("http://{host}")
+        {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("writes from origin {origin:?} are not allowed"),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn page_is_open(api: &Api, code: &str) -> Result<String, ApiError> {
+    api.core().guests().playlist_of(code).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this guest page is closed; ask the host for a new link",
+        )
+    })
+}
+
+async fn page(State(api): State<Arc<Api>>, Path(code): Path<String>) -> Reply {
+    page_is_open(&api, &code)?;
+    Ok(Html(GUEST_HTML).into_response())
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    crate::view::cookie_value(headers, COOKIE)
+}
+
+/// The guest behind the request's cookie.
+fn seat(api: &Api, code: &str, headers: &HeaderMap) -> Result<(String, Seat), ApiError> {
+    page_is_open(api, code)?;
+    let token = cookie_token(headers).ok_or(GuestError::NotIn)?;
+    let seat = api.core().guest_seat(code, &token)?;
+    Ok((token, seat))
+}
+
+async fn info(State(api): State<Arc<Api>>, Path(code): Path<String>, headers: HeaderMap) -> Reply {
+    let playlist = page_is_open(&api, &code)?;
+    let name = api
+        .core()
+        .state()
+        .snapshot()
+        .playlists
+        .iter()
+        .find(|p| p.id == playlist)
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
+    let joined = seat(&api, &code, &headers).is_ok();
+    Ok(Json(GuestPageInfo {
+        playlist: name,
+        joined,
+    })
+    .into_response())
+}
+
+async fn join(
+    State(api): State<Arc<Api>>,
+    Path(code): Path<String>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    Json(req): Json<GuestJoinRequest>,
+) -> Reply {
+    let (token, seat) = match api
+        .core()
+        .guest_join(&code, &req.pin, &req.name, from.ip())
+        .await
+    {
+        Ok(joined) => joined,
+        Err(err @ GuestError::Join(JoinError::Locked { retry_after })) => {
+            let mut response = ApiError::from(err).into_response();
+            if let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return Ok(response);
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/g/{code}");
+    let mut response = Json(GuestJoinReply {
+        peer_id: seat.peer_id,
+        name: seat.name,
+    })
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct Since {
+    since: Option<u64>,
+}
+
+/// The session as the guest sees it; with `since`, once the state's version passes it (or
+/// after [`MAX_LONG_POLL`], or at once when the page closes).
+async fn state(
+    State(api): State<Arc<Api>>,
+    Path(code): Path<String>,
+    Query(query): Query<Since>,
+    headers: HeaderMap,
+) -> Reply {
+    let (_, seat) = seat(&api, &code, &headers)?;
+    if let Some(since) = query.since {
+        let mut changes = api.core().state().subscribe();
+        let closed = api.core().guests().closed_token(&code);
+        let closed = async move {
+            if let Some(token) = closed {
+                token.cancelled_owned().await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::timeout(MAX_LONG_POLL, changes.wait_for(|s| s.version > since)) => {}
+            () = closed => {}
+        }
+        // Still in? (Closed pages and removed guests get their answer now.)
+        let (_, again) = self::seat(&api, &code, &headers)?;
+        return Ok(Json(api.core().guest_state(&again).await?).into_response());
+    }
+    Ok(Json(api.core().guest_state(&seat).await?).into_response())
+}
+
+async fn add(
+    State(api): State<Arc<Api>>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<GuestTrackRequest>,
+) -> Reply {
+    let (token, seat) = seat(&api, &code, &headers)?;
+    let track = NewTrack {
+        title: req.title,
+        artists: req.artists,
+        ..NewTrack::default()
+    };
+    let id = api.core().guest_add(&code, &token, &seat, track).await?;
+    Ok(Json(whatnext_protocol::api::AddedTrack { track_id: Some(id) }).into_response())
+}
+
+async fn vote(
+    State(api): State<Arc<Api>>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<GuestVoteRequest>,
+) -> Reply {
+    let (token, seat) = seat(&api, &code, &headers)?;
+    let action = SessionAction::Vote {
+        track_id: req.track_id,
+        vote: req.vote.value(),
+    };
+    api.core().guest_act(&code, &token, &seat, action).await?;
+    Ok(Json(OkReply::OK).into_response())
+}
+
+async fn skip(State(api): State<Arc<Api>>, Path(code): Path<String>, headers: HeaderMap) -> Reply {
+    let (token, seat) = seat(&api, &code, &headers)?;
+    api.core()
+        .guest_act(&code, &token, &seat, SessionAction::Skip)
+        .await?;
+    Ok(Json(OkReply::OK).into_response())
+}
+
+async fn react(
+    State(api): State<Arc<Api>>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<GuestReactRequest>,
+) -> Reply {
+    let (_, seat) = seat(&api, &code, &headers)?;
+    api.core().guest_react(&seat, &req.emoji).await?;
+    Ok(Json(OkReply::OK).into_response())
+}
+
+async fn comment(
+    State(api): State<Arc<Api>>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<GuestCommentRequest>,
+) -> Reply {
+    let (token, seat) = seat(&api, &code, &headers)?;
+    let action = SessionAction::Comment {
+        text: req.text,
+        track_id: req.track_id,
+        reply_to: None,
+    };
+    api.core().guest_act(&code, &token, &seat, action).await?;
+    Ok(Json(OkReply::OK).into_response())
+}

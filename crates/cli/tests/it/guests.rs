@@ -1,0 +1,407 @@
+//! Guests from a phone, through the guest page's HTTP API on its own port: joining with the
+//! PIN, edits that reach the members attributed to the guests, the lockout, the separate
+//! origin, closing the page, and a hundred guests following one session.
+
+use std::{
+    sync::{Arc, Barrier},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// A guest page: its base (`http://127.0.0.1:PORT`), its path (`/g/<code>`) and the PIN.
+struct Page {
+    base: String,
+    path: String,
+    pin: String,
+}
+
+fn open_page(host: &Node, id: &str) -> Page {
+    let reply = cli_json(host, &["session", "guests", id, "on"]);
+    let url = reply["url"].as_str().expect("url");
+    let pin = reply["pin"].as_str().expect("pin").to_string();
+    let (page, fragment) = url.split_once('#').expect("the PIN in the fragment");
+    assert_eq!(fragment, format!("pin={pin}"));
+    assert!(
+        !page.contains(&pin),
+        "the PIN never goes in the path: {url}"
+    );
+    let (base, code) = page.split_once("/g/").expect("/g/<code>");
+    Page {
+        base: base.to_string(),
+        path: format!("/g/{code}"),
+        pin,
+    }
+}
+
+impl Page {
+    fn origin(&self) -> String {
+        self.base.clone()
+    }
+
+    /// POST `what` as JSON, with the guest's cookie if any: (status, body, head).
+    fn post(&self, what: &str, cookie: Option<&str>, body: &Value) -> (u16, String, String) {
+        let host = self.base.trim_start_matches("http://").to_string();
+        let origin = self.origin();
+        let mut headers = vec![
+            ("Host", host.as_str()),
+            ("Origin", origin.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        if let Some(cookie) = cookie {
+            headers.push(("Cookie", cookie));
+        }
+        let raw = http_raw(
+            &self.base,
+            "POST",
+            &format!("{}/{what}", self.path),
+            &headers,
+            &body.to_string(),
+        );
+        let (status, body) = parse_response(&raw).expect("status");
+        let head = raw.split("\r\n\r\n").next().unwrap_or("").to_string();
+        (status, body, head)
+    }
+
+    fn get(&self, what: &str, cookie: Option<&str>) -> (u16, String) {
+        let host = self.base.trim_start_matches("http://").to_string();
+        let mut headers = vec![("Host", host.as_str())];
+        if let Some(cookie) = cookie {
+            headers.push(("Cookie", cookie));
+        }
+        let path = if what.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}/{what}", self.path)
+        };
+        http(&self.base, "GET", &path, &headers, "")
+    }
+
+    /// Joins as `name`; the cookie to send back (`wn_guest=…`) and the guest's peer id.
+    fn join(&self, name: &str) -> (String, String) {
+        let (status, body, head) = self.post("join", None, &json!({"pin": self.pin, "name": name}));
+        assert_eq!(status, 200, "{head}\n{body}");
+        let cookie = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with("set-cookie:")
+                    .then(|| l.split_once(':').map(|(_, v)| v.trim().to_string()))
+                    .flatten()
+            })
+            .expect("a cookie");
+        for flag in [
+            "HttpOnly",
+            "SameSite=Strict",
+            &format!("Path={}", self.path),
+        ] {
+            assert!(cookie.contains(flag), "{cookie} lacks {flag}");
+        }
+        let pair = cookie.split(';').next().expect("pair").to_string();
+        let reply: Value = serde_json::from_str(&body).expect("json");
+        (
+            pair,
+            reply["peer_id"].as_str().expect("peer id").to_string(),
+        )
+    }
+
+    fn state(&self, cookie: &str) -> Value {
+        let (status, body) = self.get("state", Some(cookie));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("state json")
+    }
+}
+
+#[test]
+fn guests_join_with_the_pin_and_their_edits_reach_every_member_as_theirs() {
+    let a = Node::start();
+    let b = Node::start();
+    let (id, link) = create_shared(&a, "Party");
+    join(&b, &link);
+    let page = open_page(&a, &id);
+    // The page itself loads without a cookie (it asks for the name, and the PIN if the
+    // link lost it).
+    let (status, html) = page.get("", None);
+    assert_eq!(status, 200);
+    assert!(html.contains("guest.js"), "{html}");
+
+    let (status, body, _) = page.post("join", None, &json!({"pin": "000000x", "name": "Mal"}));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("wrong PIN"), "{body}");
+
+    let guests: Vec<(String, String, &str)> = ["Dee", "Eli", "Fay"]
+        .into_iter()
+        .map(|name| {
+            let (cookie, peer) = page.join(name);
+            (cookie, peer, name)
+        })
+        .collect();
+    cli_json(&a, &["session", "mode", &id, "vote"]);
+    for (cookie, _, name) in &guests {
+        let (status, body, _) = page.post(
+            "tracks",
+            Some(cookie),
+            &json!({"title": format!("{name}'s song"), "artists": ["Band"]}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    // Dee votes for Eli's song, Fay reacts and comments.
+    let (dee, eli, fay) = (&guests[0], &guests[1], &guests[2]);
+    let elis = wait_until("Eli's song in up next", PATIENCE, || {
+        page.state(&dee.0)["up_next"]
+            .as_array()?
+            .iter()
+            .find(|u| u["title"] == "Eli's song")
+            .map(|u| u["track_id"].as_str().map(str::to_string))?
+    });
+    let (status, body, _) = page.post(
+        "vote",
+        Some(&dee.0),
+        &json!({"track_id": elis, "vote": "up"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = page.post("react", Some(&fay.0), &json!({"emoji": "🎉"}));
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = page.post("comments", Some(&fay.0), &json!({"text": "great party"}));
+    assert_eq!(status, 200, "{body}");
+
+    // B's app sees each guest's song added by that guest, the guests marked as guests, the
+    // vote counted and Fay's reaction and comment.
+    wait_until("B to see the guests' edits", PATIENCE, || {
+        let playlist = show(&b, &id)?;
+        let tracks = playlist["tracks"].as_array()?;
+        let by_guest = guests.iter().all(|(_, peer, name)| {
+            tracks.iter().any(|t| {
+                t["title"] == format!("{name}'s song")
+                    && t["added_by"]["peer_id"] == peer.as_str()
+                    && t["added_by"]["display_name"] == *name
+            })
+        });
+        let marked = playlist["members"]
+            .as_array()?
+            .iter()
+            .filter(|m| m["guest"] == true)
+            .count()
+            == 3;
+        let session = cli_json(&b, &["session", "now", &id]);
+        let voted =
+            session["up_next"][0]["title"] == "Eli's song" && session["up_next"][0]["score"] == 1;
+        let role = session["roles"][eli.1.as_str()] == "guest";
+        let commented = session["comments"]
+            .as_array()?
+            .iter()
+            .any(|c| c["peer_id"] == fay.1.as_str() && c["text"] == "great party");
+        (by_guest && marked && voted && role && commented).then_some(())
+    });
+    wait_until("Fay's reaction on B, as Fay's", PATIENCE, || {
+        let state = b.status()?;
+        state["sessions"]
+            .as_array()?
+            .iter()
+            .any(|s| {
+                s["reactions"].as_array().is_some_and(|r| {
+                    r.iter()
+                        .any(|r| r["peer_id"] == fay.1.as_str() && r["emoji"] == "🎉")
+                })
+            })
+            .then_some(())
+    });
+    // The host's list names them.
+    let listed = cli_json(&a, &["session", "guests", &id]);
+    let names: Vec<&str> = listed["guests"]
+        .as_array()
+        .expect("guests")
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Dee", "Eli", "Fay"]);
+
+    // A guest changes no mode and takes no playback: there is no such request for it, and
+    // its cookie is nothing to the owner's API (another origin, another auth).
+    for what in ["mode", "take", "session"] {
+        let (status, _, _) = page.post(
+            what,
+            Some(&dee.0),
+            &json!({"action": "mode", "mode": "turn_taking"}),
+        );
+        assert_eq!(status, 404, "{what}");
+    }
+    let (status, body, _) = page.post("vote", Some(&dee.0), &json!({"action": "take"}));
+    assert_eq!(status, 422, "{body}");
+    let (owner_url, _) = a.api();
+    let owner_host = owner_url.trim_start_matches("http://").to_string();
+    let (status, _) = http(
+        &owner_url,
+        "GET",
+        "/api/state",
+        &[("Host", owner_host.as_str()), ("Cookie", dee.0.as_str())],
+        "",
+    );
+    assert_eq!(
+        status, 401,
+        "a guest's cookie cannot read the owner's state"
+    );
+    let session = cli_json(&a, &["session", "now", &id]);
+    assert_eq!(session["mode"], "vote");
+    assert_eq!(session["playback_owner"], a.peer_id().as_str());
+    // A write from a page of another origin is refused, cookie or not.
+    let raw = http_raw(
+        &page.base,
+        "POST",
+        &format!("{}/tracks", page.path),
+        &[
+            ("Origin", "http://evil.example"),
+            ("Cookie", dee.0.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"title":"spam"}"#,
+    );
+    assert_eq!(parse_response(&raw).map(|r| r.0), Some(403), "{raw}");
+}
+
+#[test]
+fn ten_wrong_pins_lock_the_page_and_closing_it_ends_every_guests_access_at_once() {
+    let a = Node::start();
+    let (id, _) = create_shared(&a, "Locked");
+    let page = open_page(&a, &id);
+    let (dee, _) = page.join("Dee");
+    let (eli, _) = page.join("Eli");
+    let wrong = if page.pin == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..10 {
+        let (status, _, _) = page.post("join", None, &json!({"pin": wrong, "name": "Mal"}));
+        assert_eq!(status, 401);
+    }
+    let (status, body, head) = page.post("join", None, &json!({"pin": page.pin, "name": "Gus"}));
+    assert_eq!(status, 429, "locked even with the right PIN: {body}");
+    assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+    // Guests already in stay in.
+    page.state(&dee);
+
+    // The host takes Eli out: Eli's cookie is void, Dee's is not.
+    let out = a.cli(&["session", "guests", &id, "remove", "Eli"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(page.get("state", Some(&eli)).0, 401);
+    let version = page.state(&dee)["version"].as_u64().expect("version");
+
+    // Dee is waiting for a change when the host closes the page: the wait ends at once.
+    let waiting = {
+        let (base, path, dee) = (page.base.clone(), page.path.clone(), dee.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let (status, _) = http(
+                &base,
+                "GET",
+                &format!("{path}/state?since={version}"),
+                &[("Cookie", dee.as_str())],
+                "",
+            );
+            (status, started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    cli_json(&a, &["session", "guests", &id, "off"]);
+    let (status, waited) = waiting.join().expect("the waiting guest");
+    assert!(matches!(status, 401 | 404), "{status}");
+    assert!(
+        waited < Duration::from_secs(10),
+        "the wait went on for {waited:?}"
+    );
+    // The port is closed, or answers nothing of the page.
+    let gone = try_http_raw(
+        &page.base,
+        "GET",
+        &format!("{}/state", page.path),
+        &[("Cookie", dee.as_str())],
+        "",
+    );
+    assert!(
+        gone.map_or(true, |raw| !raw.starts_with("HTTP/1.1 200")),
+        "the closed page still answers"
+    );
+}
+
+/// A hundred guests long-poll one session: an edit reaches them all, and the host's
+/// memory per guest stays small.
+#[test]
+fn a_hundred_guests_follow_one_session_and_an_edit_reaches_them_all() {
+    const GUESTS: usize = 100;
+    let a = Node::start();
+    let (id, _) = create_shared(&a, "Crowd");
+    let page = Arc::new(open_page(&a, &id));
+    let rss = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let before = rss(a.pid());
+    let cookies: Vec<String> = (0..GUESTS)
+        .map(|i| page.join(&format!("Guest {i}")).0)
+        .collect();
+    let version = page.state(&cookies[0])["version"]
+        .as_u64()
+        .expect("version");
+    let ready = Arc::new(Barrier::new(GUESTS + 1));
+    let pollers: Vec<_> = cookies
+        .iter()
+        .cloned()
+        .map(|cookie| {
+            let (page, ready) = (Arc::clone(&page), Arc::clone(&ready));
+            std::thread::spawn(move || {
+                ready.wait();
+                // Waits until the version passes; answers that do not hold the edit yet
+                // (another change came first) are asked again, a few times at most.
+                let mut since = version;
+                for _ in 0..20 {
+                    let (status, body) = page.get(&format!("state?since={since}"), Some(&cookie));
+                    assert_eq!(status, 200, "{body}");
+                    let state: Value = serde_json::from_str(&body).expect("json");
+                    if state["up_next"]
+                        .as_array()
+                        .is_some_and(|u| u.iter().any(|t| t["title"] == "for everyone"))
+                    {
+                        return Instant::now();
+                    }
+                    since = state["version"].as_u64().expect("version");
+                }
+                panic!("the edit never reached this guest");
+            })
+        })
+        .collect();
+    ready.wait();
+    std::thread::sleep(Duration::from_millis(500)); // all waiting
+    let with_guests = rss(a.pid());
+    let edited = Instant::now();
+    add_track(&a, &id, "for everyone");
+    let mut delays: Vec<Duration> = pollers
+        .into_iter()
+        .map(|p| p.join().expect("a guest").saturating_duration_since(edited))
+        .collect();
+    delays.sort();
+    let per_guest = with_guests.saturating_sub(before) * 1024 / GUESTS as u64;
+    println!(
+        "{GUESTS} guests long-polling: an edit reached them all in {:?} (p50 {:?}); controller RSS {} → {} KiB, {per_guest} bytes a guest",
+        delays[GUESTS - 1],
+        delays[GUESTS / 2],
+        before,
+        with_guests
+    );
+    assert!(
+        per_guest < 512 * 1024,
+        "{per_guest} bytes of memory per guest"
+    );
+}
