@@ -371,6 +371,7 @@ async function refreshPlaylist() {
   if (!v || id !== openId) return;
   renderSession(v, names);
   if (rowFacts(v) !== rowFacts(before)) renderTracks(p, v);
+  refreshGuests();
 }
 
 /** What of a session the track rows show: now playing, and the votes when the room votes.
@@ -712,6 +713,33 @@ async function move(trackId, to) {
   catch (e) { $('playlist-result').textContent = message(e); }
 }
 
+/** Shows the open playlist's guest page: its QR code, address and PIN, and who is in.
+ *  @param {import('./api').GuestsReply | null} [reply] what an action answered */
+async function refreshGuests(reply = null) {
+  if (!openId || !/** @type {HTMLDetailsElement} */ ($('guests-panel')).open) return;
+  const id = openId;
+  let g = reply;
+  try { g ??= await api.guests(id); } catch (e) { $('guests-result').textContent = message(e); return; }
+  if (id !== openId) return;
+  $('guests-on').hidden = g.on;
+  $('guests-lan').closest('label')?.toggleAttribute('hidden', g.on);
+  $('guests-off').hidden = !g.on;
+  $('guests-open').hidden = !g.on;
+  if (!g.on || !g.url) return;
+  const link = /** @type {HTMLAnchorElement} */ ($('guests-url'));
+  if (link.href !== g.url) {
+    link.href = g.url;
+    link.textContent = g.url.split('#')[0];
+    /** @type {HTMLImageElement} */ ($('guests-qr')).src = `/api/playlists/${encodeURIComponent(id)}/guests.svg?v=${Date.now()}`;
+  }
+  $('guests-pin').textContent = g.pin || '';
+  replaceChildren($('guests-list'), g.guests.map((guest) => el('li', { title: guest.peer_id },
+    el('span', { class: 'what' }, guest.name, el('span', { class: 'hint' }, ` · ${guest.added_last_hour} added this hour`)),
+    el('button', { type: 'button', class: 'small ghost', 'aria-label': `Take ${guest.name} out`, onclick: async () => {
+      try { await api.removeGuest(id, guest.peer_id); await refreshGuests(); } catch (e) { $('guests-result').textContent = message(e); }
+    } }, 'Take out'))), $('no-guests'));
+}
+
 /** @param {string} trackId */
 async function removeTrack(trackId) {
   if (!openId) return;
@@ -895,6 +923,19 @@ function wire() {
     $input('invite-link').select();
   });
   $('back').addEventListener('click', closePlaylist);
+  $('guests-panel').addEventListener('toggle', () => refreshGuests());
+  $('guests-on').addEventListener('click', async () => {
+    if (!openId) return;
+    try {
+      const lan = /** @type {HTMLInputElement} */ ($('guests-lan')).checked;
+      await refreshGuests(await api.switchGuests(openId, { on: true, lan }));
+      $('guests-result').textContent = '';
+    } catch (e) { $('guests-result').textContent = message(e); }
+  });
+  $('guests-off').addEventListener('click', async () => {
+    if (!openId) return;
+    try { await refreshGuests(await api.switchGuests(openId, { on: false, lan: false })); } catch (e) { $('guests-result').textContent = message(e); }
+  });
 
   $('share').addEventListener('click', async () => {
     if (!openId) return;

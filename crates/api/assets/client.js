@@ -113,6 +113,29 @@ export const removeTrack = (id, trackId) =>
   call(`${playlist(id)}/tracks/${encodeURIComponent(trackId)}`, { method: 'DELETE' });
 
 /**
+ * The session's guest page and who is in it.
+ * @param {string} id
+ * @returns {Promise<import('./api').GuestsReply>}
+ */
+export const guests = (id) => call(`${playlist(id)}/guests`);
+
+/**
+ * Opens or closes the session's guest page.
+ * @param {string} id
+ * @param {import('./api').GuestsRequest} request
+ * @returns {Promise<import('./api').GuestsReply>}
+ */
+export const switchGuests = (id, request) => call(`${playlist(id)}/guests`, { method: 'POST', body: request });
+
+/**
+ * Takes a guest out.
+ * @param {string} id
+ * @param {string} guest its peer id
+ * @returns {Promise<import('./api').GuestRemovedReply>}
+ */
+export const removeGuest = (id, guest) => call(`${playlist(id)}/guests/${encodeURIComponent(guest)}`, { method: 'DELETE' });
+
+/**
  * Deletes it here (moved to the store's trash).
  * @param {string} id
  * @returns {Promise<OkReply>}

@@ -54,6 +54,7 @@ type Reply = Result<Response, ApiError>;
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/api/playlists/{id}/guests", get(show).post(switch))
+        .route("/api/playlists/{id}/guests.svg", get(qr))
         .route("/api/playlists/{id}/guests/{guest}", delete(remove))
 }
 
@@ -117,6 +118,17 @@ fn reply(api: &Api, id: &str, pin: Option<String>) -> GuestsReply {
 
 async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
     Ok(Json(reply(&api, &id, None)).into_response())
+}
+
+/// The QR code of the guest page's URL (with its PIN), for the host's view.
+async fn qr(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Reply {
+    match reply(&api, &id, None).url {
+        Some(url) => Ok(crate::view::qr_svg(&url)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("playlist {id} has no guest page open"),
+        )),
+    }
 }
 
 async fn remove(State(api): State<Arc<Api>>, Path((id, guest)): Path<(String, String)>) -> Reply {

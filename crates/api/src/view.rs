@@ -105,7 +105,12 @@ async fn invite_qr(State(api): State<Arc<Api>>) -> Response {
         Ok(link) => link.to_string(),
         Err(message) => return (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
     };
-    match qrcode::QrCode::new(link.as_bytes()) {
+    qr_svg(&link)
+}
+
+/// A QR code of `text`, as SVG.
+pub fn qr_svg(text: &str) -> Response {
+    match qrcode::QrCode::new(text.as_bytes()) {
         Ok(code) => {
             let svg = code
                 .render::<qrcode::render::svg::Color>()
