@@ -676,7 +676,19 @@ export type GuestJoinRequest = { pin: string, name: string, };
 
 export type GuestJoinReply = { peer_id: string, name: string, };
 
-export type GuestTrackRequest = { title: string, artists: Array<string>, };
+export type GuestTrackRequest = { title: string, artists: Array<string>, 
+/**
+ * The content id (`blake3`) of a hit of the host's library.
+ */
+from_library?: string | null, };
+
+export type GuestLibraryHit = { title: string, artists: Array<string>, album?: string | null, duration_ms?: number | null, 
+/**
+ * What `from_library` names.
+ */
+blake3: string, };
+
+export type GuestLibraryReply = { hits: Array<GuestLibraryHit>, };
 
 export type GuestVote = "up" | "down" | "clear";
 

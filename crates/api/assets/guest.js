@@ -113,6 +113,21 @@ function render(s) {
     el('span', { class: 'what' }, el('strong', {}, c.peer_id === s.me ? 'You' : c.display_name || who(c.peer_id)), `: ${c.text}`))));
 }
 
+/** Adds a song (typed in, or a hit of the host's music); says how it went.
+ *  @param {import('./api').GuestTrackRequest} track @param {string} title */
+async function addTrack(track, title) {
+  try {
+    await call('tracks', track);
+    $('add-result').textContent = `Added “${title}”.`;
+    $('add-result').className = 'ok';
+    return true;
+  } catch (err) {
+    $('add-result').textContent = message(err);
+    $('add-result').className = 'bad';
+    return false;
+  }
+}
+
 /** @param {string} trackId @param {'up' | 'down' | 'clear'} how */
 async function vote(trackId, how) {
   try { await call('vote', { track_id: trackId, vote: how }); } catch (e) { $('add-result').textContent = message(e); }
@@ -191,16 +206,22 @@ function wire() {
     const title = $input('add-title').value.trim();
     const artist = $input('add-artist').value.trim();
     if (!title) return;
-    try {
-      await call('tracks', { title, artists: artist ? [artist] : [] });
+    if (await addTrack({ title, artists: artist ? [artist] : [] }, title)) {
       $input('add-title').value = '';
       $input('add-artist').value = '';
-      $('add-result').textContent = `Added “${title}”.`;
-      $('add-result').className = 'ok';
-    } catch (err) {
-      $('add-result').textContent = message(err);
-      $('add-result').className = 'bad';
     }
+  });
+  $('search-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const q = $input('search-q').value.trim();
+    if (!q) return;
+    try {
+      const { hits } = /** @type {import('./api').GuestLibraryReply} */ (await call(`library?q=${encodeURIComponent(q)}`));
+      $('hits').replaceChildren(...hits.map((h) => el('li', {},
+        el('span', { class: 'what' }, el('strong', {}, h.title), el('small', {}, [h.artists.join(', '), h.album].filter(Boolean).join(' · '))),
+        el('button', { type: 'button', class: 'ghost', 'aria-label': `Add ${h.title}`, onclick: () => addTrack({ title: h.title, artists: h.artists, from_library: h.blake3 }, h.title) }, 'Add'))));
+      if (!hits.length) $('hits').replaceChildren(el('li', { class: 'hint' }, `Nothing in the host's music matches “${q}”.`));
+    } catch (err) { $('add-result').textContent = message(err); }
   });
   $('skip').addEventListener('click', async () => {
     try { await call('skip', {}); } catch (e) { $('add-result').textContent = message(e); }

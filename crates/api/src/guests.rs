@@ -35,7 +35,6 @@ use whatnext_protocol::{
         GuestsRequest,
     },
     listening::SessionAction,
-    playlist::NewTrack,
 };
 
 use crate::{context::Api, error::ApiError, http_server};
@@ -236,6 +235,7 @@ fn guest_router(api: Arc<Api>) -> Router {
         .route("/g/{code}/join", post(join))
         .route("/g/{code}/state", get(state))
         .route("/g/{code}/tracks", post(add))
+        .route("/g/{code}/library", get(library))
         .route("/g/{code}/vote", post(vote))
         .route("/g/{code}/skip", post(skip))
         .route("/g/{code}/react", post(react))
@@ -351,6 +351,22 @@ async fn join(
 }
 
 #[derive(Deserialize)]
+struct Search {
+    #[serde(default)]
+    q: String,
+}
+
+async fn library(
+    State(api): State<Arc<Api>>,
+    Path(code): Path<String>,
+    Query(search): Query<Search>,
+    headers: HeaderMap,
+) -> Reply {
+    seat(&api, &code, &headers)?;
+    Ok(Json(api.core().guest_library(&search.q)).into_response())
+}
+
+#[derive(Deserialize)]
 struct Since {
     since: Option<u64>,
 }
@@ -390,13 +406,16 @@ async fn add(
     Json(req): Json<GuestTrackRequest>,
 ) -> Reply {
     let (token, seat) = seat(&api, &code, &headers)?;
-    let track = NewTrack {
-        title: req.title,
-        artists: req.artists,
-        ..NewTrack::default()
-    };
+    let track = api.core().guest_track(req)?;
     let id = api.core().guest_add(&code, &token, &seat, track).await?;
     Ok(Json(whatnext_protocol::api::AddedTrack { track_id: Some(id) }).into_response())
+}
+
+/// Does `action` as the guest behind the request's cookie.
+async fn act(api: &Api, code: &str, headers: &HeaderMap, action: SessionAction) -> Reply {
+    let (token, seat) = seat(api, code, headers)?;
+    api.core().guest_act(code, &token, &seat, action).await?;
+    Ok(Json(OkReply::OK).into_response())
 }
 
 async fn vote(
@@ -405,21 +424,15 @@ async fn vote(
     headers: HeaderMap,
     Json(req): Json<GuestVoteRequest>,
 ) -> Reply {
-    let (token, seat) = seat(&api, &code, &headers)?;
     let action = SessionAction::Vote {
         track_id: req.track_id,
         vote: req.vote.value(),
     };
-    api.core().guest_act(&code, &token, &seat, action).await?;
-    Ok(Json(OkReply::OK).into_response())
+    act(&api, &code, &headers, action).await
 }
 
 async fn skip(State(api): State<Arc<Api>>, Path(code): Path<String>, headers: HeaderMap) -> Reply {
-    let (token, seat) = seat(&api, &code, &headers)?;
-    api.core()
-        .guest_act(&code, &token, &seat, SessionAction::Skip)
-        .await?;
-    Ok(Json(OkReply::OK).into_response())
+    act(&api, &code, &headers, SessionAction::Skip).await
 }
 
 async fn react(
@@ -439,12 +452,10 @@ async fn comment(
     headers: HeaderMap,
     Json(req): Json<GuestCommentRequest>,
 ) -> Reply {
-    let (token, seat) = seat(&api, &code, &headers)?;
     let action = SessionAction::Comment {
         text: req.text,
         track_id: req.track_id,
         reply_to: None,
     };
-    api.core().guest_act(&code, &token, &seat, action).await?;
-    Ok(Json(OkReply::OK).into_response())
+    act(&api, &code, &headers, action).await
 }

@@ -23,7 +23,7 @@ use libp2p_identity::Keypair;
 use rand::Rng as _;
 use tokio_util::sync::CancellationToken;
 use whatnext_protocol::{
-    guest::{GuestPerson, GuestState},
+    guest::{GuestLibraryHit, GuestLibraryReply, GuestPerson, GuestState, GuestTrackRequest},
     listening::SessionAction,
     playlist::{Author, NewTrack},
 };
@@ -48,6 +48,8 @@ pub const MAX_GUESTS_PER_PAGE: usize = 500;
 pub const COMMENTS_PER_MINUTE: usize = 6;
 /// Longest guest name, in characters.
 pub const MAX_GUEST_NAME: usize = 40;
+/// Hits of a guest's library search.
+pub const MAX_LIBRARY_HITS: usize = 20;
 /// Digits of a PIN.
 const PIN_DIGITS: usize = 6;
 
@@ -623,6 +625,60 @@ impl crate::Core {
             .into_iter()
             .next()
             .ok_or_else(|| GuestError::Store(StoreError::Invalid("nothing was added".into())))
+    }
+
+    /// The host's library as a guest may search it: by title, artists and album only (a
+    /// file's path says nothing to a guest and is never shown), at most 20 hits.
+    pub fn guest_library(&self, query: &str) -> GuestLibraryReply {
+        let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+        if words.is_empty() {
+            return GuestLibraryReply { hits: vec![] };
+        }
+        let hits = self
+            .music
+            .find(Some(query))
+            .entries
+            .into_iter()
+            .filter(|e| {
+                let tags = format!(
+                    "{} {} {}",
+                    e.title,
+                    e.artists.join(" "),
+                    e.album.as_deref().unwrap_or("")
+                )
+                .to_lowercase();
+                words.iter().all(|w| tags.contains(w.as_str()))
+            })
+            .take(MAX_LIBRARY_HITS)
+            .map(|e| GuestLibraryHit {
+                title: e.title,
+                artists: e.artists,
+                album: e.album,
+                duration_ms: e.duration_ms,
+                blake3: e.content.blake3,
+            })
+            .collect();
+        GuestLibraryReply { hits }
+    }
+
+    /// The track a guest asks for: typed in, or a file of our library by its content id.
+    pub fn guest_track(&self, request: GuestTrackRequest) -> Result<NewTrack, GuestError> {
+        match request.from_library {
+            Some(blake3) => self
+                .music
+                .entry(&blake3)
+                .map(|e| e.to_track())
+                .ok_or_else(|| {
+                    GuestError::Store(StoreError::Invalid(
+                        "that song is not in the host's library (any more); search again".into(),
+                    ))
+                }),
+            None => Ok(NewTrack {
+                title: request.title,
+                artists: request.artists,
+                ..NewTrack::default()
+            }),
+        }
     }
 
     /// A vote, a skip vote or a comment of a guest; anything else a guest may not do.

@@ -169,6 +169,11 @@ impl Music {
         }
     }
 
+    /// The library's entry of the file whose bytes are `blake3`.
+    pub fn entry(&self, blake3: &str) -> Option<LibraryEntry> {
+        self.lock().entry(blake3)
+    }
+
     /// The file holding the bytes `blake3`, and their type, if this home has them (in the
     /// library, or fetched from a member).
     pub fn media(&self, blake3: &str) -> Option<(PathBuf, Content)> {

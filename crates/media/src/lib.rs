@@ -379,6 +379,11 @@ impl MusicLibrary {
         self.len() == 0
     }
 
+    /// The entry of the file whose bytes are `blake3`.
+    pub fn entry(&self, blake3: &str) -> Option<LibraryEntry> {
+        self.entries().find(|e| e.content.blake3 == blake3).cloned()
+    }
+
     /// Every entry, by path.
     pub fn list(&self) -> Vec<LibraryEntry> {
         self.entries().cloned().collect()

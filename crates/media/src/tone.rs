@@ -48,11 +48,15 @@ pub fn write_tagged_tone(
 ) -> Result<(), MediaError> {
     let pitch = title.bytes().map(u32::from).sum::<u32>() % 31 + 1;
     std::fs::write(path, tone_wav(ms, pitch)).map_err(MediaError::io("write", path))?;
+    save(tags(title, artist, album), path)
+}
+
+fn tags(title: &str, artist: &str, album: &str) -> Tag {
     let mut tag = Tag::new(TagType::Id3v2);
     tag.set_title(title.to_string());
     tag.set_artist(artist.to_string());
     tag.set_album(album.to_string());
-    save(tag, path)
+    tag
 }
 
 /// An 8×8 orange PNG: a cover picture for tests.
@@ -73,10 +77,7 @@ pub fn write_tagged_tone_with_cover(
     album: &str,
 ) -> Result<(), MediaError> {
     write_tagged_tone(path, ms, title, artist, album)?;
-    let mut tag = Tag::new(TagType::Id3v2);
-    tag.set_title(title.to_string());
-    tag.set_artist(artist.to_string());
-    tag.set_album(album.to_string());
+    let mut tag = tags(title, artist, album);
     tag.push_picture(
         Picture::unchecked(TEST_COVER_PNG.to_vec())
             .pic_type(PictureType::CoverFront)

@@ -392,6 +392,8 @@ pub fn typescript_definitions() -> String {
         crate::guest::GuestJoinRequest::decl(&cfg),
         crate::guest::GuestJoinReply::decl(&cfg),
         crate::guest::GuestTrackRequest::decl(&cfg),
+        crate::guest::GuestLibraryHit::decl(&cfg),
+        crate::guest::GuestLibraryReply::decl(&cfg),
         crate::guest::GuestVote::decl(&cfg),
         crate::guest::GuestVoteRequest::decl(&cfg),
         crate::guest::GuestReactRequest::decl(&cfg),

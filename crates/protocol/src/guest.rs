@@ -77,12 +77,38 @@ pub struct GuestJoinReply {
     pub name: String,
 }
 
-/// `POST /g/<code>/tracks`.
+/// `POST /g/<code>/tracks`: a song typed in, or (`from_library`) a file of the host's
+/// library found with `GET /g/<code>/library?q=…` (then `title` may be empty).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct GuestTrackRequest {
+    #[serde(default)]
     pub title: String,
     #[serde(default)]
     pub artists: Vec<String>,
+    /// The content id (`blake3`) of a hit of the host's library.
+    #[serde(default)]
+    #[ts(optional = nullable)]
+    pub from_library: Option<String>,
+}
+
+/// A file of the host's library, as a guest sees it: its tags, never its path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestLibraryHit {
+    pub title: String,
+    pub artists: Vec<String>,
+    #[ts(optional = nullable)]
+    pub album: Option<String>,
+    #[ts(optional = nullable)]
+    pub duration_ms: Option<u64>,
+    /// What `from_library` names.
+    pub blake3: String,
+}
+
+/// `GET /g/<code>/library?q=…`: the host's files whose title, artists or album hold every
+/// word of the query (at most 20).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GuestLibraryReply {
+    pub hits: Vec<GuestLibraryHit>,
 }
 
 /// A guest's vote on a track of up next.

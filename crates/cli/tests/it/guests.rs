@@ -330,6 +330,56 @@ fn ten_wrong_pins_lock_the_page_and_closing_it_ends_every_guests_access_at_once(
     );
 }
 
+/// A guest searches the host's music by its tags (never its paths) and adds a hit: the
+/// track carries the file's content, so members can play it.
+#[test]
+fn a_guest_adds_a_song_from_the_hosts_music() {
+    let music = tempfile::tempdir().expect("music");
+    let secret = music.path().join("private-diary");
+    std::fs::create_dir_all(&secret).expect("dir");
+    whatnext_media::tone::write_tagged_tone(
+        &secret.join("a.wav"),
+        700,
+        "Long Tone",
+        "Test Tones",
+        "Tones",
+    )
+    .expect("tone");
+    let (_home, a) = node_with_music(music.path());
+    cli_json(&a, &["library", "scan"]);
+    let (id, _) = create_shared(&a, "Music");
+    let page = open_page(&a, &id);
+    let (dee, _) = page.join("Dee");
+    let (status, body) = page.get("library?q=long%20tone", Some(&dee));
+    assert_eq!(status, 200, "{body}");
+    let hits: Value = serde_json::from_str(&body).expect("json");
+    let hit = &hits["hits"][0];
+    assert_eq!(hit["title"], "Long Tone", "{hits}");
+    assert!(
+        !body.contains("private-diary"),
+        "a path reached a guest: {body}"
+    );
+    // A word of the path only finds nothing.
+    let (_, body) = page.get("library?q=diary", Some(&dee));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json")["hits"],
+        json!([])
+    );
+    let (status, body, _) = page.post(
+        "tracks",
+        Some(&dee),
+        &json!({"from_library": hit["blake3"]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let playlist = show(&a, &id).expect("show");
+    let track = &playlist["tracks"][0];
+    assert_eq!(track["title"], "Long Tone");
+    assert_eq!(track["added_by"]["display_name"], "Dee");
+    assert_eq!(track["content"]["blake3"], hit["blake3"]);
+    // Without the cookie, nothing.
+    assert_eq!(page.get("library?q=long", None).0, 401);
+}
+
 /// A hundred guests long-poll one session: an edit reaches them all, and the host's
 /// memory per guest stays small.
 #[test]
@@ -338,17 +388,7 @@ fn a_hundred_guests_follow_one_session_and_an_edit_reaches_them_all() {
     let a = Node::start();
     let (id, _) = create_shared(&a, "Crowd");
     let page = Arc::new(open_page(&a, &id));
-    let rss = |pid: u32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
-    };
-    let before = rss(a.pid());
+    let before = rss_kb(a.pid());
     let cookies: Vec<String> = (0..GUESTS)
         .map(|i| page.join(&format!("Guest {i}")).0)
         .collect();
@@ -384,7 +424,7 @@ fn a_hundred_guests_follow_one_session_and_an_edit_reaches_them_all() {
         .collect();
     ready.wait();
     std::thread::sleep(Duration::from_millis(500)); // all waiting
-    let with_guests = rss(a.pid());
+    let with_guests = rss_kb(a.pid());
     let edited = Instant::now();
     add_track(&a, &id, "for everyone");
     let mut delays: Vec<Duration> = pollers

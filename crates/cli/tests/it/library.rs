@@ -3,7 +3,7 @@
 //! rescan, tracks added from the library and from a file carrying their content to another
 //! member, and the audio served with Range to those who may (and nobody else).
 
-use std::{path::Path, str::FromStr as _, time::Duration};
+use std::{str::FromStr as _, time::Duration};
 
 use nix::sys::signal::Signal;
 
@@ -11,18 +11,6 @@ use serde_json::Value;
 use whatnext_media::tone::write_tagged_tone;
 
 use crate::support::*;
-
-/// A home whose music folder is `music`.
-fn node_with_music(music: &Path) -> (tempfile::TempDir, Node) {
-    let home = tempfile::tempdir().expect("home");
-    std::fs::write(
-        home.path().join("config.toml"),
-        format!("music_dirs = [{:?}]\n", music.display().to_string()),
-    )
-    .expect("config");
-    let node = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
-    (home, node)
-}
 
 /// Ann (with `title` in her music folder, `ms` long) shares a playlist holding it.
 struct Shared {

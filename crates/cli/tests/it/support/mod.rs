@@ -692,3 +692,27 @@ pub fn session_now(node: &Node, id: &str) -> Option<Value> {
         .then(|| serde_json::from_slice(&out.stdout).ok())
         .flatten()
 }
+
+/// Resident memory of process `pid`, in KiB (0 when it cannot be read).
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A controller whose music folder is `music`, in a home of its own.
+pub fn node_with_music(music: &Path) -> (tempfile::TempDir, Node) {
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!("music_dirs = [{:?}]\n", music.display().to_string()),
+    )
+    .expect("config");
+    let node = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
+    (home, node)
+}
