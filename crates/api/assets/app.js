@@ -928,13 +928,13 @@ function wire() {
     if (!openId) return;
     try {
       const lan = /** @type {HTMLInputElement} */ ($('guests-lan')).checked;
-      await refreshGuests(await api.switchGuests(openId, { on: true, lan }));
+      await refreshGuests(await api.switchGuests(openId, { on: true, lan, relay: false }));
       $('guests-result').textContent = '';
     } catch (e) { $('guests-result').textContent = message(e); }
   });
   $('guests-off').addEventListener('click', async () => {
     if (!openId) return;
-    try { await refreshGuests(await api.switchGuests(openId, { on: false, lan: false })); } catch (e) { $('guests-result').textContent = message(e); }
+    try { await refreshGuests(await api.switchGuests(openId, { on: false, lan: false, relay: false })); } catch (e) { $('guests-result').textContent = message(e); }
   });
 
   $('share').addEventListener('click', async () => {

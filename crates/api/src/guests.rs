@@ -190,6 +190,14 @@ async fn switch(
         });
         tracing::info!("guest page of playlist {id} open on port {port}");
     }
+    if req.relay
+        && let Err(err) = core.relay_guests(&id).await
+    {
+        if !page.existing {
+            core.guests().close(&id);
+        }
+        return Err(err.into());
+    }
     Ok(Json(reply(&api, &id, Some(page.pin))).into_response())
 }
 
@@ -458,4 +466,79 @@ async fn comment(
         reply_to: None,
     };
     act(&api, &code, &headers, action).await
+}
+
+/// Answers guests' requests that come through a relay (see [`whatnext_core::guests::TunnelCall`])
+/// with the guest page's own router, as if they had come to its port: same checks, same
+/// answers. Runs until the core stops.
+pub async fn serve_tunnel(
+    api: Arc<Api>,
+    mut calls: tokio::sync::mpsc::Receiver<whatnext_core::guests::TunnelCall>,
+) {
+    let router = guest_router(Arc::clone(&api));
+    while let Some(call) = calls.recv().await {
+        let router = router.clone();
+        tokio::spawn(async move {
+            let answer = tunnelled(router, call.request).await;
+            let _ = call.reply.send(answer);
+        });
+    }
+}
+
+async fn tunnelled(
+    router: Router,
+    request: whatnext_protocol::guest::TunnelHttp,
+) -> whatnext_protocol::guest::TunnelHttp {
+    use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+    use tower::ServiceExt as _;
+    use whatnext_protocol::guest::{MAX_TUNNEL_BODY, TUNNEL_HEADERS, TunnelHttp};
+    let answer = |status: u16, text: &str| TunnelHttp {
+        method: String::new(),
+        path: String::new(),
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: B64.encode(serde_json::json!({ "error": text }).to_string()),
+        client: String::new(),
+    };
+    let Ok(body) = B64.decode(&request.body) else {
+        return answer(400, "the relay sent a body that is not base64");
+    };
+    if !request.path.starts_with("/g/") {
+        return answer(404, "only guest pages are served here");
+    }
+    let mut builder = axum::http::Request::builder()
+        .method(request.method.as_str())
+        .uri(request.path.as_str());
+    for (name, value) in &request.headers {
+        if TUNNEL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+    }
+    let Ok(mut http) = builder.body(axum::body::Body::from(body)) else {
+        return answer(400, "the relay sent a request that is not HTTP");
+    };
+    let ip = request
+        .client
+        .parse()
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    http.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(ip, 0)));
+    let Ok(response) = router.oneshot(http).await;
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_TUNNEL_BODY).await else {
+        return answer(502, "the answer is too large for the tunnel");
+    };
+    TunnelHttp {
+        method: String::new(),
+        path: String::new(),
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .filter(|(name, _)| TUNNEL_HEADERS.contains(&name.as_str()))
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+            .collect(),
+        body: B64.encode(&bytes),
+        client: String::new(),
+    }
 }

@@ -5,7 +5,10 @@ use std::{io::Write as _, path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use clap::Args;
 use whatnext_home::{Home, identity};
-use whatnext_p2p::relay_node::{RelayLimits, RelayOptions, run_relay};
+use whatnext_p2p::{
+    guest_tunnel::TunnelLimits,
+    relay_node::{GuestHttp, RelayLimits, RelayOptions, run_relay},
+};
 
 #[derive(Args)]
 pub struct RelayArgs {
@@ -32,6 +35,14 @@ pub struct RelayArgs {
     /// Also answer AutoNAT probes for private addresses (a LAN or a test lab).
     #[arg(long)]
     allow_private: bool,
+    /// Serve hosts' guest pages on this TCP port, for guests off their LAN (`session guests
+    /// ID on --relay` on the host). 0 picks a free port.
+    #[arg(long, value_name = "PORT")]
+    guest_http: Option<u16>,
+    /// How guests reach that port, e.g. http://relay.example.org:8080 (default: the first
+    /// --listen address's IP and the port).
+    #[arg(long, value_name = "URL", requires = "guest_http")]
+    guest_url: Option<String>,
 }
 
 const DEFAULT_LISTEN: [&str; 3] = [
@@ -61,6 +72,46 @@ pub fn run(home: &Home, args: RelayArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let identity = identity::load_or_create_at(&key_path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the relay's async runtime")?;
+    let guest_http = match args.guest_http {
+        Some(port) => {
+            // The first listen address's IP, or every interface.
+            let ip = listen_text
+                .first()
+                .and_then(|addr| {
+                    let parts: Vec<&str> = addr.split('/').collect();
+                    match parts.get(1..3) {
+                        Some(["ip4" | "ip6", ip]) => ip.parse().ok(),
+                        _ => None,
+                    }
+                })
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            let bind = std::net::SocketAddr::new(ip, port);
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind(bind))
+                .with_context(|| format!("cannot listen for guests on {bind}"))?;
+            let bound = listener.local_addr().context("the guest port")?;
+            let shown = if ip.is_unspecified() {
+                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port())
+            } else {
+                bound
+            };
+            let base = args
+                .guest_url
+                .map(|u| u.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| format!("http://{shown}"));
+            println!("Guest pages at {base}/g/…");
+            Some(GuestHttp {
+                listener,
+                base,
+                limits: TunnelLimits::default(),
+            })
+        }
+        None => None,
+    };
     let options = RelayOptions {
         keypair: identity.keypair,
         listen,
@@ -71,6 +122,7 @@ pub fn run(home: &Home, args: RelayArgs) -> anyhow::Result<()> {
             max_circuit_bytes: args.max_circuit_bytes,
         },
         allow_private: args.allow_private,
+        guest_http,
     };
     whatnext_p2p::init_stderr_logging(true);
     println!(
@@ -78,10 +130,6 @@ pub fn run(home: &Home, args: RelayArgs) -> anyhow::Result<()> {
         identity.peer_id,
         key_path.display()
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("could not start the relay's async runtime")?;
     runtime.block_on(run_relay(
         options,
         |addr| {

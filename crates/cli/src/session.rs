@@ -222,6 +222,10 @@ pub enum SessionCommand {
         /// With `on`: answer on this machine's LAN addresses too (default: 127.0.0.1 only).
         #[arg(long)]
         lan: bool,
+        /// With `on`: also through the relay in config.toml `relays` (one running `whatnext
+        /// relay --guest-http PORT`), for guests off the LAN; the URL is then the relay's.
+        #[arg(long)]
+        relay: bool,
         /// With `on`: tracks each guest may add per hour (default 10).
         #[arg(long, value_name = "N")]
         adds_per_hour: Option<u32>,
@@ -541,6 +545,7 @@ pub fn run(client: &Client, command: SessionCommand) -> anyhow::Result<()> {
             action,
             guest,
             lan,
+            relay,
             adds_per_hour,
             json,
         } => {
@@ -552,6 +557,7 @@ pub fn run(client: &Client, command: SessionCommand) -> anyhow::Result<()> {
                         on: action == Some(GuestsAction::On),
                         lan,
                         adds_per_hour,
+                        relay,
                     },
                 )?,
                 Some(GuestsAction::Remove) => {
@@ -574,6 +580,8 @@ pub fn run(client: &Client, command: SessionCommand) -> anyhow::Result<()> {
             };
             if json {
                 print_json(&reply)?;
+            } else if action == Some(GuestsAction::Off) {
+                println!("closed the guest page: every guest's access has ended");
             } else {
                 print!("{}", guests_text(&reply, action == Some(GuestsAction::On)));
             }

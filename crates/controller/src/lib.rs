@@ -199,6 +199,9 @@ async fn serve(
         Access::new(url.clone(), token.clone(), view_secret),
     ));
     tokio::spawn(local_socket::serve(Arc::clone(&api), socket));
+    if let Some(tunnel) = api.core().take_guest_tunnel() {
+        tokio::spawn(whatnext_api::guests::serve_tunnel(Arc::clone(&api), tunnel));
+    }
 
     let info = ApiInfo {
         url: url.clone(),

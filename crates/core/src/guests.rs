@@ -119,6 +119,8 @@ struct Guest {
 
 struct Page {
     playlist: String,
+    /// The relay that forwards guests' requests for this page (`--relay`), by peer id.
+    relay: Option<String>,
     /// Where the page answers: its URL's start (`http://<addr>:<port>`), then any other
     /// addresses (each LAN interface).
     addresses: Vec<String>,
@@ -221,6 +223,7 @@ impl Guests {
             code.clone(),
             Page {
                 playlist: playlist.to_string(),
+                relay: None,
                 addresses: Vec::new(),
                 pin: pin.clone(),
                 closed: closed.clone(),
@@ -267,6 +270,28 @@ impl Guests {
         {
             page.addresses = addresses;
         }
+    }
+
+    /// Records that relay `peer` forwards `playlist`'s guests, at `base` (its URL first).
+    pub fn set_relay(&self, playlist: &str, peer: &str, base: String) {
+        if let Some(page) = self
+            .lock()
+            .pages
+            .values_mut()
+            .find(|p| p.playlist == playlist)
+        {
+            page.relay = Some(peer.to_string());
+            page.addresses.insert(0, base);
+        }
+    }
+
+    /// Whether relay `peer` may forward requests for page `code` (it is the one the page
+    /// registered with).
+    pub fn relayed_by(&self, code: &str, peer: &str) -> bool {
+        self.lock()
+            .pages
+            .get(code)
+            .is_some_and(|p| p.relay.as_deref() == Some(peer))
     }
 
     /// Where `playlist`'s page answers (see [`Guests::set_addresses`]).
@@ -485,6 +510,13 @@ impl Guests {
     }
 }
 
+/// A guest's HTTP request that came through a relay, for the API to answer as its guest
+/// page would (the core knows no HTTP).
+pub struct TunnelCall {
+    pub request: whatnext_protocol::guest::TunnelHttp,
+    pub reply: tokio::sync::oneshot::Sender<whatnext_protocol::guest::TunnelHttp>,
+}
+
 /// Why a guest's request was not done.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
@@ -520,6 +552,65 @@ impl crate::Core {
             )));
         }
         Ok(self.guests.open(id, adds_per_hour))
+    }
+
+    /// Has a relay forward guests' requests for `id`'s open page (guests off the LAN reach a
+    /// host behind NAT through it); returns the page's base on the relay.
+    pub async fn relay_guests(&self, id: &str) -> Result<String, StoreError> {
+        use whatnext_protocol::{
+            guest::{TunnelRequest, TunnelResponse},
+            ipc::AppProtocol,
+            state::HelperRole,
+        };
+        let (code, _) = self
+            .guests
+            .code_of(id)
+            .ok_or_else(|| StoreError::Invalid(format!("playlist {id} has no guest page open")))?;
+        let relays: Vec<String> = self
+            .state
+            .snapshot()
+            .helpers
+            .iter()
+            .filter(|h| h.role == HelperRole::Relay && h.connected)
+            .filter_map(|h| h.peer_id.clone())
+            .collect();
+        if relays.is_empty() {
+            return Err(StoreError::Invalid(
+                "no relay is connected: add one to `relays` in config.toml (a server running `whatnext relay --guest-http PORT`), or use --lan".into(),
+            ));
+        }
+        let mut why = Vec::new();
+        for relay in relays {
+            let body = serde_json::to_value(TunnelRequest::Register {
+                codes: vec![code.clone()],
+            })
+            .unwrap_or(serde_json::Value::Null);
+            let answer = self
+                .service
+                .app_request(
+                    relay.clone(),
+                    AppProtocol::GuestHttp,
+                    body,
+                    Duration::from_secs(10),
+                )
+                .await;
+            match answer.map(serde_json::from_value::<TunnelResponse>) {
+                Ok(Ok(TunnelResponse::Registered { base })) => {
+                    self.guests.set_relay(id, &relay, base.clone());
+                    return Ok(base);
+                }
+                Ok(Ok(TunnelResponse::Refused { reason })) => {
+                    why.push(format!("{relay}: {reason}"))
+                }
+                Ok(Ok(other)) => why.push(format!("{relay}: answered {other:?}")),
+                Ok(Err(err)) => why.push(format!("{relay}: {err}")),
+                Err(err) => why.push(format!("{relay}: {err}")),
+            }
+        }
+        Err(StoreError::Invalid(format!(
+            "no relay took the guest page ({}); does it run with --guest-http?",
+            why.join("; ")
+        )))
     }
 
     /// Lets a guest in with the PIN: a new key, named among the members and marked as our

@@ -87,7 +87,9 @@ pub struct Core {
     /// `<home>/config.toml`.
     config_path: PathBuf,
     /// The open guest pages and their guests.
-    guests: guests::Guests,
+    guests: Arc<guests::Guests>,
+    /// Guests' requests through a relay, until the API takes them ([`Core::take_guest_tunnel`]).
+    guest_tunnel: std::sync::Mutex<Option<mpsc::Receiver<guests::TunnelCall>>>,
 }
 
 /// The core's long-running tasks, for an orderly stop.
@@ -111,6 +113,15 @@ impl CoreTasks {
 }
 
 impl Core {
+    /// The guests' requests that come through a relay: the API answers them (once; the
+    /// controller hands this to the API when it starts).
+    pub fn take_guest_tunnel(&self) -> Option<mpsc::Receiver<guests::TunnelCall>> {
+        self.guest_tunnel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
     /// The music library.
     pub fn music(&self) -> &Arc<music::Music> {
         &self.music
@@ -146,8 +157,13 @@ impl Core {
         };
         let (supervisor, service) = supervisor::supervisor(spec, state.clone(), shutdown.clone());
         let isolated_tasks = isolated.tasks.clone();
+        let guests = Arc::new(guests::Guests::default());
+        // Bounded: a relay flooding us with guests' requests waits, it does not grow memory.
+        let (tunnel_tx, tunnel_rx) = mpsc::channel(256);
         let sessions = Sessions::start(
             SessionsConfig {
+                guests: Arc::clone(&guests),
+                guest_tunnel: tunnel_tx,
                 path: sessions_path,
                 main: ServiceHandle {
                     name: MAIN_SERVICE.to_string(),
@@ -193,7 +209,8 @@ impl Core {
             ui,
             music,
             config_path,
-            guests: guests::Guests::default(),
+            guests,
+            guest_tunnel: std::sync::Mutex::new(Some(tunnel_rx)),
         });
         Ok((
             core,

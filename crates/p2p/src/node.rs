@@ -17,6 +17,7 @@ use libp2p::{
 };
 use whatnext_protocol::{
     blob::{BLOB_PROTOCOL, GROUP_LEN},
+    guest::GUEST_TUNNEL_PROTOCOL,
     ipc::NodeConfig,
     session::{HANDSHAKE_PROTOCOL, MAX_APP_MESSAGE, SYNC_PROTOCOL},
     state::DialErrorKind,
@@ -26,7 +27,7 @@ use whatnext_protocol::{
 /// does not interpret the messages; the controller does.
 pub type AppChannel = request_response::Behaviour<AppCodec>;
 
-fn app_channel(protocol: &'static str) -> AppChannel {
+pub(crate) fn app_channel(protocol: &'static str) -> AppChannel {
     let expect = if protocol == BLOB_PROTOCOL {
         // A group and its header.
         GROUP_LEN as usize + 1024
@@ -84,6 +85,7 @@ pub struct Behaviour {
     pub handshake: AppChannel,
     pub sync: AppChannel,
     pub blob: AppChannel,
+    pub guest_http: AppChannel,
 }
 
 /// Our DHT. `refresh`: re-bootstrap periodically (a node with bootstrap nodes to ask;
@@ -192,6 +194,7 @@ pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<Swarm<Behaviour>> {
                 handshake: app_channel(HANDSHAKE_PROTOCOL),
                 sync: app_channel(SYNC_PROTOCOL),
                 blob: app_channel(BLOB_PROTOCOL),
+                guest_http: app_channel(GUEST_TUNNEL_PROTOCOL),
             })
         })
         .map_err(|e| anyhow::anyhow!("could not set up the node's protocols: {e}"))?

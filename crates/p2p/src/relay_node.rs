@@ -18,8 +18,17 @@ use libp2p::{
     tcp, yamux,
 };
 
-use crate::node::{
-    IDENTIFY_PROTOCOL, KAD_PROTOCOL, connection_limits, error_chain, kademlia, websocket_transport,
+use libp2p::request_response;
+use tokio::sync::mpsc;
+use whatnext_protocol::guest::{GUEST_TUNNEL_PROTOCOL, TunnelRequest, TunnelResponse};
+
+use crate::{
+    codec::AppMessage,
+    guest_tunnel::{self, Forward, Tunnels},
+    node::{
+        IDENTIFY_PROTOCOL, KAD_PROTOCOL, connection_limits, error_chain, kademlia,
+        websocket_transport,
+    },
 };
 
 /// What a relay gives each peer; defaults suit a small community server.
@@ -53,6 +62,17 @@ pub struct RelayOptions {
     /// Answer AutoNAT probes for private addresses too (LANs and test labs); on the
     /// internet only public addresses are probed.
     pub allow_private: bool,
+    /// Serve hosts' guest pages to guests off their LAN (see [`crate::guest_tunnel`]).
+    pub guest_http: Option<GuestHttp>,
+}
+
+/// `--guest-http`: where guests' browsers reach the relay.
+pub struct GuestHttp {
+    /// Bound by the caller (so it can say the port).
+    pub listener: tokio::net::TcpListener,
+    /// How guests reach it: `http://<public address>:<port>`.
+    pub base: String,
+    pub limits: crate::guest_tunnel::TunnelLimits,
 }
 
 #[derive(NetworkBehaviour)]
@@ -63,6 +83,7 @@ struct RelayBehaviour {
     relay: relay::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     autonat: autonat::Behaviour,
+    guest_http: crate::node::AppChannel,
 }
 
 /// Runs the relay until `stop` resolves. `on_listen` is called with each full address
@@ -77,6 +98,7 @@ pub async fn run_relay(
         listen,
         limits,
         allow_private,
+        guest_http,
     } = options;
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -121,6 +143,7 @@ pub async fn run_relay(
                         ..autonat::Config::default()
                     },
                 ),
+                guest_http: crate::node::app_channel(GUEST_TUNNEL_PROTOCOL),
             })
         })
         .map_err(|e| anyhow::anyhow!("could not set up the relay's protocols: {e}"))?
@@ -133,10 +156,40 @@ pub async fn run_relay(
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {}", error_chain(&e)))?;
     }
     tracing::info!(%peer_id, ?limits, "relay starting");
+    // Guests' HTTP: served by its own tasks, forwarded by this loop, which owns the tunnels.
+    let (forward_tx, mut forwards) = mpsc::channel::<Forward>(1024);
+    let mut tunnels = match guest_http {
+        Some(GuestHttp {
+            listener,
+            base,
+            limits,
+        }) => {
+            tokio::spawn(guest_tunnel::serve_http(listener, forward_tx));
+            Some(Tunnels::new(limits, base))
+        }
+        None => None,
+    };
     let mut stop = std::pin::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => break,
+            Some(forward) = forwards.recv() => {
+                let Some(tunnels) = tunnels.as_mut() else { continue };
+                match tunnels.route(&forward.code) {
+                    Ok(host) => {
+                        let body = serde_json::to_value(TunnelRequest::Http(forward.request))
+                            .unwrap_or(serde_json::Value::Null);
+                        let id = swarm
+                            .behaviour_mut()
+                            .guest_http
+                            .send_request(&host, AppMessage::Json(body, Default::default()));
+                        tunnels.sent(id, forward.reply);
+                    }
+                    Err(why) => {
+                        let _ = forward.reply.send(Err(why));
+                    }
+                }
+            }
             event = swarm.select_next_some() => match event {
                 SwarmEvent::NewListenAddr { address, .. } => {
                     // A relay lives on a public address: what it listens on is how peers
@@ -163,12 +216,86 @@ pub async fn run_relay(
                 SwarmEvent::Behaviour(RelayBehaviourEvent::Relay(event)) => {
                     tracing::info!("relay: {event:?}");
                 }
+                SwarmEvent::Behaviour(RelayBehaviourEvent::GuestHttp(event)) => {
+                    on_guest_http(&mut swarm, tunnels.as_mut(), event);
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    if let Some(tunnels) = tunnels.as_mut() {
+                        tunnels.forget(&peer_id);
+                    }
+                }
                 _ => {}
             },
         }
     }
     tracing::info!("relay stopped");
     Ok(())
+}
+
+/// A host registering its guest pages, or answering a guest's request.
+fn on_guest_http(
+    swarm: &mut libp2p::Swarm<RelayBehaviour>,
+    tunnels: Option<&mut Tunnels>,
+    event: request_response::Event<AppMessage, AppMessage>,
+) {
+    use request_response::{Event, Message};
+    match event {
+        Event::Message {
+            peer,
+            message: Message::Request {
+                request, channel, ..
+            },
+            ..
+        } => {
+            let answer = match (tunnels, request) {
+                (Some(tunnels), AppMessage::Json(body, _)) => {
+                    match guest_tunnel::registration(body) {
+                        Some(codes) => tunnels.register(peer, codes),
+                        None => TunnelResponse::Refused {
+                            reason: "a relay takes registrations only".into(),
+                        },
+                    }
+                }
+                (None, _) => TunnelResponse::Refused {
+                    reason: "this relay serves no guest pages (it runs without --guest-http)"
+                        .into(),
+                },
+                (Some(_), AppMessage::Rejected(why)) => TunnelResponse::Refused { reason: why },
+            };
+            let body = serde_json::to_value(answer).unwrap_or(serde_json::Value::Null);
+            let _ = swarm
+                .behaviour_mut()
+                .guest_http
+                .send_response(channel, AppMessage::Json(body, Default::default()));
+        }
+        Event::Message {
+            message:
+                Message::Response {
+                    request_id,
+                    response,
+                },
+            ..
+        } => {
+            if let Some(tunnels) = tunnels {
+                let answer = match response {
+                    AppMessage::Json(body, _) => guest_tunnel::answer_of(body),
+                    AppMessage::Rejected(why) => Err((502, why)),
+                };
+                tunnels.answered(request_id, answer);
+            }
+        }
+        Event::OutboundFailure {
+            request_id, error, ..
+        } => {
+            if let Some(tunnels) = tunnels {
+                tunnels.answered(
+                    request_id,
+                    Err((502, format!("the host is unreachable: {error}"))),
+                );
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Adds a peer that serves our DHT to the routing table, with the addresses it announced.

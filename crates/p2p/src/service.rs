@@ -207,6 +207,7 @@ fn app_channel_mut(swarm: &mut Swarm<Behaviour>, protocol: AppProtocol) -> &mut 
         AppProtocol::Handshake => &mut swarm.behaviour_mut().handshake,
         AppProtocol::Sync => &mut swarm.behaviour_mut().sync,
         AppProtocol::Blob => &mut swarm.behaviour_mut().blob,
+        AppProtocol::GuestHttp => &mut swarm.behaviour_mut().guest_http,
     }
 }
 
@@ -934,6 +935,9 @@ impl Service {
             }
             BehaviourEvent::Sync(event) => self.on_app_event(AppProtocol::Sync, event).await?,
             BehaviourEvent::Blob(event) => self.on_app_event(AppProtocol::Blob, event).await?,
+            BehaviourEvent::GuestHttp(event) => {
+                self.on_app_event(AppProtocol::GuestHttp, event).await?
+            }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for (peer, addr) in found {

@@ -18,6 +18,10 @@ pub struct GuestsRequest {
     #[serde(default)]
     #[ts(optional = nullable)]
     pub adds_per_hour: Option<u32>,
+    /// Also through the configured relay (`whatnext relay --guest-http PORT`), for guests
+    /// off the LAN: the URL is then on the relay.
+    #[serde(default)]
+    pub relay: bool,
 }
 
 /// A guest, as the host sees it.
@@ -176,3 +180,69 @@ pub struct GuestState {
     #[ts(flatten)]
     pub session: SessionView,
 }
+
+/// The guest tunnel between a relay and a host behind NAT: the relay serves guests'
+/// browsers on `whatnext relay --guest-http PORT` and forwards each request to the host over
+/// this protocol; the host answers as its guest page would.
+pub const GUEST_TUNNEL_PROTOCOL: &str = "/whatnext/guest-http/1.0.0";
+
+/// Longest body a tunnelled request or answer carries.
+pub const MAX_TUNNEL_BODY: usize = 256 * 1024;
+
+/// A message of the guest tunnel (host → relay: `register`; relay → host: `http`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TunnelRequest {
+    /// The host serves these guest pages' codes: the relay forwards their requests to it
+    /// for as long as it stays connected.
+    Register { codes: Vec<String> },
+    /// A guest's HTTP request, as the relay received it.
+    Http(TunnelHttp),
+}
+
+/// An HTTP request or answer through the tunnel. `path` (with its query) for a request,
+/// `status` for an answer; the body in base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelHttp {
+    #[serde(default)]
+    pub method: String,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// The guest's address as the relay saw it (for the lockout).
+    #[serde(default)]
+    pub client: String,
+}
+
+/// The answer to a [`TunnelRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TunnelResponse {
+    /// Where guests reach the host's pages on the relay (`http://<relay>:<port>`).
+    Registered {
+        base: String,
+    },
+    Refused {
+        reason: String,
+    },
+    Http(TunnelHttp),
+}
+
+/// The headers a tunnel carries (the rest are the relay's or the browser's business).
+pub const TUNNEL_HEADERS: &[&str] = &[
+    "host",
+    "origin",
+    "cookie",
+    "content-type",
+    "accept",
+    "set-cookie",
+    "retry-after",
+    "cache-control",
+    "content-security-policy",
+    "x-content-type-options",
+    "x-frame-options",
+    "referrer-policy",
+];

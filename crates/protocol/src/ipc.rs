@@ -316,6 +316,8 @@ pub enum AppProtocol {
     Sync,
     /// `/whatnext/blob/1.0.0`: audio, by content id, in verified groups.
     Blob,
+    /// `/whatnext/guest-http/1.0.0`: guests' HTTP through a relay to their host.
+    GuestHttp,
 }
 
 /// Names the transport a multiaddr uses, as shown to users.

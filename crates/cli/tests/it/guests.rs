@@ -445,3 +445,133 @@ fn a_hundred_guests_follow_one_session_and_an_edit_reaches_them_all() {
         "{per_guest} bytes of memory per guest"
     );
 }
+
+/// `whatnext relay` with `--guest-http`, ended when dropped.
+struct GuestRelay {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl GuestRelay {
+    fn start() -> GuestRelay {
+        let dir = tempfile::tempdir().expect("relay dir");
+        let out = dir.path().join("relay.out");
+        let child = command_in(None)
+            .arg("--home")
+            .arg(dir.path().join("home"))
+            .args([
+                "relay",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--allow-private",
+                "--guest-http",
+                "0",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("relay.out"))
+            .stderr(std::fs::File::create(dir.path().join("relay.err")).expect("relay.err"))
+            .spawn()
+            .expect("whatnext relay starts");
+        GuestRelay {
+            child,
+            out,
+            _dir: dir,
+        }
+    }
+
+    /// The first printed line that starts with `prefix`.
+    fn line(&self, prefix: &str) -> String {
+        wait_until("the relay's addresses", PATIENCE, || {
+            std::fs::read_to_string(&self.out)
+                .ok()?
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .map(str::to_string)
+        })
+    }
+}
+
+impl Drop for GuestRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Off the LAN: the host (here on loopback, as a host behind NAT would) has its relay
+/// forward the guest page; a guest joins and adds through the relay's address, and the
+/// page closes on the relay when the host goes.
+#[test]
+fn a_guest_joins_through_the_relay_and_the_tunnel_closes_when_the_host_goes() {
+    let relay = GuestRelay::start();
+    let relay_addr = relay.line("/ip4/127.0.0.1/tcp/");
+    let guest_base = relay.line("Guest pages at ");
+    let home = tempfile::tempdir().expect("home");
+    let mut args = LOOPBACK_RUN_ARGS.to_vec();
+    args.extend(["--relay", relay_addr.as_str()]);
+    let mut a = Node::start_in(home.path(), &args);
+    wait_until("the host connected to its relay", PATIENCE, || {
+        a.status()?["helpers"]
+            .as_array()?
+            .iter()
+            .any(|h| h["connected"] == true)
+            .then_some(())
+    });
+    let (id, _) = create_shared(&a, "Far away");
+    let reply = cli_json(&a, &["session", "guests", &id, "on", "--relay"]);
+    let url = reply["url"].as_str().expect("url");
+    let base = guest_base
+        .trim_start_matches("Guest pages at ")
+        .trim_end_matches("/g/…");
+    assert!(
+        url.starts_with(base),
+        "the URL is the relay's: {url} vs {base}"
+    );
+    let (page_url, _) = url.split_once('#').expect("fragment");
+    let (page_base, code) = page_url.split_once("/g/").expect("/g/");
+    let page = Page {
+        base: page_base.to_string(),
+        path: format!("/g/{code}"),
+        pin: reply["pin"].as_str().expect("pin").to_string(),
+    };
+    let (status, html) = page.get("", None);
+    assert_eq!(status, 200, "{html}");
+    let (dee, _) = page.join("Dee");
+    let (status, body, _) = page.post(
+        "tracks",
+        Some(&dee),
+        &json!({"title": "From afar", "artists": []}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let shown = show(&a, &id).expect("show");
+    assert_eq!(shown["tracks"][0]["added_by"]["display_name"], "Dee");
+    // A long poll through the tunnel gets the next change.
+    let version = page.state(&dee)["version"].as_u64().expect("version");
+    let waiting = {
+        let (base, path, dee) = (page.base.clone(), page.path.clone(), dee.clone());
+        std::thread::spawn(move || {
+            http(
+                &base,
+                "GET",
+                &format!("{path}/state?since={version}"),
+                &[("Cookie", dee.as_str())],
+                "",
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    add_track(&a, &id, "Next one");
+    let (status, body) = waiting.join().expect("long poll");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Next one"), "{body}");
+    // Wrong PINs through the relay count per guest address, as on the LAN.
+    let (status, _, _) = page.post("join", None, &json!({"pin": "x", "name": "Mal"}));
+    assert_eq!(status, 401);
+
+    // The host goes: the relay forgets its page.
+    a.stop_with(nix::sys::signal::Signal::SIGTERM);
+    wait_until("the relay to close the page", PATIENCE, || {
+        (page.get("info", None).0 == 404).then_some(())
+    });
+}

@@ -63,6 +63,8 @@ use crate::{
 };
 
 const REPAIR_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest a tunnelled guest request waits for its answer (a long poll waits 25 s).
+const GUEST_TUNNEL_ANSWER: Duration = Duration::from_secs(28);
 /// How many members a member (other than the owner) passes received changes on to.
 const FORWARD_FANOUT: usize = 2;
 /// How many members each anti-entropy round repairs, per shared playlist.
@@ -83,6 +85,10 @@ pub struct SessionsConfig {
     /// The music library, which serves members the audio they fetch.
     pub music: Arc<crate::music::Music>,
     pub transfers: Arc<crate::transfers::TransferBoard>,
+    /// The open guest pages (which relay may forward whose requests).
+    pub guests: Arc<crate::guests::Guests>,
+    /// Where guests' requests through a relay go (the API answers them).
+    pub guest_tunnel: mpsc::Sender<crate::guests::TunnelCall>,
 }
 
 /// The handle of the sessions task.
@@ -119,6 +125,8 @@ impl Sessions {
             ui,
             music,
             transfers,
+            guests,
+            guest_tunnel,
         } = config;
         let book = read_book(&path)?;
         let (tx, msgs) = mpsc::unbounded_channel();
@@ -158,6 +166,8 @@ impl Sessions {
                 music,
                 transfers,
                 uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
+                guests,
+                guest_tunnel,
             },
             saver,
             reactions: Reactions::default(),
@@ -809,6 +819,7 @@ impl Actor {
                 }
                 AppProtocol::Sync => self.on_sync(via, peer_id, request_id, body),
                 AppProtocol::Blob => self.on_blob(via, peer_id, request_id, body),
+                AppProtocol::GuestHttp => self.on_guest_http(via, peer_id, request_id, body),
             },
             Event::ConnectionEstablished(info) => self.on_connected(via, info.peer_id),
             Event::ConnectionClosed { peer_id, .. } => {
@@ -1071,6 +1082,54 @@ impl Actor {
 
     /// A member asks for audio: served (by a task) when it is admitted to the playlist the
     /// request names.
+    /// A guest's HTTP request through the relay our guest page registered with: answered
+    /// by the API as the page would. Nobody else may send these.
+    fn on_guest_http(&mut self, via: ServiceHandle, peer: String, request_id: u64, body: Value) {
+        use whatnext_protocol::guest::{TunnelRequest, TunnelResponse};
+        let refuse = |reason: String| {
+            serde_json::to_value(TunnelResponse::Refused { reason }).unwrap_or(Value::Null)
+        };
+        let request = match serde_json::from_value::<TunnelRequest>(body) {
+            Ok(TunnelRequest::Http(request)) => request,
+            Ok(TunnelRequest::Register { .. }) => {
+                let answer = refuse("only relays take guest pages".into());
+                tokio::spawn(async move { respond(&via, request_id, answer).await });
+                return;
+            }
+            Err(err) => {
+                let answer = refuse(format!("malformed message ({err})"));
+                tokio::spawn(async move { respond(&via, request_id, answer).await });
+                return;
+            }
+        };
+        let code = request
+            .path
+            .strip_prefix("/g/")
+            .and_then(|rest| rest.split(['/', '?']).next())
+            .unwrap_or("");
+        if !self.ctx.guests.relayed_by(code, &peer) {
+            tracing::warn!("{peer} forwarded a guest's request for a page it does not relay");
+            let answer = refuse("not the relay of this guest page".into());
+            tokio::spawn(async move { respond(&via, request_id, answer).await });
+            return;
+        }
+        let tunnel = self.ctx.guest_tunnel.clone();
+        tokio::spawn(async move {
+            let (reply, answer) = oneshot::channel();
+            let call = crate::guests::TunnelCall { request, reply };
+            let answer = match tunnel.send(call).await {
+                Ok(()) => match tokio::time::timeout(GUEST_TUNNEL_ANSWER, answer).await {
+                    Ok(Ok(http)) => {
+                        serde_json::to_value(TunnelResponse::Http(http)).unwrap_or(Value::Null)
+                    }
+                    _ => refuse("the guest page did not answer".into()),
+                },
+                Err(_) => refuse("the guest page is not served".into()),
+            };
+            respond(&via, request_id, answer).await;
+        });
+    }
+
     fn on_blob(&mut self, via: ServiceHandle, peer: String, request_id: u64, body: Value) {
         let refuse = |reason: &str| {
             serde_json::to_value(BlobResponse::Refused {

@@ -37,6 +37,8 @@ pub(super) struct Ctx {
     pub transfers: Arc<crate::transfers::TransferBoard>,
     /// Uploads of audio at once (groups being read and sent).
     pub uploads: Arc<tokio::sync::Semaphore>,
+    pub guests: Arc<crate::guests::Guests>,
+    pub guest_tunnel: mpsc::Sender<crate::guests::TunnelCall>,
 }
 
 impl Ctx {
