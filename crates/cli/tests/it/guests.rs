@@ -12,37 +12,41 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// A guest page: its base (`http://127.0.0.1:PORT`), its path (`/g/<code>`) and the PIN.
-struct Page {
-    base: String,
-    path: String,
-    pin: String,
+pub struct Page {
+    pub base: String,
+    pub path: String,
+    pub pin: String,
 }
 
 fn open_page(host: &Node, id: &str) -> Page {
-    let reply = cli_json(host, &["session", "guests", id, "on"]);
-    let url = reply["url"].as_str().expect("url");
-    let pin = reply["pin"].as_str().expect("pin").to_string();
-    let (page, fragment) = url.split_once('#').expect("the PIN in the fragment");
-    assert_eq!(fragment, format!("pin={pin}"));
-    assert!(
-        !page.contains(&pin),
-        "the PIN never goes in the path: {url}"
-    );
-    let (base, code) = page.split_once("/g/").expect("/g/<code>");
-    Page {
-        base: base.to_string(),
-        path: format!("/g/{code}"),
-        pin,
-    }
+    Page::opened(&cli_json(host, &["session", "guests", id, "on"]))
 }
 
 impl Page {
+    /// The page `session guests … on --json` answered with.
+    pub fn opened(reply: &Value) -> Page {
+        let url = reply["url"].as_str().expect("url");
+        let pin = reply["pin"].as_str().expect("pin").to_string();
+        let (page, fragment) = url.split_once('#').expect("the PIN in the fragment");
+        assert_eq!(fragment, format!("pin={pin}"));
+        assert!(
+            !page.contains(&pin),
+            "the PIN never goes in the path: {url}"
+        );
+        let (base, code) = page.split_once("/g/").expect("/g/<code>");
+        Page {
+            base: base.to_string(),
+            path: format!("/g/{code}"),
+            pin,
+        }
+    }
+
     fn origin(&self) -> String {
         self.base.clone()
     }
 
     /// POST `what` as JSON, with the guest's cookie if any: (status, body, head).
-    fn post(&self, what: &str, cookie: Option<&str>, body: &Value) -> (u16, String, String) {
+    pub fn post(&self, what: &str, cookie: Option<&str>, body: &Value) -> (u16, String, String) {
         let host = self.base.trim_start_matches("http://").to_string();
         let origin = self.origin();
         let mut headers = vec![
@@ -65,7 +69,7 @@ impl Page {
         (status, body, head)
     }
 
-    fn get(&self, what: &str, cookie: Option<&str>) -> (u16, String) {
+    pub fn get(&self, what: &str, cookie: Option<&str>) -> (u16, String) {
         let host = self.base.trim_start_matches("http://").to_string();
         let mut headers = vec![("Host", host.as_str())];
         if let Some(cookie) = cookie {
@@ -80,7 +84,7 @@ impl Page {
     }
 
     /// Joins as `name`; the cookie to send back (`wn_guest=…`) and the guest's peer id.
-    fn join(&self, name: &str) -> (String, String) {
+    pub fn join(&self, name: &str) -> (String, String) {
         let (status, body, head) = self.post("join", None, &json!({"pin": self.pin, "name": name}));
         assert_eq!(status, 200, "{head}\n{body}");
         let cookie = head
@@ -107,7 +111,7 @@ impl Page {
         )
     }
 
-    fn state(&self, cookie: &str) -> Value {
+    pub fn state(&self, cookie: &str) -> Value {
         let (status, body) = self.get("state", Some(cookie));
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).expect("state json")
@@ -519,22 +523,11 @@ fn a_guest_joins_through_the_relay_and_the_tunnel_closes_when_the_host_goes() {
             .then_some(())
     });
     let (id, _) = create_shared(&a, "Far away");
-    let reply = cli_json(&a, &["session", "guests", &id, "on", "--relay"]);
-    let url = reply["url"].as_str().expect("url");
+    let page = Page::opened(&cli_json(&a, &["session", "guests", &id, "on", "--relay"]));
     let base = guest_base
         .trim_start_matches("Guest pages at ")
         .trim_end_matches("/g/…");
-    assert!(
-        url.starts_with(base),
-        "the URL is the relay's: {url} vs {base}"
-    );
-    let (page_url, _) = url.split_once('#').expect("fragment");
-    let (page_base, code) = page_url.split_once("/g/").expect("/g/");
-    let page = Page {
-        base: page_base.to_string(),
-        path: format!("/g/{code}"),
-        pin: reply["pin"].as_str().expect("pin").to_string(),
-    };
+    assert_eq!(page.base, base, "the URL is the relay's");
     let (status, html) = page.get("", None);
     assert_eq!(status, 200, "{html}");
     let (dee, _) = page.join("Dee");

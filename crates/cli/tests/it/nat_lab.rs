@@ -222,6 +222,8 @@ impl Relay {
                 "--listen",
                 &format!("/ip4/{RELAY_IP}/udp/4001/quic-v1"),
                 "--allow-private",
+                "--guest-http",
+                "8080",
             ])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).expect("relay.out"))
@@ -529,5 +531,69 @@ fn doctor_names_a_missing_network_as_the_cause() {
             .iter()
             .any(|c| c["id"] == "network" && c["status"] == "fail")),
         "{report}"
+    );
+}
+
+/// Runs `work` on a thread inside network namespace `ns` (its sockets are that
+/// namespace's), as a program there would.
+fn in_netns<T: Send + 'static>(ns: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("the namespace's file");
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        work()
+    })
+    .join()
+    .expect("the thread in the namespace")
+}
+
+/// A guest on the public segment, with no route into the host's LAN, opens the host's
+/// guest page on the relay and joins: the relay forwards over the host's connection to it.
+#[test]
+fn a_guest_on_the_public_segment_joins_a_host_behind_nat_through_the_relay() {
+    let lab = match Lab::up() {
+        Ok(lab) => lab,
+        Err(why) => {
+            eprintln!("SKIPPED: the NAT lab needs network namespaces: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relay = Relay::start(&lab.ns("relay"), dir.path());
+    let relay_addr = relay.tcp_addr();
+    let ns_a = lab.ns("a");
+    let a = Node::spawn_in(
+        Some(&ns_a),
+        &dir.path().join("a"),
+        &run_args(&["--relay", &relay_addr]),
+    );
+    a.wait_status("A connected to its relay", Duration::from_secs(30), |s| {
+        s["helpers"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["connected"] == true))
+    });
+    let (id, _) = crate::support::create_shared(&a, "Behind the NAT");
+    let reply = crate::support::cli_json(&a, &["session", "guests", &id, "on", "--relay"]);
+    let page = crate::guests::Page::opened(&reply);
+    assert_eq!(page.base, format!("http://{RELAY_IP}:8080"), "{reply}");
+    // From C's namespace (the public segment): join, add, read the session back.
+    let started = Instant::now();
+    let state = in_netns(&lab.ns("c"), move || {
+        let (cookie, _) = page.join("Dee");
+        let (status, body, _) = page.post(
+            "tracks",
+            Some(&cookie),
+            &serde_json::json!({"title": "Across the NAT", "artists": []}),
+        );
+        assert_eq!(status, 200, "{body}");
+        page.state(&cookie)
+    });
+    let took = started.elapsed();
+    assert_eq!(state["up_next"][0]["title"], "Across the NAT", "{state}");
+    let shown = crate::support::show(&a, &id).expect("show");
+    assert_eq!(shown["tracks"][0]["added_by"]["display_name"], "Dee");
+    println!(
+        "NAT lab: a guest on the public segment joined, added and read the session through the relay in {:.0} ms",
+        took.as_secs_f64() * 1000.0
     );
 }
