@@ -640,7 +640,12 @@ lan: boolean,
 /**
  * Tracks a guest may add per hour (default 10).
  */
-adds_per_hour?: number | null, };
+adds_per_hour?: number | null, 
+/**
+ * Also through the configured relay (`whatnext relay --guest-http PORT`), for guests
+ * off the LAN: the URL is then on the relay.
+ */
+relay: boolean, };
 
 export type GuestInfo = { peer_id: string, name: string, 
 /**

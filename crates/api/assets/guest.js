@@ -7,6 +7,92 @@
 /** @typedef {import('./api').GuestState} GuestState */
 
 const base = location.pathname.replace(/\/+$/, '');
+const code = base.split('/').pop() || '';
+const fragment = new URLSearchParams(location.hash.slice(1));
+
+/** The link's key (`k=` in the fragment, which browsers never send): every request is
+ *  signed with it, so a relay that carries them can neither make nor replay one. Kept in
+ *  this browser for this page, as the fragment leaves the address bar once in. */
+const linkKey = (() => {
+  const fromLink = fragment.get('k');
+  try {
+    if (fromLink) localStorage.setItem(`wn-k-${code}`, fromLink);
+    return fromLink || localStorage.getItem(`wn-k-${code}`) || '';
+  } catch { return fromLink || ''; }
+})();
+
+// SHA-256 and HMAC (RFC 2104) by hand: WebCrypto exists only on https pages, and a guest
+// page on a LAN or a relay is plain http.
+const K256 = Uint32Array.from([
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2]);
+
+/** @param {Uint8Array} data @returns {Uint8Array} */
+function sha256(data) {
+  const length = data.length;
+  const padded = new Uint8Array(((length + 9 + 63) >> 6) << 6);
+  padded.set(data);
+  padded[length] = 0x80;
+  const view = new DataView(padded.buffer);
+  view.setUint32(padded.length - 4, length * 8);
+  view.setUint32(padded.length - 8, Math.floor(length / 0x20000000));
+  const h = Uint32Array.from([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+  const w = new Uint32Array(64);
+  const rotr = (/** @type {number} */ x, /** @type {number} */ n) => (x >>> n) | (x << (32 - n));
+  for (let block = 0; block < padded.length; block += 64) {
+    for (let i = 0; i < 16; i++) w[i] = view.getUint32(block + i * 4);
+    for (let i = 16; i < 64; i++) {
+      const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3);
+      const s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
+    }
+    let [a, b, c, d, e, f, g, hh] = h;
+    for (let i = 0; i < 64; i++) {
+      const t1 = (hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i]) | 0;
+      const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+      hh = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+  }
+  const out = new Uint8Array(32);
+  const outView = new DataView(out.buffer);
+  h.forEach((word, i) => outView.setUint32(i * 4, word));
+  return out;
+}
+
+/** @param {Uint8Array} key @param {Uint8Array} message */
+function hmacSha256(key, message) {
+  const block = new Uint8Array(64);
+  block.set(key.length > 64 ? sha256(key) : key);
+  const inner = new Uint8Array(64 + message.length);
+  const outer = new Uint8Array(64 + 32);
+  for (let i = 0; i < 64; i++) { inner[i] = block[i] ^ 0x36; outer[i] = block[i] ^ 0x5c; }
+  inner.set(message, 64);
+  outer.set(sha256(inner), 64);
+  return sha256(outer);
+}
+
+/** @param {Uint8Array} bytes */
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+/** @param {string} text */
+const unhex = (text) => Uint8Array.from(text.match(/../g) || [], (b) => parseInt(b, 16));
+
+/** The `x-wn-sig` header of a request, when this page has its link's key.
+ *  @param {string} method @param {string} path @param {string} body */
+function signature(method, path, body) {
+  if (!/^[0-9a-f]{32}$/.test(linkKey)) return null;
+  const encoder = new TextEncoder();
+  const at = Date.now();
+  const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
+  const message = [code, at, nonce, method, path, hex(sha256(encoder.encode(body)))].join('\n');
+  return `${at}.${nonce}.${hex(hmacSha256(unhex(linkKey), encoder.encode(message)))}`;
+}
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 /** @param {string} id */
@@ -22,16 +108,22 @@ let shownAt = 0;
  * @param {string} [method]
  */
 async function call(path, body, method) {
+  const verb = method || (body === undefined ? 'GET' : 'POST');
+  const text = body === undefined ? '' : JSON.stringify(body);
+  /** @type {Record<string, string>} */
+  const headers = body === undefined ? {} : { 'Content-Type': 'application/json' };
+  const signed = signature(verb, `${base}/${path}`, text);
+  if (signed) headers['x-wn-sig'] = signed;
   const response = await fetch(`${base}/${path}`, {
-    method: method || (body === undefined ? 'GET' : 'POST'),
-    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    method: verb,
+    headers,
+    body: body === undefined ? undefined : text,
     credentials: 'same-origin',
   });
-  const text = await response.text();
+  const answer = await response.text();
   /** @type {any} */
   let json = null;
-  try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  try { json = answer ? JSON.parse(answer) : null; } catch { /* not JSON */ }
   if (!response.ok) {
     const error = new Error((json && json.error) || `the host answered ${response.status}`);
     /** @type {any} */ (error).status = response.status;
@@ -162,7 +254,8 @@ async function follow() {
 function showJoin(why = '') {
   $('join').hidden = false;
   $('join-result').textContent = why;
-  const pin = new URLSearchParams(location.hash.slice(1)).get('pin');
+  // With the link's key, the PIN need not be typed, nor sent.
+  const pin = fragment.get('pin') || (linkKey ? '-' : '');
   if (pin) {
     $input('join-pin').value = pin;
     $('join-pin').hidden = true;
@@ -191,7 +284,7 @@ function wire() {
       return;
     }
     try {
-      await call('join', { pin, name });
+      await call('join', { pin: linkKey ? '' : pin, name });
       enter();
     } catch (err) {
       if (/** @type {any} */ (err).status === 401) {

@@ -32,7 +32,7 @@ use whatnext_protocol::{
     guest::{
         GuestCommentRequest, GuestInfo, GuestJoinReply, GuestJoinRequest, GuestPageInfo,
         GuestReactRequest, GuestRemovedReply, GuestTrackRequest, GuestVoteRequest, GuestsReply,
-        GuestsRequest,
+        GuestsRequest, SIGNATURE_HEADER, signed_message,
     },
     listening::SessionAction,
 };
@@ -87,7 +87,14 @@ fn reply(api: &Api, id: &str, pin: Option<String>) -> GuestsReply {
         .list(id, std::time::Instant::now())
         .unwrap_or_default();
     let url = match (&code, addresses.first()) {
-        (Some((code, pin)), Some(base)) => Some(format!("{base}/g/{code}#pin={pin}")),
+        (Some((code, pin)), Some(base)) => {
+            let key = core
+                .guests()
+                .link_key(code)
+                .map(hex::encode)
+                .unwrap_or_default();
+            Some(format!("{base}/g/{code}#pin={pin}&k={key}"))
+        }
         _ => None,
     };
     GuestsReply {
@@ -249,6 +256,10 @@ fn guest_router(api: Arc<Api>) -> Router {
         .route("/g/{code}/react", post(react))
         .route("/g/{code}/comments", post(comment))
         .layer(tower_http::compression::CompressionLayer::new())
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&api),
+            link_signatures,
+        ))
         .layer(middleware::from_fn(same_origin_writes))
         .layer(middleware::from_fn(crate::router::errors_as_json))
         .layer(middleware::from_fn(crate::view::security_headers))
@@ -257,6 +268,111 @@ fn guest_router(api: Arc<Api>) -> Router {
 
 async fn asset(kind: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, kind)], body).into_response()
+}
+
+/// A request that came through a relay's tunnel.
+#[derive(Debug, Clone, Copy)]
+struct Tunnelled;
+
+/// A request signed with the page's link key (checked by [`link_signatures`]).
+#[derive(Debug, Clone, Copy)]
+struct SignedByLink;
+
+/// Longest body of a guest's request.
+const MAX_GUEST_BODY: usize = 64 * 1024;
+
+/// Checks a request's link signature ([`SIGNATURE_HEADER`]) when it has one, and demands
+/// one of what comes through a relay (all but the page's own files and `info`): the relay
+/// never sees the link's key, so it can neither make such a request nor replay one (each
+/// nonce is taken once), nor learn the PIN (a signed join carries none).
+async fn link_signatures(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let mut parts = path.trim_start_matches("/g/").splitn(2, '/');
+    let code = parts.next().unwrap_or("").to_string();
+    let rest = parts.next().unwrap_or("");
+    let open_to_all = rest.is_empty() || rest == "info" || code.starts_with("guest.");
+    let signature = request
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let Some(signature) = signature else {
+        if request.extensions().get::<Tunnelled>().is_some() && !open_to_all {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "through a relay, a guest page needs the whole link the host gave (scan its QR code): this request was not signed with its key",
+            )
+            .into_response();
+        }
+        return next.run(request).await;
+    };
+    let refused =
+        |why: &str| ApiError::new(StatusCode::UNAUTHORIZED, why.to_string()).into_response();
+    let Some(key) = api.core().guests().link_key(&code) else {
+        return next.run(request).await; // the page answers 404 itself
+    };
+    let (head, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_GUEST_BODY).await else {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request is too large")
+            .into_response();
+    };
+    let mut fields = signature.splitn(3, '.');
+    let (Some(at), Some(nonce), Some(mac)) = (fields.next(), fields.next(), fields.next()) else {
+        return refused("a malformed signature");
+    };
+    let (Ok(at_ms), Ok(nonce_bytes), Ok(mac)) = (
+        at.parse::<u64>(),
+        hex::decode(nonce).map(|n| <[u8; 16]>::try_from(n.as_slice())),
+        hex::decode(mac),
+    ) else {
+        return refused("a malformed signature");
+    };
+    let Ok(nonce_bytes) = nonce_bytes else {
+        return refused("a malformed signature");
+    };
+    let path_and_query = head
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or(path.as_str());
+    let body_hash = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
+    let message = signed_message(
+        &code,
+        at_ms,
+        nonce,
+        head.method.as_str(),
+        path_and_query,
+        &body_hash,
+    );
+    let valid = {
+        use hmac::Mac as _;
+        match hmac::Hmac::<sha2::Sha256>::new_from_slice(&key) {
+            Ok(mut hmac) => {
+                hmac.update(message.as_bytes());
+                hmac.verify_slice(&mac).is_ok()
+            }
+            Err(_) => false,
+        }
+    };
+    if !valid {
+        return refused("the request's signature does not match this page's link");
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if !api
+        .core()
+        .guests()
+        .fresh_nonce(&code, nonce_bytes, at_ms, now_ms)
+    {
+        return refused("a request seen before, or with a clock far from the host's");
+    }
+    let mut request = Request::from_parts(head, axum::body::Body::from(body));
+    request.extensions_mut().insert(SignedByLink);
+    next.run(request).await
 }
 
 /// Writes from a page of another origin are refused (the cookie is SameSite=Strict too).
@@ -329,11 +445,19 @@ async fn join(
     State(api): State<Arc<Api>>,
     Path(code): Path<String>,
     ConnectInfo(from): ConnectInfo<SocketAddr>,
+    signed: Option<axum::Extension<SignedByLink>>,
     Json(req): Json<GuestJoinRequest>,
 ) -> Reply {
+    // Signed with the link's key: the link (which holds the PIN) is proof enough, and the
+    // PIN need not travel.
+    let pin = if signed.is_some() {
+        None
+    } else {
+        Some(req.pin.as_str())
+    };
     let (token, seat) = match api
         .core()
-        .guest_join(&code, &req.pin, &req.name, from.ip())
+        .guest_join(&code, pin, &req.name, from.ip())
         .await
     {
         Ok(joined) => joined,
@@ -523,6 +647,7 @@ async fn tunnelled(
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     http.extensions_mut()
         .insert(ConnectInfo(SocketAddr::new(ip, 0)));
+    http.extensions_mut().insert(Tunnelled);
     let Ok(response) = router.oneshot(http).await;
     let (parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_TUNNEL_BODY).await else {

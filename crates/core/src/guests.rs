@@ -50,6 +50,10 @@ pub const COMMENTS_PER_MINUTE: usize = 6;
 pub const MAX_GUEST_NAME: usize = 40;
 /// Hits of a guest's library search.
 pub const MAX_LIBRARY_HITS: usize = 20;
+/// How far a signed request's time may be from ours (phones' clocks are set by the network).
+pub const SIGNED_REQUEST_SKEW: Duration = Duration::from_secs(5 * 60);
+/// Nonces of signed requests remembered per page.
+const MAX_NONCES: usize = 50_000;
 /// Digits of a PIN.
 const PIN_DIGITS: usize = 6;
 
@@ -119,6 +123,11 @@ struct Guest {
 
 struct Page {
     playlist: String,
+    /// The link's key (in the URL's fragment, never sent): requests signed with it are
+    /// the page's own, whoever carried them (see [`Guests::link_key`]).
+    link_key: [u8; 16],
+    /// Signed requests' nonces seen lately, so none is taken twice, oldest first.
+    nonces: VecDeque<(u64, [u8; 16])>,
     /// The relay that forwards guests' requests for this page (`--relay`), by peer id.
     relay: Option<String>,
     /// Where the page answers: its URL's start (`http://<addr>:<port>`), then any other
@@ -223,6 +232,8 @@ impl Guests {
             code.clone(),
             Page {
                 playlist: playlist.to_string(),
+                link_key: rng.random(),
+                nonces: VecDeque::new(),
                 relay: None,
                 addresses: Vec::new(),
                 pin: pin.clone(),
@@ -314,6 +325,38 @@ impl Guests {
         self.lock().pages.get(code).map(|p| p.closed.clone())
     }
 
+    /// The key in page `code`'s link (the URL's fragment holds it as `k=`, hex).
+    pub fn link_key(&self, code: &str) -> Option<[u8; 16]> {
+        self.lock().pages.get(code).map(|p| p.link_key)
+    }
+
+    /// Takes signed request `nonce` (made at `at_ms`, Unix ms) on page `code` once: false
+    /// when seen already, or when `at_ms` is more than [`SIGNED_REQUEST_SKEW`] from `now_ms`.
+    pub fn fresh_nonce(&self, code: &str, nonce: [u8; 16], at_ms: u64, now_ms: u64) -> bool {
+        let skew = SIGNED_REQUEST_SKEW.as_millis() as u64;
+        if at_ms.abs_diff(now_ms) > skew {
+            return false;
+        }
+        let mut registry = self.lock();
+        let Some(page) = registry.pages.get_mut(code) else {
+            return false;
+        };
+        // What is older than the skew can no longer be offered: forget it.
+        while page
+            .nonces
+            .front()
+            .is_some_and(|(at, _)| now_ms.saturating_sub(*at) > 2 * skew)
+            || page.nonces.len() >= MAX_NONCES
+        {
+            page.nonces.pop_front();
+        }
+        if page.nonces.iter().any(|(_, n)| *n == nonce) {
+            return false;
+        }
+        page.nonces.push_back((now_ms, nonce));
+        true
+    }
+
     /// The code of `playlist`'s open page.
     pub fn code_of(&self, playlist: &str) -> Option<(String, String)> {
         self.lock()
@@ -325,10 +368,12 @@ impl Guests {
 
     /// Lets a guest in with the page's PIN under `name`; returns the cookie's value and the
     /// guest (a new key, so a new member of the session to everyone).
+    /// `pin`: what the guest typed, or `None` when the request was signed with the link's
+    /// key (which only the link holds, with the PIN).
     pub fn join(
         &self,
         code: &str,
-        pin: &str,
+        pin: Option<&str>,
         name: &str,
         from: IpAddr,
         now: Instant,
@@ -346,7 +391,9 @@ impl Guests {
                 retry_after: until.saturating_duration_since(now),
             });
         }
-        if !same_pin(pin.trim(), &page.pin) {
+        if let Some(pin) = pin
+            && !same_pin(pin.trim(), &page.pin)
+        {
             while page
                 .wrong
                 .front()
@@ -618,7 +665,7 @@ impl crate::Core {
     pub async fn guest_join(
         &self,
         code: &str,
-        pin: &str,
+        pin: Option<&str>,
         name: &str,
         from: IpAddr,
     ) -> Result<(String, Seat), GuestError> {
@@ -843,7 +890,7 @@ mod tests {
         );
         let now = Instant::now();
         let (token, seat) = guests
-            .join(&page.code, &page.pin, "  Dee  ", HERE, now)
+            .join(&page.code, Some(&page.pin), "  Dee  ", HERE, now)
             .expect("joins");
         assert_eq!(
             (seat.name.as_str(), seat.playlist.as_str()),
@@ -862,7 +909,7 @@ mod tests {
             "away too long"
         );
         assert!(matches!(
-            guests.join(&page.code, &page.pin, " ", HERE, now),
+            guests.join(&page.code, Some(&page.pin), " ", HERE, now),
             Err(JoinError::BadName(_))
         ));
     }
@@ -875,7 +922,7 @@ mod tests {
         for _ in 0..MAX_WRONG_PINS {
             assert_eq!(
                 guests
-                    .join(&page.code, &wrong(&page.pin), "x", HERE, now)
+                    .join(&page.code, Some(&wrong(&page.pin)), "x", HERE, now)
                     .err(),
                 Some(JoinError::WrongPin)
             );
@@ -883,31 +930,39 @@ mod tests {
         // Locked, even with the right PIN, here and (ten wrong in all) everywhere.
         for from in [HERE, THERE] {
             assert!(matches!(
-                guests.join(&page.code, &page.pin, "x", from, now),
+                guests.join(&page.code, Some(&page.pin), "x", from, now),
                 Err(JoinError::Locked { .. })
             ));
         }
         let after = now + LOCKOUT + Duration::from_millis(1);
-        assert!(guests.join(&page.code, &page.pin, "x", HERE, after).is_ok());
+        assert!(
+            guests
+                .join(&page.code, Some(&page.pin), "x", HERE, after)
+                .is_ok()
+        );
 
         // Nine wrong from one address and one from another lock everyone, not just one.
         let page = guests.open("q", None);
         for i in 0..MAX_WRONG_PINS {
             let from = if i == 0 { THERE } else { HERE };
-            let _ = guests.join(&page.code, &wrong(&page.pin), "x", from, now);
+            let _ = guests.join(&page.code, Some(&wrong(&page.pin)), "x", from, now);
         }
         assert!(matches!(
-            guests.join(&page.code, &page.pin, "x", THERE, now),
+            guests.join(&page.code, Some(&page.pin), "x", THERE, now),
             Err(JoinError::Locked { .. })
         ));
         // Wrong tries spread over more than a minute lock nothing.
         let page = guests.open("r", None);
         for i in 0..(2 * MAX_WRONG_PINS) as u64 {
             let at = now + Duration::from_secs(7 * i);
-            let _ = guests.join(&page.code, &wrong(&page.pin), "x", HERE, at);
+            let _ = guests.join(&page.code, Some(&wrong(&page.pin)), "x", HERE, at);
         }
         let at = now + Duration::from_secs(7 * 2 * MAX_WRONG_PINS as u64);
-        assert!(guests.join(&page.code, &page.pin, "x", HERE, at).is_ok());
+        assert!(
+            guests
+                .join(&page.code, Some(&page.pin), "x", HERE, at)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -916,10 +971,10 @@ mod tests {
         let page = guests.open("p", Some(2));
         let now = Instant::now();
         let (dee, _) = guests
-            .join(&page.code, &page.pin, "Dee", HERE, now)
+            .join(&page.code, Some(&page.pin), "Dee", HERE, now)
             .expect("dee");
         let (eli, eli_seat) = guests
-            .join(&page.code, &page.pin, "Eli", THERE, now)
+            .join(&page.code, Some(&page.pin), "Eli", THERE, now)
             .expect("eli");
         assert_eq!(guests.take_adds(&page.code, &dee, 2, now), Ok(()));
         assert_eq!(
@@ -941,8 +996,37 @@ mod tests {
         assert!(page.closed.is_cancelled());
         assert!(guests.seat(&page.code, &dee, now).is_none());
         assert_eq!(
-            guests.join(&page.code, &page.pin, "Dee", HERE, now).err(),
+            guests
+                .join(&page.code, Some(&page.pin), "Dee", HERE, now)
+                .err(),
             Some(JoinError::NoSuchPage)
+        );
+    }
+
+    #[test]
+    fn a_signed_requests_nonce_is_taken_once_and_only_when_fresh() {
+        let guests = Guests::default();
+        let page = guests.open("p", None);
+        let now = 1_800_000_000_000;
+        assert!(guests.fresh_nonce(&page.code, [1; 16], now, now));
+        assert!(
+            !guests.fresh_nonce(&page.code, [1; 16], now + 5, now + 10),
+            "a replay"
+        );
+        assert!(guests.fresh_nonce(&page.code, [2; 16], now - 1000, now));
+        let skew = SIGNED_REQUEST_SKEW.as_millis() as u64;
+        assert!(
+            !guests.fresh_nonce(&page.code, [3; 16], now - skew - 1, now),
+            "too old"
+        );
+        assert!(
+            !guests.fresh_nonce(&page.code, [4; 16], now + skew + 1, now),
+            "from the future"
+        );
+        assert!(!guests.fresh_nonce("nope", [5; 16], now, now));
+        assert_ne!(
+            guests.link_key(&page.code),
+            guests.link_key(&guests.open("q", None).code)
         );
     }
 

@@ -245,4 +245,24 @@ pub const TUNNEL_HEADERS: &[&str] = &[
     "x-content-type-options",
     "x-frame-options",
     "referrer-policy",
+    "x-wn-sig",
 ];
+
+/// The header of a request signed with the link's key:
+/// `<unix ms>.<nonce, 32 hex digits>.<HMAC-SHA256, 64 hex digits>` over
+/// [`signed_message`]. A relay, which never sees the link's fragment, can neither make nor
+/// replay one.
+pub const SIGNATURE_HEADER: &str = "x-wn-sig";
+
+/// What a guest page signs: the page's code, the time and nonce, the method, the path with
+/// its query, and the body's SHA-256 (hex), one per line.
+pub fn signed_message(
+    code: &str,
+    at_ms: u64,
+    nonce_hex: &str,
+    method: &str,
+    path: &str,
+    body_sha256_hex: &str,
+) -> String {
+    format!("{code}\n{at_ms}\n{nonce_hex}\n{method}\n{path}\n{body_sha256_hex}")
+}

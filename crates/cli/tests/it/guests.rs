@@ -16,6 +16,11 @@ pub struct Page {
     pub base: String,
     pub path: String,
     pub pin: String,
+    /// The link's key (`k=` in the fragment).
+    pub key: String,
+    /// Sign every request with it, as the guest page does when it has the whole link
+    /// (needed through a relay).
+    pub signed: bool,
 }
 
 fn open_page(host: &Node, id: &str) -> Page {
@@ -28,17 +33,41 @@ impl Page {
         let url = reply["url"].as_str().expect("url");
         let pin = reply["pin"].as_str().expect("pin").to_string();
         let (page, fragment) = url.split_once('#').expect("the PIN in the fragment");
-        assert_eq!(fragment, format!("pin={pin}"));
+        let key = fragment
+            .strip_prefix(&format!("pin={pin}&k="))
+            .unwrap_or_else(|| panic!("the PIN and the link's key in the fragment: {url}"))
+            .to_string();
+        assert_eq!(key.len(), 32, "{url}");
         assert!(
-            !page.contains(&pin),
-            "the PIN never goes in the path: {url}"
+            !page.contains(&pin) && !page.contains(&key),
+            "secrets in the path: {url}"
         );
         let (base, code) = page.split_once("/g/").expect("/g/<code>");
         Page {
             base: base.to_string(),
             path: format!("/g/{code}"),
             pin,
+            key,
+            signed: false,
         }
+    }
+
+    /// The `x-wn-sig` header of a request, as the guest page makes it.
+    pub fn signature(&self, method: &str, path: &str, body: &str) -> String {
+        use hmac::Mac as _;
+        use sha2::Digest as _;
+        let code = self.path.trim_start_matches("/g/");
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis();
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let body_hash = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+        let message = format!("{code}\n{at}\n{nonce}\n{method}\n{path}\n{body_hash}");
+        let key = hex::decode(&self.key).expect("hex key");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
+        mac.update(message.as_bytes());
+        format!("{at}.{nonce}.{}", hex::encode(mac.finalize().into_bytes()))
     }
 
     fn origin(&self) -> String {
@@ -49,6 +78,9 @@ impl Page {
     pub fn post(&self, what: &str, cookie: Option<&str>, body: &Value) -> (u16, String, String) {
         let host = self.base.trim_start_matches("http://").to_string();
         let origin = self.origin();
+        let path = format!("{}/{what}", self.path);
+        let body = body.to_string();
+        let signature = self.signature("POST", &path, &body);
         let mut headers = vec![
             ("Host", host.as_str()),
             ("Origin", origin.as_str()),
@@ -57,13 +89,10 @@ impl Page {
         if let Some(cookie) = cookie {
             headers.push(("Cookie", cookie));
         }
-        let raw = http_raw(
-            &self.base,
-            "POST",
-            &format!("{}/{what}", self.path),
-            &headers,
-            &body.to_string(),
-        );
+        if self.signed {
+            headers.push(("x-wn-sig", signature.as_str()));
+        }
+        let raw = http_raw(&self.base, "POST", &path, &headers, &body);
         let (status, body) = parse_response(&raw).expect("status");
         let head = raw.split("\r\n\r\n").next().unwrap_or("").to_string();
         (status, body, head)
@@ -80,12 +109,18 @@ impl Page {
         } else {
             format!("{}/{what}", self.path)
         };
+        let signature = self.signature("GET", &path, "");
+        if self.signed {
+            headers.push(("x-wn-sig", signature.as_str()));
+        }
         http(&self.base, "GET", &path, &headers, "")
     }
 
     /// Joins as `name`; the cookie to send back (`wn_guest=…`) and the guest's peer id.
     pub fn join(&self, name: &str) -> (String, String) {
-        let (status, body, head) = self.post("join", None, &json!({"pin": self.pin, "name": name}));
+        // Signed with the link's key, a join needs no PIN (and the relay never sees it).
+        let pin = if self.signed { "" } else { self.pin.as_str() };
+        let (status, body, head) = self.post("join", None, &json!({"pin": pin, "name": name}));
         assert_eq!(status, 200, "{head}\n{body}");
         let cookie = head
             .lines()
@@ -523,14 +558,43 @@ fn a_guest_joins_through_the_relay_and_the_tunnel_closes_when_the_host_goes() {
             .then_some(())
     });
     let (id, _) = create_shared(&a, "Far away");
-    let page = Page::opened(&cli_json(&a, &["session", "guests", &id, "on", "--relay"]));
+    let mut page = Page::opened(&cli_json(&a, &["session", "guests", &id, "on", "--relay"]));
     let base = guest_base
         .trim_start_matches("Guest pages at ")
         .trim_end_matches("/g/…");
     assert_eq!(page.base, base, "the URL is the relay's");
     let (status, html) = page.get("", None);
     assert_eq!(status, 200, "{html}");
+    // Through the relay, only what is signed with the link's key gets in: the relay (which
+    // never sees the fragment) can neither join with what it carries nor replay it.
+    let (status, body, _) = page.post("join", None, &json!({"pin": page.pin, "name": "Relay"}));
+    assert_eq!(status, 401, "an unsigned join through the relay: {body}");
+    page.signed = true;
     let (dee, _) = page.join("Dee");
+    let path = format!("{}/state", page.path);
+    let signature = page.signature("GET", &path, "");
+    let replay = |cookie: &str| {
+        http(
+            &page.base,
+            "GET",
+            &path,
+            &[("Cookie", cookie), ("x-wn-sig", signature.as_str())],
+            "",
+        )
+        .0
+    };
+    assert_eq!(replay(&dee), 200);
+    assert_eq!(replay(&dee), 401, "a replayed request");
+    let mut forged = page.signature("GET", &path, "");
+    forged.replace_range(forged.len() - 2.., "00");
+    let (status, _) = http(
+        &page.base,
+        "GET",
+        &path,
+        &[("Cookie", dee.as_str()), ("x-wn-sig", forged.as_str())],
+        "",
+    );
+    assert_eq!(status, 401, "a forged signature");
     let (status, body, _) = page.post(
         "tracks",
         Some(&dee),
@@ -542,13 +606,15 @@ fn a_guest_joins_through_the_relay_and_the_tunnel_closes_when_the_host_goes() {
     // A long poll through the tunnel gets the next change.
     let version = page.state(&dee)["version"].as_u64().expect("version");
     let waiting = {
-        let (base, path, dee) = (page.base.clone(), page.path.clone(), dee.clone());
+        let (base, dee) = (page.base.clone(), dee.clone());
+        let path = format!("{}/state?since={version}", page.path);
+        let signature = page.signature("GET", &path, "");
         std::thread::spawn(move || {
             http(
                 &base,
                 "GET",
-                &format!("{path}/state?since={version}"),
-                &[("Cookie", dee.as_str())],
+                &path,
+                &[("Cookie", dee.as_str()), ("x-wn-sig", signature.as_str())],
                 "",
             )
         })
@@ -558,9 +624,6 @@ fn a_guest_joins_through_the_relay_and_the_tunnel_closes_when_the_host_goes() {
     let (status, body) = waiting.join().expect("long poll");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Next one"), "{body}");
-    // Wrong PINs through the relay count per guest address, as on the LAN.
-    let (status, _, _) = page.post("join", None, &json!({"pin": "x", "name": "Mal"}));
-    assert_eq!(status, 401);
 
     // The host goes: the relay forgets its page.
     a.stop_with(nix::sys::signal::Signal::SIGTERM);

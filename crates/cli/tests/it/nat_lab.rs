@@ -23,6 +23,9 @@ use serde_json::Value;
 const PUBLIC_PREFIX: &str = "198.18.0";
 const RELAY_IP: &str = "198.18.0.1";
 
+/// Labs made so far by this process.
+static LABS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Network namespaces, deleted on drop.
 struct Lab {
     prefix: String,
@@ -40,7 +43,12 @@ impl Lab {
             return Err("not root: network namespaces need CAP_SYS_ADMIN".into());
         }
         let mut lab = Lab {
-            prefix: format!("wn{tag}{}", std::process::id()),
+            // Tests run in parallel in one process: each lab its own names.
+            prefix: format!(
+                "wn{tag}{}-{}",
+                std::process::id(),
+                LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
             namespaces: vec![],
         };
         for name in names {
@@ -574,7 +582,8 @@ fn a_guest_on_the_public_segment_joins_a_host_behind_nat_through_the_relay() {
     });
     let (id, _) = crate::support::create_shared(&a, "Behind the NAT");
     let reply = crate::support::cli_json(&a, &["session", "guests", &id, "on", "--relay"]);
-    let page = crate::guests::Page::opened(&reply);
+    let mut page = crate::guests::Page::opened(&reply);
+    page.signed = true;
     assert_eq!(page.base, format!("http://{RELAY_IP}:8080"), "{reply}");
     // From C's namespace (the public segment): join, add, read the session back.
     let started = Instant::now();
