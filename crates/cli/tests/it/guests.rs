@@ -624,6 +624,44 @@ fn a_guest_joins_through_the_relay_and_the_tunnel_closes_when_the_host_goes() {
     let (status, body) = waiting.join().expect("long poll");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Next one"), "{body}");
+    // An edit on the host → a guest waiting through the tunnel, 20 times (printed).
+    let page = Arc::new(page);
+    let mut delays = Vec::new();
+    for i in 0..20 {
+        let title = format!("edit {i}");
+        let (waiting_page, cookie, wanted) = (Arc::clone(&page), dee.clone(), title.clone());
+        let since = page.state(&dee)["version"].as_u64().expect("version");
+        let waiter = std::thread::spawn(move || {
+            // Another change (a ping's round trip) may answer first: ask again, a few times.
+            let mut since = since;
+            for _ in 0..10 {
+                let (status, body) =
+                    waiting_page.get(&format!("state?since={since}"), Some(&cookie));
+                assert_eq!(status, 200, "{body}");
+                if body.contains(&wanted) {
+                    return Instant::now();
+                }
+                let state: Value = serde_json::from_str(&body).expect("json");
+                since = state["version"].as_u64().expect("version");
+            }
+            panic!("{wanted} never reached the guest");
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let edited = Instant::now();
+        add_track(&a, &id, &title);
+        delays.push(
+            waiter
+                .join()
+                .expect("waiter")
+                .saturating_duration_since(edited),
+        );
+    }
+    delays.sort();
+    println!(
+        "edit on the host → a guest's long poll through the relay: p50 {:?}, p99 {:?} (incl. the CLI's start)",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
 
     // The host goes: the relay forgets its page.
     a.stop_with(nix::sys::signal::Signal::SIGTERM);
