@@ -675,7 +675,11 @@ playlist: string,
 /**
  * Whether this browser's cookie is a guest's still in.
  */
-joined: boolean, };
+joined: boolean, 
+/**
+ * That guest's peer id (what its page signs as).
+ */
+me?: string | null, };
 
 export type GuestJoinRequest = { pin: string, name: string, };
 

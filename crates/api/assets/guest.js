@@ -83,6 +83,9 @@ const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0'))
 /** @param {string} text */
 const unhex = (text) => Uint8Array.from(text.match(/../g) || [], (b) => parseInt(b, 16));
 
+/** Who this page signs as: its guest's peer id, once in. */
+let me = '';
+
 /** The `x-wn-sig` header of a request, when this page has its link's key.
  *  @param {string} method @param {string} path @param {string} body */
 function signature(method, path, body) {
@@ -90,7 +93,7 @@ function signature(method, path, body) {
   const encoder = new TextEncoder();
   const at = Date.now();
   const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
-  const message = [code, at, nonce, method, path, hex(sha256(encoder.encode(body)))].join('\n');
+  const message = [code, me, at, nonce, method, path, hex(sha256(encoder.encode(body)))].join('\n');
   return `${at}.${nonce}.${hex(hmacSha256(unhex(linkKey), encoder.encode(message)))}`;
 }
 /** @param {string} id */
@@ -284,7 +287,8 @@ function wire() {
       return;
     }
     try {
-      await call('join', { pin: linkKey ? '' : pin, name });
+      const joined = /** @type {import('./api').GuestJoinReply} */ (await call('join', { pin: linkKey ? '' : pin, name }));
+      me = joined.peer_id;
       enter();
     } catch (err) {
       if (/** @type {any} */ (err).status === 401) {
@@ -342,6 +346,7 @@ async function start() {
   try {
     const info = await call('info');
     $('join-what').textContent = info.playlist ? `: ${info.playlist}` : '';
+    me = info.me || '';
     if (info.joined) enter();
     else showJoin();
   } catch (e) {

@@ -65,9 +65,8 @@ impl From<GuestError> for ApiError {
         };
         let status = match &err {
             GuestError::Join(JoinError::WrongPin) | GuestError::NotIn => StatusCode::UNAUTHORIZED,
-            GuestError::Join(JoinError::Locked { .. }) | GuestError::Limit(_) => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            GuestError::Join(JoinError::Locked { .. } | JoinError::TooManyJoins)
+            | GuestError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
             GuestError::Join(JoinError::NoSuchPage) => StatusCode::NOT_FOUND,
             GuestError::Join(JoinError::BadName(_)) => StatusCode::BAD_REQUEST,
             GuestError::Join(JoinError::Full) => StatusCode::SERVICE_UNAVAILABLE,
@@ -339,8 +338,14 @@ async fn link_signatures(State(api): State<Arc<Api>>, request: Request, next: Ne
         use sha2::Digest as _;
         hex::encode(sha2::Sha256::digest(&body))
     };
+    // Who signs: the guest behind the cookie (a relay cannot move a guest's signed request
+    // onto another guest's cookie), or nobody yet.
+    let who = cookie_token(&head.headers)
+        .and_then(|token| api.core().guests().peer_of(&code, &token))
+        .unwrap_or_default();
     let message = signed_message(
         &code,
+        &who,
         at_ms,
         nonce,
         head.method.as_str(),
@@ -433,10 +438,13 @@ async fn info(State(api): State<Arc<Api>>, Path(code): Path<String>, headers: He
         .find(|p| p.id == playlist)
         .map(|p| p.name.clone())
         .unwrap_or_default();
-    let joined = seat(&api, &code, &headers).is_ok();
+    let me = seat(&api, &code, &headers)
+        .ok()
+        .map(|(_, seat)| seat.peer_id);
     Ok(Json(GuestPageInfo {
         playlist: name,
-        joined,
+        joined: me.is_some(),
+        me,
     })
     .into_response())
 }

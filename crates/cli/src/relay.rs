@@ -39,7 +39,7 @@ pub struct RelayArgs {
     /// ID on --relay` on the host). 0 picks a free port.
     #[arg(long, value_name = "PORT")]
     guest_http: Option<u16>,
-    /// How guests reach that port, e.g. http://relay.example.org:8080 (default: the first
+    /// How guests reach that port, e.g. `http://relay.example.org:8080` (default: the first
     /// --listen address's IP and the port).
     #[arg(long, value_name = "URL", requires = "guest_http")]
     guest_url: Option<String>,

@@ -48,6 +48,10 @@ pub const MAX_GUESTS_PER_PAGE: usize = 500;
 pub const COMMENTS_PER_MINUTE: usize = 6;
 /// Longest guest name, in characters.
 pub const MAX_GUEST_NAME: usize = 40;
+/// Joins one address may make per [`JOIN_WINDOW`] (each is a new member of the playlist;
+/// a party behind one router still fits).
+pub const JOINS_PER_ADDRESS: usize = 30;
+pub const JOIN_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// Hits of a guest's library search.
 pub const MAX_LIBRARY_HITS: usize = 20;
 /// How far a signed request's time may be from ours (phones' clocks are set by the network).
@@ -70,6 +74,8 @@ pub enum JoinError {
     BadName(String),
     #[error("this session has as many guests as it takes ({MAX_GUESTS_PER_PAGE})")]
     Full,
+    #[error("too many guests joined from this address lately; try again in a few minutes")]
+    TooManyJoins,
 }
 
 /// Why a guest's edit was not taken (before the session's own rules are asked).
@@ -140,6 +146,8 @@ struct Page {
     guests: HashMap<[u8; 32], Guest>,
     /// Wrong PINs: when, and from where.
     wrong: VecDeque<(Instant, IpAddr)>,
+    /// Joins of the last [`JOIN_WINDOW`]: when, and from where.
+    joins: VecDeque<(Instant, IpAddr)>,
     /// Until when an address (or, under `None`, everyone) may not try.
     locked: HashMap<Option<IpAddr>, Instant>,
 }
@@ -241,6 +249,7 @@ impl Guests {
                 adds_per_hour: adds_per_hour.unwrap_or(DEFAULT_ADDS_PER_HOUR),
                 guests: HashMap::new(),
                 wrong: VecDeque::new(),
+                joins: VecDeque::new(),
                 locked: HashMap::new(),
             },
         );
@@ -294,6 +303,16 @@ impl Guests {
             page.relay = Some(peer.to_string());
             page.addresses.insert(0, base);
         }
+    }
+
+    /// The codes of the pages relay `peer` forwards.
+    pub fn relayed_codes(&self, peer: &str) -> Vec<String> {
+        self.lock()
+            .pages
+            .iter()
+            .filter(|(_, p)| p.relay.as_deref() == Some(peer))
+            .map(|(code, _)| code.clone())
+            .collect()
     }
 
     /// Whether relay `peer` may forward requests for page `code` (it is the one the page
@@ -412,6 +431,21 @@ impl Guests {
             return Err(JoinError::WrongPin);
         }
         let name = clean_guest_name(name).map_err(JoinError::BadName)?;
+        // Each join is a new member in the playlist: one address makes only so many.
+        while page
+            .joins
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= JOIN_WINDOW)
+        {
+            page.joins.pop_front();
+        }
+        // (Loopback is this machine: the host trying its own page, or tests of many.)
+        if !from.is_loopback()
+            && page.joins.iter().filter(|(_, ip)| *ip == from).count() >= JOINS_PER_ADDRESS
+        {
+            return Err(JoinError::TooManyJoins);
+        }
+        page.joins.push_back((now, from));
         page.guests
             .retain(|_, g| now.saturating_duration_since(g.last_seen) < GUEST_GRACE);
         if page.guests.len() >= MAX_GUESTS_PER_PAGE {
@@ -454,6 +488,17 @@ impl Guests {
             name: guest.name.clone(),
             key: guest.key.clone(),
         })
+    }
+
+    /// The peer id of the guest whose cookie is `token` on page `code` (no refresh of its
+    /// grace: this only names who signs).
+    pub fn peer_of(&self, code: &str, token: &str) -> Option<String> {
+        self.lock()
+            .pages
+            .get(code)?
+            .guests
+            .get(&token_hash(token))
+            .map(|g| g.peer_id.clone())
     }
 
     /// Counts `count` new tracks of a guest against the host's hourly limit, if there is room.
@@ -992,6 +1037,10 @@ mod tests {
         assert_eq!(guests.remove("p", "Eli"), Some(eli_seat.peer_id));
         assert!(guests.seat(&page.code, &eli, now).is_none());
         assert!(guests.seat(&page.code, &dee, now).is_some());
+        assert_eq!(
+            guests.peer_of(&page.code, &dee),
+            guests.seat(&page.code, &dee, now).map(|s| s.peer_id)
+        );
         assert!(guests.close("p"));
         assert!(page.closed.is_cancelled());
         assert!(guests.seat(&page.code, &dee, now).is_none());
@@ -1027,6 +1076,37 @@ mod tests {
         assert_ne!(
             guests.link_key(&page.code),
             guests.link_key(&guests.open("q", None).code)
+        );
+    }
+
+    #[test]
+    fn one_address_joins_only_so_many_times() {
+        let guests = Guests::default();
+        let page = guests.open("p", None);
+        let now = Instant::now();
+        for i in 0..JOINS_PER_ADDRESS {
+            assert!(
+                guests
+                    .join(&page.code, Some(&page.pin), &format!("g{i}"), HERE, now)
+                    .is_ok()
+            );
+        }
+        assert_eq!(
+            guests
+                .join(&page.code, Some(&page.pin), "one more", HERE, now)
+                .err(),
+            Some(JoinError::TooManyJoins)
+        );
+        assert!(
+            guests
+                .join(&page.code, Some(&page.pin), "elsewhere", THERE, now)
+                .is_ok()
+        );
+        let later = now + JOIN_WINDOW;
+        assert!(
+            guests
+                .join(&page.code, Some(&page.pin), "later", HERE, later)
+                .is_ok()
         );
     }
 

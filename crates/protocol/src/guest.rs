@@ -65,6 +65,10 @@ pub struct GuestPageInfo {
     pub playlist: String,
     /// Whether this browser's cookie is a guest's still in.
     pub joined: bool,
+    /// That guest's peer id (what its page signs as).
+    #[serde(default)]
+    #[ts(optional = nullable)]
+    pub me: Option<String>,
 }
 
 /// `POST /g/<code>/join`.
@@ -254,15 +258,18 @@ pub const TUNNEL_HEADERS: &[&str] = &[
 /// replay one.
 pub const SIGNATURE_HEADER: &str = "x-wn-sig";
 
-/// What a guest page signs: the page's code, the time and nonce, the method, the path with
-/// its query, and the body's SHA-256 (hex), one per line.
+/// What a guest page signs: the page's code, who signs (the guest's peer id once it has
+/// joined, else empty: so a request cannot be passed off with another guest's cookie), the
+/// time and nonce, the method, the path with its query, and the body's SHA-256 (hex), one
+/// per line.
 pub fn signed_message(
     code: &str,
+    who: &str,
     at_ms: u64,
     nonce_hex: &str,
     method: &str,
     path: &str,
     body_sha256_hex: &str,
 ) -> String {
-    format!("{code}\n{at_ms}\n{nonce_hex}\n{method}\n{path}\n{body_sha256_hex}")
+    format!("{code}\n{who}\n{at_ms}\n{nonce_hex}\n{method}\n{path}\n{body_sha256_hex}")
 }

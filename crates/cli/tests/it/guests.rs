@@ -21,6 +21,8 @@ pub struct Page {
     /// Sign every request with it, as the guest page does when it has the whole link
     /// (needed through a relay).
     pub signed: bool,
+    /// Who the page signs as: the last guest it joined as (when signing).
+    pub me: std::sync::Mutex<String>,
 }
 
 fn open_page(host: &Node, id: &str) -> Page {
@@ -49,11 +51,18 @@ impl Page {
             pin,
             key,
             signed: false,
+            me: std::sync::Mutex::new(String::new()),
         }
     }
 
     /// The `x-wn-sig` header of a request, as the guest page makes it.
     pub fn signature(&self, method: &str, path: &str, body: &str) -> String {
+        let who = self.me.lock().expect("me").clone();
+        self.signature_as(&who, method, path, body)
+    }
+
+    /// [`Page::signature`] as guest `who` (a peer id; empty before joining).
+    pub fn signature_as(&self, who: &str, method: &str, path: &str, body: &str) -> String {
         use hmac::Mac as _;
         use sha2::Digest as _;
         let code = self.path.trim_start_matches("/g/");
@@ -63,7 +72,7 @@ impl Page {
             .as_millis();
         let nonce = hex::encode(rand::random::<[u8; 16]>());
         let body_hash = hex::encode(sha2::Sha256::digest(body.as_bytes()));
-        let message = format!("{code}\n{at}\n{nonce}\n{method}\n{path}\n{body_hash}");
+        let message = format!("{code}\n{who}\n{at}\n{nonce}\n{method}\n{path}\n{body_hash}");
         let key = hex::decode(&self.key).expect("hex key");
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
         mac.update(message.as_bytes());
@@ -118,8 +127,10 @@ impl Page {
 
     /// Joins as `name`; the cookie to send back (`wn_guest=…`) and the guest's peer id.
     pub fn join(&self, name: &str) -> (String, String) {
-        // Signed with the link's key, a join needs no PIN (and the relay never sees it).
+        // Signed with the link's key, a join needs no PIN (and the relay never sees it); it
+        // is signed by nobody yet.
         let pin = if self.signed { "" } else { self.pin.as_str() };
+        self.me.lock().expect("me").clear();
         let (status, body, head) = self.post("join", None, &json!({"pin": pin, "name": name}));
         assert_eq!(status, 200, "{head}\n{body}");
         let cookie = head
@@ -140,6 +151,7 @@ impl Page {
         }
         let pair = cookie.split(';').next().expect("pair").to_string();
         let reply: Value = serde_json::from_str(&body).expect("json");
+        *self.me.lock().expect("me") = reply["peer_id"].as_str().unwrap_or("").to_string();
         (
             pair,
             reply["peer_id"].as_str().expect("peer id").to_string(),
@@ -595,6 +607,19 @@ fn a_guest_joins_through_the_relay_and_the_tunnel_closes_when_the_host_goes() {
         "",
     );
     assert_eq!(status, 401, "a forged signature");
+    // Nor can a guest's signed request be passed off with another guest's cookie.
+    let dee_peer = page.me.lock().expect("me").clone();
+    let (eli, _) = page.join("Eli");
+    let as_dee = page.signature_as(&dee_peer, "GET", &path, "");
+    let (status, _) = http(
+        &page.base,
+        "GET",
+        &path,
+        &[("Cookie", eli.as_str()), ("x-wn-sig", as_dee.as_str())],
+        "",
+    );
+    assert_eq!(status, 401, "Dee's signature on Eli's cookie");
+    *page.me.lock().expect("me") = dee_peer;
     let (status, body, _) = page.post(
         "tracks",
         Some(&dee),
@@ -662,6 +687,15 @@ fn a_guest_joins_through_the_relay_and_the_tunnel_closes_when_the_host_goes() {
         delays[delays.len() / 2],
         delays[delays.len() - 1]
     );
+
+    // The host's network service dies: the controller restarts it, it reconnects to the
+    // relay and registers the page again; the same link works.
+    let service = a.service_pid();
+    assert!(signal(service, nix::sys::signal::Signal::SIGKILL));
+    wait_until("the page back on the relay", PATIENCE, || {
+        let restarted = a.status()?["service"]["pid"].as_u64()? as u32 != service;
+        (restarted && page.get("state", Some(&dee)).0 == 200).then_some(())
+    });
 
     // The host goes: the relay forgets its page.
     a.stop_with(nix::sys::signal::Signal::SIGTERM);

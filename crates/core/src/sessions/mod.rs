@@ -821,7 +821,10 @@ impl Actor {
                 AppProtocol::Blob => self.on_blob(via, peer_id, request_id, body),
                 AppProtocol::GuestHttp => self.on_guest_http(via, peer_id, request_id, body),
             },
-            Event::ConnectionEstablished(info) => self.on_connected(via, info.peer_id),
+            Event::ConnectionEstablished(info) => {
+                self.reregister_guest_pages(&via, &info.peer_id);
+                self.on_connected(via, info.peer_id);
+            }
             Event::ConnectionClosed { peer_id, .. } => {
                 let still = via
                     .state
@@ -843,6 +846,34 @@ impl Actor {
     /// A peer connected to `via`: if it is a member of playlists that service serves, prove
     /// our keys again so both sides re-admit each other and catch up (after a restart, or
     /// being offline).
+    /// A relay that forwards our guest pages is connected again (after it or our service
+    /// restarted, or the network came back): it forgot them when we went, so tell it again.
+    fn reregister_guest_pages(&self, via: &ServiceHandle, peer: &str) {
+        use whatnext_protocol::guest::TunnelRequest;
+        let codes = self.ctx.guests.relayed_codes(peer);
+        if codes.is_empty() {
+            return;
+        }
+        let body = serde_json::to_value(TunnelRequest::Register { codes }).unwrap_or(Value::Null);
+        let (client, peer) = (via.client.clone(), peer.to_string());
+        tokio::spawn(async move {
+            let answer = client
+                .app_request(
+                    peer.clone(),
+                    AppProtocol::GuestHttp,
+                    body,
+                    work::REQUEST_TIMEOUT,
+                )
+                .await;
+            match answer {
+                Ok(_) => tracing::info!("guest pages registered again with relay {peer}"),
+                Err(err) => {
+                    tracing::warn!("could not register guest pages again with relay {peer}: {err}")
+                }
+            }
+        });
+    }
+
     fn on_connected(&self, via: ServiceHandle, peer: String) {
         let shared: Vec<(String, String)> = self
             .book
