@@ -301,6 +301,7 @@ impl Guests {
             .find(|p| p.playlist == playlist)
         {
             page.relay = Some(peer.to_string());
+            page.addresses.retain(|a| *a != base);
             page.addresses.insert(0, base);
         }
     }
@@ -590,15 +591,6 @@ impl Guests {
             .map(|(k, _)| *k)
             .or_else(|| (by_name.len() == 1).then(|| by_name[0]))?;
         page.guests.remove(&key).map(|g| g.peer_id)
-    }
-
-    /// The playlists with a guest page open.
-    pub fn open_playlists(&self) -> Vec<String> {
-        self.lock()
-            .pages
-            .values()
-            .map(|p| p.playlist.clone())
-            .collect()
     }
 }
 
