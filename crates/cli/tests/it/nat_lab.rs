@@ -300,13 +300,7 @@ fn open(node: &Node, link: &str) -> (Value, Duration) {
 
 #[test]
 fn peers_behind_two_nats_meet_through_the_relay_then_go_direct() {
-    let lab = match Lab::up() {
-        Ok(lab) => lab,
-        Err(why) => {
-            eprintln!("SKIPPED: the NAT lab needs network namespaces: {why}");
-            return;
-        }
-    };
+    let Some(lab) = lab_or_skip() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     let relay = Relay::start(&lab.ns("relay"), dir.path());
     let relay_addr = relay.tcp_addr();
@@ -542,6 +536,13 @@ fn doctor_names_a_missing_network_as_the_cause() {
     );
 }
 
+/// The lab, or `None` with a message where network namespaces cannot be made.
+fn lab_or_skip() -> Option<Lab> {
+    Lab::up()
+        .map_err(|why| eprintln!("SKIPPED: the NAT lab needs network namespaces: {why}"))
+        .ok()
+}
+
 /// Runs `work` on a thread inside network namespace `ns` (its sockets are that
 /// namespace's), as a program there would.
 fn in_netns<T: Send + 'static>(ns: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
@@ -559,13 +560,7 @@ fn in_netns<T: Send + 'static>(ns: &str, work: impl FnOnce() -> T + Send + 'stat
 /// guest page on the relay and joins: the relay forwards over the host's connection to it.
 #[test]
 fn a_guest_on_the_public_segment_joins_a_host_behind_nat_through_the_relay() {
-    let lab = match Lab::up() {
-        Ok(lab) => lab,
-        Err(why) => {
-            eprintln!("SKIPPED: the NAT lab needs network namespaces: {why}");
-            return;
-        }
-    };
+    let Some(lab) = lab_or_skip() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     let relay = Relay::start(&lab.ns("relay"), dir.path());
     let relay_addr = relay.tcp_addr();
