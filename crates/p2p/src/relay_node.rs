@@ -2,6 +2,8 @@
 //! that runs on a server with no UI. It relays (circuit relay v2, with limits) for peers
 //! behind NATs until they punch a hole, serves the DHT (`/whatnext/kad/1.0.0`) so peers can
 //! be found by id, and answers AutoNAT probes so peers learn whether they are reachable.
+//! With `--guest-http` it also carries hosts' guest pages to guests off their LAN
+//! ([`crate::guest_tunnel`]).
 //! It keeps no state but its identity, which the caller loads.
 
 use std::time::Duration;

@@ -843,9 +843,6 @@ impl Actor {
         }
     }
 
-    /// A peer connected to `via`: if it is a member of playlists that service serves, prove
-    /// our keys again so both sides re-admit each other and catch up (after a restart, or
-    /// being offline).
     /// A relay that forwards our guest pages is connected again (after it or our service
     /// restarted, or the network came back): it forgot them when we went, so tell it again.
     fn reregister_guest_pages(&self, via: &ServiceHandle, peer: &str) {
@@ -874,6 +871,9 @@ impl Actor {
         });
     }
 
+    /// A peer connected to `via`: if it is a member of playlists that service serves, prove
+    /// our keys again so both sides re-admit each other and catch up (after a restart, or
+    /// being offline).
     fn on_connected(&self, via: ServiceHandle, peer: String) {
         let shared: Vec<(String, String)> = self
             .book
@@ -1111,8 +1111,6 @@ impl Actor {
         });
     }
 
-    /// A member asks for audio: served (by a task) when it is admitted to the playlist the
-    /// request names.
     /// A guest's HTTP request through the relay our guest page registered with: answered
     /// by the API as the page would. Nobody else may send these.
     fn on_guest_http(&mut self, via: ServiceHandle, peer: String, request_id: u64, body: Value) {
@@ -1161,6 +1159,8 @@ impl Actor {
         });
     }
 
+    /// A member asks for audio: served (by a task) when it is admitted to the playlist the
+    /// request names.
     fn on_blob(&mut self, via: ServiceHandle, peer: String, request_id: u64, body: Value) {
         let refuse = |reason: &str| {
             serde_json::to_value(BlobResponse::Refused {
