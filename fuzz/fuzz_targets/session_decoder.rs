@@ -1,7 +1,8 @@
 //! What a peer sends on /whatnext/handshake/1.0.0 and /whatnext/sync/2.0.0, as the
 //! controller reads it: JSON into the typed messages, then the packed updates of a `push` or
 //! `updates` unpacked (base64 → LZ4 with a size cap), then read as signed envelopes and
-//! their signatures checked. Never a panic, never an allocation beyond the cap.
+//! their signatures checked; and the guest tunnel's messages (a relay and a host read each
+//! other's). Never a panic, never an allocation beyond the cap.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -37,6 +38,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    // The guest tunnel: what a host sends a relay and back, and the guest API's bodies.
+    let _ = serde_json::from_slice::<whatnext_protocol::guest::TunnelRequest>(data);
+    let _ = serde_json::from_slice::<whatnext_protocol::guest::TunnelResponse>(data);
+    let _ = serde_json::from_slice::<whatnext_protocol::guest::GuestJoinRequest>(data);
+    let _ = serde_json::from_slice::<whatnext_protocol::guest::GuestTrackRequest>(data);
+    let _ = serde_json::from_slice::<whatnext_protocol::guest::GuestVoteRequest>(data);
+    let _ = serde_json::from_slice::<whatnext_protocol::guest::GuestCommentRequest>(data);
     // The store's own records of envelopes.
     if let Ok(envelope) = Envelope::decode(data) {
         let _ = envelope.verify("p");
