@@ -180,11 +180,7 @@ fn same_pin(typed: &str, pin: &str) -> bool {
 
 /// A name as guests may give it: trimmed, one line, not empty, not too long.
 pub fn clean_guest_name(name: &str) -> Result<String, String> {
-    let name: String = name
-        .trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let name = whatnext_protocol::playlist::clean_display_name(name);
     if name.is_empty() {
         return Err("type the name the others should see".into());
     }
@@ -526,6 +522,18 @@ impl Guests {
         Ok(())
     }
 
+    /// Gives back the last add counted for a guest (the add itself was refused).
+    pub fn refund_add(&self, code: &str, token: &str) {
+        if let Some(guest) = self
+            .lock()
+            .pages
+            .get_mut(code)
+            .and_then(|p| p.guests.get_mut(&token_hash(token)))
+        {
+            guest.adds.pop_back();
+        }
+    }
+
     /// Counts a comment of a guest, if there is room in its minute.
     pub fn take_comment(&self, code: &str, token: &str, now: Instant) -> Result<(), GuestLimit> {
         let mut registry = self.lock();
@@ -795,7 +803,8 @@ impl crate::Core {
                 let ids = store.add_tracks_for_guest(&id, &[track], &guest, &key, now)?;
                 Ok((ids, Some(id)))
             })
-            .await?;
+            .await
+            .inspect_err(|_| self.guests.refund_add(code, token))?;
         added
             .into_iter()
             .next()
@@ -1019,6 +1028,14 @@ mod tests {
             Err(GuestLimit::Adds(2))
         );
         let hour = now + Duration::from_secs(3600);
+        assert_eq!(guests.take_adds(&page.code, &dee, 1, hour), Ok(()));
+        // A refused add gives its room back.
+        assert_eq!(guests.take_adds(&page.code, &dee, 1, hour), Ok(()));
+        assert_eq!(
+            guests.take_adds(&page.code, &dee, 1, hour),
+            Err(GuestLimit::Adds(2))
+        );
+        guests.refund_add(&page.code, &dee);
         assert_eq!(guests.take_adds(&page.code, &dee, 1, hour), Ok(()));
         let (list, limit) = guests.list("p", now).expect("open");
         assert_eq!(limit, 2);

@@ -206,6 +206,31 @@ pub fn cut_to(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// Most artists one track names (one edit must not bloat every replica).
+pub const MAX_ARTISTS: usize = 32;
+
+/// A person's name as others are shown it: without control characters (terminal escapes)
+/// and without the invisible characters that reorder or hide text (bidi overrides and
+/// isolates, zero-width marks), which would let "\u{202e}nnA" pass for "Ann"; trimmed.
+pub fn clean_display_name(name: &str) -> String {
+    let invisible = |c: char| {
+        matches!(
+            c,
+            '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
+        )
+    };
+    name.chars()
+        .filter(|c| !invisible(*c))
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 /// The end of a peer id, enough to tell two people apart by eye.
 pub fn short_peer(peer_id: &str) -> String {
     let start = peer_id.char_indices().rev().nth(3).map_or(0, |(i, _)| i);

@@ -18,7 +18,8 @@ use loro::{
 use std::{collections::HashSet, str::FromStr as _};
 
 use whatnext_protocol::playlist::{
-    Author, Content, NewTrack, Playlist, PlaylistSummary, QueueMode, Track,
+    Author, Content, MAX_ARTISTS, NewTrack, Playlist, PlaylistSummary, QueueMode, Track,
+    clean_display_name,
 };
 
 use crate::error::StoreError;
@@ -85,10 +86,10 @@ pub fn validate_import(playlist: &Playlist) -> Result<(), StoreError> {
         }
     }
     check_peer_id("the owner", &playlist.owner.peer_id)?;
-    clean("owner's display name", &playlist.owner.display_name, false)?;
+    clean_name("owner's display name", &playlist.owner.display_name)?;
     for member in &playlist.collaborators {
         check_peer_id("a collaborator", &member.peer_id)?;
-        clean("collaborator's display name", &member.display_name, false)?;
+        clean_name("collaborator's display name", &member.display_name)?;
     }
     let mut seen = HashSet::with_capacity(playlist.tracks.len());
     for (i, track) in playlist.tracks.iter().enumerate() {
@@ -109,9 +110,25 @@ pub fn validate_import(playlist: &Playlist) -> Result<(), StoreError> {
             &format!("track {n} ({:?}) added_by", track.id),
             &track.added_by.peer_id,
         )?;
-        clean("added_by display name", &track.added_by.display_name, false)?;
+        clean_name("added_by display name", &track.added_by.display_name)?;
     }
     Ok(())
+}
+
+/// A person's name, cleaned as [`clean_display_name`] says, then checked as [`clean`].
+pub(crate) fn clean_name(field: &str, name: &str) -> Result<String, StoreError> {
+    clean(field, &clean_display_name(name), false)
+}
+
+/// A track's artists: each one checked, at most [`MAX_ARTISTS`].
+fn clean_artists(artists: &[String]) -> Result<Vec<String>, StoreError> {
+    if artists.len() > MAX_ARTISTS {
+        return Err(StoreError::Invalid(format!(
+            "a track names {} artists; the limit is {MAX_ARTISTS}",
+            artists.len()
+        )));
+    }
+    artists.iter().map(|a| clean("artist", a, true)).collect()
 }
 
 pub(crate) fn clean(field: &str, text: &str, required: bool) -> Result<String, StoreError> {
@@ -210,7 +227,10 @@ impl PlaylistDoc {
         meta.insert("name", name)?;
         meta.insert("description", description)?;
         meta.insert("owner_peer", owner.peer_id.as_str())?;
-        meta.insert("owner_name", owner.display_name.as_str())?;
+        meta.insert(
+            "owner_name",
+            clean_name("display name", &owner.display_name)?,
+        )?;
         meta.insert("queue_mode", QueueMode::FreeForAll.as_str())?;
         meta.insert("created_at", now as i64)?;
         meta.insert("updated_at", now as i64)?;
@@ -323,10 +343,7 @@ impl PlaylistDoc {
         let mut checked = Vec::with_capacity(tracks.len());
         for track in tracks {
             let title = clean("title", &track.title, true)?;
-            let mut artists = Vec::new();
-            for artist in &track.artists {
-                artists.push(clean("artist", artist, true)?);
-            }
+            let artists = clean_artists(&track.artists)?;
             let album = track
                 .album
                 .as_deref()
@@ -373,7 +390,10 @@ impl PlaylistDoc {
                 insert_content(&map, content)?;
             }
             map.insert("added_by_peer", by.peer_id.as_str())?;
-            map.insert("added_by_name", by.display_name.as_str())?;
+            map.insert(
+                "added_by_name",
+                clean_name("display name", &by.display_name)?,
+            )?;
             map.insert("added_at", now as i64)?;
             ids.push(id);
         }
@@ -462,7 +482,7 @@ impl PlaylistDoc {
     /// Records `me`'s new display name where the playlist names me: as its owner, or in its
     /// members. Returns whether the document changed (not when it does not name me).
     pub fn rename_me(&self, me: &Author) -> Result<bool, StoreError> {
-        let name = clean("display name", &me.display_name, false)?;
+        let name = clean_name("display name", &me.display_name)?;
         let meta = self.meta();
         let value = meta.get_value();
         let mut changed = false;
@@ -508,7 +528,7 @@ impl PlaylistDoc {
         }
         members.insert(
             &member.peer_id,
-            clean("display name", &member.display_name, false)?,
+            clean_name("display name", &member.display_name)?,
         )?;
         self.doc.commit();
         Ok(true)
@@ -563,7 +583,7 @@ impl PlaylistDoc {
         let meta = self.meta();
         if get_str(&meta.get_value(), "owner_peer").as_deref() == Some(from) {
             meta.insert("owner_peer", to.peer_id.as_str())?;
-            meta.insert("owner_name", to.display_name.as_str())?;
+            meta.insert("owner_name", clean_name("display name", &to.display_name)?)?;
             changed = true;
         }
         let list = self.tracks();
@@ -574,14 +594,17 @@ impl PlaylistDoc {
             };
             if get_str(&map.get_value(), "added_by_peer").as_deref() == Some(from) {
                 map.insert("added_by_peer", to.peer_id.as_str())?;
-                map.insert("added_by_name", to.display_name.as_str())?;
+                map.insert(
+                    "added_by_name",
+                    clean_name("display name", &to.display_name)?,
+                )?;
                 changed = true;
             }
         }
         let collaborators = self.doc.get_map("collaborators");
         if collaborators.get(from).is_some() {
             collaborators.delete(from)?;
-            collaborators.insert(&to.peer_id, clean("display name", &to.display_name, false)?)?;
+            collaborators.insert(&to.peer_id, clean_name("display name", &to.display_name)?)?;
             changed = true;
         }
         let addrs = self.doc.get_map("member_addrs");
@@ -659,7 +682,10 @@ impl PlaylistDoc {
         meta.insert("updated_at", playlist.updated_at as i64)?;
         let collaborators = self.doc.get_map("collaborators");
         for member in &playlist.collaborators {
-            collaborators.insert(&member.peer_id, member.display_name.as_str())?;
+            collaborators.insert(
+                &member.peer_id,
+                clean_name("collaborator's display name", &member.display_name)?,
+            )?;
         }
         let tags = self.doc.get_map("tags");
         for tag in &playlist.tags {
@@ -671,8 +697,8 @@ impl PlaylistDoc {
             map.insert("id", track.id.as_str())?;
             map.insert("title", clean("title", &track.title, true)?)?;
             let artists = map.insert_container("artists", LoroList::new())?;
-            for artist in &track.artists {
-                artists.push(clean("artist", artist, true)?)?;
+            for artist in clean_artists(&track.artists)? {
+                artists.push(artist)?;
             }
             if let Some(album) = &track.album {
                 map.insert("album", clean("album", album, false)?)?;
@@ -687,7 +713,10 @@ impl PlaylistDoc {
                 map.insert("uri", clean("uri", uri, false)?)?;
             }
             map.insert("added_by_peer", track.added_by.peer_id.as_str())?;
-            map.insert("added_by_name", track.added_by.display_name.trim())?;
+            map.insert(
+                "added_by_name",
+                clean_name("added_by display name", &track.added_by.display_name)?,
+            )?;
             map.insert("added_at", track.added_at as i64)?;
         }
         self.doc.commit();

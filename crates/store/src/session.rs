@@ -730,7 +730,7 @@ impl PlaylistDoc {
         if self.session_facts().guests.contains_key(&guest.peer_id) {
             return Ok(false);
         }
-        let name = crate::doc::clean("display name", &guest.display_name, false)?;
+        let name = crate::doc::clean_name("display name", &guest.display_name)?;
         self.doc
             .get_map("collaborators")
             .insert(&guest.peer_id, name.as_str())?;

@@ -1094,3 +1094,41 @@ fn when_up_next_runs_dry_the_fallback_playlist_plays_on() {
         .collect();
     assert_eq!(history, ["Opener", "Classic", "Encore"]);
 }
+
+/// Names reach others without what hides or reorders text ("\u{202e}nnA" would show as
+/// "Ann"), nor terminal escapes; a track names at most MAX_ARTISTS artists.
+#[test]
+fn names_lose_invisible_and_control_characters_and_artists_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
+    let sly = Author {
+        peer_id: peer(1),
+        display_name: "\u{202e}nnA\u{200b}\u{1b}[2J\u{7}".into(),
+    };
+    let id = store.create("Names", "", &sly, 10).expect("create");
+    store.add_tracks(&id, &[track("A")], &sly, 11).expect("add");
+    let guest = Author {
+        peer_id: peer(2),
+        display_name: "\u{2066}Dee\u{2069}".into(),
+    };
+    store.add_guest(&id, &guest, &peer(1)).expect("guest");
+    let playlist = store.get(&id).expect("get");
+    assert_eq!(playlist.owner.display_name, "nnA [2J");
+    assert_eq!(playlist.tracks[0].added_by.display_name, "nnA [2J");
+    assert_eq!(playlist.collaborators[0].display_name, "Dee");
+
+    let crowded = NewTrack {
+        artists: vec!["x".into(); whatnext_protocol::playlist::MAX_ARTISTS + 1],
+        ..track("Crowded")
+    };
+    let refused = store.add_tracks(&id, &[crowded], &sly, 12);
+    assert!(
+        matches!(&refused, Err(crate::StoreError::Invalid(why)) if why.contains("artists")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.get(&id).expect("get").tracks.len(),
+        1,
+        "nothing added"
+    );
+}

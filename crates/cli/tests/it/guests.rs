@@ -297,6 +297,24 @@ fn guests_join_with_the_pin_and_their_edits_reach_every_member_as_theirs() {
     let session = cli_json(&a, &["session", "now", &id]);
     assert_eq!(session["mode"], "vote");
     assert_eq!(session["playback_owner"], a.peer_id().as_str());
+    // Hostile text: a name that would show reversed (bidi override) or clear a terminal
+    // reaches the others without what hides or reorders it; a track naming a crowd of
+    // artists is refused whole.
+    let (sly, sly_peer) = page.join("\u{202e}nnA\u{1b}[2J");
+    let (status, body, _) = page.post(
+        "tracks",
+        Some(&sly),
+        &json!({"title": "Crowd", "artists": vec!["x"; 1000]}),
+    );
+    assert_eq!(status, 400, "{body}");
+    let members = show(&a, &id).expect("show")["members"].clone();
+    let shown = members
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["peer_id"] == sly_peer.as_str())
+        .map(|m| m["display_name"].clone());
+    assert_eq!(shown, Some(json!("nnA [2J")), "{members}");
     // A write from a page of another origin is refused, cookie or not.
     let raw = http_raw(
         &page.base,
