@@ -99,15 +99,15 @@ fn reply(api: &Api, id: &str, pin: Option<String>) -> GuestsReply {
     GuestsReply {
         on: code.is_some(),
         url,
-        pin: pin.or_else(|| code.map(|(_, pin)| pin)),
-        also: addresses
-            .iter()
-            .skip(1)
-            .filter_map(|base| {
-                let (code, _) = core.guests().code_of(id)?;
-                Some(format!("{base}/g/{code}"))
-            })
-            .collect(),
+        pin: pin.or_else(|| code.as_ref().map(|(_, pin)| pin.clone())),
+        also: match &code {
+            Some((code, _)) => addresses
+                .iter()
+                .skip(1)
+                .map(|base| format!("{base}/g/{code}"))
+                .collect(),
+            None => vec![],
+        },
         guests: guests
             .into_iter()
             .map(|g| GuestInfo {

@@ -759,10 +759,12 @@ impl crate::Core {
             .library
             .read(move |store| {
                 let session = listening::view_now(store, &id, &me, online, now_ms(), &offsets)?;
-                let playlist = store.get(&id)?;
+                let (name, people) = store.people_of(&id)?;
                 let guests = store.session_facts(&id)?.guests;
-                let people = std::iter::once(&playlist.owner)
-                    .chain(&playlist.collaborators)
+                let mut seen = std::collections::HashSet::new();
+                let people = people
+                    .iter()
+                    .filter(|a| seen.insert(a.peer_id.clone()))
                     .map(|a| GuestPerson {
                         peer_id: a.peer_id.clone(),
                         name: if a.display_name.is_empty() {
@@ -775,7 +777,7 @@ impl crate::Core {
                     .collect();
                 Ok(GuestState {
                     version: snapshot.version,
-                    playlist: playlist.name,
+                    playlist: name,
                     my_name,
                     people,
                     session,

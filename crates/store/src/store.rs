@@ -711,6 +711,13 @@ impl Store {
         list
     }
 
+    /// Playlist `id`'s name and everyone it names (owner first), from what is kept with its
+    /// summary: no track is read (a guest page asks on every change).
+    pub fn people_of(&self, id: &str) -> Result<(String, Vec<Author>), StoreError> {
+        let entry = self.entry(id)?;
+        Ok((entry.summary.name.clone(), entry.people.clone()))
+    }
+
     /// Everyone our playlists name, by peer id, with the name they go by now: the one in
     /// the playlist changed most recently (a rename reaches each playlist as it syncs).
     /// Two people with the same name get a short id after it, as in a playlist's members.
