@@ -36,6 +36,9 @@ pub struct TunnelLimits {
     pub requests_per_second: u32,
     /// Requests in flight at once, over all pages (long polls wait up to 25 s each).
     pub max_in_flight: usize,
+    /// Guests' HTTP connections open at once (idle ones included): a flood of sockets is
+    /// turned away at the door instead of taking every descriptor.
+    pub max_connections: usize,
 }
 
 impl Default for TunnelLimits {
@@ -45,6 +48,7 @@ impl Default for TunnelLimits {
             max_pages_per_host: 16,
             requests_per_second: 50,
             max_in_flight: 2048,
+            max_connections: 4096,
         }
     }
 }
@@ -180,15 +184,26 @@ pub fn registration(body: serde_json::Value) -> Option<Vec<String>> {
     }
 }
 
-/// Serves guests' browsers on `listener`, handing each request to the swarm's loop.
-pub async fn serve_http(listener: tokio::net::TcpListener, forward: mpsc::Sender<Forward>) {
+/// Serves guests' browsers on `listener`, handing each request to the swarm's loop; at most
+/// `max_connections` at once.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    forward: mpsc::Sender<Forward>,
+    max_connections: usize,
+) {
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
         let Ok((stream, from)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        let Ok(permit) = std::sync::Arc::clone(&open).try_acquire_owned() else {
+            drop(stream); // full: the newcomer goes, the guests already in stay
+            continue;
+        };
         let forward = forward.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |request| {
                 let forward = forward.clone();
                 async move { Ok::<_, Infallible>(handle(request, from, forward).await) }
@@ -283,5 +298,45 @@ async fn handle(
         },
         Ok(Ok(Err((status, text)))) => error(status, &text),
         _ => error(504, "the host did not answer in time"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// Idle sockets take at most `max_connections`; one more is closed at once, and a guest
+    /// already connected is still answered.
+    #[tokio::test]
+    async fn a_flood_of_idle_sockets_is_turned_away_at_the_door() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (forward, mut forwards) = mpsc::channel::<Forward>(8);
+        tokio::spawn(serve_http(listener, forward, 2));
+        let mut guest = tokio::net::TcpStream::connect(addr).await.expect("guest");
+        let _idle = tokio::net::TcpStream::connect(addr).await.expect("idle");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut extra = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the third socket was kept: {read:?}"
+        );
+        // The guest's request still goes through to the loop.
+        guest
+            .write_all(b"GET /g/abc/info HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send");
+        let forwarded = tokio::time::timeout(Duration::from_secs(5), forwards.recv())
+            .await
+            .expect("in time")
+            .expect("a request");
+        assert_eq!(forwarded.code, "abc");
+        assert_eq!(forwarded.request.path, "/g/abc/info");
     }
 }

@@ -166,7 +166,11 @@ pub async fn run_relay(
             base,
             limits,
         }) => {
-            tokio::spawn(guest_tunnel::serve_http(listener, forward_tx));
+            tokio::spawn(guest_tunnel::serve_http(
+                listener,
+                forward_tx,
+                limits.max_connections,
+            ));
             Some(Tunnels::new(limits, base))
         }
         None => None,
