@@ -307,10 +307,14 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   // A's controller restarts: the open page says "reconnecting…" meanwhile, then follows the
   // new controller (same origin, same cookie) without a reload or a new login.
   const oldPid = await pageA.evaluate(() => window.whatnextDebug().pid);
+  // The old controller's exit, awaited before the new one starts: while it still holds the
+  // home's lock, a new `run` would hand over to it and start nothing.
+  const exited = new Promise((resolve) => a.child.once('exit', resolve));
   a.child.kill('SIGTERM');
   await pageA.waitForFunction(() => document.getElementById('live').textContent.startsWith('reconnecting'), null, { timeout: 15000 });
   await pageA.evaluate(() => window.scrollTo(0, 0));
   await pageA.screenshot({ path: join(SHOTS, 'a-reconnecting-desktop-page.png') });
+  await exited;
   const restarted = await startNode('a-restarted', a.home);
   await pageA.waitForFunction((pid) => {
     const s = window.whatnextDebug();
