@@ -38,6 +38,28 @@ fn task_failed(err: &tokio::task::JoinError) -> StoreError {
     StoreError::Internal(format!("the store task failed ({err})"))
 }
 
+/// A playlist's document is let go after this long unused (see [`Store::rest_idle`]).
+const IDLE_PLAYLIST: Duration = Duration::from_secs(5 * 60);
+/// How often idle playlists are looked for.
+const REST_EVERY: Duration = Duration::from_secs(60);
+
+/// Lets go of idle playlists' documents now and then, for as long as the library lives.
+async fn rest_idle(library: std::sync::Weak<Library>) {
+    let mut every = tokio::time::interval(REST_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(library) = library.upgrade() else {
+            return;
+        };
+        let rested =
+            tokio::task::spawn_blocking(move || library.lock().rest_idle(IDLE_PLAYLIST)).await;
+        if let Ok(count @ 1..) = rested {
+            tracing::debug!("let go of {count} idle playlists' documents");
+        }
+    }
+}
+
 /// How long the mirror waits for more changes before writing files.
 const MIRROR_DEBOUNCE: Duration = Duration::from_millis(300);
 
@@ -69,6 +91,7 @@ impl Library {
             let _ = library.mirror.send(id);
         }
         tokio::spawn(mirror(Arc::clone(&library), mirror_dir, rx));
+        tokio::spawn(rest_idle(Arc::downgrade(&library)));
         (library, changed)
     }
 
@@ -150,10 +173,10 @@ impl Library {
     /// Reads from the store on the blocking pool.
     pub async fn read<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let library = Arc::clone(self);
-        tokio::task::spawn_blocking(move || f(&library.lock()))
+        tokio::task::spawn_blocking(move || f(&mut library.lock()))
             .await
             .unwrap_or_else(|e| Err(task_failed(&e)))
     }
@@ -261,7 +284,7 @@ async fn mirror(library: Arc<Library>, dir: PathBuf, mut rx: mpsc::UnboundedRece
 
 fn write_mirror(library: &Library, dir: &Path, id: &str, files: &mut HashMap<String, PathBuf>) {
     let playlist = {
-        let store = library.lock();
+        let mut store = library.lock();
         if store.is_damaged(id) {
             // What survived is partial; the mirror as it was may be what restores it.
             return;

@@ -72,7 +72,7 @@ pub async fn view(
 /// The session at `now` on our clock: computed on the clock of whoever holds playback
 /// (now + their offset), which the view passes on to players.
 pub(crate) fn view_now(
-    store: &whatnext_store::Store,
+    store: &mut whatnext_store::Store,
     id: &str,
     me: &str,
     online: usize,

@@ -42,7 +42,7 @@ struct Modified {
 }
 
 impl Modified {
-    fn join(seed: u8, from: &Store, id: &str) -> Modified {
+    fn join(seed: u8, from: &mut Store, id: &str) -> Modified {
         let doc = PlaylistDoc::empty();
         let all = from.export_since(id, &[]).expect("export");
         for envelope in decode_envelopes(&all).expect("envelopes") {
@@ -104,7 +104,7 @@ fn party() -> (tempfile::TempDir, Store, Store, String, Modified) {
     let (mut bob, _) = Store::open_as(&dir.path().join("b"), 1, key(2)).expect("open");
     bob.apply_remote(&id, &owner.export_since(&id, &[]).expect("export"), 3)
         .expect("join");
-    let mallory = Modified::join(3, &owner, &id);
+    let mallory = Modified::join(3, &mut owner, &id);
     (dir, owner, bob, id, mallory)
 }
 
@@ -167,13 +167,13 @@ fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver()
         }),
     ];
     for (why, edit) in attempts {
-        let (_, body) = Modified::join(3, &owner, &id).sign(&id, edit);
+        let (_, body) = Modified::join(3, &mut owner, &id).sign(&id, edit);
         rejected(&mut owner, &id, &body, why);
         rejected(&mut bob, &id, &body, why);
     }
 
     // Removing the owner's track.
-    let mallory = Modified::join(3, &owner, &id);
+    let mallory = Modified::join(3, &mut owner, &id);
     let alice_track = owner.get(&id).expect("get").tracks[0].id.clone();
     let (_, removal) = mallory.sign(&id, |d| {
         d.get_movable_list("tracks").delete(0, 1).expect("delete");
@@ -184,20 +184,20 @@ fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver()
     rejected(&mut owner, &id, &removal, "another member added");
     rejected(&mut bob, &id, &removal, "another member added");
     // Hiding it without saying so.
-    let (_, hidden) = Modified::join(3, &owner, &id).sign(&id, |d| {
+    let (_, hidden) = Modified::join(3, &mut owner, &id).sign(&id, |d| {
         d.get_movable_list("tracks").delete(0, 1).expect("delete");
     });
     rejected(&mut owner, &id, &hidden, "without removing");
 
     // Votes and tracks in another member's name.
     let bob_id = author(2, "Bob").peer_id;
-    let (_, vote) = Modified::join(3, &owner, &id).sign(&id, |d| {
+    let (_, vote) = Modified::join(3, &mut owner, &id).sign(&id, |d| {
         d.get_map("session_votes")
             .insert(&format!("{alice_track}|{bob_id}"), 1)
             .expect("insert");
     });
     rejected(&mut owner, &id, &vote, "another member's name");
-    let mallory = Modified::join(3, &owner, &id);
+    let mallory = Modified::join(3, &mut owner, &id);
     let (_, framed) = mallory.sign(&id, |d| {
         let map = d
             .get_movable_list("tracks")
@@ -210,7 +210,7 @@ fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver()
     rejected(&mut owner, &id, &framed, "another member's name");
 
     // Forged: the content altered after signing; unsigned.
-    let mallory = Modified::join(3, &owner, &id);
+    let mallory = Modified::join(3, &mut owner, &id);
     let (mut forged, _) = mallory.sign(&id, |d| mallory.add_track_map(d, "f1", "forged"));
     forged.updates.push(0);
     rejected(
@@ -255,7 +255,7 @@ fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver()
         key: key(3),
         nonce: 5,
         doc: {
-            let copy = Modified::join(3, &owner, &id).doc;
+            let copy = Modified::join(3, &mut owner, &id).doc;
             copy.set_peer(loro_peer_of(&key(2).public(), 5))
                 .expect("peer");
             copy
@@ -275,7 +275,7 @@ fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver()
 
     // And Mallory's honest updates still apply: a track of its own, a vote of its own,
     // then removing its own track.
-    let mallory = Modified::join(3, &owner, &id);
+    let mallory = Modified::join(3, &mut owner, &id);
     let (_, own) = mallory.sign(&id, |d| mallory.add_track_map(d, "m1", "mallory's"));
     let (_, own_vote) = mallory.sign(&id, |d| {
         d.get_map("session_votes")
@@ -321,7 +321,7 @@ fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver()
 fn out_of_turn_adds_are_refused_and_an_add_concurrent_with_the_switch_to_turns_is_not() {
     let (_dir, mut owner, mut bob, id, _) = party();
     // Mallory's copy is taken while the mode is still free for all.
-    let early = Modified::join(3, &owner, &id);
+    let early = Modified::join(3, &mut owner, &id);
     owner
         .session_act(
             &id,
@@ -343,7 +343,7 @@ fn out_of_turn_adds_are_refused_and_an_add_concurrent_with_the_switch_to_turns_i
 
     // After it saw the switch, it is the owner's turn (first in the order): refused, on
     // every receiver.
-    let late = Modified::join(3, &owner, &id);
+    let late = Modified::join(3, &mut owner, &id);
     bob.apply_remote(&id, &owner.export_since(&id, &[]).expect("export"), 6)
         .expect("sync");
     let (_, out_of_turn) = late.sign(&id, |d| late.add_track_map(d, "o1", "out of turn"));
@@ -352,7 +352,7 @@ fn out_of_turn_adds_are_refused_and_an_add_concurrent_with_the_switch_to_turns_i
     // Claiming the turn is its own does not help.
     let facts = owner.session_facts(&id).expect("facts");
     let turn = facts.turn().expect("turns").number;
-    let late = Modified::join(3, &owner, &id);
+    let late = Modified::join(3, &mut owner, &id);
     let (_, claimed) = late.sign(&id, |d| {
         late.add_track_map(d, "o2", "claimed");
         d.get_map("session_turns")
@@ -385,7 +385,7 @@ fn a_guests_edits_are_made_by_its_host_signed_by_the_guest_and_checked_by_everyo
     let bob_author = author(2, "m2");
     let guest_key = key(9);
     let guest = author(9, "Dee");
-    let sync = |from: &Store, to: &mut Store| {
+    let sync = |from: &mut Store, to: &mut Store| {
         let since = to.version(&id).expect("version");
         let body = from.export_since(&id, &since).expect("export");
         let applied = to.apply_remote(&id, &body, 20).expect("apply");
@@ -421,7 +421,7 @@ fn a_guests_edits_are_made_by_its_host_signed_by_the_guest_and_checked_by_everyo
         13,
     )
     .expect("guest comments");
-    sync(&bob, &mut owner);
+    sync(&mut bob, &mut owner);
     let playlist = owner.get(&id).expect("get");
     let theirs = playlist
         .tracks
@@ -459,7 +459,7 @@ fn a_guests_edits_are_made_by_its_host_signed_by_the_guest_and_checked_by_everyo
         );
     }
     // …and by every receiver, when a modified host signs it anyway.
-    let dee = Modified::join(9, &owner, &id);
+    let dee = Modified::join(9, &mut owner, &id);
     let (_, mode) = dee.sign(&id, |d| {
         d.get_map("meta")
             .insert("queue_mode", "vote")
@@ -475,14 +475,14 @@ fn a_guests_edits_are_made_by_its_host_signed_by_the_guest_and_checked_by_everyo
     });
     rejected(&mut owner, &id, &forged, "in another member's name");
     // (Each attempt from a fresh copy: a refused one stays in the copy that made it.)
-    let mallory = Modified::join(3, &owner, &id);
+    let mallory = Modified::join(3, &mut owner, &id);
     let (_, demote) = mallory.sign(&id, |d| {
         d.get_map("session_guests")
             .insert(&bob_author.peer_id, mallory.me().as_str())
             .expect("demote");
     });
     rejected(&mut owner, &id, &demote, "makes a member someone's guest");
-    let dee = Modified::join(9, &owner, &id);
+    let dee = Modified::join(9, &mut owner, &id);
     let (_, sub) = dee.sign(&id, |d| {
         d.get_map("session_guests")
             .insert(&author(11, "y").peer_id, dee.me().as_str())

@@ -16,6 +16,7 @@ pub mod authority;
 pub mod doc;
 pub mod error;
 pub mod formats;
+mod listing;
 pub mod log;
 pub mod markdown;
 pub mod session;

@@ -355,6 +355,33 @@ impl UpdateLog {
         self.len
     }
 
+    /// The log's file, opened for reading records back ([`UpdateLog::read_record`]).
+    pub fn reader(&self) -> std::io::Result<File> {
+        File::open(&self.path)
+    }
+
+    /// The payload of the record that starts at byte `at` of `file` (from
+    /// [`UpdateLog::reader`]); None when the bytes there are not a whole record with a
+    /// matching checksum.
+    pub fn read_record(&self, file: &File, at: u64) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt as _;
+        let mut header = [0u8; HEADER];
+        file.read_exact_at(&mut header, at).ok()?;
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if header[0] != MARKER || len > MAX_RECORD || at + (HEADER + len) as u64 > self.len {
+            return None;
+        }
+        let mut payload = vec![0u8; len];
+        file.read_exact_at(&mut payload, at + HEADER as u64).ok()?;
+        let crc = u32::from_be_bytes([header[5], header[6], header[7], header[8]]);
+        (crc32fast::hash(&payload) == crc).then_some(payload)
+    }
+
+    /// Bytes a record of `payload_len` bytes takes in the log.
+    pub fn record_size(payload_len: usize) -> u64 {
+        (HEADER + payload_len) as u64
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -2,6 +2,10 @@
 //! can be sent on with their authors' signatures: what a member lacks is sent as the
 //! envelopes that hold it, never re-exported (a re-export would carry no signature).
 //!
+//! Only where each envelope is and the version it reaches are kept in memory; the bytes are
+//! read back from the file when a member lacks them (a 10,000-track playlist's history is
+//! megabytes that a playlist nobody syncs right now need not hold).
+//!
 //! The log is append-only and never compacted (the snapshot and `updates.log` are what the
 //! playlist loads from; this file is what it syncs from). Damage is handled as in
 //! [`crate::log`]: damaged records are skipped and kept aside. A lost envelope costs the
@@ -17,7 +21,8 @@ use crate::{error::StoreError, log::UpdateLog};
 pub(crate) const FILE: &str = "signed.log";
 
 struct Kept {
-    envelope: Envelope,
+    /// Where its record starts in the file.
+    at: u64,
     /// The version its changes reach (for the Loro peers it holds).
     end: VersionVector,
 }
@@ -47,39 +52,66 @@ impl SignedLog {
             covered: VersionVector::default(),
         };
         let mut unreadable = 0;
+        // What `UpdateLog::open` leaves is whole records end to end (damage and torn tails
+        // are cut out and kept aside), so each starts where the one before ends.
+        let mut at = 0;
         for record in &recovered.records {
-            match Envelope::decode(record)
-                .ok()
-                .and_then(|e| Some((end_of(&e)?, e)))
-            {
-                Some((end, envelope)) => signed.keep(envelope, end),
+            match Envelope::decode(record).ok().and_then(|e| end_of(&e)) {
+                Some(end) => signed.keep(at, end),
                 None => unreadable += 1,
             }
+            at += UpdateLog::record_size(record.len());
         }
         Ok((signed, unreadable))
     }
 
-    fn keep(&mut self, envelope: Envelope, end: VersionVector) {
+    fn keep(&mut self, at: u64, end: VersionVector) {
         self.covered.merge(&end);
-        self.kept.push(Kept { envelope, end });
+        self.kept.push(Kept { at, end });
     }
 
     /// Appends `envelope` (durable when this returns) and keeps it for sending.
     pub(crate) fn push(&mut self, envelope: Envelope) -> Result<(), StoreError> {
         let end = end_of(&envelope)
             .ok_or_else(|| StoreError::Crdt("a signed update without readable changes".into()))?;
+        let at = self.log.len();
         self.log.append(&envelope.encode())?;
-        self.keep(envelope, end);
+        self.keep(at, end);
         Ok(())
     }
 
     /// The envelopes holding changes the holder of `theirs` lacks, in the order they were
     /// kept (which is causal: an envelope is kept only once what it builds on is here).
+    /// One that can no longer be read back (the file changed under us) is left out and
+    /// logged: the member gets those changes from another member or at the next start.
     pub(crate) fn lacking(&self, theirs: &VersionVector) -> Vec<Envelope> {
-        self.kept
-            .iter()
-            .filter(|k| !theirs.includes_vv(&k.end))
-            .map(|k| k.envelope.clone())
+        let mut lacking = self.kept.iter().filter(|k| !theirs.includes_vv(&k.end));
+        let Some(first) = lacking.next() else {
+            return Vec::new();
+        };
+        let file = match self.log.reader() {
+            Ok(file) => file,
+            Err(err) => {
+                tracing::warn!("could not read {}: {err}", self.log.path().display());
+                return Vec::new();
+            }
+        };
+        std::iter::once(first)
+            .chain(lacking)
+            .filter_map(|k| {
+                let envelope = self
+                    .log
+                    .read_record(&file, k.at)
+                    .and_then(|bytes| Envelope::decode(&bytes).ok());
+                if envelope.is_none() {
+                    tracing::warn!(
+                        "{}: the signed update at byte {} could not be read back",
+                        self.log.path().display(),
+                        k.at
+                    );
+                }
+                envelope
+            })
             .collect()
     }
 

@@ -6,6 +6,9 @@
 //! store/<id>/updates.log               fsync'ed records of every update since the snapshot
 //! store/<id>/signed.log                every change as its author signed it, for sync
 //!                                      (never compacted; see [`crate::signed_log`])
+//! store/<id>/listing.json, playlist.cache
+//!                                      what the compacted playlist looks like, so an open
+//!                                      need not decode it (caches; see [`crate::listing`])
 //! store/<id>/*.damaged-<ms>, *.torn-<ms>, *.replaced-<ms>, *.unapplied-<ms>
 //!                                      bytes set aside after damage (never deleted)
 //! store/trash/<id>-<ms>/               deleted playlists (moved, never erased)
@@ -57,6 +60,7 @@ use crate::{
     authority::{Received, Rejection, receive},
     doc::{PlaylistDoc, is_valid_id, new_playlist_id, validate_import},
     error::StoreError,
+    listing::{self, Listed},
     log::{Recovered, UpdateLog},
     session,
     signed_log::SignedLog,
@@ -101,6 +105,8 @@ struct Entry {
     signer: String,
     /// The nonce of that Loro peer id.
     nonce: u64,
+    /// When it was last read or changed (see [`Store::rest_idle`]).
+    last_used: std::time::Instant,
 }
 
 impl Entry {
@@ -121,6 +127,7 @@ impl Entry {
             waiting: Vec::new(),
             signer: String::new(),
             nonce,
+            last_used: std::time::Instant::now(),
         }
     }
 
@@ -210,6 +217,10 @@ pub struct Store {
     main_key: Keypair,
     playlist_keys: std::collections::HashMap<String, Keypair>,
     playlists: BTreeMap<String, Entry>,
+    /// Playlists known from their listing only: compacted and unchanged since, their
+    /// documents not read yet (a home of a thousand playlists opens without decoding one).
+    /// Any use but listing and reading reads the document and moves it to `playlists`.
+    listed: BTreeMap<String, Listed>,
     /// Playlists whose files could not be read at all (an I/O error, not damage): left as
     /// they are on disk, listed, and refused for anything but moving to the trash.
     unreadable: BTreeMap<String, String>,
@@ -365,6 +376,7 @@ impl Store {
             main_key: key,
             playlist_keys: std::collections::HashMap::new(),
             playlists: BTreeMap::new(),
+            listed: BTreeMap::new(),
             unreadable: BTreeMap::new(),
             problems: Vec::new(),
         };
@@ -380,6 +392,10 @@ impl Store {
                 continue;
             };
             if !path.is_dir() || name == "trash" || !is_valid_id(&name) {
+                continue;
+            }
+            if let Some(listed) = listing::read_listing(&path, &name) {
+                store.listed.insert(name, listed);
                 continue;
             }
             match load_entry(&path, &name, now_ms) {
@@ -412,7 +428,7 @@ impl Store {
             entry.assign_peer(&key);
             entry.vouch_for_unsigned(id, &key);
         }
-        report.playlists = store.playlists.len();
+        report.playlists = store.playlists.len() + store.listed.len();
         report.problems = store.problems.clone();
         Ok((store, report))
     }
@@ -430,9 +446,56 @@ impl Store {
         })
     }
 
-    fn entry(&self, id: &str) -> Result<&Entry, StoreError> {
+    /// Reads the document of a playlist known from its listing only (see `listed`), as
+    /// opening the store would have; damage found now is reported as it would have been.
+    fn warm_up(&mut self, id: &str) {
+        if !self.listed.contains_key(id) {
+            return;
+        }
+        self.listed.remove(id);
+        let dir = self.dir(id);
+        match load_entry(&dir, id, now_ms()) {
+            Ok(Some(loaded)) => {
+                if let Some(torn) = loaded.torn_tail {
+                    tracing::warn!(
+                        "{}: an incomplete final record was set aside",
+                        torn.display()
+                    );
+                }
+                self.problems.extend(loaded.problems);
+                let mut entry = loaded.entry;
+                let key = self.key_for(id).clone();
+                entry.assign_peer(&key);
+                entry.vouch_for_unsigned(id, &key);
+                self.playlists.insert(id.to_string(), entry);
+            }
+            Ok(None) => {
+                self.unreadable.insert(
+                    id.to_string(),
+                    "its files were removed while WhatNext was running".to_string(),
+                );
+            }
+            Err(err) => {
+                tracing::error!("could not read the playlist in {}: {err}", dir.display());
+                self.add_problem(
+                    id,
+                    format!(
+                        "could not be read: {err}. Its files were left exactly as they are; it refuses changes until the cause is fixed and WhatNext restarts"
+                    ),
+                    Some(&dir),
+                );
+                self.unreadable.insert(id.to_string(), err.to_string());
+            }
+        }
+    }
+
+    fn entry(&mut self, id: &str) -> Result<&Entry, StoreError> {
+        self.warm_up(id);
         if let Some(err) = self.unreadable_error(id) {
             return Err(err);
+        }
+        if let Some(entry) = self.playlists.get_mut(id) {
+            entry.last_used = std::time::Instant::now();
         }
         self.playlists
             .get(id)
@@ -694,8 +757,12 @@ impl Store {
     }
 
     pub fn list(&self) -> Vec<PlaylistSummary> {
-        let mut list: Vec<PlaylistSummary> =
-            self.playlists.values().map(|e| e.summary.clone()).collect();
+        let mut list: Vec<PlaylistSummary> = self
+            .playlists
+            .values()
+            .map(|e| e.summary.clone())
+            .chain(self.listed.values().map(|l| l.summary.clone()))
+            .collect();
         list.extend(self.unreadable.keys().map(|id| PlaylistSummary {
             id: id.clone(),
             name: "(could not be read)".to_string(),
@@ -713,7 +780,10 @@ impl Store {
 
     /// Playlist `id`'s name and everyone it names (owner first), from what is kept with its
     /// summary: no track is read (a guest page asks on every change).
-    pub fn people_of(&self, id: &str) -> Result<(String, Vec<Author>), StoreError> {
+    pub fn people_of(&mut self, id: &str) -> Result<(String, Vec<Author>), StoreError> {
+        if let Some(listed) = self.listed.get(id) {
+            return Ok((listed.summary.name.clone(), listed.people.clone()));
+        }
         let entry = self.entry(id)?;
         Ok((entry.summary.name.clone(), entry.people.clone()))
     }
@@ -723,11 +793,13 @@ impl Store {
     /// Two people with the same name get a short id after it, as in a playlist's members.
     pub fn people(&self) -> BTreeMap<String, String> {
         let mut newest: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
-        for entry in self.playlists.values() {
-            for person in &entry.people {
+        let known = (self.playlists.values().map(|e| (&e.summary, &e.people)))
+            .chain(self.listed.values().map(|l| (&l.summary, &l.people)));
+        for (summary, people) in known {
+            for person in people {
                 let seen = newest.entry(&person.peer_id).or_insert((0, ""));
-                if !person.display_name.is_empty() && entry.summary.updated_at >= seen.0 {
-                    *seen = (entry.summary.updated_at, &person.display_name);
+                if !person.display_name.is_empty() && summary.updated_at >= seen.0 {
+                    *seen = (summary.updated_at, &person.display_name);
                 }
             }
         }
@@ -750,14 +822,24 @@ impl Store {
             .collect()
     }
 
-    pub fn get(&self, id: &str) -> Result<Playlist, StoreError> {
+    pub fn get(&mut self, id: &str) -> Result<Playlist, StoreError> {
+        if let Some(listed) = self.listed.get(id) {
+            let dir = self.dir(id);
+            match listing::read_cached(&dir, listed) {
+                Some(playlist) => return Ok(playlist),
+                // Read from the document below; the next clean stop writes a good cache.
+                None => listing::forget(&dir),
+            }
+        }
         let mut playlist = self.entry(id)?.doc.read();
         playlist.id = id.to_string();
         Ok(playlist)
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.playlists.contains_key(id) || self.unreadable.contains_key(id)
+        self.playlists.contains_key(id)
+            || self.listed.contains_key(id)
+            || self.unreadable.contains_key(id)
     }
 
     /// Runs `edit` on the playlist's document and makes what it changed durable. When the
@@ -782,6 +864,7 @@ impl Store {
         received: Option<&[u8]>,
         edit: impl FnOnce(&mut PlaylistDoc) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.warm_up(id);
         if let Some(err) = self.unreadable_error(id) {
             return Err(err);
         }
@@ -792,6 +875,7 @@ impl Store {
             .playlists
             .get_mut(id)
             .ok_or_else(|| StoreError::UnknownPlaylist(id.to_string()))?;
+        entry.last_used = std::time::Instant::now();
         if origin == Origin::Local && !entry.is_signed_by(&key) {
             entry.assign_peer(&key);
         }
@@ -975,7 +1059,7 @@ impl Store {
     /// The listening session of playlist `id` as `me` sees it with `online` members
     /// connected (counting me), at `now_ms`.
     pub fn session_view(
-        &self,
+        &mut self,
         id: &str,
         me: &str,
         online: usize,
@@ -993,7 +1077,7 @@ impl Store {
 
     /// The session's facts of playlist `id` (for the playback clock: who holds it, what
     /// plays, skip votes).
-    pub fn session_facts(&self, id: &str) -> Result<session::SessionFacts, StoreError> {
+    pub fn session_facts(&mut self, id: &str) -> Result<session::SessionFacts, StoreError> {
         Ok(self.entry(id)?.doc.session_facts())
     }
 
@@ -1065,7 +1149,7 @@ impl Store {
     /// The track to play from the fallback playlist of `id` when its up next is empty: the
     /// first of the fallback's tracks not played in `id` yet (by title and artists).
     fn fallback_track(
-        &self,
+        &mut self,
         id: &str,
         me: &str,
         now_ms: u64,
@@ -1109,6 +1193,7 @@ impl Store {
         }
         self.move_to_trash(id, now_ms)?;
         self.playlists.remove(id);
+        self.listed.remove(id);
         self.unreadable.remove(id);
         Ok(())
     }
@@ -1125,12 +1210,12 @@ impl Store {
     }
 
     /// Version vector of a playlist, encoded, for sync.
-    pub fn version(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+    pub fn version(&mut self, id: &str) -> Result<Vec<u8>, StoreError> {
         Ok(self.entry(id)?.doc.version().encode())
     }
 
     /// The signed updates (encoded envelopes) the holder of `their_version` lacks.
-    pub fn export_since(&self, id: &str, their_version: &[u8]) -> Result<Vec<u8>, StoreError> {
+    pub fn export_since(&mut self, id: &str, their_version: &[u8]) -> Result<Vec<u8>, StoreError> {
         // An empty version is a peer that has nothing yet: it gets everything.
         let vv = if their_version.is_empty() {
             VersionVector::default()
@@ -1237,7 +1322,7 @@ impl Store {
     }
 
     /// Who let `guest` into the session of playlist `id`, if it is a guest.
-    pub fn guest_host(&self, id: &str, guest: &str) -> Result<Option<String>, StoreError> {
+    pub fn guest_host(&mut self, id: &str, guest: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .entry(id)?
             .doc
@@ -1280,21 +1365,21 @@ impl Store {
 
     /// Whether a track of playlist `id` has the content `blake3` (members may fetch only
     /// such audio from each other).
-    pub fn has_content(&self, id: &str, blake3: &str) -> Result<bool, StoreError> {
+    pub fn has_content(&mut self, id: &str, blake3: &str) -> Result<bool, StoreError> {
         Ok(self.entry(id)?.doc.has_content(blake3))
     }
 
     /// The peer id of the playlist's owner; reads no tracks.
-    pub fn owner_of(&self, id: &str) -> Result<String, StoreError> {
+    pub fn owner_of(&mut self, id: &str) -> Result<String, StoreError> {
         Ok(self.entry(id)?.doc.session_facts().owner)
     }
 
     /// Whether `peer` owns or collaborates on the playlist; reads no tracks.
-    pub fn is_member(&self, id: &str, peer: &str) -> Result<bool, StoreError> {
+    pub fn is_member(&mut self, id: &str, peer: &str) -> Result<bool, StoreError> {
         Ok(self.entry(id)?.doc.is_member(peer))
     }
 
-    pub fn member_addrs(&self, id: &str) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    pub fn member_addrs(&mut self, id: &str) -> Result<Vec<(String, Vec<String>)>, StoreError> {
         Ok(self.entry(id)?.doc.member_addrs())
     }
 
@@ -1309,14 +1394,87 @@ impl Store {
         let root = self.root.clone();
         let mut failed = None;
         for (id, entry) in &mut self.playlists {
+            let dir = root.join(id);
             if !entry.log.is_empty()
-                && let Err(err) = compact(entry, &root.join(id))
+                && let Err(err) = compact(entry, &dir)
             {
                 tracing::warn!("could not compact playlist {id}: {err}");
                 failed = Some(err);
             }
+            let clean = entry.log.is_empty()
+                && !entry.incomplete
+                && !entry.damaged
+                && entry.waiting.is_empty()
+                && !entry.doc.has_pending();
+            if clean && !listing::is_current(&dir, id) {
+                let mut playlist = entry.doc.read();
+                playlist.id = id.clone();
+                if let Err(err) = listing::write(&dir, &playlist, &entry.summary, &entry.people) {
+                    // Only a cache: the next start reads the document instead.
+                    tracing::warn!("could not write the listing of playlist {id}: {err}");
+                }
+            }
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    /// Lets go of the documents of playlists not used for `idle`: each is folded into its
+    /// snapshot, its listing written, and it is known from that listing again (reading
+    /// it needs no document; changing it reads the document back). What a playlist in use
+    /// holds — a decoded 10,000-track document is megabytes — is then not held for a
+    /// playlist nobody looks at. Playlists missing history, or holding updates that wait
+    /// for it, stay as they are (those updates live only in memory and the log). Returns
+    /// how many were let go.
+    pub fn rest_idle(&mut self, idle: std::time::Duration) -> usize {
+        let root = self.root.clone();
+        let mut rested = Vec::new();
+        for (id, entry) in &mut self.playlists {
+            let clean = !entry.incomplete
+                && !entry.damaged
+                && entry.waiting.is_empty()
+                && !entry.doc.has_pending();
+            if !clean || entry.last_used.elapsed() < idle {
+                continue;
+            }
+            let dir = root.join(id);
+            if !entry.log.is_empty()
+                && let Err(err) = compact(entry, &dir)
+            {
+                tracing::warn!("could not compact idle playlist {id}: {err}");
+                continue;
+            }
+            if !entry.log.is_empty() {
+                continue;
+            }
+            let listed = match listing::read_listing(&dir, id) {
+                Some(listed) => Some(listed),
+                None => {
+                    let mut playlist = entry.doc.read();
+                    playlist.id = id.clone();
+                    match listing::write(&dir, &playlist, &entry.summary, &entry.people) {
+                        Ok(()) => listing::read_listing(&dir, id),
+                        Err(err) => {
+                            tracing::warn!("could not write the listing of playlist {id}: {err}");
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(listed) = listed {
+                rested.push((id.clone(), listed));
+            }
+        }
+        let count = rested.len();
+        for (id, listed) in rested {
+            self.playlists.remove(&id);
+            self.listed.insert(id, listed);
+        }
+        count
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_listed_only(&self, id: &str) -> bool {
+        self.listed.contains_key(id) && !self.playlists.contains_key(id)
     }
 
     #[cfg(test)]
@@ -1618,8 +1776,16 @@ fn load_entry(dir: &Path, id: &str, now_ms: u64) -> Result<Option<Loaded>, Store
             waiting: Vec::new(),
             signer: String::new(),
             nonce: 0,
+            last_used: std::time::Instant::now(),
         },
         torn_tail,
         problems,
     }))
+}
+
+/// Milliseconds since the Unix epoch, for names of files set aside.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -69,7 +69,7 @@ fn edits_survive_reopen_and_bad_input_changes_nothing() {
     );
     drop(store);
 
-    let (store, report) = Store::open_as(dir.path(), 2, key(1)).expect("reopen");
+    let (mut store, report) = Store::open_as(dir.path(), 2, key(1)).expect("reopen");
     assert_eq!(report.playlists, 1);
     let after = store.get(&id).expect("get");
     assert_eq!(after, before);
@@ -99,7 +99,7 @@ fn a_truncated_log_loads_every_whole_record() {
     file.set_len(len - 5).expect("truncate mid-record");
     drop(file);
 
-    let (store, report) =
+    let (mut store, report) =
         Store::open_as(dir.path(), 3, key(1)).expect("loads despite the torn tail");
     assert_eq!(report.torn_tails.len(), 1);
     assert!(
@@ -157,7 +157,7 @@ fn compaction_keeps_everything() {
     }
     let before = store.get(&id).expect("get");
     drop(store);
-    let (store, _) = Store::open_as(dir.path(), 3, key(1)).expect("reopen");
+    let (mut store, _) = Store::open_as(dir.path(), 3, key(1)).expect("reopen");
     assert_eq!(store.get(&id).expect("get"), before);
     assert_eq!(before.tracks.len(), 1200);
 }
@@ -413,7 +413,7 @@ fn a_track_removed_on_one_replica_and_moved_on_another_stays_removed() {
 
 // ---- Damage, failed writes and import bounds (issue 14) ----
 
-fn titles_of(store: &Store, id: &str) -> Vec<String> {
+fn titles_of(store: &mut Store, id: &str) -> Vec<String> {
     store
         .get(id)
         .expect("get")
@@ -468,14 +468,14 @@ fn shared_then_offline_adds() -> (tempfile::TempDir, tempfile::TempDir, Store, S
         b.add_tracks(&id, &[track(&format!("b{i}"))], &bob, 4)
             .expect("offline add");
     }
-    assert_eq!(titles_of(&b, &id).len(), 8);
+    assert_eq!(titles_of(&mut b, &id).len(), 8);
     drop(b);
     (dir_a, dir_b, a, id)
 }
 
 #[test]
 fn a_damaged_snapshot_is_moved_aside_and_a_sync_brings_back_every_acknowledged_edit() {
-    let (_dir_a, dir_b, a, id) = shared_then_offline_adds();
+    let (_dir_a, dir_b, mut a, id) = shared_then_offline_adds();
     let pdir = dir_b.path().join(&id);
     let snapshot = pdir.join("snapshot.loro");
     let original = std::fs::read(&snapshot).expect("snapshot");
@@ -540,7 +540,7 @@ fn a_damaged_snapshot_is_moved_aside_and_a_sync_brings_back_every_acknowledged_e
     let version = b.version(&id).expect("version");
     let missing = a.export_since(&id, &version).expect("export");
     assert!(b.apply_remote(&id, &missing, 70).expect("apply").changed);
-    let mut have = titles_of(&b, &id);
+    let mut have = titles_of(&mut b, &id);
     have.sort();
     assert_eq!(have, ["a1", "a2", "a3", "b0", "b1", "b2", "b3", "b4"]);
     assert!(!b.is_damaged(&id));
@@ -557,9 +557,9 @@ fn a_damaged_snapshot_is_moved_aside_and_a_sync_brings_back_every_acknowledged_e
     b.add_tracks(&id, &[track("after")], &me(), 71)
         .expect("edits work again");
     drop(b);
-    let (b, report) = Store::open_as(dir_b.path(), 80, key(2)).expect("reopen");
+    let (mut b, report) = Store::open_as(dir_b.path(), 80, key(2)).expect("reopen");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert_eq!(titles_of(&b, &id).len(), 9);
+    assert_eq!(titles_of(&mut b, &id).len(), 9);
     assert!(aside.exists(), "the damaged file is never deleted");
 }
 
@@ -590,7 +590,7 @@ fn a_never_shared_damaged_playlist_is_rebuilt_from_its_mirror() {
     store
         .rebuild_from_mirror(&id, &mirror, &source, 11)
         .expect("rebuild");
-    assert_eq!(titles_of(&store, &id), ["one", "two", "three"]);
+    assert_eq!(titles_of(&mut store, &id), ["one", "two", "three"]);
     assert!(!store.is_damaged(&id));
     let kept = dir.path().join(&id).join("updates.log.replaced-11");
     assert!(kept.exists(), "the log that could not be applied is kept");
@@ -606,9 +606,9 @@ fn a_never_shared_damaged_playlist_is_rebuilt_from_its_mirror() {
         .add_tracks(&id, &[track("four")], &me(), 12)
         .expect("add");
     drop(store);
-    let (store, report) = Store::open_as(dir.path(), 20, key(1)).expect("reopen");
+    let (mut store, report) = Store::open_as(dir.path(), 20, key(1)).expect("reopen");
     assert!(report.problems.is_empty());
-    assert_eq!(titles_of(&store, &id), ["one", "two", "three", "four"]);
+    assert_eq!(titles_of(&mut store, &id), ["one", "two", "three", "four"]);
 }
 
 /// One flipped byte in record 3 of 10 used to drop records 3–10. Now only that record is
@@ -637,12 +637,12 @@ fn a_flipped_byte_mid_log_skips_one_record_and_loses_no_track() {
     let bytes = std::fs::read(&log).expect("log");
     overwrite(&log, start3 + 20, &[bytes[start3 + 20] ^ 0x01]);
 
-    let (store, report) = Store::open_as(dir.path(), 40, key(1)).expect("open");
+    let (mut store, report) = Store::open_as(dir.path(), 40, key(1)).expect("open");
     assert_eq!(
-        titles_of(&store, &id).len(),
+        titles_of(&mut store, &id).len(),
         15,
         "{:?}",
-        titles_of(&store, &id)
+        titles_of(&mut store, &id)
     );
     assert!(report.torn_tails.is_empty(), "damage is not a torn tail");
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
@@ -678,7 +678,7 @@ fn two_adjacent_damaged_records_leave_the_rest_waiting_not_dropped() {
     overwrite(&log, ends[1] + 12, &[!bytes[ends[1] + 12]]);
     let (mut store, report) = Store::open_as(dir.path(), 5, key(1)).expect("open");
     // Records 4–6 build on the lost record 2: Loro holds them pending, the store keeps them.
-    assert_eq!(titles_of(&store, &id), ["t0"]);
+    assert_eq!(titles_of(&mut store, &id), ["t0"]);
     assert!(store.is_damaged(&id));
     assert!(
         report.problems[0].what.contains("wait"),
@@ -696,7 +696,7 @@ fn two_adjacent_damaged_records_leave_the_rest_waiting_not_dropped() {
     store
         .add_tracks(&id, &[track("more")], &me(), 6)
         .expect("add");
-    assert_eq!(titles_of(&store, &id), ["t0", "more"]);
+    assert_eq!(titles_of(&mut store, &id), ["t0", "more"]);
 }
 
 /// Replaces the playlist's `updates.log` by a directory (the open file is moved away): the
@@ -772,17 +772,17 @@ fn a_failed_write_changes_nothing_in_memory_and_a_retry_adds_once() {
         .expect("retry");
     assert!(store.apply_remote(&id, &remote, 5).expect("retry").changed);
     // "new" and "remote" are concurrent inserts: their order depends on the peer ids.
-    let sorted = |store: &Store| {
+    let sorted = |store: &mut Store| {
         let mut t = titles_of(store, &id);
         t.sort();
         t
     };
     let want = ["kept", "new", "remote"];
-    assert_eq!(sorted(&store), want);
+    assert_eq!(sorted(&mut store), want);
     drop(store);
-    let (store, report) = Store::open_as(dir.path(), 6, key(1)).expect("reopen");
+    let (mut store, report) = Store::open_as(dir.path(), 6, key(1)).expect("reopen");
     assert!(report.problems.is_empty());
-    assert_eq!(sorted(&store), want, "exactly once, durable");
+    assert_eq!(sorted(&mut store), want, "exactly once, durable");
 }
 
 #[test]
@@ -951,12 +951,12 @@ fn updates_ahead_of_their_history_wait_until_it_arrives() {
         !applied.changed && applied.rejected.is_empty(),
         "{applied:?}"
     );
-    assert!(titles_of(&b, &id).is_empty(), "y waits for x");
+    assert!(titles_of(&mut b, &id).is_empty(), "y waits for x");
     assert!(!b.is_damaged(&id), "out of order is not damage");
     b.compact_all().expect("compact");
     let applied = b.apply_remote(&id, &x, 6).expect("apply");
     assert!(applied.changed, "{applied:?}");
-    assert_eq!(titles_of(&b, &id), ["x", "y"], "y applied once x came");
+    assert_eq!(titles_of(&mut b, &id), ["x", "y"], "y applied once x came");
 
     // The same after a restart in between: the next sync sends both.
     let dir_c = tempfile::tempdir().expect("tempdir");
@@ -965,11 +965,11 @@ fn updates_ahead_of_their_history_wait_until_it_arrives() {
         .expect_err("a join needs the whole history");
     c.apply_remote(&id, &b.export_since(&id, &[]).expect("export"), 1)
         .expect("join from another member");
-    assert_eq!(titles_of(&c, &id), ["x", "y"]);
+    assert_eq!(titles_of(&mut c, &id), ["x", "y"]);
     drop(b);
     let (mut b, report) = Store::open_as(dir_b.path(), 7, key(2)).expect("reopen");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert_eq!(titles_of(&b, &id), ["x", "y"]);
+    assert_eq!(titles_of(&mut b, &id), ["x", "y"]);
     assert!(
         b.apply_remote(&id, &a.export_since(&id, &v_b).expect("export"), 8)
             .expect("again")
@@ -1131,4 +1131,168 @@ fn names_lose_invisible_and_control_characters_and_artists_are_bounded() {
         1,
         "nothing added"
     );
+}
+
+/// Whether the store knows `id` from its listing only (its document not read).
+fn is_listed_only(store: &Store, id: &str) -> bool {
+    store.is_listed_only(id)
+}
+
+#[test]
+fn a_compacted_playlist_opens_from_its_listing_and_reads_the_same() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
+    let id = store.create("Road trip", "", &me(), 10).expect("create");
+    let ids = store
+        .add_tracks(&id, &[track("A"), track("B"), track("C")], &me(), 11)
+        .expect("add");
+    store
+        .add_member(
+            &id,
+            &Author {
+                peer_id: peer(2),
+                display_name: "Bob".into(),
+            },
+        )
+        .expect("member");
+    store
+        .remove_track(&id, &ids[1], &me().peer_id, 12)
+        .expect("remove");
+    let before = store.get(&id).expect("get");
+    let listed_before = store.list();
+    let people_before = store.people();
+    store.compact_all().expect("compact");
+    drop(store);
+    assert!(dir.path().join(&id).join("listing.json").exists());
+
+    let (mut store, report) = Store::open_as(dir.path(), 2, key(1)).expect("reopen");
+    assert_eq!(report.playlists, 1);
+    assert!(is_listed_only(&store, &id), "opened without its document");
+    assert_eq!(store.list(), listed_before);
+    assert_eq!(store.people(), people_before);
+    assert_eq!(
+        store.get(&id).expect("get"),
+        before,
+        "the cache reads the same"
+    );
+    assert!(
+        is_listed_only(&store, &id),
+        "reading does not load the document"
+    );
+
+    // An edit reads the document; the listing no longer stands for it once the log has
+    // the edit, so the next open reads the document too, and sees the edit.
+    store
+        .add_tracks(&id, &[track("D")], &me(), 13)
+        .expect("edit a listed playlist");
+    assert!(!is_listed_only(&store, &id));
+    let edited = store.get(&id).expect("get");
+    assert_eq!(edited.tracks.len(), 3);
+    drop(store);
+    let (mut store, _) = Store::open_as(dir.path(), 3, key(1)).expect("reopen");
+    assert!(
+        !is_listed_only(&store, &id),
+        "a stale listing is not trusted"
+    );
+    assert_eq!(store.get(&id).expect("get"), edited);
+    store.compact_all().expect("compact");
+    drop(store);
+    let (mut store, _) = Store::open_as(dir.path(), 4, key(1)).expect("reopen");
+    assert!(is_listed_only(&store, &id));
+    assert_eq!(store.get(&id).expect("get"), edited);
+}
+
+#[test]
+fn damaged_or_outdated_caches_fall_back_to_the_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
+    let id = store.create("Mix", "", &me(), 10).expect("create");
+    store
+        .add_tracks(&id, &[track("A"), track("B")], &me(), 11)
+        .expect("add");
+    let before = store.get(&id).expect("get");
+    store.compact_all().expect("compact");
+    drop(store);
+    let playlist_dir = dir.path().join(&id);
+
+    // The cache's bytes damaged, its length kept: read from the document instead.
+    let cache = playlist_dir.join("playlist.cache");
+    let len = std::fs::metadata(&cache).expect("cache").len() as usize;
+    std::fs::write(&cache, vec![0x5a; len]).expect("damage the cache");
+    let (mut store, _) = Store::open_as(dir.path(), 2, key(1)).expect("reopen");
+    assert!(is_listed_only(&store, &id));
+    assert_eq!(store.get(&id).expect("get"), before);
+    assert!(!is_listed_only(&store, &id), "its document was read");
+    store.compact_all().expect("compact");
+    drop(store);
+    let (mut store, _) = Store::open_as(dir.path(), 2, key(1)).expect("reopen");
+    assert!(
+        is_listed_only(&store, &id),
+        "a clean stop wrote a good cache again"
+    );
+    assert_eq!(store.get(&id).expect("get"), before);
+    drop(store);
+
+    // A listing that names another snapshot (one written after it) is ignored.
+    let (mut store, _) = Store::open_as(dir.path(), 3, key(1)).expect("reopen");
+    store.compact_all().expect("compact");
+    drop(store);
+    let snapshot = playlist_dir.join("snapshot.loro");
+    let bytes = std::fs::read(&snapshot).expect("snapshot");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&snapshot, &bytes).expect("rewrite the snapshot");
+    let (mut store, _) = Store::open_as(dir.path(), 4, key(1)).expect("reopen");
+    assert!(!is_listed_only(&store, &id));
+    assert_eq!(store.get(&id).expect("get"), before);
+
+    // A listing that is not JSON is ignored too.
+    drop(store);
+    std::fs::write(playlist_dir.join("listing.json"), b"{not json").expect("damage");
+    let (mut store, _) = Store::open_as(dir.path(), 5, key(1)).expect("reopen");
+    assert!(!is_listed_only(&store, &id));
+    assert_eq!(store.get(&id).expect("get"), before);
+}
+
+#[test]
+fn members_are_sent_signed_updates_read_back_from_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut a, _) = Store::open_as(&dir.path().join("a"), 1, key(1)).expect("open");
+    let id = a.create("Shared", "", &me(), 10).expect("create");
+    for i in 0..5 {
+        a.add_tracks(&id, &[track(&format!("t{i}"))], &me(), 11 + i)
+            .expect("add");
+    }
+    a.compact_all().expect("compact");
+    drop(a);
+    // Reopened (listed), then asked for everything: every envelope comes from the file.
+    let (mut a, _) = Store::open_as(&dir.path().join("a"), 2, key(1)).expect("reopen");
+    let all = a.export_since(&id, &[]).expect("export");
+    let (mut b, _) = Store::open_as(&dir.path().join("b"), 2, key(2)).expect("open b");
+    assert!(b.apply_remote(&id, &all, 3).expect("join").changed);
+    assert_eq!(b.get(&id).expect("b").tracks, a.get(&id).expect("a").tracks);
+}
+
+#[test]
+fn idle_playlists_let_go_of_their_documents_and_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
+    let id = store.create("Idle", "", &me(), 10).expect("create");
+    store
+        .add_tracks(&id, &[track("A"), track("B")], &me(), 11)
+        .expect("add");
+    assert_eq!(store.rest_idle(std::time::Duration::from_secs(3600)), 0);
+    assert!(!is_listed_only(&store, &id), "in use: kept");
+    assert_eq!(store.rest_idle(std::time::Duration::ZERO), 1);
+    assert!(is_listed_only(&store, &id));
+    assert_eq!(store.log_len(&id), 0);
+    let rested = store.get(&id).expect("get");
+    assert_eq!(rested.tracks.len(), 2);
+    // Changed again after resting: its document comes back, with everything.
+    store
+        .add_tracks(&id, &[track("C")], &me(), 12)
+        .expect("add");
+    assert_eq!(titles_of(&mut store, &id), ["A", "B", "C"]);
+    drop(store);
+    let (mut store, _) = Store::open_as(dir.path(), 2, key(1)).expect("reopen");
+    assert_eq!(titles_of(&mut store, &id), ["A", "B", "C"]);
 }
