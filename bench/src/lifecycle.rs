@@ -165,7 +165,7 @@ impl Controller {
     }
 }
 
-fn rss_kb(pid: u32) -> u64 {
+pub(crate) fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -322,7 +322,7 @@ pub fn store(whatnext: &Path) -> anyhow::Result<Value> {
     let mut kept = None;
     for _ in 0..5 {
         let t = Instant::now();
-        let (store, report) = whatnext_store::Store::open(&store_dir, 0)?;
+        let (mut store, report) = whatnext_store::Store::open(&store_dir, 0)?;
         let total: usize = store.list().iter().map(|p| p.track_count).sum();
         loads.push(t.elapsed().as_secs_f64() * 1e3);
         // Loro decodes lazily: reading every track of the big one is "fully loaded".

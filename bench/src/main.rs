@@ -7,7 +7,12 @@ mod library;
 mod lifecycle;
 mod signing;
 mod stats;
+mod store_growth;
 mod stream_copy;
+
+/// Counts live heap bytes, for the store's memory figures.
+#[global_allocator]
+static ALLOCATOR: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
 use std::{path::PathBuf, process::Command};
 
@@ -16,7 +21,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]\n       whatnext-bench pipe-hop --whatnext BIN [--iters GROUPS]\n       whatnext-bench playback --whatnext BIN"
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]\n       whatnext-bench pipe-hop --whatnext BIN [--iters GROUPS]\n       whatnext-bench playback --whatnext BIN\n       whatnext-bench store-growth [--quick] [--iters TRACKS]\n       whatnext-bench store-open STORE_DIR PLAYLIST_ID"
     );
     std::process::exit(2)
 }
@@ -27,6 +32,8 @@ struct Args {
     out: PathBuf,
     iters: usize,
     placement: ipc::Placement,
+    /// A few iterations of each figure, small sizes: proves the bench runs, not how fast.
+    quick: bool,
 }
 
 fn parse_args() -> Args {
@@ -38,8 +45,13 @@ fn parse_args() -> Args {
         out: PathBuf::from("target/bench/results.json"),
         iters: 20_000,
         placement: ipc::Placement { this: 0, child: 1 },
+        quick: false,
     };
     while let Some(flag) = args.next() {
+        if flag == "--quick" {
+            parsed.quick = true;
+            continue;
+        }
         let value = args.next().unwrap_or_else(|| usage());
         match flag.as_str() {
             "--whatnext" => parsed.whatnext = value.into(),
@@ -54,6 +66,15 @@ fn parse_args() -> Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    let mut raw = std::env::args().skip(1);
+    let first = raw.next();
+    if first.as_deref() == Some("store-open") {
+        let (Some(dir), Some(id)) = (raw.next(), raw.next()) else {
+            usage()
+        };
+        println!("{}", store_growth::open(std::path::Path::new(&dir), &id)?);
+        return Ok(());
+    }
     let args = parse_args();
     let result = match args.command.as_str() {
         "echo" => return ipc::echo_child(),
@@ -79,6 +100,9 @@ fn main() -> anyhow::Result<()> {
         "stream-copy" => stream_copy::run(args.iters.min(1_000) as u64)?,
         "playback" => playback(&args.whatnext).context("the playback benchmark did not run")?,
         "pipe-hop" => ipc::pipe_hop(&args.whatnext, args.iters.min(10_000), args.placement)?,
+        "store-growth" => {
+            store_growth::run(args.quick, (args.iters != 20_000).then_some(args.iters))?
+        }
         "all" => return all(&args),
         _ => usage(),
     };

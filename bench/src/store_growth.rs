@@ -1,0 +1,207 @@
+//! How the store's cost grows with the work, in-process with the store itself: one playlist
+//! of 1k / 10k / 100k tracks, and homes of 10 / 100 / 1,000 playlists of 100 tracks. Each
+//! home is written once, stopped cleanly (its logs folded into snapshots), then opened in
+//! a fresh process (`store-open`) so what one open leaves in the allocator does not count
+//! in the next: open + list, read every track, the heap the loaded store holds (counted by
+//! this binary's allocator, so it is the store's own, not the allocator's slack), RSS.
+
+use std::{path::Path, process::Command, time::Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+use whatnext_protocol::playlist::{Author, NewTrack};
+use whatnext_store::Store;
+
+/// Bytes the allocator has handed out and not yet got back.
+fn live_bytes() -> isize {
+    let stats = crate::ALLOCATOR.stats();
+    // (`bytes_allocated` and `bytes_deallocated` already count what reallocations changed.)
+    stats.bytes_allocated as isize - stats.bytes_deallocated as isize
+}
+
+fn me() -> Author {
+    Author {
+        peer_id: "12D3KooWBenchBenchBenchBenchBenchBenchBenchBench1".into(),
+        display_name: "Bench".into(),
+    }
+}
+
+fn track(i: usize) -> NewTrack {
+    NewTrack {
+        title: format!("Track number {i}"),
+        artists: vec![format!("Artist {}", i % 500)],
+        album: Some(format!("Album {}", i % 1000)),
+        duration_ms: Some(180_000 + i as u64),
+        uri: Some(format!("spotify:track:{i:022}")),
+        content: None,
+    }
+}
+
+/// Writes a home of `playlists` playlists of `tracks` tracks each (added in batches of at
+/// most 10,000, as a paste or an import would), folded into snapshots. Returns the first
+/// playlist's id and the bytes on disk.
+fn write_home(root: &Path, playlists: usize, tracks: usize) -> anyhow::Result<(String, u64)> {
+    let (mut store, _) = Store::open(root, 1)?;
+    let mut first = None;
+    for p in 0..playlists {
+        let id = store.create(&format!("Playlist {p}"), "", &me(), 1)?;
+        let batch: Vec<NewTrack> = (0..tracks).map(track).collect();
+        for chunk in batch.chunks(10_000) {
+            store.add_tracks(&id, chunk, &me(), 2)?;
+        }
+        first.get_or_insert(id);
+    }
+    store.compact_all()?;
+    drop(store);
+    Ok((first.context("no playlist")?, disk_bytes(root)))
+}
+
+fn disk_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// `store-open DIR ID`: in this fresh process, opens the store, lists it, reads playlist
+/// `ID` whole, and says what each step cost.
+pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
+    let heap_before = live_bytes();
+    let rss_before = crate::lifecycle::rss_kb(std::process::id());
+    let t0 = Instant::now();
+    let (mut store, report) = Store::open(root, 3)?;
+    let listed = store.list();
+    let open_list_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let heap_listed = live_bytes();
+    let t1 = Instant::now();
+    let playlist = store.get(id)?;
+    let read_ms = t1.elapsed().as_secs_f64() * 1e3;
+    let tracks = playlist.tracks.len();
+    drop(playlist);
+    let heap_loaded = live_bytes();
+    let rss_loaded = crate::lifecycle::rss_kb(std::process::id());
+    let expected: usize = listed.iter().map(|p| p.track_count).sum();
+    // In use: one edit reads its document (no cache stands for it any more), then every
+    // track is read again.
+    let t2 = Instant::now();
+    store.add_tracks(id, &[track(usize::MAX / 2)], &me(), 4)?;
+    let edit_ms = t2.elapsed().as_secs_f64() * 1e3;
+    let heap_after_edit = live_bytes();
+    let t3 = Instant::now();
+    let edited = store.get(id)?.tracks.len();
+    let edited_read_ms = t3.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(edited == tracks + 1, "the edit did not land");
+    let heap_edited = live_bytes();
+    let rss_edited = crate::lifecycle::rss_kb(std::process::id());
+    drop(store);
+    Ok(json!({
+        "playlists": report.playlists,
+        "tracks_listed": expected,
+        "tracks_read": tracks,
+        "open_list_ms": open_list_ms,
+        "open_read_ms": open_list_ms + read_ms,
+        "heap_listed_mb": (heap_listed - heap_before) as f64 / 1048576.0,
+        "heap_loaded_mb": (heap_loaded - heap_before) as f64 / 1048576.0,
+        "rss_loaded_mb": rss_loaded.saturating_sub(rss_before) as f64 / 1024.0,
+        "first_edit_ms": edit_ms,
+        "read_after_edit_ms": edited_read_ms,
+        "heap_in_use_mb": (heap_edited - heap_before) as f64 / 1048576.0,
+        "heap_after_edit_mb": (heap_after_edit - heap_before) as f64 / 1048576.0,
+        "rss_in_use_mb": rss_edited.saturating_sub(rss_before) as f64 / 1024.0,
+    }))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    crate::stats::percentile(&v, 0.5)
+}
+
+/// One row of a growth table: a home of `playlists` × `tracks`, opened `runs` times.
+fn row(playlists: usize, tracks: usize, runs: usize) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let root = match std::env::var_os("WHATNEXT_BENCH_KEEP") {
+        Some(keep) => std::path::PathBuf::from(keep).join(format!("{playlists}x{tracks}")),
+        None => dir.path().join("store"),
+    };
+    let t = Instant::now();
+    let (id, disk) = write_home(&root, playlists, tracks)?;
+    let write_s = t.elapsed().as_secs_f64();
+    let me = std::env::current_exe()?;
+    let mut opens = Vec::new();
+    for _ in 0..runs {
+        // Each open edits its store: a fresh copy each time.
+        let copy = tempfile::tempdir()?;
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(&root)
+            .arg(copy.path().join("store"))
+            .status()?;
+        anyhow::ensure!(status.success(), "could not copy the store");
+        let out = Command::new(&me)
+            .arg("store-open")
+            .arg(copy.path().join("store"))
+            .arg(&id)
+            .output()?;
+        if !out.status.success() {
+            bail!("store-open: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let answer: Value = serde_json::from_slice(&out.stdout)?;
+        if answer["tracks_read"].as_u64() != Some(tracks as u64)
+            || answer["playlists"].as_u64() != Some(playlists as u64)
+        {
+            bail!("the store did not load whole: {answer}");
+        }
+        opens.push(answer);
+    }
+    let figure = |key: &str| median(opens.iter().filter_map(|o| o[key].as_f64()).collect());
+    Ok(json!({
+        "playlists": playlists,
+        "tracks_each": tracks,
+        "write_s": write_s,
+        "disk_bytes": disk,
+        "open_list_ms": figure("open_list_ms"),
+        "open_read_ms": figure("open_read_ms"),
+        "heap_listed_mb": figure("heap_listed_mb"),
+        "heap_loaded_mb": figure("heap_loaded_mb"),
+        "rss_loaded_mb": figure("rss_loaded_mb"),
+        "first_edit_ms": figure("first_edit_ms"),
+        "read_after_edit_ms": figure("read_after_edit_ms"),
+        "heap_in_use_mb": figure("heap_in_use_mb"),
+        "rss_in_use_mb": figure("rss_in_use_mb"),
+    }))
+}
+
+/// The growth tables. `quick`: the smallest sizes only, one open each (the bench's
+/// self-check in `scripts/test`).
+/// `only`: one playlist of that many tracks, nothing else.
+pub fn run(quick: bool, only: Option<usize>) -> anyhow::Result<Value> {
+    let runs = if quick { 1 } else { 5 };
+    let track_sizes: Vec<usize> = match (only, quick) {
+        (Some(n), _) => vec![n],
+        (None, true) => vec![1_000],
+        (None, false) => vec![1_000, 10_000, 100_000],
+    };
+    let home_sizes: &[usize] = match (only, quick) {
+        (Some(_), _) => &[],
+        (None, true) => &[10],
+        (None, false) => &[10, 100, 1_000],
+    };
+    let mut by_tracks = Vec::new();
+    for tracks in track_sizes {
+        eprintln!("  one playlist of {tracks} tracks …");
+        by_tracks.push(row(1, tracks, runs)?);
+    }
+    let mut by_playlists = Vec::new();
+    for &playlists in home_sizes {
+        eprintln!("  {playlists} playlists of 100 tracks …");
+        by_playlists.push(row(playlists, 100, runs)?);
+    }
+    Ok(json!({"by_tracks": by_tracks, "by_playlists": by_playlists}))
+}
