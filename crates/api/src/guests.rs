@@ -32,7 +32,7 @@ use whatnext_protocol::{
     guest::{
         GuestCommentRequest, GuestInfo, GuestJoinReply, GuestJoinRequest, GuestPageInfo,
         GuestReactRequest, GuestRemovedReply, GuestTrackRequest, GuestVoteRequest, GuestsReply,
-        GuestsRequest, SIGNATURE_HEADER, signed_message,
+        GuestsRequest, LinkSignature, SIGNATURE_HEADER, parse_signature, signed_message,
     },
     listening::SessionAction,
 };
@@ -315,18 +315,13 @@ async fn link_signatures(State(api): State<Arc<Api>>, request: Request, next: Ne
         return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request is too large")
             .into_response();
     };
-    let mut fields = signature.splitn(3, '.');
-    let (Some(at), Some(nonce), Some(mac)) = (fields.next(), fields.next(), fields.next()) else {
-        return refused("a malformed signature");
-    };
-    let (Ok(at_ms), Ok(nonce_bytes), Ok(mac)) = (
-        at.parse::<u64>(),
-        hex::decode(nonce).map(|n| <[u8; 16]>::try_from(n.as_slice())),
-        hex::decode(mac),
-    ) else {
-        return refused("a malformed signature");
-    };
-    let Ok(nonce_bytes) = nonce_bytes else {
+    let Some(LinkSignature {
+        at_ms,
+        nonce_hex: nonce,
+        nonce: nonce_bytes,
+        mac,
+    }) = parse_signature(&signature)
+    else {
         return refused("a malformed signature");
     };
     let path_and_query = head

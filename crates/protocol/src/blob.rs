@@ -7,6 +7,7 @@
 //! A group's bytes are not in the JSON: they follow it, raw, in the same message (see
 //! `whatnext_protocol::frame::with_attachment`), on the wire and on both services' pipes.
 
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_PROTOCOL: &str = "/whatnext/blob/1.0.0";
@@ -58,4 +59,27 @@ impl BlobRequest {
             BlobRequest::Outboard { blake3, .. } | BlobRequest::Group { blake3, .. } => blake3,
         }
     }
+}
+
+/// An outboard as [`BlobResponse::Outboard`] carries it: base64 of the chaining values.
+pub fn encode_outboard(cvs: &[[u8; 32]]) -> String {
+    B64.encode(cvs.concat())
+}
+
+/// The chaining values of an outboard a member sent ([`BlobResponse::Outboard`]); an error
+/// for text that is not base64 of whole 32-byte values. (Whether they are the right ones
+/// is checked against the content id afterwards.)
+pub fn decode_outboard(text: &str) -> Result<Vec<[u8; 32]>, String> {
+    let bytes = B64.decode(text).map_err(|e| e.to_string())?;
+    if bytes.len() % 32 != 0 {
+        return Err("an outboard of partial hashes".into());
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut cv = [0u8; 32];
+            cv.copy_from_slice(c);
+            cv
+        })
+        .collect())
 }

@@ -258,6 +258,33 @@ pub const TUNNEL_HEADERS: &[&str] = &[
 /// replay one.
 pub const SIGNATURE_HEADER: &str = "x-wn-sig";
 
+/// A guest page's signature of one request, as it sends it in [`SIGNATURE_HEADER`]:
+/// `<at_ms>.<nonce: 16 bytes, hex>.<HMAC-SHA256: hex>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSignature<'a> {
+    pub at_ms: u64,
+    /// The nonce as sent (hex): it is part of what was signed.
+    pub nonce_hex: &'a str,
+    pub nonce: [u8; 16],
+    pub mac: Vec<u8>,
+}
+
+/// Reads a [`SIGNATURE_HEADER`] value; None when it is not one. (Whether it is right is
+/// checked against the link's key by the host.)
+pub fn parse_signature(header: &str) -> Option<LinkSignature<'_>> {
+    let mut fields = header.splitn(3, '.');
+    let (at, nonce_hex, mac) = (fields.next()?, fields.next()?, fields.next()?);
+    let at_ms = at.parse::<u64>().ok()?;
+    let nonce = <[u8; 16]>::try_from(hex::decode(nonce_hex).ok()?.as_slice()).ok()?;
+    let mac = hex::decode(mac).ok()?;
+    Some(LinkSignature {
+        at_ms,
+        nonce_hex,
+        nonce,
+        mac,
+    })
+}
+
 /// What a guest page signs: the page's code, who signs (the guest's peer id once it has
 /// joined, else empty: so a request cannot be passed off with another guest's cookie), the
 /// time and nonce, the method, the path with its query, and the body's SHA-256 (hex), one

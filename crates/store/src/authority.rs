@@ -74,7 +74,7 @@ fn reject(author: Option<&str>, reason: impl Into<String>) -> Rejection {
 /// Checks `envelope` (for playlist `session`) and applies it to `doc` when it is allowed.
 /// A refused envelope leaves `doc` as it was (it may be replaced by an equal copy: callers
 /// re-assign their Loro peer id after a rejection).
-pub(crate) fn receive(
+pub fn receive(
     doc: &mut PlaylistDoc,
     session: &str,
     envelope: &Envelope,
@@ -123,7 +123,7 @@ pub(crate) fn receive(
     let facts = doc.session_facts();
     let before_frontiers = doc.doc.oplog_frontiers();
     let pending = doc.pending_updates().ok().flatten();
-    if let Err(e) = doc.import(&envelope.updates) {
+    if let Err(e) = doc.import_untrusted(&envelope.updates) {
         undo(doc, &ours, pending.as_deref());
         return Err(reject(
             who,

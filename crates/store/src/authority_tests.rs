@@ -490,3 +490,32 @@ fn a_guests_edits_are_made_by_its_host_signed_by_the_guest_and_checked_by_everyo
     });
     rejected(&mut owner, &id, &sub, "only members may");
 }
+
+/// Found by the `member_updates` fuzz target: Loro lets a client make a root container whose
+/// name holds '\0' or '/', and panics when another document imports it. Such updates are
+/// refused like any other bad update: the store keeps answering, nothing changes, and the
+/// member's honest updates still apply afterwards.
+#[test]
+fn updates_that_make_loro_panic_are_refused_and_the_playlist_goes_on() {
+    let (_dir, mut owner, mut bob, id, mallory) = party();
+    for name in ["bad\0name", "a/b"] {
+        let (_, body) = Modified::join(3, &mut owner, &id).sign(&id, |d| {
+            // Loro itself may refuse the name locally; then there is nothing to send.
+            let _ = d.get_map(name).insert("k", 1);
+        });
+        for store in [&mut owner, &mut bob] {
+            let before = store.get(&id).expect("get");
+            match store.apply_remote(&id, &body, 10) {
+                Ok(applied) => assert!(!applied.changed, "{name:?} applied: {applied:?}"),
+                Err(err) => panic!("{name:?}: the store failed instead of refusing: {err}"),
+            }
+            assert_eq!(store.get(&id).expect("get"), before, "nothing changed");
+        }
+    }
+    let (_, honest) = mallory.sign(&id, |d| mallory.add_track_map(d, "t-m", "mallory's"));
+    for store in [&mut owner, &mut bob] {
+        let applied = store.apply_remote(&id, &honest, 11).expect("applied");
+        assert!(applied.changed, "{applied:?}");
+        assert_eq!(store.get(&id).expect("get").tracks.len(), 2);
+    }
+}
