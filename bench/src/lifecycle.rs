@@ -47,6 +47,16 @@ impl Drop for Controller {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // WHATNEXT_BENCH_LOGS=DIR keeps every controller's logs (`RUST_LOG` sets what).
+        if let Some(keep) = std::env::var_os("WHATNEXT_BENCH_LOGS") {
+            let into =
+                std::path::PathBuf::from(keep).join(format!("controller-{}", self.child.id()));
+            let _ = Command::new("cp")
+                .arg("-a")
+                .arg(self.home.path().join("logs"))
+                .arg(into)
+                .status();
+        }
     }
 }
 
@@ -62,7 +72,15 @@ impl Controller {
         whatnext: &Path,
         music: Option<&Path>,
     ) -> anyhow::Result<(Controller, Duration)> {
-        let home = tempfile::tempdir()?;
+        Controller::start_in(whatnext, tempfile::tempdir()?, music)
+    }
+
+    /// [`Controller::start_with_music`] in `home`, which may hold a store already.
+    fn start_in(
+        whatnext: &Path,
+        home: tempfile::TempDir,
+        music: Option<&Path>,
+    ) -> anyhow::Result<(Controller, Duration)> {
         let dirs = music
             .map(|m| format!("{:?}", m.display().to_string()))
             .unwrap_or_default();
@@ -265,6 +283,66 @@ pub fn run(whatnext: &Path) -> anyhow::Result<Value> {
     }))
 }
 
+/// A home of `playlists` playlists of 100 tracks (written by the store itself, stopped
+/// cleanly) under the real controller: `run` → node running, the playlists listed over the
+/// API, and the memory of controller + service once it has settled (the Markdown mirror
+/// of every playlist written).
+pub fn home(whatnext: &Path, playlists: usize, runs: usize) -> anyhow::Result<Value> {
+    let mut starts = Vec::new();
+    let mut lists = Vec::new();
+    let mut rss = Vec::new();
+    let mut disk = 0;
+    for _ in 0..runs {
+        let home = tempfile::tempdir()?;
+        disk = crate::store_growth::write_home(&home.path().join("store"), playlists, 100)?.1;
+        if let Some(keep) = std::env::var_os("WHATNEXT_BENCH_KEEP") {
+            let copy = Command::new("cp")
+                .arg("-a")
+                .arg(home.path().join("store"))
+                .arg(std::path::PathBuf::from(keep).join(format!("home-{playlists}")))
+                .status()?;
+            anyhow::ensure!(copy.success(), "could not keep the home");
+        }
+        let (mut ctl, took) = Controller::start_in(whatnext, home, None)?;
+        starts.push(took.as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let mut response = Controller::agent()
+            .get(&format!("{}/api/playlists", ctl.url))
+            .header("Authorization", &format!("Bearer {}", ctl.token))
+            .call()?;
+        let listed: Value = response.body_mut().read_json()?;
+        lists.push(t.elapsed().as_secs_f64() * 1e3);
+        let count = listed
+            .as_array()
+            .or_else(|| listed["playlists"].as_array())
+            .map_or(0, Vec::len);
+        if count != playlists {
+            bail!("listed {count} playlists of {playlists}: {listed}");
+        }
+        // Settled: every playlist's Markdown mirror written (they are, at start).
+        let mirrors = ctl.home.path().join("playlists");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read_dir(&mirrors).map_or(0, |d| d.count()) < playlists {
+            if Instant::now() > deadline {
+                bail!("the mirrors were not written");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let state = ctl.wait_for(|s| s["service"]["pid"].as_u64().is_some())?;
+        let service = state["service"]["pid"].as_u64().context("service pid")? as u32;
+        rss.push((rss_kb(ctl.child.id()) + rss_kb(service)) as f64 / 1024.0);
+    }
+    Ok(json!({
+        "playlists": playlists,
+        "tracks_each": 100,
+        "disk_bytes": disk,
+        "start_to_running_ms": median(starts),
+        "list_ms": median(lists),
+        "settled_rss_mb": median(rss),
+    }))
+}
+
 /// The store: a 10,000-track playlist added in one batch, single acknowledged adds, then
 /// the size on disk and the time and memory to load it after a restart.
 pub fn store(whatnext: &Path) -> anyhow::Result<Value> {
@@ -418,6 +496,61 @@ pub fn sync(whatnext: &Path) -> anyhow::Result<Value> {
         "propagation_p99_ms": crate::stats::percentile(&samples, 0.99),
         "join_10k_seconds": join_s,
         "join_10k_loopback_bytes": sent,
+    }))
+}
+
+/// Joining a playlist of `tracks` tracks: C opens A's link (open → every track in C's
+/// state, bytes on loopback), then edits in it reach C (p50 of 20).
+pub fn join(whatnext: &Path, tracks: usize) -> anyhow::Result<Value> {
+    let (a, _) = Controller::start(whatnext)?;
+    let count_on = |s: &Value, id: &str| {
+        s["playlists"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["id"] == id))
+            .and_then(|p| p["track_count"].as_u64())
+    };
+    let big = a.post("/api/playlists", json!({"name": "big"}))?["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    let all: Vec<Value> = (0..tracks)
+        .map(|i| json!({"title": format!("Track number {i}"), "artists": [format!("Artist {}", i % 500)], "album": format!("Album {}", i % 1000), "duration_ms": 180_000 + i}))
+        .collect();
+    for batch in all.chunks(10_000) {
+        a.post(
+            &format!("/api/playlists/{big}/tracks"),
+            json!({"tracks": batch}),
+        )?;
+    }
+    let link = a.post(&format!("/api/playlists/{big}/share"), json!({}))?["link"]
+        .as_str()
+        .context("link")?
+        .to_string();
+    let (mut c, _) = Controller::start(whatnext)?;
+    let sent_before = loopback_tx_bytes();
+    let t = Instant::now();
+    let joined = c.post("/api/open", json!({"url": link, "wait": true}))?;
+    if joined["status"] != "connected" {
+        bail!("join failed: {joined}");
+    }
+    c.wait_for(|s| count_on(s, &big) == Some(tracks as u64))?;
+    let join_s = t.elapsed().as_secs_f64();
+    let sent = loopback_tx_bytes().saturating_sub(sent_before);
+    let mut samples = Vec::new();
+    for i in 0..20u64 {
+        let t = Instant::now();
+        a.post(
+            &format!("/api/playlists/{big}/tracks"),
+            json!({"title": format!("edit {i}"), "artists": ["a"]}),
+        )?;
+        c.wait_for(|s| count_on(s, &big) == Some(tracks as u64 + i + 1))?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(json!({
+        "tracks": tracks,
+        "join_s": join_s,
+        "join_loopback_bytes": sent,
+        "edit_propagation_p50_ms": median(samples),
     }))
 }
 

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]\n       whatnext-bench pipe-hop --whatnext BIN [--iters GROUPS]\n       whatnext-bench playback --whatnext BIN\n       whatnext-bench store-growth [--quick] [--iters TRACKS]\n       whatnext-bench store-open STORE_DIR PLAYLIST_ID"
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]\n       whatnext-bench pipe-hop --whatnext BIN [--iters GROUPS]\n       whatnext-bench playback --whatnext BIN\n       whatnext-bench store-growth [--quick] [--iters TRACKS]\n       whatnext-bench home --whatnext BIN --iters PLAYLISTS [--quick]\n       whatnext-bench join --whatnext BIN --iters TRACKS\n       whatnext-bench growth --whatnext BIN [--quick]\n       whatnext-bench store-open STORE_DIR PLAYLIST_ID"
     );
     std::process::exit(2)
 }
@@ -100,6 +100,13 @@ fn main() -> anyhow::Result<()> {
         "stream-copy" => stream_copy::run(args.iters.min(1_000) as u64)?,
         "playback" => playback(&args.whatnext).context("the playback benchmark did not run")?,
         "pipe-hop" => ipc::pipe_hop(&args.whatnext, args.iters.min(10_000), args.placement)?,
+        "home" => lifecycle::home(
+            &args.whatnext,
+            args.iters.min(10_000),
+            if args.quick { 1 } else { 3 },
+        )?,
+        "join" => lifecycle::join(&args.whatnext, args.iters.min(1_000_000))?,
+        "growth" => growth(&args)?,
         "store-growth" => {
             store_growth::run(args.quick, (args.iters != 20_000).then_some(args.iters))?
         }
@@ -219,6 +226,58 @@ fn placed(base: &[&str], placement: ipc::Placement) -> anyhow::Result<Value> {
     let mut args: Vec<&str> = base.to_vec();
     args.extend(["--this-cpu", &this, "--child-cpu", &child]);
     sub(&args)
+}
+
+/// How cost grows with the work: the store in-process (tracks per playlist, playlists per
+/// home), the real controller (a home of many playlists; joining a big playlist) and
+/// sessions of more members. `--quick`: the smallest size of each, to prove it runs.
+fn growth(args: &Args) -> anyhow::Result<Value> {
+    let bin = args.whatnext.to_str().context("path")?;
+    let quick = args.quick;
+    eprintln!("growth: the store …");
+    let store = if quick {
+        sub(&["store-growth", "--quick"])?
+    } else {
+        sub(&["store-growth"])?
+    };
+    let sizes = |full: &[usize], small: usize| -> Vec<usize> {
+        if quick { vec![small] } else { full.to_vec() }
+    };
+    let mut homes = Vec::new();
+    for playlists in sizes(&[10, 100, 1_000], 10) {
+        eprintln!("growth: a home of {playlists} playlists under the controller …");
+        let n = playlists.to_string();
+        let mut call = vec!["home", "--whatnext", bin, "--iters", &n];
+        if quick {
+            call.push("--quick");
+        }
+        homes.push(sub(&call)?);
+    }
+    let mut joins = Vec::new();
+    for tracks in sizes(&[1_000, 10_000, 100_000], 100) {
+        eprintln!("growth: joining a playlist of {tracks} tracks …");
+        joins.push(sub(&[
+            "join",
+            "--whatnext",
+            bin,
+            "--iters",
+            &tracks.to_string(),
+        ])?);
+    }
+    let mut sessions = Vec::new();
+    for members in sizes(&[2, 8, 32], 2) {
+        eprintln!("growth: a session of {members} members …");
+        let mut answer = sub(&[
+            "session",
+            "--whatnext",
+            bin,
+            "--iters",
+            &members.to_string(),
+        ])?;
+        answer["members"] = json!(members);
+        sessions.push(answer);
+    }
+    Ok(json!({"store": store, "homes": homes, "joins": joins, "sessions": sessions}))
 }
 
 fn all(args: &Args) -> anyhow::Result<()> {

@@ -40,7 +40,11 @@ fn track(i: usize) -> NewTrack {
 /// Writes a home of `playlists` playlists of `tracks` tracks each (added in batches of at
 /// most 10,000, as a paste or an import would), folded into snapshots. Returns the first
 /// playlist's id and the bytes on disk.
-fn write_home(root: &Path, playlists: usize, tracks: usize) -> anyhow::Result<(String, u64)> {
+pub(crate) fn write_home(
+    root: &Path,
+    playlists: usize,
+    tracks: usize,
+) -> anyhow::Result<(String, u64)> {
     let (mut store, _) = Store::open(root, 1)?;
     let mut first = None;
     for p in 0..playlists {

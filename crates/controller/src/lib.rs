@@ -71,6 +71,7 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
         agent_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
         ping_interval_ms: 5_000,
     };
+    let opening = std::time::Instant::now();
     let (store, report) =
         whatnext_store::Store::open_as(&home.store_dir(), now_ms(), identity.keypair.clone())
             .with_context(|| {
@@ -79,6 +80,11 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
                     home.store_dir().display()
                 )
             })?;
+    tracing::info!(
+        "opened {} playlists in {} ms",
+        report.playlists,
+        opening.elapsed().as_millis()
+    );
     for tail in &report.torn_tails {
         tracing::warn!(
             "recovered from an interrupted write (never acknowledged, nothing lost); the incomplete record is kept in {}",

@@ -7,7 +7,7 @@
 //! too. A damaged playlist's mirror is left as it was: it may be the copy that restores it.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
@@ -62,6 +62,9 @@ async fn rest_idle(library: std::sync::Weak<Library>) {
 
 /// How long the mirror waits for more changes before writing files.
 const MIRROR_DEBOUNCE: Duration = Duration::from_millis(300);
+/// After writing a playlist's mirror, how many times as long as that took the mirror waits
+/// before writing it again: mirrors hold the store's lock a tenth of the time at most.
+const MIRROR_SHARE: u32 = 10;
 
 impl Library {
     /// Wraps an opened store and starts the Markdown mirror under `mirror_dir`. Also returns
@@ -86,10 +89,6 @@ impl Library {
             changes,
         });
         library.publish_summaries();
-        let ids: Vec<String> = library.lock().list().into_iter().map(|p| p.id).collect();
-        for id in ids {
-            let _ = library.mirror.send(id);
-        }
         tokio::spawn(mirror(Arc::clone(&library), mirror_dir, rx));
         tokio::spawn(rest_idle(Arc::downgrade(&library)));
         (library, changed)
@@ -260,26 +259,90 @@ impl Listed {
 }
 
 /// Keeps `<home>/playlists/<slug>.md` in step with the store.
+///
+/// At start only the mirrors older than their playlist's files are written (a home of a
+/// thousand playlists starts without rewriting a thousand files). After a change a
+/// playlist's mirror is written once the changes settle ([`MIRROR_DEBOUNCE`]), and no
+/// sooner than [`MIRROR_SHARE`] times its last write took after that write: writing means
+/// reading every track under the store's lock, which for a playlist of 100,000 tracks takes
+/// a second or more, and edits from friends must not queue behind it on every change. What
+/// a stop leaves unwritten is written at the next start (its mirror is older than its files).
 async fn mirror(library: Arc<Library>, dir: PathBuf, mut rx: mpsc::UnboundedReceiver<String>) {
-    let mut files: HashMap<String, PathBuf> = HashMap::new();
-    while let Some(first) = rx.recv().await {
-        tokio::time::sleep(MIRROR_DEBOUNCE).await;
-        let mut dirty = HashSet::from([first]);
-        while let Ok(id) = rx.try_recv() {
-            dirty.insert(id);
-        }
-        let lib = Arc::clone(&library);
-        let dir2 = dir.clone();
-        let mut known = std::mem::take(&mut files);
-        files = tokio::task::spawn_blocking(move || {
-            for id in dirty {
-                write_mirror(&lib, &dir2, &id, &mut known);
+    let (mut files, stale) = {
+        let (lib, dir) = (Arc::clone(&library), dir.clone());
+        tokio::task::spawn_blocking(move || current_mirrors(&lib, &dir))
+            .await
+            .unwrap_or_default()
+    };
+    let now = tokio::time::Instant::now();
+    // Playlist → when its mirror may be written next.
+    let mut due: HashMap<String, tokio::time::Instant> =
+        stale.into_iter().map(|id| (id, now)).collect();
+    // Playlist → when its mirror may be written again at the soonest.
+    let mut rested: HashMap<String, tokio::time::Instant> = HashMap::new();
+    loop {
+        let next = due.values().min().copied();
+        tokio::select! {
+            changed = rx.recv() => {
+                let Some(id) = changed else { return };
+                let settled = tokio::time::Instant::now() + MIRROR_DEBOUNCE;
+                let when = rested.get(&id).map_or(settled, |&at| at.max(settled));
+                due.entry(id).or_insert(when);
             }
-            known
-        })
-        .await
-        .unwrap_or_default();
+            () = tokio::time::sleep_until(next.unwrap_or(now)), if next.is_some() => {
+                let now = tokio::time::Instant::now();
+                let ready: Vec<String> =
+                    due.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect();
+                for id in &ready {
+                    due.remove(id);
+                }
+                let (lib, dir2) = (Arc::clone(&library), dir.clone());
+                let mut known = std::mem::take(&mut files);
+                let (known, took) = tokio::task::spawn_blocking(move || {
+                    let took: Vec<(String, Duration)> = ready
+                        .into_iter()
+                        .map(|id| {
+                            let started = std::time::Instant::now();
+                            write_mirror(&lib, &dir2, &id, &mut known);
+                            let took = started.elapsed();
+                            tracing::debug!("wrote the mirror of {id} in {} ms", took.as_millis());
+                            (id, took)
+                        })
+                        .collect();
+                    (known, took)
+                })
+                .await
+                .unwrap_or_default();
+                files = known;
+                let now = tokio::time::Instant::now();
+                for (id, took) in took {
+                    rested.insert(id, now + took * MIRROR_SHARE);
+                }
+                rested.retain(|_, at| *at > now);
+            }
+        }
     }
+}
+
+/// The mirrors already on disk that hold what their playlist's files hold (written after
+/// them), and the playlists whose mirror must be written.
+fn current_mirrors(library: &Library, dir: &Path) -> (HashMap<String, PathBuf>, Vec<String>) {
+    let store = library.lock();
+    let mut current = HashMap::new();
+    let mut stale = Vec::new();
+    for summary in store.list() {
+        let path = dir.join(markdown::file_name_of(&summary.name, &summary.id));
+        let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let changed = store.changed_on_disk(&summary.id);
+        match (written, changed) {
+            (Some(written), Some(changed)) if written >= changed => {
+                current.insert(summary.id, path);
+            }
+            _ => stale.push(summary.id),
+        }
+    }
+    // (A damaged playlist is listed as stale; `write_mirror` leaves its mirror alone.)
+    (current, stale)
 }
 
 fn write_mirror(library: &Library, dir: &Path, id: &str, files: &mut HashMap<String, PathBuf>) {
@@ -423,5 +486,67 @@ mod tests {
         // The library still works afterwards (a poisoned lock is recovered).
         let listed = library.read(|store| Ok(store.list().len())).await;
         assert_eq!(listed.expect("list"), 0);
+    }
+
+    /// Polls `check` for up to 20 s.
+    async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..400 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what}: not within 20 s");
+    }
+
+    #[tokio::test]
+    async fn at_start_only_mirrors_older_than_their_playlist_are_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store_dir = dir.path().join("store");
+        let mirrors = dir.path().join("md");
+        let me = Author {
+            peer_id: "p".into(),
+            display_name: "Me".into(),
+        };
+        let state = || StateHandle::new(AppState::initial(1, "p".into(), "/h".into(), 0));
+        let (mut store, _) = Store::open(&store_dir, 1).expect("store");
+        let kept = store.create("Kept", "", &me, 1).expect("create");
+        let changed = store.create("Changed", "", &me, 1).expect("create");
+        drop(store);
+        let mirror = |name: &str, id: &str| mirrors.join(markdown::file_name_of(name, id));
+        {
+            let (store, _) = Store::open(&store_dir, 2).expect("store");
+            let (library, _changes) = Library::start(store, me.clone(), state(), mirrors.clone());
+            eventually("both mirrors written", || {
+                mirror("Kept", &kept).exists() && mirror("Changed", &changed).exists()
+            })
+            .await;
+        }
+        let written = |name: &str, id: &str| {
+            std::fs::metadata(mirror(name, id))
+                .and_then(|m| m.modified())
+                .expect("mirror")
+        };
+        let kept_at = written("Kept", &kept);
+        // Changed while the app was not running (or in the moments before a stop).
+        let (mut store, _) = Store::open(&store_dir, 3).expect("store");
+        let track = whatnext_protocol::playlist::NewTrack {
+            title: "Added later".into(),
+            ..Default::default()
+        };
+        store.add_tracks(&changed, &[track], &me, 3).expect("add");
+        let (_library, _changes) = Library::start(store, me.clone(), state(), mirrors.clone());
+        eventually("the older mirror rewritten", || {
+            std::fs::read_to_string(mirror("Changed", &changed))
+                .is_ok_and(|text| text.contains("Added later"))
+        })
+        .await;
+        // Given the time to have been written too, the current one was not.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            written("Kept", &kept),
+            kept_at,
+            "a current mirror was rewritten"
+        );
     }
 }

@@ -19,7 +19,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
@@ -41,9 +40,12 @@ use crate::{
 
 /// How far ahead the fetcher looks: now playing and this many of up next.
 const AHEAD: usize = 3;
-/// How often the fetcher looks at what plays when nothing changes (a member coming online
-/// is a change; this catches a retry).
+/// How often the fetcher looks again at what plays while content it wants is missing (a
+/// fetch that failed is retried; a member coming online is a change, looked at at once).
 const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// After a look, how many times as long as it took the fetcher waits before the next: it
+/// holds the store's lock a tenth of the time at most.
+const LOOK_SHARE: u32 = 10;
 /// After a change, how long the fetcher lets more changes come before it looks.
 const SETTLE: Duration = Duration::from_millis(10);
 /// Groups asked for at once from one member: a round trip through two pipes and the
@@ -139,6 +141,13 @@ pub fn start_fetcher(
         // A change of the state (a track added, playback moving on) wakes it at once.
         let mut changes = state.subscribe();
         let mut looked_at = None;
+        // Looking reads each shared playlist whole, under the store's lock (a second for
+        // 100,000 tracks): after a look, the next waits [`LOOK_SHARE`] times as long, so
+        // friends' edits do not queue behind it on every change.
+        let mut rested_until = tokio::time::Instant::now();
+        // The last look wanted content this home does not have yet: the tick looks again
+        // (a fetch that failed is retried). Otherwise only a change is worth a look.
+        let mut lacking = false;
         loop {
             let ticked = tokio::select! {
                 _ = tick.tick() => true,
@@ -168,10 +177,14 @@ pub fn start_fetcher(
                     (s.id.clone(), updated, s.connected_members.clone())
                 })
                 .collect();
-            if !ticked && looked_at.as_ref() == Some(&looking_at) {
+            let changed = looked_at.as_ref() != Some(&looking_at);
+            if !(changed || ticked && lacking) || tokio::time::Instant::now() < rested_until {
+                // (Too soon: `looked_at` stays as it was, so a later tick still sees the change.)
                 continue;
             }
             looked_at = Some(looking_at);
+            lacking = false;
+            let started = tokio::time::Instant::now();
             for session in snapshot
                 .sessions
                 .iter()
@@ -203,10 +216,14 @@ pub fn start_fetcher(
                 for content in wanted {
                     if music.locate(&content.blake3).is_some()
                         || content.size > music.max_media_bytes
-                        || !in_flight
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(content.blake3.clone())
+                    {
+                        continue;
+                    }
+                    lacking = true;
+                    if !in_flight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(content.blake3.clone())
                     {
                         continue;
                     }
@@ -230,6 +247,7 @@ pub fn start_fetcher(
                     });
                 }
             }
+            rested_until = tokio::time::Instant::now() + started.elapsed() * LOOK_SHARE;
         }
     });
 }
@@ -307,7 +325,7 @@ impl Fetch {
         else {
             return Err("answered an outboard request with something else".into());
         };
-        let cvs = decode_outboard(&outboard)?;
+        let cvs = whatnext_protocol::blob::decode_outboard(&outboard)?;
         if size != self.content.size || !outboard::verify_outboard(&root, size, &cvs) {
             return Err("its outboard does not match the content id".into());
         }
@@ -375,21 +393,6 @@ impl Fetch {
     }
 }
 
-fn decode_outboard(text: &str) -> Result<Vec<[u8; 32]>, String> {
-    let bytes = B64.decode(text).map_err(|e| e.to_string())?;
-    if bytes.len() % 32 != 0 {
-        return Err("an outboard of partial hashes".into());
-    }
-    Ok(bytes
-        .chunks_exact(32)
-        .map(|c| {
-            let mut cv = [0u8; 32];
-            cv.copy_from_slice(c);
-            cv
-        })
-        .collect())
-}
-
 /// The partial file, cut back to its last whole group that still matches the outboard (a
 /// crash can leave a written group unwritten on disk), and the next group to fetch.
 fn open_partial(
@@ -454,7 +457,7 @@ pub async fn serve(
         BlobRequest::Outboard { .. } => match music.outboard(&blake3).await {
             Ok((size, cvs)) => {
                 board.progress(&blake3, peer, TransferDirection::Upload, 0, size);
-                let outboard = B64.encode(cvs.concat());
+                let outboard = whatnext_protocol::blob::encode_outboard(&cvs);
                 (BlobResponse::Outboard { size, outboard }, Bytes::new())
             }
             Err(reason) => refuse(reason),

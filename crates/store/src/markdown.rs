@@ -107,8 +107,13 @@ pub fn from_markdown(text: &str) -> Result<Playlist, StoreError> {
 /// File name of a playlist's mirror: a readable slug of its name plus a piece of its id,
 /// so two playlists with one name do not collide.
 pub fn file_name(playlist: &Playlist) -> String {
+    file_name_of(&playlist.name, &playlist.id)
+}
+
+/// [`file_name`] of the playlist named `name` with id `id`.
+pub fn file_name_of(name: &str, id: &str) -> String {
     let mut slug = String::new();
-    for c in playlist.name.chars().flat_map(char::to_lowercase) {
+    for c in name.chars().flat_map(char::to_lowercase) {
         if c.is_alphanumeric() {
             slug.push(c);
         } else if !slug.ends_with('-') {
@@ -119,7 +124,7 @@ pub fn file_name(playlist: &Playlist) -> String {
         }
     }
     let slug = slug.trim_matches('-');
-    let id: String = playlist.id.chars().take(8).collect();
+    let id: String = id.chars().take(8).collect();
     if slug.is_empty() {
         format!("{id}.md")
     } else {

@@ -454,6 +454,7 @@ impl Store {
         }
         self.listed.remove(id);
         let dir = self.dir(id);
+        tracing::debug!("reading the document of playlist {id}");
         match load_entry(&dir, id, now_ms()) {
             Ok(Some(loaded)) => {
                 if let Some(torn) = loaded.torn_tail {
@@ -754,6 +755,20 @@ impl Store {
                 p.what.push_str(&format!(" — since restored ({how})."));
             }
         }
+    }
+
+    /// When the playlist's files last changed on disk: the newest of its snapshot's and its
+    /// update log's modification times. A copy written after it (the Markdown mirror) holds
+    /// all they hold. None for a playlist this store does not have.
+    pub fn changed_on_disk(&self, id: &str) -> Option<std::time::SystemTime> {
+        if !self.contains(id) {
+            return None;
+        }
+        let dir = self.dir(id);
+        ["snapshot.loro", "updates.log"]
+            .iter()
+            .filter_map(|name| fs::metadata(dir.join(name)).and_then(|m| m.modified()).ok())
+            .max()
     }
 
     pub fn list(&self) -> Vec<PlaylistSummary> {
