@@ -16,7 +16,8 @@ import { identify } from '@libp2p/identify';
 import { ping } from '@libp2p/ping';
 import { multiaddr } from '@multiformats/multiaddr';
 
-const RUNS = 20;
+// WHATNEXT_BENCH_QUICK=1 (the tests' quick run): a few runs, to prove the script works.
+const RUNS = process.env.WHATNEXT_BENCH_QUICK ? 2 : 20;
 
 function makeNode(listen = true) {
   return createLibp2p({

@@ -201,7 +201,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn run(whatnext: &Path) -> anyhow::Result<Value> {
     let mut cold = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..crate::sized(10, 2) {
         let (_ctl, took) = Controller::start(whatnext)?;
         cold.push(took.as_secs_f64() * 1e3);
     }
@@ -210,7 +210,7 @@ pub fn run(whatnext: &Path) -> anyhow::Result<Value> {
     // is the first crash of a fresh pair: the case a user meets.
     let mut restarts = Vec::new();
     let mut rss = (0, 0);
-    for _ in 0..8 {
+    for _ in 0..crate::sized(8, 1) {
         let (mut a, _) = Controller::start(whatnext)?;
         let (b, _) = Controller::start(whatnext)?;
         let b_state = b.state(None)?;
@@ -241,7 +241,7 @@ pub fn run(whatnext: &Path) -> anyhow::Result<Value> {
     let mut clicks = Vec::new();
     let mut dials = Vec::new();
     let (mut a, _) = Controller::start(whatnext)?;
-    for _ in 0..20 {
+    for _ in 0..crate::sized(20, 2) {
         let (b, _) = Controller::start(whatnext)?;
         let link = b.invite()?;
         let t0 = Instant::now();
@@ -351,7 +351,8 @@ pub fn store(whatnext: &Path) -> anyhow::Result<Value> {
         .as_str()
         .context("id")?
         .to_string();
-    let tracks: Vec<Value> = (0..10_000)
+    let big_count = crate::sized(10_000, 500);
+    let tracks: Vec<Value> = (0..big_count)
         .map(|i| {
             json!({"title": format!("Track number {i}"), "artists": [format!("Artist {}", i % 500)],
                    "album": format!("Album {}", i % 1000), "duration_ms": 180_000 + i, "uri": format!("spotify:track:{i:022}")})
@@ -363,7 +364,7 @@ pub fn store(whatnext: &Path) -> anyhow::Result<Value> {
         json!({"tracks": tracks}),
     )?;
     let batch_ms = t0.elapsed().as_secs_f64() * 1e3;
-    if reply["track_ids"].as_array().map(Vec::len) != Some(10_000) {
+    if reply["track_ids"].as_array().map(Vec::len) != Some(big_count) {
         bail!("batch add failed: {reply}");
     }
 
@@ -372,7 +373,8 @@ pub fn store(whatnext: &Path) -> anyhow::Result<Value> {
         .context("id")?
         .to_string();
     let mut acks = Vec::new();
-    for i in 0..300 {
+    let small_count = crate::sized(300, 30);
+    for i in 0..small_count {
         let t = Instant::now();
         ctl.post(
             &format!("/api/playlists/{small}/tracks"),
@@ -380,7 +382,7 @@ pub fn store(whatnext: &Path) -> anyhow::Result<Value> {
         )?;
         acks.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    acks.drain(..20); // warm-up
+    acks.drain(..crate::sized(20, 5)); // warm-up
     let controller_rss_kb = rss_kb(ctl.child.id());
 
     // A clean stop folds the logs into snapshots.
@@ -398,7 +400,7 @@ pub fn store(whatnext: &Path) -> anyhow::Result<Value> {
     let mut full_loads = Vec::new();
     let rss_before = rss_kb(std::process::id());
     let mut kept = None;
-    for _ in 0..5 {
+    for _ in 0..crate::sized(5, 1) {
         let t = Instant::now();
         let (mut store, report) = whatnext_store::Store::open(&store_dir, 0)?;
         let total: usize = store.list().iter().map(|p| p.track_count).sum();
@@ -406,7 +408,7 @@ pub fn store(whatnext: &Path) -> anyhow::Result<Value> {
         // Loro decodes lazily: reading every track of the big one is "fully loaded".
         let tracks = store.get(&id)?.tracks.len();
         full_loads.push(t.elapsed().as_secs_f64() * 1e3);
-        if report.playlists != 2 || total != 10_300 || tracks != 10_000 {
+        if report.playlists != 2 || total != big_count + small_count || tracks != big_count {
             bail!(
                 "loaded {} playlists, {total} tracks, {tracks} in the big one",
                 report.playlists
@@ -454,7 +456,7 @@ pub fn sync(whatnext: &Path) -> anyhow::Result<Value> {
     };
     b.wait_for(|s| count_on(s, &id).is_some())?;
     let mut samples = Vec::new();
-    for i in 0..200u64 {
+    for i in 0..crate::sized(200u64, 10) {
         let t = Instant::now();
         a.post(
             &format!("/api/playlists/{id}/tracks"),
@@ -470,7 +472,8 @@ pub fn sync(whatnext: &Path) -> anyhow::Result<Value> {
         .as_str()
         .context("id")?
         .to_string();
-    let tracks: Vec<Value> = (0..10_000)
+    let big_count = crate::sized(10_000, 500);
+    let tracks: Vec<Value> = (0..big_count)
         .map(|i| json!({"title": format!("Track number {i}"), "artists": [format!("Artist {}", i % 500)], "album": format!("Album {}", i % 1000), "duration_ms": 180_000 + i}))
         .collect();
     a.post(
@@ -488,7 +491,7 @@ pub fn sync(whatnext: &Path) -> anyhow::Result<Value> {
     if joined["status"] != "connected" {
         bail!("big join failed: {joined}");
     }
-    c.wait_for(|s| count_on(s, &big) == Some(10_000))?;
+    c.wait_for(|s| count_on(s, &big) == Some(big_count as u64))?;
     let join_s = t.elapsed().as_secs_f64();
     let sent = loopback_tx_bytes().saturating_sub(sent_before);
     Ok(json!({
@@ -537,7 +540,7 @@ pub fn join(whatnext: &Path, tracks: usize) -> anyhow::Result<Value> {
     let join_s = t.elapsed().as_secs_f64();
     let sent = loopback_tx_bytes().saturating_sub(sent_before);
     let mut samples = Vec::new();
-    for i in 0..20u64 {
+    for i in 0..crate::sized(20u64, 3) {
         let t = Instant::now();
         a.post(
             &format!("/api/playlists/{big}/tracks"),
@@ -603,7 +606,7 @@ pub fn freshness(whatnext: &Path) -> anyhow::Result<Value> {
     let (seen_long, long_poller) = observe(true);
     let (seen_poll, poller) = observe(false);
     let mut changes = Vec::new();
-    for n in 1..=20u64 {
+    for n in 1..=crate::sized(20u64, 3) {
         std::thread::sleep(Duration::from_millis(rand::random_range(300..1300)));
         let t0 = Instant::now();
         ctl.post(
@@ -737,7 +740,7 @@ pub fn session(whatnext: &Path, crowd: usize) -> anyhow::Result<Value> {
         .collect();
     let mut each = Vec::new();
     let mut last = Vec::new();
-    for i in 0..100 {
+    for i in 0..crate::sized(100, 5) {
         // Distinct update times: a vote moves the playlist's `updated_at` (ms).
         std::thread::sleep(Duration::from_millis(3));
         let t0 = Instant::now();
@@ -770,7 +773,7 @@ pub fn session(whatnext: &Path, crowd: usize) -> anyhow::Result<Value> {
             .and_then(|p| p["track_count"].as_u64())
     };
     let mut to_all = Vec::new();
-    for i in 0..30u64 {
+    for i in 0..crate::sized(30u64, 3) {
         let t0 = Instant::now();
         owner.post(
             &format!("/api/playlists/{id}/tracks"),

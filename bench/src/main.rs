@@ -65,6 +65,20 @@ fn parse_args() -> Args {
     parsed
 }
 
+/// `--quick` (or WHATNEXT_BENCH_QUICK=1, which sub-processes inherit): every figure at its
+/// smallest size and a few iterations — `./scripts/test` runs it so a broken benchmark
+/// fails the tests. No figure of a quick run means anything.
+static QUICK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+pub(crate) fn quick() -> bool {
+    QUICK.get().copied().unwrap_or(false)
+}
+
+/// `full`, or `small` in a quick run.
+pub(crate) fn sized<T>(full: T, small: T) -> T {
+    if quick() { small } else { full }
+}
+
 fn main() -> anyhow::Result<()> {
     let mut raw = std::env::args().skip(1);
     let first = raw.next();
@@ -75,7 +89,12 @@ fn main() -> anyhow::Result<()> {
         println!("{}", store_growth::open(std::path::Path::new(&dir), &id)?);
         return Ok(());
     }
-    let args = parse_args();
+    let mut args = parse_args();
+    args.quick |= std::env::var_os("WHATNEXT_BENCH_QUICK").is_some();
+    let _ = QUICK.set(args.quick);
+    if args.quick && args.iters == 20_000 {
+        args.iters = 200;
+    }
     let result = match args.command.as_str() {
         "echo" => return ipc::echo_child(),
         "ipc-floor" => ipc::floor(args.iters, args.placement)?,
@@ -106,7 +125,12 @@ fn main() -> anyhow::Result<()> {
             if args.quick { 1 } else { 3 },
         )?,
         "join" => lifecycle::join(&args.whatnext, args.iters.min(1_000_000))?,
-        "growth" => growth(&args)?,
+        "growth" => {
+            let grown = growth(&args)?;
+            let (tables, text) = growth_tables(&grown);
+            eprintln!("{text}");
+            json!({"growth": tables, "raw": grown})
+        }
         "store-growth" => {
             store_growth::run(args.quick, (args.iters != 20_000).then_some(args.iters))?
         }
@@ -120,7 +144,11 @@ fn main() -> anyhow::Result<()> {
 /// Runs `self SUBCOMMAND` in a fresh process and parses its JSON.
 fn sub(args: &[&str]) -> anyhow::Result<Value> {
     let me = std::env::current_exe()?;
-    let out = Command::new(&me)
+    let mut command = Command::new(&me);
+    if quick() {
+        command.env("WHATNEXT_BENCH_QUICK", "1");
+    }
+    let out = command
         .args(args)
         .output()
         .with_context(|| format!("running {args:?}"))?;
@@ -135,6 +163,7 @@ fn sub(args: &[&str]) -> anyhow::Result<Value> {
 fn node_fork(placement: ipc::Placement, mode: &str, iters: usize) -> Option<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/node/fork-ipc.mjs");
     let out = Command::new("node")
+        .env("WHATNEXT_BENCH_QUICK", if quick() { "1" } else { "" })
         .args([script, mode, &iters.to_string()])
         .args([placement.this.to_string(), placement.child.to_string()])
         .output()
@@ -175,7 +204,11 @@ fn script_json(
 fn playback(whatnext: &std::path::Path) -> Option<Value> {
     let ui = concat!(env!("CARGO_MANIFEST_DIR"), "/../ui-tests");
     let whatnext = std::fs::canonicalize(whatnext).unwrap_or_else(|_| whatnext.to_path_buf());
-    let out = Command::new("node")
+    let mut command = Command::new("node");
+    if quick() {
+        command.env("PHASE_MS", "1500");
+    }
+    let out = command
         .arg("bench-playback.mjs")
         .env("WHATNEXT_BIN", whatnext)
         .current_dir(ui)
@@ -191,7 +224,11 @@ fn playback(whatnext: &std::path::Path) -> Option<Value> {
 /// RSS, in-process dial, fresh-process dial. None, with a note, when they cannot run.
 fn js_libp2p() -> Option<Value> {
     let interop = concat!(env!("CARGO_MANIFEST_DIR"), "/../interop");
-    let out = Command::new(format!("{interop}/node_modules/.bin/node"))
+    let mut command = Command::new(format!("{interop}/node_modules/.bin/node"));
+    if quick() {
+        command.env("WHATNEXT_BENCH_QUICK", "1");
+    }
+    let out = command
         .arg(format!("{interop}/bench-js.mjs"))
         .arg("all")
         .current_dir(interop)
@@ -278,6 +315,152 @@ fn growth(args: &Args) -> anyhow::Result<Value> {
         sessions.push(answer);
     }
     Ok(json!({"store": store, "homes": homes, "joins": joins, "sessions": sessions}))
+}
+
+/// One growth table: its title, the key of the size in each row, the rows (one per size),
+/// and the figures shown (key, label).
+type GrowthTable<'a> = (&'a str, &'a str, Vec<&'a Value>, Vec<(&'a str, &'a str)>);
+
+/// The growth tables, as text and as JSON — one row per figure, one column per size — with how each
+/// grows: the exponent k of cost ∝ size^k between the two largest sizes (1 linear, 0 flat,
+/// above 1 worse than linear). Returns them as JSON for the report.
+fn growth_tables(grown: &Value) -> (Value, String) {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let store = &grown["store"];
+    let tables: [GrowthTable; 5] = [
+        (
+            "tracks per playlist (the store, a fresh process per open)",
+            "tracks_each",
+            rows_of(&store["by_tracks"]),
+            vec![
+                ("open_list_ms", "open + list, ms"),
+                ("open_read_ms", "open + read all, ms"),
+                ("heap_loaded_mb", "heap held once read, MB"),
+                ("rss_loaded_mb", "RSS once read, MB"),
+                ("first_edit_ms", "first edit, ms"),
+                ("read_after_edit_ms", "read all after an edit, ms"),
+                ("heap_in_use_mb", "heap held in use (edited + read), MB"),
+                ("disk_bytes", "bytes on disk"),
+            ],
+        ),
+        (
+            "tracks per playlist (two controllers: a friend joins, then edits)",
+            "tracks",
+            rows_of(&grown["joins"]),
+            vec![
+                ("join_s", "join → every track here, s"),
+                ("join_loopback_bytes", "join, bytes on loopback"),
+                (
+                    "edit_propagation_p50_ms",
+                    "edit → the friend sees it, p50 ms",
+                ),
+            ],
+        ),
+        (
+            "playlists per home, 100 tracks each (the store)",
+            "playlists",
+            rows_of(&store["by_playlists"]),
+            vec![
+                ("open_list_ms", "open + list, ms"),
+                ("heap_listed_mb", "heap held once listed, MB"),
+                ("first_edit_ms", "first edit, ms"),
+                ("disk_bytes", "bytes on disk"),
+            ],
+        ),
+        (
+            "playlists per home, 100 tracks each (the controller)",
+            "playlists",
+            rows_of(&grown["homes"]),
+            vec![
+                ("start_to_running_ms", "run → node running, ms"),
+                ("list_ms", "GET /api/playlists, ms"),
+                ("settled_rss_mb", "RSS settled, controller + service, MB"),
+            ],
+        ),
+        (
+            "members per session (one controller each)",
+            "members",
+            rows_of(&grown["sessions"]),
+            vec![
+                ("crowd_setup_s", "everyone joined, s"),
+                ("crowd_edit_all_p50_ms", "edit → all others, p50 ms"),
+                ("crowd_edit_all_p99_ms", "edit → all others, p99 ms"),
+                ("crowd_rss_per_member_mb", "RSS per member, MB"),
+                ("crowd_connections_per_member", "connections per member"),
+            ],
+        ),
+    ];
+    let mut out = Vec::new();
+    for (title, size_key, rows, figures) in tables {
+        let sizes: Vec<f64> = rows.iter().filter_map(|r| r[size_key].as_f64()).collect();
+        let _ = writeln!(text, "\ngrowth: {title}");
+        let header: Vec<String> = sizes.iter().map(|n| format!("{n}")).collect();
+        let _ = writeln!(
+            text,
+            "{:<44} {:>12} {:>12} {:>12}  grows as size^k",
+            "figure",
+            header.first().map_or("", |h| h),
+            header.get(1).map_or("", |h| h),
+            header.get(2).map_or("", |h| h)
+        );
+        let mut table_rows = Vec::new();
+        for (key, figure) in figures {
+            let values: Vec<Option<f64>> = rows.iter().map(|r| r[key].as_f64()).collect();
+            let k = match (sizes.len(), values.as_slice()) {
+                (n @ 2.., [.., Some(a), Some(b)]) if *a > 0.0 && *b > 0.0 => {
+                    Some((b / a).ln() / (sizes[n - 1] / sizes[n - 2]).ln())
+                }
+                _ => None,
+            };
+            let shown: Vec<String> = values
+                .iter()
+                .map(|v| v.map_or("-".into(), figure_text))
+                .collect();
+            let _ = writeln!(
+                text,
+                "{:<44} {:>12} {:>12} {:>12}  {}",
+                figure,
+                shown.first().map_or("", |s| s),
+                shown.get(1).map_or("", |s| s),
+                shown.get(2).map_or("", |s| s),
+                k.map_or("-".into(), |k| format!("k = {k:.2}{}", growth_word(k)))
+            );
+            table_rows.push(json!({"figure": figure, "values": values, "k": k}));
+        }
+        out.push(json!({"table": title, "sizes": sizes, "rows": table_rows}));
+    }
+    (json!(out), text)
+}
+
+/// A figure with the digits that matter: 41437395, 74.4, 0.61.
+fn figure_text(v: f64) -> String {
+    if v.abs() >= 1_000.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn rows_of(list: &Value) -> Vec<&Value> {
+    list.as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
+}
+
+/// Words for a growth exponent (noise makes small figures wander: ±0.2 is "about").
+fn growth_word(k: f64) -> &'static str {
+    if k < 0.2 {
+        " (flat)"
+    } else if k < 0.8 {
+        " (sublinear)"
+    } else if k <= 1.2 {
+        " (linear)"
+    } else {
+        " (worse than linear)"
+    }
 }
 
 fn all(args: &Args) -> anyhow::Result<()> {
@@ -504,7 +687,7 @@ fn all(args: &Args) -> anyhow::Result<()> {
     raw.insert("sync".into(), sync);
 
     eprintln!("measuring the listening session: votes on 5 members, one edit among 32 …");
-    let session = sub(&["session", "--whatnext", bin, "--iters", "32"])?;
+    let session = sub(&["session", "--whatnext", bin, "--iters", sized("32", "3")])?;
     figures(
         &mut rows,
         &session,
@@ -555,7 +738,7 @@ fn all(args: &Args) -> anyhow::Result<()> {
     raw.insert("session".into(), session);
 
     eprintln!("measuring signed updates: sign, verify, receive …");
-    let signing = sub(&["signing", "--iters", "1000"])?;
+    let signing = sub(&["signing", "--iters", sized("1000", "20")])?;
     figures(
         &mut rows,
         &signing,
@@ -578,7 +761,7 @@ fn all(args: &Args) -> anyhow::Result<()> {
     raw.insert("signing".into(), signing);
 
     eprintln!("measuring the music library: a scan of 10,000 files, cold and unchanged …");
-    let library = sub(&["library", "--iters", "10000"])?;
+    let library = sub(&["library", "--iters", sized("10000", "20")])?;
     figures(
         &mut rows,
         &library,
@@ -599,8 +782,8 @@ fn all(args: &Args) -> anyhow::Result<()> {
     raw.insert("library".into(), library);
 
     eprintln!("measuring audio from a member: a 50 MB file …");
-    let transfer = sub(&["transfer", "--whatnext", bin, "--iters", "50"])?;
-    let copy = sub(&["stream-copy", "--iters", "50"])?;
+    let transfer = sub(&["transfer", "--whatnext", bin, "--iters", sized("50", "1")])?;
+    let copy = sub(&["stream-copy", "--iters", sized("50", "1")])?;
     rows.push(Row {
         figure: "audio from a member (50 MB, verified)".into(),
         ours: transfer["mb_per_s"].as_f64().unwrap_or(f64::NAN),
@@ -615,7 +798,7 @@ fn all(args: &Args) -> anyhow::Result<()> {
         baseline_name: "the same stream, written to a file and synced",
         unit: "MB/s",
     });
-    let hop = sub(&["pipe-hop", "--whatnext", bin, "--iters", "400"])?;
+    let hop = sub(&["pipe-hop", "--whatnext", bin, "--iters", sized("400", "4")])?;
     figures(
         &mut rows,
         &hop,
@@ -661,6 +844,10 @@ fn all(args: &Args) -> anyhow::Result<()> {
     }
     raw.insert("transfer".into(), transfer);
 
+    eprintln!("measuring how cost grows: tracks, playlists, members (a few minutes) …");
+    let grown = growth(args)?;
+    raw.insert("growth".into(), grown.clone());
+
     let machine = stats::machine();
     println!("machine: {machine}");
     println!(
@@ -684,10 +871,12 @@ fn all(args: &Args) -> anyhow::Result<()> {
             "baseline_name": row.baseline_name, "ratio": ratio, "unit": row.unit,
         }));
     }
+    let (growth_tables, text) = growth_tables(&grown);
+    println!("{text}");
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let doc = json!({"machine": machine, "results": table, "raw": raw});
+    let doc = json!({"machine": machine, "results": table, "growth": growth_tables, "raw": raw});
     std::fs::write(&args.out, serde_json::to_vec_pretty(&doc)?)?;
     eprintln!("written to {}", args.out.display());
     Ok(())

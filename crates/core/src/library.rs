@@ -516,7 +516,7 @@ mod tests {
         let mirror = |name: &str, id: &str| mirrors.join(markdown::file_name_of(name, id));
         {
             let (store, _) = Store::open(&store_dir, 2).expect("store");
-            let (library, _changes) = Library::start(store, me.clone(), state(), mirrors.clone());
+            let (_library, _changes) = Library::start(store, me.clone(), state(), mirrors.clone());
             eventually("both mirrors written", || {
                 mirror("Kept", &kept).exists() && mirror("Changed", &changed).exists()
             })
