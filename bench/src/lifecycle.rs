@@ -448,13 +448,7 @@ pub fn sync(whatnext: &Path) -> anyhow::Result<Value> {
     let (a, _) = Controller::start(whatnext)?;
     let (mut b, _) = Controller::start(whatnext)?;
     let id = share_and_join(&a, &b, "live")?;
-    let count_on = |s: &Value, id: &str| {
-        s["playlists"]
-            .as_array()
-            .and_then(|p| p.iter().find(|p| p["id"] == id))
-            .and_then(|p| p["track_count"].as_u64())
-    };
-    b.wait_for(|s| count_on(s, &id).is_some())?;
+    b.wait_for(|s| track_count(s, &id).is_some())?;
     let mut samples = Vec::new();
     for i in 0..crate::sized(200u64, 10) {
         let t = Instant::now();
@@ -462,38 +456,13 @@ pub fn sync(whatnext: &Path) -> anyhow::Result<Value> {
             &format!("/api/playlists/{id}/tracks"),
             json!({"title": format!("edit {i}"), "artists": ["a"]}),
         )?;
-        b.wait_for(|s| count_on(s, &id) == Some(i + 1))?;
+        b.wait_for(|s| track_count(s, &id) == Some(i + 1))?;
         samples.push(t.elapsed().as_secs_f64() * 1e3);
     }
     samples.sort_by(|x, y| x.total_cmp(y));
 
     // Joining a big playlist: C opens A's link to a 10,000-track playlist.
-    let big = a.post("/api/playlists", json!({"name": "big"}))?["id"]
-        .as_str()
-        .context("id")?
-        .to_string();
-    let big_count = crate::sized(10_000, 500);
-    let tracks: Vec<Value> = (0..big_count)
-        .map(|i| json!({"title": format!("Track number {i}"), "artists": [format!("Artist {}", i % 500)], "album": format!("Album {}", i % 1000), "duration_ms": 180_000 + i}))
-        .collect();
-    a.post(
-        &format!("/api/playlists/{big}/tracks"),
-        json!({"tracks": tracks}),
-    )?;
-    let big_link = a.post(&format!("/api/playlists/{big}/share"), json!({}))?["link"]
-        .as_str()
-        .context("link")?
-        .to_string();
-    let (mut c, _) = Controller::start(whatnext)?;
-    let sent_before = loopback_tx_bytes();
-    let t = Instant::now();
-    let joined = c.post("/api/open", json!({"url": big_link, "wait": true}))?;
-    if joined["status"] != "connected" {
-        bail!("big join failed: {joined}");
-    }
-    c.wait_for(|s| count_on(s, &big) == Some(big_count as u64))?;
-    let join_s = t.elapsed().as_secs_f64();
-    let sent = loopback_tx_bytes().saturating_sub(sent_before);
+    let (_c, _big, join_s, sent) = big_join(whatnext, &a, crate::sized(10_000, 500))?;
     Ok(json!({
         "propagation_p50_ms": crate::stats::percentile(&samples, 0.5),
         "propagation_p99_ms": crate::stats::percentile(&samples, 0.99),
@@ -502,16 +471,14 @@ pub fn sync(whatnext: &Path) -> anyhow::Result<Value> {
     }))
 }
 
-/// Joining a playlist of `tracks` tracks: C opens A's link (open → every track in C's
-/// state, bytes on loopback), then edits in it reach C (p50 of 20).
-pub fn join(whatnext: &Path, tracks: usize) -> anyhow::Result<Value> {
-    let (a, _) = Controller::start(whatnext)?;
-    let count_on = |s: &Value, id: &str| {
-        s["playlists"]
-            .as_array()
-            .and_then(|p| p.iter().find(|p| p["id"] == id))
-            .and_then(|p| p["track_count"].as_u64())
-    };
+/// A playlist of `tracks` tracks on `a`, shared, and a fresh controller that opens its link:
+/// the joiner, the playlist's id, the seconds until every track is in the joiner's state and
+/// the bytes sent on loopback meanwhile.
+fn big_join(
+    whatnext: &Path,
+    a: &Controller,
+    tracks: usize,
+) -> anyhow::Result<(Controller, String, f64, u64)> {
     let big = a.post("/api/playlists", json!({"name": "big"}))?["id"]
         .as_str()
         .context("id")?
@@ -536,9 +503,25 @@ pub fn join(whatnext: &Path, tracks: usize) -> anyhow::Result<Value> {
     if joined["status"] != "connected" {
         bail!("join failed: {joined}");
     }
-    c.wait_for(|s| count_on(s, &big) == Some(tracks as u64))?;
+    c.wait_for(|s| track_count(s, &big) == Some(tracks as u64))?;
     let join_s = t.elapsed().as_secs_f64();
     let sent = loopback_tx_bytes().saturating_sub(sent_before);
+    Ok((c, big, join_s, sent))
+}
+
+/// The track count of playlist `id` in a state, if it is listed.
+fn track_count(state: &Value, id: &str) -> Option<u64> {
+    state["playlists"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["id"] == id))
+        .and_then(|p| p["track_count"].as_u64())
+}
+
+/// Joining a playlist of `tracks` tracks: C opens A's link (open → every track in C's
+/// state, bytes on loopback), then edits in it reach C (p50 of 20).
+pub fn join(whatnext: &Path, tracks: usize) -> anyhow::Result<Value> {
+    let (a, _) = Controller::start(whatnext)?;
+    let (mut c, big, join_s, sent) = big_join(whatnext, &a, tracks)?;
     let mut samples = Vec::new();
     for i in 0..crate::sized(20u64, 3) {
         let t = Instant::now();
@@ -546,7 +529,7 @@ pub fn join(whatnext: &Path, tracks: usize) -> anyhow::Result<Value> {
             &format!("/api/playlists/{big}/tracks"),
             json!({"title": format!("edit {i}"), "artists": ["a"]}),
         )?;
-        c.wait_for(|s| count_on(s, &big) == Some(tracks as u64 + i + 1))?;
+        c.wait_for(|s| track_count(s, &big) == Some(tracks as u64 + i + 1))?;
         samples.push(t.elapsed().as_secs_f64() * 1e3);
     }
     Ok(json!({
