@@ -274,7 +274,22 @@ fn parse_addr(param: &'static str, raw: &str, peer: &PeerId) -> Result<Multiaddr
         }
         addr.pop();
     }
+    nothing_to_dial(param, &addr)?;
     Ok(addr)
+}
+
+/// An address that was only the peer's id (`/p2p/<id>`) or a circuit marker leaves nothing
+/// to dial: refused, not kept as an empty address (which the link would write as `addr=`
+/// and then refuse to read back — found by the fuzzer).
+fn nothing_to_dial(param: &'static str, addr: &Multiaddr) -> Result<(), LinkError> {
+    if addr.is_empty() {
+        return Err(LinkError::Multiaddr {
+            param,
+            value: String::new(),
+            reason: "it names no address to dial, only a peer id or a circuit".into(),
+        });
+    }
+    Ok(())
 }
 
 /// A relay's address, which names the relay's own peer id.
@@ -284,6 +299,7 @@ fn parse_relay(raw: &str) -> Result<Multiaddr, LinkError> {
     if let Some(Protocol::P2pCircuit) = addr.iter().last() {
         addr.pop();
     }
+    nothing_to_dial("relay", &addr)?;
     Ok(addr)
 }
 
@@ -364,6 +380,16 @@ mod tests {
                 "addr=",
             ),
             (format!("whtnxt://connect/{PEER}?addr="), "addr is empty"),
+            // Found by the fuzzer: an address of the peer id alone left an empty address,
+            // which the link wrote as `addr=` and then could not read back.
+            (
+                format!("whtnxt://connect/{PEER}?addr=/p2p/{PEER}"),
+                "names no address to dial",
+            ),
+            (
+                format!("whtnxt://connect/{PEER}?relay=/p2p-circuit"),
+                "names no address to dial",
+            ),
             (
                 format!("whtnxt://connect/{PEER}?addr=/ip4/1.2.3.4/tcp/1/p2p/{OTHER}"),
                 "names peer",
