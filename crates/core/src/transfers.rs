@@ -148,9 +148,12 @@ pub fn start_fetcher(
         // The last look wanted content this home does not have yet: the tick looks again
         // (a fetch that failed is retried). Otherwise only a change is worth a look.
         let mut lacking = false;
+        // A change came too soon after the last look: look once the rest is over.
+        let mut waiting = false;
         loop {
             let ticked = tokio::select! {
                 _ = tick.tick() => true,
+                () = tokio::time::sleep_until(rested_until), if waiting => false,
                 changed = changes.changed() => {
                     if changed.is_err() {
                         return;
@@ -178,10 +181,15 @@ pub fn start_fetcher(
                 })
                 .collect();
             let changed = looked_at.as_ref() != Some(&looking_at);
-            if !(changed || ticked && lacking) || tokio::time::Instant::now() < rested_until {
-                // (Too soon: `looked_at` stays as it was, so a later tick still sees the change.)
+            if !(changed || ticked && lacking) {
                 continue;
             }
+            if tokio::time::Instant::now() < rested_until {
+                // Too soon: `looked_at` stays as it was, so the change is still seen then.
+                waiting = true;
+                continue;
+            }
+            waiting = false;
             looked_at = Some(looking_at);
             lacking = false;
             let started = tokio::time::Instant::now();
