@@ -263,29 +263,30 @@ fn parse_multiaddr(param: &'static str, raw: &str) -> Result<Multiaddr, LinkErro
 /// A direct address; a trailing `/p2p/<id>` must be the link's peer and is dropped.
 fn parse_addr(param: &'static str, raw: &str, peer: &PeerId) -> Result<Multiaddr, LinkError> {
     let mut addr = parse_multiaddr(param, raw)?;
+    let given = prefix(&addr.to_string());
     if let Some(Protocol::P2p(found)) = addr.iter().last() {
         if found != *peer {
             return Err(LinkError::PeerMismatch {
                 param,
-                value: prefix(&addr.to_string()),
+                value: given,
                 found: found.to_string(),
                 expected: peer.to_string(),
             });
         }
         addr.pop();
     }
-    nothing_to_dial(param, &addr)?;
+    nothing_to_dial(param, given, &addr)?;
     Ok(addr)
 }
 
 /// An address that was only the peer's id (`/p2p/<id>`) or a circuit marker leaves nothing
 /// to dial: refused, not kept as an empty address (which the link would write as `addr=`
 /// and then refuse to read back — found by the fuzzer).
-fn nothing_to_dial(param: &'static str, addr: &Multiaddr) -> Result<(), LinkError> {
+fn nothing_to_dial(param: &'static str, given: String, addr: &Multiaddr) -> Result<(), LinkError> {
     if addr.is_empty() {
         return Err(LinkError::Multiaddr {
             param,
-            value: String::new(),
+            value: given,
             reason: "it names no address to dial, only a peer id or a circuit".into(),
         });
     }
@@ -295,11 +296,12 @@ fn nothing_to_dial(param: &'static str, addr: &Multiaddr) -> Result<(), LinkErro
 /// A relay's address, which names the relay's own peer id.
 fn parse_relay(raw: &str) -> Result<Multiaddr, LinkError> {
     let mut addr = parse_multiaddr("relay", raw)?;
+    let given = prefix(&addr.to_string());
     // Tolerate a full circuit address: keep the relay part.
     if let Some(Protocol::P2pCircuit) = addr.iter().last() {
         addr.pop();
     }
-    nothing_to_dial("relay", &addr)?;
+    nothing_to_dial("relay", given, &addr)?;
     Ok(addr)
 }
 

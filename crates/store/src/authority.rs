@@ -123,7 +123,7 @@ pub fn receive(
     let facts = doc.session_facts();
     let before_frontiers = doc.doc.oplog_frontiers();
     let pending = doc.pending_updates().ok().flatten();
-    if let Err(e) = doc.import_untrusted(&envelope.updates) {
+    if let Err(e) = doc.import_untrusted(&envelope.updates, &meta) {
         undo(doc, &ours, pending.as_deref());
         return Err(reject(
             who,

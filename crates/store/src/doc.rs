@@ -55,7 +55,6 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Refuses a peer id that is not a libp2p peer id, naming the field it came from.
 /// Whether Loro can apply changes to `container`: a root's name is not empty and holds no
 /// '/' or '\0' (`loro_common::check_root_container_name`; mergeable roots, which only Loro's
 /// own API makes, we never use).
@@ -68,6 +67,7 @@ fn acceptable_container(container: &loro::ContainerID) -> bool {
     }
 }
 
+/// Refuses a peer id that is not a libp2p peer id, naming the field it came from.
 fn check_peer_id(field: &str, peer_id: &str) -> Result<(), StoreError> {
     libp2p_identity::PeerId::from_str(peer_id)
         .map(|_| ())
@@ -271,9 +271,13 @@ impl PlaylistDoc {
     /// as usual (a detached import and the re-attach cost more: 100 ms instead of 4 on a
     /// 10,000-track playlist). On an error the history may hold the refused changes: the
     /// caller puts the document back (`fork_at_version`).
-    pub fn import_untrusted(&self, bytes: &[u8]) -> Result<(), StoreError> {
+    /// `meta` is what `LoroDoc::decode_import_blob_meta` read of `bytes`.
+    pub fn import_untrusted(
+        &self,
+        bytes: &[u8],
+        meta: &loro::ImportBlobMetadata,
+    ) -> Result<(), StoreError> {
         let before = self.doc.oplog_vv();
-        let meta = LoroDoc::decode_import_blob_meta(bytes, false)?;
         let all_new = meta
             .partial_end_vv
             .iter()
