@@ -66,8 +66,40 @@ pub fn encode_envelope<T: Serialize + Attached>(
         .data_mut()
         .map(std::mem::take)
         .unwrap_or_default();
-    let json = serde_json::to_vec(&envelope)?;
+    let json = envelope_json(&envelope)?;
     Ok(OutFrame::attached(json, data))
+}
+
+/// The JSON of `envelope`: exactly what its derived (`flatten`) form writes, without the
+/// buffering `flatten` costs on every frame — `"id"` goes first, then the body's fields.
+fn envelope_json<T: Serialize>(envelope: &Envelope<T>) -> Result<Vec<u8>, FrameError> {
+    let Some(id) = envelope.id else {
+        return Ok(serde_json::to_vec(&envelope.body)?);
+    };
+    let mut json = Vec::with_capacity(128);
+    json.extend_from_slice(b"{\"id\":");
+    json.extend_from_slice(id.to_string().as_bytes());
+    let body_at = json.len();
+    serde_json::to_writer(&mut json, &envelope.body)?;
+    match json.get(body_at..) {
+        // `{}`: the id alone.
+        Some(b"{}") => {
+            json.truncate(body_at);
+            json.push(b'}');
+        }
+        // `{"type":…}`: its `{` becomes the comma after the id.
+        Some([b'{', ..]) => json[body_at] = b',',
+        // Not an object: the derived form says why it cannot be flattened.
+        _ => return Ok(serde_json::to_vec(envelope)?),
+    }
+    Ok(json)
+}
+
+/// The id of an envelope, read on its own (the body is read by its own type's rules).
+#[derive(Deserialize)]
+struct EnvelopeId {
+    #[serde(default)]
+    id: Option<u64>,
 }
 
 /// The envelope in a frame body, its raw bytes put back in place. Bytes attached to a
@@ -76,7 +108,13 @@ pub fn decode_envelope<T: DeserializeOwned + Attached>(
     body: &Bytes,
 ) -> Result<Envelope<T>, FrameError> {
     let (json, data) = split_attachment(body)?;
-    let mut envelope: Envelope<T> = decode_json(&json)?;
+    // Two quick reads rather than the derived `flatten` one, which buffers the whole
+    // message into an intermediate tree first: the body's enum skips the `id` key.
+    let EnvelopeId { id } = decode_json(&json)?;
+    let mut envelope = Envelope {
+        id,
+        body: decode_json::<T>(&json)?,
+    };
     if let Some(slot) = envelope.body.data_mut() {
         *slot = data;
     }
@@ -490,6 +528,40 @@ mod tests {
             let wire = Bytes::from(wire.into_body());
             let back: EventEnvelope = decode_envelope(&wire).expect("decodes");
             prop_assert_eq!(back, env);
+        }
+
+        /// The quick encoding writes what the derived form writes, and the quick decoding
+        /// reads back what the derived form reads, so the wire does not change.
+        #[test]
+        fn envelopes_are_the_derived_wire_form(id in proptest::option::of(any::<u64>()), command in command(), event in event()) {
+            let command = Envelope { id, body: command };
+            let derived = serde_json::to_vec(&command).expect("derived");
+            prop_assert_eq!(&envelope_json(&command).expect("quick"), &derived);
+            let back: CommandEnvelope = decode_envelope(&Bytes::from(derived.clone())).expect("decodes");
+            let derived_back: CommandEnvelope = serde_json::from_slice(&derived).expect("derived decodes");
+            prop_assert_eq!(back, derived_back);
+            let event = Envelope { id, body: event };
+            let derived = serde_json::to_vec(&event).expect("derived");
+            prop_assert_eq!(&envelope_json(&event).expect("quick"), &derived);
+        }
+
+        /// On any input the quick decoding accepts what the derived one accepts, and
+        /// reads the same.
+        #[test]
+        fn quick_and_derived_decoding_agree(id in proptest::option::of(any::<u64>()), fields in proptest::collection::vec(("(id|type|payload|x)", "(ping|dial|7|\\{\\}|null|\"ping\")"), 0..4)) {
+            let mut json = String::from("{");
+            if let Some(id) = id {
+                json.push_str(&format!("\"id\":{id}"));
+            }
+            for (key, value) in &fields {
+                if json.len() > 1 { json.push(','); }
+                let value = if value.starts_with('"') || value.starts_with('{') || value.chars().all(|c| c.is_ascii_digit()) || value == "null" { value.clone() } else { format!("\"{value}\"") };
+                json.push_str(&format!("\"{key}\":{value}"));
+            }
+            json.push('}');
+            let quick = decode_envelope::<Command>(&Bytes::from(json.clone().into_bytes())).ok();
+            let derived = serde_json::from_str::<CommandEnvelope>(&json).ok();
+            prop_assert_eq!(quick, derived, "{}", json);
         }
 
         #[test]

@@ -18,7 +18,10 @@ use std::{
 };
 
 use futures::StreamExt as _;
-use tokio::{process::Child, sync::mpsc};
+use tokio::{
+    process::Child,
+    sync::{mpsc, watch},
+};
 use tokio_util::{codec::FramedRead, sync::CancellationToken};
 use whatnext_protocol::{
     PROTOCOL_VERSION,
@@ -30,7 +33,7 @@ use whatnext_protocol::{
 
 use self::{
     lifecycle::{CrashGuard, Heartbeat},
-    requests::{Internal, OUTBOX_FRAMES, Request, ServiceLink},
+    requests::{Internal, OUTBOX_FRAMES, Route, ServiceLink},
 };
 pub use self::{
     lifecycle::{RestartPolicy, encode_keypair},
@@ -66,7 +69,8 @@ pub struct ServiceEvent {
 pub struct Supervisor {
     spec: ServiceSpec,
     state: StateHandle,
-    requests: mpsc::Receiver<Request>,
+    /// Where callers' requests go (published here, read by every [`ServiceClient`]).
+    routes: watch::Sender<Route>,
     shutdown: CancellationToken,
     /// Known dialable addresses of peers, from our dials and from identify.
     peer_addrs: HashMap<String, Vec<String>>,
@@ -87,7 +91,7 @@ pub fn supervisor(
     shutdown: CancellationToken,
 ) -> (Supervisor, ServiceClient) {
     let recent = IpcLog::default();
-    let (client, requests) = requests::channel(recent.clone());
+    let (client, routes) = requests::channel(recent.clone());
     // The ports of the last run, if the configuration is the same (else they mean nothing).
     let remembered = spec
         .listen_memory
@@ -96,7 +100,7 @@ pub fn supervisor(
     let supervisor = Supervisor {
         spec,
         state,
-        requests,
+        routes,
         shutdown,
         peer_addrs: HashMap::new(),
         redial: HashSet::new(),
@@ -203,23 +207,22 @@ impl Supervisor {
     /// Waits `duration` (or until shutdown when `None`), answering requests with an error.
     /// Returns false when shutdown was requested.
     async fn wait_answering_unavailable(&mut self, duration: Option<Duration>, why: &str) -> bool {
+        self.routes.send_replace(Route::Down(why.to_string()));
         let sleep = async {
             match duration {
                 Some(d) => tokio::time::sleep(d).await,
                 None => futures::future::pending().await,
             }
         };
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = &mut sleep => return true,
-                () = self.shutdown.cancelled() => return false,
-                Some(request) = self.requests.recv() => request.answer_unavailable(why),
-            }
+        tokio::select! {
+            () = sleep => true,
+            () = self.shutdown.cancelled() => false,
         }
     }
 
     async fn run_incarnation(&mut self, incarnation: u32) -> Ended {
+        // Callers wait for this incarnation instead of being turned away.
+        self.routes.send_replace(Route::Starting);
         let mut child = match lifecycle::spawn(&self.spec.program) {
             Ok(child) => child,
             Err(err) => {
@@ -249,6 +252,11 @@ impl Supervisor {
             FramedRead::new(stdout, FrameCodec::default()),
         );
         let ended = self.drive(&mut child, &mut link, incarnation).await;
+        self.routes.send_replace(Route::Down(match &ended {
+            Ended::Shutdown => "the controller is shutting down".into(),
+            Ended::Crashed(_) => "it is restarting".into(),
+            Ended::Fatal(reason) => format!("it failed: {reason}"),
+        }));
         link.fail_pending();
         if let Ended::Shutdown = ended {
             // Never wait for room in the pipe here: a service that stopped reading must not
@@ -346,20 +354,21 @@ impl Supervisor {
         if incarnation > 0 {
             tracing::info!("network service restarted (incarnation {incarnation})");
         }
+        // From here callers queue their commands straight for the writer.
+        self.routes.send_replace(Route::Live(link.outlet.clone()));
         // 3. The steady state. This loop never waits for room in the service's stdin: the
-        //    writer task does that. It takes a new request only once it holds a slot in the
-        //    outbox (backpressure to the callers), and it always goes on reading the service's
-        //    events, so the two processes can never each wait for the other to read.
+        //    writer task does that, and callers wait for a slot in the outbox (backpressure)
+        //    in their own tasks. It always goes on reading the service's events, so the two
+        //    processes can never each wait for the other to read.
         let mut heartbeat = Heartbeat::new(&policy);
-        let mut slot: Option<mpsc::OwnedPermit<whatnext_protocol::frame::OutFrame>> = None;
         // Created once: a fresh `cancelled()` per iteration would register a waiter each time.
         let shutdown = self.shutdown.clone();
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
             tokio::select! {
-                // In order: shutdown, replies (what waiting requests are blocked on), new
-                // requests, the heartbeat.
+                // In order: shutdown, replies (what waiting requests are blocked on), the
+                // heartbeat.
                 biased;
                 () = &mut cancelled => return Ended::Shutdown,
                 frame = link.reader.next() => {
@@ -388,19 +397,11 @@ impl Supervisor {
                     tracing::debug!("{why}");
                     return Ended::Crashed(lifecycle::exit_reason(child).await);
                 }
-                permit = link.outbox.clone().reserve_owned(), if slot.is_none() => match permit {
-                    Ok(permit) => slot = Some(permit),
-                    Err(_) => return Ended::Crashed(lifecycle::exit_reason(child).await),
-                },
-                Some(request) = self.requests.recv(), if slot.is_some() => {
-                    if let Some(permit) = slot.take() {
-                        link.send_request(permit, request);
-                    }
-                }
                 () = heartbeat.tick() => {
-                    if let Err(reason) = heartbeat.check(child, link.outbox.capacity() == 0, &policy) {
+                    if let Err(reason) = heartbeat.check(child, link.outbox_full(), &policy) {
                         return Ended::Crashed(reason);
                     }
+                    link.forget_abandoned();
                     // A full outbox skips this ping; the missing pong is then what counts.
                     let _ = link.try_send(Command::Ping, Internal::Ignore);
                 }

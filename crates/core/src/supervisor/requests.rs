@@ -6,12 +6,16 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
 use tokio::{
     process::ChildStdout,
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
 };
 use tokio_util::codec::FramedRead;
 use whatnext_protocol::{
@@ -73,33 +77,82 @@ fn unexpected(command: &'static str, answer: Event) -> ServiceError {
 
 pub(super) type Reply = oneshot::Sender<Result<Event, ServiceError>>;
 
-/// A caller's command on its way to the supervisor, with the oneshot its answer goes to.
-pub(super) struct Request {
-    pub(super) command: Command,
-    /// None for commands that are not answered (e.g. `respond`).
-    pub(super) reply: Option<Reply>,
+/// Where a caller's command goes now: the live incarnation's [`Outlet`], or why there is
+/// none. The supervisor publishes it (a watch channel); callers only read it.
+#[derive(Clone)]
+pub(super) enum Route {
+    /// A service is being started: callers wait for it (within their timeout).
+    Starting,
+    Live(Arc<Outlet>),
+    /// No service runs, for this reason (restarting, failed, shutting down).
+    Down(String),
 }
 
-impl Request {
-    /// Answers the caller at once: no service is there to ask.
-    pub(super) fn answer_unavailable(self, why: &str) {
-        if let Some(reply) = self.reply {
-            let _ = reply.send(Err(ServiceError::Unavailable(why.to_string())));
+/// The live incarnation's command pipe as callers use it: each caller queues its own frame
+/// for the writer task, without a hop through the supervisor's loop. The supervisor still
+/// owns who waits for which reply: a caller hands it the reply's oneshot over `waiters`
+/// before its frame can reach the service, and the supervisor collects those handovers
+/// only when a reply arrives — so a request costs the supervisor no wake-up of its own.
+pub(super) struct Outlet {
+    /// To the writer task, which owns the service's stdin. Bounded: a caller beyond it waits
+    /// for a slot (backpressure), and memory stays bounded however slowly the service reads.
+    outbox: mpsc::Sender<OutFrame>,
+    /// Request ids of this incarnation, shared by the callers and the supervisor.
+    ids: AtomicU64,
+    waiters: mpsc::UnboundedSender<(u64, Reply)>,
+    recent: IpcLog,
+}
+
+impl Outlet {
+    /// Numbers `command`, logs it (redacted) and encodes it.
+    fn encode(&self, command: Command) -> (u64, OutFrame) {
+        // Heartbeats would push everything else out of the debug log, and the identity key
+        // must never reach it.
+        let heartbeat = matches!(command, Command::Ping);
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let frame = whatnext_protocol::ipc::encode_envelope(
+            whatnext_protocol::ipc::Envelope::request(id, command),
+        )
+        .unwrap_or_default();
+        if !heartbeat {
+            self.recent.record("▶", &frame.head);
         }
+        (id, frame)
+    }
+
+    /// Queues a caller's command, waiting for room in the outbox; its reply (if it has a
+    /// waiter) goes to `reply`.
+    async fn send(&self, command: Command, reply: Option<Reply>) -> Result<(), ServiceError> {
+        // A closed outbox or waiter queue: this incarnation ended after the caller took it.
+        let permit = self
+            .outbox
+            .reserve()
+            .await
+            .map_err(|_| ServiceError::Restarted)?;
+        let (id, frame) = self.encode(command);
+        if let Some(reply) = reply {
+            // Before the frame is queued, so the supervisor knows the waiter by the time
+            // the reply can arrive.
+            self.waiters
+                .send((id, reply))
+                .map_err(|_| ServiceError::Restarted)?;
+        }
+        permit.send(frame);
+        Ok(())
     }
 }
 
 /// Sends commands to whichever incarnation of the service is current.
 #[derive(Clone)]
 pub struct ServiceClient {
-    tx: mpsc::Sender<Request>,
+    route: watch::Receiver<Route>,
     recent: IpcLog,
 }
 
-/// A client, and the queue its requests arrive in (the supervisor's end).
-pub(super) fn channel(recent: IpcLog) -> (ServiceClient, mpsc::Receiver<Request>) {
-    let (tx, requests) = mpsc::channel(256);
-    (ServiceClient { tx, recent }, requests)
+/// A client, and the route it follows (the supervisor's end).
+pub(super) fn channel(recent: IpcLog) -> (ServiceClient, watch::Sender<Route>) {
+    let (routes, route) = watch::channel(Route::Starting);
+    (ServiceClient { route, recent }, routes)
 }
 
 /// The last frames exchanged with the service, for the view's debug panel.
@@ -192,19 +245,31 @@ impl ServiceClient {
         command: Command,
         timeout: Duration,
     ) -> Result<Event, ServiceError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request {
-                command,
-                reply: Some(reply),
-            })
+        let asked = async {
+            let (reply, answer) = oneshot::channel();
+            self.outlet().await?.send(command, Some(reply)).await?;
+            // A dropped oneshot: the incarnation that had the request died before answering.
+            answer.await.map_err(|_| ServiceError::Restarted)?
+        };
+        tokio::time::timeout(timeout, asked)
+            .await
+            .unwrap_or(Err(ServiceError::Timeout(timeout)))
+    }
+
+    /// The live incarnation's outlet, waiting while one is being started.
+    async fn outlet(&self) -> Result<Arc<Outlet>, ServiceError> {
+        if let Route::Live(outlet) = &*self.route.borrow() {
+            return Ok(outlet.clone());
+        }
+        let mut route = self.route.clone();
+        let settled = route
+            .wait_for(|r| !matches!(r, Route::Starting))
             .await
             .map_err(|_| ServiceError::Unavailable("the controller is shutting down".into()))?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            // The incarnation that had the request died before answering.
-            Ok(Err(_)) => Err(ServiceError::Restarted),
-            Err(_) => Err(ServiceError::Timeout(timeout)),
+        match &*settled {
+            Route::Live(outlet) => Ok(outlet.clone()),
+            Route::Down(why) => Err(ServiceError::Unavailable(why.clone())),
+            Route::Starting => Err(ServiceError::Restarted),
         }
     }
 }
@@ -304,13 +369,9 @@ impl ServiceClient {
 
     /// Sends a command that is not answered (e.g. `respond`); dropped if no service runs.
     pub async fn notify(&self, command: Command) {
-        let _ = self
-            .tx
-            .send(Request {
-                command,
-                reply: None,
-            })
-            .await;
+        if let Ok(outlet) = self.outlet().await {
+            let _ = outlet.send(command, None).await;
+        }
     }
 }
 
@@ -327,12 +388,11 @@ pub(super) const OUTBOX_FRAMES: usize = 64;
 
 /// One incarnation's pipes, and who waits for which request id on them.
 pub(super) struct ServiceLink {
-    recent: IpcLog,
-    /// To the writer task, which owns the service's stdin.
-    pub(super) outbox: mpsc::Sender<OutFrame>,
+    pub(super) outlet: Arc<Outlet>,
     pub(super) writer: tokio::task::JoinHandle<std::io::Result<()>>,
     pub(super) reader: FramedRead<ChildStdout, FrameCodec>,
-    next_id: u64,
+    /// Callers' waiters not yet collected into `pending`.
+    waiters: mpsc::UnboundedReceiver<(u64, Reply)>,
     pending: HashMap<u64, Reply>,
     internal: HashMap<u64, Internal>,
 }
@@ -353,41 +413,20 @@ impl ServiceLink {
         writer: tokio::task::JoinHandle<std::io::Result<()>>,
         reader: FramedRead<ChildStdout, FrameCodec>,
     ) -> Self {
+        let (waiters_tx, waiters) = mpsc::unbounded_channel();
         Self {
-            recent,
-            outbox,
+            outlet: Arc::new(Outlet {
+                outbox,
+                ids: AtomicU64::new(1),
+                waiters: waiters_tx,
+                recent,
+            }),
             writer,
             reader,
-            next_id: 1,
+            waiters,
             pending: HashMap::new(),
             internal: HashMap::new(),
         }
-    }
-
-    /// Numbers `command`, logs it (redacted) and registers who waits for its reply.
-    fn encode(&mut self, command: Command, waiter: Internal) -> OutFrame {
-        // Heartbeats would push everything else out of the debug log, and the identity key
-        // must never reach it.
-        let heartbeat = matches!(command, Command::Ping);
-        let id = self.next_id;
-        self.next_id += 1;
-        let frame = whatnext_protocol::ipc::encode_envelope(
-            whatnext_protocol::ipc::Envelope::request(id, command),
-        )
-        .unwrap_or_default();
-        if !heartbeat {
-            self.recent.record("▶", &frame.head);
-        }
-        match waiter {
-            Internal::Reply(reply) => {
-                self.pending.insert(id, reply);
-            }
-            Internal::StartNode => {
-                self.internal.insert(id, Internal::StartNode);
-            }
-            Internal::Ignore => {}
-        }
-        frame
     }
 
     /// Queues a command without waiting: for the supervisor's own frames, which must never
@@ -397,54 +436,61 @@ impl ServiceLink {
         command: Command,
         waiter: Internal,
     ) -> Result<(), QueueError> {
-        let permit = self
-            .outbox
-            .clone()
-            .try_reserve_owned()
-            .map_err(|err| match err {
-                mpsc::error::TrySendError::Full(_) => QueueError::Full,
-                mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
-            })?;
-        self.send_with(permit, command, waiter);
+        let permit = self.outlet.outbox.try_reserve().map_err(|err| match err {
+            mpsc::error::TrySendError::Full(()) => QueueError::Full,
+            mpsc::error::TrySendError::Closed(()) => QueueError::Closed,
+        })?;
+        let (id, frame) = self.outlet.encode(command);
+        if let Internal::StartNode = waiter {
+            self.internal.insert(id, waiter);
+        }
+        permit.send(frame);
         Ok(())
     }
 
-    /// Queues a command into a slot reserved earlier.
-    fn send_with(
-        &mut self,
-        permit: mpsc::OwnedPermit<OutFrame>,
-        command: Command,
-        waiter: Internal,
-    ) {
-        let body = self.encode(command, waiter);
-        let _ = permit.send(body);
+    /// Whether the outbox has no room left (the service is not reading).
+    pub(super) fn outbox_full(&self) -> bool {
+        self.outlet.outbox.capacity() == 0
     }
 
-    /// Queues a caller's request into a slot reserved earlier; its oneshot waits for the
-    /// reply with the request's id.
-    pub(super) fn send_request(&mut self, permit: mpsc::OwnedPermit<OutFrame>, request: Request) {
-        let waiter = request.reply.map_or(Internal::Ignore, Internal::Reply);
-        self.send_with(permit, request.command, waiter);
+    /// Collects the waiters callers handed over since the last look.
+    fn collect_waiters(&mut self) {
+        while let Ok((id, reply)) = self.waiters.try_recv() {
+            self.pending.insert(id, reply);
+        }
     }
 
-    /// Drops the outbox, so the writer task ends once it has written what is queued (and
-    /// closes the service's stdin); returns that task.
-    pub(super) fn into_writer(self) -> tokio::task::JoinHandle<std::io::Result<()>> {
-        self.writer
+    /// Forgets the waiters whose callers gave up (timed out) before their reply came.
+    pub(super) fn forget_abandoned(&mut self) {
+        self.collect_waiters();
+        self.pending.retain(|_, reply| !reply.is_closed());
     }
 
-    /// Tells every caller still waiting that this incarnation died before answering.
+    /// Tells every caller still waiting that this incarnation died before answering; a
+    /// caller that comes later finds the waiter queue closed and hears the same.
     pub(super) fn fail_pending(&mut self) {
+        self.waiters.close();
+        self.collect_waiters();
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(ServiceError::Restarted));
         }
     }
 
+    /// Drops this end of the outbox, so the writer task ends once it has written what is
+    /// queued (and closes the service's stdin); returns that task.
+    pub(super) fn into_writer(self) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        self.writer
+    }
+
     pub(super) fn take_waiter(&mut self, id: u64) -> Option<Internal> {
-        if let Some(reply) = self.pending.remove(&id) {
-            return Some(Internal::Reply(reply));
+        if let Some(internal) = self.internal.remove(&id) {
+            return Some(internal);
         }
-        self.internal.remove(&id)
+        let reply = self.pending.remove(&id).or_else(|| {
+            self.collect_waiters();
+            self.pending.remove(&id)
+        })?;
+        Some(Internal::Reply(reply))
     }
 }
 
@@ -456,9 +502,19 @@ mod tests {
     /// fit the command into `Unexpected` (not a value some caller must re-check).
     #[tokio::test]
     async fn typed_commands_map_answers_and_report_unexpected_ones() {
-        let (tx, mut rx) = mpsc::channel::<Request>(4);
+        // A live route whose "service" is this test: it reads the queued frames and
+        // answers each through the waiter its caller handed over.
+        let (outbox, mut frames) = mpsc::channel::<OutFrame>(4);
+        let (waiters, mut handed_over) = mpsc::unbounded_channel();
+        let outlet = Arc::new(Outlet {
+            outbox,
+            ids: AtomicU64::new(1),
+            waiters,
+            recent: IpcLog::default(),
+        });
+        let (_routes, route) = watch::channel(Route::Live(outlet));
         let client = ServiceClient {
-            tx,
+            route,
             recent: IpcLog::default(),
         };
         let answers = vec![
@@ -479,12 +535,12 @@ mod tests {
         ];
         tokio::spawn(async move {
             for answer in answers {
-                let Some(request) = rx.recv().await else {
+                let (Some(_frame), Some((_id, reply))) =
+                    (frames.recv().await, handed_over.recv().await)
+                else {
                     return;
                 };
-                if let Some(reply) = request.reply {
-                    let _ = reply.send(Ok(answer));
-                }
+                let _ = reply.send(Ok(answer));
             }
         });
         let wait = Duration::from_secs(5);
@@ -514,5 +570,55 @@ mod tests {
             matches!(&refused, Err(PeerError::Refused(m)) if m == "not a peer id"),
             "{refused:?}"
         );
+    }
+
+    /// Requests follow the route: while a service starts they wait for it, a route that
+    /// goes down answers them with its reason, and an incarnation that ends after a caller
+    /// took its outlet answers `Restarted` (not a hang until the timeout).
+    #[tokio::test]
+    async fn requests_wait_for_a_starting_service_and_hear_why_it_is_down() {
+        let (client, routes) = channel(IpcLog::default());
+        let wait = Duration::from_secs(5);
+        let waiting = tokio::spawn({
+            let client = client.clone();
+            async move { client.request(Command::Ping, wait).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "a request waits while the service starts"
+        );
+        routes.send_replace(Route::Down("it is restarting".into()));
+        let down = waiting.await.expect("joined");
+        assert!(
+            matches!(&down, Err(ServiceError::Unavailable(why)) if why == "it is restarting"),
+            "{down:?}"
+        );
+
+        // A live incarnation that then dies: its waiter queue closes (`fail_pending`).
+        let (outbox, _frames) = mpsc::channel::<OutFrame>(4);
+        let (waiters, mut handed_over) = mpsc::unbounded_channel::<(u64, Reply)>();
+        let outlet = Arc::new(Outlet {
+            outbox,
+            ids: AtomicU64::new(1),
+            waiters,
+            recent: IpcLog::default(),
+        });
+        routes.send_replace(Route::Live(outlet));
+        let pending = tokio::spawn({
+            let client = client.clone();
+            async move { client.request(Command::Ping, wait).await }
+        });
+        let (_id, reply) = handed_over.recv().await.expect("the waiter is handed over");
+        drop(reply);
+        handed_over.close();
+        let died = pending.await.expect("joined");
+        assert!(matches!(died, Err(ServiceError::Restarted)), "{died:?}");
+        let late = client.request(Command::Ping, wait).await;
+        assert!(matches!(late, Err(ServiceError::Restarted)), "{late:?}");
+
+        drop(routes);
+        let gone = client.request(Command::Ping, wait).await;
+        assert!(matches!(gone, Err(ServiceError::Restarted)), "{gone:?}");
     }
 }
