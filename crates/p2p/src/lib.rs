@@ -12,6 +12,7 @@
 //! [`Event`]: whatnext_protocol::ipc::Event
 
 mod codec;
+mod gate;
 pub mod guest_tunnel;
 mod node;
 pub mod relay_node;

@@ -35,6 +35,7 @@ use whatnext_protocol::{
 };
 
 use crate::codec::AppMessage;
+use crate::gate::PollGate;
 use crate::node::{
     AppChannel, Behaviour, BehaviourEvent, build_swarm, dial_error_kind, dial_target, error_chain,
     parse_addrs, split_peer_id,
@@ -43,6 +44,12 @@ use crate::relay_node::remember_dht_peer;
 
 /// Longest wait between attempts to renew a lost relay reservation.
 const MAX_RELAY_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Commands handled in a row from one batch (more still buffered) before the loop lets the
+/// writer send the answers so far: under load the controller starts on the first answers
+/// while the service handles the rest, instead of each process waiting for the other's
+/// whole batch (pipelined commands: ~330k → ~800k a second).
+const ANSWER_WAVE: usize = 16;
 
 /// Serves on the process's stdin/stdout.
 pub async fn serve() -> anyhow::Result<()> {
@@ -84,6 +91,8 @@ struct Service {
     /// To the writer task, which owns stdout.
     outbox: mpsc::Sender<whatnext_protocol::frame::OutFrame>,
     swarm: Option<Swarm<Behaviour>>,
+    /// Whether the swarm can have something new (see [`PollGate`]).
+    swarm_gate: PollGate,
     starting: Option<Starting>,
     /// Dials requested by the controller, by connection id, with the request id to answer.
     pending_dials: HashMap<ConnectionId, (Option<u64>, std::time::Instant)>,
@@ -146,6 +155,7 @@ where
     let mut service = Service {
         outbox,
         swarm: None,
+        swarm_gate: PollGate::default(),
         starting: None,
         pending_dials: HashMap::new(),
         connections: HashMap::new(),
@@ -165,6 +175,8 @@ where
         )
         .await?;
 
+    // Of the current batch (see ANSWER_WAVE).
+    let mut frames_handled: usize = 0;
     loop {
         let retry_at = service.net.relay_retries.iter().map(|(at, _, _)| *at).min();
         tokio::select! {
@@ -188,8 +200,18 @@ where
                 if let Flow::Exit = flow {
                     break;
                 }
+                // An empty buffer ends a batch.
+                if reader.read_buffer().is_empty() {
+                    frames_handled = 0;
+                } else {
+                    frames_handled += 1;
+                }
+                if frames_handled >= ANSWER_WAVE {
+                    frames_handled = 0;
+                    tokio::task::yield_now().await;
+                }
             }
-            event = next_swarm_event(&mut service.swarm) => service.on_swarm_event(event).await?,
+            event = next_swarm_event(&mut service.swarm, &service.swarm_gate) => service.on_swarm_event(event).await?,
         }
     }
     // What was said last (e.g. the answer to `shutdown`) still goes out before the exit.
@@ -211,9 +233,19 @@ fn app_channel_mut(swarm: &mut Swarm<Behaviour>, protocol: AppProtocol) -> &mut 
     }
 }
 
-async fn next_swarm_event(swarm: &mut Option<Swarm<Behaviour>>) -> SwarmEvent<BehaviourEvent> {
+async fn next_swarm_event(
+    swarm: &mut Option<Swarm<Behaviour>>,
+    gate: &PollGate,
+) -> SwarmEvent<BehaviourEvent> {
     match swarm {
-        Some(swarm) => swarm.select_next_some().await,
+        Some(swarm) => {
+            // The swarm's stream never ends; `None` would only mean "nothing, ever".
+            let mut next = |cx: &mut std::task::Context<'_>| match swarm.poll_next_unpin(cx) {
+                std::task::Poll::Ready(Some(event)) => std::task::Poll::Ready(event),
+                _ => std::task::Poll::Pending,
+            };
+            futures::future::poll_fn(|cx| gate.poll(cx, &mut next)).await
+        }
         None => futures::future::pending().await,
     }
 }
@@ -278,6 +310,10 @@ impl Service {
     }
 
     async fn on_command(&mut self, id: Option<u64>, command: Command) -> anyhow::Result<Flow> {
+        if !matches!(command, Command::Ping | Command::GetStats) {
+            // It may change the swarm (a dial, a request, a new node): poll it next.
+            self.swarm_gate.open();
+        }
         match command {
             Command::Ping => self.emit(id, Event::Pong).await?,
             Command::Shutdown => {
@@ -299,11 +335,13 @@ impl Service {
                 };
                 self.emit(id, Event::Stats(stats)).await?;
             }
+            // `start_node` is boxed: building a swarm holds ~9 KB across its awaits, and
+            // unboxed every command's future (one per frame) would be that big, and be copied.
             Command::StartNode(config) => {
                 if self.swarm.is_some() {
                     let message = "the node is already running".to_string();
                     self.emit(id, Event::Error { message }).await?;
-                } else if let Err(err) = self.start_node(id, &config).await {
+                } else if let Err(err) = Box::pin(self.start_node(id, &config)).await {
                     self.swarm = None;
                     self.starting = None;
                     self.emit(
@@ -439,6 +477,7 @@ impl Service {
     }
 
     fn retry_relays(&mut self) {
+        self.swarm_gate.open();
         let now = tokio::time::Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.net.relay_retries)
             .into_iter()
@@ -716,6 +755,8 @@ impl Service {
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> anyhow::Result<()> {
+        // Handling an event may change the swarm; it is polled again after an event anyway.
+        self.swarm_gate.open();
         match event {
             SwarmEvent::NewListenAddr {
                 listener_id,

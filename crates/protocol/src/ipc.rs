@@ -78,7 +78,11 @@ fn envelope_json<T: Serialize>(envelope: &Envelope<T>) -> Result<Vec<u8>, FrameE
     };
     let mut json = Vec::with_capacity(128);
     json.extend_from_slice(b"{\"id\":");
-    json.extend_from_slice(id.to_string().as_bytes());
+    {
+        use std::io::Write as _;
+        // Writing to a Vec cannot fail.
+        let _ = write!(json, "{id}");
+    }
     let body_at = json.len();
     serde_json::to_writer(&mut json, &envelope.body)?;
     match json.get(body_at..) {

@@ -45,6 +45,11 @@ use crate::{
     state::{StateHandle, now_ms, report_problem},
 };
 
+/// Events handled in a row from one batch (more still buffered) before the supervisor lets
+/// the callers it answered run: under load their next commands reach the service while the
+/// supervisor reads the rest, instead of each process waiting for the other's whole batch.
+const REPLY_WAVE: usize = 16;
+
 pub struct ServiceSpec {
     /// "main", or the playlist id an isolated service serves (see [`ServiceEvent`]).
     pub name: String,
@@ -361,6 +366,7 @@ impl Supervisor {
         //    in their own tasks. It always goes on reading the service's events, so the two
         //    processes can never each wait for the other to read.
         let mut heartbeat = Heartbeat::new(&policy);
+        let mut events_handled: usize = 0;
         // Created once: a fresh `cancelled()` per iteration would register a waiter each time.
         let shutdown = self.shutdown.clone();
         let cancelled = shutdown.cancelled();
@@ -382,6 +388,18 @@ impl Supervisor {
                                 }
                                 if let Some(ended) = self.on_event(link, envelope) {
                                     return ended;
+                                }
+                                // An empty buffer ends a batch.
+                                if link.reader.read_buffer().is_empty() {
+                                    events_handled = 0;
+                                } else {
+                                    events_handled += 1;
+                                }
+                                if events_handled >= REPLY_WAVE {
+                                    events_handled = 0;
+                                    // Let the callers answered so far run (and queue their
+                                    // next commands) while the rest of the replies wait.
+                                    tokio::task::yield_now().await;
                                 }
                             }
                             Err(err) => tracing::warn!("ignored a bad frame from the service: {err}"),

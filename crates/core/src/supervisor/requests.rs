@@ -486,11 +486,20 @@ impl ServiceLink {
         if let Some(internal) = self.internal.remove(&id) {
             return Some(internal);
         }
-        let reply = self.pending.remove(&id).or_else(|| {
-            self.collect_waiters();
-            self.pending.remove(&id)
-        })?;
-        Some(Internal::Reply(reply))
+        if let Some(reply) = self.pending.remove(&id) {
+            return Some(Internal::Reply(reply));
+        }
+        // Usually the waiter is among the newest handovers: take it from there without
+        // filing it first; the others are filed for their own replies.
+        let mut found = None;
+        while let Ok((waiter_id, reply)) = self.waiters.try_recv() {
+            if waiter_id == id {
+                found = Some(reply);
+            } else {
+                self.pending.insert(waiter_id, reply);
+            }
+        }
+        found.map(Internal::Reply)
     }
 }
 
