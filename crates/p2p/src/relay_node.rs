@@ -40,9 +40,12 @@ pub struct RelayLimits {
     pub max_reservations: usize,
     /// Circuits relayed at once.
     pub max_circuits: usize,
-    /// Longest life of one circuit (hole punching usually ends it within seconds).
+    /// Longest life of one circuit. Hole punching usually ends it within seconds, but when
+    /// no hole can be punched (a symmetric NAT) the circuit carries the playlist's sync and
+    /// session messages for as long as friends listen together.
     pub max_circuit_duration: Duration,
-    /// Most bytes relayed per circuit, each way.
+    /// Most bytes relayed per circuit, each way: playlist edits and session messages are
+    /// small; media groups (256 KiB each) soon reach it, and are then refused by the relay.
     pub max_circuit_bytes: u64,
 }
 
@@ -51,8 +54,8 @@ impl Default for RelayLimits {
         Self {
             max_reservations: 128,
             max_circuits: 64,
-            max_circuit_duration: Duration::from_secs(120),
-            max_circuit_bytes: 1 << 20,
+            max_circuit_duration: Duration::from_secs(60 * 60),
+            max_circuit_bytes: 64 << 20,
         }
     }
 }

@@ -26,11 +26,11 @@ use tokio_util::codec::FramedRead;
 use whatnext_protocol::{
     PROTOCOL_VERSION,
     frame::{Frame, FrameCodec, FrameError},
+    ipc::transport_of,
     ipc::{
         AppProtocol, Command, ConnectionInfo, Event, EventEnvelope, NodeConfig, Stats,
         decode_envelope, encode_envelope,
     },
-    ipc::{is_relayed, transport_of},
     state::{DialErrorKind, Direction, NatStatus},
 };
 
@@ -854,11 +854,21 @@ impl Service {
                 self.connections
                     .insert(connection_id, (peer_id, addr.clone()));
                 let addr_text = addr.to_string();
+                // The listener's side of a circuit: the peer's address says nothing (it is
+                // `/p2p/<peer>`); our address on the relay names the circuit and the transport
+                // that carries it.
+                let relayed = endpoint.is_relayed();
+                let carried_by = match &endpoint {
+                    ConnectedPoint::Listener { local_addr, .. } if relayed => {
+                        local_addr.to_string()
+                    }
+                    _ => addr_text.clone(),
+                };
                 let info = ConnectionInfo {
                     peer_id: peer_id.to_string(),
                     connection_id: conn_id(connection_id),
-                    transport: transport_of(&addr_text).to_string(),
-                    relayed: is_relayed(&addr_text),
+                    transport: transport_of(&carried_by).to_string(),
+                    relayed,
                     addr: addr_text.clone(),
                     direction,
                 };

@@ -470,6 +470,18 @@ fn peers_behind_two_nats_meet_through_the_relay_then_go_direct() {
                 .any(|c| c["relayed"] == true)
         },
     );
+    // B, the listener's side of the circuit, says so too (it once showed `relayed: false`
+    // and transport "other": a circuit's remote address is only `/p2p/<peer>`).
+    let late_id = late.peer_id();
+    b.wait_status(
+        "B's side of the relayed connection",
+        crate::support::PATIENCE,
+        |s| {
+            Node::connections_to(s, &late_id)
+                .iter()
+                .any(|c| c["relayed"] == true && c["transport"] == "tcp")
+        },
+    );
     // Not asserted: whether a punch fails depends on the kernel's port choice.
     std::thread::sleep(Duration::from_secs(5));
     let went_direct = late
@@ -599,5 +611,68 @@ fn a_guest_on_the_public_segment_joins_a_host_behind_nat_through_the_relay() {
     println!(
         "NAT lab: a guest on the public segment joined, added and read the session through the relay in {:.0} ms",
         took.as_secs_f64() * 1000.0
+    );
+}
+
+/// Waits until `node` shows playlist `id` with `expected` among its titles; how long it took.
+fn wait_for_title(node: &Node, id: &str, expected: &str) -> Duration {
+    let started = Instant::now();
+    wait_until(
+        &format!("{expected:?} on {}", node.home.display()),
+        crate::support::PATIENCE,
+        || {
+            let playlist = crate::support::show(node, id)?;
+            crate::support::titles(&playlist)
+                .iter()
+                .any(|t| t == expected)
+                .then_some(())
+        },
+    );
+    started.elapsed()
+}
+
+/// Two friends whose NATs defeat hole punching (a symmetric NAT at B) still share a
+/// playlist: the invite's relay circuit carries the handshake and live sync both ways.
+#[test]
+fn a_playlist_syncs_both_ways_through_the_relay_when_no_hole_can_be_punched() {
+    let Some(lab) = lab_or_skip() else { return };
+    lab.set_nat("natb", "fully-random")
+        .expect("symmetric NAT rules");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relay = Relay::start(&lab.ns("relay"), dir.path());
+    let relay_addr = relay.tcp_addr();
+    let b = Node::spawn_in(
+        Some(&lab.ns("b")),
+        &dir.path().join("b"),
+        &run_args(&["--relay", &relay_addr]),
+    );
+    let a = Node::spawn_in(Some(&lab.ns("a")), &dir.path().join("a"), &run_args(&[]));
+    a.wait_running();
+    b.wait_status("a relay reservation", Duration::from_secs(30), |s| {
+        s["relay_reservations"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    });
+    let (id, link) = crate::support::create_shared(&b, "Through the relay");
+    assert!(link.contains("relay="), "{link}");
+    crate::support::add_track(&b, &id, "From B");
+    crate::support::join(&a, &link);
+    let b_id = b.peer_id();
+    let state = a.status().expect("A's state");
+    assert!(
+        Node::connections_to(&state, &b_id)
+            .iter()
+            .all(|c| c["relayed"] == true),
+        "A reached B directly through a symmetric NAT: {state}"
+    );
+    wait_for_title(&a, &id, "From B");
+    crate::support::add_track(&a, &id, "From A");
+    let a_to_b = wait_for_title(&b, &id, "From A");
+    crate::support::add_track(&b, &id, "Again from B");
+    let b_to_a = wait_for_title(&a, &id, "Again from B");
+    println!(
+        "NAT lab, symmetric NAT at B: edit propagation through the relay A → B {:.0} ms, B → A {:.0} ms (CLI polling included)",
+        a_to_b.as_secs_f64() * 1000.0,
+        b_to_a.as_secs_f64() * 1000.0
     );
 }
