@@ -25,11 +25,10 @@ use tokio::{
 use tokio_util::codec::FramedRead;
 use whatnext_protocol::{
     PROTOCOL_VERSION,
-    frame::{Frame, FrameCodec, FrameError},
-    ipc::transport_of,
+    frame::{Frame, FrameCodec, FrameError, Waves},
     ipc::{
         AppProtocol, Command, ConnectionInfo, Event, EventEnvelope, NodeConfig, Stats,
-        decode_envelope, encode_envelope,
+        decode_envelope, encode_envelope, transport_of,
     },
     state::{DialErrorKind, Direction, NatStatus},
 };
@@ -175,8 +174,7 @@ where
         )
         .await?;
 
-    // Of the current batch (see ANSWER_WAVE).
-    let mut frames_handled: usize = 0;
+    let mut waves = Waves::new(ANSWER_WAVE);
     loop {
         let retry_at = service.net.relay_retries.iter().map(|(at, _, _)| *at).min();
         tokio::select! {
@@ -200,14 +198,7 @@ where
                 if let Flow::Exit = flow {
                     break;
                 }
-                // An empty buffer ends a batch.
-                if reader.read_buffer().is_empty() {
-                    frames_handled = 0;
-                } else {
-                    frames_handled += 1;
-                }
-                if frames_handled >= ANSWER_WAVE {
-                    frames_handled = 0;
+                if waves.handled(!reader.read_buffer().is_empty()) {
                     tokio::task::yield_now().await;
                 }
             }

@@ -130,6 +130,37 @@ async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
     writer.write_all(&frame.data).await
 }
 
+/// When a loop working through a batch of frames read in one go should let the other
+/// process start on its answers: after `every` frames in a row with more still buffered.
+/// Without it, under load each end of a pipe handles a whole batch while the other waits
+/// for all of it.
+#[derive(Debug, Clone)]
+pub struct Waves {
+    every: usize,
+    in_a_row: usize,
+}
+
+impl Waves {
+    pub const fn new(every: usize) -> Self {
+        Self { every, in_a_row: 0 }
+    }
+
+    /// Counts one handled frame; true when the loop should yield now. `more_buffered`:
+    /// whether more of the batch is buffered (none ends the batch).
+    pub fn handled(&mut self, more_buffered: bool) -> bool {
+        if !more_buffered {
+            self.in_a_row = 0;
+            return false;
+        }
+        self.in_a_row += 1;
+        if self.in_a_row < self.every {
+            return false;
+        }
+        self.in_a_row = 0;
+        true
+    }
+}
+
 /// tokio-util codec for [`Frame`]s. Encodes any byte slice; see [`encode_json`] for values.
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
@@ -297,6 +328,21 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn waves_break_long_batches_only() {
+        let mut waves = Waves::new(3);
+        let yields: Vec<bool> = [true, true, true, true, true, true, false, true, true, false]
+            .into_iter()
+            .map(|more| waves.handled(more))
+            .collect();
+        assert_eq!(
+            yields,
+            [
+                false, false, true, false, false, true, false, false, false, false
+            ]
+        );
+    }
 
     fn decode_all(codec: &mut FrameCodec, bytes: &[u8]) -> Result<Vec<Frame>, FrameError> {
         let mut buf = BytesMut::from(bytes);

@@ -366,7 +366,7 @@ impl Supervisor {
         //    in their own tasks. It always goes on reading the service's events, so the two
         //    processes can never each wait for the other to read.
         let mut heartbeat = Heartbeat::new(&policy);
-        let mut events_handled: usize = 0;
+        let mut waves = whatnext_protocol::frame::Waves::new(REPLY_WAVE);
         // Created once: a fresh `cancelled()` per iteration would register a waiter each time.
         let shutdown = self.shutdown.clone();
         let cancelled = shutdown.cancelled();
@@ -389,14 +389,7 @@ impl Supervisor {
                                 if let Some(ended) = self.on_event(link, envelope) {
                                     return ended;
                                 }
-                                // An empty buffer ends a batch.
-                                if link.reader.read_buffer().is_empty() {
-                                    events_handled = 0;
-                                } else {
-                                    events_handled += 1;
-                                }
-                                if events_handled >= REPLY_WAVE {
-                                    events_handled = 0;
+                                if waves.handled(!link.reader.read_buffer().is_empty()) {
                                     // Let the callers answered so far run (and queue their
                                     // next commands) while the rest of the replies wait.
                                     tokio::task::yield_now().await;
