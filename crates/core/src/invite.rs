@@ -39,6 +39,27 @@ pub fn invite_link(
     Ok(link)
 }
 
+/// The addresses this node records in a shared playlist for the other members to dial it
+/// at: the invite's direct addresses, then a circuit through each relay that holds a
+/// reservation for it — the only way in through a NAT that defeats hole punching, and the
+/// way back in when a relay ends a circuit at its limits.
+pub fn member_addrs(state: &AppState) -> Vec<String> {
+    let mut addrs = invite_addrs(&state.external_addrs, &state.listen_addrs);
+    // The playlist keeps 16 addresses a member: room for the circuits after these.
+    addrs.truncate(MAX_LINK_ADDRS - MAX_LINK_RELAYS);
+    let circuits = state
+        .relay_reservations
+        .iter()
+        .filter_map(|r| relay_of_circuit(&r.addr))
+        .take(MAX_LINK_RELAYS)
+        .map(|relay| relay.with(Protocol::P2pCircuit));
+    addrs
+        .into_iter()
+        .chain(circuits)
+        .map(|a| a.to_string())
+        .collect()
+}
+
 /// Orders addresses for an invite: confirmed external ones first, then other reachable
 /// ones, loopback last (useful only on the same machine). Unspecified and circuit
 /// addresses are left out, as are duplicates.
@@ -94,6 +115,31 @@ fn relay_of_circuit(circuit: &str) -> Option<Multiaddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_record_their_direct_addresses_then_a_circuit_per_relay() {
+        let relay =
+            "/ip4/198.18.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let me = "12D3KooWHdiAxVd8uMQR1hGWXccidmfCwLqcMpGwR6QcTP6QRMuD";
+        let mut state = AppState::initial(1, String::new(), String::new(), 0);
+        state.peer_id = me.into();
+        state.listen_addrs = (0..20)
+            .map(|port| format!("/ip4/10.0.2.2/tcp/{}", 4000 + port))
+            .collect();
+        state.relay_reservations = vec![whatnext_protocol::state::RelayReservation {
+            relay_peer_id: String::new(),
+            addr: format!("{relay}/p2p-circuit/p2p/{me}"),
+            since_ms: 0,
+        }];
+        let addrs = member_addrs(&state);
+        // The playlist keeps 16: many interfaces must not push the circuit out.
+        assert!(addrs.len() <= 16, "{addrs:?}");
+        assert_eq!(
+            addrs.first().map(String::as_str),
+            Some("/ip4/10.0.2.2/tcp/4000")
+        );
+        assert_eq!(addrs.last(), Some(&format!("{relay}/p2p-circuit")));
+    }
 
     #[test]
     fn the_relay_of_a_circuit_address_is_the_part_before_p2p_circuit() {

@@ -219,6 +219,11 @@ struct Relay {
 
 impl Relay {
     fn start(netns: &str, dir: &Path) -> Relay {
+        Relay::start_with(netns, dir, &[])
+    }
+
+    /// With more options for `whatnext relay` (e.g. its limits).
+    fn start_with(netns: &str, dir: &Path, options: &[&str]) -> Relay {
         let out = dir.join("relay.out");
         let child = crate::support::command_in(Some(netns))
             .arg("--home")
@@ -233,6 +238,7 @@ impl Relay {
                 "--guest-http",
                 "8080",
             ])
+            .args(options)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).expect("relay.out"))
             .stderr(std::fs::File::create(dir.join("relay.err")).expect("relay.err"))
@@ -632,14 +638,21 @@ fn wait_for_title(node: &Node, id: &str, expected: &str) -> Duration {
 }
 
 /// Two friends whose NATs defeat hole punching (a symmetric NAT at B) still share a
-/// playlist: the invite's relay circuit carries the handshake and live sync both ways.
+/// playlist: the invite's relay circuit carries the handshake and live sync both ways, and
+/// when the relay ends the circuit at its time limit a new one replaces it and an edit made
+/// meanwhile arrives.
 #[test]
 fn a_playlist_syncs_both_ways_through_the_relay_when_no_hole_can_be_punched() {
+    const CIRCUIT_SECS: u64 = 10;
     let Some(lab) = lab_or_skip() else { return };
     lab.set_nat("natb", "fully-random")
         .expect("symmetric NAT rules");
     let dir = tempfile::tempdir().expect("temp dir");
-    let relay = Relay::start(&lab.ns("relay"), dir.path());
+    let relay = Relay::start_with(
+        &lab.ns("relay"),
+        dir.path(),
+        &["--max-circuit-secs", &CIRCUIT_SECS.to_string()],
+    );
     let relay_addr = relay.tcp_addr();
     let b = Node::spawn_in(
         Some(&lab.ns("b")),
@@ -674,5 +687,42 @@ fn a_playlist_syncs_both_ways_through_the_relay_when_no_hole_can_be_punched() {
         "NAT lab, symmetric NAT at B: edit propagation through the relay A → B {:.0} ms, B → A {:.0} ms (CLI polling included)",
         a_to_b.as_secs_f64() * 1000.0,
         b_to_a.as_secs_f64() * 1000.0
+    );
+
+    // The relay ends the circuit at its time limit; an edit made right then still arrives,
+    // over a new circuit.
+    let circuit_of = |node: &Node, peer: &str| -> Vec<u64> {
+        node.status()
+            .map(|s| {
+                Node::connections_to(&s, peer)
+                    .iter()
+                    .filter_map(|c| c["connection_id"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let first = circuit_of(&a, &b_id);
+    assert!(!first.is_empty(), "A is connected to B");
+    let ended = wait_until(
+        "the relay to end the first circuit",
+        Duration::from_secs(CIRCUIT_SECS * 3),
+        || {
+            let now = circuit_of(&a, &b_id);
+            (!now.iter().any(|c| first.contains(c))).then_some(Instant::now())
+        },
+    );
+    crate::support::add_track(&a, &id, "After the circuit ended");
+    let replaced = wait_for_title(&b, &id, "After the circuit ended");
+    let state = a.status().expect("A's state");
+    assert!(
+        Node::connections_to(&state, &b_id)
+            .iter()
+            .any(|c| c["relayed"] == true
+                && !first.contains(&c["connection_id"].as_u64().unwrap_or(0))),
+        "a new relayed connection replaced the first: {state}"
+    );
+    println!(
+        "NAT lab: a circuit ended by the relay's time limit was replaced; an edit made then reached B in {:.1} s",
+        replaced.as_secs_f64().max(ended.elapsed().as_secs_f64())
     );
 }

@@ -835,8 +835,22 @@ impl Actor {
                 if !still {
                     self.clocks.forget(&peer_id);
                 }
-                if !still && self.admitted.remove(&(service, peer_id)).is_some() {
+                if still {
+                    return;
+                }
+                if let Some(sessions) = self.admitted.remove(&(service, peer_id.clone())) {
                     self.publish();
+                    // Meet the member again at once: a relay that ended its circuit at the
+                    // circuit's limits (or a network that blinked) should cost an edit's
+                    // round trip, not the wait for the next repair round.
+                    for session in sessions {
+                        let skip = self.revoked(&session);
+                        if skip.contains(&peer_id) {
+                            continue;
+                        }
+                        let (ctx, via, peer) = (self.ctx.clone(), via.clone(), peer_id.clone());
+                        tokio::spawn(async move { ctx.meet_member(&via, &session, &peer).await });
+                    }
                 }
             }
             _ => {}

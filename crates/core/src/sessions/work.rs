@@ -17,7 +17,7 @@ use whatnext_protocol::{
 
 use super::msg::Msg;
 use crate::{
-    invite::invite_addrs,
+    invite::member_addrs,
     library::Library,
     services::ServiceHandle,
     ui::{UiEvent, UiHooks},
@@ -268,10 +268,7 @@ impl Ctx {
     /// peer id of `via` (an isolated share never shows the main one).
     pub async fn announce_self(&self, via: &ServiceHandle, session: &str) {
         let state = via.state.snapshot();
-        let addrs: Vec<String> = invite_addrs(&state.external_addrs, &state.listen_addrs)
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
+        let addrs = member_addrs(&state);
         if addrs.is_empty() {
             return;
         }
@@ -306,6 +303,21 @@ impl Ctx {
         skip: HashSet<String>,
         everyone: bool,
     ) {
+        let me = via.state.snapshot().peer_id;
+        self.meet(via, session, |peer| {
+            !skip.contains(peer) && (everyone || peer > me.as_str())
+        })
+        .await;
+    }
+
+    /// Dials one member of `session` again, at the addresses it recorded (e.g. its last
+    /// connection closed: a relay ended the circuit at its limits).
+    pub async fn meet_member(&self, via: &ServiceHandle, session: &str, member: &str) {
+        self.meet(via, session, |peer| peer == member).await;
+    }
+
+    /// Dials the members of `session` that `wanted` names and `via` is not connected to.
+    async fn meet(&self, via: &ServiceHandle, session: &str, wanted: impl Fn(&str) -> bool) {
         let id = session.to_string();
         let Ok(members) = self
             .library
@@ -317,10 +329,7 @@ impl Ctx {
         let state = via.state.snapshot();
         for (peer, addrs) in members {
             let connected = state.connections.iter().any(|c| c.peer_id == peer);
-            if peer == state.peer_id || connected || addrs.is_empty() || skip.contains(&peer) {
-                continue;
-            }
-            if !everyone && peer < state.peer_id {
+            if peer == state.peer_id || connected || addrs.is_empty() || !wanted(&peer) {
                 continue;
             }
             // The sessions task dials, unless a dial to that member is already under way
