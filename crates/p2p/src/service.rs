@@ -41,6 +41,11 @@ use crate::node::{
 };
 use crate::relay_node::remember_dht_peer;
 
+/// How long a relayed connection stays beside a direct one to the same peer (a hole was
+/// punched) before it is closed: requests already under way on it finish, and new ones —
+/// which libp2p spreads over every connection to a peer — all take the direct path after.
+const CIRCUIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Longest wait between attempts to renew a lost relay reservation.
 const MAX_RELAY_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -96,6 +101,10 @@ struct Service {
     /// Dials requested by the controller, by connection id, with the request id to answer.
     pending_dials: HashMap<ConnectionId, (Option<u64>, std::time::Instant)>,
     connections: HashMap<ConnectionId, (PeerId, Multiaddr)>,
+    /// The relayed ones among `connections`.
+    circuits: HashSet<ConnectionId>,
+    /// Relayed connections superseded by a direct one, and when to close them.
+    superseded: Vec<(tokio::time::Instant, ConnectionId)>,
     commands_handled: u64,
     /// Inbound app requests waiting for the controller's `respond`, by our request id.
     inbound: HashMap<u64, (AppProtocol, ResponseChannel<AppMessage>)>,
@@ -158,6 +167,8 @@ where
         starting: None,
         pending_dials: HashMap::new(),
         connections: HashMap::new(),
+        circuits: HashSet::new(),
+        superseded: Vec::new(),
         commands_handled: 0,
         inbound: HashMap::new(),
         next_inbound: 1,
@@ -177,8 +188,10 @@ where
     let mut waves = Waves::new(ANSWER_WAVE);
     loop {
         let retry_at = service.net.relay_retries.iter().map(|(at, _, _)| *at).min();
+        let close_at = service.superseded.iter().map(|(at, _)| *at).min();
         tokio::select! {
             () = sleep_until(retry_at) => service.retry_relays(),
+            () = sleep_until(close_at) => service.close_superseded_circuits(),
             frame = reader.next() => {
                 let flow = match frame {
                     None => {
@@ -348,6 +361,8 @@ impl Service {
                 self.swarm = None;
                 self.starting = None;
                 self.connections.clear();
+                self.circuits.clear();
+                self.superseded.clear();
                 self.net = Connectivity::default();
                 let pending: Vec<_> = self.pending_dials.drain().collect();
                 for (_, (dial_id, _)) in pending {
@@ -467,6 +482,26 @@ impl Service {
             .push((tokio::time::Instant::now() + backoff, relay, tries));
     }
 
+    /// Closes the relayed connections whose grace beside a direct one has passed.
+    fn close_superseded_circuits(&mut self) {
+        self.swarm_gate.open();
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.superseded)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.superseded = later;
+        let Some(swarm) = self.swarm.as_mut() else {
+            return;
+        };
+        for (_, connection) in due {
+            if swarm.close_connection(connection) {
+                tracing::info!(
+                    "closing a relayed connection: a direct one carries its traffic now"
+                );
+            }
+        }
+    }
+
     fn retry_relays(&mut self) {
         self.swarm_gate.open();
         let now = tokio::time::Instant::now();
@@ -485,6 +520,25 @@ impl Service {
             self.reserve(&mut swarm, relay, tries);
         }
         self.swarm = Some(swarm);
+    }
+
+    /// Keeps track of relayed connections; a direct one to a peer supersedes its relayed
+    /// ones (closed after [`CIRCUIT_GRACE`]), so the traffic moves to the direct path.
+    fn note_connection(&mut self, connection: ConnectionId, peer: PeerId, relayed: bool) {
+        if relayed {
+            self.circuits.insert(connection);
+            return;
+        }
+        let at = tokio::time::Instant::now() + CIRCUIT_GRACE;
+        for circuit in &self.circuits {
+            let to_peer = self
+                .connections
+                .get(circuit)
+                .is_some_and(|(p, _)| *p == peer);
+            if to_peer && !self.superseded.iter().any(|(_, c)| c == circuit) {
+                self.superseded.push((at, *circuit));
+            }
+        }
     }
 
     /// Answers `start_node` once every listener has reported its first address.
@@ -844,6 +898,7 @@ impl Service {
                 }
                 self.connections
                     .insert(connection_id, (peer_id, addr.clone()));
+                self.note_connection(connection_id, peer_id, endpoint.is_relayed());
                 let addr_text = addr.to_string();
                 // The listener's side of a circuit: the peer's address says nothing (it is
                 // `/p2p/<peer>`); our address on the relay names the circuit and the transport
@@ -882,6 +937,7 @@ impl Service {
                 ..
             } => {
                 self.connections.remove(&connection_id);
+                self.circuits.remove(&connection_id);
                 let cause = cause.map(|c| error_chain(&c));
                 tracing::info!("connection to {peer_id} closed ({cause:?})");
                 let event = Event::ConnectionClosed {

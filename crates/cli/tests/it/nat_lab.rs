@@ -392,6 +392,19 @@ fn peers_behind_two_nats_meet_through_the_relay_then_go_direct() {
     };
     assert_eq!(check("nat")["status"], "ok", "{report}");
     assert_eq!(check("relay")["status"], "ok", "{report}");
+    // The traffic moves to the direct path: the relayed connection is closed on both sides
+    // (after a grace for requests under way on it), the direct one stays.
+    let a_id = a.peer_id();
+    for (node, peer) in [(&a, &b_id), (&b, &a_id)] {
+        node.wait_status(
+            "the relayed connection closed beside the direct one",
+            Duration::from_secs(30),
+            |s| {
+                let connections = Node::connections_to(s, peer);
+                !connections.is_empty() && connections.iter().all(|c| c["relayed"] == false)
+            },
+        );
+    }
     println!(
         "NAT lab: link → connected through the relay in {:.0} ms, → direct after {:.0} ms",
         relayed_after.as_secs_f64() * 1000.0,
