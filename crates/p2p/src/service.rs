@@ -494,7 +494,14 @@ impl Service {
             return;
         };
         for (_, connection) in due {
-            if swarm.close_connection(connection) {
+            // Only while the direct connection is still there: closing the circuit of a peer
+            // whose direct path failed meanwhile would cut it off.
+            let direct_left = self.connections.get(&connection).is_some_and(|(peer, _)| {
+                self.connections
+                    .iter()
+                    .any(|(id, (p, _))| p == peer && !self.circuits.contains(id))
+            });
+            if direct_left && swarm.close_connection(connection) {
                 tracing::info!(
                     "closing a relayed connection: a direct one carries its traffic now"
                 );
