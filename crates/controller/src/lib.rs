@@ -61,11 +61,22 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
     // descriptors the store and the service's pipes need (the API is capped below this).
     let fd_limit = http_server::raise_fd_limit();
     let runtime = runtime().context("could not start the async runtime")?;
+    // Names in the relays and bootstrap nodes: the sandboxed service cannot resolve them.
+    let (bootstrap, relays) = runtime.block_on(async {
+        use whatnext_core::names::resolve_names;
+        (
+            resolve_names(&settings.bootstrap).await,
+            resolve_names(&settings.relays).await,
+        )
+    });
+    for (addr, why) in bootstrap.unresolved.iter().chain(&relays.unresolved) {
+        tracing::warn!("{addr}: {why}");
+    }
     let node = NodeConfig {
         keypair: supervisor::encode_keypair(&identity.encoded()),
         listen: settings.listen.clone(),
-        bootstrap: settings.bootstrap.clone(),
-        relays: settings.relays.clone(),
+        bootstrap: bootstrap.addrs.clone(),
+        relays: relays.addrs.clone(),
         mdns: settings.mdns,
         upnp: settings.upnp,
         agent_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
@@ -114,6 +125,17 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
     initial.display_name = settings.display_name.clone();
     initial.display_name_chosen = settings.display_name_chosen;
     initial.helpers = helper_nodes(&settings);
+    // A helper whose name does not resolve says so (in `status`, the view and `doctor`).
+    for helper in &mut initial.helpers {
+        let why = bootstrap
+            .unresolved
+            .iter()
+            .chain(&relays.unresolved)
+            .find(|(addr, _)| *addr == helper.addr);
+        if let Some((_, why)) = why {
+            helper.error = Some(why.clone());
+        }
+    }
     let spec = ServiceSpec {
         name: whatnext_protocol::state::MAIN_SERVICE.to_string(),
         program,

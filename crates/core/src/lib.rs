@@ -17,6 +17,7 @@ pub mod library;
 pub mod links;
 pub mod listening;
 pub mod music;
+pub mod names;
 pub mod reducer;
 pub mod secret;
 pub mod services;

@@ -90,7 +90,13 @@ pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
             s.relay_reservations
                 .retain(|r| !relay_addr.ends_with(&format!("/p2p/{}", r.relay_peer_id)));
             for helper in &mut s.helpers {
-                if helper.addr == *relay_addr {
+                // The service names the relay by the address it dialed, which is the
+                // resolved one when the configuration names it by a DNS name.
+                let same_peer = helper
+                    .peer_id
+                    .as_ref()
+                    .is_some_and(|p| relay_addr.ends_with(&format!("/p2p/{p}")));
+                if helper.addr == *relay_addr || same_peer {
                     helper.error = Some(clip(&format!("reservation: {reason}"), MAX_STATE_TEXT));
                 }
             }

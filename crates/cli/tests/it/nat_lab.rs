@@ -739,3 +739,68 @@ fn a_playlist_syncs_both_ways_through_the_relay_when_no_hole_can_be_punched() {
         replaced.as_secs_f64().max(ended.elapsed().as_secs_f64())
     );
 }
+
+/// `/etc/netns/<ns>/hosts`, which `ip netns exec` puts in place of `/etc/hosts` for what
+/// runs in that namespace; removed on drop.
+struct NamespaceHosts(PathBuf);
+
+impl NamespaceHosts {
+    fn write(ns: &str, hosts: &str) -> NamespaceHosts {
+        let dir = PathBuf::from("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir).expect("/etc/netns/<ns>");
+        std::fs::write(dir.join("hosts"), hosts).expect("the namespace's hosts file");
+        NamespaceHosts(dir)
+    }
+}
+
+impl Drop for NamespaceHosts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A relay configured by name resolves (here through the namespace's hosts file) — the
+/// controller resolves it, as the sandboxed service cannot — and a name that does not
+/// resolve is reported by `doctor`.
+#[test]
+fn relays_and_bootstrap_nodes_may_be_named() {
+    let Some(lab) = lab_or_skip() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relay = Relay::start(&lab.ns("relay"), dir.path());
+    let relay_addr = relay.tcp_addr();
+    let named = relay_addr.replacen(&format!("/ip4/{RELAY_IP}/"), "/dns4/relay.test/", 1);
+    // Another peer id than the relay's: a helper counts as connected by its peer id.
+    let nowhere =
+        "/dns4/nowhere.invalid/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+    let ns_b = lab.ns("b");
+    let _hosts = NamespaceHosts::write(
+        &ns_b,
+        &format!("127.0.0.1 localhost\n{RELAY_IP} relay.test\n"),
+    );
+    let b = Node::spawn_in(
+        Some(&ns_b),
+        &dir.path().join("b"),
+        &run_args(&["--relay", &named, "--bootstrap", nowhere]),
+    );
+    b.wait_status(
+        "a reservation on the named relay",
+        Duration::from_secs(30),
+        |s| {
+            s["relay_reservations"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        },
+    );
+    let out = b.cli(&["doctor", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("doctor --json");
+    let bootstrap = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == "bootstrap").cloned())
+        .unwrap_or_else(|| panic!("no bootstrap check: {report}"));
+    assert!(
+        bootstrap
+            .to_string()
+            .contains("nowhere.invalid does not resolve"),
+        "{bootstrap}"
+    );
+}
