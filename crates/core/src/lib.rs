@@ -278,7 +278,11 @@ impl Core {
         addr: String,
         timeout: Duration,
     ) -> Result<Dialed, PeerError> {
-        self.service.dial(Some(peer_id), vec![addr], timeout).await
+        // Names (`/dns4/…`) are resolved here: the sandboxed service cannot.
+        let addrs = names::resolve_for_dial(vec![addr])
+            .await
+            .map_err(PeerError::Failed)?;
+        self.service.dial(Some(peer_id), addrs, timeout).await
     }
 
     /// Hangs up on a peer (all its connections).

@@ -333,16 +333,20 @@ impl Links {
         let started = Instant::now();
         let wait = deadline.saturating_duration_since(started);
         let mut dial_ms = None;
-        let outcome = match self
-            .service
-            .dial(Some(peer_id.to_string()), addrs.clone(), wait)
-            .await
-        {
-            Ok(dialed) => {
-                dial_ms = dialed.micros.map(|us| us as f64 / 1000.0);
-                Ok(dialed.addr)
-            }
-            Err(err) => Err(err.to_string()),
+        // Names (`/dns4/…`) are resolved here: the sandboxed service cannot.
+        let outcome = match crate::names::resolve_for_dial(addrs.clone()).await {
+            Err(why) => Err(why),
+            Ok(resolved) => match self
+                .service
+                .dial(Some(peer_id.to_string()), resolved, wait)
+                .await
+            {
+                Ok(dialed) => {
+                    dial_ms = dialed.micros.map(|us| us as f64 / 1000.0);
+                    Ok(dialed.addr)
+                }
+                Err(err) => Err(err.to_string()),
+            },
         };
         StepOutcome {
             method,

@@ -38,6 +38,24 @@ pub async fn resolve_names(addrs: &[String]) -> Resolved {
     resolved
 }
 
+/// The addresses to dial for `addrs` (of a link or `connect`): names resolved; an error
+/// naming why only when no address is left to dial.
+pub async fn resolve_for_dial(addrs: Vec<String>) -> Result<Vec<String>, String> {
+    if !addrs.iter().any(|a| a.starts_with("/dns")) {
+        return Ok(addrs);
+    }
+    let resolved = resolve_names(&addrs).await;
+    if resolved.addrs.is_empty() && !resolved.unresolved.is_empty() {
+        let reasons: Vec<&str> = resolved
+            .unresolved
+            .iter()
+            .map(|(_, why)| why.as_str())
+            .collect();
+        return Err(reasons.join("; "));
+    }
+    Ok(resolved.addrs)
+}
+
 /// The addresses `addr`'s leading name stands for; `None` when it starts with no name.
 async fn resolve(addr: &Multiaddr) -> Result<Option<Vec<Multiaddr>>, String> {
     let mut parts = addr.iter();
@@ -91,6 +109,26 @@ mod tests {
     use super::*;
 
     const PEER: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+
+    #[tokio::test]
+    async fn a_dial_gets_addresses_or_why_there_are_none() {
+        let named = format!("/dns4/localhost/tcp/4001/p2p/{PEER}/p2p-circuit");
+        assert_eq!(
+            resolve_for_dial(vec![named]).await,
+            Ok(vec![format!(
+                "/ip4/127.0.0.1/tcp/4001/p2p/{PEER}/p2p-circuit"
+            )])
+        );
+        let plain = vec!["/ip4/10.0.0.1/tcp/1".to_string()];
+        assert_eq!(resolve_for_dial(plain.clone()).await, Ok(plain));
+        let nowhere = resolve_for_dial(vec!["/dns4/nowhere.invalid/tcp/1".into()]).await;
+        assert!(
+            nowhere
+                .as_ref()
+                .is_err_and(|why| why.contains("nowhere.invalid")),
+            "{nowhere:?}"
+        );
+    }
 
     #[tokio::test]
     async fn names_become_addresses_and_the_rest_stays() {

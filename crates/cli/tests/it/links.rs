@@ -271,3 +271,43 @@ fn a_link_opened_through_the_desktop_reaches_the_running_controller() {
         "whatnext.desktop"
     );
 }
+
+/// Names in a link's address and in `connect` are resolved by the controller (the
+/// sandboxed service cannot); a name that does not resolve is said so.
+#[test]
+fn links_and_connect_may_name_hosts() {
+    let a = Node::start();
+    let b = Node::start();
+    let b_id = b.peer_id();
+    let named = b
+        .tcp_multiaddr()
+        .replacen("/ip4/127.0.0.1/", "/dns4/localhost/", 1);
+    assert!(named.starts_with("/dns4/localhost/tcp/"), "{named}");
+    let link = format!("whtnxt://connect/{b_id}?addr={named}");
+    let out = a.cli(&["open", "--wait", "--timeout", "15", &link]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.wait_status("A connected to B by name", PATIENCE, |s| {
+        connected_to(s, &b_id)
+    });
+
+    let c = Node::start();
+    let out = c.cli(&["connect", &named, "--timeout", "10"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nowhere = format!("/dns4/nowhere.invalid/tcp/4001/p2p/{b_id}");
+    let out = c.cli(&["connect", &nowhere, "--timeout", "10"]);
+    assert!(
+        !out.status.success(),
+        "a name that does not resolve connected"
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("nowhere.invalid"), "{said}");
+}
