@@ -64,12 +64,17 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
     // Names in the relays and bootstrap nodes: the sandboxed service cannot resolve them.
     let (bootstrap, relays) = runtime.block_on(async {
         use whatnext_core::names::resolve_names;
-        (
-            resolve_names(&settings.bootstrap).await,
-            resolve_names(&settings.relays).await,
+        tokio::join!(
+            resolve_names(&settings.bootstrap),
+            resolve_names(&settings.relays)
         )
     });
-    for (addr, why) in bootstrap.unresolved.iter().chain(&relays.unresolved) {
+    let unresolved: Vec<&(String, String)> = bootstrap
+        .unresolved
+        .iter()
+        .chain(&relays.unresolved)
+        .collect();
+    for (addr, why) in &unresolved {
         tracing::warn!("{addr}: {why}");
     }
     let node = NodeConfig {
@@ -124,18 +129,7 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
     initial.mdns = settings.mdns;
     initial.display_name = settings.display_name.clone();
     initial.display_name_chosen = settings.display_name_chosen;
-    initial.helpers = helper_nodes(&settings);
-    // A helper whose name does not resolve says so (in `status`, the view and `doctor`).
-    for helper in &mut initial.helpers {
-        let why = bootstrap
-            .unresolved
-            .iter()
-            .chain(&relays.unresolved)
-            .find(|(addr, _)| *addr == helper.addr);
-        if let Some((_, why)) = why {
-            helper.error = Some(why.clone());
-        }
-    }
+    initial.helpers = helper_nodes(&settings, &unresolved);
     let spec = ServiceSpec {
         name: whatnext_protocol::state::MAIN_SERVICE.to_string(),
         program,
@@ -263,8 +257,12 @@ async fn serve(
     served.context("the API server failed")
 }
 
-/// The configured bootstrap and relay nodes, not yet connected.
-fn helper_nodes(settings: &Settings) -> Vec<whatnext_protocol::state::HelperNode> {
+/// The configured bootstrap and relay nodes, not yet connected. A helper whose name did not
+/// resolve (`unresolved`: address, why) says so, in `status`, the view and `doctor`.
+fn helper_nodes(
+    settings: &Settings,
+    unresolved: &[&(String, String)],
+) -> Vec<whatnext_protocol::state::HelperNode> {
     let roles = settings
         .bootstrap
         .iter()
@@ -276,12 +274,18 @@ fn helper_nodes(settings: &Settings) -> Vec<whatnext_protocol::state::HelperNode
                 .parse::<multiaddr::Multiaddr>()
                 .ok()
                 .and_then(|m| whatnext_core::invite::peer_id_of(&m));
+            let not_resolved = unresolved
+                .iter()
+                .find(|(a, _)| a == addr)
+                .map(|(_, why)| why);
             whatnext_protocol::state::HelperNode {
                 addr: addr.clone(),
                 role,
-                error: peer_id
-                    .is_none()
-                    .then(|| "the address does not end in /p2p/<peer id>".to_string()),
+                error: not_resolved.cloned().or_else(|| {
+                    peer_id
+                        .is_none()
+                        .then(|| "the address does not end in /p2p/<peer id>".to_string())
+                }),
                 peer_id,
                 connected: false,
             }

@@ -76,6 +76,25 @@ pub async fn serve() -> anyhow::Result<()> {
     }
 }
 
+/// An open connection, as the service keeps it.
+struct Open {
+    peer: PeerId,
+    /// The address it was dialed at, or the one it came from.
+    addr: Multiaddr,
+    /// Through a relay's circuit.
+    relayed: bool,
+}
+
+/// The entries of `items` whose time (`at`) has come, taken out; the rest stay.
+fn take_due<T>(items: &mut Vec<T>, at: impl Fn(&T) -> tokio::time::Instant) -> Vec<T> {
+    let now = tokio::time::Instant::now();
+    let (due, later) = std::mem::take(items)
+        .into_iter()
+        .partition(|item| at(item) <= now);
+    *items = later;
+    due
+}
+
 enum Flow {
     Continue,
     Exit,
@@ -100,9 +119,7 @@ struct Service {
     starting: Option<Starting>,
     /// Dials requested by the controller, by connection id, with the request id to answer.
     pending_dials: HashMap<ConnectionId, (Option<u64>, std::time::Instant)>,
-    connections: HashMap<ConnectionId, (PeerId, Multiaddr)>,
-    /// The relayed ones among `connections`.
-    circuits: HashSet<ConnectionId>,
+    connections: HashMap<ConnectionId, Open>,
     /// Relayed connections superseded by a direct one, and when to close them.
     superseded: Vec<(tokio::time::Instant, ConnectionId)>,
     commands_handled: u64,
@@ -167,7 +184,6 @@ where
         starting: None,
         pending_dials: HashMap::new(),
         connections: HashMap::new(),
-        circuits: HashSet::new(),
         superseded: Vec::new(),
         commands_handled: 0,
         inbound: HashMap::new(),
@@ -361,7 +377,6 @@ impl Service {
                 self.swarm = None;
                 self.starting = None;
                 self.connections.clear();
-                self.circuits.clear();
                 self.superseded.clear();
                 self.net = Connectivity::default();
                 let pending: Vec<_> = self.pending_dials.drain().collect();
@@ -485,21 +500,17 @@ impl Service {
     /// Closes the relayed connections whose grace beside a direct one has passed.
     fn close_superseded_circuits(&mut self) {
         self.swarm_gate.open();
-        let now = tokio::time::Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.superseded)
-            .into_iter()
-            .partition(|(at, _)| *at <= now);
-        self.superseded = later;
+        let due = take_due(&mut self.superseded, |(at, _)| *at);
         let Some(swarm) = self.swarm.as_mut() else {
             return;
         };
         for (_, connection) in due {
             // Only while the direct connection is still there: closing the circuit of a peer
             // whose direct path failed meanwhile would cut it off.
-            let direct_left = self.connections.get(&connection).is_some_and(|(peer, _)| {
+            let direct_left = self.connections.get(&connection).is_some_and(|circuit| {
                 self.connections
-                    .iter()
-                    .any(|(id, (p, _))| p == peer && !self.circuits.contains(id))
+                    .values()
+                    .any(|open| open.peer == circuit.peer && !open.relayed)
             });
             if direct_left && swarm.close_connection(connection) {
                 tracing::info!(
@@ -511,11 +522,7 @@ impl Service {
 
     fn retry_relays(&mut self) {
         self.swarm_gate.open();
-        let now = tokio::time::Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.net.relay_retries)
-            .into_iter()
-            .partition(|(at, _, _)| *at <= now);
-        self.net.relay_retries = later;
+        let due = take_due(&mut self.net.relay_retries, |(at, _, _)| *at);
         let Some(mut swarm) = self.swarm.take() else {
             return;
         };
@@ -529,21 +536,21 @@ impl Service {
         self.swarm = Some(swarm);
     }
 
-    /// Keeps track of relayed connections; a direct one to a peer supersedes its relayed
-    /// ones (closed after [`CIRCUIT_GRACE`]), so the traffic moves to the direct path.
-    fn note_connection(&mut self, connection: ConnectionId, peer: PeerId, relayed: bool) {
-        if relayed {
-            self.circuits.insert(connection);
+    /// A new direct connection supersedes the relayed ones to its peer (closed after
+    /// [`CIRCUIT_GRACE`]), so the traffic moves to the direct path.
+    fn supersede_circuits(&mut self, connection: ConnectionId) {
+        let Some(new) = self
+            .connections
+            .get(&connection)
+            .filter(|open| !open.relayed)
+        else {
             return;
-        }
+        };
         let at = tokio::time::Instant::now() + CIRCUIT_GRACE;
-        for circuit in &self.circuits {
-            let to_peer = self
-                .connections
-                .get(circuit)
-                .is_some_and(|(p, _)| *p == peer);
-            if to_peer && !self.superseded.iter().any(|(_, c)| c == circuit) {
-                self.superseded.push((at, *circuit));
+        for (id, open) in &self.connections {
+            let superseded = open.relayed && open.peer == new.peer;
+            if superseded && !self.superseded.iter().any(|(_, c)| c == id) {
+                self.superseded.push((at, *id));
             }
         }
     }
@@ -595,8 +602,8 @@ impl Service {
             let existing = self
                 .connections
                 .values()
-                .find(|(p, _)| *p == peer)
-                .map(|(_, addr)| addr.to_string());
+                .find(|open| open.peer == peer)
+                .map(|open| open.addr.to_string());
             if let Some(addr) = existing {
                 let peer_id = peer.to_string();
                 let event = Event::Dialed {
@@ -903,9 +910,15 @@ impl Service {
                     }
                     self.swarm = Some(swarm);
                 }
-                self.connections
-                    .insert(connection_id, (peer_id, addr.clone()));
-                self.note_connection(connection_id, peer_id, endpoint.is_relayed());
+                self.connections.insert(
+                    connection_id,
+                    Open {
+                        peer: peer_id,
+                        addr: addr.clone(),
+                        relayed: endpoint.is_relayed(),
+                    },
+                );
+                self.supersede_circuits(connection_id);
                 let addr_text = addr.to_string();
                 // The listener's side of a circuit: the peer's address says nothing (it is
                 // `/p2p/<peer>`); our address on the relay names the circuit and the transport
@@ -944,7 +957,6 @@ impl Service {
                 ..
             } => {
                 self.connections.remove(&connection_id);
-                self.circuits.remove(&connection_id);
                 let cause = cause.map(|c| error_chain(&c));
                 tracing::info!("connection to {peer_id} closed ({cause:?})");
                 let event = Event::ConnectionClosed {
