@@ -1,12 +1,9 @@
 // A js-libp2p peer — the stack of the original Electron app and of browser peers — against
 // our node: it dials over TCP and over WebSocket, checks identify, pings, and completes
 // /whatnext/handshake/1.0.0. Runs on Node 22 (npm `node@22`, see package.json).
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { createLibp2p } from 'libp2p';
 import { tcp } from '@libp2p/tcp';
 import { webSockets } from '@libp2p/websockets';
@@ -15,37 +12,7 @@ import { yamux } from '@chainsafe/libp2p-yamux';
 import { identify } from '@libp2p/identify';
 import { ping } from '@libp2p/ping';
 import { multiaddr } from '@multiformats/multiaddr';
-
-const BIN = process.env.WHATNEXT_BIN || new URL('../target/debug/whatnext', import.meta.url).pathname;
-const HANDSHAKE = '/whatnext/handshake/1.0.0';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const cleanup = [];
-after(async () => { for (const step of cleanup.reverse()) await step(); });
-
-function cli(home, args) {
-  return execFileSync(BIN, ['--home', home, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-async function startOurNode() {
-  const home = mkdtempSync(join(tmpdir(), 'wn-interop-'));
-  const child = spawn(BIN, ['--home', home, 'run', '--no-mdns', '--no-upnp', '--no-browser', '--no-register',
-    '--listen', '/ip4/127.0.0.1/tcp/0', '--listen', '/ip4/127.0.0.1/tcp/0/ws'], { stdio: 'ignore' });
-  const servicePids = new Set();
-  cleanup.push(async () => {
-    try { child.kill('SIGKILL'); } catch { /* gone */ }
-    for (const pid of servicePids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
-    rmSync(home, { recursive: true, force: true });
-  });
-  for (let i = 0; i < 400; i++) {
-    try {
-      const state = JSON.parse(cli(home, ['status', '--json']));
-      if (state.service.pid) servicePids.add(state.service.pid);
-      if (state.node === 'running' && state.listen_addrs.length >= 2) return { home, state };
-    } catch { /* not up yet */ }
-    await sleep(50);
-  }
-  throw new Error('our node did not start');
-}
+import { BIN, HANDSHAKE, atEnd, startOurNode, status, eventually } from './support.mjs';
 
 async function jsPeer() {
   const node = await createLibp2p({
@@ -55,7 +22,7 @@ async function jsPeer() {
     streamMuxers: [yamux()],
     services: { identify: identify(), ping: ping() },
   });
-  cleanup.push(() => node.stop());
+  atEnd(() => node.stop());
   return node;
 }
 
@@ -71,7 +38,7 @@ async function request(node, addr, protocol, body) {
 
 test('a js-libp2p peer dials our node over TCP and WebSocket, pings it and completes the handshake', { timeout: 60000 }, async () => {
   assert.ok(existsSync(BIN), `build the binary first (${BIN})`);
-  const ours = await startOurNode();
+  const ours = await startOurNode(['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws']);
   const peerId = ours.state.peer_id;
   const tcpAddr = ours.state.listen_addrs.find((a) => a.includes('/tcp/') && !a.includes('/ws'));
   const wsAddr = ours.state.listen_addrs.find((a) => a.endsWith('/ws'));
@@ -100,12 +67,8 @@ test('a js-libp2p peer dials our node over TCP and WebSocket, pings it and compl
     assert.deepEqual(reply.refused, []);
 
     // Our side sees the JS peer, on the right transport.
-    let seen = null;
-    for (let i = 0; i < 100 && !seen; i++) {
-      const state = JSON.parse(cli(ours.home, ['status', '--json']));
-      seen = state.connections.find((c) => c.peer_id === js.peerId.toString() && c.transport === name);
-      if (!seen) await sleep(50);
-    }
+    const seen = await eventually(() => status(ours.home).connections
+      .find((c) => c.peer_id === js.peerId.toString() && c.transport === name));
     assert.ok(seen, `our node lists the JS peer's ${name} connection`);
     console.log(`js-libp2p → our node over ${name}: dial ${dialMs.toFixed(1)} ms, ping ${rtt} ms, handshake ok`);
     await js.hangUp(target);

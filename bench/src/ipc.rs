@@ -166,9 +166,11 @@ async fn start_supervised(
             upnp: false,
             agent_version: "whatnext-bench".into(),
             ping_interval_ms: 5_000,
+            webrtc_certificate: None,
         },
         policy: RestartPolicy::default(),
         listen_memory: None,
+        webrtc_certificate: None,
     };
     let state = StateHandle::new(initial_state());
     let shutdown = CancellationToken::new();

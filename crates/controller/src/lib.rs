@@ -86,6 +86,7 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
         upnp: settings.upnp,
         agent_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
         ping_interval_ms: 5_000,
+        webrtc_certificate: None,
     };
     let opening = std::time::Instant::now();
     let (store, report) =
@@ -136,6 +137,7 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
         node,
         policy: RestartPolicy::default(),
         listen_memory: Some(home.listen_memory_path()),
+        webrtc_certificate: Some(home.webrtc_certificate_path()),
     };
     runtime.block_on(serve(
         home,

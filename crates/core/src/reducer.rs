@@ -22,6 +22,7 @@ pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
         Event::NodeStarted {
             peer_id,
             listen_addrs,
+            ..
         } => {
             s.node = NodeStatus::Running;
             s.peer_id = peer_id.clone();
@@ -265,6 +266,7 @@ mod tests {
         let started = Event::NodeStarted {
             peer_id: PEER.into(),
             listen_addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            new_webrtc_certificate: None,
         };
         let (s, changed) = after(std::slice::from_ref(&started));
         assert!(changed);
@@ -442,6 +444,7 @@ mod tests {
             &Event::NodeStarted {
                 peer_id: RELAY.into(),
                 listen_addrs: vec![],
+                new_webrtc_certificate: None,
             },
             1,
         );

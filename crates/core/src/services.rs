@@ -63,6 +63,8 @@ impl IsolatedServices {
         let mut node = self.node.clone();
         node.keypair = supervisor::encode_keypair(&identity.encoded());
         node.listen = node.listen.iter().map(|a| any_port(a)).collect();
+        // Its own certificate: the main one's hash would link the two identities.
+        node.webrtc_certificate = None;
         let main = self.main_state.snapshot();
         let state = StateHandle::new(AppState::initial(
             main.pid,
@@ -76,6 +78,7 @@ impl IsolatedServices {
             node,
             policy: self.policy.clone(),
             listen_memory: Some(self.dir.join(format!("{playlist}.listen.json"))),
+            webrtc_certificate: Some(self.dir.join(format!("{playlist}.webrtc.pem"))),
         };
         let (supervisor, client) =
             supervisor::supervisor(spec, state.clone(), self.shutdown.clone());

@@ -178,11 +178,14 @@ fn pick_display_name(full: Option<&str>, login: Option<&str>, env: Option<&str>)
         .unwrap_or_else(|| "WhatNext user".to_string())
 }
 
-/// TCP and QUIC for app peers, WebSocket for browser peers (js-libp2p), on every interface.
-pub const DEFAULT_LISTEN: [&str; 3] = [
+/// TCP and QUIC for app peers; WebSocket (js-libp2p in Node, or pages served over plain
+/// http) and WebRTC-direct (browser tabs: no certificate authority needed, the address holds
+/// the certificate's hash) for browser peers; on every interface.
+pub const DEFAULT_LISTEN: [&str; 4] = [
     "/ip4/0.0.0.0/tcp/0",
     "/ip4/0.0.0.0/udp/0/quic-v1",
     "/ip4/0.0.0.0/tcp/0/ws",
+    "/ip4/0.0.0.0/udp/0/webrtc-direct",
 ];
 
 impl Settings {
@@ -292,7 +295,11 @@ mod tests {
             vec!["/ip4/198.18.0.2/tcp/4001/p2p/12D3KooWBoot"]
         );
         let defaults = Settings::merge(&RunFlags::default(), ConfigFile::default());
-        assert_eq!(defaults.listen.len(), 3, "TCP, QUIC and WebSocket");
+        assert_eq!(
+            defaults.listen.len(),
+            4,
+            "TCP, QUIC, WebSocket and WebRTC-direct"
+        );
         assert!(defaults.upnp && defaults.mdns);
     }
 

@@ -65,6 +65,10 @@ impl Home {
     pub fn listen_memory_path(&self) -> PathBuf {
         self.dir.join("listen.json")
     }
+    /// The WebRTC certificate (PEM, 0600): its hash is in our WebRTC addresses.
+    pub fn webrtc_certificate_path(&self) -> PathBuf {
+        self.dir.join("webrtc.pem")
+    }
     pub fn lock_path(&self) -> PathBuf {
         self.dir.join("whatnext.lock")
     }
@@ -74,8 +78,9 @@ impl Home {
     pub fn sessions_path(&self) -> PathBuf {
         self.dir.join("sessions.json")
     }
-    /// Where the isolated shares' services keep their identities (`<playlist>.key`, 0600)
-    /// and listen ports (`<playlist>.listen.json`); see `whatnext_core::services`.
+    /// Where the isolated shares' services keep their identities (`<playlist>.key`, 0600),
+    /// listen ports (`<playlist>.listen.json`) and WebRTC certificates (`<playlist>.webrtc.pem`,
+    /// 0600: a shared certificate would link the identities); see `whatnext_core::services`.
     pub fn isolated_dir(&self) -> PathBuf {
         self.dir.join("identities")
     }

@@ -29,11 +29,20 @@ pub fn run() -> anyhow::Result<()> {
     init_logging();
     // The sandbox goes up before the runtime starts, so no thread ever runs unsandboxed.
     sandbox::deny_filesystem();
+    install_tls_provider();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("could not start the network service's async runtime")?;
     runtime.block_on(service::serve())
+}
+
+/// WebRTC's DTLS asks rustls for the process's crypto provider, which rustls cannot pick
+/// when both of its providers are compiled in (QUIC brings one, WebRTC the other): without
+/// this, the first WebRTC connection panics its task and hangs.
+fn install_tls_provider() {
+    // Err only when one is installed already, which is as good.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 fn init_logging() {

@@ -117,6 +117,39 @@ pub fn websocket_transport(
         .boxed())
 }
 
+/// WebRTC-direct, so a browser tab can dial us without a certificate authority: the
+/// browser checks our certificate against the hash in the address it dials.
+fn webrtc_transport(
+    key: &Keypair,
+    certificate: libp2p_webrtc::tokio::Certificate,
+) -> libp2p::core::transport::Boxed<(PeerId, StreamMuxerBox)> {
+    libp2p_webrtc::tokio::Transport::new(key.clone(), certificate)
+        .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)))
+        .boxed()
+}
+
+/// The WebRTC certificate to listen with: the one the controller kept, else a new one, then
+/// also returned as PEM for the controller to keep (its hash is in our addresses, so a new
+/// one makes the WebRTC addresses of old invites undialable).
+pub fn webrtc_certificate(
+    kept: Option<&str>,
+) -> anyhow::Result<(libp2p_webrtc::tokio::Certificate, Option<String>)> {
+    use libp2p_webrtc::tokio::Certificate;
+    if let Some(pem) = kept {
+        match Certificate::from_pem(pem) {
+            Ok(certificate) => return Ok((certificate, None)),
+            Err(err) => tracing::warn!(
+                "the kept WebRTC certificate cannot be read ({}); using a new one, so WebRTC addresses given out before no longer work",
+                error_chain(&err)
+            ),
+        }
+    }
+    let certificate = Certificate::generate(&mut rand::rng())
+        .map_err(|e| anyhow::anyhow!("could not make a WebRTC certificate: {}", error_chain(&e)))?;
+    let pem = certificate.serialize_pem();
+    Ok((certificate, Some(pem)))
+}
+
 pub fn decode_keypair(encoded: &str) -> anyhow::Result<Keypair> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded)
@@ -134,8 +167,11 @@ pub fn parse_addrs(addrs: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr
         .collect()
 }
 
-pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<Swarm<Behaviour>> {
+/// The swarm, and the WebRTC certificate made for it when the config held none that works
+/// (PEM, for the controller to keep).
+pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<(Swarm<Behaviour>, Option<String>)> {
     let keypair = decode_keypair(&config.keypair)?;
+    let (certificate, new_certificate) = webrtc_certificate(config.webrtc_certificate.as_deref())?;
     let local_peer_id = keypair.public().to_peer_id();
     let ping_interval = Duration::from_millis(config.ping_interval_ms.max(100));
     let mdns_enabled = config.mdns;
@@ -159,6 +195,8 @@ pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<Swarm<Behaviour>> {
         .with_quic()
         .with_other_transport(websocket_transport)
         .map_err(|e| anyhow::anyhow!("could not set up the WebSocket transport: {e}"))?
+        .with_other_transport(|key| webrtc_transport(key, certificate))
+        .map_err(|e| anyhow::anyhow!("could not set up the WebRTC transport: {e}"))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .context("could not set up the relay client")?
         .with_behaviour(|key, relay_client| {
@@ -202,7 +240,7 @@ pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<Swarm<Behaviour>> {
         // does not keep a connection alive in libp2p, so the idle timeout is long.
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
         .build();
-    Ok(swarm)
+    Ok((swarm, new_certificate))
 }
 
 /// Splits `/…/p2p/<id>` into the address and the peer id, when the address ends with one.

@@ -103,6 +103,8 @@ enum Flow {
 struct Starting {
     request_id: Option<u64>,
     pending_listeners: HashSet<ListenerId>,
+    /// Reported with `node_started`, for the controller to keep.
+    new_webrtc_certificate: Option<String>,
 }
 
 /// Events waiting for the controller to read them. When it is full the service's loop
@@ -427,7 +429,7 @@ impl Service {
 
     async fn start_node(&mut self, id: Option<u64>, config: &NodeConfig) -> anyhow::Result<()> {
         let listen = parse_addrs(&config.listen, "listen")?;
-        let mut swarm = build_swarm(config)?;
+        let (mut swarm, new_webrtc_certificate) = build_swarm(config)?;
         let mut pending_listeners = HashSet::new();
         for addr in listen {
             let listener = swarm
@@ -471,6 +473,7 @@ impl Service {
         self.starting = Some(Starting {
             request_id: id,
             pending_listeners,
+            new_webrtc_certificate,
         });
         self.finish_start_if_listening().await
     }
@@ -573,6 +576,7 @@ impl Service {
         let event = Event::NodeStarted {
             peer_id: swarm.local_peer_id().to_string(),
             listen_addrs: swarm.listeners().map(|a| a.to_string()).collect(),
+            new_webrtc_certificate: starting.new_webrtc_certificate,
         };
         self.emit(starting.request_id, event).await
     }

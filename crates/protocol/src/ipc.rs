@@ -190,6 +190,12 @@ pub struct NodeConfig {
     /// Interval of libp2p ping (RTT measurement), milliseconds.
     #[serde(default = "default_ping_interval_ms")]
     pub ping_interval_ms: u64,
+    /// The WebRTC certificate (PEM, with its private key): its hash is part of our
+    /// `/webrtc-direct/certhash/…` addresses, so it is kept by the controller and given back
+    /// on every start, like the identity key. None: the service makes one and reports it in
+    /// [`Event::NodeStarted`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webrtc_certificate: Option<String>,
 }
 
 fn default_ping_interval_ms() -> u64 {
@@ -208,6 +214,10 @@ pub enum Event {
     NodeStarted {
         peer_id: String,
         listen_addrs: Vec<String>,
+        /// A WebRTC certificate the service made because it was given none (or one it could
+        /// not read): the controller keeps it for the next start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_webrtc_certificate: Option<String>,
     },
     NodeStopped,
     NodeError {
@@ -440,20 +450,24 @@ mod tests {
                 string(),
                 proptest::collection::vec(string(), 0..3),
                 any::<bool>(),
-                any::<u64>()
+                any::<u64>(),
+                proptest::option::of(string())
             )
-                .prop_map(|(keypair, listen, mdns, ping_interval_ms)| {
-                    Command::StartNode(NodeConfig {
-                        keypair,
-                        listen,
-                        bootstrap: vec![],
-                        relays: vec![],
-                        mdns,
-                        upnp: false,
-                        agent_version: "whatnext/test".into(),
-                        ping_interval_ms,
-                    })
-                }),
+                .prop_map(
+                    |(keypair, listen, mdns, ping_interval_ms, webrtc_certificate)| {
+                        Command::StartNode(NodeConfig {
+                            keypair,
+                            listen,
+                            bootstrap: vec![],
+                            relays: vec![],
+                            mdns,
+                            upnp: false,
+                            agent_version: "whatnext/test".into(),
+                            ping_interval_ms,
+                            webrtc_certificate,
+                        })
+                    }
+                ),
         ]
     }
 
@@ -466,12 +480,18 @@ mod tests {
                 protocol_version,
                 pid
             }),
-            (string(), proptest::collection::vec(string(), 0..3)).prop_map(
-                |(peer_id, listen_addrs)| Event::NodeStarted {
-                    peer_id,
-                    listen_addrs
-                }
-            ),
+            (
+                string(),
+                proptest::collection::vec(string(), 0..3),
+                proptest::option::of(string())
+            )
+                .prop_map(|(peer_id, listen_addrs, new_webrtc_certificate)| {
+                    Event::NodeStarted {
+                        peer_id,
+                        listen_addrs,
+                        new_webrtc_certificate,
+                    }
+                }),
             (string(), any::<u64>(), any::<u64>()).prop_map(|(peer_id, connection_id, micros)| {
                 Event::Rtt {
                     peer_id,

@@ -46,7 +46,10 @@ fn two_controllers_connect_and_both_report_rtt() {
 
 #[test]
 fn killed_service_comes_back_with_the_same_identity_and_reconnects() {
-    let a = Node::start();
+    // With WebRTC too: its address holds the certificate's hash, which must survive.
+    let mut args = LOOPBACK_RUN_ARGS.to_vec();
+    args.extend(["--listen", "/ip4/127.0.0.1/udp/0/webrtc-direct"]);
+    let a = Node::start_with_args(&args);
     let b = Node::start();
     let b_id = b.peer_id();
     connect(&a, &b, 15);
@@ -78,7 +81,14 @@ fn killed_service_comes_back_with_the_same_identity_and_reconnects() {
         "{after}"
     );
     assert_eq!(after["last_error"], serde_json::Value::Null, "{after}");
-    // The restarted node listens on the same ports, so addresses peers hold stay valid.
+    // The restarted node listens on the same ports, with the same WebRTC certificate, so
+    // addresses peers hold stay valid.
+    assert!(
+        before["listen_addrs"]
+            .to_string()
+            .contains("/webrtc-direct/certhash/"),
+        "{before}"
+    );
     assert_eq!(after["listen_addrs"], before["listen_addrs"]);
 }
 

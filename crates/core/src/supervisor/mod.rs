@@ -7,6 +7,7 @@
 //! requests and replies ([`ServiceClient`] and its typed commands), and `ports.rs` the
 //! memory of listen ports (`listen.json`).
 
+mod certificate;
 mod lifecycle;
 mod ports;
 mod requests;
@@ -61,6 +62,9 @@ pub struct ServiceSpec {
     /// (`<home>/listen.json`), so friends' copies of our addresses stay dialable after the
     /// app restarts too. None: pinned for this run only.
     pub listen_memory: Option<PathBuf>,
+    /// Where the WebRTC certificate is kept (`<home>/webrtc.pem`): its hash is in our
+    /// WebRTC addresses, so keeping it keeps invites dialable. None: made anew each run.
+    pub webrtc_certificate: Option<PathBuf>,
 }
 
 /// An event of one of the network services, for the shared playlists: which service (its
@@ -91,10 +95,16 @@ pub struct Supervisor {
 }
 
 pub fn supervisor(
-    spec: ServiceSpec,
+    mut spec: ServiceSpec,
     state: StateHandle,
     shutdown: CancellationToken,
 ) -> (Supervisor, ServiceClient) {
+    if spec.node.webrtc_certificate.is_none() {
+        spec.node.webrtc_certificate = spec
+            .webrtc_certificate
+            .as_deref()
+            .and_then(certificate::read_kept);
+    }
     let recent = IpcLog::default();
     let (client, routes) = requests::channel(recent.clone());
     // The ports of the last run, if the configuration is the same (else they mean nothing).
@@ -446,7 +456,21 @@ impl Supervisor {
                     "the network node could not start: {message}"
                 )));
             }
-            (Some(Internal::StartNode), Event::NodeStarted { listen_addrs, .. }) => {
+            (
+                Some(Internal::StartNode),
+                Event::NodeStarted {
+                    listen_addrs,
+                    new_webrtc_certificate,
+                    ..
+                },
+            ) => {
+                if let Some(pem) = new_webrtc_certificate {
+                    // Given back to every later incarnation, and kept for the next run.
+                    self.spec.node.webrtc_certificate = Some(pem.clone());
+                    if let Some(path) = self.spec.webrtc_certificate.clone() {
+                        certificate::keep(path, pem.clone());
+                    }
+                }
                 if self.pinned_listen.is_none() {
                     let pinned = pin_ports(&self.spec.node.listen, listen_addrs);
                     self.remember_listen(&pinned);

@@ -118,7 +118,12 @@ pub fn pin_ports(configured: &[String], reported: &[String]) -> Vec<String> {
                 return text.clone();
             }
             let matches = |candidate: &Multiaddr| {
-                let (a, b): (Vec<_>, Vec<_>) = (addr.iter().collect(), candidate.iter().collect());
+                // A WebRTC listener reports its certificate's hash after the configured parts.
+                let a: Vec<_> = addr.iter().collect();
+                let b: Vec<_> = candidate
+                    .iter()
+                    .filter(|p| !matches!(p, Protocol::Certhash(_)))
+                    .collect();
                 a.len() == b.len()
                     && a.iter().zip(&b).all(|(want, got)| {
                         std::mem::discriminant(want) == std::mem::discriminant(got)
@@ -160,6 +165,25 @@ mod tests {
                 "/ip4/0.0.0.0/tcp/6666".to_string(),
                 "/ip4/127.0.0.1/udp/5555/quic-v1".to_string(),
                 "/ip4/127.0.0.1/tcp/4001".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_webrtc_listener_is_pinned_without_its_certificate_hash() {
+        let configured = vec![
+            "/ip4/0.0.0.0/udp/0/quic-v1".to_string(),
+            "/ip4/0.0.0.0/udp/0/webrtc-direct".to_string(),
+        ];
+        let reported = vec![
+            "/ip4/127.0.0.1/udp/5555/quic-v1".to_string(),
+            "/ip4/127.0.0.1/udp/7777/webrtc-direct/certhash/uEiDOF8okI1yxc-GnaUzwLabIMbxIGrwKOxMMjKJLR_2hrA".to_string(),
+        ];
+        assert_eq!(
+            pin_ports(&configured, &reported),
+            vec![
+                "/ip4/0.0.0.0/udp/5555/quic-v1".to_string(),
+                "/ip4/0.0.0.0/udp/7777/webrtc-direct".to_string(),
             ]
         );
     }

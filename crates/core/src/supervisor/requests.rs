@@ -159,9 +159,14 @@ pub(super) fn channel(recent: IpcLog) -> (ServiceClient, watch::Sender<Route>) {
 #[derive(Clone, Default)]
 pub struct IpcLog(std::sync::Arc<std::sync::Mutex<VecDeque<String>>>);
 
-/// Field names whose values are secrets: the identity key (`start_node`) and the share keys
-/// that handshakes carry in both directions.
-const SECRET_FIELDS: [&str; 2] = ["keypair", "key"];
+/// Field names whose values are secrets: the identity key and the WebRTC certificate's key
+/// (`start_node`, `node_started`) and the share keys that handshakes carry in both directions.
+const SECRET_FIELDS: [&str; 4] = [
+    "keypair",
+    "key",
+    "webrtc_certificate",
+    "new_webrtc_certificate",
+];
 
 /// `body` with the value of every secret field replaced, for the debug log.
 fn redact_secrets(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {

@@ -109,11 +109,16 @@ pub struct Node {
 
 impl Node {
     pub fn start() -> Node {
+        Node::start_with_args(&LOOPBACK_RUN_ARGS)
+    }
+
+    /// A node in a temp home of its own, run with `args`.
+    pub fn start_with_args(args: &[&str]) -> Node {
         let tempdir = tempfile::tempdir().expect("temp home");
         let home = tempdir.path().to_path_buf();
         // Not the user's own ~/Music: a test node has no music unless a test gives it some.
         std::fs::write(home.join("config.toml"), "music_dirs = []\n").expect("config.toml");
-        let mut node = Node::start_in(&home, &LOOPBACK_RUN_ARGS);
+        let mut node = Node::start_in(&home, args);
         node._tempdir = Some(tempdir);
         node
     }
