@@ -44,6 +44,9 @@ pub(crate) fn app_channel(protocol: &'static str) -> AppChannel {
     )
 }
 
+/// How long a ping may go unanswered before its connection counts as dead.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Protocol name announced by identify; peers use it to recognise WhatNext nodes.
 pub const IDENTIFY_PROTOCOL: &str = "/whatnext/id/1.0.0";
 
@@ -214,7 +217,13 @@ pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<(Swarm<Behaviour>, Opt
                     identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
                         .with_agent_version(agent_version),
                 ),
-                ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_interval)),
+                // A ping unanswered for 10 s closes its connection (see the service), so a
+                // peer whose network vanished is dialed again within about 15 s.
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(ping_interval)
+                        .with_timeout(PING_TIMEOUT),
+                ),
                 mdns: Toggle::from(mdns),
                 relay_client,
                 dcutr: dcutr::Behaviour::new(local_peer_id),

@@ -83,6 +83,18 @@ struct Open {
     addr: Multiaddr,
     /// Through a relay's circuit.
     relayed: bool,
+    /// Our IP address it uses, when libp2p tells (it does for accepted connections only).
+    local_ip: Option<std::net::IpAddr>,
+}
+
+/// The IP address in `addr` (its first `/ip4/` or `/ip6/`), if it has one and it is not
+/// unspecified.
+fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) if !ip.is_unspecified() => Some(ip.into()),
+        Protocol::Ip6(ip) if !ip.is_unspecified() => Some(ip.into()),
+        _ => None,
+    })
 }
 
 /// The entries of `items` whose time (`at`) has come, taken out; the rest stay.
@@ -500,6 +512,35 @@ impl Service {
             .push((tokio::time::Instant::now() + backoff, relay, tries));
     }
 
+    /// Our address `lost` went away (another network, a cable pulled): the direct
+    /// connections that used its IP can carry nothing more, but TCP would hold them for
+    /// minutes. They are closed, so the sessions dial their peers again at once over what
+    /// is left. libp2p names our side's address only for connections we accepted; one we
+    /// dialed is closed too when nothing we listen on has that IP any more (a reconnect
+    /// costs less than a dead connection).
+    fn close_connections_on_lost_address(&mut self, lost: &Multiaddr) {
+        let Some(swarm) = self.swarm.as_mut() else {
+            return;
+        };
+        let Some(ip) = ip_of(lost).filter(|ip| !ip.is_loopback()) else {
+            return;
+        };
+        if swarm.listeners().any(|a| ip_of(a) == Some(ip)) {
+            return; // another transport still listens there: the address is not gone
+        }
+        for (id, open) in &self.connections {
+            let on_loopback = ip_of(&open.addr).is_some_and(|peer| peer.is_loopback());
+            if !open.relayed && !on_loopback && open.local_ip.is_none_or(|ours| ours == ip) {
+                tracing::info!(
+                    "closing the connection to {} via {}: our address {ip} is gone",
+                    open.peer,
+                    open.addr
+                );
+                swarm.close_connection(*id);
+            }
+        }
+    }
+
     /// Closes the relayed connections whose grace beside a direct one has passed.
     fn close_superseded_circuits(&mut self) {
         self.swarm_gate.open();
@@ -855,9 +896,11 @@ impl Service {
                 self.finish_start_if_listening().await?;
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
+                tracing::info!("no longer listening on {address}");
                 if let Some(swarm) = &mut self.swarm {
                     swarm.remove_external_address(&address);
                 }
+                self.close_connections_on_lost_address(&address);
                 let addr = address.to_string();
                 self.emit(None, Event::ListenAddrRemoved { addr }).await?;
             }
@@ -920,6 +963,10 @@ impl Service {
                         peer: peer_id,
                         addr: addr.clone(),
                         relayed: endpoint.is_relayed(),
+                        local_ip: match &endpoint {
+                            ConnectedPoint::Listener { local_addr, .. } => ip_of(local_addr),
+                            ConnectedPoint::Dialer { .. } => None,
+                        },
                     },
                 );
                 self.supersede_circuits(connection_id);
@@ -1032,6 +1079,19 @@ impl Service {
                     micros: u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX),
                 };
                 self.emit(None, event).await?;
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(ping::Failure::Timeout),
+            }) => {
+                // A connection that stopped carrying anything (the peer's network went away
+                // without a word): closed, so its requests fail now and the sessions dial
+                // the peer again, instead of waiting on it for TCP's quarter of an hour.
+                tracing::info!("ping to {peer} timed out; closing that connection");
+                if let Some(swarm) = &mut self.swarm {
+                    swarm.close_connection(connection);
+                }
             }
             BehaviourEvent::Ping(ping::Event {
                 peer,

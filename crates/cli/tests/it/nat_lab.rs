@@ -798,3 +798,132 @@ fn relays_and_bootstrap_nodes_may_be_named() {
         "{bootstrap}"
     );
 }
+
+/// Two namespaces on one segment (a bridge in a third): `a` at .1, `b` at .2 of the public
+/// prefix, no NAT. For what happens when an address changes.
+fn segment() -> Result<Lab, String> {
+    let lab = Lab::namespaces("net", &["sw", "a", "b"])?;
+    let sw = lab.ns("sw");
+    run("ip", &["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+    run("ip", &["-n", &sw, "link", "set", "br0", "up"])?;
+    for (port, host, last) in [("va", "a", 1), ("vb", "b", 2)] {
+        let host_ns = lab.ns(host);
+        run(
+            "ip",
+            &[
+                "-n", &sw, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns",
+                &host_ns,
+            ],
+        )?;
+        run(
+            "ip",
+            &["-n", &sw, "link", "set", port, "master", "br0", "up"],
+        )?;
+        let addr = format!("{PUBLIC_PREFIX}.{last}/24");
+        run("ip", &["-n", &host_ns, "addr", "add", &addr, "dev", "eth0"])?;
+        run("ip", &["-n", &host_ns, "link", "set", "eth0", "up"])?;
+    }
+    Ok(lab)
+}
+
+/// Issue 20, item 5: B's machine changes networks (its address .2 goes, .3 comes). Its
+/// node's listen addresses and invite follow, and the shared playlist goes on syncing both
+/// ways with A over new connections.
+#[test]
+fn when_an_address_changes_the_node_its_invite_and_sessions_follow() {
+    let lab = match segment() {
+        Ok(lab) => lab,
+        Err(why) => {
+            eprintln!("SKIPPED: needs network namespaces: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = Node::spawn_in(Some(&lab.ns("a")), &dir.path().join("a"), &run_args(&[]));
+    let b = Node::spawn_in(Some(&lab.ns("b")), &dir.path().join("b"), &run_args(&[]));
+    a.wait_running();
+    b.wait_running();
+    let (id, link) = crate::support::create_shared(&b, "Moving house");
+    crate::support::add_track(&b, &id, "Before the move");
+    crate::support::join(&a, &link);
+    wait_for_title(&a, &id, "Before the move");
+
+    let (old, new) = (
+        format!("/ip4/{PUBLIC_PREFIX}.2/"),
+        format!("/ip4/{PUBLIC_PREFIX}.3/"),
+    );
+    let b_ns = lab.ns("b");
+    let moved = Instant::now();
+    // As when a laptop leaves one Wi-Fi for another: the old address goes, then a new one
+    // comes. (Added first, the new one would be a secondary address of the same subnet,
+    // which Linux deletes with the primary.)
+    run(
+        "ip",
+        &[
+            "-n",
+            &b_ns,
+            "addr",
+            "del",
+            &format!("{PUBLIC_PREFIX}.2/24"),
+            "dev",
+            "eth0",
+        ],
+    )
+    .expect("remove the old address");
+    std::thread::sleep(Duration::from_millis(500));
+    run(
+        "ip",
+        &[
+            "-n",
+            &b_ns,
+            "addr",
+            "add",
+            &format!("{PUBLIC_PREFIX}.3/24"),
+            "dev",
+            "eth0",
+        ],
+    )
+    .expect("add the new address");
+
+    b.wait_status(
+        "B to listen on its new address and not the old",
+        Duration::from_secs(30),
+        |s| {
+            let addrs = s["listen_addrs"].to_string();
+            addrs.contains(&new) && !addrs.contains(&old)
+        },
+    );
+    let listening = moved.elapsed();
+    let invite = b.cli(&["invite", "--json"]);
+    let invite = String::from_utf8_lossy(&invite.stdout);
+    assert!(
+        invite.contains(&new) && !invite.contains(&old),
+        "B's invite follows its address: {invite}"
+    );
+
+    crate::support::add_track(&b, &id, "After the move, from B");
+    let b_to_a = wait_for_title(&a, &id, "After the move, from B");
+    crate::support::add_track(&a, &id, "After the move, from A");
+    let a_to_b = wait_for_title(&b, &id, "After the move, from A");
+    // A's connection to B's old address carries nothing now; A notices (its pings go
+    // unanswered) and closes it, so no request of A's waits on it.
+    let b_id = b.peer_id();
+    let at_old = |s: &Value| {
+        Node::connections_to(s, &b_id)
+            .iter()
+            .any(|c| c["addr"].as_str().is_some_and(|addr| addr.contains(&old)))
+    };
+    a.wait_status(
+        "A to close its connection to B's old address",
+        Duration::from_secs(40),
+        |s| !at_old(s),
+    );
+    let dead_closed = moved.elapsed();
+    println!(
+        "network change at B: new listen address in {:.1} s; edits after it B → A {:.1} s, A → B {:.1} s; A closed its dead connection {:.1} s after the change",
+        listening.as_secs_f64(),
+        b_to_a.as_secs_f64(),
+        a_to_b.as_secs_f64(),
+        dead_closed.as_secs_f64()
+    );
+}

@@ -174,6 +174,7 @@ impl Sessions {
             clocks,
             repairs: 0,
             dialing: HashSet::new(),
+            announced: HashMap::new(),
         };
         // The state lists shared playlists from the start, not from the first admission.
         actor.publish();
@@ -331,6 +332,9 @@ struct Actor {
     repairs: u64,
     /// (service, member) dials under way.
     dialing: HashSet<(String, String)>,
+    /// The addresses each service last recorded for itself in the playlists it serves: when
+    /// they change (another network, new ports) they are recorded again, so members find it.
+    announced: HashMap<String, Vec<String>>,
 }
 
 impl Actor {
@@ -1315,10 +1319,26 @@ impl Actor {
                 (self.ctx.clone(), via.clone(), peer.clone(), session.clone());
             tokio::spawn(async move { ctx.measure_clock(&via, &peer, &session).await });
         }
+        // Services whose addresses moved since they last recorded them (the network
+        // changed): they record the new ones in every playlist they serve.
+        let mut moved = HashSet::new();
+        for (name, via) in &self.services {
+            let addrs = crate::invite::member_addrs(&via.state.snapshot());
+            if !addrs.is_empty() && self.announced.get(name) != Some(&addrs) {
+                moved.insert(name.clone());
+                self.announced.insert(name.clone(), addrs);
+            }
+        }
         for id in self.book.sessions.keys() {
             if let Some(via) = self.serving(id) {
                 let (ctx, id, skip) = (self.ctx.clone(), id.clone(), self.revoked(id));
-                tokio::spawn(async move { ctx.meet_members(&via, &id, skip, everyone).await });
+                let announce = moved.contains(&via.name);
+                tokio::spawn(async move {
+                    if announce {
+                        ctx.announce_self(&via, &id).await;
+                    }
+                    ctx.meet_members(&via, &id, skip, everyone).await
+                });
             }
         }
     }
