@@ -104,7 +104,12 @@ library: LibraryStatus,
 /**
  * Audio moving between this home and members, now.
  */
-transfers: Array<Transfer>, };
+transfers: Array<Transfer>, 
+/**
+ * Audio this home wants (it plays, or is up next) that cannot come now, and why: e.g.
+ * its members are reachable only through a relay, whose limits stop audio.
+ */
+media_waiting: Array<MediaWaiting>, };
 
 export type NodeStatus = "starting" | "running" | "restarting" | "failed" | "stopped";
 
@@ -386,6 +391,8 @@ export type Transfer = { blake3: string, peer_id: string,
  * Bytes moved (and verified, when fetching) so far.
  */
 bytes: number, size: number, direction: TransferDirection, };
+
+export type MediaWaiting = { blake3: string, reason: string, };
 
 export type ClockEstimate = { 
 /**

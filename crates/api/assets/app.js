@@ -631,8 +631,17 @@ function renderTransfer(s) {
     $('np-source').textContent = `Getting the audio from ${memberNames[t.peer_id] || t.peer_id.slice(0, 12)}… ${pct}%`;
     return;
   }
+  // It cannot come now (e.g. its members are reachable only through a relay): say why,
+  // rather than a player that silently stays empty.
+  const waiting = (s.media_waiting || []).find((x) => x.blake3 === blake3);
+  if (waiting) {
+    $('np-source').textContent = waiting.reason;
+    $('np-source').dataset.waiting = 'true';
+    return;
+  }
   const audio = /** @type {HTMLAudioElement} */ ($('np-audio'));
-  const arrived = $('np-source').textContent.startsWith('Getting the audio');
+  const arrived = $('np-source').textContent.startsWith('Getting the audio') || $('np-source').dataset.waiting === 'true';
+  delete $('np-source').dataset.waiting;
   // It arrived (or may have, between two states): load it again, at most every 2 s.
   if (arrived || (audio.error && Date.now() - lastReload > 2000)) {
     lastReload = Date.now();

@@ -27,7 +27,7 @@ use whatnext_protocol::{
     blob::{BlobRequest, BlobResponse},
     ipc::AppProtocol,
     playlist::Content,
-    state::{Transfer, TransferDirection},
+    state::{MediaWaiting, Transfer, TransferDirection},
 };
 
 use crate::{
@@ -56,15 +56,26 @@ const STALE: Duration = Duration::from_secs(15);
 /// One group's request, answer included.
 const GROUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// After the relay stopped a fetch from a member reachable only through it (and nothing
+/// came), how long that member is not asked again for that audio while still relay-only:
+/// each try would spend the relay's budget for nothing.
+const RELAY_BACKOFF: Duration = Duration::from_secs(120);
+/// What the listener is told when the only way to a member's audio is a relay.
+const THROUGH_A_RELAY_ONLY: &str = "The members who have this song are reachable only through a relay, and the relay's limits stop audio. It will come as soon as a direct connection can be made.";
+
 /// A transfer: (content id, peer, which way).
 type TransferKey = (String, String, TransferDirection);
 /// Each transfer under way, and when it last moved.
 type Entries = HashMap<TransferKey, (Transfer, Instant)>;
 
-/// The transfers under way, published in the state.
+/// The transfers under way, and the audio that cannot come now; published in the state.
 pub struct TransferBoard {
     state: StateHandle,
     entries: Mutex<Entries>,
+    /// Content id → why it cannot come, and when that was last found.
+    waiting: Mutex<HashMap<String, (String, Instant)>>,
+    /// (content id, peer) → when a relay stopped a fetch of it that brought nothing.
+    relay_stops: Mutex<HashMap<(String, String), Instant>>,
 }
 
 impl TransferBoard {
@@ -72,7 +83,34 @@ impl TransferBoard {
         Arc::new(TransferBoard {
             state,
             entries: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
+            relay_stops: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// `blake3` cannot come now, for `reason` (shown until it comes or is no longer sought).
+    fn cannot_come(&self, blake3: &str, reason: &str) {
+        lock(&self.waiting).insert(blake3.to_string(), (reason.to_string(), Instant::now()));
+        self.publish();
+    }
+
+    /// `blake3` is here.
+    fn arrived(&self, blake3: &str) {
+        lock(&self.waiting).remove(blake3);
+        lock(&self.relay_stops).retain(|(content, _), _| content != blake3);
+        self.publish();
+    }
+
+    /// A relay stopped a fetch of `blake3` from `peer` that brought nothing.
+    fn relay_stopped(&self, blake3: &str, peer: &str) {
+        lock(&self.relay_stops).insert((blake3.to_string(), peer.to_string()), Instant::now());
+    }
+
+    /// Whether `peer` is not to be asked for `blake3` through a relay now.
+    fn relay_backing_off(&self, blake3: &str, peer: &str) -> bool {
+        let mut stops = lock(&self.relay_stops);
+        stops.retain(|_, at| at.elapsed() < RELAY_BACKOFF);
+        stops.contains_key(&(blake3.to_string(), peer.to_string()))
     }
 
     /// `bytes` of `blake3` (of `size`) moved to or from `peer` so far.
@@ -104,7 +142,7 @@ impl TransferBoard {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.entries)
     }
 
     /// Publishes the board, without what went quiet (an upload ends when the asker stops
@@ -116,12 +154,30 @@ impl TransferBoard {
             entries.values().map(|(t, _)| t.clone()).collect()
         };
         transfers.sort_by(|a, b| (&a.blake3, &a.peer_id).cmp(&(&b.blake3, &b.peer_id)));
+        let mut waiting: Vec<MediaWaiting> = {
+            let mut waiting = lock(&self.waiting);
+            // The fetcher finds it again every second while it still wants it.
+            waiting.retain(|_, (_, at)| at.elapsed() < STALE);
+            waiting
+                .iter()
+                .map(|(blake3, (reason, _))| MediaWaiting {
+                    blake3: blake3.clone(),
+                    reason: reason.clone(),
+                })
+                .collect()
+        };
+        waiting.sort_by(|a, b| a.blake3.cmp(&b.blake3));
         self.state.update(|s| {
-            let changed = s.transfers != transfers;
+            let changed = s.transfers != transfers || s.media_waiting != waiting;
             s.transfers = transfers;
+            s.media_waiting = waiting;
             changed
         });
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Fetches the content of now playing and the next three tracks (`AHEAD`) of every shared
@@ -260,6 +316,14 @@ pub fn start_fetcher(
     });
 }
 
+/// Whether `via` reaches `peer` only through relays' circuits now.
+fn reachable_only_through_a_relay(via: &ServiceHandle, peer: &str) -> bool {
+    let state = via.state.snapshot();
+    let mut connections = state.connections.iter().filter(|c| c.peer_id == peer);
+    let first = connections.next();
+    first.is_some_and(|c| c.relayed) && connections.all(|c| c.relayed)
+}
+
 /// One content to fetch for one playlist.
 struct Fetch {
     music: Arc<Music>,
@@ -278,17 +342,38 @@ impl Fetch {
             .await
             .ok_or("the playlist is not served")?;
         rand::seq::SliceRandom::shuffle(&mut peers[..], &mut rand::rng());
+        let blake3 = &self.content.blake3;
         let mut why = Vec::new();
+        // Whether every member tried is reachable only through a relay (and so the relay's
+        // limits are what stops the audio).
+        let mut relay_only_everywhere = !peers.is_empty();
         for peer in peers {
-            match self.from(&via, &peer).await {
-                Ok(()) => return Ok(()),
+            let relay_only = reachable_only_through_a_relay(&via, &peer);
+            relay_only_everywhere &= relay_only;
+            if relay_only && self.board.relay_backing_off(blake3, &peer) {
+                why.push(format!(
+                    "{peer}: only through a relay, which stopped it before"
+                ));
+                continue;
+            }
+            let progressed = std::sync::atomic::AtomicBool::new(false);
+            match self.from(&via, &peer, &progressed).await {
+                Ok(()) => {
+                    self.board.arrived(blake3);
+                    return Ok(());
+                }
                 Err(err) => {
-                    tracing::info!("fetching {} from {peer}: {err}", self.content.blake3);
+                    tracing::info!("fetching {blake3} from {peer}: {err}");
+                    if relay_only && !progressed.load(std::sync::atomic::Ordering::Relaxed) {
+                        self.board.relay_stopped(blake3, &peer);
+                    }
                     why.push(format!("{peer}: {err}"));
                 }
             }
-            self.board
-                .end(&self.content.blake3, &peer, TransferDirection::Download);
+            self.board.end(blake3, &peer, TransferDirection::Download);
+        }
+        if relay_only_everywhere {
+            self.board.cannot_come(blake3, THROUGH_A_RELAY_ONLY);
         }
         Err(if why.is_empty() {
             "no member online to fetch it from".to_string()
@@ -316,8 +401,14 @@ impl Fetch {
         }
     }
 
-    /// Fetches the content from `peer`, resuming what an earlier attempt left.
-    async fn from(&self, via: &ServiceHandle, peer: &str) -> Result<(), String> {
+    /// Fetches the content from `peer`, resuming what an earlier attempt left; sets
+    /// `progressed` once a group is kept.
+    async fn from(
+        &self,
+        via: &ServiceHandle,
+        peer: &str,
+        progressed: &std::sync::atomic::AtomicBool,
+    ) -> Result<(), String> {
         let blake3 = &self.content.blake3;
         let root = blake3::Hash::from_hex(blake3).map_err(|e| e.to_string())?;
         let (BlobResponse::Outboard { size, outboard }, _) = self
@@ -384,6 +475,7 @@ impl Fetch {
                 ));
             }
             file.write_all(&bytes).map_err(|e| e.to_string())?;
+            progressed.store(true, std::sync::atomic::Ordering::Relaxed);
             index += 1;
             let done = (index * GROUP_LEN).min(size);
             self.board

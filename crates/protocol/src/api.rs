@@ -352,6 +352,7 @@ pub fn typescript_definitions() -> String {
         crate::playlist::Content::decl(&cfg),
         LibraryStatus::decl(&cfg),
         crate::state::Transfer::decl(&cfg),
+        crate::state::MediaWaiting::decl(&cfg),
         crate::state::ClockEstimate::decl(&cfg),
         crate::state::TransferDirection::decl(&cfg),
         crate::media::LibraryEntry::decl(&cfg),

@@ -101,6 +101,17 @@ pub struct AppState {
     /// Audio moving between this home and members, now.
     #[serde(default)]
     pub transfers: Vec<Transfer>,
+    /// Audio this home wants (it plays, or is up next) that cannot come now, and why: e.g.
+    /// its members are reachable only through a relay, whose limits stop audio.
+    #[serde(default)]
+    pub media_waiting: Vec<MediaWaiting>,
+}
+
+/// Audio that cannot come now, and why, in words for the listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct MediaWaiting {
+    pub blake3: String,
+    pub reason: String,
 }
 
 /// Audio moving to or from a member.
@@ -422,6 +433,7 @@ impl AppState {
             services: vec![],
             library: LibraryStatus::default(),
             transfers: vec![],
+            media_waiting: vec![],
         }
     }
 

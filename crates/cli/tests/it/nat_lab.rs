@@ -927,3 +927,85 @@ fn when_an_address_changes_the_node_its_invite_and_sessions_follow() {
         dead_closed.as_secs_f64()
     );
 }
+
+/// Issue 20, item 1: audio that a relay's limits will not carry. B (behind a symmetric NAT,
+/// so only the relay leads to it) plays a song A lacks; the relay's circuits carry the
+/// playlist but not one group of audio. A says the audio waits for a direct connection
+/// (status `media_waiting`, which the view shows under now playing) instead of failing in
+/// silence, and does not spend the relay's budget asking again and again.
+#[test]
+fn audio_a_relay_will_not_carry_is_said_to_wait_for_a_direct_connection() {
+    let Some(lab) = lab_or_skip() else { return };
+    lab.set_nat("natb", "fully-random")
+        .expect("symmetric NAT rules");
+    let dir = tempfile::tempdir().expect("temp dir");
+    // 128 KiB a circuit: the playlist fits, a group of audio (256 KiB) does not.
+    let relay = Relay::start_with(
+        &lab.ns("relay"),
+        dir.path(),
+        &["--max-circuit-bytes", "131072"],
+    );
+    let relay_addr = relay.tcp_addr();
+    let music = dir.path().join("music");
+    std::fs::create_dir_all(&music).expect("music dir");
+    whatnext_media::tone::write_tagged_tone(
+        &music.join("far.wav"),
+        30_000,
+        "Far Song",
+        "Ann Artist",
+        "Tones",
+    )
+    .expect("a song");
+    let b_home = dir.path().join("b");
+    std::fs::create_dir_all(&b_home).expect("B's home");
+    std::fs::write(
+        b_home.join("config.toml"),
+        format!("music_dirs = [{:?}]\n", music.display().to_string()),
+    )
+    .expect("B's config");
+    let b = Node::spawn_in(
+        Some(&lab.ns("b")),
+        &b_home,
+        &run_args(&["--relay", &relay_addr]),
+    );
+    let a = Node::spawn_in(Some(&lab.ns("a")), &dir.path().join("a"), &run_args(&[]));
+    a.wait_running();
+    wait_for_reservation(&b, "a relay reservation");
+    crate::support::cli_json(&b, &["library", "scan"]);
+    let (id, link) = crate::support::create_shared(&b, "Far away");
+    let added =
+        crate::support::cli_json(&b, &["playlist", "add", &id, "--from-library", "Far Song"]);
+    let blake3 = added["file"]["content"]["blake3"]
+        .as_str()
+        .expect("the song's content id")
+        .to_string();
+    crate::support::join(&a, &link);
+    wait_for_title(&a, &id, "Far Song");
+    crate::support::cli_json(&b, &["session", "play", &id]);
+
+    let waiting = |s: &Value| {
+        s["media_waiting"]
+            .as_array()
+            .and_then(|w| w.iter().find(|m| m["blake3"] == blake3.as_str()).cloned())
+    };
+    let state = a.wait_status(
+        "A to say the audio waits for a direct connection",
+        Duration::from_secs(60),
+        |s| waiting(s).is_some(),
+    );
+    let reason = waiting(&state)
+        .map(|m| m["reason"].to_string())
+        .unwrap_or_default();
+    assert!(reason.contains("relay"), "{reason}");
+    // A keeps saying so, and is not fetching it through the relay meanwhile.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let state = a.status().expect("A's state");
+        assert!(waiting(&state).is_some(), "the notice went away: {state}");
+        assert!(
+            !state["transfers"].to_string().contains(&blake3),
+            "A fetches through the relay again: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
