@@ -14,7 +14,7 @@ import { webSockets } from '@libp2p/websockets';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { multiaddr } from '@multiformats/multiaddr';
-import { BIN, HANDSHAKE, atEnd, cli, startOurNode, status, eventually } from './support.mjs';
+import { BIN, HANDSHAKE, atEnd, cli, startOurNode } from './support.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const LISTEN = ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws', '/ip4/127.0.0.1/udp/0/webrtc-direct'];
@@ -128,8 +128,6 @@ test('a browser tab joins a shared playlist over WebRTC-direct, and again after 
   assert.deepEqual(joined.handshake.accepted, [session], `handshake: ${JSON.stringify(joined.handshake)}`);
   assert.equal(joined.sync.type, 'updates', `sync: ${JSON.stringify(joined.sync).slice(0, 200)}`);
   assert.deepEqual(trackTitles(joined.sync.updates), titles);
-  // Our side saw the tab, over WebRTC. (It has hung up by now; doctor's recent list or the
-  // member list would show it — the connection log is what status keeps.)
   const wsAddr = ours.state.listen_addrs.find((a) => a.endsWith('/ws'));
   const wsMs = await dialOverWebSocket(`${wsAddr}/p2p/${peerId}`);
   console.log(`browser → our node over WebRTC-direct: dial ${joined.dialMs.toFixed(1)} ms, ping ${joined.rttMs} ms; Node → our node over WebSocket: dial ${wsMs.toFixed(1)} ms (same run)`);

@@ -512,6 +512,25 @@ impl ServiceLink {
 mod tests {
     use super::*;
 
+    /// The debug log never shows a key: the identity's and the WebRTC certificate's, both
+    /// ways over the pipe.
+    #[test]
+    fn the_ipc_log_hides_the_identity_key_and_the_webrtc_certificate() {
+        let log = IpcLog::default();
+        log.record(
+            "▶",
+            br#"{"id":1,"type":"start_node","payload":{"keypair":"SECRET-KEY","listen":[],"webrtc_certificate":"-----BEGIN PRIVATE_KEY-----SECRET-CERT"}}"#,
+        );
+        log.record(
+            "◀",
+            br#"{"id":1,"type":"node_started","payload":{"peer_id":"12D3","listen_addrs":[],"new_webrtc_certificate":"-----BEGIN PRIVATE_KEY-----SECRET-NEW"}}"#,
+        );
+        let lines = log.lines().join("\n");
+        assert!(!lines.contains("SECRET"), "{lines}");
+        assert_eq!(lines.matches("(redacted)").count(), 3, "{lines}");
+        assert!(lines.contains("start_node") && lines.contains("12D3"), "{lines}");
+    }
+
     /// The typed commands turn each answer into its meaning, and an answer that does not
     /// fit the command into `Unexpected` (not a value some caller must re-check).
     #[tokio::test]
