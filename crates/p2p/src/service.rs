@@ -1082,22 +1082,24 @@ impl Service {
             }
             BehaviourEvent::Ping(ping::Event {
                 peer,
+                result: Err(ping::Failure::Unsupported),
+                ..
+            }) => tracing::debug!("{peer} does not answer pings"),
+            BehaviourEvent::Ping(ping::Event {
+                peer,
                 connection,
-                result: Err(ping::Failure::Timeout),
+                result: Err(err),
             }) => {
                 // A connection that stopped carrying anything (the peer's network went away
                 // without a word): closed, so its requests fail now and the sessions dial
-                // the peer again, instead of waiting on it for TCP's quarter of an hour.
-                tracing::info!("ping to {peer} timed out; closing that connection");
+                // the peer again, instead of waiting on it for TCP's quarter of an hour. An
+                // unanswered ping is a `Timeout`; on a dead connection whose ping stream is
+                // not open yet, the stream's negotiation times out instead (`Other`).
+                tracing::info!("ping to {peer} failed ({err}); closing that connection");
                 if let Some(swarm) = &mut self.swarm {
                     swarm.close_connection(connection);
                 }
             }
-            BehaviourEvent::Ping(ping::Event {
-                peer,
-                result: Err(err),
-                ..
-            }) => tracing::debug!("ping to {peer} failed: {err}"),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 // A DHT server: remember where it listens, so lookups can reach it.
                 if let Some(swarm) = &mut self.swarm {

@@ -528,7 +528,10 @@ mod tests {
         let lines = log.lines().join("\n");
         assert!(!lines.contains("SECRET"), "{lines}");
         assert_eq!(lines.matches("(redacted)").count(), 3, "{lines}");
-        assert!(lines.contains("start_node") && lines.contains("12D3"), "{lines}");
+        assert!(
+            lines.contains("start_node") && lines.contains("12D3"),
+            "{lines}"
+        );
     }
 
     /// The typed commands turn each answer into its meaning, and an answer that does not
