@@ -96,6 +96,82 @@ fn a_connection_flood_leaves_the_node_small_and_serving_its_friends() {
     drop(flood);
 }
 
+/// A STUN binding request (what opens a WebRTC-direct connection) naming `username`.
+fn stun_binding_request(username: &[u8], transaction: u32) -> Vec<u8> {
+    let padding = (4 - username.len() % 4) % 4;
+    let attribute_len = 4 + username.len() + padding;
+    let mut packet = Vec::with_capacity(20 + attribute_len);
+    packet.extend_from_slice(&0x0001u16.to_be_bytes()); // binding request
+    packet.extend_from_slice(&(attribute_len as u16).to_be_bytes());
+    packet.extend_from_slice(&0x2112_A442u32.to_be_bytes()); // magic cookie
+    packet.extend_from_slice(&[0; 8]);
+    packet.extend_from_slice(&transaction.to_be_bytes());
+    packet.extend_from_slice(&0x0006u16.to_be_bytes()); // USERNAME
+    packet.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    packet.extend_from_slice(username);
+    packet.extend(std::iter::repeat_n(0, padding));
+    packet
+}
+
+/// The WebRTC port takes UDP from anyone: STUN requests whose username (which the node
+/// writes into an SDP offer) holds line breaks, control characters and SDP lines, one of
+/// 1,200 bytes, garbage datagrams, and 5,000 requests each naming a new connection. The
+/// service stays up (same pid), small, and still answers a friend.
+#[test]
+fn hostile_stun_on_the_webrtc_port_changes_nothing() {
+    let mut args = LOOPBACK_RUN_ARGS.to_vec();
+    args.extend(["--listen", "/ip4/127.0.0.1/udp/0/webrtc-direct"]);
+    let a = Node::start_with_args(&args);
+    let service = a.service_pid();
+    let state = a.status().expect("status");
+    let port: u16 = state["listen_addrs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|addr| addr.as_str())
+        .find(|addr| addr.contains("/webrtc-direct/"))
+        .and_then(|addr| addr.split('/').nth(4)?.parse().ok())
+        .expect("a WebRTC-direct port");
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+    let target = ("127.0.0.1", port);
+    let long = "x".repeat(1200);
+    let hostile: [&[u8]; 6] = [
+        b"evil\r\na=ice-ufrag:other\r\nm=audio 9 RTP 0\r\n:x",
+        b"\x00\x01\x07\x1b[2J:",
+        "\u{202e}\u{feff}é\r\n\r\n:y".as_bytes(),
+        long.as_bytes(),
+        b":",
+        b"",
+    ];
+    for (i, username) in hostile.iter().enumerate() {
+        let _ = socket.send_to(&stun_binding_request(username, i as u32), target);
+    }
+    for garbage in [&[0xFFu8; 3][..], &[0u8; 20][..], &[0xAB; 1400][..]] {
+        let _ = socket.send_to(garbage, target);
+    }
+    for i in 0..5_000u32 {
+        let username = format!("libp2p+webrtc+v1/{i:032x}:x");
+        let _ = socket.send_to(&stun_binding_request(username.as_bytes(), i), target);
+        if i % 500 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Give the node the time to handle all of it, then look.
+    std::thread::sleep(Duration::from_secs(2));
+    let b = Node::start();
+    connect(&b, &a, 20);
+    let state = a.status().expect("status");
+    assert_eq!(
+        state["service"]["pid"].as_u64(),
+        Some(service as u64),
+        "the service was not restarted: {state}"
+    );
+    assert_eq!(state["service"]["restarts"], 0, "{state}");
+    let rss = resident_mb(service);
+    assert!(rss < 100.0, "the service grew to {rss:.1} MB");
+    println!("abuse: 5,009 hostile STUN datagrams on the WebRTC port; service RSS {rss:.1} MB");
+}
+
 #[test]
 fn a_stream_flood_from_one_peer_is_absorbed_and_changes_nothing() {
     let a = Node::start();
