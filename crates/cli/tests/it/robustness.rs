@@ -404,3 +404,49 @@ fn a_damaged_listen_memory_falls_back_to_the_configured_addresses() {
         node.log()
     );
 }
+
+/// A damaged WebRTC certificate (`<home>/webrtc.pem`: a truncated file, then garbage with a
+/// control character) does not stop the node: the service warns that old WebRTC addresses
+/// stop working, makes a new certificate, and the controller keeps that one in its place.
+#[test]
+fn a_damaged_webrtc_certificate_is_replaced_with_a_warning() {
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(home.path().join("config.toml"), "music_dirs = []\n").expect("config");
+    let path = home.path().join("webrtc.pem");
+    let mut args = LOOPBACK_RUN_ARGS.to_vec();
+    args.extend(["--listen", "/ip4/127.0.0.1/udp/0/webrtc-direct"]);
+    let certhash = |state: &Value| {
+        state["listen_addrs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .find_map(|a| a.split("/certhash/").nth(1).map(str::to_string))
+    };
+    let first = {
+        let node = Node::start_in(home.path(), &args);
+        wait_until("webrtc.pem", PATIENCE, || path.exists().then_some(()));
+        certhash(&node.status().expect("status")).expect("a WebRTC address")
+    };
+    let kept = std::fs::read_to_string(&path).expect("webrtc.pem");
+    for damaged in [
+        kept[..kept.len() / 2].to_string(),
+        "\u{7}not a certificate\n".into(),
+    ] {
+        std::fs::write(&path, &damaged).expect("damage webrtc.pem");
+        let _ = std::fs::remove_file(home.path().join("api.json"));
+        let node = Node::start_in(home.path(), &args);
+        let state = node.wait_status("a WebRTC address", PATIENCE, |s| certhash(s).is_some());
+        assert_eq!(state["node"], "running", "{state}");
+        assert_ne!(certhash(&state), Some(first.clone()), "{state}");
+        assert!(
+            node.log().contains("WebRTC certificate cannot be read"),
+            "no warning about the certificate:\n{}",
+            node.log()
+        );
+        wait_until("a readable certificate kept in its place", PATIENCE, || {
+            let now = std::fs::read_to_string(&path).ok()?;
+            (now != damaged && now.contains("CERTIFICATE")).then_some(())
+        });
+    }
+}
