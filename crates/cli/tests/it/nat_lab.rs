@@ -642,6 +642,18 @@ fn a_guest_on_the_public_segment_joins_a_host_behind_nat_through_the_relay() {
     );
 }
 
+/// The lab with a symmetric NAT in front of B (a new port per destination, so no hole can
+/// be punched to it) and a relay run with `relay_options`; `None` where no lab can be made.
+/// The relay is dropped (killed) before the lab and the temp dir, as declared here.
+fn symmetric_lab_with_relay(relay_options: &[&str]) -> Option<(Lab, tempfile::TempDir, Relay)> {
+    let lab = lab_or_skip()?;
+    lab.set_nat("natb", "fully-random")
+        .expect("symmetric NAT rules");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relay = Relay::start_with(&lab.ns("relay"), dir.path(), relay_options);
+    Some((lab, dir, relay))
+}
+
 /// Waits until `node` shows playlist `id` with `expected` among its titles; how long it took.
 fn wait_for_title(node: &Node, id: &str, expected: &str) -> Duration {
     let started = Instant::now();
@@ -666,15 +678,11 @@ fn wait_for_title(node: &Node, id: &str, expected: &str) -> Duration {
 #[test]
 fn a_playlist_syncs_both_ways_through_the_relay_when_no_hole_can_be_punched() {
     const CIRCUIT_SECS: u64 = 10;
-    let Some(lab) = lab_or_skip() else { return };
-    lab.set_nat("natb", "fully-random")
-        .expect("symmetric NAT rules");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let relay = Relay::start_with(
-        &lab.ns("relay"),
-        dir.path(),
-        &["--max-circuit-secs", &CIRCUIT_SECS.to_string()],
-    );
+    let Some((lab, dir, relay)) =
+        symmetric_lab_with_relay(&["--max-circuit-secs", &CIRCUIT_SECS.to_string()])
+    else {
+        return;
+    };
     let relay_addr = relay.tcp_addr();
     let b = Node::spawn_in(
         Some(&lab.ns("b")),
@@ -937,16 +945,11 @@ fn when_an_address_changes_the_node_its_invite_and_sessions_follow() {
 /// silence, and does not spend the relay's budget asking again and again.
 #[test]
 fn audio_a_relay_will_not_carry_is_said_to_wait_for_a_direct_connection() {
-    let Some(lab) = lab_or_skip() else { return };
-    lab.set_nat("natb", "fully-random")
-        .expect("symmetric NAT rules");
-    let dir = tempfile::tempdir().expect("temp dir");
     // 128 KiB a circuit: the playlist fits, a group of audio (256 KiB) does not.
-    let relay = Relay::start_with(
-        &lab.ns("relay"),
-        dir.path(),
-        &["--max-circuit-bytes", "131072"],
-    );
+    let Some((lab, dir, relay)) = symmetric_lab_with_relay(&["--max-circuit-bytes", "131072"])
+    else {
+        return;
+    };
     let relay_addr = relay.tcp_addr();
     let music = dir.path().join("music");
     std::fs::create_dir_all(&music).expect("music dir");
