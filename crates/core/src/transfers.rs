@@ -356,15 +356,15 @@ impl Fetch {
                 ));
                 continue;
             }
-            let progressed = std::sync::atomic::AtomicBool::new(false);
-            match self.from(&via, &peer, &progressed).await {
+            let mut progressed = false;
+            match self.from(&via, &peer, &mut progressed).await {
                 Ok(()) => {
                     self.board.arrived(blake3);
                     return Ok(());
                 }
                 Err(err) => {
                     tracing::info!("fetching {blake3} from {peer}: {err}");
-                    if relay_only && !progressed.load(std::sync::atomic::Ordering::Relaxed) {
+                    if relay_only && !progressed {
                         self.board.relay_stopped(blake3, &peer);
                     }
                     why.push(format!("{peer}: {err}"));
@@ -407,7 +407,7 @@ impl Fetch {
         &self,
         via: &ServiceHandle,
         peer: &str,
-        progressed: &std::sync::atomic::AtomicBool,
+        progressed: &mut bool,
     ) -> Result<(), String> {
         let blake3 = &self.content.blake3;
         let root = blake3::Hash::from_hex(blake3).map_err(|e| e.to_string())?;
@@ -475,7 +475,7 @@ impl Fetch {
                 ));
             }
             file.write_all(&bytes).map_err(|e| e.to_string())?;
-            progressed.store(true, std::sync::atomic::Ordering::Relaxed);
+            *progressed = true;
             index += 1;
             let done = (index * GROUP_LEN).min(size);
             self.board
