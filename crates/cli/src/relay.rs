@@ -26,6 +26,10 @@ pub struct RelayArgs {
     /// Circuits relayed at once.
     #[arg(long, default_value_t = RelayLimits::default().max_circuits)]
     max_circuits: usize,
+    /// Circuits relayed at once to or from one peer: a host whose friends all join its
+    /// session through the relay holds one per friend.
+    #[arg(long, default_value_t = RelayLimits::default().max_circuits_per_peer)]
+    max_circuits_per_peer: usize,
     /// Longest life of one relayed circuit, seconds.
     #[arg(long, default_value_t = RelayLimits::default().max_circuit_duration.as_secs())]
     max_circuit_secs: u64,
@@ -118,6 +122,7 @@ pub fn run(home: &Home, args: RelayArgs) -> anyhow::Result<()> {
         limits: RelayLimits {
             max_reservations: args.max_reservations,
             max_circuits: args.max_circuits,
+            max_circuits_per_peer: args.max_circuits_per_peer,
             max_circuit_duration: Duration::from_secs(args.max_circuit_secs),
             max_circuit_bytes: args.max_circuit_bytes,
         },

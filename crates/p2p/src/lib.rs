@@ -11,6 +11,7 @@
 //! [`Command`]: whatnext_protocol::ipc::Command
 //! [`Event`]: whatnext_protocol::ipc::Event
 
+mod candidates;
 mod codec;
 mod gate;
 pub mod guest_tunnel;

@@ -78,6 +78,9 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Reservations on relays (so peers behind other NATs can reach us) and circuits through them.
     pub relay_client: relay::client::Behaviour,
+    /// Our public address on each transport, from the one a peer told us: the candidates
+    /// hole punching offers.
+    pub candidates: crate::candidates::Behaviour,
     /// Hole punching: turns a relayed connection into a direct one.
     pub dcutr: dcutr::Behaviour,
     /// Finding a peer's addresses by its id.
@@ -226,6 +229,7 @@ pub fn build_swarm(config: &NodeConfig) -> anyhow::Result<(Swarm<Behaviour>, Opt
                 ),
                 mdns: Toggle::from(mdns),
                 relay_client,
+                candidates: crate::candidates::Behaviour::default(),
                 dcutr: dcutr::Behaviour::new(local_peer_id),
                 kad: kademlia(local_peer_id, has_helpers),
                 autonat: autonat::Behaviour::new(

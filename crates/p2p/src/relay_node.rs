@@ -40,6 +40,9 @@ pub struct RelayLimits {
     pub max_reservations: usize,
     /// Circuits relayed at once.
     pub max_circuits: usize,
+    /// Circuits relayed at once to or from one peer (libp2p's default is 4: too few for a
+    /// host behind a symmetric NAT whose friends join its session together).
+    pub max_circuits_per_peer: usize,
     /// Longest life of one circuit. Hole punching usually ends it within seconds, but when
     /// no hole can be punched (a symmetric NAT) the circuit carries the playlist's sync and
     /// session messages for as long as friends listen together.
@@ -54,6 +57,7 @@ impl Default for RelayLimits {
         Self {
             max_reservations: 128,
             max_circuits: 64,
+            max_circuits_per_peer: 16,
             max_circuit_duration: Duration::from_secs(60 * 60),
             max_circuit_bytes: 64 << 20,
         }
@@ -135,6 +139,7 @@ pub async fn run_relay(
                     relay::Config {
                         max_reservations: limits.max_reservations,
                         max_circuits: limits.max_circuits,
+                        max_circuits_per_peer: limits.max_circuits_per_peer,
                         max_circuit_duration: limits.max_circuit_duration,
                         max_circuit_bytes: limits.max_circuit_bytes,
                         ..relay::Config::default()
