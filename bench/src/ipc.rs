@@ -171,6 +171,7 @@ async fn start_supervised(
         policy: RestartPolicy::default(),
         listen_memory: None,
         webrtc_certificate: None,
+        helpers: None,
     };
     let state = StateHandle::new(initial_state());
     let shutdown = CancellationToken::new();

@@ -20,6 +20,7 @@ use whatnext_api::{Access, Api, http_server};
 use whatnext_core::{
     Core, CoreParts,
     library::Library,
+    names::HelperAddrs,
     state::{StateHandle, now_ms},
     supervisor::{self, RestartPolicy, ServiceSpec},
 };
@@ -61,27 +62,18 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
     // descriptors the store and the service's pipes need (the API is capped below this).
     let fd_limit = http_server::raise_fd_limit();
     let runtime = runtime().context("could not start the async runtime")?;
-    // Names in the relays and bootstrap nodes: the sandboxed service cannot resolve them.
-    let (bootstrap, relays) = runtime.block_on(async {
-        use whatnext_core::names::resolve_names;
-        tokio::join!(
-            resolve_names(&settings.bootstrap),
-            resolve_names(&settings.relays)
-        )
-    });
-    let unresolved: Vec<&(String, String)> = bootstrap
-        .unresolved
-        .iter()
-        .chain(&relays.unresolved)
-        .collect();
-    for (addr, why) in &unresolved {
-        tracing::warn!("{addr}: {why}");
-    }
+    // Names in the relays and bootstrap nodes: resolved here in the background (see
+    // `serve`), as the sandboxed service cannot; it starts with the others.
+    let helpers = HelperAddrs {
+        bootstrap: settings.bootstrap.clone(),
+        relays: settings.relays.clone(),
+    };
+    let unnamed = helpers.without_names();
     let node = NodeConfig {
         keypair: supervisor::encode_keypair(&identity.encoded()),
         listen: settings.listen.clone(),
-        bootstrap: bootstrap.addrs.clone(),
-        relays: relays.addrs.clone(),
+        bootstrap: unnamed.bootstrap,
+        relays: unnamed.relays,
         mdns: settings.mdns,
         upnp: settings.upnp,
         agent_version: format!("whatnext/{}", env!("CARGO_PKG_VERSION")),
@@ -130,7 +122,7 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
     initial.mdns = settings.mdns;
     initial.display_name = settings.display_name.clone();
     initial.display_name_chosen = settings.display_name_chosen;
-    initial.helpers = helper_nodes(&settings, &unresolved);
+    initial.helpers = helper_nodes(&settings);
     let spec = ServiceSpec {
         name: whatnext_protocol::state::MAIN_SERVICE.to_string(),
         program,
@@ -138,11 +130,12 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
         policy: RestartPolicy::default(),
         listen_memory: Some(home.listen_memory_path()),
         webrtc_certificate: Some(home.webrtc_certificate_path()),
+        helpers: None,
     };
     runtime.block_on(serve(
         home,
         settings,
-        spec,
+        (spec, helpers),
         initial,
         (store, author),
         ui,
@@ -153,7 +146,7 @@ pub fn run_with_ui(home: Home, flags: RunFlags, ui: Option<ui::UiHooks>) -> anyh
 async fn serve(
     home: Home,
     settings: Settings,
-    spec: ServiceSpec,
+    (mut spec, helpers): (ServiceSpec, HelperAddrs),
     initial: AppState,
     (store, author): (whatnext_store::Store, whatnext_protocol::playlist::Author),
     ui: Option<ui::UiHooks>,
@@ -165,6 +158,11 @@ async fn serve(
     tokio::spawn(stop_on_signals(shutdown.clone()));
     tokio::spawn(exit_after_shutdown_deadline(shutdown.clone(), home.clone()));
     let state = StateHandle::new(initial);
+    spec.helpers = Some(whatnext_core::names::resolve_helpers(
+        helpers,
+        state.clone(),
+        shutdown.clone(),
+    ));
     let (library, changes) = Library::start(store, author, state.clone(), home.mirror_dir());
 
     let previous_view = home.read_view_info();
@@ -259,12 +257,9 @@ async fn serve(
     served.context("the API server failed")
 }
 
-/// The configured bootstrap and relay nodes, not yet connected. A helper whose name did not
-/// resolve (`unresolved`: address, why) says so, in `status`, the view and `doctor`.
-fn helper_nodes(
-    settings: &Settings,
-    unresolved: &[&(String, String)],
-) -> Vec<whatnext_protocol::state::HelperNode> {
+/// The configured bootstrap and relay nodes, not yet connected (a name that does not
+/// resolve is said later, by `names::resolve_helpers`).
+fn helper_nodes(settings: &Settings) -> Vec<whatnext_protocol::state::HelperNode> {
     let roles = settings
         .bootstrap
         .iter()
@@ -276,18 +271,12 @@ fn helper_nodes(
                 .parse::<multiaddr::Multiaddr>()
                 .ok()
                 .and_then(|m| whatnext_core::invite::peer_id_of(&m));
-            let not_resolved = unresolved
-                .iter()
-                .find(|(a, _)| a == addr)
-                .map(|(_, why)| why);
             whatnext_protocol::state::HelperNode {
                 addr: addr.clone(),
                 role,
-                error: not_resolved.cloned().or_else(|| {
-                    peer_id
-                        .is_none()
-                        .then(|| "the address does not end in /p2p/<peer id>".to_string())
-                }),
+                error: peer_id
+                    .is_none()
+                    .then(|| "the address does not end in /p2p/<peer id>".to_string()),
                 peer_id,
                 connected: false,
             }

@@ -149,6 +149,7 @@ impl Core {
         let isolated = IsolatedServices {
             program: spec.program.clone(),
             node: spec.node.clone(),
+            helpers: spec.helpers.clone(),
             policy: spec.policy.clone(),
             dir: identities_dir,
             shutdown: shutdown.clone(),

@@ -46,6 +46,8 @@ pub struct IsolatedServices {
     pub program: PathBuf,
     /// The main node's configuration; an isolated node gets its own key and ports.
     pub node: NodeConfig,
+    /// The helpers as their names resolve, as for the main node.
+    pub helpers: Option<tokio::sync::watch::Receiver<crate::names::HelperAddrs>>,
     pub policy: RestartPolicy,
     /// `<home>/identities`: `<playlist>.key` (0600) and `<playlist>.listen.json`.
     pub dir: PathBuf,
@@ -79,6 +81,7 @@ impl IsolatedServices {
             policy: self.policy.clone(),
             listen_memory: Some(self.dir.join(format!("{playlist}.listen.json"))),
             webrtc_certificate: Some(self.dir.join(format!("{playlist}.webrtc.pem"))),
+            helpers: self.helpers.clone(),
         };
         let (supervisor, client) =
             supervisor::supervisor(spec, state.clone(), self.shutdown.clone());

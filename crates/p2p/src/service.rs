@@ -157,6 +157,8 @@ struct Connectivity {
     helpers: HashSet<PeerId>,
     /// Configured relays by peer id: a reservation is asked for once connected to one.
     relays: HashMap<PeerId, Multiaddr>,
+    /// Every bootstrap and relay address given so far (each is dialed once when given).
+    helper_addrs: HashSet<Multiaddr>,
     /// Failed attempts to reach each relay since its last reservation (for the backoff).
     relay_failures: HashMap<Multiaddr, u32>,
     /// `find_peer` lookups in flight: the command id to answer and the peer sought.
@@ -167,10 +169,21 @@ impl Connectivity {
     /// The relay `peer` is, if it is a configured one with neither a listener nor a retry
     /// pending: one to ask for a reservation.
     fn idle_relay(&self, peer: Option<PeerId>) -> Option<Multiaddr> {
-        let relay = self.relays.get(&peer?)?;
-        let busy = self.relay_listeners.values().any(|r| r == relay)
-            || self.relay_retries.iter().any(|(_, r, _)| r == relay);
+        let peer = peer?;
+        let relay = self.relays.get(&peer)?;
+        // By peer, not address: a relay whose name now resolves elsewhere is the same relay.
+        let is_this = |r: &Multiaddr| split_peer_id(r).1 == Some(peer);
+        let busy = self.relay_listeners.values().any(is_this)
+            || self.relay_retries.iter().any(|(_, r, _)| is_this(r));
         (!busy).then(|| relay.clone())
+    }
+
+    /// The newest address of configured relay `relay` (its name may resolve elsewhere now).
+    fn newest_address(&self, relay: Multiaddr) -> Multiaddr {
+        split_peer_id(&relay)
+            .1
+            .and_then(|peer| self.relays.get(&peer).cloned())
+            .unwrap_or(relay)
     }
 
     /// Counts one more failure to reach `relay`; returns the count (for the backoff).
@@ -424,6 +437,24 @@ impl Service {
                     }
                 }
             }
+            Command::SetHelpers { bootstrap, relays } => {
+                let parsed = parse_addrs(&bootstrap, "bootstrap")
+                    .and_then(|b| Ok((b, parse_addrs(&relays, "relay")?)));
+                match (parsed, self.swarm.take()) {
+                    (Err(err), swarm) => {
+                        self.swarm = swarm;
+                        let message = format!("{err:#}");
+                        self.emit(id, Event::Error { message }).await?;
+                    }
+                    (Ok((bootstrap, relays)), Some(mut swarm)) => {
+                        self.add_helpers(&mut swarm, bootstrap, relays);
+                        self.swarm = Some(swarm);
+                        self.emit(id, Event::Ok).await?;
+                    }
+                    // No node: the next `start_node` carries them.
+                    (Ok(_), None) => self.emit(id, Event::Ok).await?,
+                }
+            }
             Command::HangUp { peer_id } => match (peer_id.parse::<PeerId>(), &mut self.swarm) {
                 (Ok(peer), Some(swarm)) => {
                     let _ = swarm.disconnect_peer_id(peer);
@@ -451,7 +482,30 @@ impl Service {
         }
         let bootstrap = parse_addrs(&config.bootstrap, "bootstrap")?;
         let relays = parse_addrs(&config.relays, "relay")?;
+        self.add_helpers(&mut swarm, bootstrap, relays);
+        tracing::info!(peer_id = %swarm.local_peer_id(), "node built");
+        self.swarm = Some(swarm);
+        self.starting = Some(Starting {
+            request_id: id,
+            pending_listeners,
+            new_webrtc_certificate,
+        });
+        self.finish_start_if_listening().await
+    }
+
+    /// Takes in bootstrap and relay nodes: each address not given before is dialed, a
+    /// helper's peer serves the DHT and AutoNAT, and a relay is reserved on (at its newest
+    /// address) once connected.
+    fn add_helpers(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        bootstrap: Vec<Multiaddr>,
+        relays: Vec<Multiaddr>,
+    ) {
         for addr in bootstrap.iter().chain(&relays) {
+            if !self.net.helper_addrs.insert(addr.clone()) {
+                continue; // given before: dialed then, and known to Kademlia
+            }
             // Helpers serve the DHT and answer AutoNAT probes; both need their peer id.
             match split_peer_id(addr) {
                 (plain, Some(peer)) => {
@@ -480,14 +534,6 @@ impl Service {
                 ),
             }
         }
-        tracing::info!(peer_id = %swarm.local_peer_id(), "node built");
-        self.swarm = Some(swarm);
-        self.starting = Some(Starting {
-            request_id: id,
-            pending_listeners,
-            new_webrtc_certificate,
-        });
-        self.finish_start_if_listening().await
     }
 
     /// Asks `relay` for a reservation: a listener on `<relay>/p2p-circuit`.
@@ -571,6 +617,7 @@ impl Service {
             return;
         };
         for (_, relay, tries) in due {
+            let relay = self.net.newest_address(relay);
             tracing::info!(
                 "asking relay {relay} for a reservation again (try {})",
                 tries + 1
@@ -1113,6 +1160,7 @@ impl Service {
                 self.emit(None, event).await?;
             }
             BehaviourEvent::Identify(_) => {}
+            BehaviourEvent::Candidates(never) => match never {},
             BehaviourEvent::Handshake(event) => {
                 self.on_app_event(AppProtocol::Handshake, event).await?
             }

@@ -141,6 +141,16 @@ pub enum Command {
     },
     /// Close all connections to a peer. Answered by `ok`.
     HangUp { peer_id: String },
+    /// The bootstrap and relay nodes as they are now (the controller resolves their names
+    /// in the background and again when they fail; see `whatnext_core::names`). Addresses
+    /// not given before are dialed, and a relay's reservation is asked for at its newest
+    /// address. Answered by `ok`.
+    SetHelpers {
+        #[serde(default)]
+        bootstrap: Vec<String>,
+        #[serde(default)]
+        relays: Vec<String>,
+    },
     /// Send an app-protocol request to a connected peer. Answered by `response` or
     /// `request_failed`.
     Request {
@@ -431,6 +441,11 @@ mod tests {
             Just(Command::GetStats),
             Just(Command::Shutdown),
             string().prop_map(|peer_id| Command::HangUp { peer_id }),
+            (
+                proptest::collection::vec(string(), 0..3),
+                proptest::collection::vec(string(), 0..3)
+            )
+                .prop_map(|(bootstrap, relays)| Command::SetHelpers { bootstrap, relays }),
             (
                 any::<u64>(),
                 string(),

@@ -872,18 +872,22 @@ fn a_playlist_syncs_both_ways_through_the_relay_when_no_hole_can_be_punched() {
 
 /// `/etc/netns/<ns>/hosts`, which `ip netns exec` puts in place of `/etc/hosts` for what
 /// runs in that namespace; removed on drop.
-struct NamespaceHosts(PathBuf);
+struct NamespaceEtc(PathBuf);
 
-impl NamespaceHosts {
-    fn write(ns: &str, hosts: &str) -> NamespaceHosts {
+impl NamespaceEtc {
+    /// `files`: (name under /etc, its text), e.g. `hosts` or `resolv.conf`.
+    fn write(ns: &str, files: &[(&str, &str)]) -> NamespaceEtc {
         let dir = PathBuf::from("/etc/netns").join(ns);
         std::fs::create_dir_all(&dir).expect("/etc/netns/<ns>");
-        std::fs::write(dir.join("hosts"), hosts).expect("the namespace's hosts file");
-        NamespaceHosts(dir)
+        let etc = NamespaceEtc(dir);
+        for (name, text) in files {
+            std::fs::write(etc.0.join(name), text).expect("a file of the namespace's /etc");
+        }
+        etc
     }
 }
 
-impl Drop for NamespaceHosts {
+impl Drop for NamespaceEtc {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
@@ -903,27 +907,219 @@ fn relays_and_bootstrap_nodes_may_be_named() {
     let nowhere =
         "/dns4/nowhere.invalid/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
     let ns_b = lab.ns("b");
-    let _hosts = NamespaceHosts::write(
-        &ns_b,
-        &format!("127.0.0.1 localhost\n{RELAY_IP} relay.test\n"),
-    );
+    let hosts = format!("127.0.0.1 localhost\n{RELAY_IP} relay.test\n");
+    let _etc = NamespaceEtc::write(&ns_b, &[("hosts", &hosts)]);
     let b = Node::spawn_in(
         Some(&ns_b),
         &dir.path().join("b"),
         &run_args(&["--relay", &named, "--bootstrap", nowhere]),
     );
+    let started = Instant::now();
     wait_for_reservation(&b, "a reservation on the named relay");
-    let out = b.cli(&["doctor", "--json"]);
-    let report: Value = serde_json::from_slice(&out.stdout).expect("doctor --json");
-    let bootstrap = report["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["id"] == "bootstrap").cloned())
-        .unwrap_or_else(|| panic!("no bootstrap check: {report}"));
+    // Each name is resolved on its own: the relay's does not wait the 3 s that the name
+    // nobody answers for takes.
+    println!(
+        "NAT lab: a reservation on the relay named /dns4/relay.test {:.1} s after the start",
+        started.elapsed().as_secs_f64()
+    );
+    wait_for_doctor_check(&b, "bootstrap", "nowhere.invalid does not resolve");
+}
+
+/// Waits until `doctor --json`'s check `id` mentions `text`.
+fn wait_for_doctor_check(node: &Node, id: &str, text: &str) {
+    let mut last = Value::Null;
+    let found = (0..100).any(|_| {
+        let out = node.cli(&["doctor", "--json"]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        last = report["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["id"] == id).cloned())
+            .unwrap_or_default();
+        let found = last.to_string().contains(text);
+        if !found {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        found
+    });
+    assert!(found, "doctor's {id} check does not say {text:?}: {last}");
+}
+
+/// A DNS server on port 53 of `ip` in namespace `ns`, for the lab: it answers TXT queries
+/// for the names in `txt` (lowercase, fully qualified) with their texts, and any other
+/// query with NXDOMAIN; [`DnsServer::set`] changes a name's records. Stops on drop.
+struct DnsServer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    records: TxtRecords,
+}
+
+/// Names (lowercase, fully qualified) and their TXT texts.
+type TxtRecords = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>>;
+
+impl DnsServer {
+    fn start(ns: &str, ip: &'static str, txt: Vec<(String, Vec<String>)>) -> DnsServer {
+        use hickory_proto::{
+            op::{Message, ResponseCode},
+            rr::{RData, Record, RecordType, rdata::TXT},
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let records: TxtRecords = std::sync::Arc::new(std::sync::Mutex::new(txt));
+        let table = records.clone();
+        let path = format!("/var/run/netns/{ns}");
+        let (ready, bound) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("the namespace's file");
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let socket = std::net::UdpSocket::bind((ip, 53)).expect("port 53 in the lab");
+            socket
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("a read timeout");
+            let _ = ready.send(());
+            let mut buf = [0u8; 1500];
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut response = Message::response(query.metadata.id, query.metadata.op_code);
+                response.metadata.authoritative = true;
+                response.metadata.recursion_desired = query.metadata.recursion_desired;
+                response.metadata.recursion_available = true;
+                for question in &query.queries {
+                    response.add_query(question.clone());
+                    let name = question.name().to_string().to_lowercase();
+                    let txt = table.lock().map(|t| t.clone()).unwrap_or_default();
+                    let texts = txt.iter().find(|(n, _)| *n == name).map(|(_, t)| t);
+                    match texts {
+                        Some(texts) if question.query_type() == RecordType::TXT => {
+                            for text in texts {
+                                response.add_answer(Record::from_rdata(
+                                    question.name().clone(),
+                                    60,
+                                    RData::TXT(TXT::new(vec![text.clone()])),
+                                ));
+                            }
+                        }
+                        Some(_) => {}
+                        None => response.metadata.response_code = ResponseCode::NXDomain,
+                    }
+                }
+                if let Ok(bytes) = response.to_vec() {
+                    let _ = socket.send_to(&bytes, from);
+                }
+            }
+        });
+        bound
+            .recv_timeout(crate::support::PATIENCE)
+            .expect("the lab's DNS server is up");
+        DnsServer {
+            stop,
+            thread: Some(thread),
+            records,
+        }
+    }
+
+    /// From now on, `name` has the TXT records `texts`.
+    fn set(&self, name: &str, texts: Vec<String>) {
+        let mut table = self.records.lock().expect("the lab's DNS records");
+        table.retain(|(n, _)| n != name);
+        table.push((name.to_string(), texts));
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A relay configured as `/dnsaddr/<name>/p2p/<id>` is found through the TXT records of
+/// the lab's DNS server (one record pointing at another `/dnsaddr/` name, one for another
+/// peer, which is left out), and B holds a reservation on it — after the name, first
+/// pointing where no relay is, is changed to the relay's address: the controller resolves
+/// it again while the relay fails. A `/dnsaddr/` name with no records is reported by
+/// `doctor`, and `connect` dials a `/dnsaddr/` name.
+#[test]
+fn a_relay_may_be_named_by_dnsaddr() {
+    let Some(lab) = lab_or_skip() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relay = Relay::start(&lab.ns("relay"), dir.path());
+    let relay_addr = relay.tcp_addr();
+    let relay_id = relay_addr
+        .rsplit("/p2p/")
+        .next()
+        .expect("the relay's peer id")
+        .to_string();
+    let other = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+    let dns = DnsServer::start(
+        &lab.ns("relay"),
+        RELAY_IP,
+        vec![
+            (
+                "_dnsaddr.relays.test.".into(),
+                vec![
+                    format!("dnsaddr=/ip4/198.18.0.99/tcp/4001/p2p/{other}"),
+                    format!("dnsaddr=/dnsaddr/tcp.relays.test/p2p/{relay_id}"),
+                    "not a dnsaddr record".into(),
+                ],
+            ),
+            (
+                "_dnsaddr.tcp.relays.test.".into(),
+                vec![format!("dnsaddr=/ip4/198.18.0.77/tcp/4001/p2p/{relay_id}")],
+            ),
+        ],
+    );
+    let ns_b = lab.ns("b");
+    let _etc = NamespaceEtc::write(
+        &ns_b,
+        &[("resolv.conf", &format!("nameserver {RELAY_IP}\n"))],
+    );
+    let named = format!("/dnsaddr/relays.test/p2p/{relay_id}");
+    let missing = format!("/dnsaddr/missing.test/p2p/{other}");
+    let b = Node::spawn_in(
+        Some(&ns_b),
+        &dir.path().join("b"),
+        &run_args(&["--relay", &named, "--bootstrap", &missing]),
+    );
+    // Nothing answers at .77: the relay is not connected, and its name is resolved again.
+    b.wait_running();
+    std::thread::sleep(Duration::from_secs(1));
+    let state = b.status().expect("status");
     assert!(
-        bootstrap
-            .to_string()
-            .contains("nowhere.invalid does not resolve"),
-        "{bootstrap}"
+        state["relay_reservations"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{state}"
+    );
+    dns.set(
+        "_dnsaddr.tcp.relays.test.",
+        vec![format!("dnsaddr={relay_addr}")],
+    );
+    let moved = Instant::now();
+    wait_for_reservation(
+        &b,
+        "a reservation on the relay named by /dnsaddr/, at its new address",
+    );
+    println!(
+        "NAT lab: a relay's /dnsaddr/ name moved; reservation at the new address {:.1} s later",
+        moved.elapsed().as_secs_f64()
+    );
+    wait_for_doctor_check(&b, "bootstrap", "/dnsaddr/missing.test");
+    // The record for another peer was left out: never given to the service, never dialed.
+    assert!(!b.log().contains("198.18.0.99"), "{}", b.log());
+    // `connect` to a peer named by /dnsaddr/: the relay itself, by its name.
+    let out = b.cli(&["connect", &named, "--timeout", "10"]);
+    assert!(
+        out.status.success(),
+        "connect {named}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

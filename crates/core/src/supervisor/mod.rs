@@ -42,6 +42,7 @@ pub use self::{
     requests::{Dialed, IpcLog, PeerError, ServiceClient, ServiceError},
 };
 use crate::{
+    names::HelperAddrs,
     reducer,
     state::{StateHandle, now_ms, report_problem},
 };
@@ -65,6 +66,10 @@ pub struct ServiceSpec {
     /// Where the WebRTC certificate is kept (`<home>/webrtc.pem`): its hash is in our
     /// WebRTC addresses, so keeping it keeps invites dialable. None: made anew each run.
     pub webrtc_certificate: Option<PathBuf>,
+    /// The bootstrap and relay nodes as their names resolve (see
+    /// [`crate::names::resolve_helpers`]): each start gives the latest, and a change reaches
+    /// the running service. None: `node`'s, as they are.
+    pub helpers: Option<watch::Receiver<HelperAddrs>>,
 }
 
 /// An event of one of the network services, for the shared playlists: which service (its
@@ -125,6 +130,19 @@ pub fn supervisor(
         recent,
     };
     (supervisor, client)
+}
+
+/// The helpers' addresses once they change; never when there is nothing to watch (or the
+/// resolver is gone).
+async fn helpers_changed(
+    helpers: &mut Option<watch::Receiver<HelperAddrs>>,
+) -> Option<HelperAddrs> {
+    if let Some(receiver) = helpers
+        && receiver.changed().await.is_ok()
+    {
+        return Some(receiver.borrow_and_update().clone());
+    }
+    futures::future::pending().await
 }
 
 /// Why an incarnation of the service ended.
@@ -357,6 +375,11 @@ impl Supervisor {
         }
         // 2. `start_node`.
         let mut node = self.spec.node.clone();
+        if let Some(helpers) = &mut self.spec.helpers {
+            let latest = helpers.borrow_and_update().clone();
+            node.bootstrap = latest.bootstrap;
+            node.relays = latest.relays;
+        }
         if let Some(pinned) = &self.pinned_listen {
             node.listen = pinned.clone();
         }
@@ -407,6 +430,15 @@ impl Supervisor {
                             }
                             Err(err) => tracing::warn!("ignored a bad frame from the service: {err}"),
                         },
+                    }
+                }
+                Some(latest) = helpers_changed(&mut self.spec.helpers) => {
+                    let command = Command::SetHelpers {
+                        bootstrap: latest.bootstrap,
+                        relays: latest.relays,
+                    };
+                    if link.try_send(command, Internal::Ignore).is_err() {
+                        tracing::warn!("the service is not reading; new helper addresses wait for its restart");
                     }
                 }
                 written = &mut link.writer => {
