@@ -1330,3 +1330,64 @@ fn audio_a_relay_will_not_carry_is_said_to_wait_for_a_direct_connection() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// B, behind its NAT with a reservation on the relay, changes networks (its LAN address
+/// goes, another comes, the default route with it, as on a new Wi-Fi): the connection to
+/// the relay that used the old address is closed, and B reserves again over the new one —
+/// its invite's relay path works again, and AutoNAT still says private.
+#[test]
+fn a_relay_reservation_follows_a_network_change() {
+    let Some(lab) = lab_or_skip() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relay = Relay::start(&lab.ns("relay"), dir.path());
+    let relay_addr = relay.tcp_addr();
+    let ns_b = lab.ns("b");
+    let b = Node::spawn_in(
+        Some(&ns_b),
+        &dir.path().join("b"),
+        &run_args(&["--relay", &relay_addr]),
+    );
+    wait_for_reservation(&b, "a reservation before the move");
+    let before = b.status().expect("status")["relay_reservations"][0]["since_ms"]
+        .as_u64()
+        .expect("since_ms");
+    let moved = Instant::now();
+    for args in [
+        ["addr", "del", "10.0.2.2/24", "dev", "eth0"].as_slice(),
+        &["addr", "add", "10.0.2.3/24", "dev", "eth0"],
+        &["route", "replace", "default", "via", "10.0.2.1"],
+    ] {
+        let mut full = vec!["-n", ns_b.as_str()];
+        full.extend_from_slice(args);
+        run("ip", &full).expect("the move");
+    }
+    let state = b.wait_status(
+        "a reservation made after the move",
+        Duration::from_secs(60),
+        |s| {
+            s["relay_reservations"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["since_ms"].as_u64() > Some(before)))
+        },
+    );
+    println!(
+        "NAT lab: B changed networks; a new relay reservation {:.1} s later",
+        moved.elapsed().as_secs_f64()
+    );
+    assert!(
+        state["listen_addrs"].as_array().is_some_and(|a| a
+            .iter()
+            .all(|a| !a.as_str().unwrap_or("").contains("10.0.2.2"))),
+        "{state}"
+    );
+    // The relay path of B's invite works: A, behind its own NAT, connects through it.
+    let a = Node::spawn_in(Some(&lab.ns("a")), &dir.path().join("a"), &run_args(&[]));
+    a.wait_running();
+    let (attempt, _) = open(&a, &b.invite());
+    assert_eq!(attempt["status"], "connected", "{attempt}");
+    b.wait_status(
+        "AutoNAT's verdict after the move",
+        Duration::from_secs(60),
+        |s| s["nat"] == "private",
+    );
+}
