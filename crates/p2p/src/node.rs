@@ -45,7 +45,7 @@ pub(crate) fn app_channel(protocol: &'static str) -> AppChannel {
 }
 
 /// How long a ping may go unanswered before its connection counts as dead.
-const PING_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Protocol name announced by identify; peers use it to recognise WhatNext nodes.
 pub const IDENTIFY_PROTOCOL: &str = "/whatnext/id/1.0.0";

@@ -33,6 +33,9 @@ use crate::{
     },
 };
 
+/// How often the relay pings each connection, to find dead ones.
+const RELAY_PING_INTERVAL: Duration = Duration::from_secs(5);
+
 /// What a relay gives each peer; defaults suit a small community server.
 #[derive(Debug, Clone)]
 pub struct RelayLimits {
@@ -133,7 +136,14 @@ pub async fn run_relay(
                             env!("CARGO_PKG_VERSION")
                         )),
                 ),
-                ping: ping::Behaviour::new(ping::Config::new()),
+                // A dead connection is closed (below) within ~15 s: a peer that changed
+                // networks reserves again over a new connection, and a circuit to it must
+                // not go to the old one, which libp2p's relay may pick.
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(RELAY_PING_INTERVAL)
+                        .with_timeout(crate::node::PING_TIMEOUT),
+                ),
                 relay: relay::Behaviour::new(
                     peer_id,
                     relay::Config {
@@ -226,6 +236,14 @@ pub async fn run_relay(
                     ..
                 })) => {
                     remember_dht_peer(&mut swarm.behaviour_mut().kad, peer_id, &info);
+                }
+                SwarmEvent::Behaviour(RelayBehaviourEvent::Ping(ping::Event {
+                    peer,
+                    connection,
+                    result: Err(err),
+                })) if !matches!(err, ping::Failure::Unsupported) => {
+                    tracing::info!("ping to {peer} failed ({err}); closing that connection");
+                    swarm.close_connection(connection);
                 }
                 SwarmEvent::Behaviour(RelayBehaviourEvent::Relay(event)) => {
                     tracing::info!("relay: {event:?}");
