@@ -274,6 +274,16 @@ impl Drop for Relay {
 
 /// `run` on all interfaces, quiet on the LAN, with `helper` flags (e.g. `--relay ADDR`).
 fn run_args<'a>(helper: &[&'a str]) -> Vec<&'a str> {
+    let mut args = run_args_on(
+        "/ip4/0.0.0.0/tcp/0",
+        &["--listen", "/ip4/0.0.0.0/udp/0/quic-v1"],
+    );
+    args.extend_from_slice(helper);
+    args
+}
+
+/// `run`, quiet on the LAN, listening on `listen` only, with `helper` flags.
+fn run_args_on<'a>(listen: &'a str, helper: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "run",
         "--no-browser",
@@ -281,9 +291,7 @@ fn run_args<'a>(helper: &[&'a str]) -> Vec<&'a str> {
         "--no-upnp",
         "--no-register",
         "--listen",
-        "/ip4/0.0.0.0/tcp/0",
-        "--listen",
-        "/ip4/0.0.0.0/udp/0/quic-v1",
+        listen,
     ];
     args.extend_from_slice(helper);
     args
@@ -529,17 +537,7 @@ fn hole_punching_ends_direct_over_tcp_and_over_quic() {
         let b = Node::spawn_in(
             Some(&lab.ns("b")),
             &dir.path().join(format!("b-{transport}")),
-            &[
-                "run",
-                "--no-browser",
-                "--no-mdns",
-                "--no-upnp",
-                "--no-register",
-                "--listen",
-                listen,
-                "--relay",
-                &relay_addr,
-            ],
+            &run_args_on(listen, &["--relay", &relay_addr]),
         );
         let b_id = b.peer_id();
         wait_for_reservation(&b, "a relay reservation");
@@ -608,16 +606,7 @@ fn punch_once(
     peer: &str,
     transport: &str,
 ) -> Result<f64, String> {
-    let args = [
-        "run",
-        "--no-browser",
-        "--no-mdns",
-        "--no-upnp",
-        "--no-register",
-        "--listen",
-        listen,
-    ];
-    let node = Node::spawn_in(Some(ns), home, &args);
+    let node = Node::spawn_in(Some(ns), home, &run_args_on(listen, &[]));
     node.wait_running();
     let (attempt, relayed_after) = open(&node, invite);
     if !attempt["addr"]
