@@ -1066,6 +1066,11 @@ fn a_relay_may_be_named_by_dnsaddr() {
                     "not a dnsaddr record".into(),
                 ],
             ),
+            // A record that names itself: followed 4 names deep, then given up with a reason.
+            (
+                "_dnsaddr.loop.test.".into(),
+                vec![format!("dnsaddr=/dnsaddr/loop.test/p2p/{other}")],
+            ),
             (
                 "_dnsaddr.tcp.relays.test.".into(),
                 vec![format!("dnsaddr=/ip4/198.18.0.77/tcp/4001/p2p/{relay_id}")],
@@ -1079,10 +1084,18 @@ fn a_relay_may_be_named_by_dnsaddr() {
     );
     let named = format!("/dnsaddr/relays.test/p2p/{relay_id}");
     let missing = format!("/dnsaddr/missing.test/p2p/{other}");
+    let looping = format!("/dnsaddr/loop.test/p2p/{other}");
     let b = Node::spawn_in(
         Some(&ns_b),
         &dir.path().join("b"),
-        &run_args(&["--relay", &named, "--bootstrap", &missing]),
+        &run_args(&[
+            "--relay",
+            &named,
+            "--bootstrap",
+            &missing,
+            "--bootstrap",
+            &looping,
+        ]),
     );
     // Nothing answers at .77: the relay is not connected, and its name is resolved again.
     b.wait_running();
@@ -1108,6 +1121,7 @@ fn a_relay_may_be_named_by_dnsaddr() {
         moved.elapsed().as_secs_f64()
     );
     wait_for_doctor_check(&b, "bootstrap", "/dnsaddr/missing.test");
+    wait_for_doctor_check(&b, "bootstrap", "a loop?");
     // The record for another peer was left out: never given to the service, never dialed.
     assert!(!b.log().contains("198.18.0.99"), "{}", b.log());
     // `connect` to a peer named by /dnsaddr/: the relay itself, by its name.
