@@ -1,9 +1,9 @@
 //! Names in addresses: `/dns4/…`, `/dns6/…`, `/dns/…` and `/dnsaddr/…` in the configured
-//! relays and bootstrap nodes, links and `connect`, resolved by the controller. The network service cannot resolve them —
-//! its sandbox forbids reading `/etc/resolv.conf` and `/etc/hosts` — so it is given the
-//! addresses the names stand for. Host names go to the system resolver (getaddrinfo), so
-//! `/etc/hosts` and the machine's DNS settings apply; `/dnsaddr/` names are TXT records,
-//! looked up with the DNS servers of `/etc/resolv.conf`.
+//! relays and bootstrap nodes, links and `connect`, resolved by the controller. The network
+//! service cannot resolve them — its sandbox forbids reading `/etc/resolv.conf` and
+//! `/etc/hosts` — so it is given the addresses the names stand for. Host names go to the
+//! system resolver (getaddrinfo), so `/etc/hosts` and the machine's DNS settings apply;
+//! `/dnsaddr/` names are TXT records, looked up with the DNS servers of `/etc/resolv.conf`.
 
 use std::{collections::HashMap, net::IpAddr, time::Duration};
 
