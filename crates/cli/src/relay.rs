@@ -36,6 +36,10 @@ pub struct RelayArgs {
     /// Most bytes relayed per circuit.
     #[arg(long, default_value_t = RelayLimits::default().max_circuit_bytes)]
     max_circuit_bytes: u64,
+    /// Most bytes a second relayed to and from one peer, each way, over all its circuits
+    /// together (a stream over it waits; it is not cut). 0: no cap.
+    #[arg(long, default_value_t = RelayLimits::default().max_peer_bytes_per_sec)]
+    max_peer_bytes_per_sec: u64,
     /// Also answer AutoNAT probes for private addresses (a LAN or a test lab).
     #[arg(long)]
     allow_private: bool,
@@ -125,6 +129,7 @@ pub fn run(home: &Home, args: RelayArgs) -> anyhow::Result<()> {
             max_circuits_per_peer: args.max_circuits_per_peer,
             max_circuit_duration: Duration::from_secs(args.max_circuit_secs),
             max_circuit_bytes: args.max_circuit_bytes,
+            max_peer_bytes_per_sec: args.max_peer_bytes_per_sec,
         },
         allow_private: args.allow_private,
         guest_http,

@@ -11,6 +11,7 @@
 //! [`Command`]: whatnext_protocol::ipc::Command
 //! [`Event`]: whatnext_protocol::ipc::Event
 
+pub mod bandwidth_cap;
 mod candidates;
 mod codec;
 mod gate;

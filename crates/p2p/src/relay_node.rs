@@ -6,17 +6,19 @@
 //! ([`crate::guest_tunnel`]).
 //! It keeps no state but its identity, which the caller loads.
 
-use std::time::Duration;
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
-use anyhow::Context as _;
 use futures::StreamExt as _;
+use futures::future::Either;
 use libp2p::{
-    Multiaddr, PeerId, autonat, identify,
+    Multiaddr, PeerId, Transport as _, autonat,
+    core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version},
+    identify,
     identity::Keypair,
     kad,
     multiaddr::Protocol,
-    noise, ping, relay,
-    swarm::{NetworkBehaviour, SwarmEvent},
+    noise, ping, quic, relay,
+    swarm::{ConnectionId, NetworkBehaviour, SwarmEvent},
     tcp, yamux,
 };
 
@@ -25,6 +27,7 @@ use tokio::sync::mpsc;
 use whatnext_protocol::guest::{GUEST_TUNNEL_PROTOCOL, TunnelRequest, TunnelResponse};
 
 use crate::{
+    bandwidth_cap::PeerCaps,
     codec::AppMessage,
     guest_tunnel::{self, Forward, Tunnels},
     node::{
@@ -53,6 +56,9 @@ pub struct RelayLimits {
     /// Most bytes relayed per circuit, each way: playlist edits and session messages are
     /// small; media groups (256 KiB each) soon reach it, and are then refused by the relay.
     pub max_circuit_bytes: u64,
+    /// Most bytes a second relayed to and from one peer, each way, over all its circuits
+    /// and connections together ([`crate::bandwidth_cap`]); 0 for no cap.
+    pub max_peer_bytes_per_sec: u64,
 }
 
 impl Default for RelayLimits {
@@ -63,6 +69,9 @@ impl Default for RelayLimits {
             max_circuits_per_peer: 16,
             max_circuit_duration: Duration::from_secs(60 * 60),
             max_circuit_bytes: 64 << 20,
+            // Ten times a lossless stereo stream: a session's playback keeps up, and a
+            // playlist of 100,000 tracks (~21 MB) joins in ~20 s.
+            max_peer_bytes_per_sec: 1 << 20,
         }
     }
 }
@@ -113,17 +122,12 @@ pub async fn run_relay(
         guest_http,
     } = options;
     let peer_id = keypair.public().to_peer_id();
+    let caps =
+        (limits.max_peer_bytes_per_sec > 0).then(|| PeerCaps::new(limits.max_peer_bytes_per_sec));
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .context("could not set up the TCP transport")?
-        .with_quic()
-        .with_other_transport(websocket_transport)
-        .map_err(|e| anyhow::anyhow!("could not set up the WebSocket transport: {e}"))?
+        .with_other_transport(|key| relay_transport(key, caps))
+        .map_err(|e| anyhow::anyhow!("could not set up the relay's transports: {e}"))?
         .with_behaviour(|key| {
             let mut kad = kademlia(peer_id, false);
             kad.set_mode(Some(kad::Mode::Server));
@@ -193,6 +197,8 @@ pub async fn run_relay(
         }
         None => None,
     };
+    // Each peer's connections in the order they came, with the IP each came from.
+    let mut connections: HashMap<PeerId, Vec<(ConnectionId, Option<IpAddr>)>> = HashMap::new();
     let mut stop = std::pin::pin!(stop);
     loop {
         tokio::select! {
@@ -227,8 +233,27 @@ pub async fn run_relay(
                 SwarmEvent::ListenerClosed { addresses, reason: Err(err), .. } => {
                     anyhow::bail!("stopped listening on {addresses:?}: {}", error_chain(&err));
                 }
-                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                     tracing::debug!("connected: {peer_id} at {}", endpoint.get_remote_address());
+                    connections
+                        .entry(peer_id)
+                        .or_default()
+                        .push((connection_id, remote_ip(endpoint.get_remote_address())));
+                }
+                SwarmEvent::ConnectionClosed { peer_id, connection_id, .. }
+                    if connections.contains_key(&peer_id) =>
+                {
+                    if let Some(list) = connections.get_mut(&peer_id) {
+                        list.retain(|(id, _)| *id != connection_id);
+                        if list.is_empty() {
+                            connections.remove(&peer_id);
+                        }
+                    }
+                    if !connections.contains_key(&peer_id)
+                        && let Some(tunnels) = tunnels.as_mut()
+                    {
+                        tunnels.forget(&peer_id);
+                    }
                 }
                 SwarmEvent::Behaviour(RelayBehaviourEvent::Identify(identify::Event::Received {
                     peer_id,
@@ -247,14 +272,19 @@ pub async fn run_relay(
                 }
                 SwarmEvent::Behaviour(RelayBehaviourEvent::Relay(event)) => {
                     tracing::info!("relay: {event:?}");
+                    if let relay::Event::ReservationReqAccepted { src_peer_id, renewed: false } =
+                        event
+                    {
+                        for stale in moved_away(connections.get(&src_peer_id)) {
+                            tracing::info!(
+                                "{src_peer_id} reserved again from another address; closing its connection {stale:?} from the old one"
+                            );
+                            swarm.close_connection(stale);
+                        }
+                    }
                 }
                 SwarmEvent::Behaviour(RelayBehaviourEvent::GuestHttp(event)) => {
                     on_guest_http(&mut swarm, tunnels.as_mut(), event);
-                }
-                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                    if let Some(tunnels) = tunnels.as_mut() {
-                        tunnels.forget(&peer_id);
-                    }
                 }
                 _ => {}
             },
@@ -262,6 +292,60 @@ pub async fn run_relay(
     }
     tracing::info!("relay stopped");
     Ok(())
+}
+
+/// A peer that reserves anew (not a renewal) has lost its reservation: usually it changed
+/// networks and reached us over a new connection. Its connections from other IPs than the
+/// newest one's are then dead but not known to be yet (a failed ping takes up to ~15 s),
+/// and libp2p's relay may send a circuit for that peer down any of them, so they go now.
+fn moved_away(connections: Option<&Vec<(ConnectionId, Option<IpAddr>)>>) -> Vec<ConnectionId> {
+    let Some((newest, older)) = connections.and_then(|c| c.split_last()) else {
+        return Vec::new();
+    };
+    match newest.1 {
+        Some(ip) => older
+            .iter()
+            .filter(|(_, from)| from.is_some_and(|from| from != ip))
+            .map(|(id, _)| *id)
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The IP a connection came from, if its address names one.
+fn remote_ip(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
+/// TCP, QUIC and WebSocket, each connection under its peer's bandwidth cap, if any.
+fn relay_transport(
+    key: &Keypair,
+    caps: Option<PeerCaps>,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
+    let quic = quic::tokio::Transport::new(quic::Config::new(key))
+        .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)));
+    let all = tcp
+        .or_transport(quic)
+        .or_transport(websocket_transport(key)?)
+        .map(|either, _| match either {
+            Either::Left(Either::Left(tcp)) => tcp,
+            Either::Left(Either::Right(quic)) => quic,
+            Either::Right(websocket) => websocket,
+        })
+        .boxed();
+    Ok(match caps {
+        Some(caps) => caps.wrap(all),
+        None => all,
+    })
 }
 
 /// A host registering its guest pages, or answering a guest's request.
@@ -351,4 +435,27 @@ pub fn is_dialable(addr: &Multiaddr) -> bool {
         Protocol::Ip6(ip) => ip.is_unspecified(),
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_reservation_closes_the_peers_connections_from_other_ips_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        let [old_tcp, old_quic, same_ip, newest] = [1, 2, 3, 4].map(ConnectionId::new_unchecked);
+        let list = vec![
+            (old_tcp, ip("10.0.2.2")),
+            (old_quic, ip("10.0.2.2")),
+            (same_ip, ip("10.0.2.3")),
+            (newest, ip("10.0.2.3")),
+        ];
+        assert_eq!(moved_away(Some(&list)), vec![old_tcp, old_quic]);
+        // Nothing moved: nothing closed; unknown addresses are left alone.
+        assert!(moved_away(Some(&list[2..].to_vec())).is_empty());
+        assert!(moved_away(Some(&vec![(old_tcp, None), (newest, ip("10.0.2.3"))])).is_empty());
+        assert!(moved_away(Some(&vec![(old_tcp, ip("10.0.2.2")), (newest, None)])).is_empty());
+        assert!(moved_away(None).is_empty());
+    }
 }
