@@ -168,6 +168,7 @@ impl Sessions {
                 uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
                 guests,
                 guest_tunnel,
+                hellos: Arc::default(),
             },
             saver,
             reactions: Reactions::default(),
@@ -893,11 +894,19 @@ impl Actor {
     /// our keys again so both sides re-admit each other and catch up (after a restart, or
     /// being offline).
     fn on_connected(&self, via: ServiceHandle, peer: String) {
+        self.handshake_with(via, peer, &HashSet::new());
+    }
+
+    /// Proves our keys of the playlists `via` serves, but those in `admitted`, to `peer` if
+    /// it is a member of any; then each side admits the other and we catch up.
+    fn handshake_with(&self, via: ServiceHandle, peer: String, admitted: &HashSet<String>) {
         let shared: Vec<(String, String)> = self
             .book
             .sessions
             .iter()
-            .filter(|(id, entry)| entry.service(id) == via.name && !entry.is_revoked(&peer))
+            .filter(|(id, entry)| {
+                entry.service(id) == via.name && !entry.is_revoked(&peer) && !admitted.contains(*id)
+            })
             .map(|(id, entry)| (id.clone(), entry.key.clone()))
             .collect();
         if shared.is_empty() {
@@ -1278,11 +1287,16 @@ impl Actor {
             if *service != via.name || !sessions.contains(playlist) || !to(peer) {
                 continue;
             }
-            let known = self
+            // A member whose version we do not know yet is sending its hello (each side
+            // says hello once admitted, and again each anti-entropy round), whose answer
+            // brings it everything; pushing everything meanwhile would send it all twice.
+            let Some(known) = self
                 .known
                 .get(&(service.clone(), peer.clone(), playlist.to_string()))
                 .cloned()
-                .unwrap_or_default();
+            else {
+                continue;
+            };
             let (ctx, via, peer, playlist) = (
                 self.ctx.clone(),
                 via.clone(),
@@ -1308,6 +1322,53 @@ impl Actor {
         for id in ids {
             let chosen = self.random_members(&id, |_| true, REPAIR_FANOUT);
             self.push_to_some(&id, |peer| chosen.contains(peer));
+            // And a pull from one of them: a push starts where the member is known to be,
+            // which the answer to its last `hello` set before that answer arrived; if it was
+            // lost (its service was killed meanwhile, the request timed out), pushes would
+            // skip what it lacks for good. Its own `hello` names what it has.
+            if let (Some(via), Some(peer)) = (
+                self.serving(&id),
+                self.random_members(&id, |_| true, 1).into_iter().next(),
+            ) {
+                let ctx = self.ctx.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = ctx.pull(&via, &peer, &id).await {
+                        tracing::debug!("anti-entropy pull of {id} from {peer}: {err}");
+                    }
+                });
+            }
+        }
+        // Members we synced with, connected but not admitted: the handshake when they
+        // connected failed, or the close of an old connection (a killed service's) came
+        // after the new one was admitted. Nothing else would admit them again while the
+        // connection lasts, and until then their pushes are refused and ours skip them.
+        let mut unadmitted: HashMap<(String, String), HashSet<String>> = HashMap::new();
+        for (service, peer, session) in self.known.keys() {
+            let key = (service.clone(), peer.clone());
+            let admitted = self.admitted.get(&key).is_some_and(|s| s.contains(session));
+            let shared = self.book.sessions.contains_key(session);
+            if shared && !admitted && !self.revoked(session).contains(peer) {
+                unadmitted.entry(key).or_default().insert(session.clone());
+            }
+        }
+        for ((service, peer), _) in unadmitted {
+            let Some(via) = self.services.get(&service) else {
+                continue;
+            };
+            let connected = via
+                .state
+                .snapshot()
+                .connections
+                .iter()
+                .any(|c| c.peer_id == peer);
+            if connected {
+                let admitted = self
+                    .admitted
+                    .get(&(service.clone(), peer.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                self.handshake_with(via.clone(), peer, &admitted);
+            }
         }
         // Clocks: one exchange with every admitted member each round.
         for ((service, peer), sessions) in &self.admitted {

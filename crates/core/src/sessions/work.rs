@@ -2,7 +2,11 @@
 //! These run as tasks of their own (they wait on the network and the store) and report what
 //! they learn to the sessions task as messages; they hold no session state themselves.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use serde_json::Value;
@@ -39,6 +43,53 @@ pub(super) struct Ctx {
     pub uploads: Arc<tokio::sync::Semaphore>,
     pub guests: Arc<crate::guests::Guests>,
     pub guest_tunnel: mpsc::Sender<crate::guests::TunnelCall>,
+    /// Hellos under way, by (service, peer, session), and how many: the anti-entropy
+    /// round's pull waits its turn while one is under way, whose answer brings what we lack
+    /// (another would be answered with the same updates again, and a join through a slow
+    /// relay takes seconds).
+    pub hellos: Arc<std::sync::Mutex<HashMap<HelloKey, usize>>>,
+}
+
+type HelloKey = (String, String, String);
+
+/// A hello counted in [`Ctx::hellos`] until it ends, however it ends.
+struct HelloUnderWay<'a> {
+    hellos: &'a std::sync::Mutex<HashMap<HelloKey, usize>>,
+    key: HelloKey,
+}
+
+impl<'a> HelloUnderWay<'a> {
+    /// Counts a hello; with `only_if_idle`, none (None) while another is under way.
+    fn enter(
+        hellos: &'a std::sync::Mutex<HashMap<HelloKey, usize>>,
+        key: HelloKey,
+        only_if_idle: bool,
+    ) -> Option<Self> {
+        let mut under_way = hellos
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = under_way.entry(key.clone()).or_default();
+        if only_if_idle && *count > 0 {
+            return None;
+        }
+        *count += 1;
+        Some(HelloUnderWay { hellos, key })
+    }
+}
+
+impl Drop for HelloUnderWay<'_> {
+    fn drop(&mut self) {
+        let mut under_way = self
+            .hellos
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = under_way.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                under_way.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Ctx {
@@ -82,6 +133,27 @@ impl Ctx {
 
     /// Asks `peer` for what we lack of `session` and applies it.
     pub async fn hello(
+        &self,
+        via: &ServiceHandle,
+        peer: &str,
+        session: &str,
+    ) -> Result<(), String> {
+        let key = (via.name.clone(), peer.to_string(), session.to_string());
+        let _under_way = HelloUnderWay::enter(&self.hellos, key, false);
+        self.say_hello(via, peer, session).await
+    }
+
+    /// The anti-entropy round's pull: a hello, unless one to `peer` for `session` is under
+    /// way already.
+    pub async fn pull(&self, via: &ServiceHandle, peer: &str, session: &str) -> Result<(), String> {
+        let key = (via.name.clone(), peer.to_string(), session.to_string());
+        let Some(_under_way) = HelloUnderWay::enter(&self.hellos, key, true) else {
+            return Ok(());
+        };
+        self.say_hello(via, peer, session).await
+    }
+
+    async fn say_hello(
         &self,
         via: &ServiceHandle,
         peer: &str,
