@@ -6,7 +6,7 @@
 //! ([`crate::guest_tunnel`]).
 //! It keeps no state but its identity, which the caller loads.
 
-use std::{collections::HashMap, net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use futures::future::Either;
@@ -18,7 +18,7 @@ use libp2p::{
     kad,
     multiaddr::Protocol,
     noise, ping, quic, relay,
-    swarm::{ConnectionId, NetworkBehaviour, SwarmEvent},
+    swarm::{NetworkBehaviour, SwarmEvent},
     tcp, yamux,
 };
 
@@ -197,8 +197,6 @@ pub async fn run_relay(
         }
         None => None,
     };
-    // Each peer's connections in the order they came, with the IP each came from.
-    let mut connections: HashMap<PeerId, Vec<(ConnectionId, Option<IpAddr>)>> = HashMap::new();
     let mut stop = std::pin::pin!(stop);
     loop {
         tokio::select! {
@@ -233,25 +231,11 @@ pub async fn run_relay(
                 SwarmEvent::ListenerClosed { addresses, reason: Err(err), .. } => {
                     anyhow::bail!("stopped listening on {addresses:?}: {}", error_chain(&err));
                 }
-                SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                     tracing::debug!("connected: {peer_id} at {}", endpoint.get_remote_address());
-                    connections
-                        .entry(peer_id)
-                        .or_default()
-                        .push((connection_id, remote_ip(endpoint.get_remote_address())));
                 }
-                SwarmEvent::ConnectionClosed { peer_id, connection_id, .. }
-                    if connections.contains_key(&peer_id) =>
-                {
-                    if let Some(list) = connections.get_mut(&peer_id) {
-                        list.retain(|(id, _)| *id != connection_id);
-                        if list.is_empty() {
-                            connections.remove(&peer_id);
-                        }
-                    }
-                    if !connections.contains_key(&peer_id)
-                        && let Some(tunnels) = tunnels.as_mut()
-                    {
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    if let Some(tunnels) = tunnels.as_mut() {
                         tunnels.forget(&peer_id);
                     }
                 }
@@ -272,16 +256,6 @@ pub async fn run_relay(
                 }
                 SwarmEvent::Behaviour(RelayBehaviourEvent::Relay(event)) => {
                     tracing::info!("relay: {event:?}");
-                    if let relay::Event::ReservationReqAccepted { src_peer_id, renewed: false } =
-                        event
-                    {
-                        for stale in moved_away(connections.get(&src_peer_id)) {
-                            tracing::info!(
-                                "{src_peer_id} reserved again from another address; closing its connection {stale:?} from the old one"
-                            );
-                            swarm.close_connection(stale);
-                        }
-                    }
                 }
                 SwarmEvent::Behaviour(RelayBehaviourEvent::GuestHttp(event)) => {
                     on_guest_http(&mut swarm, tunnels.as_mut(), event);
@@ -292,33 +266,6 @@ pub async fn run_relay(
     }
     tracing::info!("relay stopped");
     Ok(())
-}
-
-/// A peer that reserves anew (not a renewal) has lost its reservation: usually it changed
-/// networks and reached us over a new connection. Its connections from other IPs than the
-/// newest one's are then dead but not known to be yet (a failed ping takes up to ~15 s),
-/// and libp2p's relay may send a circuit for that peer down any of them, so they go now.
-fn moved_away(connections: Option<&Vec<(ConnectionId, Option<IpAddr>)>>) -> Vec<ConnectionId> {
-    let Some((newest, older)) = connections.and_then(|c| c.split_last()) else {
-        return Vec::new();
-    };
-    match newest.1 {
-        Some(ip) => older
-            .iter()
-            .filter(|(_, from)| from.is_some_and(|from| from != ip))
-            .map(|(id, _)| *id)
-            .collect(),
-        None => Vec::new(),
-    }
-}
-
-/// The IP a connection came from, if its address names one.
-fn remote_ip(addr: &Multiaddr) -> Option<IpAddr> {
-    addr.iter().find_map(|p| match p {
-        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
-        _ => None,
-    })
 }
 
 /// TCP, QUIC and WebSocket, each connection under its peer's bandwidth cap, if any.
@@ -435,27 +382,4 @@ pub fn is_dialable(addr: &Multiaddr) -> bool {
         Protocol::Ip6(ip) => ip.is_unspecified(),
         _ => false,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_new_reservation_closes_the_peers_connections_from_other_ips_only() {
-        let ip = |s: &str| s.parse::<IpAddr>().ok();
-        let [old_tcp, old_quic, same_ip, newest] = [1, 2, 3, 4].map(ConnectionId::new_unchecked);
-        let list = vec![
-            (old_tcp, ip("10.0.2.2")),
-            (old_quic, ip("10.0.2.2")),
-            (same_ip, ip("10.0.2.3")),
-            (newest, ip("10.0.2.3")),
-        ];
-        assert_eq!(moved_away(Some(&list)), vec![old_tcp, old_quic]);
-        // Nothing moved: nothing closed; unknown addresses are left alone.
-        assert!(moved_away(Some(&list[2..].to_vec())).is_empty());
-        assert!(moved_away(Some(&vec![(old_tcp, None), (newest, ip("10.0.2.3"))])).is_empty());
-        assert!(moved_away(Some(&vec![(old_tcp, ip("10.0.2.2")), (newest, None)])).is_empty());
-        assert!(moved_away(None).is_empty());
-    }
 }
