@@ -864,6 +864,72 @@ fn a_playlist_syncs_both_ways_through_the_relay_when_no_hole_can_be_punched() {
     );
 }
 
+/// Issue 20's report: an edit's propagation through the relay and over a direct connection,
+/// side by side in one run. B (behind a symmetric NAT) shares two playlists: A (behind its
+/// own NAT) reaches B only through the relay; C, on the public segment, directly (B dials
+/// out to it). Each round B edits one playlist, then the other (in turn first), and the
+/// test times each edit until it shows where it goes.
+#[test]
+fn an_edit_through_the_relay_and_one_direct_side_by_side() {
+    const ROUNDS: usize = 10;
+    let Some((lab, dir, relay)) = symmetric_lab_with_relay(&[]) else {
+        return;
+    };
+    let b = Node::spawn_in(
+        Some(&lab.ns("b")),
+        &dir.path().join("b"),
+        &run_args(&["--relay", &relay.tcp_addr()]),
+    );
+    let a = Node::spawn_in(Some(&lab.ns("a")), &dir.path().join("a"), &run_args(&[]));
+    let c = Node::spawn_in(Some(&lab.ns("c")), &dir.path().join("c"), &run_args(&[]));
+    a.wait_running();
+    c.wait_running();
+    wait_for_reservation(&b, "a relay reservation");
+    let (relayed_id, relayed_link) = crate::support::create_shared(&b, "Through the relay");
+    let (direct_id, direct_link) = crate::support::create_shared(&b, "Direct");
+    crate::support::join(&a, &relayed_link);
+    crate::support::join(&c, &direct_link);
+    let b_id = b.peer_id();
+    c.wait_status(
+        "C connected to B directly, and only so",
+        Duration::from_secs(60),
+        |s| direct_connection_to(s, &b_id) && relayed_connections_to(s, &b_id).is_empty(),
+    );
+    let (mut through_relay, mut direct) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let title = format!("Edit {round}");
+        let mut relayed_edit = || {
+            crate::support::add_track(&b, &relayed_id, &title);
+            through_relay.push(wait_for_title(&a, &relayed_id, &title).as_secs_f64() * 1000.0);
+        };
+        let mut direct_edit = || {
+            crate::support::add_track(&b, &direct_id, &title);
+            direct.push(wait_for_title(&c, &direct_id, &title).as_secs_f64() * 1000.0);
+        };
+        if round % 2 == 0 {
+            relayed_edit();
+            direct_edit();
+        } else {
+            direct_edit();
+            relayed_edit();
+        }
+    }
+    let state = a.status().expect("A's state");
+    assert!(
+        !direct_connection_to(&state, &b_id) && !relayed_connections_to(&state, &b_id).is_empty(),
+        "A reached B other than through the relay: {state}"
+    );
+    let median = |ms: &mut Vec<f64>| {
+        ms.sort_by(f64::total_cmp);
+        ms[ms.len() / 2]
+    };
+    let (relayed_ms, direct_ms) = (median(&mut through_relay), median(&mut direct));
+    println!(
+        "NAT lab, same run: an edit B → A through the relay {relayed_ms:.0} ms, B → C direct {direct_ms:.0} ms (p50 of {ROUNDS}, CLI polling included; ratio {:.2})",
+        relayed_ms / direct_ms
+    );
+}
+
 /// Issue 20, item 1: a relay caps each peer's bandwidth, over all its circuits. Behind a
 /// symmetric NAT only the relay leads to B; a friend joining B's playlist of wide, random
 /// titles gets all of it, no faster than the cap lets the relay carry it (a stream over its
