@@ -768,6 +768,22 @@ fn symmetric_lab_with_relay(relay_options: &[&str]) -> Option<(Lab, tempfile::Te
     Some((lab, dir, relay))
 }
 
+/// [`symmetric_lab_with_relay`] with B (behind the symmetric NAT) holding a reservation on
+/// the relay and A (behind its own NAT) running: `(lab, dir, relay, b, a)`, the nodes last
+/// so they are dropped (killed) first.
+fn symmetric_pair(relay_options: &[&str]) -> Option<(Lab, tempfile::TempDir, Relay, Node, Node)> {
+    let (lab, dir, relay) = symmetric_lab_with_relay(relay_options)?;
+    let b = Node::spawn_in(
+        Some(&lab.ns("b")),
+        &dir.path().join("b"),
+        &run_args(&["--relay", &relay.tcp_addr()]),
+    );
+    let a = Node::spawn_in(Some(&lab.ns("a")), &dir.path().join("a"), &run_args(&[]));
+    a.wait_running();
+    wait_for_reservation(&b, "a relay reservation");
+    Some((lab, dir, relay, b, a))
+}
+
 /// Waits until `node` shows playlist `id` with `expected` among its titles; how long it took.
 fn wait_for_title(node: &Node, id: &str, expected: &str) -> Duration {
     let started = Instant::now();
@@ -792,20 +808,11 @@ fn wait_for_title(node: &Node, id: &str, expected: &str) -> Duration {
 #[test]
 fn a_playlist_syncs_both_ways_through_the_relay_when_no_hole_can_be_punched() {
     const CIRCUIT_SECS: u64 = 10;
-    let Some((lab, dir, relay)) =
-        symmetric_lab_with_relay(&["--max-circuit-secs", &CIRCUIT_SECS.to_string()])
+    let Some((_lab, _dir, _relay, b, a)) =
+        symmetric_pair(&["--max-circuit-secs", &CIRCUIT_SECS.to_string()])
     else {
         return;
     };
-    let relay_addr = relay.tcp_addr();
-    let b = Node::spawn_in(
-        Some(&lab.ns("b")),
-        &dir.path().join("b"),
-        &run_args(&["--relay", &relay_addr]),
-    );
-    let a = Node::spawn_in(Some(&lab.ns("a")), &dir.path().join("a"), &run_args(&[]));
-    a.wait_running();
-    wait_for_reservation(&b, "a relay reservation");
     let (id, link) = crate::support::create_shared(&b, "Through the relay");
     assert!(link.contains("relay="), "{link}");
     crate::support::add_track(&b, &id, "From B");
@@ -872,19 +879,11 @@ fn a_playlist_syncs_both_ways_through_the_relay_when_no_hole_can_be_punched() {
 #[test]
 fn an_edit_through_the_relay_and_one_direct_side_by_side() {
     const ROUNDS: usize = 10;
-    let Some((lab, dir, relay)) = symmetric_lab_with_relay(&[]) else {
+    let Some((lab, dir, _relay, b, a)) = symmetric_pair(&[]) else {
         return;
     };
-    let b = Node::spawn_in(
-        Some(&lab.ns("b")),
-        &dir.path().join("b"),
-        &run_args(&["--relay", &relay.tcp_addr()]),
-    );
-    let a = Node::spawn_in(Some(&lab.ns("a")), &dir.path().join("a"), &run_args(&[]));
     let c = Node::spawn_in(Some(&lab.ns("c")), &dir.path().join("c"), &run_args(&[]));
-    a.wait_running();
     c.wait_running();
-    wait_for_reservation(&b, "a relay reservation");
     let (relayed_id, relayed_link) = crate::support::create_shared(&b, "Through the relay");
     let (direct_id, direct_link) = crate::support::create_shared(&b, "Direct");
     crate::support::join(&a, &relayed_link);
@@ -940,19 +939,11 @@ fn a_relay_caps_each_peers_bandwidth_and_a_join_through_it_still_completes() {
     const CAP: u64 = 64 * 1024;
     const TRACKS: usize = 200;
     const TITLE_CHARS: usize = 2000;
-    let Some((lab, dir, relay)) =
-        symmetric_lab_with_relay(&["--max-peer-bytes-per-sec", &CAP.to_string()])
+    let Some((_lab, dir, _relay, b, a)) =
+        symmetric_pair(&["--max-peer-bytes-per-sec", &CAP.to_string()])
     else {
         return;
     };
-    let b = Node::spawn_in(
-        Some(&lab.ns("b")),
-        &dir.path().join("b"),
-        &run_args(&["--relay", &relay.tcp_addr()]),
-    );
-    let a = Node::spawn_in(Some(&lab.ns("a")), &dir.path().join("a"), &run_args(&[]));
-    a.wait_running();
-    wait_for_reservation(&b, "a relay reservation");
     // Random titles, so no compression shrinks what the relay must carry below their
     // information: log2(62) bits a character.
     let mut rng = rand::rng();
