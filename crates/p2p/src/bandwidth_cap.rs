@@ -205,7 +205,12 @@ fn grant(
             .allowance(want, Instant::now());
         match allowance {
             Ok(bytes) => return Poll::Ready(bytes),
-            Err(delay) => *wait = Some(Box::pin(tokio::time::sleep(delay))),
+            // At least the timer's own granularity: a wait of nanoseconds (rounding) would
+            // spin through this loop instead of sleeping.
+            Err(delay) => {
+                let delay = delay.max(Duration::from_millis(1));
+                *wait = Some(Box::pin(tokio::time::sleep(delay)));
+            }
         }
     }
 }

@@ -1265,10 +1265,17 @@ impl Actor {
         keep: impl Fn(&str) -> bool,
         count: usize,
     ) -> HashSet<String> {
+        // Only those admitted on the service that serves the playlist: the one we reach
+        // them through (an isolated share has its own).
+        let Some(via) = self.serving(playlist) else {
+            return HashSet::new();
+        };
         let mut candidates: Vec<&String> = self
             .admitted
             .iter()
-            .filter(|((_, peer), sessions)| keep(peer) && sessions.contains(playlist))
+            .filter(|((service, peer), sessions)| {
+                *service == via.name && keep(peer) && sessions.contains(playlist)
+            })
             .map(|((_, peer), _)| peer)
             .collect();
         candidates.sort();
