@@ -291,4 +291,14 @@ fn a_revoked_member_replaying_its_key_is_refused() {
     std::thread::sleep(Duration::from_millis(500));
     let titles_b = titles_of(&b, &id);
     assert!(!titles_b.iter().any(|t| t == "after"), "{titles_b:?}");
+    // Nor does B keep knocking: once refused, its anti-entropy rounds (every 5 s) do not
+    // handshake again for that playlist, each refusal a warning and a problem shown on A.
+    let refusals = || {
+        a.log()
+            .matches(&format!("refused {b_id} for playlist"))
+            .count()
+    };
+    let before = refusals();
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(refusals(), before, "B asked again and again:\n{}", a.log());
 }

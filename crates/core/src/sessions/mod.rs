@@ -537,6 +537,17 @@ impl Actor {
             } => {
                 self.known.insert((service, peer, session), version);
             }
+            Msg::Refused {
+                service,
+                peer,
+                sessions,
+            } => {
+                // Forgetting what it had is what keeps the anti-entropy round from
+                // handshaking again every 5 s (each refusal a problem shown on its side).
+                for session in sessions {
+                    self.known.remove(&(service.clone(), peer.clone(), session));
+                }
+            }
             Msg::React {
                 session,
                 emoji,
@@ -938,6 +949,13 @@ impl Actor {
             }
             match ctx.handshake(&via, &peer, proofs).await {
                 Ok(response) => {
+                    if !response.refused.is_empty() {
+                        ctx.tell(Msg::Refused {
+                            service: via.name.clone(),
+                            peer: peer.clone(),
+                            sessions: response.refused.iter().map(|r| r.session.clone()).collect(),
+                        });
+                    }
                     ctx.tell(Msg::Admit {
                         service: via.name.clone(),
                         peer: peer.clone(),

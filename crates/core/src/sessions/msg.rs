@@ -41,6 +41,13 @@ pub(crate) enum Msg {
         sessions: Vec<String>,
         display_name: String,
     },
+    /// `peer` refused our keys for `sessions` on `service` (it left them, or we were
+    /// revoked): no more handshakes for them until it connects anew.
+    Refused {
+        service: String,
+        peer: String,
+        sessions: Vec<String>,
+    },
     /// `peer` has everything of `session` up to `version`.
     Known {
         service: String,
