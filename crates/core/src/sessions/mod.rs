@@ -69,6 +69,8 @@ const GUEST_TUNNEL_ANSWER: Duration = Duration::from_secs(28);
 const FORWARD_FANOUT: usize = 2;
 /// How many members each anti-entropy round repairs, per shared playlist.
 const REPAIR_FANOUT: usize = 3;
+/// How many shared playlists an anti-entropy round that pulls pulls (from one member each).
+const PULLS_PER_ROUND: usize = 8;
 /// How long `share --isolated` waits for the new service's addresses (for the link).
 const ISOLATED_START_WAIT: Duration = Duration::from_secs(20);
 /// Audio groups read and sent at once, to all members together.
@@ -1344,18 +1346,25 @@ impl Actor {
         // Each round repairs a few members at random (gossip): a lost push is rare, and
         // everyone pushing to everyone every round cost n² pushes per round in a big session.
         let ids: HashSet<String> = self.admitted.values().flatten().cloned().collect();
-        for id in ids {
-            let chosen = self.random_members(&id, |_| true, REPAIR_FANOUT);
-            self.push_to_some(&id, |peer| chosen.contains(peer));
-            // And a pull from one of them: a push starts where the member is known to be,
-            // which the answer to its last `hello` set before that answer arrived; if it was
-            // lost (its service was killed meanwhile, the request timed out), pushes would
-            // skip what it lacks for good. Its own `hello` names what it has.
+        for id in &ids {
+            let chosen = self.random_members(id, |_| true, REPAIR_FANOUT);
+            self.push_to_some(id, |peer| chosen.contains(peer));
+        }
+        // And pulls, from one member each of a few playlists: a push starts where the member
+        // is known to be, which answering its last `hello` set before that answer arrived;
+        // if it was lost (its service was killed meanwhile, the request timed out), pushes
+        // would skip what it lacks for good. A pull (our own `hello`) names what we have.
+        // Unlike an empty push, a pull is a request on the wire, and while a member is
+        // behind it asks for what the pushes bring too: so pulls go every fourth round
+        // (20 s), and a home sharing a thousand playlists pulls a few, not all of them.
+        let mut pulled: Vec<&String> = ids.iter().filter(|_| everyone).collect();
+        rand::seq::SliceRandom::shuffle(&mut pulled[..], &mut rand::rng());
+        for id in pulled.into_iter().take(PULLS_PER_ROUND) {
             if let (Some(via), Some(peer)) = (
-                self.serving(&id),
-                self.random_members(&id, |_| true, 1).into_iter().next(),
+                self.serving(id),
+                self.random_members(id, |_| true, 1).into_iter().next(),
             ) {
-                let ctx = self.ctx.clone();
+                let (ctx, id) = (self.ctx.clone(), id.clone());
                 tokio::spawn(async move {
                     if let Err(err) = ctx.pull(&via, &peer, &id).await {
                         tracing::debug!("anti-entropy pull of {id} from {peer}: {err}");
