@@ -30,7 +30,7 @@ use std::{
     collections::{HashMap, HashSet},
     path::PathBuf,
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
@@ -176,6 +176,7 @@ impl Sessions {
             reactions: Reactions::default(),
             clocks,
             repairs: 0,
+            heard: HashMap::new(),
             dialing: HashSet::new(),
             announced: HashMap::new(),
         };
@@ -333,6 +334,9 @@ struct Actor {
     clocks: clock::Clocks,
     /// Anti-entropy rounds so far.
     repairs: u64,
+    /// (playlist, member) → when it last sent us something new: pulls go only to members
+    /// that have been quiet (a member that is sending needs no asking).
+    heard: HashMap<(String, String), Instant>,
     /// (service, member) dials under way.
     dialing: HashSet<(String, String)>,
     /// The addresses each service last recorded for itself in the playlists it serves: when
@@ -575,7 +579,11 @@ impl Actor {
                 session,
                 from,
                 from_owner,
-            } => self.forward(&session, &from, from_owner),
+            } => {
+                self.heard
+                    .insert((session.clone(), from.clone()), Instant::now());
+                self.forward(&session, &from, from_owner);
+            }
             Msg::Dial {
                 service,
                 peer,
@@ -1355,14 +1363,19 @@ impl Actor {
         // if it was lost (its service was killed meanwhile, the request timed out), pushes
         // would skip what it lacks for good. A pull (our own `hello`) names what we have.
         // Unlike an empty push, a pull is a request on the wire, and while a member is
-        // behind it asks for what the pushes bring too: so pulls go every fourth round
-        // (20 s), and a home sharing a thousand playlists pulls a few, not all of them.
-        let mut pulled: Vec<&String> = ids.iter().filter(|_| everyone).collect();
+        // behind it asks for what the pushes bring too (a big answer, under load): so pulls
+        // go every fourth round (20 s), only to members quiet for that long, and a home
+        // sharing a thousand playlists pulls a few playlists, not all of them.
+        let pulling = self.repairs.is_multiple_of(4);
+        let mut pulled: Vec<&String> = ids.iter().filter(|_| pulling).collect();
         rand::seq::SliceRandom::shuffle(&mut pulled[..], &mut rand::rng());
+        self.heard
+            .retain(|_, at| at.elapsed() < REPAIR_INTERVAL * 4);
         for id in pulled.into_iter().take(PULLS_PER_ROUND) {
+            let quiet = |peer: &str| !self.heard.contains_key(&(id.clone(), peer.to_string()));
             if let (Some(via), Some(peer)) = (
                 self.serving(id),
-                self.random_members(id, |_| true, 1).into_iter().next(),
+                self.random_members(id, quiet, 1).into_iter().next(),
             ) {
                 let (ctx, id) = (self.ctx.clone(), id.clone());
                 tokio::spawn(async move {
