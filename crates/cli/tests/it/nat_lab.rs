@@ -339,9 +339,7 @@ fn open(node: &Node, link: &str) -> (Value, Duration) {
 /// `None` where no lab can be made. Bound in this order, they are dropped in reverse: B,
 /// the relay, the temp dir, then the lab's namespaces.
 fn lab_with_b_on_the_relay() -> Option<(Lab, tempfile::TempDir, Relay, String, Node)> {
-    let lab = lab_or_skip()?;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let relay = Relay::start(&lab.ns("relay"), dir.path());
+    let (lab, dir, relay) = with_relay(lab_or_skip()?, &[]);
     let relay_addr = relay.tcp_addr();
     let b = Node::spawn_in(
         Some(&lab.ns("b")),
@@ -715,8 +713,7 @@ fn in_netns<T: Send + 'static>(ns: &str, work: impl FnOnce() -> T + Send + 'stat
 #[test]
 fn a_guest_on_the_public_segment_joins_a_host_behind_nat_through_the_relay() {
     let Some(lab) = lab_or_skip() else { return };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let relay = Relay::start(&lab.ns("relay"), dir.path());
+    let (lab, dir, relay) = with_relay(lab, &[]);
     let relay_addr = relay.tcp_addr();
     let ns_a = lab.ns("a");
     let a = Node::spawn_in(
@@ -763,9 +760,15 @@ fn symmetric_lab_with_relay(relay_options: &[&str]) -> Option<(Lab, tempfile::Te
     let lab = lab_or_skip()?;
     lab.set_nat("natb", "fully-random")
         .expect("symmetric NAT rules");
+    Some(with_relay(lab, relay_options))
+}
+
+/// `lab` with a temp dir and a relay (run with `relay_options`) in its public namespace;
+/// dropped in the order [`symmetric_lab_with_relay`] says.
+fn with_relay(lab: Lab, relay_options: &[&str]) -> (Lab, tempfile::TempDir, Relay) {
     let dir = tempfile::tempdir().expect("temp dir");
     let relay = Relay::start_with(&lab.ns("relay"), dir.path(), relay_options);
-    Some((lab, dir, relay))
+    (lab, dir, relay)
 }
 
 /// [`symmetric_lab_with_relay`] with B (behind the symmetric NAT) holding a reservation on
@@ -1035,8 +1038,7 @@ impl Drop for NamespaceEtc {
 #[test]
 fn relays_and_bootstrap_nodes_may_be_named() {
     let Some(lab) = lab_or_skip() else { return };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let relay = Relay::start(&lab.ns("relay"), dir.path());
+    let (lab, dir, relay) = with_relay(lab, &[]);
     let relay_addr = relay.tcp_addr();
     let named = relay_addr.replacen(&format!("/ip4/{RELAY_IP}/"), "/dns4/relay.test/", 1);
     // Another peer id than the relay's: a helper counts as connected by its peer id.
@@ -1184,8 +1186,7 @@ impl Drop for DnsServer {
 #[test]
 fn a_relay_may_be_named_by_dnsaddr() {
     let Some(lab) = lab_or_skip() else { return };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let relay = Relay::start(&lab.ns("relay"), dir.path());
+    let (lab, dir, relay) = with_relay(lab, &[]);
     let relay_addr = relay.tcp_addr();
     let relay_id = relay_addr
         .rsplit("/p2p/")
