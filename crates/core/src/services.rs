@@ -39,6 +39,15 @@ impl ServiceHandle {
     pub fn peer_id(&self) -> String {
         self.state.snapshot().peer_id
     }
+
+    /// Whether this service holds a connection to `peer` now.
+    pub fn is_connected_to(&self, peer: &str) -> bool {
+        self.state
+            .snapshot()
+            .connections
+            .iter()
+            .any(|c| c.peer_id == peer)
+    }
 }
 
 /// Starts isolated services: what they share with the main one, and where their keys live.

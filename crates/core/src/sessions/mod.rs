@@ -852,12 +852,7 @@ impl Actor {
                 self.on_connected(via, info.peer_id);
             }
             Event::ConnectionClosed { peer_id, .. } => {
-                let still = via
-                    .state
-                    .snapshot()
-                    .connections
-                    .iter()
-                    .any(|c| c.peer_id == peer_id);
+                let still = via.is_connected_to(&peer_id);
                 if !still {
                     self.clocks.forget(&peer_id);
                 }
@@ -1389,26 +1384,20 @@ impl Actor {
         // connected failed, or the close of an old connection (a killed service's) came
         // after the new one was admitted. Nothing else would admit them again while the
         // connection lasts, and until then their pushes are refused and ours skip them.
-        let mut unadmitted: HashMap<(String, String), HashSet<String>> = HashMap::new();
+        let mut unadmitted: HashSet<(String, String)> = HashSet::new();
         for (service, peer, session) in self.known.keys() {
             let key = (service.clone(), peer.clone());
             let admitted = self.admitted.get(&key).is_some_and(|s| s.contains(session));
             let shared = self.book.sessions.contains_key(session);
             if shared && !admitted && !self.revoked(session).contains(peer) {
-                unadmitted.entry(key).or_default().insert(session.clone());
+                unadmitted.insert(key);
             }
         }
-        for ((service, peer), _) in unadmitted {
+        for (service, peer) in unadmitted {
             let Some(via) = self.services.get(&service) else {
                 continue;
             };
-            let connected = via
-                .state
-                .snapshot()
-                .connections
-                .iter()
-                .any(|c| c.peer_id == peer);
-            if connected {
+            if via.is_connected_to(&peer) {
                 let admitted = self
                     .admitted
                     .get(&(service.clone(), peer.clone()))
