@@ -5,7 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { pageErrors, cli, startNode, launchBrowser, cleanUp, login, accessibility, sleep } from './harness.mjs';
+import { pageErrors, cli, startNode, launchBrowser, cleanUp, login, accessibility, sleep, diagnosed } from './harness.mjs';
 
 const SHOTS = new URL('../target/ui-shots/', import.meta.url).pathname;
 
@@ -26,7 +26,7 @@ async function phone(url, name) {
   return page;
 }
 
-test('three guests join from a phone with the PIN, add, vote and react', { timeout: 120000 }, async () => {
+test('three guests join from a phone with the PIN, add, vote and react', { timeout: 120000 }, diagnosed(async () => {
   mkdirSync(SHOTS, { recursive: true });
   const a = await startNode('host');
   const b = await startNode('member');
@@ -132,4 +132,4 @@ test('three guests join from a phone with the PIN, add, vote and react', { timeo
   await dee.page.waitForSelector('#join:not([hidden])', { timeout: 10000 });
   assert.match(await dee.page.textContent('#join-result'), /no longer in this session/);
   assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
-});
+}));

@@ -11,6 +11,8 @@ export const BIN = process.env.WHATNEXT_BIN || new URL('../target/debug/whatnext
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const nodes = [];
 const scratch = [];
+/** Every page opened by `login`, with the node it shows: what a failed test describes. */
+const pages = [];
 let browser;
 /** Script errors and CSP violations of every page: each test ends with none. */
 export const pageErrors = [];
@@ -119,9 +121,41 @@ export async function login(node) {
   page.on('console', (m) => {
     if (m.type() === 'error' && m.text().includes('Content Security Policy')) pageErrors.push(`${node.name}: ${m.text()}`);
   });
+  pages.push({ name: node.name, page });
   await page.goto(url);
   await page.waitForFunction((id) => document.getElementById('peer-id')?.textContent === id, node.state.peer_id, { timeout: 20000 });
   return page;
+}
+
+/** `body` as a test's function which, when it fails, first shows what every page showed: a
+ *  screenshot of each (target/ui-shots/failed-*.png) and a line of what is shown and hidden,
+ *  so a failure seen once on a loaded CI machine can be read afterwards. */
+export function diagnosed(body) {
+  return async (...args) => {
+    try {
+      return await body(...args);
+    } catch (error) {
+      const shots = new URL('../target/ui-shots/', import.meta.url).pathname;
+      for (const [i, { name, page }] of pages.entries()) {
+        try {
+          const path = join(shots, `failed-${i}-${name}.png`);
+          await page.screenshot({ path, timeout: 5000 });
+          const seen = await page.evaluate(() => {
+            const s = /** @type {any} */ (window).whatnextDebug?.();
+            const shown = [...document.querySelectorAll('[id]')]
+              .filter((e) => e.matches('section, main > div, form, dialog') && e.getClientRects().length > 0)
+              .map((e) => e.id);
+            return {
+              url: location.pathname, version: s?.version, display_name_chosen: s?.display_name_chosen,
+              viewport: `${innerWidth}x${innerHeight}`, shown,
+            };
+          });
+          console.log(`failed test, page ${i} (${name}): ${path} ${JSON.stringify(seen)}`);
+        } catch (e) { console.log(`failed test, page ${i} (${name}): not readable (${e.message})`); }
+      }
+      throw error;
+    }
+  };
 }
 
 const axeSource = readFileSync(new URL('./node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');

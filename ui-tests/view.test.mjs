@@ -6,7 +6,7 @@ import { mkdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   BIN, CHROMIUM, pageErrors, sleep, cli, tempDir, newHome, toneWav, startNode, launchBrowser, cleanUp, login,
-  accessibility, COVER_PNG,
+  accessibility, COVER_PNG, diagnosed,
 } from './harness.mjs';
 
 const SHOTS = new URL('../target/ui-shots/', import.meta.url).pathname;
@@ -61,7 +61,7 @@ async function assertFirstTrackInView(page) {
   await page.setViewportSize({ width: 1280, height: 900 });
 }
 
-test('two users connect and edit a shared playlist live in the view', { timeout: 120000 }, async () => {
+test('two users connect and edit a shared playlist live in the view', { timeout: 120000 }, diagnosed(async () => {
   assert.ok(existsSync(BIN), `build the binary first (${BIN})`);
   assert.ok(existsSync(CHROMIUM), `Chromium is needed at ${CHROMIUM} (apt install chromium)`);
   await launchBrowser();
@@ -327,9 +327,9 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await pageA.waitForFunction((p) => document.getElementById('invite-link').value.includes(`/tcp/${p}`), port, { timeout: 10000 });
   assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
   assert.deepEqual(severeA11y, [], 'no serious or critical accessibility finding (axe-core)');
-});
+}));
 
-test('now playing plays the audio of a track from the library, following the holder', { timeout: 60000 }, async () => {
+test('now playing plays the audio of a track from the library, following the holder', { timeout: 60000 }, diagnosed(async () => {
   const music = tempDir('music');
   writeFileSync(join(music, 'Test Tones - Long Tone.wav'), toneWav(30, COVER_PNG));
   const m = await startNode('m', newHome('m', music));
@@ -417,4 +417,4 @@ test('now playing plays the audio of a track from the library, following the hol
   await shots(page, 'm-playing');
   assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
   assert.deepEqual(severeA11y, [], 'no serious or critical accessibility finding (axe-core)');
-});
+}));
