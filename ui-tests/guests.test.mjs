@@ -5,9 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { pageErrors, cli, startNode, launchBrowser, cleanUp, login, accessibility, sleep, diagnosed } from './harness.mjs';
-
-const SHOTS = new URL('../target/ui-shots/', import.meta.url).pathname;
+import { pageErrors, cli, startNode, launchBrowser, cleanUp, login, accessibility, sleep, diagnosed, SHOTS } from './harness.mjs';
 
 after(cleanUp);
 

@@ -9,6 +9,8 @@ import { chromium } from 'playwright-core';
 
 export const BIN = process.env.WHATNEXT_BIN || new URL('../target/debug/whatnext', import.meta.url).pathname;
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+/** Where the tests' screenshots go (and a failed test's: failed-*.png). */
+export const SHOTS = new URL('../target/ui-shots/', import.meta.url).pathname;
 const nodes = [];
 const scratch = [];
 /** Every page opened by `login`, with the node it shows: what a failed test describes. */
@@ -127,18 +129,18 @@ export async function login(node) {
   return page;
 }
 
-/** `body` as a test's function which, when it fails, first shows what every page showed: a
- *  screenshot of each (target/ui-shots/failed-*.png) and a line of what is shown and hidden,
- *  so a failure seen once on a loaded CI machine can be read afterwards. */
+/** `body` as a test's function which, when it fails, first shows what each page it logged
+ *  in showed: a screenshot (SHOTS/failed-*.png) and a line of what is shown and hidden, so a
+ *  failure seen once on a loaded CI machine can be read afterwards. */
 export function diagnosed(body) {
   return async (...args) => {
+    const earlier = pages.length; // pages of the file's earlier tests stay open until cleanUp
     try {
       return await body(...args);
     } catch (error) {
-      const shots = new URL('../target/ui-shots/', import.meta.url).pathname;
-      for (const [i, { name, page }] of pages.entries()) {
+      for (const [i, { name, page }] of pages.slice(earlier).entries()) {
         try {
-          const path = join(shots, `failed-${i}-${name}.png`);
+          const path = join(SHOTS, `failed-${i}-${name}.png`);
           await page.screenshot({ path, timeout: 5000 });
           const seen = await page.evaluate(() => {
             const s = /** @type {any} */ (window).whatnextDebug?.();

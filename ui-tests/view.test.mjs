@@ -6,10 +6,8 @@ import { mkdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   BIN, CHROMIUM, pageErrors, sleep, cli, tempDir, newHome, toneWav, startNode, launchBrowser, cleanUp, login,
-  accessibility, COVER_PNG, diagnosed,
+  accessibility, COVER_PNG, diagnosed, SHOTS,
 } from './harness.mjs';
-
-const SHOTS = new URL('../target/ui-shots/', import.meta.url).pathname;
 
 after(cleanUp);
 
