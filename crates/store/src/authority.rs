@@ -21,7 +21,7 @@ use std::{
 
 use loro::{
     ContainerID, Frontiers, IdSpan, JsonChange, JsonListOp, JsonMapOp, JsonMovableListOp,
-    JsonOpContent, LoroDoc, LoroValue, ValueOrContainer, VersionVector,
+    JsonOpContent, LoroDoc, LoroValue, VersionVector,
 };
 use whatnext_protocol::{
     listening::SessionMode,
@@ -239,16 +239,13 @@ impl Before<'_> {
 
     /// Who added the track with id `track`, as it was.
     fn adder_of(&self, track: &str) -> Option<String> {
-        let list = self.doc()?.get_movable_list("tracks");
-        (0..list.len()).find_map(|i| match list.get(i) {
-            Some(ValueOrContainer::Container(loro::Container::Map(map))) => {
-                let value = map.get_value();
-                (get_str(&value, "id").as_deref() == Some(track))
-                    .then(|| get_str(&value, "added_by_peer"))
+        crate::doc::list_values(&self.doc()?.get_movable_list("tracks"))
+            .iter()
+            .find_map(|value| {
+                (get_str(value, "id").as_deref() == Some(track))
+                    .then(|| get_str(value, "added_by_peer"))
                     .flatten()
-            }
-            _ => None,
-        })
+            })
     }
 }
 

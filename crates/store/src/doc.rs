@@ -159,6 +159,28 @@ pub(crate) fn clean(field: &str, text: &str, required: bool) -> Result<String, S
     Ok(text.to_string())
 }
 
+/// Every element of `list` with its deep value, in list order, read in the order Loro
+/// stores them. Loro keeps each container's state under a key whose counter is
+/// little-endian, so a long list read in list order jumps between its storage blocks, and
+/// once they exceed its 4 MB block cache each element decodes a block again: reading
+/// 100,000 tracks after an edit took 2.5 s (10,000: 0.13 s). In key order each block is
+/// decoded once.
+pub(crate) fn list_values(list: &LoroMovableList) -> Vec<LoroValue> {
+    use loro::ContainerTrait as _;
+    let mut items = Vec::with_capacity(list.len());
+    list.for_each(|item| items.push(item));
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_cached_key(|&i| match &items[i] {
+        ValueOrContainer::Container(container) => container.id().to_bytes(),
+        ValueOrContainer::Value(_) => Vec::new(),
+    });
+    let mut values = vec![LoroValue::Null; items.len()];
+    for i in order {
+        values[i] = items[i].get_deep_value();
+    }
+    values
+}
+
 pub(crate) fn get_str(map: &LoroValue, key: &str) -> Option<String> {
     map.as_map()?.get(key)?.as_string().map(|s| s.to_string())
 }
@@ -183,15 +205,10 @@ impl PlaylistDoc {
         self.doc.get_map("removed_tracks")
     }
 
-    /// The id of the list element at `index`.
-    fn id_at(list: &LoroMovableList, index: usize) -> Option<String> {
-        match list.get(index) {
-            Some(ValueOrContainer::Container(loro::Container::Map(map))) => match map.get("id") {
-                Some(ValueOrContainer::Value(v)) => v.as_string().map(|s| s.to_string()),
-                _ => None,
-            },
-            _ => None,
-        }
+    /// Every element of the track list with its deep value, in list order (see
+    /// [`list_values`]).
+    fn track_values(&self) -> Vec<LoroValue> {
+        list_values(&self.tracks())
     }
 
     /// List indexes of the tracks that are shown (not removed), in order.
@@ -201,8 +218,11 @@ impl PlaylistDoc {
         if removed.is_empty() {
             return (0..list.len()).collect();
         }
-        (0..list.len())
-            .filter(|&i| Self::id_at(&list, i).is_none_or(|id| removed.get(&id).is_none()))
+        self.track_values()
+            .iter()
+            .enumerate()
+            .filter(|(_, track)| get_str(track, "id").is_none_or(|id| removed.get(&id).is_none()))
+            .map(|(i, _)| i)
             .collect()
     }
 
@@ -464,10 +484,10 @@ impl PlaylistDoc {
 
     /// The list index of a shown track.
     fn index_of(&self, track_id: &str) -> Result<usize, StoreError> {
-        let list = self.tracks();
         let removed = self.removed().get(track_id).is_some();
-        (0..list.len())
-            .find(|&i| !removed && Self::id_at(&list, i).as_deref() == Some(track_id))
+        self.track_values()
+            .iter()
+            .position(|track| !removed && get_str(track, "id").as_deref() == Some(track_id))
             .ok_or_else(|| StoreError::UnknownTrack {
                 playlist: self.id(),
                 track: track_id.to_string(),
@@ -680,14 +700,11 @@ impl PlaylistDoc {
 
     /// Whether a shown track has the content `blake3` (reads one field per track).
     pub fn has_content(&self, blake3: &str) -> bool {
-        let list = self.tracks();
         let removed = self.removed();
-        (0..list.len()).any(|i| match list.get(i) {
-            Some(ValueOrContainer::Container(loro::Container::Map(map))) => {
-                matches!(map.get("content_blake3"), Some(ValueOrContainer::Value(v)) if v.as_string().is_some_and(|s| s.as_str() == blake3))
-                    && Self::id_at(&list, i).is_none_or(|id| removed.get(&id).is_none())
-            }
-            _ => false,
+        self.track_values().iter().any(|track| {
+            track.as_map().is_some()
+                && get_str(track, "content_blake3").as_deref() == Some(blake3)
+                && get_str(track, "id").is_none_or(|id| removed.get(&id).is_none())
         })
     }
 
@@ -786,18 +803,13 @@ impl PlaylistDoc {
     /// The whole playlist as plain values.
     pub fn read(&self) -> Playlist {
         let meta = self.meta().get_value();
-        let tracks_value = self.tracks().get_deep_value();
         let removed = self.removed();
-        let tracks = tracks_value
-            .as_list()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(track_from)
-                    .filter(|t| removed.get(&t.id).is_none())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let tracks = self
+            .track_values()
+            .iter()
+            .map(track_from)
+            .filter(|t| removed.get(&t.id).is_none())
+            .collect();
         let members = |name: &str| -> Vec<(String, LoroValue)> {
             let value = self.doc.get_map(name).get_value();
             let mut entries: Vec<(String, LoroValue)> = value
