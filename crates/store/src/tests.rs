@@ -1296,3 +1296,34 @@ fn idle_playlists_let_go_of_their_documents_and_lose_nothing() {
     let (mut store, _) = Store::open_as(dir.path(), 2, key(1)).expect("reopen");
     assert_eq!(titles_of(&mut store, &id), ["A", "B", "C"]);
 }
+
+/// A copy loaded from a snapshot reads its tracks out of Loro's storage, in the order of its
+/// keys (`doc::list_values`), not the list's: moves, removals and the order still read as
+/// in the document that made them, and edits by track id find the right tracks.
+#[test]
+fn a_playlist_loaded_from_a_snapshot_reads_as_the_one_that_wrote_it() {
+    let doc = PlaylistDoc::create("p", "P", "", &me(), 0).expect("create");
+    let tracks: Vec<NewTrack> = (0..1_000).map(|i| track(&format!("t{i}"))).collect();
+    let ids = doc.add_tracks(&tracks, &me(), 1).expect("add");
+    // Moves take the list's order far from the order the tracks were made in.
+    for (n, id) in ids.iter().step_by(10).enumerate() {
+        doc.move_track(id, (n * 37) % 900, 2).expect("move");
+    }
+    doc.remove_track(&ids[5], 3).expect("remove");
+    let copy = PlaylistDoc::empty();
+    copy.import(&doc.export_snapshot().expect("snapshot"))
+        .expect("import");
+    assert_eq!(copy.read(), doc.read());
+
+    copy.move_track(&ids[100], 0, 4).expect("move in the copy");
+    copy.remove_track(&ids[200], 4).expect("remove in the copy");
+    let read = copy.read();
+    assert_eq!(read.tracks[0].id, ids[100]);
+    assert!(
+        !read
+            .tracks
+            .iter()
+            .any(|t| t.id == ids[200] || t.id == ids[5])
+    );
+    assert_eq!(read.tracks.len(), 998);
+}
