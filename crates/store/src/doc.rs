@@ -213,12 +213,16 @@ impl PlaylistDoc {
 
     /// List indexes of the tracks that are shown (not removed), in order.
     fn visible_indexes(&self) -> Vec<usize> {
-        let list = self.tracks();
-        let removed = self.removed();
-        if removed.is_empty() {
-            return (0..list.len()).collect();
+        if self.removed().is_empty() {
+            return (0..self.tracks().len()).collect();
         }
-        self.track_values()
+        self.visible_among(&self.track_values())
+    }
+
+    /// [`Self::visible_indexes`] of `tracks`, the list already read.
+    fn visible_among(&self, tracks: &[LoroValue]) -> Vec<usize> {
+        let removed = self.removed();
+        tracks
             .iter()
             .enumerate()
             .filter(|(_, track)| get_str(track, "id").is_none_or(|id| removed.get(&id).is_none()))
@@ -482,10 +486,10 @@ impl PlaylistDoc {
         Ok(ids)
     }
 
-    /// The list index of a shown track.
-    fn index_of(&self, track_id: &str) -> Result<usize, StoreError> {
+    /// The list index of a shown track in `tracks` (the list, read).
+    fn index_of(&self, tracks: &[LoroValue], track_id: &str) -> Result<usize, StoreError> {
         let removed = self.removed().get(track_id).is_some();
-        self.track_values()
+        tracks
             .iter()
             .position(|track| !removed && get_str(track, "id").as_deref() == Some(track_id))
             .ok_or_else(|| StoreError::UnknownTrack {
@@ -496,8 +500,10 @@ impl PlaylistDoc {
 
     /// Moves a track to position `to` among the shown tracks.
     pub fn move_track(&self, track_id: &str, to: usize, now: u64) -> Result<(), StoreError> {
-        let from = self.index_of(track_id)?;
-        let visible = self.visible_indexes();
+        // The list is read once for both (a whole read of a long playlist is not cheap).
+        let tracks = self.track_values();
+        let from = self.index_of(&tracks, track_id)?;
+        let visible = self.visible_among(&tracks);
         let Some(&target) = visible.get(to) else {
             return Err(StoreError::IndexOutOfRange {
                 index: to,
@@ -513,7 +519,7 @@ impl PlaylistDoc {
     }
 
     pub fn remove_track(&self, track_id: &str, now: u64) -> Result<(), StoreError> {
-        let at = self.index_of(track_id)?;
+        let at = self.index_of(&self.track_values(), track_id)?;
         self.tracks().delete(at, 1)?;
         self.removed().insert(track_id, now as i64)?;
         self.touch(now)?;
@@ -702,8 +708,7 @@ impl PlaylistDoc {
     pub fn has_content(&self, blake3: &str) -> bool {
         let removed = self.removed();
         self.track_values().iter().any(|track| {
-            track.as_map().is_some()
-                && get_str(track, "content_blake3").as_deref() == Some(blake3)
+            get_str(track, "content_blake3").as_deref() == Some(blake3)
                 && get_str(track, "id").is_none_or(|id| removed.get(&id).is_none())
         })
     }
