@@ -283,6 +283,7 @@ impl Supervisor {
             outbox,
             writer,
             FramedRead::new(stdout, FrameCodec::default()),
+            self.spec.policy.heartbeat_interval,
         );
         let ended = self.drive(&mut child, &mut link, incarnation).await;
         self.routes.send_replace(Route::Down(match &ended {
@@ -290,7 +291,7 @@ impl Supervisor {
             Ended::Crashed(_) => "it is restarting".into(),
             Ended::Fatal(reason) => format!("it failed: {reason}"),
         }));
-        link.fail_pending();
+        link.waiting.fail_all();
         if let Ended::Shutdown = ended {
             // Never wait for room in the pipe here: a service that stopped reading must not
             // keep the controller from exiting. Closing the outbox lets the writer end, which
@@ -450,11 +451,12 @@ impl Supervisor {
                     tracing::debug!("{why}");
                     return Ended::Crashed(lifecycle::exit_reason(child).await);
                 }
+                () = link.waiting.expiry.wait() => link.waiting.sweep(),
                 () = heartbeat.tick() => {
                     if let Err(reason) = heartbeat.check(child, link.outbox_full(), &policy) {
                         return Ended::Crashed(reason);
                     }
-                    link.forget_abandoned();
+                    link.waiting.sweep();
                     // A full outbox skips this ping; the missing pong is then what counts.
                     let _ = link.try_send(Command::Ping, Internal::Ignore);
                 }
@@ -472,7 +474,7 @@ impl Supervisor {
     /// Applies one event. Returns `Some` when the incarnation must end.
     fn on_event(&mut self, link: &mut ServiceLink, envelope: EventEnvelope) -> Option<Ended> {
         let EventEnvelope { id, body: event } = envelope;
-        let waiter = id.and_then(|id| link.take_waiter(id));
+        let waiter = id.and_then(|id| link.waiting.take(id));
         match (&waiter, &event) {
             (
                 Some(Internal::StartNode),

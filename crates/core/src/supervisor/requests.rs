@@ -6,6 +6,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -16,6 +17,7 @@ use std::{
 use tokio::{
     process::ChildStdout,
     sync::{mpsc, oneshot, watch},
+    time::Instant,
 };
 use tokio_util::codec::FramedRead;
 use whatnext_protocol::{
@@ -77,6 +79,20 @@ fn unexpected(command: &'static str, answer: Event) -> ServiceError {
 
 pub(super) type Reply = oneshot::Sender<Result<Event, ServiceError>>;
 
+/// A caller waiting for the reply to its command, and until when. The supervisor, not a
+/// timer per request, answers `Timeout` when the deadline passes: a tokio timer is
+/// registered, polled and cleared for every request otherwise, about a tenth of the
+/// controller's work per request when many are in flight.
+pub(super) struct Waiter {
+    reply: Reply,
+    deadline: Instant,
+    /// What the caller gave, for the error.
+    timeout: Duration,
+}
+
+/// Request ids are handed out in order: they need no hashing.
+type ById<T> = HashMap<u64, T, nohash_hasher::BuildNoHashHasher<u64>>;
+
 /// Where a caller's command goes now: the live incarnation's [`Outlet`], or why there is
 /// none. The supervisor publishes it (a watch channel); callers only read it.
 #[derive(Clone)]
@@ -99,8 +115,11 @@ pub(super) struct Outlet {
     outbox: mpsc::Sender<OutFrame>,
     /// Request ids of this incarnation, shared by the callers and the supervisor.
     ids: AtomicU64,
-    waiters: mpsc::UnboundedSender<(u64, Reply)>,
+    waiters: mpsc::UnboundedSender<(u64, Waiter)>,
     recent: IpcLog,
+    /// How often at most the supervisor collects waiters when no reply comes (its
+    /// heartbeat): a deadline nearer than twice this keeps a timer of its own.
+    sweep_every: Duration,
 }
 
 impl Outlet {
@@ -120,21 +139,35 @@ impl Outlet {
         (id, frame)
     }
 
-    /// Queues a caller's command, waiting for room in the outbox; its reply (if it has a
-    /// waiter) goes to `reply`.
-    async fn send(&self, command: Command, reply: Option<Reply>) -> Result<(), ServiceError> {
+    /// Queues a caller's command, waiting for room in the outbox (until `deadline`, when
+    /// given); its reply (if it has a waiter) goes to `waiter`.
+    async fn send(
+        &self,
+        command: Command,
+        waiter: Option<Waiter>,
+        deadline: Option<Instant>,
+    ) -> Result<(), ServiceError> {
         // A closed outbox or waiter queue: this incarnation ended after the caller took it.
-        let permit = self
-            .outbox
-            .reserve()
-            .await
-            .map_err(|_| ServiceError::Restarted)?;
+        let permit = match self.outbox.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(ServiceError::Restarted),
+            Err(mpsc::error::TrySendError::Full(())) => {
+                let room = self.outbox.reserve();
+                let permit = match (deadline, &waiter) {
+                    (Some(deadline), Some(waiter)) => tokio::time::timeout_at(deadline, room)
+                        .await
+                        .map_err(|_| ServiceError::Timeout(waiter.timeout))?,
+                    _ => room.await,
+                };
+                permit.map_err(|_| ServiceError::Restarted)?
+            }
+        };
         let (id, frame) = self.encode(command);
-        if let Some(reply) = reply {
+        if let Some(waiter) = waiter {
             // Before the frame is queued, so the supervisor knows the waiter by the time
             // the reply can arrive.
             self.waiters
-                .send((id, reply))
+                .send((id, waiter))
                 .map_err(|_| ServiceError::Restarted)?;
         }
         permit.send(frame);
@@ -250,21 +283,46 @@ impl ServiceClient {
         command: Command,
         timeout: Duration,
     ) -> Result<Event, ServiceError> {
+        let deadline = Instant::now() + timeout;
+        let timed_out = ServiceError::Timeout(timeout);
+        let outlet = match self.live_outlet() {
+            Some(outlet) => outlet,
+            None => tokio::time::timeout_at(deadline, self.outlet())
+                .await
+                .map_err(|_| ServiceError::Timeout(timeout))??,
+        };
+        let (reply, answer) = oneshot::channel();
+        let waiter = Waiter {
+            reply,
+            deadline,
+            timeout,
+        };
         let asked = async {
-            let (reply, answer) = oneshot::channel();
-            self.outlet().await?.send(command, Some(reply)).await?;
+            outlet.send(command, Some(waiter), Some(deadline)).await?;
             // A dropped oneshot: the incarnation that had the request died before answering.
             answer.await.map_err(|_| ServiceError::Restarted)?
         };
-        tokio::time::timeout(timeout, asked)
-            .await
-            .unwrap_or(Err(ServiceError::Timeout(timeout)))
+        if timeout < 2 * outlet.sweep_every {
+            // Sooner than the supervisor is sure to look: this one keeps its own timer.
+            return tokio::time::timeout_at(deadline, asked)
+                .await
+                .unwrap_or(Err(timed_out));
+        }
+        asked.await
+    }
+
+    /// The live incarnation's outlet, if there is one now.
+    fn live_outlet(&self) -> Option<Arc<Outlet>> {
+        match &*self.route.borrow() {
+            Route::Live(outlet) => Some(outlet.clone()),
+            _ => None,
+        }
     }
 
     /// The live incarnation's outlet, waiting while one is being started.
     async fn outlet(&self) -> Result<Arc<Outlet>, ServiceError> {
-        if let Route::Live(outlet) = &*self.route.borrow() {
-            return Ok(outlet.clone());
+        if let Some(outlet) = self.live_outlet() {
+            return Ok(outlet);
         }
         let mut route = self.route.clone();
         let settled = route
@@ -375,7 +433,7 @@ impl ServiceClient {
     /// Sends a command that is not answered (e.g. `respond`); dropped if no service runs.
     pub async fn notify(&self, command: Command) {
         if let Ok(outlet) = self.outlet().await {
-            let _ = outlet.send(command, None).await;
+            let _ = outlet.send(command, None, None).await;
         }
     }
 }
@@ -396,10 +454,144 @@ pub(super) struct ServiceLink {
     pub(super) outlet: Arc<Outlet>,
     pub(super) writer: tokio::task::JoinHandle<std::io::Result<()>>,
     pub(super) reader: FramedRead<ChildStdout, FrameCodec>,
+    pub(super) waiting: Waiting,
+}
+
+/// A live incarnation's outlet for callers, and the supervisor's end of it: who waits.
+/// `sweep_every`: how often at most the supervisor sweeps (its heartbeat).
+fn outlet(
+    recent: IpcLog,
+    outbox: mpsc::Sender<OutFrame>,
+    sweep_every: Duration,
+) -> (Arc<Outlet>, Waiting) {
+    let (waiters, handed_over) = mpsc::unbounded_channel();
+    let outlet = Outlet {
+        outbox,
+        ids: AtomicU64::new(1),
+        waiters,
+        recent,
+        sweep_every,
+    };
+    let waiting = Waiting {
+        handed_over,
+        pending: ById::default(),
+        internal: ById::default(),
+        expiry: Expiry::new(),
+    };
+    (Arc::new(outlet), waiting)
+}
+
+/// Who waits for the reply to which request id of one incarnation, and until when. Owned
+/// by the supervisor's loop; callers hand their waiters over through [`Outlet`].
+pub(super) struct Waiting {
     /// Callers' waiters not yet collected into `pending`.
-    waiters: mpsc::UnboundedReceiver<(u64, Reply)>,
-    pending: HashMap<u64, Reply>,
-    internal: HashMap<u64, Internal>,
+    handed_over: mpsc::UnboundedReceiver<(u64, Waiter)>,
+    pending: ById<Waiter>,
+    internal: ById<Internal>,
+    pub(super) expiry: Expiry,
+}
+
+impl Waiting {
+    /// Collects the waiters callers handed over since the last look.
+    fn collect(&mut self) {
+        while let Ok((id, waiter)) = self.handed_over.try_recv() {
+            self.file(id, waiter);
+        }
+    }
+
+    fn file(&mut self, id: u64, waiter: Waiter) {
+        self.expiry.at_the_latest(waiter.deadline);
+        self.pending.insert(id, waiter);
+    }
+
+    /// Answers `Timeout` to the callers whose deadline passed and forgets those who gave up
+    /// (their request future was dropped); sets the expiry to the next deadline.
+    pub(super) fn sweep(&mut self) {
+        self.collect();
+        let now = Instant::now();
+        let ended = self
+            .pending
+            .extract_if(|_, waiter| waiter.reply.is_closed() || waiter.deadline <= now);
+        for (_, waiter) in ended {
+            // (A caller that gave up hears nothing: no one is listening.)
+            let _ = waiter
+                .reply
+                .send(Err(ServiceError::Timeout(waiter.timeout)));
+        }
+        let next = self.pending.values().map(|waiter| waiter.deadline).min();
+        self.expiry.set(next);
+    }
+
+    /// Tells every caller still waiting that this incarnation died before answering; a
+    /// caller that comes later finds the waiter queue closed and hears the same.
+    pub(super) fn fail_all(&mut self) {
+        self.handed_over.close();
+        self.collect();
+        for (_, waiter) in self.pending.drain() {
+            let _ = waiter.reply.send(Err(ServiceError::Restarted));
+        }
+        self.expiry.set(None);
+    }
+
+    /// Who waits for the reply to request `id`, taken out.
+    pub(super) fn take(&mut self, id: u64) -> Option<Internal> {
+        if let Some(internal) = self.internal.remove(&id) {
+            return Some(internal);
+        }
+        if let Some(waiter) = self.pending.remove(&id) {
+            return Some(Internal::Reply(waiter.reply));
+        }
+        // Usually the waiter is among the newest handovers: take it from there without
+        // filing it first; the others are filed for their own replies.
+        let mut found = None;
+        while let Ok((waiter_id, waiter)) = self.handed_over.try_recv() {
+            if waiter_id == id {
+                found = Some(waiter.reply);
+            } else {
+                self.file(waiter_id, waiter);
+            }
+        }
+        found.map(Internal::Reply)
+    }
+}
+
+/// Wakes the supervisor at the earliest deadline among the collected waiters (or early: a
+/// waiter answered since leaves it set, and the sweep then finds the next).
+pub(super) struct Expiry {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// When it goes off; `None`: never (no collected waiter).
+    at: Option<Instant>,
+}
+
+impl Expiry {
+    fn new() -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            at: None,
+        }
+    }
+
+    /// Goes off at `at` instead, if that is sooner.
+    fn at_the_latest(&mut self, at: Instant) {
+        if self.at.is_none_or(|now_at| at < now_at) {
+            self.set(Some(at));
+        }
+    }
+
+    fn set(&mut self, at: Option<Instant>) {
+        self.at = at;
+        if let Some(at) = at {
+            self.sleep.as_mut().reset(at);
+        }
+    }
+
+    /// Completes when the time set has come; never while none is set.
+    pub(super) async fn wait(&mut self) {
+        match self.at {
+            Some(_) => self.sleep.as_mut().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Why a frame could not be queued for the service.
@@ -412,25 +604,20 @@ pub(super) enum QueueError {
 }
 
 impl ServiceLink {
+    /// `sweep_every`: how often at most the supervisor sweeps the waiters (its heartbeat).
     pub(super) fn new(
         recent: IpcLog,
         outbox: mpsc::Sender<OutFrame>,
         writer: tokio::task::JoinHandle<std::io::Result<()>>,
         reader: FramedRead<ChildStdout, FrameCodec>,
+        sweep_every: Duration,
     ) -> Self {
-        let (waiters_tx, waiters) = mpsc::unbounded_channel();
+        let (outlet, waiting) = outlet(recent, outbox, sweep_every);
         Self {
-            outlet: Arc::new(Outlet {
-                outbox,
-                ids: AtomicU64::new(1),
-                waiters: waiters_tx,
-                recent,
-            }),
+            outlet,
             writer,
             reader,
-            waiters,
-            pending: HashMap::new(),
-            internal: HashMap::new(),
+            waiting,
         }
     }
 
@@ -447,7 +634,7 @@ impl ServiceLink {
         })?;
         let (id, frame) = self.outlet.encode(command);
         if let Internal::StartNode = waiter {
-            self.internal.insert(id, waiter);
+            self.waiting.internal.insert(id, waiter);
         }
         permit.send(frame);
         Ok(())
@@ -458,53 +645,10 @@ impl ServiceLink {
         self.outlet.outbox.capacity() == 0
     }
 
-    /// Collects the waiters callers handed over since the last look.
-    fn collect_waiters(&mut self) {
-        while let Ok((id, reply)) = self.waiters.try_recv() {
-            self.pending.insert(id, reply);
-        }
-    }
-
-    /// Forgets the waiters whose callers gave up (timed out) before their reply came.
-    pub(super) fn forget_abandoned(&mut self) {
-        self.collect_waiters();
-        self.pending.retain(|_, reply| !reply.is_closed());
-    }
-
-    /// Tells every caller still waiting that this incarnation died before answering; a
-    /// caller that comes later finds the waiter queue closed and hears the same.
-    pub(super) fn fail_pending(&mut self) {
-        self.waiters.close();
-        self.collect_waiters();
-        for (_, reply) in self.pending.drain() {
-            let _ = reply.send(Err(ServiceError::Restarted));
-        }
-    }
-
     /// Drops this end of the outbox, so the writer task ends once it has written what is
     /// queued (and closes the service's stdin); returns that task.
     pub(super) fn into_writer(self) -> tokio::task::JoinHandle<std::io::Result<()>> {
         self.writer
-    }
-
-    pub(super) fn take_waiter(&mut self, id: u64) -> Option<Internal> {
-        if let Some(internal) = self.internal.remove(&id) {
-            return Some(internal);
-        }
-        if let Some(reply) = self.pending.remove(&id) {
-            return Some(Internal::Reply(reply));
-        }
-        // Usually the waiter is among the newest handovers: take it from there without
-        // filing it first; the others are filed for their own replies.
-        let mut found = None;
-        while let Ok((waiter_id, reply)) = self.waiters.try_recv() {
-            if waiter_id == id {
-                found = Some(reply);
-            } else {
-                self.pending.insert(waiter_id, reply);
-            }
-        }
-        found.map(Internal::Reply)
     }
 }
 
@@ -547,6 +691,7 @@ mod tests {
             ids: AtomicU64::new(1),
             waiters,
             recent: IpcLog::default(),
+            sweep_every: Duration::from_secs(1),
         });
         let (_routes, route) = watch::channel(Route::Live(outlet));
         let client = ServiceClient {
@@ -576,7 +721,7 @@ mod tests {
                 else {
                     return;
                 };
-                let _ = reply.send(Ok(answer));
+                let _ = reply.reply.send(Ok(answer));
             }
         });
         let wait = Duration::from_secs(5);
@@ -608,6 +753,73 @@ mod tests {
         );
     }
 
+    /// A request the service never answers ends in `Timeout` at its deadline: a deadline
+    /// far enough off by the supervisor's sweep (the request keeps no timer), a near one by
+    /// its own timer; a caller that gave up is forgotten. (Fails when the expiry is not
+    /// armed: the far request then hears only at the next heartbeat, 5 s instead of 4.5 s.)
+    #[tokio::test(start_paused = true)]
+    async fn unanswered_requests_time_out_at_their_deadline() {
+        let (outbox, _frames) = mpsc::channel::<OutFrame>(8);
+        let sweep_every = Duration::from_secs(1);
+        let (outlet, mut waiting) = outlet(IpcLog::default(), outbox, sweep_every);
+        let (_routes, route) = watch::channel(Route::Live(outlet));
+        let client = ServiceClient {
+            route,
+            recent: IpcLog::default(),
+        };
+        // The supervisor's loop as it is while no reply comes: the heartbeat and the expiry.
+        let supervisor = tokio::spawn(async move {
+            let mut heartbeat = tokio::time::interval(sweep_every);
+            let watching = async {
+                loop {
+                    tokio::select! {
+                        () = waiting.expiry.wait() => waiting.sweep(),
+                        _ = heartbeat.tick() => waiting.sweep(),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(8), watching).await;
+            waiting
+        });
+        let start = Instant::now();
+        let ask = |timeout: Duration| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let answer = client.request(Command::Ping, timeout).await;
+                (answer, start.elapsed())
+            })
+        };
+        let far = ask(Duration::from_millis(4_500));
+        let near = ask(Duration::from_millis(300));
+        let given_up = ask(Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        given_up.abort();
+
+        let (answer, after) = near.await.expect("joined");
+        assert!(
+            matches!(answer, Err(ServiceError::Timeout(_))),
+            "{answer:?}"
+        );
+        assert!(
+            after >= Duration::from_millis(300) && after < Duration::from_millis(350),
+            "{after:?}"
+        );
+        let (answer, after) = far.await.expect("joined");
+        assert!(
+            matches!(answer, Err(ServiceError::Timeout(t)) if t == Duration::from_millis(4_500)),
+            "{answer:?}"
+        );
+        assert!(
+            after >= Duration::from_millis(4_500) && after < Duration::from_millis(4_550),
+            "{after:?}"
+        );
+        let waiting = supervisor.await.expect("joined");
+        assert!(
+            waiting.pending.is_empty() && waiting.expiry.at.is_none(),
+            "nothing is left waiting"
+        );
+    }
+
     /// Requests follow the route: while a service starts they wait for it, a route that
     /// goes down answers them with its reason, and an incarnation that ends after a caller
     /// took its outlet answers `Restarted` (not a hang until the timeout).
@@ -633,12 +845,13 @@ mod tests {
 
         // A live incarnation that then dies: its waiter queue closes (`fail_pending`).
         let (outbox, _frames) = mpsc::channel::<OutFrame>(4);
-        let (waiters, mut handed_over) = mpsc::unbounded_channel::<(u64, Reply)>();
+        let (waiters, mut handed_over) = mpsc::unbounded_channel::<(u64, Waiter)>();
         let outlet = Arc::new(Outlet {
             outbox,
             ids: AtomicU64::new(1),
             waiters,
             recent: IpcLog::default(),
+            sweep_every: Duration::from_secs(1),
         });
         routes.send_replace(Route::Live(outlet));
         let pending = tokio::spawn({
