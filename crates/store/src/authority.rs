@@ -79,11 +79,27 @@ pub fn receive(
     session: &str,
     envelope: &Envelope,
 ) -> Result<Received, Rejection> {
+    receive_unless_barred(doc, session, envelope, |_| None)
+}
+
+/// [`receive`], but an envelope whose (verified) author `barred` gives a reason for is
+/// refused for it before its changes touch the document: a refusal after they were applied
+/// costs a copy of the whole document, which an author whose updates keep being refused
+/// must not be able to make the receiver pay for again and again.
+pub fn receive_unless_barred(
+    doc: &mut PlaylistDoc,
+    session: &str,
+    envelope: &Envelope,
+    barred: impl Fn(&str) -> Option<String>,
+) -> Result<Received, Rejection> {
     let (author, key) = envelope
         .verify(session)
         .map_err(|e| reject(None, e.to_string()))?;
     let author = author.to_string();
     let who = Some(author.as_str());
+    if let Some(why) = barred(&author) {
+        return Err(reject(who, why));
+    }
     let meta = LoroDoc::decode_import_blob_meta(&envelope.updates, true)
         .map_err(|e| reject(who, format!("its content is not Loro updates ({e})")))?;
     let span = match envelope.kind {

@@ -519,3 +519,51 @@ fn updates_that_make_loro_panic_are_refused_and_the_playlist_goes_on() {
         assert_eq!(store.get(&id).expect("get").tracks.len(), 2);
     }
 }
+
+/// Each refusal of an update its author had no right to make costs the receiver a copy of
+/// the whole document (the update is undone). An author refused 16 times within a minute
+/// has every update refused unread for the rest of that minute, even an honest one; other
+/// members are not affected, and once the minute is over the honest update applies.
+#[test]
+fn an_author_refused_again_and_again_is_ignored_for_the_rest_of_a_minute() {
+    let (_dir, mut owner, _bob, id, mallory) = party();
+    for i in 0..16 {
+        let (_, body) = Modified::join(3, &mut owner, &id).sign(&id, |d| {
+            d.get_map("meta")
+                .insert("queue_mode", "turn_taking")
+                .expect("insert");
+        });
+        let applied = owner.apply_remote(&id, &body, 1_000 + i).expect("answered");
+        assert!(
+            applied.rejected.len() == 1 && applied.rejected[0].reason.contains("changes the mode"),
+            "{applied:?}"
+        );
+    }
+    let (_, honest) = mallory.sign(&id, |d| mallory.add_track_map(d, "t-m", "mallory's"));
+    let applied = owner.apply_remote(&id, &honest, 30_000).expect("answered");
+    assert!(!applied.changed, "{applied:?}");
+    assert!(
+        applied.rejected.len() == 1
+            && applied.rejected[0]
+                .reason
+                .contains("16 of its author's updates were refused")
+            && applied.rejected[0].reason.contains("ignored for 31 s more"),
+        "{applied:?}"
+    );
+    assert_eq!(owner.get(&id).expect("get").tracks.len(), 1);
+
+    let bob = Modified::join(2, &mut owner, &id);
+    let (_, bobs) = bob.sign(&id, |d| bob.add_track_map(d, "t-b", "bob's"));
+    let applied = owner.apply_remote(&id, &bobs, 30_001).expect("answered");
+    assert!(
+        applied.changed && applied.rejected.is_empty(),
+        "{applied:?}"
+    );
+
+    let applied = owner.apply_remote(&id, &honest, 61_000).expect("answered");
+    assert!(
+        applied.changed && applied.rejected.is_empty(),
+        "{applied:?}"
+    );
+    assert_eq!(owner.get(&id).expect("get").tracks.len(), 3);
+}

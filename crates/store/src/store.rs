@@ -57,7 +57,7 @@ use whatnext_protocol::{
 };
 
 use crate::{
-    authority::{Received, Rejection, receive},
+    authority::{Received, Rejection, receive_unless_barred},
     doc::{PlaylistDoc, is_valid_id, new_playlist_id, validate_import},
     error::StoreError,
     listing::{self, Listed},
@@ -101,6 +101,8 @@ struct Entry {
     /// Received envelopes that build on changes not here yet (memory only: the members who
     /// sent them still have them).
     waiting: Vec<Envelope>,
+    /// Authors whose updates were refused lately (memory only; see [`Strikes`]).
+    strikes: Strikes,
     /// Whose key the document's Loro peer id is derived from (our edits are signed by it).
     signer: String,
     /// The nonce of that Loro peer id.
@@ -125,6 +127,7 @@ impl Entry {
             damaged: false,
             signed,
             waiting: Vec::new(),
+            strikes: Strikes::default(),
             signer: String::new(),
             nonce,
             last_used: std::time::Instant::now(),
@@ -1259,7 +1262,7 @@ impl Store {
         &mut self,
         id: &str,
         updates: &[u8],
-        _now_ms: u64,
+        now_ms: u64,
     ) -> Result<Applied, StoreError> {
         let envelopes = decode_envelopes(updates).map_err(StoreError::Invalid)?;
         if !self.contains(id) {
@@ -1272,7 +1275,9 @@ impl Store {
             let mut doc = PlaylistDoc::empty();
             doc.set_peer(peer)?;
             let mut waiting = Vec::new();
-            let (accepted, rejected) = receive_all(&mut doc, id, envelopes, &mut waiting);
+            let mut strikes = Strikes::default();
+            let (accepted, rejected) =
+                receive_all(&mut doc, id, envelopes, &mut waiting, &mut strikes);
             if doc.id() != id {
                 let why = rejected
                     .first()
@@ -1294,16 +1299,23 @@ impl Store {
             });
         }
         let before = self.entry(id)?.doc.version();
-        let mut waiting = self
+        let (mut waiting, mut strikes) = self
             .playlists
             .get_mut(id)
-            .map(|entry| std::mem::take(&mut entry.waiting))
+            .map(|entry| {
+                (
+                    std::mem::take(&mut entry.waiting),
+                    std::mem::take(&mut entry.strikes),
+                )
+            })
             .unwrap_or_default();
+        strikes.now_ms = now_ms;
         let received = self.change(id, Origin::Remote, None, |doc| {
-            Ok(receive_all(doc, id, envelopes, &mut waiting))
+            Ok(receive_all(doc, id, envelopes, &mut waiting, &mut strikes))
         });
         if let Some(entry) = self.playlists.get_mut(id) {
             entry.waiting = waiting;
+            entry.strikes = strikes;
         }
         let (accepted, rejected) = received?;
         let entry = self
@@ -1498,14 +1510,53 @@ impl Store {
     }
 }
 
+/// Refused updates per author, for one playlist. Refusing an update its author had no right
+/// to make costs the receiver a copy of the whole document (the update is undone), so an
+/// author with more than [`MAX_REFUSED`] refused in [`REFUSAL_WINDOW_MS`] has every update
+/// refused unread until that window ends. An honest app is never refused (what it sends,
+/// its author could do), so only a modified client meets the bar.
+#[derive(Debug, Default)]
+struct Strikes {
+    /// Author → (when the window of their first refusal began, refusals in it).
+    by_author: std::collections::HashMap<String, (u64, u32)>,
+    now_ms: u64,
+}
+
+const MAX_REFUSED: u32 = 16;
+const REFUSAL_WINDOW_MS: u64 = 60_000;
+
+impl Strikes {
+    fn barred(&self, author: &str) -> Option<String> {
+        let (since, count) = *self.by_author.get(author)?;
+        let left = (since + REFUSAL_WINDOW_MS).checked_sub(self.now_ms)?;
+        (count >= MAX_REFUSED && left > 0).then(|| {
+            format!(
+                "{count} of its author's updates were refused within a minute; theirs are ignored for {} s more",
+                left.div_ceil(1000)
+            )
+        })
+    }
+
+    fn count(&mut self, author: &str) {
+        let now = self.now_ms;
+        let (since, count) = self.by_author.entry(author.to_string()).or_insert((now, 0));
+        if now.saturating_sub(*since) >= REFUSAL_WINDOW_MS {
+            (*since, *count) = (now, 0);
+        }
+        *count = count.saturating_add(1);
+    }
+}
+
 /// Receives `envelopes` into `doc` in order, retrying those that wait for history after
 /// each one that applied (and those left `waiting` from before). Returns the envelopes
-/// applied, in the order applied (which is causal), and those rejected.
+/// applied, in the order applied (which is causal), and those rejected; each rejection
+/// counts against its author in `strikes`.
 fn receive_all(
     doc: &mut PlaylistDoc,
     id: &str,
     envelopes: Vec<Envelope>,
     waiting: &mut Vec<Envelope>,
+    strikes: &mut Strikes,
 ) -> (Vec<Envelope>, Vec<Rejection>) {
     let mut accepted = Vec::new();
     let mut rejected = Vec::new();
@@ -1515,14 +1566,19 @@ fn receive_all(
         let mut progress = false;
         let mut still = Vec::new();
         for envelope in queue {
-            match receive(doc, id, &envelope) {
+            match receive_unless_barred(doc, id, &envelope, |author| strikes.barred(author)) {
                 Ok(Received::Applied(_)) => {
                     accepted.push(envelope);
                     progress = true;
                 }
                 Ok(Received::AlreadyHere) => {}
                 Ok(Received::Waiting) => still.push(envelope),
-                Err(rejection) => rejected.push(rejection),
+                Err(rejection) => {
+                    if let Some(author) = &rejection.author {
+                        strikes.count(author);
+                    }
+                    rejected.push(rejection);
+                }
             }
         }
         queue = still;
@@ -1789,6 +1845,7 @@ fn load_entry(dir: &Path, id: &str, now_ms: u64) -> Result<Option<Loaded>, Store
             damaged,
             signed,
             waiting: Vec::new(),
+            strikes: Strikes::default(),
             signer: String::new(),
             nonce: 0,
             last_used: std::time::Instant::now(),
