@@ -424,6 +424,9 @@ impl Supervisor {
                                     return ended;
                                 }
                                 if waves.handled(!link.reader.read_buffer().is_empty()) {
+                                    // A stream of replies keeps this branch first in line:
+                                    // deadlines are kept all the same.
+                                    link.waiting.sweep_if_due();
                                     // Let the callers answered so far run (and queue their
                                     // next commands) while the rest of the replies wait.
                                     tokio::task::yield_now().await;

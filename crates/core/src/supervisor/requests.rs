@@ -522,6 +522,14 @@ impl Waiting {
         self.expiry.set(next);
     }
 
+    /// [`Self::sweep`]s if the earliest deadline has passed: for a loop busy with a stream
+    /// of replies, which may not get to the expiry's turn for a while.
+    pub(super) fn sweep_if_due(&mut self) {
+        if self.expiry.at.is_some_and(|at| at <= Instant::now()) {
+            self.sweep();
+        }
+    }
+
     /// Tells every caller still waiting that this incarnation died before answering; a
     /// caller that comes later finds the waiter queue closed and hears the same.
     pub(super) fn fail_all(&mut self) {
