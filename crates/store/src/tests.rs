@@ -79,6 +79,35 @@ fn edits_survive_reopen_and_bad_input_changes_nothing() {
     assert_eq!(after.tracks[0].added_by, me());
 }
 
+/// The listing's track count is the number of tracks shown: a removed track is not
+/// counted, nor one still in the list whose id was removed (a removal raced with a copy
+/// that kept it), while one without an id is; it agrees with what a read shows.
+#[test]
+fn the_track_count_leaves_out_removed_and_hidden_tracks() {
+    let doc =
+        PlaylistDoc::create("0123456789abcdef0123456789abcdef", "P", "", &me(), 1).expect("create");
+    doc.add_tracks(&[track("a"), track("b"), track("c"), track("d")], &me(), 2)
+        .expect("add");
+    assert_eq!(doc.summary().track_count, 4);
+    let ids: Vec<String> = doc.read().tracks.iter().map(|t| t.id.clone()).collect();
+    doc.remove_track(&ids[0], 3).expect("remove");
+    assert_eq!(doc.summary().track_count, 3);
+    // Hidden: removed by id, still in the list.
+    doc.doc
+        .get_map("removed_tracks")
+        .insert(&ids[1], 4)
+        .expect("hide");
+    // No id: shown.
+    doc.doc
+        .get_movable_list("tracks")
+        .push_container(loro::LoroMap::new())
+        .expect("push");
+    doc.commit();
+    let shown = doc.read().tracks.len();
+    assert_eq!(shown, 3, "b hidden, the track without an id shown");
+    assert_eq!(doc.summary().track_count, shown);
+}
+
 #[test]
 fn a_truncated_log_loads_every_whole_record() {
     let dir = tempfile::tempdir().expect("tempdir");
