@@ -222,17 +222,10 @@ impl PlaylistDoc {
         list_values(&self.tracks())
     }
 
-    /// List indexes of the tracks that are shown (not removed), in order.
-    fn visible_indexes(&self) -> Vec<usize> {
-        if self.removed().is_empty() {
-            return (0..self.tracks().len()).collect();
-        }
-        self.visible_among(&self.track_values())
-    }
-
-    /// How many tracks are shown: [`Self::visible_indexes`]' count, reading only each
-    /// track's id (and only when some track was removed) instead of every field of every
-    /// track — the listing's count is refreshed on every change.
+    /// How many tracks are shown (those whose id was not removed, see
+    /// [`Self::visible_among`]), reading only each track's id, and only when some track was
+    /// removed: the listing's count is refreshed on every change, and reading every field
+    /// of every track made one edit of 100,000 tracks cost ~1 s.
     fn visible_count(&self) -> usize {
         let tracks = self.tracks();
         let removed = self.removed();
@@ -258,7 +251,8 @@ impl PlaylistDoc {
         items.len() - hidden
     }
 
-    /// [`Self::visible_indexes`] of `tracks`, the list already read.
+    /// The indexes of the tracks shown among `tracks` (the list already read): those whose
+    /// id was not removed.
     fn visible_among(&self, tracks: &[LoroValue]) -> Vec<usize> {
         let removed = self.removed();
         tracks

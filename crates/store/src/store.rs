@@ -1512,9 +1512,10 @@ impl Store {
 
 /// Refused updates per author, for one playlist. Refusing an update its author had no right
 /// to make costs the receiver a copy of the whole document (the update is undone), so an
-/// author with more than [`MAX_REFUSED`] refused in [`REFUSAL_WINDOW_MS`] has every update
-/// refused unread until that window ends. An honest app is never refused (what it sends,
-/// its author could do), so only a modified client meets the bar.
+/// author refused [`MAX_REFUSED`] times within [`REFUSAL_WINDOW_MS`] of the first has every
+/// update refused unread until that window ends. An honest app is refused only when its
+/// update raced a rule change, and then accepted in the state its author saw (authority's
+/// second check), so only a modified client meets the bar.
 #[derive(Debug, Default)]
 struct Strikes {
     /// Author → (when the window of their first refusal began, refusals in it).
@@ -1528,7 +1529,9 @@ const REFUSAL_WINDOW_MS: u64 = 60_000;
 impl Strikes {
     fn barred(&self, author: &str) -> Option<String> {
         let (since, count) = *self.by_author.get(author)?;
-        let left = (since + REFUSAL_WINDOW_MS).checked_sub(self.now_ms)?;
+        let left = since
+            .saturating_add(REFUSAL_WINDOW_MS)
+            .checked_sub(self.now_ms)?;
         (count >= MAX_REFUSED && left > 0).then(|| {
             format!(
                 "{count} of its author's updates were refused within a minute; theirs are ignored for {} s more",

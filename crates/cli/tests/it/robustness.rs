@@ -126,8 +126,8 @@ fn concurrent_big_batches_on_two_members_never_deadlock_the_pipes() {
         let state = node.wait_running();
         assert_eq!(
             state["service"]["restarts"], 0,
-            "the service was restarted under load: {}",
-            state["last_error"]
+            "the service was restarted under load: {} (it ended: {})",
+            state["last_error"], state["service"]["last_exit"]
         );
     }
     assert_sigterm_ends_within_5s(&mut a);

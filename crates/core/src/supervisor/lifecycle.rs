@@ -151,7 +151,16 @@ const PIPE_BYTES: nix::libc::c_int = 1 << 20;
 pub(super) struct Heartbeat {
     interval: tokio::time::Interval,
     last_pong: Instant,
+    /// When any frame last came from the service.
+    last_heard: Instant,
 }
+
+/// How many heartbeat timeouts a service that keeps sending events may go without a pong
+/// before it counts as hung: it is alive but not reading its commands. On a loaded machine
+/// a busy service's pong can be late by several seconds while it works through a sync
+/// (seen: 11.8 s with two members adding 15,000 tracks next to two busy processes on 2
+/// cores), and a restart then would only drop its connections and start the sync over.
+const BUSY_PONG_TIMEOUTS: u32 = 8;
 
 impl Heartbeat {
     pub(super) fn new(policy: &RestartPolicy) -> Self {
@@ -160,7 +169,13 @@ impl Heartbeat {
         Self {
             interval,
             last_pong: Instant::now(),
+            last_heard: Instant::now(),
         }
+    }
+
+    /// A frame arrived from the service (the pong, or anything else).
+    pub(super) fn heard(&mut self) {
+        self.last_heard = Instant::now();
     }
 
     /// Waits for the next beat.
@@ -171,18 +186,23 @@ impl Heartbeat {
     /// A pong arrived.
     pub(super) fn pong(&mut self) {
         self.last_pong = Instant::now();
+        self.last_heard = self.last_pong;
     }
 
-    /// At a beat: why the service must be restarted, if it must — no pong for longer than
-    /// `heartbeat_timeout` (`pipe_full`: its command pipe is full too), or resident memory
-    /// over the bound.
+    /// At a beat: why the service must be restarted, if it must — nothing heard from it for
+    /// longer than `heartbeat_timeout`, or no pong for [`BUSY_PONG_TIMEOUTS`] times that
+    /// while it sends other events (`pipe_full`: its command pipe is full too), or resident
+    /// memory over the bound.
     pub(super) fn check(
         &self,
         child: &Child,
         pipe_full: bool,
         policy: &RestartPolicy,
     ) -> Result<(), String> {
-        if self.last_pong.elapsed() > policy.heartbeat_timeout {
+        let silent = self.last_heard.elapsed() > policy.heartbeat_timeout;
+        let busy_but_deaf =
+            self.last_pong.elapsed() > policy.heartbeat_timeout * BUSY_PONG_TIMEOUTS;
+        if silent || busy_but_deaf {
             let pipe = if pipe_full {
                 "; its command pipe has been full all that time"
             } else {

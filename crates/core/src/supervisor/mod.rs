@@ -417,6 +417,7 @@ impl Supervisor {
                         Some(Err(err)) => return Ended::Crashed(format!("unreadable frame from the service: {err}")),
                         Some(Ok(frame)) => match parse_event(self.recent.see(frame)) {
                             Ok(envelope) => {
+                                heartbeat.heard();
                                 if matches!(envelope.body, Event::Pong) {
                                     heartbeat.pong();
                                 }
