@@ -108,6 +108,33 @@ fn the_track_count_leaves_out_removed_and_hidden_tracks() {
     assert_eq!(doc.summary().track_count, shown);
 }
 
+/// The refusal back-off bars an author after 16 refusals or 3 s spent refusing them,
+/// whichever comes first, until a minute after the first; then it starts over.
+#[test]
+fn an_author_is_barred_by_refusal_count_or_by_time_spent() {
+    use std::time::Duration;
+    let mut strikes = crate::store::Strikes::default();
+    strikes.now_ms = 1_000;
+    // One refusal that took 3.5 s (a big playlist): barred at once.
+    strikes.count("slow", Duration::from_millis(3_500));
+    let why = strikes.barred("slow").expect("barred by time");
+    assert!(
+        why.contains("took 3.5 s") && why.contains("60 s more"),
+        "{why}"
+    );
+    // Cheap refusals: barred at the 16th.
+    for i in 0..16 {
+        assert!(strikes.barred("cheap").is_none(), "barred after {i}");
+        strikes.count("cheap", Duration::from_millis(5));
+    }
+    assert!(strikes.barred("cheap").is_some());
+    assert!(strikes.barred("someone else").is_none());
+    strikes.now_ms = 61_000;
+    assert!(strikes.barred("slow").is_none() && strikes.barred("cheap").is_none());
+    strikes.count("cheap", Duration::from_millis(5));
+    assert!(strikes.barred("cheap").is_none(), "a new window starts");
+}
+
 #[test]
 fn a_truncated_log_loads_every_whole_record() {
     let dir = tempfile::tempdir().expect("tempdir");
