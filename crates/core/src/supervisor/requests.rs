@@ -139,25 +139,20 @@ impl Outlet {
         (id, frame)
     }
 
-    /// Queues a caller's command, waiting for room in the outbox (until `deadline`, when
-    /// given); its reply (if it has a waiter) goes to `waiter`.
-    async fn send(
-        &self,
-        command: Command,
-        waiter: Option<Waiter>,
-        deadline: Option<Instant>,
-    ) -> Result<(), ServiceError> {
+    /// Queues a caller's command, waiting for room in the outbox (until the waiter's
+    /// deadline, when it has one); its reply (if it has a waiter) goes to `waiter`.
+    async fn send(&self, command: Command, waiter: Option<Waiter>) -> Result<(), ServiceError> {
         // A closed outbox or waiter queue: this incarnation ended after the caller took it.
         let permit = match self.outbox.try_reserve() {
             Ok(permit) => permit,
             Err(mpsc::error::TrySendError::Closed(())) => return Err(ServiceError::Restarted),
             Err(mpsc::error::TrySendError::Full(())) => {
                 let room = self.outbox.reserve();
-                let permit = match (deadline, &waiter) {
-                    (Some(deadline), Some(waiter)) => tokio::time::timeout_at(deadline, room)
+                let permit = match &waiter {
+                    Some(waiter) => tokio::time::timeout_at(waiter.deadline, room)
                         .await
                         .map_err(|_| ServiceError::Timeout(waiter.timeout))?,
-                    _ => room.await,
+                    None => room.await,
                 };
                 permit.map_err(|_| ServiceError::Restarted)?
             }
@@ -284,7 +279,6 @@ impl ServiceClient {
         timeout: Duration,
     ) -> Result<Event, ServiceError> {
         let deadline = Instant::now() + timeout;
-        let timed_out = ServiceError::Timeout(timeout);
         let outlet = match self.live_outlet() {
             Some(outlet) => outlet,
             None => tokio::time::timeout_at(deadline, self.outlet())
@@ -298,7 +292,7 @@ impl ServiceClient {
             timeout,
         };
         let asked = async {
-            outlet.send(command, Some(waiter), Some(deadline)).await?;
+            outlet.send(command, Some(waiter)).await?;
             // A dropped oneshot: the incarnation that had the request died before answering.
             answer.await.map_err(|_| ServiceError::Restarted)?
         };
@@ -306,7 +300,7 @@ impl ServiceClient {
             // Sooner than the supervisor is sure to look: this one keeps its own timer.
             return tokio::time::timeout_at(deadline, asked)
                 .await
-                .unwrap_or(Err(timed_out));
+                .unwrap_or(Err(ServiceError::Timeout(timeout)));
         }
         asked.await
     }
@@ -433,7 +427,7 @@ impl ServiceClient {
     /// Sends a command that is not answered (e.g. `respond`); dropped if no service runs.
     pub async fn notify(&self, command: Command) {
         if let Ok(outlet) = self.outlet().await {
-            let _ = outlet.send(command, None, None).await;
+            let _ = outlet.send(command, None).await;
         }
     }
 }
@@ -693,14 +687,12 @@ mod tests {
         // A live route whose "service" is this test: it reads the queued frames and
         // answers each through the waiter its caller handed over.
         let (outbox, mut frames) = mpsc::channel::<OutFrame>(4);
-        let (waiters, mut handed_over) = mpsc::unbounded_channel();
-        let outlet = Arc::new(Outlet {
-            outbox,
-            ids: AtomicU64::new(1),
-            waiters,
-            recent: IpcLog::default(),
-            sweep_every: Duration::from_secs(1),
-        });
+        let (
+            outlet,
+            Waiting {
+                mut handed_over, ..
+            },
+        ) = outlet(IpcLog::default(), outbox, Duration::from_secs(1));
         let (_routes, route) = watch::channel(Route::Live(outlet));
         let client = ServiceClient {
             route,
@@ -853,14 +845,12 @@ mod tests {
 
         // A live incarnation that then dies: its waiter queue closes (`fail_pending`).
         let (outbox, _frames) = mpsc::channel::<OutFrame>(4);
-        let (waiters, mut handed_over) = mpsc::unbounded_channel::<(u64, Waiter)>();
-        let outlet = Arc::new(Outlet {
-            outbox,
-            ids: AtomicU64::new(1),
-            waiters,
-            recent: IpcLog::default(),
-            sweep_every: Duration::from_secs(1),
-        });
+        let (
+            outlet,
+            Waiting {
+                mut handed_over, ..
+            },
+        ) = outlet(IpcLog::default(), outbox, Duration::from_secs(1));
         routes.send_replace(Route::Live(outlet));
         let pending = tokio::spawn({
             let client = client.clone();
