@@ -1277,7 +1277,7 @@ impl Store {
             let mut waiting = Vec::new();
             let mut strikes = Strikes::default();
             let (accepted, rejected) =
-                receive_all(&mut doc, id, envelopes, &mut waiting, &mut strikes);
+                receive_all(&mut doc, id, envelopes, &mut waiting, &mut strikes, now_ms);
             if doc.id() != id {
                 let why = rejected
                     .first()
@@ -1309,9 +1309,15 @@ impl Store {
                 )
             })
             .unwrap_or_default();
-        strikes.now_ms = now_ms;
         let received = self.change(id, Origin::Remote, None, |doc| {
-            Ok(receive_all(doc, id, envelopes, &mut waiting, &mut strikes))
+            Ok(receive_all(
+                doc,
+                id,
+                envelopes,
+                &mut waiting,
+                &mut strikes,
+                now_ms,
+            ))
         });
         if let Some(entry) = self.playlists.get_mut(id) {
             entry.waiting = waiting;
@@ -1524,7 +1530,6 @@ pub(crate) struct Strikes {
     /// Author → (when the window of their first refusal began, refusals in it, the time
     /// they took).
     by_author: std::collections::HashMap<String, (u64, u32, std::time::Duration)>,
-    pub(crate) now_ms: u64,
 }
 
 const MAX_REFUSED: u32 = 16;
@@ -1532,11 +1537,12 @@ const REFUSAL_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
 const REFUSAL_WINDOW_MS: u64 = 60_000;
 
 impl Strikes {
-    pub(crate) fn barred(&self, author: &str) -> Option<String> {
+    /// Why `author`'s updates are refused unread at `now_ms`, if they are.
+    pub(crate) fn barred(&self, author: &str, now_ms: u64) -> Option<String> {
         let (since, count, took) = *self.by_author.get(author)?;
         let left = since
             .saturating_add(REFUSAL_WINDOW_MS)
-            .checked_sub(self.now_ms)?;
+            .checked_sub(now_ms)?;
         (left > 0 && (count >= MAX_REFUSED || took >= REFUSAL_BUDGET)).then(|| {
             format!(
                 "{count} of its author's updates were refused within a minute (checking them took {:.1} s); theirs are ignored for {} s more",
@@ -1546,9 +1552,8 @@ impl Strikes {
         })
     }
 
-    /// One more refusal of `author`'s, which took `took` to decide.
-    pub(crate) fn count(&mut self, author: &str, took: std::time::Duration) {
-        let now = self.now_ms;
+    /// One more refusal of `author`'s at `now`, which took `took` to decide.
+    pub(crate) fn count(&mut self, author: &str, now: u64, took: std::time::Duration) {
         let (since, count, spent) =
             self.by_author
                 .entry(author.to_string())
@@ -1571,6 +1576,7 @@ fn receive_all(
     envelopes: Vec<Envelope>,
     waiting: &mut Vec<Envelope>,
     strikes: &mut Strikes,
+    now_ms: u64,
 ) -> (Vec<Envelope>, Vec<Rejection>) {
     let mut accepted = Vec::new();
     let mut rejected = Vec::new();
@@ -1581,7 +1587,8 @@ fn receive_all(
         let mut still = Vec::new();
         for envelope in queue {
             let started = std::time::Instant::now();
-            match receive_unless_barred(doc, id, &envelope, |author| strikes.barred(author)) {
+            match receive_unless_barred(doc, id, &envelope, |author| strikes.barred(author, now_ms))
+            {
                 Ok(Received::Applied(_)) => {
                     accepted.push(envelope);
                     progress = true;
@@ -1590,7 +1597,7 @@ fn receive_all(
                 Ok(Received::Waiting) => still.push(envelope),
                 Err(rejection) => {
                     if let Some(author) = &rejection.author {
-                        strikes.count(author, started.elapsed());
+                        strikes.count(author, now_ms, started.elapsed());
                     }
                     rejected.push(rejection);
                 }

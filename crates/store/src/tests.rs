@@ -114,25 +114,26 @@ fn the_track_count_leaves_out_removed_and_hidden_tracks() {
 fn an_author_is_barred_by_refusal_count_or_by_time_spent() {
     use std::time::Duration;
     let mut strikes = crate::store::Strikes::default();
-    strikes.now_ms = 1_000;
     // One refusal that took 3.5 s (a big playlist): barred at once.
-    strikes.count("slow", Duration::from_millis(3_500));
-    let why = strikes.barred("slow").expect("barred by time");
+    strikes.count("slow", 1_000, Duration::from_millis(3_500));
+    let why = strikes.barred("slow", 1_000).expect("barred by time");
     assert!(
         why.contains("took 3.5 s") && why.contains("60 s more"),
         "{why}"
     );
     // Cheap refusals: barred at the 16th.
     for i in 0..16 {
-        assert!(strikes.barred("cheap").is_none(), "barred after {i}");
-        strikes.count("cheap", Duration::from_millis(5));
+        assert!(strikes.barred("cheap", 1_000).is_none(), "barred after {i}");
+        strikes.count("cheap", 1_000, Duration::from_millis(5));
     }
-    assert!(strikes.barred("cheap").is_some());
-    assert!(strikes.barred("someone else").is_none());
-    strikes.now_ms = 61_000;
-    assert!(strikes.barred("slow").is_none() && strikes.barred("cheap").is_none());
-    strikes.count("cheap", Duration::from_millis(5));
-    assert!(strikes.barred("cheap").is_none(), "a new window starts");
+    assert!(strikes.barred("cheap", 1_000).is_some());
+    assert!(strikes.barred("someone else", 1_000).is_none());
+    assert!(strikes.barred("slow", 61_000).is_none() && strikes.barred("cheap", 61_000).is_none());
+    strikes.count("cheap", 61_000, Duration::from_millis(5));
+    assert!(
+        strikes.barred("cheap", 61_000).is_none(),
+        "a new window starts"
+    );
 }
 
 #[test]
