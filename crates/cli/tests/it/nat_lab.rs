@@ -1322,6 +1322,11 @@ fn when_an_address_changes_the_node_its_invite_and_sessions_follow() {
     crate::support::add_track(&b, &id, "Before the move");
     crate::support::join(&a, &link);
     wait_for_title(&a, &id, "Before the move");
+    // The session is up both ways before the move: B has A's addresses (A records them in
+    // the playlist when it joins, before its first edit), which are how B finds A again.
+    // Moved a few ms after the join, B would know A only by the connection it loses.
+    crate::support::add_track(&a, &id, "Before the move, from A");
+    wait_for_title(&b, &id, "Before the move, from A");
 
     let (old, new) = (
         format!("/ip4/{PUBLIC_PREFIX}.2/"),
