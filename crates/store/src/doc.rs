@@ -842,10 +842,15 @@ impl PlaylistDoc {
     pub fn read(&self) -> Playlist {
         let meta = self.meta().get_value();
         let removed = self.removed();
-        let tracks = self
-            .track_values()
-            .iter()
-            .map(track_from)
+        let items = list_items(&self.tracks());
+        // In Loro's storage order, as `list_values` reads (see there), then in list order.
+        let mut tracks: Vec<Option<Track>> = vec![None; items.len()];
+        for i in key_order(&items) {
+            tracks[i] = Some(track_of(&items[i]));
+        }
+        let tracks = tracks
+            .into_iter()
+            .flatten()
             .filter(|t| removed.get(&t.id).is_none())
             .collect();
         let members = |name: &str| -> Vec<(String, LoroValue)> {
@@ -896,40 +901,117 @@ impl PlaylistDoc {
     }
 }
 
-fn track_from(value: &LoroValue) -> Track {
-    let artists = value
-        .as_map()
-        .and_then(|m| m.get("artists"))
-        .and_then(|a| a.as_list())
-        .map(|list| {
-            list.iter()
-                .filter_map(|a| a.as_string().map(|s| s.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    Track {
-        id: get_str(value, "id").unwrap_or_default(),
-        title: get_str(value, "title").unwrap_or_default(),
-        artists,
-        album: get_str(value, "album"),
-        duration_ms: get_u64(value, "duration_ms"),
-        uri: get_str(value, "uri"),
-        added_by: Author {
-            peer_id: get_str(value, "added_by_peer").unwrap_or_default(),
-            display_name: get_str(value, "added_by_name").unwrap_or_default(),
-        },
-        added_at: get_u64(value, "added_at").unwrap_or_default(),
-        content: match (
-            get_str(value, "content_blake3"),
-            get_u64(value, "content_size"),
-        ) {
-            (Some(blake3), Some(size)) if Content::is_valid_id(&blake3) => Some(Content {
-                blake3,
-                size,
-                mime: get_str(value, "content_mime").unwrap_or_default(),
-            }),
-            _ => None,
-        },
+/// A track's fields as its map holds them, before they are checked and converted: filled
+/// from a decoded map value or straight from the map's container, one conversion for both.
+#[derive(Default)]
+struct TrackFields {
+    id: Option<LoroValue>,
+    title: Option<LoroValue>,
+    artists: Option<LoroValue>,
+    album: Option<LoroValue>,
+    duration_ms: Option<LoroValue>,
+    uri: Option<LoroValue>,
+    added_by_peer: Option<LoroValue>,
+    added_by_name: Option<LoroValue>,
+    added_at: Option<LoroValue>,
+    content_blake3: Option<LoroValue>,
+    content_size: Option<LoroValue>,
+    content_mime: Option<LoroValue>,
+}
+
+impl TrackFields {
+    /// Keeps `value` if `key` is a track field; other keys are not read.
+    fn set(&mut self, key: &str, value: LoroValue) {
+        let slot = match key {
+            "id" => &mut self.id,
+            "title" => &mut self.title,
+            "artists" => &mut self.artists,
+            "album" => &mut self.album,
+            "duration_ms" => &mut self.duration_ms,
+            "uri" => &mut self.uri,
+            "added_by_peer" => &mut self.added_by_peer,
+            "added_by_name" => &mut self.added_by_name,
+            "added_at" => &mut self.added_at,
+            "content_blake3" => &mut self.content_blake3,
+            "content_size" => &mut self.content_size,
+            "content_mime" => &mut self.content_mime,
+            _ => return,
+        };
+        *slot = Some(value);
+    }
+
+    fn track(self) -> Track {
+        fn text(value: Option<LoroValue>) -> Option<String> {
+            value?.as_string().map(|s| s.to_string())
+        }
+        fn count(value: Option<LoroValue>) -> Option<u64> {
+            value?.as_i64().and_then(|v| u64::try_from(*v).ok())
+        }
+        let artists = self
+            .artists
+            .as_ref()
+            .and_then(|a| a.as_list())
+            .map(|list| {
+                list.iter()
+                    .filter_map(|a| a.as_string().map(|s| s.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Track {
+            id: text(self.id).unwrap_or_default(),
+            title: text(self.title).unwrap_or_default(),
+            artists,
+            album: text(self.album),
+            duration_ms: count(self.duration_ms),
+            uri: text(self.uri),
+            added_by: Author {
+                peer_id: text(self.added_by_peer).unwrap_or_default(),
+                display_name: text(self.added_by_name).unwrap_or_default(),
+            },
+            added_at: count(self.added_at).unwrap_or_default(),
+            content: match (text(self.content_blake3), count(self.content_size)) {
+                (Some(blake3), Some(size)) if Content::is_valid_id(&blake3) => Some(Content {
+                    blake3,
+                    size,
+                    mime: text(self.content_mime).unwrap_or_default(),
+                }),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The track a decoded element of the track list stands for (defaults where it is no map).
+pub(crate) fn track_from(value: &LoroValue) -> Track {
+    let mut fields = TrackFields::default();
+    if let Some(map) = value.as_map() {
+        for (key, value) in map.iter() {
+            fields.set(key, value.clone());
+        }
+    }
+    fields.track()
+}
+
+/// The track an element of the track list stands for, read from its map's container
+/// without decoding the whole map into a value first: building (and then dropping) every
+/// track's map value was most of a read. A read of 10,000 tracks after an edit took
+/// 118 ms and takes 76 ms; of 100,000, 1.38 s and 1.0 s (release, `whatnext-bench growth`).
+fn track_of(item: &ValueOrContainer) -> Track {
+    match item {
+        ValueOrContainer::Container(loro::Container::Map(map)) => {
+            let mut fields = TrackFields::default();
+            map.for_each(|key, value| {
+                let value = match value {
+                    ValueOrContainer::Value(value) => value,
+                    // A container where a field belongs (a modified client): its deep value,
+                    // as a decoded map would hold it.
+                    container => container.get_deep_value(),
+                };
+                fields.set(key, value);
+            });
+            fields.track()
+        }
+        other => track_from(&other.get_deep_value()),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use whatnext_protocol::playlist::{Author, NewTrack};
+use whatnext_protocol::playlist::{Author, NewTrack, Track};
 
 use crate::{
     doc::PlaylistDoc,
@@ -106,6 +106,46 @@ fn the_track_count_leaves_out_removed_and_hidden_tracks() {
     let shown = doc.read().tracks.len();
     assert_eq!(shown, 3, "b hidden, the track without an id shown");
     assert_eq!(doc.summary().track_count, shown);
+}
+
+/// A read takes each track from its map's container, not from the map's decoded value:
+/// whatever a modified client put in a track (a container for a field, a negative number,
+/// an element that is no map) reads exactly as the decoded value does.
+#[test]
+fn tracks_read_from_their_containers_as_from_their_decoded_values() {
+    let doc =
+        PlaylistDoc::create("0123456789abcdef0123456789abcdef", "P", "", &me(), 1).expect("create");
+    doc.add_tracks(&[track("plain")], &me(), 2).expect("add");
+    let tracks = doc.doc.get_movable_list("tracks");
+    let odd = tracks.push_container(loro::LoroMap::new()).expect("push");
+    odd.insert("id", "odd").expect("id");
+    odd.insert("duration_ms", -5).expect("duration");
+    odd.insert("added_at", 7).expect("added at");
+    odd.insert("content_blake3", "not a hash").expect("hash");
+    odd.insert("content_size", 3).expect("size");
+    odd.insert("unknown", "ignored").expect("unknown");
+    let title = odd
+        .insert_container("title", loro::LoroText::new())
+        .expect("title container");
+    title.insert(0, "a text, not a string").expect("text");
+    let artists = odd
+        .insert_container("artists", loro::LoroList::new())
+        .expect("artists container");
+    artists.push("From a container").expect("artist");
+    tracks.push("not a map").expect("a bare value");
+    doc.commit();
+    let decoded = tracks.get_deep_value();
+    let expected: Vec<Track> = decoded
+        .as_list()
+        .expect("a list")
+        .iter()
+        .map(crate::doc::track_from)
+        .collect();
+    let read = doc.read().tracks;
+    assert_eq!(read.len(), 3);
+    assert_eq!(read, expected);
+    assert_eq!(read[1].artists, ["From a container"]);
+    assert_eq!((read[1].duration_ms, read[1].added_at), (None, 7));
 }
 
 /// The refusal back-off bars an author after 16 refusals or 3 s spent refusing them,
