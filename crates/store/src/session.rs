@@ -409,22 +409,23 @@ pub fn decide_add(
 }
 
 /// Whether `by` may remove `track`: their own, or any for the owner and co-hosts.
+/// Whether `by` may remove the shown track that `adder` added (`None`: no shown track has
+/// that id, which the edit itself reports).
 pub fn decide_remove(
     facts: &SessionFacts,
-    playlist: &Playlist,
+    adder: Option<&str>,
     by: &str,
-    track: &str,
     name: &dyn Fn(&str) -> String,
 ) -> Result<(), StoreError> {
-    let Some(found) = playlist.tracks.iter().find(|t| t.id == track) else {
-        return Ok(()); // the edit itself reports the unknown track
+    let Some(adder) = adder else {
+        return Ok(());
     };
-    if found.added_by.peer_id == by || facts.may_host(by) {
+    if adder == by || facts.may_host(by) {
         Ok(())
     } else {
         Err(refuse(format!(
             "only {} (who added it), the owner or a co-host can remove this track",
-            name(&found.added_by.peer_id)
+            name(adder)
         )))
     }
 }

@@ -1067,9 +1067,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.change(id, Origin::Local, None, |doc| {
             let facts = doc.session_facts();
-            session::decide_remove(&facts, &doc.read(), by, track_id, &|p| {
-                doc.display_name_of(p)
-            })?;
+            let adder = doc.adder_of(track_id);
+            session::decide_remove(&facts, adder.as_deref(), by, &|p| doc.display_name_of(p))?;
             doc.remove_track(track_id, now_ms)
         })
     }
