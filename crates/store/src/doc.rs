@@ -522,7 +522,7 @@ impl PlaylistDoc {
         Ok(ids)
     }
 
-    /// The list index of a shown track in `tracks` (the list, read).
+    /// The list index of the shown track `track_id`, among the list's `ids` (read once).
     fn index_of(&self, ids: &[Option<String>], track_id: &str) -> Result<usize, StoreError> {
         let removed = self.removed().get(track_id).is_some();
         ids.iter()
