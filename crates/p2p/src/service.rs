@@ -127,6 +127,9 @@ const OUTBOX_FRAMES: usize = 256;
 struct Service {
     /// To the writer task, which owns stdout.
     outbox: mpsc::Sender<whatnext_protocol::frame::OutFrame>,
+    /// Whether answers go in compact frames ([`whatnext_protocol::ipc::encode_compact`]):
+    /// once the controller has sent one.
+    compact: bool,
     swarm: Option<Swarm<Behaviour>>,
     /// Whether the swarm can have something new (see [`PollGate`]).
     swarm_gate: PollGate,
@@ -213,6 +216,7 @@ where
         connections: HashMap::new(),
         superseded: Vec::new(),
         commands_handled: 0,
+        compact: false,
         inbound: HashMap::new(),
         next_inbound: 1,
         outbound: HashMap::new(),
@@ -320,7 +324,10 @@ fn conn_id(id: ConnectionId) -> u64 {
 
 impl Service {
     async fn emit(&mut self, id: Option<u64>, event: Event) -> anyhow::Result<()> {
-        let body = encode_envelope(EventEnvelope { id, body: event })?;
+        let body = match id {
+            Some(id) if self.compact => whatnext_protocol::ipc::encode_compact(id, event)?,
+            _ => encode_envelope(EventEnvelope { id, body: event })?,
+        };
         self.outbox
             .send(body)
             .await
@@ -337,6 +344,9 @@ impl Service {
                 return Ok(Flow::Continue);
             }
         };
+        // A controller that writes compact frames reads them: its answers go compact too
+        // (a client that writes JSON, such as a test, gets JSON).
+        self.compact |= whatnext_protocol::ipc::is_compact(&body);
         match decode_envelope::<Command>(&body) {
             Ok(envelope) => {
                 self.commands_handled += 1;
@@ -344,10 +354,7 @@ impl Service {
             }
             Err(err) => {
                 // Answer with the id if one can be read, so the caller is not left waiting.
-                let id = whatnext_protocol::frame::split_attachment(&body)
-                    .ok()
-                    .and_then(|(json, _)| serde_json::from_slice::<serde_json::Value>(&json).ok())
-                    .and_then(|v| v.get("id").and_then(|id| id.as_u64()));
+                let id = whatnext_protocol::ipc::request_id_of(&body);
                 tracing::warn!("malformed command: {err}");
                 let message = format!("malformed command: {err}");
                 self.emit(id, Event::Error { message }).await?;

@@ -6,6 +6,15 @@
 //!
 //! Session: the service's first frame is `ready`; the controller answers `start_node` with
 //! the identity key (the service never reads the disk); the service answers `node_started`.
+//!
+//! Compact frames: the controller numbers every command, and a JSON envelope made each side
+//! read every such frame twice (its id, then its body) and write its JSON even when it is
+//! only a name. So the controller sends commands in a binary envelope
+//! ([`encode_compact`]) and a service that got one answers in kind: the request id as 8
+//! bytes, then the message's JSON without the id, or just the code of a message that has no
+//! payload (`ping`, `pong`, `ok`, …). Unsolicited events and the answers to a client that
+//! writes JSON stay JSON. [`decode_envelope`] reads both, into the same typed enums, and
+//! [`readable`] turns either into the JSON envelope for logs and the debug view.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -54,6 +63,172 @@ impl Attached for Event {
             Event::Response { data, .. } => Some(data),
             _ => None,
         }
+    }
+}
+
+/// A body that starts with this is a compact frame of a message with a payload: the request
+/// id (8 bytes, little-endian), then the message's JSON (no `"id"`). No JSON text starts
+/// with it, nor does an attachment's header (0).
+pub const COMPACT_JSON: u8 = 0x01;
+/// A body that starts with this is a compact frame of a message without a payload: the
+/// request id (8 bytes, little-endian), then the message's code ([`Message::unit_code`]).
+pub const COMPACT_UNIT: u8 = 0x02;
+const COMPACT_ID_END: usize = 9;
+
+/// The messages without a payload and their codes in compact frames, commands and events
+/// in one table (the codes differ, so a log can name either).
+const UNITS: [(u8, &str); 7] = [
+    (1, "ping"),
+    (2, "stop_node"),
+    (3, "get_stats"),
+    (4, "shutdown"),
+    (65, "pong"),
+    (66, "ok"),
+    (67, "node_stopped"),
+];
+
+fn unit_name(code: u8) -> Option<&'static str> {
+    UNITS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, name)| *name)
+}
+
+fn unit_code_of(name: &str) -> Option<u8> {
+    UNITS
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(code, _)| *code)
+}
+
+/// A message of the pipe protocol: one of the two typed enums.
+pub trait Message: Serialize + DeserializeOwned + Attached + Sized {
+    /// Its code in a compact frame, if it has no payload.
+    fn unit_code(&self) -> Option<u8>;
+    /// The message without a payload that `code` stands for, if it is one of this type's.
+    fn from_unit_code(code: u8) -> Option<Self>;
+}
+
+impl Message for Command {
+    fn unit_code(&self) -> Option<u8> {
+        unit_code_of(match self {
+            Command::Ping => "ping",
+            Command::StopNode => "stop_node",
+            Command::GetStats => "get_stats",
+            Command::Shutdown => "shutdown",
+            _ => return None,
+        })
+    }
+
+    fn from_unit_code(code: u8) -> Option<Self> {
+        Some(match unit_name(code)? {
+            "ping" => Command::Ping,
+            "stop_node" => Command::StopNode,
+            "get_stats" => Command::GetStats,
+            "shutdown" => Command::Shutdown,
+            _ => return None,
+        })
+    }
+}
+
+impl Message for Event {
+    fn unit_code(&self) -> Option<u8> {
+        unit_code_of(match self {
+            Event::Pong => "pong",
+            Event::Ok => "ok",
+            Event::NodeStopped => "node_stopped",
+            _ => return None,
+        })
+    }
+
+    fn from_unit_code(code: u8) -> Option<Self> {
+        Some(match unit_name(code)? {
+            "pong" => Event::Pong,
+            "ok" => Event::Ok,
+            "node_stopped" => Event::NodeStopped,
+            _ => return None,
+        })
+    }
+}
+
+/// The compact frame of request `id` carrying `body` (see the module's documentation), its
+/// raw bytes as the attachment.
+pub fn encode_compact<T: Message>(id: u64, mut body: T) -> Result<OutFrame, FrameError> {
+    let mut head = Vec::with_capacity(64);
+    if let Some(code) = body.unit_code() {
+        head.push(COMPACT_UNIT);
+        head.extend_from_slice(&id.to_le_bytes());
+        head.push(code);
+        return Ok(head.into());
+    }
+    let data = body.data_mut().map(std::mem::take).unwrap_or_default();
+    head.push(COMPACT_JSON);
+    head.extend_from_slice(&id.to_le_bytes());
+    serde_json::to_writer(&mut head, &body)?;
+    Ok(OutFrame::attached(head, data))
+}
+
+/// The request id of a frame that could not be decoded, if it can still be read (from a
+/// compact frame's header, or a JSON envelope's `"id"`): so its sender is answered.
+pub fn request_id_of(body: &[u8]) -> Option<u64> {
+    let head = crate::frame::attachment_parts(body).ok()?.0;
+    match head.first() {
+        Some(&(COMPACT_JSON | COMPACT_UNIT)) => head
+            .get(1..COMPACT_ID_END)
+            .and_then(|id| <[u8; 8]>::try_from(id).ok())
+            .map(u64::from_le_bytes),
+        _ => serde_json::from_slice::<serde_json::Value>(head)
+            .ok()?
+            .get("id")?
+            .as_u64(),
+    }
+}
+
+/// The name of the message without a payload that `body` is a compact frame of, if it is
+/// one (read without an allocation: the debug log skips heartbeats by it).
+pub fn unit_of(body: &[u8]) -> Option<&'static str> {
+    match body {
+        [COMPACT_UNIT, _, _, _, _, _, _, _, _, code] => unit_name(*code),
+        _ => None,
+    }
+}
+
+/// Whether `body` is a compact frame (see [`encode_compact`]).
+pub fn is_compact(body: &[u8]) -> bool {
+    let head = crate::frame::attachment_parts(body).map_or(body, |(head, _)| head);
+    matches!(head.first(), Some(&(COMPACT_JSON | COMPACT_UNIT)))
+}
+
+/// The JSON envelope a frame's head (its part before any attachment) stands for, for logs
+/// and the debug view: a JSON head as it is, a compact one rewritten. Nothing is parsed.
+pub fn readable(head: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let id = head
+        .get(1..COMPACT_ID_END)
+        .and_then(|id| <[u8; 8]>::try_from(id).ok())
+        .map(u64::from_le_bytes);
+    match (head.first(), id) {
+        (Some(&COMPACT_UNIT), Some(id)) => {
+            let name = head
+                .get(COMPACT_ID_END)
+                .and_then(|&code| unit_name(code))
+                .unwrap_or("(unknown)");
+            format!("{{\"id\":{id},\"type\":\"{name}\"}}")
+                .into_bytes()
+                .into()
+        }
+        (Some(&COMPACT_JSON), Some(id)) => {
+            let json = &head[COMPACT_ID_END..];
+            let mut text = format!("{{\"id\":{id}").into_bytes();
+            match json.get(1..) {
+                Some(rest) if json.first() == Some(&b'{') && rest != b"}" => {
+                    text.push(b',');
+                    text.extend_from_slice(rest);
+                }
+                _ => text.push(b'}'),
+            }
+            text.into()
+        }
+        _ => head.into(),
     }
 }
 
@@ -108,21 +283,46 @@ struct EnvelopeId {
 
 /// The envelope in a frame body, its raw bytes put back in place. Bytes attached to a
 /// message that has no place for them are dropped.
-pub fn decode_envelope<T: DeserializeOwned + Attached>(
-    body: &Bytes,
-) -> Result<Envelope<T>, FrameError> {
+pub fn decode_envelope<T: Message>(body: &Bytes) -> Result<Envelope<T>, FrameError> {
     let (json, data) = split_attachment(body)?;
-    // Two quick reads rather than the derived `flatten` one, which buffers the whole
-    // message into an intermediate tree first: the body's enum skips the `id` key.
-    let EnvelopeId { id } = decode_json(&json)?;
-    let mut envelope = Envelope {
-        id,
-        body: decode_json::<T>(&json)?,
+    let compact_id = || {
+        json.get(1..COMPACT_ID_END)
+            .and_then(|id| <[u8; 8]>::try_from(id).ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| malformed("a compact frame ends before its request id"))
+    };
+    let mut envelope = match json.first() {
+        Some(&COMPACT_JSON) => Envelope {
+            id: Some(compact_id()?),
+            body: decode_json::<T>(&json[COMPACT_ID_END..])?,
+        },
+        Some(&COMPACT_UNIT) => {
+            let id = compact_id()?;
+            let body = match json.get(COMPACT_ID_END..) {
+                Some(&[code]) => T::from_unit_code(code)
+                    .ok_or_else(|| malformed("unknown message code in a compact frame"))?,
+                _ => return Err(malformed("a compact frame needs exactly one message code")),
+            };
+            Envelope { id: Some(id), body }
+        }
+        _ => {
+            // Two quick reads rather than the derived `flatten` one, which buffers the
+            // whole message into an intermediate tree first: the body's enum skips `id`.
+            let EnvelopeId { id } = decode_json(&json)?;
+            Envelope {
+                id,
+                body: decode_json::<T>(&json)?,
+            }
+        }
     };
     if let Some(slot) = envelope.body.data_mut() {
         *slot = data;
     }
     Ok(envelope)
+}
+
+fn malformed(why: &str) -> FrameError {
+    FrameError::Malformed(<serde_json::Error as serde::de::Error>::custom(why))
 }
 
 /// Controller → service.
@@ -605,10 +805,81 @@ mod tests {
 
         #[test]
         fn garbage_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = readable(&bytes);
             let bytes = Bytes::from(bytes);
             let _ = decode_envelope::<Command>(&bytes);
             let _ = decode_envelope::<Event>(&bytes);
         }
+
+        /// A compact frame reads back as the message it was made of, and reads in the
+        /// debug view as the JSON envelope of that message.
+        #[test]
+        fn compact_frames_round_trip_and_read_as_their_json(id in any::<u64>(), command in command(), event in event()) {
+            let sent = Envelope { id: Some(id), body: command.clone() };
+            let wire = Bytes::from(encode_compact(id, command).expect("encodes").into_body());
+            prop_assert!(is_compact(&wire));
+            let back: CommandEnvelope = decode_envelope(&wire).expect("decodes");
+            prop_assert_eq!(&back, &sent);
+            let (head, _) = crate::frame::attachment_parts(&wire).expect("parts");
+            let shown: serde_json::Value = serde_json::from_slice(&readable(head)).expect("JSON");
+            prop_assert_eq!(shown, serde_json::to_value(&sent).expect("derived"));
+
+            let sent = Envelope { id: Some(id), body: event.clone() };
+            let wire = Bytes::from(encode_compact(id, event).expect("encodes").into_body());
+            let back: EventEnvelope = decode_envelope(&wire).expect("decodes");
+            prop_assert_eq!(&back, &sent);
+            let (head, _) = crate::frame::attachment_parts(&wire).expect("parts");
+            let shown: serde_json::Value = serde_json::from_slice(&readable(head)).expect("JSON");
+            prop_assert_eq!(shown, serde_json::to_value(&sent).expect("derived"));
+        }
+    }
+
+    /// Each code in the table names its message as the JSON does, belongs to one of the two
+    /// enums only, and a frame with an unknown or foreign code is an error, not a guess.
+    #[test]
+    fn unit_codes_name_their_messages() {
+        let commands = [
+            Command::Ping,
+            Command::StopNode,
+            Command::GetStats,
+            Command::Shutdown,
+        ];
+        let events = [Event::Pong, Event::Ok, Event::NodeStopped];
+        let mut named = Vec::new();
+        for command in commands {
+            let code = command.unit_code().expect("a code");
+            let json = serde_json::to_value(&command).expect("json");
+            assert_eq!(json["type"], unit_name(code).expect("named"));
+            assert_eq!(Command::from_unit_code(code), Some(command));
+            assert_eq!(Event::from_unit_code(code), None);
+            named.push(code);
+        }
+        for event in events {
+            let code = event.unit_code().expect("a code");
+            let json = serde_json::to_value(&event).expect("json");
+            assert_eq!(json["type"], unit_name(code).expect("named"));
+            assert_eq!(Event::from_unit_code(code), Some(event));
+            assert_eq!(Command::from_unit_code(code), None);
+            named.push(code);
+        }
+        assert_eq!(named.len(), UNITS.len(), "every code in the table is used");
+        let frame = |code: u8| {
+            let mut body = vec![COMPACT_UNIT];
+            body.extend_from_slice(&7u64.to_le_bytes());
+            body.push(code);
+            Bytes::from(body)
+        };
+        assert!(
+            decode_envelope::<Command>(&frame(65)).is_err(),
+            "an event's code"
+        );
+        assert!(
+            decode_envelope::<Command>(&frame(200)).is_err(),
+            "no message's code"
+        );
+        assert!(decode_envelope::<Command>(&Bytes::from_static(&[COMPACT_JSON, 1, 2])).is_err());
+        let ping = decode_envelope::<Command>(&frame(1)).expect("ping");
+        assert_eq!((ping.id, ping.body), (Some(7), Command::Ping));
     }
 
     #[test]

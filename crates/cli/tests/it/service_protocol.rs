@@ -18,7 +18,9 @@ fn handshake_then_commands_with_matching_ids() {
     assert_eq!(ready["payload"]["protocol_version"], 1);
 
     service.send(&json!({"id": 41, "type": "ping"}));
-    assert_eq!(service.reply_to(41)["type"], "pong");
+    let pong = service.reply_to(41);
+    assert_eq!(pong["type"], "pong");
+    assert_eq!(pong.get("compact"), None, "a JSON client gets JSON: {pong}");
 
     // A dial before the node runs is refused with a reason, not ignored.
     service
@@ -134,6 +136,55 @@ fn the_service_exits_when_its_controller_goes_away() {
     let mut service = Service::spawn();
     service.recv();
     service.stdin = None; // EOF, as after `kill -9` of the controller
+    assert!(service.wait_exit().success());
+}
+
+/// The controller writes compact frames (a binary id, and no JSON for a message without a
+/// payload); the service reads them and answers in kind from then on, its unsolicited
+/// events staying JSON.
+#[test]
+fn compact_frames_are_answered_in_compact_frames() {
+    use whatnext_protocol::ipc::{Command, encode_compact};
+    let mut service = Service::spawn();
+    assert_eq!(service.recv()["type"], "ready");
+    let send = |service: &mut Service, id: u64, command: Command| {
+        let body = encode_compact(id, command).expect("encodes").into_body();
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        service.write_raw(&frame);
+    };
+    send(&mut service, 7, Command::Ping);
+    let pong = service.reply_to(7);
+    assert_eq!(
+        (&pong["type"], &pong["compact"]),
+        (&json!("pong"), &json!(true))
+    );
+    // A command with a payload: its answer (with one) is compact too.
+    let dial = Command::Dial {
+        peer_id: None,
+        addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
+    };
+    send(&mut service, 8, dial);
+    let failed = service.reply_to(8);
+    assert_eq!(failed["type"], "dial_failed", "{failed}");
+    assert_eq!(failed["compact"], true, "{failed}");
+    assert!(
+        failed["payload"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not running")),
+        "{failed}"
+    );
+    // A compact frame naming no message is answered with an error under its id.
+    let mut body = vec![whatnext_protocol::ipc::COMPACT_UNIT];
+    body.extend_from_slice(&9u64.to_le_bytes());
+    body.push(200);
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    service.write_raw(&frame);
+    let error = service.reply_to(9);
+    assert_eq!(error["type"], "error", "{error}");
+    send(&mut service, 10, Command::Shutdown);
+    assert_eq!(service.reply_to(10)["type"], "ok");
     assert!(service.wait_exit().success());
 }
 

@@ -129,10 +129,7 @@ impl Outlet {
         // must never reach it.
         let heartbeat = matches!(command, Command::Ping);
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
-        let frame = whatnext_protocol::ipc::encode_envelope(
-            whatnext_protocol::ipc::Envelope::request(id, command),
-        )
-        .unwrap_or_default();
+        let frame = whatnext_protocol::ipc::encode_compact(id, command).unwrap_or_default();
         if !heartbeat {
             self.recent.record("▶", &frame.head);
         }
@@ -237,8 +234,10 @@ const IPC_LOG_LEN: usize = 100;
 impl IpcLog {
     fn record(&self, direction: &str, body: &[u8]) {
         // Only the JSON is shown (and searched for secrets), never the audio after it.
-        let (json, data) = whatnext_protocol::frame::attachment_parts(body).unwrap_or((body, &[]));
-        let json = redact_secrets(json);
+        let (head, data) = whatnext_protocol::frame::attachment_parts(body).unwrap_or((body, &[]));
+        // A compact frame is shown as the JSON envelope it stands for.
+        let json = whatnext_protocol::ipc::readable(head);
+        let json = redact_secrets(&json);
         let text = String::from_utf8_lossy(&json[..json.len().min(300)]);
         let line = if data.is_empty() {
             format!("{} {direction} {text}", now_ms())
@@ -256,6 +255,7 @@ impl IpcLog {
     pub(super) fn see(&self, frame: Frame) -> Frame {
         if let Frame::Message(body) = &frame
             && !body.ends_with(br#""type":"pong"}"#)
+            && whatnext_protocol::ipc::unit_of(body) != Some("pong")
         {
             self.record("◀", body);
         }
@@ -671,9 +671,28 @@ mod tests {
             "◀",
             br#"{"id":1,"type":"node_started","payload":{"peer_id":"12D3","listen_addrs":[],"new_webrtc_certificate":"-----BEGIN PRIVATE_KEY-----SECRET-NEW"}}"#,
         );
+        // As the controller sends it: a compact frame.
+        let config = whatnext_protocol::ipc::NodeConfig {
+            keypair: "SECRET-COMPACT".into(),
+            listen: vec![],
+            bootstrap: vec![],
+            relays: vec![],
+            mdns: false,
+            upnp: false,
+            agent_version: String::new(),
+            ping_interval_ms: 5_000,
+            webrtc_certificate: None,
+        };
+        let frame =
+            whatnext_protocol::ipc::encode_compact(2, Command::StartNode(config)).expect("encodes");
+        log.record("▶", &frame.head);
         let lines = log.lines().join("\n");
         assert!(!lines.contains("SECRET"), "{lines}");
-        assert_eq!(lines.matches("(redacted)").count(), 3, "{lines}");
+        assert_eq!(lines.matches("(redacted)").count(), 4, "{lines}");
+        assert!(
+            lines.contains(r#"▶ {"id":2,"#) && lines.matches("start_node").count() == 2,
+            "{lines}"
+        );
         assert!(
             lines.contains("start_node") && lines.contains("12D3"),
             "{lines}"

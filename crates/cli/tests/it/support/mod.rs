@@ -499,9 +499,18 @@ impl Service {
                 if stdout.read_exact(&mut body).is_err() {
                     return;
                 }
-                let Ok(event) = serde_json::from_slice(&body) else {
+                // A compact frame is read as the JSON envelope it stands for, marked
+                // `"compact": true`.
+                let head = whatnext_protocol::frame::attachment_parts(&body)
+                    .map_or(&body[..], |(head, _)| head);
+                let Ok(mut event) =
+                    serde_json::from_slice::<Value>(&whatnext_protocol::ipc::readable(head))
+                else {
                     return;
                 };
+                if whatnext_protocol::ipc::is_compact(&body) {
+                    event["compact"] = Value::Bool(true);
+                }
                 if tx.send(event).is_err() {
                     return;
                 }
