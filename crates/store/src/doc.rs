@@ -204,6 +204,17 @@ fn field_text(track: &LoroMap, key: &str) -> Option<String> {
     }
 }
 
+/// The strings in a list value (nothing when it is no list); other items are skipped.
+fn strings(list: Option<&LoroValue>) -> Vec<String> {
+    list.and_then(|l| l.as_list())
+        .map(|l| {
+            l.iter()
+                .filter_map(|a| a.as_string().map(|s| s.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub(crate) fn get_str(map: &LoroValue, key: &str) -> Option<String> {
     map.as_map()?.get(key)?.as_string().map(|s| s.to_string())
 }
@@ -680,17 +691,7 @@ impl PlaylistDoc {
     /// Records where a member can be dialed, so members can connect to each other.
     pub fn set_member_addrs(&self, peer_id: &str, addrs: &[String]) -> Result<bool, StoreError> {
         let map = self.doc.get_map("member_addrs");
-        let current: Vec<String> = map
-            .get_value()
-            .as_map()
-            .and_then(|m| m.get(peer_id))
-            .and_then(|v| v.as_list())
-            .map(|l| {
-                l.iter()
-                    .filter_map(|a| a.as_string().map(|s| s.to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let current = strings(map.get_value().as_map().and_then(|m| m.get(peer_id)));
         if current == addrs {
             return Ok(false);
         }
@@ -790,17 +791,7 @@ impl PlaylistDoc {
             return Vec::new();
         };
         map.iter()
-            .map(|(peer, addrs)| {
-                let addrs = addrs
-                    .as_list()
-                    .map(|l| {
-                        l.iter()
-                            .filter_map(|a| a.as_string().map(|s| s.to_string()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (peer.clone(), addrs)
-            })
+            .map(|(peer, addrs)| (peer.clone(), strings(Some(addrs))))
             .collect()
     }
 
@@ -964,16 +955,7 @@ impl TrackFields {
         fn count(value: Option<LoroValue>) -> Option<u64> {
             value?.as_i64().and_then(|v| u64::try_from(*v).ok())
         }
-        let artists = self
-            .artists
-            .as_ref()
-            .and_then(|a| a.as_list())
-            .map(|list| {
-                list.iter()
-                    .filter_map(|a| a.as_string().map(|s| s.to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let artists = strings(self.artists.as_ref());
         Track {
             id: text(self.id).unwrap_or_default(),
             title: text(self.title).unwrap_or_default(),
