@@ -177,6 +177,29 @@ pub fn reduce(state: &mut AppState, event: &Event, now_ms: u64) -> bool {
     }
 }
 
+/// Whether `event` can change the state at all: the answers to commands, app traffic and
+/// lifecycle frames never do (the arm of [`reduce`] that returns `false` for them), so the
+/// supervisor takes neither the state's lock nor the time for them — most frames under
+/// load are such answers. Anything not named here is reduced.
+pub fn may_change(event: &Event) -> bool {
+    !matches!(
+        event,
+        Event::Ready { .. }
+            | Event::NodeStopped
+            | Event::PeerIdentified { .. }
+            | Event::Dialed { .. }
+            | Event::RequestReceived { .. }
+            | Event::Response { .. }
+            | Event::RequestFailed { .. }
+            | Event::PeerFound { .. }
+            | Event::PeerNotFound { .. }
+            | Event::Pong
+            | Event::Stats(_)
+            | Event::Ok
+            | Event::Error { .. }
+    )
+}
+
 /// Clears what lived in a network service that ended: its connections, reservations and
 /// what AutoNAT had concluded (a new service finds out again). Returns whether anything
 /// was there.
@@ -257,6 +280,8 @@ mod tests {
         let mut changed = false;
         for event in events {
             changed = reduce(&mut s, event, NOW);
+            // The supervisor reduces only what may change the state.
+            assert!(!changed || may_change(event), "{event:?} changed the state");
         }
         (s, changed)
     }
@@ -496,6 +521,7 @@ mod tests {
             },
         ];
         for event in quiet {
+            assert!(!may_change(&event), "{event:?} is said to change the state");
             let mut s = state();
             let before = s.clone();
             assert!(!reduce(&mut s, &event, NOW), "{event:?} reported a change");

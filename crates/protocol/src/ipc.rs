@@ -330,7 +330,9 @@ fn malformed(why: &str) -> FrameError {
 #[serde(tag = "type", content = "payload", rename_all = "snake_case")]
 pub enum Command {
     /// Build the libp2p node and start listening. Answered by `node_started` or `node_error`.
-    StartNode(NodeConfig),
+    /// Boxed: the config is the largest payload by far, and every command is moved a few
+    /// times on its way to the pipe (a `Command` is 160 bytes with it inline).
+    StartNode(Box<NodeConfig>),
     /// Close every connection and drop the node; the process stays up. Answered by `node_stopped`.
     StopNode,
     /// Connect to a peer. Answered by `dialed` once a connection is up, or `dial_failed`.
@@ -670,7 +672,7 @@ mod tests {
             )
                 .prop_map(
                     |(keypair, listen, mdns, ping_interval_ms, webrtc_certificate)| {
-                        Command::StartNode(NodeConfig {
+                        Command::StartNode(Box::new(NodeConfig {
                             keypair,
                             listen,
                             bootstrap: vec![],
@@ -680,7 +682,7 @@ mod tests {
                             agent_version: "whatnext/test".into(),
                             ping_interval_ms,
                             webrtc_certificate,
-                        })
+                        }))
                     }
                 ),
         ]

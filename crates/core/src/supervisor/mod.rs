@@ -385,7 +385,7 @@ impl Supervisor {
             node.listen = pinned.clone();
         }
         if link
-            .try_send(Command::StartNode(node), Internal::StartNode)
+            .try_send(Command::StartNode(Box::new(node)), Internal::StartNode)
             .is_err()
         {
             return Ended::Crashed(lifecycle::exit_reason(child).await);
@@ -572,6 +572,9 @@ impl Supervisor {
             }
             Event::Error { message } => tracing::warn!("the service refused a command: {message}"),
             _ => {}
+        }
+        if !reducer::may_change(event) {
+            return;
         }
         let now = now_ms();
         self.state.update(|s| reducer::reduce(s, event, now));

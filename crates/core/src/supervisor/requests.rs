@@ -683,8 +683,8 @@ mod tests {
             ping_interval_ms: 5_000,
             webrtc_certificate: None,
         };
-        let frame =
-            whatnext_protocol::ipc::encode_compact(2, Command::StartNode(config)).expect("encodes");
+        let frame = whatnext_protocol::ipc::encode_compact(2, Command::StartNode(Box::new(config)))
+            .expect("encodes");
         log.record("▶", &frame.head);
         let lines = log.lines().join("\n");
         assert!(!lines.contains("SECRET"), "{lines}");
