@@ -87,6 +87,13 @@ const UNITS: [(u8, &str); 7] = [
     (67, "node_stopped"),
 ];
 
+/// The request id in a compact frame's head (after its leading byte), if it is all there.
+fn compact_id(head: &[u8]) -> Option<u64> {
+    head.get(1..COMPACT_ID_END)
+        .and_then(|id| <[u8; 8]>::try_from(id).ok())
+        .map(u64::from_le_bytes)
+}
+
 fn unit_name(code: u8) -> Option<&'static str> {
     UNITS
         .iter()
@@ -173,10 +180,7 @@ pub fn encode_compact<T: Message>(id: u64, mut body: T) -> Result<OutFrame, Fram
 pub fn request_id_of(body: &[u8]) -> Option<u64> {
     let head = crate::frame::attachment_parts(body).ok()?.0;
     match head.first() {
-        Some(&(COMPACT_JSON | COMPACT_UNIT)) => head
-            .get(1..COMPACT_ID_END)
-            .and_then(|id| <[u8; 8]>::try_from(id).ok())
-            .map(u64::from_le_bytes),
+        Some(&(COMPACT_JSON | COMPACT_UNIT)) => compact_id(head),
         _ => serde_json::from_slice::<serde_json::Value>(head)
             .ok()?
             .get("id")?
@@ -202,11 +206,7 @@ pub fn is_compact(body: &[u8]) -> bool {
 /// The JSON envelope a frame's head (its part before any attachment) stands for, for logs
 /// and the debug view: a JSON head as it is, a compact one rewritten. Nothing is parsed.
 pub fn readable(head: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let id = head
-        .get(1..COMPACT_ID_END)
-        .and_then(|id| <[u8; 8]>::try_from(id).ok())
-        .map(u64::from_le_bytes);
-    match (head.first(), id) {
+    match (head.first(), compact_id(head)) {
         (Some(&COMPACT_UNIT), Some(id)) => {
             let name = head
                 .get(COMPACT_ID_END)
@@ -216,18 +216,9 @@ pub fn readable(head: &[u8]) -> std::borrow::Cow<'_, [u8]> {
                 .into_bytes()
                 .into()
         }
-        (Some(&COMPACT_JSON), Some(id)) => {
-            let json = &head[COMPACT_ID_END..];
-            let mut text = format!("{{\"id\":{id}").into_bytes();
-            match json.get(1..) {
-                Some(rest) if json.first() == Some(&b'{') && rest != b"}" => {
-                    text.push(b',');
-                    text.extend_from_slice(rest);
-                }
-                _ => text.push(b'}'),
-            }
-            text.into()
-        }
+        (Some(&COMPACT_JSON), Some(id)) => with_id(id, &head[COMPACT_ID_END..])
+            .unwrap_or_else(|| format!("{{\"id\":{id}}}").into_bytes())
+            .into(),
         _ => head.into(),
     }
 }
@@ -251,27 +242,23 @@ fn envelope_json<T: Serialize>(envelope: &Envelope<T>) -> Result<Vec<u8>, FrameE
     let Some(id) = envelope.id else {
         return Ok(serde_json::to_vec(&envelope.body)?);
     };
-    let mut json = Vec::with_capacity(128);
-    json.extend_from_slice(b"{\"id\":");
-    {
-        use std::io::Write as _;
-        // Writing to a Vec cannot fail.
-        let _ = write!(json, "{id}");
-    }
-    let body_at = json.len();
-    serde_json::to_writer(&mut json, &envelope.body)?;
-    match json.get(body_at..) {
-        // `{}`: the id alone.
-        Some(b"{}") => {
-            json.truncate(body_at);
-            json.push(b'}');
-        }
-        // `{"type":…}`: its `{` becomes the comma after the id.
-        Some([b'{', ..]) => json[body_at] = b',',
+    match with_id(id, &serde_json::to_vec(&envelope.body)?) {
+        Some(json) => Ok(json),
         // Not an object: the derived form says why it cannot be flattened.
-        _ => return Ok(serde_json::to_vec(envelope)?),
+        None => Ok(serde_json::to_vec(envelope)?),
     }
-    Ok(json)
+}
+
+/// The JSON object `body` with `"id"` first: `{"id":<id>,` then its members (`{"id":<id>}`
+/// for `{}`). `None` when `body` is no object.
+fn with_id(id: u64, body: &[u8]) -> Option<Vec<u8>> {
+    let members = body.strip_prefix(b"{")?;
+    let mut json = format!("{{\"id\":{id}").into_bytes();
+    if members != b"}" {
+        json.push(b',');
+    }
+    json.extend_from_slice(members);
+    Some(json)
 }
 
 /// The id of an envelope, read on its own (the body is read by its own type's rules).
@@ -285,19 +272,15 @@ struct EnvelopeId {
 /// message that has no place for them are dropped.
 pub fn decode_envelope<T: Message>(body: &Bytes) -> Result<Envelope<T>, FrameError> {
     let (json, data) = split_attachment(body)?;
-    let compact_id = || {
-        json.get(1..COMPACT_ID_END)
-            .and_then(|id| <[u8; 8]>::try_from(id).ok())
-            .map(u64::from_le_bytes)
-            .ok_or_else(|| malformed("a compact frame ends before its request id"))
-    };
+    let id =
+        || compact_id(&json).ok_or_else(|| malformed("a compact frame ends before its request id"));
     let mut envelope = match json.first() {
         Some(&COMPACT_JSON) => Envelope {
-            id: Some(compact_id()?),
+            id: Some(id()?),
             body: decode_json::<T>(&json[COMPACT_ID_END..])?,
         },
         Some(&COMPACT_UNIT) => {
-            let id = compact_id()?;
+            let id = id()?;
             let body = match json.get(COMPACT_ID_END..) {
                 Some(&[code]) => T::from_unit_code(code)
                     .ok_or_else(|| malformed("unknown message code in a compact frame"))?,
