@@ -341,6 +341,14 @@ fn growth_tables(grown: &Value) -> (Value, String) {
                 ("first_edit_ms", "first edit, ms"),
                 ("read_after_edit_ms", "read all after an edit, ms"),
                 ("heap_in_use_mb", "heap held in use (edited + read), MB"),
+                (
+                    "member_add_received_ms",
+                    "a member's first add, received, ms",
+                ),
+                (
+                    "member_removal_received_ms",
+                    "a member's removal, received, ms",
+                ),
                 ("disk_bytes", "bytes on disk"),
             ],
         ),

@@ -3,14 +3,19 @@
 //! home is written once, stopped cleanly (its logs folded into snapshots), then opened in
 //! a fresh process (`store-open`) so what one open leaves in the allocator does not count
 //! in the next: open + list, read every track, the heap the loaded store holds (counted by
-//! this binary's allocator, so it is the store's own, not the allocator's slack), RSS.
+//! this binary's allocator, so it is the store's own, not the allocator's slack), RSS, and
+//! what a member's add and removal cost the owner who receives them.
 
 use std::{path::Path, process::Command, time::Instant};
 
 use anyhow::{Context as _, bail};
+use libp2p_identity::Keypair;
 use serde_json::{Value, json};
-use whatnext_protocol::playlist::{Author, NewTrack};
-use whatnext_store::Store;
+use whatnext_protocol::{
+    playlist::{Author, NewTrack},
+    signed::{Envelope, EnvelopeKind, decode_envelopes, encode_envelopes, loro_peer_of},
+};
+use whatnext_store::{Store, doc::PlaylistDoc};
 
 /// Bytes the allocator has handed out and not yet got back.
 fn live_bytes() -> isize {
@@ -19,11 +24,48 @@ fn live_bytes() -> isize {
     stats.bytes_allocated as isize - stats.bytes_deallocated as isize
 }
 
-fn me() -> Author {
-    Author {
-        peer_id: "12D3KooWBenchBenchBenchBenchBenchBenchBenchBench1".into(),
-        display_name: "Bench".into(),
+/// The home's identity (fixed, so a fresh process opens the home as its owner) and a
+/// member's.
+fn key(seed: u8) -> anyhow::Result<Keypair> {
+    Ok(Keypair::ed25519_from_bytes([seed; 32])?)
+}
+
+fn author(seed: u8, name: &str) -> anyhow::Result<Author> {
+    Ok(Author {
+        peer_id: key(seed)?.public().to_peer_id().to_string(),
+        display_name: name.into(),
+    })
+}
+
+const OWNER: u8 = 7;
+const MEMBER: u8 = 8;
+
+fn me() -> anyhow::Result<Author> {
+    author(OWNER, "Bench")
+}
+
+/// A member's two edits of playlist `id`, signed, as the owner would receive them: it adds
+/// a track (its first change: a Loro peer new to the playlist), then removes it again.
+fn member_edits(store: &mut Store, id: &str) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let doc = PlaylistDoc::empty();
+    for envelope in decode_envelopes(&store.export_since(id, &[])?).map_err(anyhow::Error::msg)? {
+        doc.import(&envelope.updates)?;
     }
+    let key = key(MEMBER)?;
+    let nonce = 1;
+    let peer = loro_peer_of(&key.public(), nonce);
+    doc.set_peer(peer)?;
+    let signed = |from: i32| -> anyhow::Result<(Vec<u8>, i32)> {
+        let to = doc.version().get(&peer).copied().unwrap_or(0);
+        let updates = doc.export_span(peer, from, to)?;
+        let envelope = Envelope::sign(&key, id, EnvelopeKind::Changes, nonce, updates)?;
+        Ok((encode_envelopes(&[envelope]), to))
+    };
+    let added = doc.add_tracks(&[track(usize::MAX / 3)], &author(MEMBER, "Member")?, 5)?;
+    let (add, at) = signed(0)?;
+    doc.remove_track(added.first().context("no track added")?, 6)?;
+    let (remove, _) = signed(at)?;
+    Ok((add, remove))
 }
 
 fn track(i: usize) -> NewTrack {
@@ -45,13 +87,16 @@ pub(crate) fn write_home(
     playlists: usize,
     tracks: usize,
 ) -> anyhow::Result<(String, u64)> {
-    let (mut store, _) = Store::open(root, 1)?;
+    let (mut store, _) = Store::open_as(root, 1, key(OWNER)?)?;
     let mut first = None;
     for p in 0..playlists {
-        let id = store.create(&format!("Playlist {p}"), "", &me(), 1)?;
+        let id = store.create(&format!("Playlist {p}"), "", &me()?, 1)?;
         let batch: Vec<NewTrack> = (0..tracks).map(track).collect();
         for chunk in batch.chunks(10_000) {
-            store.add_tracks(&id, chunk, &me(), 2)?;
+            store.add_tracks(&id, chunk, &me()?, 2)?;
+        }
+        if first.is_none() {
+            store.add_member(&id, &author(MEMBER, "Member")?)?;
         }
         first.get_or_insert(id);
     }
@@ -80,7 +125,7 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
     let heap_before = live_bytes();
     let rss_before = crate::lifecycle::rss_kb(std::process::id());
     let t0 = Instant::now();
-    let (mut store, report) = Store::open(root, 3)?;
+    let (mut store, report) = Store::open_as(root, 3, key(OWNER)?)?;
     let listed = store.list();
     let open_list_ms = t0.elapsed().as_secs_f64() * 1e3;
     let heap_listed = live_bytes();
@@ -95,7 +140,7 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
     // In use: one edit reads its document (no cache stands for it any more), then every
     // track is read again.
     let t2 = Instant::now();
-    store.add_tracks(id, &[track(usize::MAX / 2)], &me(), 4)?;
+    store.add_tracks(id, &[track(usize::MAX / 2)], &me()?, 4)?;
     let edit_ms = t2.elapsed().as_secs_f64() * 1e3;
     let heap_after_edit = live_bytes();
     let t3 = Instant::now();
@@ -104,6 +149,20 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
     anyhow::ensure!(edited == tracks + 1, "the edit did not land");
     let heap_edited = live_bytes();
     let rss_edited = crate::lifecycle::rss_kb(std::process::id());
+    // A member's edits received (checked against its rights, applied, stored).
+    let (add, remove) = member_edits(&mut store, id)?;
+    let mut received = |body: &[u8], now: u64| -> anyhow::Result<f64> {
+        let t = Instant::now();
+        let applied = store.apply_remote(id, body, now)?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        anyhow::ensure!(
+            applied.changed && applied.rejected.is_empty(),
+            "a member's edit was not applied: {applied:?}"
+        );
+        Ok(ms)
+    };
+    let member_add_ms = received(&add, 7)?;
+    let member_removal_ms = received(&remove, 8)?;
     drop(store);
     Ok(json!({
         "playlists": report.playlists,
@@ -119,6 +178,8 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
         "heap_in_use_mb": (heap_edited - heap_before) as f64 / 1048576.0,
         "heap_after_edit_mb": (heap_after_edit - heap_before) as f64 / 1048576.0,
         "rss_in_use_mb": rss_edited.saturating_sub(rss_before) as f64 / 1024.0,
+        "member_add_received_ms": member_add_ms,
+        "member_removal_received_ms": member_removal_ms,
     }))
 }
 
@@ -179,6 +240,8 @@ fn row(playlists: usize, tracks: usize, runs: usize) -> anyhow::Result<Value> {
         "read_after_edit_ms": figure("read_after_edit_ms"),
         "heap_in_use_mb": figure("heap_in_use_mb"),
         "rss_in_use_mb": figure("rss_in_use_mb"),
+        "member_add_received_ms": figure("member_add_received_ms"),
+        "member_removal_received_ms": figure("member_removal_received_ms"),
     }))
 }
 

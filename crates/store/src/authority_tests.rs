@@ -317,6 +317,108 @@ fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver()
     );
 }
 
+/// Removal goes by id (every track with it is hidden) and takes a track map out of the
+/// list: a member may do either only to its own tracks, whatever ids its tracks claim, and
+/// may not give a track another id or a comment another author.
+#[test]
+fn a_member_takes_out_only_its_own_tracks_whatever_ids_they_claim() {
+    let (_dir, mut owner, mut bob, id, mallory) = party();
+    let alice_track = owner.get(&id).expect("get").tracks[0].id.clone();
+    let accepted = |store: &mut Store, body: &[u8]| {
+        let applied = store.apply_remote(&id, body, 8).expect("apply");
+        assert!(
+            applied.changed && applied.rejected.is_empty(),
+            "{applied:?}"
+        );
+    };
+    let (_, own) = mallory.sign(&id, |d| mallory.add_track_map(d, "m1", "mallory's"));
+    accepted(&mut owner, &own);
+    accepted(&mut bob, &own);
+
+    // Alice's track taken out of the list, with Mallory's own id said removed.
+    let (_, swapped) = Modified::join(3, &mut owner, &id).sign(&id, |d| {
+        d.get_movable_list("tracks").delete(0, 1).expect("delete");
+        d.get_map("removed_tracks").insert("m1", 9).expect("insert");
+    });
+    rejected(&mut owner, &id, &swapped, "it deletes track");
+    rejected(&mut bob, &id, &swapped, "which another member added");
+
+    // A track of Mallory's first in the list under Alice's id, then that id removed:
+    // Alice's track would be hidden with it.
+    let mallory = Modified::join(3, &mut owner, &id);
+    let (_, twin) = mallory.sign(&id, |d| {
+        let map = d
+            .get_movable_list("tracks")
+            .insert_container(0, LoroMap::new())
+            .expect("insert");
+        map.insert("id", alice_track.as_str()).expect("id");
+        map.insert("title", "twin").expect("title");
+        map.insert("added_by_peer", mallory.me().as_str())
+            .expect("by");
+    });
+    accepted(&mut owner, &twin);
+    accepted(&mut bob, &twin);
+    let (_, hide) = mallory.sign(&id, |d| {
+        d.get_movable_list("tracks").delete(0, 1).expect("delete");
+        d.get_map("removed_tracks")
+            .insert(&alice_track, 9)
+            .expect("insert");
+    });
+    rejected(&mut owner, &id, &hide, "another member added");
+    rejected(&mut bob, &id, &hide, "another member added");
+    // An unmodified app of Mallory's refuses it too: both tracks go, one is Alice's.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut honest, _) = Store::open_as(dir.path(), 1, key(3)).expect("open");
+    honest
+        .apply_remote(&id, &owner.export_since(&id, &[]).expect("export"), 9)
+        .expect("join");
+    let refused = honest
+        .remove_track(&id, &alice_track, &mallory.me(), 10)
+        .expect_err("alice's too");
+    assert!(
+        refused.to_string().contains("Alice (who added it)"),
+        "{refused}"
+    );
+
+    // A track given another id; a comment given another author.
+    let index = owner
+        .get(&id)
+        .expect("get")
+        .tracks
+        .iter()
+        .position(|t| t.id == "m1")
+        .expect("m1");
+    let mallory = Modified::join(3, &mut owner, &id);
+    let (_, renamed) = mallory.sign(&id, |d| {
+        let list = d.get_movable_list("tracks");
+        if let Some(loro::ValueOrContainer::Container(loro::Container::Map(map))) = list.get(index)
+        {
+            map.insert("id", "someone-else").expect("id");
+        }
+    });
+    rejected(&mut owner, &id, &renamed, "changes a track's id");
+    let mallory = Modified::join(3, &mut owner, &id);
+    let (_, comment) = mallory.sign(&id, |d| {
+        let map = d
+            .get_list("session_comments")
+            .push_container(LoroMap::new())
+            .expect("push");
+        map.insert("id", "c1").expect("id");
+        map.insert("by", mallory.me().as_str()).expect("by");
+        map.insert("text", "mine").expect("text");
+    });
+    accepted(&mut owner, &comment);
+    let bob_id = author(2, "Bob").peer_id;
+    let (_, framed) = mallory.sign(&id, |d| {
+        if let Some(loro::ValueOrContainer::Container(loro::Container::Map(map))) =
+            d.get_list("session_comments").get(0)
+        {
+            map.insert("by", bob_id.as_str()).expect("by");
+        }
+    });
+    rejected(&mut owner, &id, &framed, "changes who wrote a comment");
+}
+
 #[test]
 fn out_of_turn_adds_are_refused_and_an_add_concurrent_with_the_switch_to_turns_is_not() {
     let (_dir, mut owner, mut bob, id, _) = party();

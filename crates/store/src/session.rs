@@ -408,25 +408,22 @@ pub fn decide_add(
     Ok(Some(turn.number))
 }
 
-/// Whether `by` may remove `track`: their own, or any for the owner and co-hosts.
-/// Whether `by` may remove the shown track that `adder` added (`None`: no shown track has
-/// that id, which the edit itself reports).
+/// Whether `by` may remove the shown track that `adders` added: their own, or any for the
+/// owner and co-hosts. `adders` has one entry per track with that id (a modified client can
+/// give its track another's id, and removal goes by id, so all must be `by`'s); none when
+/// no shown track has it, which the edit itself reports.
 pub fn decide_remove(
     facts: &SessionFacts,
-    adder: Option<&str>,
+    adders: &[String],
     by: &str,
     name: &dyn Fn(&str) -> String,
 ) -> Result<(), StoreError> {
-    let Some(adder) = adder else {
-        return Ok(());
-    };
-    if adder == by || facts.may_host(by) {
-        Ok(())
-    } else {
-        Err(refuse(format!(
+    match adders.iter().find(|adder| *adder != by) {
+        Some(adder) if !facts.may_host(by) => Err(refuse(format!(
             "only {} (who added it), the owner or a co-host can remove this track",
             name(adder)
-        )))
+        ))),
+        _ => Ok(()),
     }
 }
 

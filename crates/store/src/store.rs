@@ -1067,8 +1067,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.change(id, Origin::Local, None, |doc| {
             let facts = doc.session_facts();
-            let adder = doc.adder_of(track_id);
-            session::decide_remove(&facts, adder.as_deref(), by, &|p| doc.display_name_of(p))?;
+            let adders = doc.adders_of(track_id);
+            session::decide_remove(&facts, &adders, by, &|p| doc.display_name_of(p))?;
             doc.remove_track(track_id, now_ms)
         })
     }

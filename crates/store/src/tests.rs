@@ -1395,7 +1395,7 @@ fn idle_playlists_let_go_of_their_documents_and_lose_nothing() {
 }
 
 /// A copy loaded from a snapshot reads its tracks out of Loro's storage, in the order of its
-/// keys (`doc::list_values`), not the list's: moves, removals and the order still read as
+/// keys (`doc::key_order`), not the list's: moves, removals and the order still read as
 /// in the document that made them, and edits by track id find the right tracks.
 #[test]
 fn a_playlist_loaded_from_a_snapshot_reads_as_the_one_that_wrote_it() {
