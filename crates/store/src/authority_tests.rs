@@ -419,6 +419,53 @@ fn a_member_takes_out_only_its_own_tracks_whatever_ids_they_claim() {
     rejected(&mut owner, &id, &framed, "changes who wrote a comment");
 }
 
+/// What an update writes into the fields that decide who may edit a map is judged as they
+/// were before it: a history entry that names Mallory as who played it does not become a
+/// comment of hers (which she could edit) by her giving it a text.
+#[test]
+fn fields_an_update_writes_are_judged_as_they_were_before_it() {
+    let (_dir, mut owner, _bob, id, mallory) = party();
+    // The owner records Mallory as who played a track (as when she held playback).
+    let alice = Modified {
+        key: key(1),
+        nonce: 77,
+        doc: {
+            let copy = Modified::join(3, &mut owner, &id).doc;
+            copy.set_peer(loro_peer_of(&key(1).public(), 77))
+                .expect("peer");
+            copy
+        },
+    };
+    let (_, played) = alice.sign(&id, |d| {
+        let entry = d
+            .get_list("session_history")
+            .push_container(LoroMap::new())
+            .expect("push");
+        entry.insert("track_id", "t1").expect("track");
+        entry.insert("by", mallory.me().as_str()).expect("by");
+    });
+    let applied = owner.apply_remote(&id, &played, 5).expect("apply");
+    assert!(
+        applied.changed && applied.rejected.is_empty(),
+        "{applied:?}"
+    );
+    let mallory = Modified::join(3, &mut owner, &id);
+    let (_, rewritten) = mallory.sign(&id, |d| {
+        if let Some(loro::ValueOrContainer::Container(loro::Container::Map(entry))) =
+            d.get_list("session_history").get(0)
+        {
+            entry.insert("text", "now a comment").expect("text");
+            entry.insert("track_id", "t2").expect("track");
+        }
+    });
+    rejected(
+        &mut owner,
+        &id,
+        &rewritten,
+        "only the owner or a co-host may",
+    );
+}
+
 #[test]
 fn out_of_turn_adds_are_refused_and_an_add_concurrent_with_the_switch_to_turns_is_not() {
     let (_dir, mut owner, mut bob, id, _) = party();
