@@ -349,6 +349,7 @@ fn growth_tables(grown: &Value) -> (Value, String) {
                     "member_removal_received_ms",
                     "a member's removal, received, ms",
                 ),
+                ("edit_after_removal_ms", "an edit after a removal, ms"),
                 ("disk_bytes", "bytes on disk"),
             ],
         ),

@@ -289,7 +289,7 @@ impl<'a> Before<'a> {
             return None;
         }
         // A second handle on the same document, for its facts as checked out.
-        let facts = PlaylistDoc { doc: doc.clone() }.session_facts();
+        let facts = PlaylistDoc::wrap(doc.clone()).session_facts();
         Some(Before {
             facts,
             doc,

@@ -22,10 +22,12 @@ use whatnext_protocol::playlist::{
     clean_display_name,
 };
 
-use crate::error::StoreError;
+use crate::{error::StoreError, track_ids::TrackIds};
 
 pub struct PlaylistDoc {
     pub(crate) doc: LoroDoc,
+    /// The track list's ids, for the count of tracks shown (see [`TrackIds`]).
+    ids: TrackIds,
 }
 
 pub(crate) fn new_id(bytes: usize) -> String {
@@ -216,6 +218,22 @@ pub(crate) fn track_entries(
     entries.into_iter().flatten().collect()
 }
 
+/// Every element of `list`, in list order: its container when it is a map, and its id
+/// (see [`PlaylistDoc::track_field`]), read in Loro's storage order (see [`key_order`]).
+fn list_ids(list: &LoroMovableList) -> Vec<(Option<loro::ContainerID>, Option<String>)> {
+    let items = list_items(list);
+    let mut ids = vec![(None, None); items.len()];
+    for i in key_order(&items) {
+        if let ValueOrContainer::Container(loro::Container::Map(track)) = &items[i] {
+            ids[i] = (
+                Some(loro::ContainerTrait::id(track)),
+                field_text(track, "id"),
+            );
+        }
+    }
+    ids
+}
+
 /// The containers of the track maps in `list` (no field is read).
 pub(crate) fn track_containers(list: &LoroMovableList) -> HashSet<loro::ContainerID> {
     list_items(list)
@@ -292,14 +310,39 @@ impl PlaylistDoc {
         texts
     }
 
-    /// How many tracks are shown (see [`Self::visible_among`]), reading their ids only
-    /// when some track was removed: the listing's count is refreshed on every change.
+    /// How many tracks are shown (see [`Self::visible_among`]). The listing's count is
+    /// refreshed after every change, so once a track was removed the ids come from
+    /// [`TrackIds`], which reads only new and changed ones.
     fn visible_count(&self) -> usize {
         let tracks = self.tracks();
-        if self.removed().is_empty() {
+        let removed = self.removed();
+        if removed.is_empty() {
             return tracks.len();
         }
-        self.visible_among(&self.track_field("id")).len()
+        let removed: HashSet<String> = removed.keys().map(|key| key.to_string()).collect();
+        // Loro tells what changed when a change is committed: none may be left open here.
+        self.doc.commit();
+        let count = self.ids.count(
+            &self.doc,
+            &tracks,
+            || list_ids(&tracks),
+            |track| field_text(track, "id"),
+            |id| id.is_none_or(|id| !removed.contains(id)),
+        );
+        debug_assert_eq!(
+            count,
+            self.visible_among(&self.track_field("id")).len(),
+            "the followed ids disagree with the list's"
+        );
+        count
+    }
+
+    /// This document, with what reads it needs.
+    pub(crate) fn wrap(doc: LoroDoc) -> Self {
+        PlaylistDoc {
+            doc,
+            ids: TrackIds::default(),
+        }
     }
 
     /// The indexes of the tracks shown among those with `ids` (in list order): those whose
@@ -336,9 +379,7 @@ impl PlaylistDoc {
     ) -> Result<Self, StoreError> {
         let name = clean("name", name, true)?;
         let description = clean("description", description, false)?;
-        let doc = PlaylistDoc {
-            doc: LoroDoc::new(),
-        };
+        let doc = PlaylistDoc::wrap(LoroDoc::new());
         if let Some(peer) = peer {
             doc.set_peer(peer)?;
         }
@@ -360,9 +401,7 @@ impl PlaylistDoc {
 
     /// A document from stored or received bytes (snapshot or updates).
     pub fn empty() -> Self {
-        PlaylistDoc {
-            doc: LoroDoc::new(),
-        }
+        PlaylistDoc::wrap(LoroDoc::new())
     }
 
     pub fn import(&self, bytes: &[u8]) -> Result<(), StoreError> {
@@ -453,7 +492,7 @@ impl PlaylistDoc {
         if let Some(pending) = pending {
             doc.import(pending)?;
         }
-        Ok(PlaylistDoc { doc })
+        Ok(PlaylistDoc::wrap(doc))
     }
 
     pub fn version(&self) -> VersionVector {

@@ -353,6 +353,9 @@ fn apply(doc: &PlaylistDoc, op: &Op, who: &Author) {
         Op::Rename(n) => doc.rename(&format!("name {n}"), 1).expect("rename"),
         _ => {}
     }
+    // The count follows the list through its events (a debug assertion compares it with
+    // the ids read whole).
+    let _ = doc.summary();
 }
 
 proptest! {
@@ -401,8 +404,9 @@ proptest! {
                 updates.push(first);
             }
         }
-        for u in &from_a { b.import(u).expect("b imports"); }
-        for u in &from_b { a.import(u).expect("a imports"); }
+        for u in &from_a { b.import(u).expect("b imports"); let _ = b.summary(); }
+        for u in &from_b { a.import(u).expect("a imports"); let _ = a.summary(); }
+        prop_assert_eq!(a.summary().track_count, a.read().tracks.len());
 
         let (pa, pb) = (a.read(), b.read());
         prop_assert_eq!(&pa, &pb);
