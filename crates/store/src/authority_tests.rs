@@ -136,6 +136,23 @@ fn rejected(store: &mut Store, id: &str, body: &[u8], why: &str) {
     );
 }
 
+/// `body` is applied by `store` whole.
+fn accepted(store: &mut Store, id: &str, body: &[u8]) {
+    let applied = store.apply_remote(id, body, 8).expect("apply");
+    assert!(
+        applied.changed && applied.rejected.is_empty(),
+        "{applied:?}"
+    );
+}
+
+/// A removal as an app makes it: the track map at `at` out of the list, its id removed.
+fn remove_at(d: &LoroDoc, at: usize, track: &str) {
+    d.get_movable_list("tracks").delete(at, 1).expect("delete");
+    d.get_map("removed_tracks")
+        .insert(track, 9)
+        .expect("insert");
+}
+
 #[test]
 fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver() {
     let (_dir, mut owner, mut bob, id, mallory) = party();
@@ -175,12 +192,7 @@ fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver()
     // Removing the owner's track.
     let mallory = Modified::join(3, &mut owner, &id);
     let alice_track = owner.get(&id).expect("get").tracks[0].id.clone();
-    let (_, removal) = mallory.sign(&id, |d| {
-        d.get_movable_list("tracks").delete(0, 1).expect("delete");
-        d.get_map("removed_tracks")
-            .insert(&alice_track, 5)
-            .expect("insert");
-    });
+    let (_, removal) = mallory.sign(&id, |d| remove_at(d, 0, &alice_track));
     rejected(&mut owner, &id, &removal, "another member added");
     rejected(&mut bob, &id, &removal, "another member added");
     // Hiding it without saying so.
@@ -296,17 +308,8 @@ fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver()
         .iter()
         .position(|t| t.id == "m1")
         .expect("m1");
-    let (_, remove_own) = mallory.sign(&id, |d| {
-        d.get_movable_list("tracks")
-            .delete(index, 1)
-            .expect("delete");
-        d.get_map("removed_tracks").insert("m1", 9).expect("insert");
-    });
-    let applied = owner.apply_remote(&id, &remove_own, 9).expect("apply");
-    assert!(
-        applied.changed && applied.rejected.is_empty(),
-        "{applied:?}"
-    );
+    let (_, remove_own) = mallory.sign(&id, |d| remove_at(d, index, "m1"));
+    accepted(&mut owner, &id, &remove_own);
     assert!(
         owner
             .get(&id)
@@ -324,22 +327,12 @@ fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver()
 fn a_member_takes_out_only_its_own_tracks_whatever_ids_they_claim() {
     let (_dir, mut owner, mut bob, id, mallory) = party();
     let alice_track = owner.get(&id).expect("get").tracks[0].id.clone();
-    let accepted = |store: &mut Store, body: &[u8]| {
-        let applied = store.apply_remote(&id, body, 8).expect("apply");
-        assert!(
-            applied.changed && applied.rejected.is_empty(),
-            "{applied:?}"
-        );
-    };
     let (_, own) = mallory.sign(&id, |d| mallory.add_track_map(d, "m1", "mallory's"));
-    accepted(&mut owner, &own);
-    accepted(&mut bob, &own);
+    accepted(&mut owner, &id, &own);
+    accepted(&mut bob, &id, &own);
 
     // Alice's track taken out of the list, with Mallory's own id said removed.
-    let (_, swapped) = Modified::join(3, &mut owner, &id).sign(&id, |d| {
-        d.get_movable_list("tracks").delete(0, 1).expect("delete");
-        d.get_map("removed_tracks").insert("m1", 9).expect("insert");
-    });
+    let (_, swapped) = Modified::join(3, &mut owner, &id).sign(&id, |d| remove_at(d, 0, "m1"));
     rejected(&mut owner, &id, &swapped, "it deletes track");
     rejected(&mut bob, &id, &swapped, "which another member added");
 
@@ -356,14 +349,9 @@ fn a_member_takes_out_only_its_own_tracks_whatever_ids_they_claim() {
         map.insert("added_by_peer", mallory.me().as_str())
             .expect("by");
     });
-    accepted(&mut owner, &twin);
-    accepted(&mut bob, &twin);
-    let (_, hide) = mallory.sign(&id, |d| {
-        d.get_movable_list("tracks").delete(0, 1).expect("delete");
-        d.get_map("removed_tracks")
-            .insert(&alice_track, 9)
-            .expect("insert");
-    });
+    accepted(&mut owner, &id, &twin);
+    accepted(&mut bob, &id, &twin);
+    let (_, hide) = mallory.sign(&id, |d| remove_at(d, 0, &alice_track));
     rejected(&mut owner, &id, &hide, "another member added");
     rejected(&mut bob, &id, &hide, "another member added");
     // An unmodified app of Mallory's refuses it too: both tracks go, one is Alice's.
@@ -407,7 +395,7 @@ fn a_member_takes_out_only_its_own_tracks_whatever_ids_they_claim() {
         map.insert("by", mallory.me().as_str()).expect("by");
         map.insert("text", "mine").expect("text");
     });
-    accepted(&mut owner, &comment);
+    accepted(&mut owner, &id, &comment);
     let bob_id = author(2, "Bob").peer_id;
     let (_, framed) = mallory.sign(&id, |d| {
         if let Some(loro::ValueOrContainer::Container(loro::Container::Map(map))) =
@@ -444,11 +432,7 @@ fn fields_an_update_writes_are_judged_as_they_were_before_it() {
         entry.insert("track_id", "t1").expect("track");
         entry.insert("by", mallory.me().as_str()).expect("by");
     });
-    let applied = owner.apply_remote(&id, &played, 5).expect("apply");
-    assert!(
-        applied.changed && applied.rejected.is_empty(),
-        "{applied:?}"
-    );
+    accepted(&mut owner, &id, &played);
     let mallory = Modified::join(3, &mut owner, &id);
     let (_, rewritten) = mallory.sign(&id, |d| {
         if let Some(loro::ValueOrContainer::Container(loro::Container::Map(entry))) =
