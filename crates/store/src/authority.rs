@@ -231,8 +231,9 @@ const RIGHTS_KEYS: [&str; 3] = ["added_by_peer", "by", "text"];
 /// by checking the document out (O(the document): 0.15 s at 100,000 tracks; a fork costs
 /// 4× that). So a value the update did not write is read from the document as it is: an
 /// op-based merge changes nothing the update has no op on. The rest — the fields that decide
-/// rights when the update writes them, and the track list when it deletes from it — is read
-/// with the document checked out at the version before, and put back when this is dropped.
+/// rights when the update writes them, and the track list when a member removes or deletes
+/// tracks — is read with the document checked out at the version before, and put back when
+/// this is dropped.
 struct Before<'a> {
     facts: SessionFacts,
     doc: &'a LoroDoc,
@@ -375,7 +376,7 @@ impl<'a> Before<'a> {
     /// `ids`.
     fn tracks(&self, ids: &HashSet<&str>) -> Option<Vec<TrackEntry>> {
         let list = self.before()?.get_movable_list("tracks");
-        Some(track_entries(&list, |_, id| {
+        Some(track_entries(&list, |id| {
             id.is_some_and(|id| ids.contains(id))
         }))
     }

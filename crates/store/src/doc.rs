@@ -183,36 +183,30 @@ fn key_order(items: &[ValueOrContainer]) -> Vec<usize> {
     order
 }
 
-/// A track map in the list as the rules read it: its container, its id and who added it
-/// (when that was read).
+/// A track map in the list as the rules read it: its id and who added it (when that was
+/// read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TrackEntry {
-    pub container: loro::ContainerID,
     pub id: Option<String>,
     pub adder: Option<String>,
 }
 
 /// The track maps of `list` (elements that are not maps are left out), in list order, each
-/// read for its id, and for its adder only where `wants_adder` says so (one field of
-/// 100,000 tracks takes ~0.3 s), in Loro's storage order (see [`key_order`]).
+/// read for its id, and for its adder only where `wants_adder` says so of its id (one field
+/// of 100,000 tracks takes ~0.3 s), in Loro's storage order (see [`key_order`]).
 pub(crate) fn track_entries(
     list: &LoroMovableList,
-    wants_adder: impl Fn(&loro::ContainerID, Option<&str>) -> bool,
+    wants_adder: impl Fn(Option<&str>) -> bool,
 ) -> Vec<TrackEntry> {
     let items = list_items(list);
     let mut entries = vec![None; items.len()];
     for i in key_order(&items) {
         if let ValueOrContainer::Container(loro::Container::Map(track)) = &items[i] {
-            let container = loro::ContainerTrait::id(track);
             let id = field_text(track, "id");
-            let adder = wants_adder(&container, id.as_deref())
+            let adder = wants_adder(id.as_deref())
                 .then(|| field_text(track, "added_by_peer"))
                 .flatten();
-            entries[i] = Some(TrackEntry {
-                container,
-                id,
-                adder,
-            });
+            entries[i] = Some(TrackEntry { id, adder });
         }
     }
     entries.into_iter().flatten().collect()
@@ -627,7 +621,7 @@ impl PlaylistDoc {
         if self.removed().get(track_id).is_some() {
             return Vec::new();
         }
-        track_entries(&self.tracks(), |_, id| id == Some(track_id))
+        track_entries(&self.tracks(), |id| id == Some(track_id))
             .into_iter()
             .filter(|track| track.id.as_deref() == Some(track_id))
             .map(|track| track.adder.unwrap_or_default())
