@@ -106,6 +106,19 @@ fn the_track_count_leaves_out_removed_and_hidden_tracks() {
     let shown = doc.read().tracks.len();
     assert_eq!(shown, 3, "b hidden, the track without an id shown");
     assert_eq!(doc.summary().track_count, shown);
+    // The count follows the list (see `track_ids`): a track given a removed id is hidden,
+    // given its own back it is shown again.
+    let list = doc.doc.get_movable_list("tracks");
+    let Some(loro::ValueOrContainer::Container(loro::Container::Map(c))) = list.get(1) else {
+        panic!("track c is a map");
+    };
+    c.insert("id", ids[0].as_str()).expect("id");
+    doc.commit();
+    assert_eq!(doc.read().tracks.len(), 2);
+    assert_eq!(doc.summary().track_count, 2);
+    c.insert("id", ids[2].as_str()).expect("id");
+    doc.commit();
+    assert_eq!(doc.summary().track_count, 3);
 }
 
 /// A read takes each track from its map's container, not from the map's decoded value:
