@@ -308,27 +308,49 @@ impl PlaylistDoc {
     /// refreshed after every change, so once a track was removed the ids come from
     /// [`TrackIds`], which reads only new and changed ones.
     fn visible_count(&self) -> usize {
-        let tracks = self.tracks();
         let removed = self.removed();
         if removed.is_empty() {
-            return tracks.len();
+            return self.tracks().len();
         }
         let removed: HashSet<String> = removed.keys().map(|key| key.to_string()).collect();
+        self.with_ids(|ids| {
+            ids.filter(|id| id.is_none_or(|id| !removed.contains(id)))
+                .count()
+        })
+    }
+
+    /// The ids of the track list, in list order (see [`Self::track_field`]), given to
+    /// `with`; from [`TrackIds`], which reads only new and changed ones after the first time.
+    fn with_ids<T>(&self, with: impl FnOnce(&mut dyn Iterator<Item = Option<&str>>) -> T) -> T {
+        let tracks = self.tracks();
         // Loro tells what changed when a change is committed: none may be left open here.
         self.doc.commit();
-        let count = self.ids.count(
+        self.ids.with(
             &self.doc,
             &tracks,
             || list_ids(&tracks),
             |track| field_text(track, "id"),
-            |id| id.is_none_or(|id| !removed.contains(id)),
-        );
-        debug_assert_eq!(
-            count,
-            self.visible_among(&self.track_field("id")).len(),
-            "the followed ids disagree with the list's"
-        );
-        count
+            |ids| {
+                if cfg!(debug_assertions) {
+                    // Every use in a debug build checks them against the ids read whole.
+                    let followed: Vec<Option<String>> =
+                        ids.map(|id| id.map(str::to_string)).collect();
+                    assert_eq!(
+                        followed,
+                        self.track_field("id"),
+                        "the followed ids disagree with the list's"
+                    );
+                    with(&mut followed.iter().map(|id| id.as_deref()))
+                } else {
+                    with(ids)
+                }
+            },
+        )
+    }
+
+    /// The ids of the track list, in list order (see [`Self::with_ids`]).
+    fn ids(&self) -> Vec<Option<String>> {
+        self.with_ids(|ids| ids.map(|id| id.map(str::to_string)).collect())
     }
 
     /// This document, with what reads it needs.
@@ -631,7 +653,7 @@ impl PlaylistDoc {
     /// Moves a track to position `to` among the shown tracks.
     pub fn move_track(&self, track_id: &str, to: usize, now: u64) -> Result<(), StoreError> {
         // The ids are read once for both.
-        let ids = self.track_field("id");
+        let ids = self.ids();
         let from = self.index_of(&ids, track_id)?;
         let visible = self.visible_among(&ids);
         let Some(&target) = visible.get(to) else {
@@ -649,7 +671,7 @@ impl PlaylistDoc {
     }
 
     pub fn remove_track(&self, track_id: &str, now: u64) -> Result<(), StoreError> {
-        let at = self.index_of(&self.track_field("id"), track_id)?;
+        let at = self.index_of(&self.ids(), track_id)?;
         self.tracks().delete(at, 1)?;
         self.removed().insert(track_id, now as i64)?;
         self.touch(now)?;

@@ -142,17 +142,17 @@ impl TrackIds {
         });
     }
 
-    /// How many elements of `list` (in `doc`'s current state) `keep` keeps, by their ids.
-    /// `read_all` reads every element's container and id (the first time);
+    /// The ids of `list`'s elements (in `doc`'s current state), in list order, given to
+    /// `with`. `read_all` reads every element's container and id (the first time);
     /// `read_id` reads one track's id (a new or changed one).
-    pub(crate) fn count(
+    pub(crate) fn with<T>(
         &self,
         doc: &LoroDoc,
         list: &LoroMovableList,
         read_all: impl FnOnce() -> Vec<(Option<ContainerID>, Option<String>)>,
         read_id: impl Fn(&loro::LoroMap) -> Option<String>,
-        keep: impl Fn(Option<&str>) -> bool,
-    ) -> usize {
+        with: impl FnOnce(&mut dyn Iterator<Item = Option<&str>>) -> T,
+    ) -> T {
         self.follow(doc, list);
         let mut mirror = self.mirror.lock().unwrap_or_else(PoisonError::into_inner);
         let Mirror { slots, changed } = &mut *mirror;
@@ -179,6 +179,6 @@ impl TrackIds {
             slot.unread = false;
         }
         changed.clear();
-        slots.iter().filter(|slot| keep(slot.id.as_deref())).count()
+        with(&mut slots.iter().map(|slot| slot.id.as_deref()))
     }
 }
