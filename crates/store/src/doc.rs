@@ -191,41 +191,53 @@ pub(crate) struct TrackEntry {
     pub adder: Option<String>,
 }
 
+/// `read` of every track map in `list`, in list order (`None` for elements that are not
+/// maps), called in Loro's storage order (see [`key_order`]).
+fn read_track_maps<T: Clone>(
+    list: &LoroMovableList,
+    mut read: impl FnMut(&LoroMap) -> T,
+) -> Vec<Option<T>> {
+    let items = list_items(list);
+    let mut read_out = vec![None; items.len()];
+    for i in key_order(&items) {
+        if let ValueOrContainer::Container(loro::Container::Map(track)) = &items[i] {
+            read_out[i] = Some(read(track));
+        }
+    }
+    read_out
+}
+
 /// The track maps of `list` (elements that are not maps are left out), in list order, each
 /// read for its id, and for its adder only where `wants_adder` says so of its id (one field
-/// of 100,000 tracks takes ~0.3 s), in Loro's storage order (see [`key_order`]).
+/// of 100,000 tracks takes ~0.3 s).
 pub(crate) fn track_entries(
     list: &LoroMovableList,
     wants_adder: impl Fn(Option<&str>) -> bool,
 ) -> Vec<TrackEntry> {
-    let items = list_items(list);
-    let mut entries = vec![None; items.len()];
-    for i in key_order(&items) {
-        if let ValueOrContainer::Container(loro::Container::Map(track)) = &items[i] {
-            let id = field_text(track, "id");
-            let adder = wants_adder(id.as_deref())
-                .then(|| field_text(track, "added_by_peer"))
-                .flatten();
-            entries[i] = Some(TrackEntry { id, adder });
-        }
-    }
-    entries.into_iter().flatten().collect()
+    read_track_maps(list, |track| {
+        let id = field_text(track, "id");
+        let adder = wants_adder(id.as_deref())
+            .then(|| field_text(track, "added_by_peer"))
+            .flatten();
+        TrackEntry { id, adder }
+    })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Every element of `list`, in list order: its container when it is a map, and its id
-/// (see [`PlaylistDoc::track_field`]), read in Loro's storage order (see [`key_order`]).
+/// (see [`PlaylistDoc::track_field`]).
 fn list_ids(list: &LoroMovableList) -> Vec<(Option<loro::ContainerID>, Option<String>)> {
-    let items = list_items(list);
-    let mut ids = vec![(None, None); items.len()];
-    for i in key_order(&items) {
-        if let ValueOrContainer::Container(loro::Container::Map(track)) = &items[i] {
-            ids[i] = (
-                Some(loro::ContainerTrait::id(track)),
-                field_text(track, "id"),
-            );
-        }
-    }
-    ids
+    read_track_maps(list, |track| {
+        (loro::ContainerTrait::id(track), field_text(track, "id"))
+    })
+    .into_iter()
+    .map(|read| match read {
+        Some((container, id)) => (Some(container), id),
+        None => (None, None),
+    })
+    .collect()
 }
 
 /// The containers of the track maps in `list` (no field is read).
@@ -294,14 +306,10 @@ impl PlaylistDoc {
     /// and the count take the ids from [`Self::with_ids`], and this reads them whole only
     /// to check it (debug builds) and for other fields.
     fn track_field(&self, key: &str) -> Vec<Option<String>> {
-        let items = list_items(&self.tracks());
-        let mut texts = vec![None; items.len()];
-        for i in key_order(&items) {
-            if let ValueOrContainer::Container(loro::Container::Map(track)) = &items[i] {
-                texts[i] = field_text(track, key);
-            }
-        }
-        texts
+        read_track_maps(&self.tracks(), |track| field_text(track, key))
+            .into_iter()
+            .map(Option::flatten)
+            .collect()
     }
 
     /// How many tracks are shown (see [`Self::visible_among`]). The listing's count is
