@@ -120,9 +120,21 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await pageA.waitForSelector('#playlist:not([hidden])');
   await pageA.click('#share');
   await pageA.waitForFunction(() => document.getElementById('share-link').value.includes('session='));
+  const oldLink = await pageA.inputValue('#share-link');
+  // The link comes in a dialog of its own, named after the playlist. "New link" replaces it
+  // (the one given out before lets no one in); once done, the music is all the page shows.
+  assert.ok(await pageA.isVisible('#share-dialog'), 'the share link opens in a dialog');
+  assert.equal(await pageA.textContent('#share-name'), 'Friday mix');
+  await pageA.click('#rotate-share');
+  await pageA.waitForFunction((old) => document.getElementById('share-link').value !== old, oldLink);
   const shareLink = await pageA.inputValue('#share-link');
-  // A link whose key is not the playlist's: said as such.
-  await pageB.fill('#connect-input', shareLink.replace(/key=[0-9a-f]+/, `key=${'0'.repeat(32)}`));
+  assert.match(shareLink, /session=/);
+  await pageA.locator('#share-dialog').screenshot({ path: join(SHOTS, 'a-share-dialog.png') });
+  await pageA.click('#share-done');
+  await pageA.waitForSelector('#share-dialog', { state: 'hidden' });
+  assert.ok(!(await pageA.isVisible('#share-link')), 'no raw link is left in the music view');
+  // The link given out before the new one: said to be no longer valid.
+  await pageB.fill('#connect-input', oldLink);
   await pageB.click('#connect-form button[type=submit]');
   await sentence(pageB, /The link's key is no longer valid — ask for a new link/);
   await noRawText(pageB);

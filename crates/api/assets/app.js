@@ -315,8 +315,6 @@ async function openPlaylist(id) {
   openId = id;
   openVersion = -1;
   if (id !== shownPlaylist?.id) shownSession = null;
-  $('share-link').hidden = true;
-  $('share-note').hidden = true;
   hideToast();
   showPage('music');
   await refreshPlaylist();
@@ -792,11 +790,24 @@ async function copy(text, button) {
   setTimeout(() => { button.textContent = button.dataset.label ?? ''; }, 1500);
 }
 
+/** What the share dialog says of its link until a new one is made. */
+const SHARE_NOTE = document.getElementById('share-note')?.textContent ?? '';
+
 function wire() {
   for (const b of document.querySelectorAll('button')) b.dataset.label = b.textContent;
   $('debug').addEventListener('toggle', () => { if (/** @type {HTMLDetailsElement} */ ($('debug')).open) refreshIpcLog(); });
   $('copy-peer').addEventListener('click', () => copy($('peer-id').textContent || '', $('copy-peer')));
   $('copy-invite').addEventListener('click', () => copy($input('invite-link').value, $('copy-invite')));
+  $('copy-share').addEventListener('click', () => copy($input('share-link').value, $('copy-share')));
+  $('rotate-share').addEventListener('click', async () => {
+    if (!openId) return;
+    try {
+      const { link } = await api.sharePlaylist(openId, { rotate: true });
+      $input('share-link').value = link;
+      $input('share-link').select();
+      $('share-note').textContent = 'A new link: the one you gave out before lets no one else in. Members already in stay.';
+    } catch (err) { $('share-note').textContent = message(err); }
+  });
 
   $('connect-form').addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -950,9 +961,10 @@ function wire() {
     if (!openId) return;
     try {
       const { link } = await api.sharePlaylist(openId, {});
+      $('share-name').textContent = shownPlaylist?.name || '';
+      $('share-note').textContent = SHARE_NOTE;
       $input('share-link').value = link;
-      $input('share-link').hidden = false;
-      $('share-note').hidden = false;
+      /** @type {HTMLDialogElement} */ ($('share-dialog')).showModal();
       $input('share-link').select();
     } catch (err) { $('playlist-result').textContent = message(err); }
   });
