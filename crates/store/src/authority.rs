@@ -29,7 +29,7 @@ use whatnext_protocol::{
 };
 
 use crate::{
-    doc::{PlaylistDoc, TrackEntry, get_str, track_containers, track_entries},
+    doc::{PlaylistDoc, TrackEntry, get_str, track_containers},
     session::SessionFacts,
 };
 
@@ -178,8 +178,7 @@ pub fn receive_unless_barred(
                 }
             } else {
                 let (judged, taken) = {
-                    let before =
-                        Before::under(facts, &doc.doc, before_frontiers, &author, &changes);
+                    let before = Before::under(facts, doc, before_frontiers, &author, &changes);
                     (
                         check(&author, &changes, span, &before),
                         before.takes_only_own(&author),
@@ -194,7 +193,7 @@ pub fn receive_unless_barred(
                             .first()
                             .map(|c| c.deps.iter().copied().collect())
                             .unwrap_or_default();
-                        match Before::seen_at(&doc.doc, deps) {
+                        match Before::seen_at(doc, deps) {
                             Some(seen) => check(&author, &changes, span, &seen).map_err(|_| first),
                             None => Err(first),
                         }
@@ -236,10 +235,11 @@ const RIGHTS_KEYS: [&str; 3] = ["added_by_peer", "by", "text"];
 /// this is dropped.
 struct Before<'a> {
     facts: SessionFacts,
-    doc: &'a LoroDoc,
-    /// The version before the update, when `doc` holds the update applied.
+    /// The document judged in: its Loro document, and the track ids it follows.
+    playlist: &'a PlaylistDoc,
+    /// The version before the update, when the document holds the update applied.
     at: Option<Frontiers>,
-    /// Whether `doc` has been checked out at `at` (false: the checkout failed).
+    /// Whether the document has been checked out at `at` (false: the checkout failed).
     checked_out: OnceCell<bool>,
     /// What the update writes: (container, key) of every map op.
     written: HashSet<(&'a ContainerID, &'a str)>,
@@ -249,10 +249,10 @@ struct Before<'a> {
 }
 
 impl<'a> Before<'a> {
-    /// `doc` with `author`'s `changes` applied; `at` is its version before them.
+    /// `playlist` with `author`'s `changes` applied; `at` is its version before them.
     fn under(
         facts: SessionFacts,
-        doc: &'a LoroDoc,
+        playlist: &'a PlaylistDoc,
         at: Frontiers,
         author: &str,
         changes: &'a [JsonChange],
@@ -272,10 +272,10 @@ impl<'a> Before<'a> {
                 )
         });
         let tracks_after = (deletes_tracks && !facts.may_host(author))
-            .then(|| track_containers(&doc.get_movable_list("tracks")));
+            .then(|| track_containers(&playlist.doc.get_movable_list("tracks")));
         Before {
             facts,
-            doc,
+            playlist,
             at: Some(at),
             checked_out: OnceCell::new(),
             written,
@@ -283,17 +283,15 @@ impl<'a> Before<'a> {
         }
     }
 
-    /// `doc` checked out at `deps`: the state the author of a change built on saw.
-    fn seen_at(doc: &'a LoroDoc, deps: Frontiers) -> Option<Self> {
-        if let Err(err) = doc.checkout(&deps) {
+    /// `playlist` checked out at `deps`: the state the author of a change built on saw.
+    fn seen_at(playlist: &'a PlaylistDoc, deps: Frontiers) -> Option<Self> {
+        if let Err(err) = playlist.doc.checkout(&deps) {
             tracing::warn!("could not check a playlist out to judge an update: {err}");
             return None;
         }
-        // A second handle on the same document, for its facts as checked out.
-        let facts = PlaylistDoc::wrap(doc.clone()).session_facts();
         Some(Before {
-            facts,
-            doc,
+            facts: playlist.session_facts(),
+            playlist,
             at: Some(deps),
             checked_out: OnceCell::from(true),
             written: HashSet::new(),
@@ -304,17 +302,17 @@ impl<'a> Before<'a> {
     /// The document at the version before the update (checked out on first use).
     fn before(&self) -> Option<&LoroDoc> {
         let Some(at) = &self.at else {
-            return Some(self.doc);
+            return Some(&self.playlist.doc);
         };
         self.checked_out
-            .get_or_init(|| match self.doc.checkout(at) {
+            .get_or_init(|| match self.playlist.doc.checkout(at) {
                 Ok(()) => true,
                 Err(err) => {
                     tracing::warn!("could not check a playlist out to judge an update: {err}");
                     false
                 }
             })
-            .then_some(self.doc)
+            .then_some(&self.playlist.doc)
     }
 
     /// Where to read `key` of `container`: the document as it is unless the update wrote it.
@@ -325,7 +323,7 @@ impl<'a> Before<'a> {
         {
             self.before()
         } else {
-            Some(self.doc)
+            Some(&self.playlist.doc)
         }
     }
 
@@ -372,20 +370,17 @@ impl<'a> Before<'a> {
         Ok(())
     }
 
-    /// The track maps in the list, as they were, with the adders of those with an id in
-    /// `ids`.
+    /// The track maps in the list with an id in `ids`, as they were, with their adders.
     fn tracks(&self, ids: &HashSet<&str>) -> Option<Vec<TrackEntry>> {
-        let list = self.before()?.get_movable_list("tracks");
-        Some(track_entries(&list, |id| {
-            id.is_some_and(|id| ids.contains(id))
-        }))
+        self.before()?;
+        Some(self.playlist.tracks_with_ids(ids))
     }
 }
 
 impl Drop for Before<'_> {
     fn drop(&mut self) {
         if self.checked_out.get() == Some(&true) {
-            self.doc.checkout_to_latest();
+            self.playlist.doc.checkout_to_latest();
         }
     }
 }
