@@ -349,6 +349,10 @@ fn growth_tables(grown: &Value) -> (Value, String) {
                     "member_removal_received_ms",
                     "a member's removal, received, ms",
                 ),
+                (
+                    "member_later_removal_received_ms",
+                    "a member's later removal, received, ms",
+                ),
                 ("edit_after_removal_ms", "an edit after a removal, ms"),
                 ("disk_bytes", "bytes on disk"),
             ],

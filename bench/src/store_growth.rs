@@ -44,9 +44,10 @@ fn me() -> anyhow::Result<Author> {
     author(OWNER, "Bench")
 }
 
-/// A member's two edits of playlist `id`, signed, as the owner would receive them: it adds
-/// a track (its first change: a Loro peer new to the playlist), then removes it again.
-fn member_edits(store: &mut Store, id: &str) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+/// A member's edits of playlist `id`, signed, as the owner would receive them: it adds two
+/// tracks (its first change: a Loro peer new to the playlist), then removes them one by one
+/// (the first removal, and a later one).
+fn member_edits(store: &mut Store, id: &str) -> anyhow::Result<[Vec<u8>; 3]> {
     let doc = PlaylistDoc::empty();
     for envelope in decode_envelopes(&store.export_since(id, &[])?).map_err(anyhow::Error::msg)? {
         doc.import(&envelope.updates)?;
@@ -61,11 +62,20 @@ fn member_edits(store: &mut Store, id: &str) -> anyhow::Result<(Vec<u8>, Vec<u8>
         let envelope = Envelope::sign(&key, id, EnvelopeKind::Changes, nonce, updates)?;
         Ok((encode_envelopes(&[envelope]), to))
     };
-    let added = doc.add_tracks(&[track(usize::MAX / 3)], &author(MEMBER, "Member")?, 5)?;
+    let added = doc.add_tracks(
+        &[track(usize::MAX / 3), track(usize::MAX / 5)],
+        &author(MEMBER, "Member")?,
+        5,
+    )?;
+    let [first, second] = added.as_slice() else {
+        bail!("two tracks were added, not {}", added.len());
+    };
     let (add, at) = signed(0)?;
-    doc.remove_track(added.first().context("no track added")?, 6)?;
-    let (remove, _) = signed(at)?;
-    Ok((add, remove))
+    doc.remove_track(first, 6)?;
+    let (remove, at) = signed(at)?;
+    doc.remove_track(second, 7)?;
+    let (later_remove, _) = signed(at)?;
+    Ok([add, remove, later_remove])
 }
 
 fn track(i: usize) -> NewTrack {
@@ -150,7 +160,7 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
     let heap_edited = live_bytes();
     let rss_edited = crate::lifecycle::rss_kb(std::process::id());
     // A member's edits received (checked against its rights, applied, stored).
-    let (add, remove) = member_edits(&mut store, id)?;
+    let [add, remove, later_remove] = member_edits(&mut store, id)?;
     let mut received = |body: &[u8], now: u64| -> anyhow::Result<f64> {
         let t = Instant::now();
         let applied = store.apply_remote(id, body, now)?;
@@ -163,10 +173,12 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
     };
     let member_add_ms = received(&add, 7)?;
     let member_removal_ms = received(&remove, 8)?;
+    // Once the playlist has removals, the track ids are followed (the count needs them).
+    let member_later_removal_ms = received(&later_remove, 9)?;
     // An edit once some track was removed: the count of tracks shown must leave out removed
     // ids, and is refreshed after every change.
     let t6 = Instant::now();
-    store.add_tracks(id, &[track(usize::MAX / 4)], &me()?, 9)?;
+    store.add_tracks(id, &[track(usize::MAX / 4)], &me()?, 10)?;
     let edit_after_removal_ms = t6.elapsed().as_secs_f64() * 1e3;
     drop(store);
     Ok(json!({
@@ -185,6 +197,7 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
         "rss_in_use_mb": rss_edited.saturating_sub(rss_before) as f64 / 1024.0,
         "member_add_received_ms": member_add_ms,
         "member_removal_received_ms": member_removal_ms,
+        "member_later_removal_received_ms": member_later_removal_ms,
         "edit_after_removal_ms": edit_after_removal_ms,
     }))
 }
@@ -248,6 +261,7 @@ fn row(playlists: usize, tracks: usize, runs: usize) -> anyhow::Result<Value> {
         "rss_in_use_mb": figure("rss_in_use_mb"),
         "member_add_received_ms": figure("member_add_received_ms"),
         "member_removal_received_ms": figure("member_removal_received_ms"),
+        "member_later_removal_received_ms": figure("member_later_removal_received_ms"),
         "edit_after_removal_ms": figure("edit_after_removal_ms"),
     }))
 }
