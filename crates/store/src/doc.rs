@@ -22,12 +22,16 @@ use whatnext_protocol::playlist::{
     clean_display_name,
 };
 
-use crate::{error::StoreError, track_ids::TrackIds};
+use crate::{
+    error::StoreError,
+    followed_tracks::{FollowedTracks, Slot},
+};
 
 pub struct PlaylistDoc {
     pub(crate) doc: LoroDoc,
-    /// The track list's ids, for the count of tracks shown (see [`TrackIds`]).
-    ids: TrackIds,
+    /// The track list as last read, for the count of tracks shown and for reads (see
+    /// [`FollowedTracks`]).
+    followed: FollowedTracks,
 }
 
 pub(crate) fn new_id(bytes: usize) -> String {
@@ -206,20 +210,6 @@ fn read_track_maps<T: Clone>(
     read_out
 }
 
-/// Every element of `list`, in list order: its container when it is a map, and its id
-/// (see [`PlaylistDoc::track_field`]).
-fn list_ids(list: &LoroMovableList) -> Vec<(Option<loro::ContainerID>, Option<String>)> {
-    read_track_maps(list, |track| {
-        (loro::ContainerTrait::id(track), field_text(track, "id"))
-    })
-    .into_iter()
-    .map(|read| match read {
-        Some((container, id)) => (Some(container), id),
-        None => (None, None),
-    })
-    .collect()
-}
-
 /// The containers of the track maps in `list` (no field is read).
 pub(crate) fn track_containers(list: &LoroMovableList) -> HashSet<loro::ContainerID> {
     list_items(list)
@@ -294,7 +284,7 @@ impl PlaylistDoc {
 
     /// How many tracks are shown (see [`Self::visible_among`]). The listing's count is
     /// refreshed after every change, so once a track was removed the ids come from
-    /// [`TrackIds`], which reads only new and changed ones.
+    /// [`FollowedTracks`], which reads only new and changed ones.
     fn visible_count(&self) -> usize {
         let removed = self.removed();
         if removed.is_empty() {
@@ -308,17 +298,14 @@ impl PlaylistDoc {
     }
 
     /// The ids of the track list, in list order (see [`Self::track_field`]), given to
-    /// `with`; from [`TrackIds`], which reads only new and changed ones after the first time.
+    /// `with`; from [`FollowedTracks`], which reads only new and changed ones after the
+    /// first time.
     fn with_ids<T>(&self, with: impl FnOnce(&mut dyn Iterator<Item = Option<&str>>) -> T) -> T {
-        let tracks = self.tracks();
-        // Loro tells what changed when a change is committed: none may be left open here.
-        self.doc.commit();
-        self.ids.with(
-            &self.doc,
-            &tracks,
-            || list_ids(&tracks),
-            |track| field_text(track, "id"),
-            |ids| {
+        self.with_followed(
+            |slot| slot.stale,
+            |slot, track| slot.id = field_text(track, "id"),
+            |slots| {
+                let mut ids = slots.iter().map(|slot| slot.id.as_deref());
                 if cfg!(debug_assertions) {
                     // Every use in a debug build checks them against the ids read whole.
                     let followed: Vec<Option<String>> =
@@ -330,8 +317,89 @@ impl PlaylistDoc {
                     );
                     with(&mut followed.iter().map(|id| id.as_deref()))
                 } else {
-                    with(ids)
+                    with(&mut ids)
                 }
+            },
+        )
+    }
+
+    /// Every track of the list, in list order (those with a removed id too), from
+    /// [`FollowedTracks`]: only new and changed tracks are read, the rest is as last read.
+    fn followed_tracks(&self) -> Vec<Track> {
+        self.with_followed(
+            |slot| slot.read.is_none(),
+            |slot, track| {
+                let (id, read) = read_track(track);
+                slot.id = id;
+                slot.read = Some(Box::new(read));
+            },
+            |slots| {
+                let list = self.tracks();
+                slots
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(at, slot)| {
+                        // Elements that are not maps never change: read once, by place.
+                        Track::clone(slot.read.get_or_insert_with(|| {
+                            Box::new(list.get(at).map_or_else(
+                                || track_from(&LoroValue::Null),
+                                |item| track_of(&item),
+                            ))
+                        }))
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// The track list as [`FollowedTracks`] follows it: the track maps for which `wanted`
+    /// says so are read by `read` (in Loro's storage order, see [`key_order`]), then all
+    /// are given to `with`.
+    fn with_followed<T>(
+        &self,
+        wanted: impl Fn(&Slot) -> bool,
+        read: impl Fn(&mut Slot, &LoroMap),
+        with: impl FnOnce(&mut [Slot]) -> T,
+    ) -> T {
+        let list = self.tracks();
+        // Loro tells what changed when a change is committed: none may be left open here.
+        self.doc.commit();
+        self.followed.with(
+            &self.doc,
+            &list,
+            || {
+                list_items(&list)
+                    .into_iter()
+                    .map(|item| match item {
+                        ValueOrContainer::Container(container @ loro::Container::Map(_)) => {
+                            Slot::unread(Some(loro::ContainerTrait::id(&container)))
+                        }
+                        _ => Slot::unread(None),
+                    })
+                    .collect()
+            },
+            |slots| {
+                let mut due: Vec<(Vec<u8>, usize)> = slots
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(at, slot)| {
+                        let track = slot.track.as_ref().filter(|_| wanted(slot))?;
+                        Some((track.to_bytes(), at))
+                    })
+                    .collect();
+                due.sort_unstable();
+                for (_, at) in due {
+                    let slot = &mut slots[at];
+                    if let Some(loro::Container::Map(track)) =
+                        slot.track.clone().and_then(|id| self.doc.get_container(id))
+                    {
+                        read(slot, &track);
+                    } else {
+                        slot.id = None;
+                    }
+                    slot.stale = false;
+                }
+                with(slots)
             },
         )
     }
@@ -345,7 +413,7 @@ impl PlaylistDoc {
     pub(crate) fn wrap(doc: LoroDoc) -> Self {
         PlaylistDoc {
             doc,
-            ids: TrackIds::default(),
+            followed: FollowedTracks::default(),
         }
     }
 
@@ -958,15 +1026,17 @@ impl PlaylistDoc {
     pub fn read(&self) -> Playlist {
         let meta = self.meta().get_value();
         let removed = self.removed();
-        let items = list_items(&self.tracks());
-        // In Loro's storage order, as `key_order` explains, then in list order.
-        let mut tracks: Vec<Option<Track>> = vec![None; items.len()];
-        for i in key_order(&items) {
-            tracks[i] = Some(track_of(&items[i]));
+        let tracks = self.followed_tracks();
+        if cfg!(debug_assertions) {
+            // Every read in a debug build checks them against the tracks read whole.
+            assert_eq!(
+                tracks,
+                self.tracks_read_whole(),
+                "the followed tracks disagree with the list's"
+            );
         }
         let tracks = tracks
             .into_iter()
-            .flatten()
             .filter(|t| removed.get(&t.id).is_none())
             .collect();
         let members = |name: &str| -> Vec<(String, LoroValue)> {
@@ -1001,6 +1071,17 @@ impl PlaylistDoc {
             updated_at: get_u64(&meta, "updated_at").unwrap_or_default(),
             tracks,
         }
+    }
+
+    /// Every track of the list, in list order, each read from the document (in Loro's
+    /// storage order, as [`key_order`] explains).
+    fn tracks_read_whole(&self) -> Vec<Track> {
+        let items = list_items(&self.tracks());
+        let mut tracks: Vec<Option<Track>> = vec![None; items.len()];
+        for i in key_order(&items) {
+            tracks[i] = Some(track_of(&items[i]));
+        }
+        tracks.into_iter().flatten().collect()
     }
 
     /// The list entry: reads the metadata and the track count only, never the tracks, so
@@ -1103,23 +1184,31 @@ pub(crate) fn track_from(value: &LoroValue) -> Track {
 /// without decoding the whole map into a value first: building (and then dropping) every
 /// track's map value was most of a read. A read of 10,000 tracks after an edit took
 /// 118 ms and takes 76 ms; of 100,000, 1.38 s and 1.0 s (release, `whatnext-bench growth`).
+/// Reads after that one read only what changed (see [`FollowedTracks`]).
 fn track_of(item: &ValueOrContainer) -> Track {
     match item {
-        ValueOrContainer::Container(loro::Container::Map(map)) => {
-            let mut fields = TrackFields::default();
-            map.for_each(|key, value| {
-                let value = match value {
-                    ValueOrContainer::Value(value) => value,
-                    // A container where a field belongs (a modified client): its deep value,
-                    // as a decoded map would hold it.
-                    container => container.get_deep_value(),
-                };
-                fields.set(key, value);
-            });
-            fields.track()
-        }
+        ValueOrContainer::Container(loro::Container::Map(map)) => read_track(map).1,
         other => track_from(&other.get_deep_value()),
     }
+}
+
+/// A track map read whole: its id (as [`field_text`] reads it) and the track.
+fn read_track(map: &LoroMap) -> (Option<String>, Track) {
+    let mut fields = TrackFields::default();
+    let mut id = None;
+    map.for_each(|key, value| {
+        let value = match value {
+            ValueOrContainer::Value(value) => value,
+            // A container where a field belongs (a modified client): its deep value, as a
+            // decoded map would hold it.
+            container => container.get_deep_value(),
+        };
+        if key == "id" {
+            id = value.as_string().map(|s| s.to_string());
+        }
+        fields.set(key, value);
+    });
+    (id, fields.track())
 }
 
 /// Refuses content that does not name its bytes properly.

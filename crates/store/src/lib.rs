@@ -8,7 +8,7 @@
 //! * [`session`]: the listening session in the document, and who may do what in it.
 //! * [`authority`]: the same rules checked by every receiver, against each signed update's author.
 //! * `signed_log`: the signed updates kept byte for byte, for sync.
-//! * `track_ids`: a playlist's track ids, followed through Loro's events (for the count).
+//! * `followed_tracks`: a playlist's track list as last read, followed through Loro's events.
 //!
 //! Invariant: only the controller process writes the store, and a write returns `Ok` only
 //! once it is durable.
@@ -16,6 +16,7 @@
 pub mod authority;
 pub mod doc;
 pub mod error;
+mod followed_tracks;
 pub mod formats;
 mod listing;
 pub mod log;
@@ -23,7 +24,6 @@ pub mod markdown;
 pub mod session;
 mod signed_log;
 pub mod store;
-mod track_ids;
 
 pub use error::StoreError;
 pub use store::{Applied, LoadReport, Store};

@@ -106,7 +106,7 @@ fn the_track_count_leaves_out_removed_and_hidden_tracks() {
     let shown = doc.read().tracks.len();
     assert_eq!(shown, 3, "b hidden, the track without an id shown");
     assert_eq!(doc.summary().track_count, shown);
-    // The count follows the list (see `track_ids`): a track given a removed id is hidden,
+    // The count follows the list (see `followed_tracks`): a track given a removed id is hidden,
     // given its own back it is shown again.
     let list = doc.doc.get_movable_list("tracks");
     let Some(loro::ValueOrContainer::Container(loro::Container::Map(c))) = list.get(1) else {
@@ -159,6 +159,80 @@ fn tracks_read_from_their_containers_as_from_their_decoded_values() {
     assert_eq!(read, expected);
     assert_eq!(read[1].artists, ["From a container"]);
     assert_eq!((read[1].duration_ms, read[1].added_at), (None, 7));
+}
+
+/// A read shows every change inside a track since the last read: a field set, a container
+/// under the track edited, a field that becomes a container, the id changed; made here or
+/// imported from another replica, and in a checked-out state and back. (Reads take the
+/// tracks that did not change from the last read; debug builds compare each read with the
+/// tracks read whole, so a change not followed fails here.)
+#[test]
+fn reads_show_every_change_inside_a_track() {
+    let doc =
+        PlaylistDoc::create("0123456789abcdef0123456789abcdef", "P", "", &me(), 1).expect("create");
+    doc.add_tracks(&[track("one"), track("two"), track("three")], &me(), 2)
+        .expect("add");
+    let titles = |doc: &PlaylistDoc| -> Vec<String> {
+        doc.read().tracks.into_iter().map(|t| t.title).collect()
+    };
+    assert_eq!(titles(&doc), ["one", "two", "three"]);
+    let tracks = doc.doc.get_movable_list("tracks");
+    let map = |at: usize| match tracks.get(at) {
+        Some(loro::ValueOrContainer::Container(loro::Container::Map(map))) => map,
+        other => panic!("no track map at {at}: {other:?}"),
+    };
+    map(1).insert("title", "TWO").expect("title");
+    doc.commit();
+    assert_eq!(titles(&doc), ["one", "TWO", "three"]);
+    let artists = map(2)
+        .insert_container("artists", loro::LoroList::new())
+        .expect("artists");
+    artists.push("Someone").expect("artist");
+    doc.commit();
+    assert_eq!(doc.read().tracks[2].artists, ["Someone"]);
+    artists.push("Someone else").expect("artist");
+    doc.commit();
+    assert_eq!(doc.read().tracks[2].artists, ["Someone", "Someone else"]);
+    let title = map(0)
+        .insert_container("title", loro::LoroText::new())
+        .expect("title text");
+    title.insert(0, "a text").expect("text");
+    doc.commit();
+    assert_eq!(titles(&doc), ["a text", "TWO", "three"]);
+    title.insert(6, " grows").expect("text");
+    doc.commit();
+    assert_eq!(titles(&doc), ["a text grows", "TWO", "three"]);
+
+    // From another replica: a field, and an id that now is a removed one.
+    let other = doc.fork_at_version(&doc.version(), None).expect("fork");
+    other.set_peer(99).expect("peer");
+    let before = doc.version();
+    let theirs = other.doc.get_movable_list("tracks");
+    let Some(loro::ValueOrContainer::Container(loro::Container::Map(their_three))) = theirs.get(2)
+    else {
+        panic!("no third track")
+    };
+    their_three.insert("album", "Theirs").expect("album");
+    let removed_id = doc.read().tracks[1].id.clone();
+    their_three.insert("id", removed_id.as_str()).expect("id");
+    other.commit();
+    doc.import(&other.export_updates_since(&before).expect("export"))
+        .expect("import");
+    doc.remove_track(&removed_id, 3).expect("remove");
+    let read = doc.read().tracks;
+    assert_eq!(
+        read.len(),
+        1,
+        "both tracks with the removed id are hidden: {read:?}"
+    );
+
+    // Checked out before the import and back.
+    let frontiers = doc.doc.vv_to_frontiers(&before);
+    doc.doc.checkout(&frontiers).expect("checkout");
+    assert_eq!(titles(&doc), ["a text grows", "TWO", "three"]);
+    assert_eq!(doc.read().tracks[2].album, None);
+    doc.doc.checkout_to_latest();
+    assert_eq!(titles(&doc), ["a text grows"]);
 }
 
 /// The refusal back-off bars an author after 16 refusals or 3 s spent refusing them,
