@@ -354,6 +354,10 @@ fn growth_tables(grown: &Value) -> (Value, String) {
                     "a member's later removal, received, ms",
                 ),
                 ("edit_after_removal_ms", "an edit after a removal, ms"),
+                (
+                    "read_after_later_edit_ms",
+                    "read all after a later edit, ms",
+                ),
                 ("disk_bytes", "bytes on disk"),
             ],
         ),

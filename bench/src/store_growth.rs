@@ -180,6 +180,12 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
     let t6 = Instant::now();
     store.add_tracks(id, &[track(usize::MAX / 4)], &me()?, 10)?;
     let edit_after_removal_ms = t6.elapsed().as_secs_f64() * 1e3;
+    // A read after a later edit (what the view, a session action or a vote does after each
+    // change): the document was read before.
+    let t7 = Instant::now();
+    let later_read = store.get(id)?.tracks.len();
+    let read_after_later_edit_ms = t7.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(later_read == tracks + 2, "the later edit did not land");
     drop(store);
     Ok(json!({
         "playlists": report.playlists,
@@ -199,6 +205,7 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
         "member_removal_received_ms": member_removal_ms,
         "member_later_removal_received_ms": member_later_removal_ms,
         "edit_after_removal_ms": edit_after_removal_ms,
+        "read_after_later_edit_ms": read_after_later_edit_ms,
     }))
 }
 
@@ -263,6 +270,7 @@ fn row(playlists: usize, tracks: usize, runs: usize) -> anyhow::Result<Value> {
         "member_removal_received_ms": figure("member_removal_received_ms"),
         "member_later_removal_received_ms": figure("member_later_removal_received_ms"),
         "edit_after_removal_ms": figure("edit_after_removal_ms"),
+        "read_after_later_edit_ms": figure("read_after_later_edit_ms"),
     }))
 }
 
