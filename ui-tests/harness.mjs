@@ -2,7 +2,7 @@
 // Debian's Chromium, pages logged in to a controller, generated audio, and a clean-up that
 // kills every process started, by pid.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -78,9 +78,11 @@ export function toneWav(seconds, cover = null) {
 
 /** Starts `whatnext run` on loopback (no mDNS, no UPnP) in `home`; resolves once its node runs. */
 export async function startNode(name, home = newHome(name)) {
+  // Its log (stderr) stays in its home until the clean-up: a failed test shows its problems.
+  const log = join(home, 'controller.stderr');
   const child = spawn(BIN, ['--home', home, 'run', '--no-mdns', '--no-upnp', '--no-browser', '--no-register',
-    '--listen', '/ip4/127.0.0.1/tcp/0'], { stdio: 'ignore' });
-  const node = { name, home, child, servicePids: new Set() };
+    '--listen', '/ip4/127.0.0.1/tcp/0'], { stdio: ['ignore', 'ignore', openSync(log, 'w')] });
+  const node = { name, home, child, servicePids: new Set(), log };
   nodes.push(node);
   for (let i = 0; i < 400; i++) {
     try {
@@ -154,6 +156,13 @@ export function diagnosed(body) {
           });
           console.log(`failed test, page ${i} (${name}): ${path} ${JSON.stringify(seen)}`);
         } catch (e) { console.log(`failed test, page ${i} (${name}): not readable (${e.message})`); }
+      }
+      for (const node of nodes) {
+        try {
+          const problems = readFileSync(node.log, 'utf8').split('\n')
+            .filter((line) => /WARN|ERROR|panicked/.test(line)).slice(-20);
+          if (problems.length) console.log(`failed test, ${node.name}'s log:\n  ${problems.join('\n  ')}`);
+        } catch { /* no log */ }
       }
       throw error;
     }

