@@ -29,7 +29,7 @@ use whatnext_protocol::{
 };
 
 use crate::{
-    doc::{PlaylistDoc, TrackEntry, get_str, track_containers},
+    doc::{PlaylistDoc, TrackEntry, get_str},
     session::SessionFacts,
 };
 
@@ -271,8 +271,8 @@ impl<'a> Before<'a> {
                     JsonOpContent::MovableList(JsonMovableListOp::Delete { .. })
                 )
         });
-        let tracks_after = (deletes_tracks && !facts.may_host(author))
-            .then(|| track_containers(&playlist.doc.get_movable_list("tracks")));
+        let tracks_after =
+            (deletes_tracks && !facts.may_host(author)).then(|| playlist.track_maps());
         Before {
             facts,
             playlist,
@@ -352,8 +352,7 @@ impl<'a> Before<'a> {
         let doc = self
             .before()
             .ok_or("its removals could not be checked against the playlist")?;
-        let list = doc.get_movable_list("tracks");
-        for taken in track_containers(&list).difference(after) {
+        for taken in self.playlist.track_maps().difference(after) {
             let fields = match doc.get_container(taken.clone()) {
                 Some(loro::Container::Map(map)) => map.get_value(),
                 _ => LoroValue::Null,

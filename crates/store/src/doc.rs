@@ -211,7 +211,7 @@ fn read_track_maps<T: Clone>(
 }
 
 /// The containers of the track maps in `list` (no field is read).
-pub(crate) fn track_containers(list: &LoroMovableList) -> HashSet<loro::ContainerID> {
+fn track_containers(list: &LoroMovableList) -> HashSet<loro::ContainerID> {
     list_items(list)
         .into_iter()
         .filter_map(|item| match item {
@@ -321,6 +321,25 @@ impl PlaylistDoc {
                 }
             },
         )
+    }
+
+    /// The containers of the track maps in the list (in the document's current state,
+    /// checked out or not), from [`FollowedTracks`]: no element is read.
+    pub(crate) fn track_maps(&self) -> HashSet<loro::ContainerID> {
+        let maps: HashSet<loro::ContainerID> = self.with_followed(
+            |_| false,
+            |_, _| {},
+            |slots| slots.iter().filter_map(|slot| slot.track.clone()).collect(),
+        );
+        if cfg!(debug_assertions) {
+            // Every use in a debug build checks them against the list read whole.
+            assert_eq!(
+                maps,
+                track_containers(&self.tracks()),
+                "the followed track maps disagree with the list's"
+            );
+        }
+        maps
     }
 
     /// Every track of the list, in list order (those with a removed id too), from
