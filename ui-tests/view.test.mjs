@@ -125,8 +125,14 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   // (the one given out before lets no one in); once done, the music is all the page shows.
   assert.ok(await pageA.isVisible('#share-dialog'), 'the share link opens in a dialog');
   assert.equal(await pageA.textContent('#share-name'), 'Friday mix');
+  // "New link" asks once more: the link given out before would stop working.
+  await pageA.click('#rotate-share');
+  assert.equal(await pageA.textContent('#rotate-share'), 'Replace the link');
+  assert.match(await pageA.textContent('#share-note'), /will let no one else in/);
+  assert.equal(await pageA.inputValue('#share-link'), oldLink, 'one click replaces nothing');
   await pageA.click('#rotate-share');
   await pageA.waitForFunction((old) => document.getElementById('share-link').value !== old, oldLink);
+  assert.equal(await pageA.textContent('#rotate-share'), 'New link');
   const shareLink = await pageA.inputValue('#share-link');
   assert.match(shareLink, /session=/);
   assert.notEqual(shareLink.match(/key=[0-9a-f]+/)?.[0], oldLink.match(/key=[0-9a-f]+/)?.[0], 'a new key');

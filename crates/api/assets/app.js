@@ -792,6 +792,24 @@ async function copy(text, button) {
 
 /** What the share dialog says of its link until a new one is made. */
 const SHARE_NOTE = document.getElementById('share-note')?.textContent ?? '';
+/** Whether "New link" was clicked once and now asks to be clicked again. */
+let rotateArmed = false;
+let rotateTimer = 0;
+
+/** @param {boolean} armed */
+function armRotate(armed) {
+  rotateArmed = armed;
+  clearTimeout(rotateTimer);
+  const button = $('rotate-share');
+  button.textContent = armed ? 'Replace the link' : (button.dataset.label ?? '');
+  button.classList.toggle('danger', armed);
+  if (armed) {
+    rotateTimer = window.setTimeout(() => {
+      armRotate(false);
+      $('share-note').textContent = SHARE_NOTE;
+    }, 6000);
+  }
+}
 
 function wire() {
   for (const b of document.querySelectorAll('button')) b.dataset.label = b.textContent;
@@ -801,6 +819,13 @@ function wire() {
   $('copy-share').addEventListener('click', () => copy($input('share-link').value, $('copy-share')));
   $('rotate-share').addEventListener('click', async () => {
     if (!openId) return;
+    // The link given out before stops working: asked once more before it is done.
+    if (!rotateArmed) {
+      armRotate(true);
+      $('share-note').textContent = 'Click “Replace the link” to make a new one: the link you gave out before will let no one else in. Members already in stay.';
+      return;
+    }
+    armRotate(false);
     try {
       const { link } = await api.sharePlaylist(openId, { rotate: true });
       $input('share-link').value = link;
@@ -963,6 +988,7 @@ function wire() {
       const { link } = await api.sharePlaylist(openId, {});
       $('share-name').textContent = shownPlaylist?.name || '';
       $('share-note').textContent = SHARE_NOTE;
+      armRotate(false);
       $input('share-link').value = link;
       /** @type {HTMLDialogElement} */ ($('share-dialog')).showModal();
       $input('share-link').select();
