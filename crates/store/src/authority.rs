@@ -235,7 +235,7 @@ const RIGHTS_KEYS: [&str; 3] = ["added_by_peer", "by", "text"];
 /// this is dropped.
 struct Before<'a> {
     facts: SessionFacts,
-    /// The document judged in: its Loro document, and the track ids it follows.
+    /// The document judged in: its Loro document, and the track list it follows.
     playlist: &'a PlaylistDoc,
     /// The version before the update, when the document holds the update applied.
     at: Option<Frontiers>,
