@@ -1041,8 +1041,69 @@ impl PlaylistDoc {
 
     /// The whole playlist as plain values.
     pub fn read(&self) -> Playlist {
-        let meta = self.meta().get_value();
         let removed = self.removed();
+        let mut playlist = self.read_every_element();
+        playlist.tracks.retain(|t| removed.get(&t.id).is_none());
+        playlist
+    }
+
+    /// The whole playlist as [`Self::read`] gives it, except that its tracks are every
+    /// element of the track list, those a removed id hides too; and the removed ids that
+    /// hide some. What the listing's cache keeps: a document loaded later starts its reads
+    /// from there ([`Self::follow_from`]).
+    pub(crate) fn read_with_hidden(&self) -> (Playlist, Vec<String>) {
+        let removed = self.removed();
+        let playlist = self.read_every_element();
+        let hidden: std::collections::BTreeSet<&str> = playlist
+            .tracks
+            .iter()
+            .filter(|t| removed.get(&t.id).is_some())
+            .map(|t| t.id.as_str())
+            .collect();
+        let hidden = hidden.into_iter().map(str::to_string).collect();
+        (playlist, hidden)
+    }
+
+    /// Takes the reads of the track list from `tracks`: every element of the list, in
+    /// list order, as [`Self::read_with_hidden`] read them from this document in its
+    /// current version (kept in the listing's cache). The first read after a load then
+    /// reads only what changed since, not every track: ~80 ms at 10,000 tracks. False (and
+    /// nothing taken) when they cannot be this list's: another number of elements.
+    pub(crate) fn follow_from(&self, tracks: Vec<Track>) -> bool {
+        let list = self.tracks();
+        self.doc.commit();
+        let items = list_items(&list);
+        if items.len() != tracks.len() {
+            return false;
+        }
+        let slots = items
+            .into_iter()
+            .zip(tracks)
+            .map(|(item, track)| {
+                let container = match item {
+                    ValueOrContainer::Container(container @ loro::Container::Map(_)) => {
+                        Some(loro::ContainerTrait::id(&container))
+                    }
+                    _ => None,
+                };
+                // A track without an id reads as "" whether its map has an empty id or
+                // none: which one is read again when asked.
+                let id = (container.is_some() && !track.id.is_empty()).then(|| track.id.clone());
+                Slot {
+                    stale: container.is_some() && id.is_none(),
+                    track: container,
+                    id,
+                    read: Some(Box::new(track)),
+                }
+            })
+            .collect();
+        self.followed.start_from(&self.doc, &list, slots);
+        true
+    }
+
+    /// [`Self::read`] before the tracks with a removed id are left out.
+    fn read_every_element(&self) -> Playlist {
+        let meta = self.meta().get_value();
         let tracks = self.followed_tracks();
         if cfg!(debug_assertions) {
             // Every read in a debug build checks them against the tracks read whole.
@@ -1052,10 +1113,6 @@ impl PlaylistDoc {
                 "the followed tracks disagree with the list's"
             );
         }
-        let tracks = tracks
-            .into_iter()
-            .filter(|t| removed.get(&t.id).is_none())
-            .collect();
         let members = |name: &str| -> Vec<(String, LoroValue)> {
             let value = self.doc.get_map(name).get_value();
             let mut entries: Vec<(String, LoroValue)> = value

@@ -146,6 +146,15 @@ impl FollowedTracks {
         });
     }
 
+    /// Starts following `list` from `slots`: its elements as they are in `doc`'s current
+    /// state (read elsewhere, e.g. from the listing's cache of this very version).
+    pub(crate) fn start_from(&self, doc: &LoroDoc, list: &LoroMovableList, slots: Vec<Slot>) {
+        self.follow(doc, list);
+        let mut mirror = self.mirror.lock().unwrap_or_else(PoisonError::into_inner);
+        mirror.slots = Some(slots);
+        mirror.changed.clear();
+    }
+
     /// The elements of `list` (in `doc`'s current state), in list order, given to `with`:
     /// as last read, with every element that changed since marked (`stale`, `read` None).
     /// `fresh` lists the elements, unread, when there is nothing to follow from. What is

@@ -1,6 +1,8 @@
 //! What a compacted playlist looks like, kept beside it so that opening the store does not
 //! decode every document: `listing.json` (its summary and the people it names) and
-//! `playlist.cache` (the whole playlist as plain values, LZ4-compressed JSON).
+//! `playlist.cache` (the whole playlist as plain values, LZ4-compressed JSON: every element
+//! of the track list, and the removed ids that hide some, so that a document loaded later
+//! can take its first read from it, see `PlaylistDoc::follow_from`).
 //!
 //! Both are caches, derived from the snapshot and never the other way round. They are
 //! written after a compaction, when the update log is empty, and they name the files they
@@ -26,8 +28,8 @@ use crate::signed_log;
 pub(crate) const LISTING: &str = "listing.json";
 pub(crate) const CACHE: &str = "playlist.cache";
 /// Bumped whenever what the files hold changes meaning: an older one is then ignored.
-const CACHE_FORMAT: u32 = 1;
-const CACHE_MAGIC: &[u8; 4] = b"WNC1";
+const CACHE_FORMAT: u32 = 2;
+const CACHE_MAGIC: &[u8; 4] = b"WNC2";
 /// A cached playlist larger than this when decompressed is damage, not data.
 const MAX_CACHE: usize = 1 << 30;
 
@@ -88,9 +90,29 @@ pub(crate) fn read_listing(dir: &Path, id: &str) -> Option<Listed> {
     })
 }
 
-/// The whole playlist `listed` describes, from its cache; None when the cache cannot be
-/// read (the caller then loads the document).
-pub(crate) fn read_cached(dir: &Path, listed: &Listed) -> Option<Playlist> {
+/// What `playlist.cache` holds.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Cached {
+    /// Its tracks are every element of the track list, those a removed id hides too.
+    pub every_element: Playlist,
+    /// The removed ids that hide some of them.
+    pub hidden: Vec<String>,
+}
+
+impl Cached {
+    /// The playlist as it is shown (`PlaylistDoc::read`): without the hidden tracks.
+    pub fn shown(self) -> Playlist {
+        let hidden: std::collections::HashSet<&str> =
+            self.hidden.iter().map(String::as_str).collect();
+        let mut playlist = self.every_element;
+        playlist.tracks.retain(|t| !hidden.contains(t.id.as_str()));
+        playlist
+    }
+}
+
+/// What the cache of playlist `listed` holds; None when it cannot be read (the caller then
+/// loads the document).
+pub(crate) fn read_cached(dir: &Path, listed: &Listed) -> Option<Cached> {
     let bytes = fs::read(dir.join(CACHE)).ok()?;
     if bytes.len() as u64 != listed.cache_len {
         return None;
@@ -101,21 +123,21 @@ pub(crate) fn read_cached(dir: &Path, listed: &Listed) -> Option<Playlist> {
         return None;
     }
     let json = lz4_flex::decompress_size_prepended(body).ok()?;
-    let playlist: Playlist = serde_json::from_slice(&json).ok()?;
-    (playlist.id == listed.summary.id).then_some(playlist)
+    let cached: Cached = serde_json::from_slice(&json).ok()?;
+    (cached.every_element.id == listed.summary.id).then_some(cached)
 }
 
 /// Writes both caches of the playlist in `dir`, whose update log is empty and whose
-/// snapshot holds all of `playlist`. The cache first, then the listing that vouches for
+/// snapshot holds all of `cached`. The cache first, then the listing that vouches for
 /// it; each to a temp file renamed into place (no fsync: a lost cache costs one slower
 /// open, and the listing names what it vouches for).
 pub(crate) fn write(
     dir: &Path,
-    playlist: &Playlist,
+    cached: &Cached,
     summary: &PlaylistSummary,
     people: &[Author],
 ) -> std::io::Result<()> {
-    let json = serde_json::to_vec(playlist).map_err(std::io::Error::other)?;
+    let json = serde_json::to_vec(cached).map_err(std::io::Error::other)?;
     let mut cache = CACHE_MAGIC.to_vec();
     cache.extend(lz4_flex::compress_prepend_size(&json));
     replace(&dir.join(CACHE), &cache)?;

@@ -452,12 +452,14 @@ impl Store {
     /// Reads the document of a playlist known from its listing only (see `listed`), as
     /// opening the store would have; damage found now is reported as it would have been.
     fn warm_up(&mut self, id: &str) {
-        if !self.listed.contains_key(id) {
+        let Some(listed) = self.listed.remove(id) else {
             return;
-        }
-        self.listed.remove(id);
+        };
         let dir = self.dir(id);
         tracing::debug!("reading the document of playlist {id}");
+        // The listing vouches for its cache as this very version of the document: the
+        // document's first read takes every track it did not change since from there.
+        let cached = listing::read_cached(&dir, &listed);
         match load_entry(&dir, id, now_ms()) {
             Ok(Some(loaded)) => {
                 if let Some(torn) = loaded.torn_tail {
@@ -465,6 +467,13 @@ impl Store {
                         "{}: an incomplete final record was set aside",
                         torn.display()
                     );
+                }
+                let whole =
+                    loaded.problems.is_empty() && !loaded.entry.incomplete && !loaded.entry.damaged;
+                if let Some(cached) = cached.filter(|_| whole)
+                    && !loaded.entry.doc.follow_from(cached.every_element.tracks)
+                {
+                    tracing::warn!("the cache of playlist {id} does not fit its document");
                 }
                 self.problems.extend(loaded.problems);
                 let mut entry = loaded.entry;
@@ -844,7 +853,7 @@ impl Store {
         if let Some(listed) = self.listed.get(id) {
             let dir = self.dir(id);
             match listing::read_cached(&dir, listed) {
-                Some(playlist) => return Ok(playlist),
+                Some(cached) => return Ok(cached.shown()),
                 // Read from the document below; the next clean stop writes a good cache.
                 None => listing::forget(&dir),
             }
@@ -1439,9 +1448,8 @@ impl Store {
                 && entry.waiting.is_empty()
                 && !entry.doc.has_pending();
             if clean && !listing::is_current(&dir, id) {
-                let mut playlist = entry.doc.read();
-                playlist.id = id.clone();
-                if let Err(err) = listing::write(&dir, &playlist, &entry.summary, &entry.people) {
+                let cached = cache_of(id, &entry.doc);
+                if let Err(err) = listing::write(&dir, &cached, &entry.summary, &entry.people) {
                     // Only a cache: the next start reads the document instead.
                     tracing::warn!("could not write the listing of playlist {id}: {err}");
                 }
@@ -1481,9 +1489,8 @@ impl Store {
             let listed = match listing::read_listing(&dir, id) {
                 Some(listed) => Some(listed),
                 None => {
-                    let mut playlist = entry.doc.read();
-                    playlist.id = id.clone();
-                    match listing::write(&dir, &playlist, &entry.summary, &entry.people) {
+                    let cached = cache_of(id, &entry.doc);
+                    match listing::write(&dir, &cached, &entry.summary, &entry.people) {
                         Ok(()) => listing::read_listing(&dir, id),
                         Err(err) => {
                             tracing::warn!("could not write the listing of playlist {id}: {err}");
@@ -1691,6 +1698,16 @@ fn compact(entry: &mut Entry, dir: &Path) -> Result<(), StoreError> {
     entry.records = 0;
     entry.before_last = entry.saved.clone();
     Ok(())
+}
+
+/// What the listing's cache keeps of playlist `id` (see [`listing::Cached`]).
+fn cache_of(id: &str, doc: &PlaylistDoc) -> listing::Cached {
+    let (mut every_element, hidden) = doc.read_with_hidden();
+    every_element.id = id.to_string();
+    listing::Cached {
+        every_element,
+        hidden,
+    }
 }
 
 struct Loaded {

@@ -1390,6 +1390,100 @@ fn a_compacted_playlist_opens_from_its_listing_and_reads_the_same() {
     assert_eq!(store.get(&id).expect("get"), edited);
 }
 
+/// A playlist known from its listing takes its document's first read from the listing's
+/// cache (every element of the track list, hidden ones too) and then follows the document's
+/// changes: a move, a removal, fields changed inside tracks, an addition. Each read is what
+/// the document reads whole (debug builds also compare every read with it).
+#[test]
+fn a_listed_playlist_loaded_for_an_edit_reads_from_its_cache_and_what_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
+    let id = store.create("Cached", "", &me(), 10).expect("create");
+    let bob = Author {
+        peer_id: peer(2),
+        display_name: "Bob".into(),
+    };
+    let mine = store
+        .add_tracks(&id, &[track("A"), track("B"), track("C")], &me(), 11)
+        .expect("add");
+    let bobs = store
+        .add_tracks(&id, &[track("D")], &bob, 12)
+        .expect("add Bob's");
+    store
+        .remove_track(&id, &mine[1], &me().peer_id, 13)
+        .expect("remove");
+    store.compact_all().expect("compact");
+    drop(store);
+
+    let (mut store, _) = Store::open_as(dir.path(), 2, key(1)).expect("reopen");
+    assert!(is_listed_only(&store, &id));
+    let cache = dir.path().join(&id).join("playlist.cache");
+    assert!(cache.exists());
+    store.move_track(&id, &bobs[0], 0, 14).expect("move");
+    assert!(!is_listed_only(&store, &id), "an edit loads the document");
+    let titles = |store: &mut Store| -> Vec<(String, String)> {
+        let playlist = store.get(&id).expect("get");
+        playlist
+            .tracks
+            .into_iter()
+            .map(|t| (t.title, t.added_by.display_name))
+            .collect()
+    };
+    let pair = |title: &str, by: &str| (title.to_string(), by.to_string());
+    assert_eq!(
+        titles(&mut store),
+        [pair("D", "Bob"), pair("A", "Me"), pair("C", "Me")]
+    );
+    let carol = Author {
+        peer_id: peer(3),
+        display_name: "Carol".into(),
+    };
+    assert!(
+        store
+            .reattribute(&id, &bob.peer_id, &carol)
+            .expect("reattribute")
+    );
+    store
+        .remove_track(&id, &mine[2], &me().peer_id, 15)
+        .expect("remove");
+    store
+        .add_tracks(&id, &[track("E")], &me(), 16)
+        .expect("add");
+    let expected = [pair("D", "Carol"), pair("A", "Me"), pair("E", "Me")];
+    assert_eq!(titles(&mut store), expected);
+    let read = store.get(&id).expect("get");
+    drop(store);
+
+    // The same playlist read from its document alone (no listing) reads the same.
+    std::fs::remove_file(dir.path().join(&id).join("listing.json")).expect("no listing");
+    let (mut store, _) = Store::open_as(dir.path(), 3, key(1)).expect("reopen");
+    assert!(!is_listed_only(&store, &id));
+    assert_eq!(store.get(&id).expect("get"), read);
+}
+
+/// The first read after a load takes unchanged tracks from what the document was given
+/// ([`PlaylistDoc::follow_from`]): given tracks that are not the list's, the read shows
+/// them, and a debug build's check of every read against the list read whole catches it.
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "the followed tracks disagree with the list's")]
+fn reads_start_from_the_tracks_a_loaded_document_was_given() {
+    let doc =
+        PlaylistDoc::create("0123456789abcdef0123456789abcdef", "P", "", &me(), 1).expect("create");
+    doc.add_tracks(&[track("one"), track("two")], &me(), 2)
+        .expect("add");
+    let (every, hidden) = doc.read_with_hidden();
+    assert!(hidden.is_empty());
+    let mut given = every.tracks.clone();
+    assert!(
+        !doc.follow_from(given[..1].to_vec()),
+        "one track is not the list's two"
+    );
+    given[1].title = "not what the list holds".into();
+    assert!(doc.follow_from(given));
+    let _ = doc.read();
+}
+
 #[test]
 fn damaged_or_outdated_caches_fall_back_to_the_document() {
     let dir = tempfile::tempdir().expect("tempdir");
