@@ -46,8 +46,9 @@ fn me() -> anyhow::Result<Author> {
 
 /// A member's edits of playlist `id`, signed, as the owner would receive them: it adds two
 /// tracks (its first change: a Loro peer new to the playlist), then removes them one by one
-/// (the first removal, and a later one).
-fn member_edits(store: &mut Store, id: &str) -> anyhow::Result<[Vec<u8>; 3]> {
+/// (the first removal, and a later one), then removes the owner's track `not_its_own`,
+/// which a member may not do (refused).
+fn member_edits(store: &mut Store, id: &str, not_its_own: &str) -> anyhow::Result<[Vec<u8>; 4]> {
     let doc = PlaylistDoc::empty();
     for envelope in decode_envelopes(&store.export_since(id, &[])?).map_err(anyhow::Error::msg)? {
         doc.import(&envelope.updates)?;
@@ -74,8 +75,10 @@ fn member_edits(store: &mut Store, id: &str) -> anyhow::Result<[Vec<u8>; 3]> {
     doc.remove_track(first, 6)?;
     let (remove, at) = signed(at)?;
     doc.remove_track(second, 7)?;
-    let (later_remove, _) = signed(at)?;
-    Ok([add, remove, later_remove])
+    let (later_remove, at) = signed(at)?;
+    doc.remove_track(not_its_own, 8)?;
+    let (refused, _) = signed(at)?;
+    Ok([add, remove, later_remove, refused])
 }
 
 fn track(i: usize) -> NewTrack {
@@ -143,6 +146,11 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
     let playlist = store.get(id)?;
     let read_ms = t1.elapsed().as_secs_f64() * 1e3;
     let tracks = playlist.tracks.len();
+    let owners_track = playlist
+        .tracks
+        .first()
+        .map(|t| t.id.clone())
+        .context("the playlist has no tracks")?;
     drop(playlist);
     let heap_loaded = live_bytes();
     let rss_loaded = crate::lifecycle::rss_kb(std::process::id());
@@ -160,7 +168,7 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
     let heap_edited = live_bytes();
     let rss_edited = crate::lifecycle::rss_kb(std::process::id());
     // A member's edits received (checked against its rights, applied, stored).
-    let [add, remove, later_remove] = member_edits(&mut store, id)?;
+    let [add, remove, later_remove, refused] = member_edits(&mut store, id, &owners_track)?;
     let mut received = |body: &[u8], now: u64| -> anyhow::Result<f64> {
         let t = Instant::now();
         let applied = store.apply_remote(id, body, now)?;
@@ -186,6 +194,22 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
     let later_read = store.get(id)?.tracks.len();
     let read_after_later_edit_ms = t7.elapsed().as_secs_f64() * 1e3;
     anyhow::ensure!(later_read == tracks + 2, "the later edit did not land");
+    // A member's edit it had no right to make (a modified client), refused: it was applied,
+    // judged, and undone. Then the read that follows it.
+    let t8 = Instant::now();
+    let answer = store.apply_remote(id, &refused, 11)?;
+    let member_refusal_received_ms = t8.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(
+        !answer.changed && answer.rejected.len() == 1,
+        "a member's removal of the owner's track was not refused: {answer:?}"
+    );
+    let t9 = Instant::now();
+    let after_refusal = store.get(id)?.tracks.len();
+    let read_after_refusal_ms = t9.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(
+        after_refusal == tracks + 2,
+        "a refused edit changed the playlist"
+    );
     drop(store);
     Ok(json!({
         "playlists": report.playlists,
@@ -206,6 +230,8 @@ pub fn open(root: &Path, id: &str) -> anyhow::Result<Value> {
         "member_later_removal_received_ms": member_later_removal_ms,
         "edit_after_removal_ms": edit_after_removal_ms,
         "read_after_later_edit_ms": read_after_later_edit_ms,
+        "member_refusal_received_ms": member_refusal_received_ms,
+        "read_after_refusal_ms": read_after_refusal_ms,
     }))
 }
 
@@ -271,6 +297,8 @@ fn row(playlists: usize, tracks: usize, runs: usize) -> anyhow::Result<Value> {
         "member_later_removal_received_ms": figure("member_later_removal_received_ms"),
         "edit_after_removal_ms": figure("edit_after_removal_ms"),
         "read_after_later_edit_ms": figure("read_after_later_edit_ms"),
+        "member_refusal_received_ms": figure("member_refusal_received_ms"),
+        "read_after_refusal_ms": figure("read_after_refusal_ms"),
     }))
 }
 

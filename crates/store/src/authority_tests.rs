@@ -323,6 +323,58 @@ fn a_modified_client_is_refused_everything_beyond_its_rights_by_every_receiver()
 /// Removal goes by id (every track with it is hidden) and takes a track map out of the
 /// list: a member may do either only to its own tracks, whatever ids its tracks claim, and
 /// may not give a track another id or a comment another author.
+/// A refused update is undone with the playlist read back from its files, and the updates
+/// applied before it in the same batch imported again (a fork of the whole document costs
+/// several times more): a batch of an honest add and then a refused removal of the owner's
+/// track leaves the add and the owner's track, in memory and on disk, and no fork was made.
+#[test]
+fn a_refusal_in_a_batch_is_undone_from_the_files_keeping_what_came_before_it() {
+    let (dir, mut owner, _bob, id, mallory) = party();
+    let alices = owner.get(&id).expect("get").tracks[0].id.clone();
+    // Part of the playlist in the snapshot, part in the log.
+    owner.compact_all().expect("compact");
+    owner
+        .add_tracks(&id, &[track("alice's second")], &author(1, "Alice"), 4)
+        .expect("add");
+    let (add, _) = mallory.sign(&id, |d| mallory.add_track_map(d, "m-1", "mallory's"));
+    let (removal, _) = mallory.sign(&id, |d| remove_at(d, 0, &alices));
+    let forks = crate::authority::UNDONE_BY_FORK.with(std::cell::Cell::get);
+    let applied = owner
+        .apply_remote(&id, &encode_envelopes(&[add, removal]), 9)
+        .expect("answered");
+    assert!(applied.changed, "{applied:?}");
+    assert_eq!(applied.rejected.len(), 1, "{applied:?}");
+    assert!(
+        applied.rejected[0].reason.contains("another member added"),
+        "{:?}",
+        applied.rejected[0]
+    );
+    assert_eq!(
+        crate::authority::UNDONE_BY_FORK.with(std::cell::Cell::get),
+        forks,
+        "the refusal was undone with a fork, not from the files"
+    );
+    let titles = |store: &mut Store| -> Vec<String> {
+        let playlist = store.get(&id).expect("get");
+        // (Mallory's add is concurrent with Alice's second: either may come first.)
+        let mut titles: Vec<String> = playlist.tracks.into_iter().map(|t| t.title).collect();
+        titles.sort();
+        titles
+    };
+    let expected = ["alice's", "alice's second", "mallory's"];
+    assert_eq!(titles(&mut owner), expected);
+    // Our own edits go on (the document undone to carries our Loro peer again).
+    owner
+        .add_tracks(&id, &[track("alice's third")], &author(1, "Alice"), 10)
+        .expect("add after a refusal");
+    drop(owner);
+    let (mut owner, _) = Store::open_as(&dir.path().join("a"), 11, key(1)).expect("reopen");
+    assert_eq!(
+        titles(&mut owner),
+        ["alice's", "alice's second", "alice's third", "mallory's"]
+    );
+}
+
 #[test]
 fn a_member_takes_out_only_its_own_tracks_whatever_ids_they_claim() {
     let (_dir, mut owner, mut bob, id, mallory) = party();

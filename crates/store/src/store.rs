@@ -1284,8 +1284,15 @@ impl Store {
             doc.set_peer(peer)?;
             let mut waiting = Vec::new();
             let mut strikes = Strikes::default();
-            let (accepted, rejected) =
-                receive_all(&mut doc, id, envelopes, &mut waiting, &mut strikes, now_ms);
+            let (accepted, rejected) = receive_all(
+                &mut doc,
+                id,
+                None,
+                envelopes,
+                &mut waiting,
+                &mut strikes,
+                now_ms,
+            );
             if doc.id() != id {
                 let why = rejected
                     .first()
@@ -1317,10 +1324,12 @@ impl Store {
                 )
             })
             .unwrap_or_default();
+        let dir = self.dir(id);
         let received = self.change(id, Origin::Remote, None, |doc| {
             Ok(receive_all(
                 doc,
                 id,
+                Some(&dir),
                 envelopes,
                 &mut waiting,
                 &mut strikes,
@@ -1523,9 +1532,10 @@ impl Store {
 }
 
 /// Refused updates per author, for one playlist. Refusing an update its author had no right
-/// to make costs the receiver a copy of the whole document (the update is undone, and the
-/// author's view is read from another): 50 ms at 1,000 tracks, 0.7 s at 10,000 and 7 s at
-/// 100,000 (release, this project's 2-core machines). So an author refused
+/// to make costs the receiver the whole document read back (the update is undone, see
+/// [`read_back`]) and its checks: 12 ms at 1,000 tracks, 80-95 ms at 10,000 and 1 s at
+/// 100,000 (release, this project's 2-core machines; a fork, where the copy read back does
+/// not fit, 0.24 s and 4.6 s). So an author refused
 /// [`MAX_REFUSED`] times, or whose refusals took [`REFUSAL_BUDGET`] of the receiver's
 /// time, within [`REFUSAL_WINDOW_MS`] of the first, has every update refused unread until
 /// that window ends. An honest app is refused only when its update raced a rule change,
@@ -1575,10 +1585,12 @@ impl Strikes {
 /// Receives `envelopes` into `doc` in order, retrying those that wait for history after
 /// each one that applied (and those left `waiting` from before). Returns the envelopes
 /// applied, in the order applied (which is causal), and those rejected; each rejection
-/// counts against its author in `strikes`.
+/// counts against its author in `strikes`. `dir`: the playlist's files, which hold `doc`
+/// as it is before these envelopes (a refused one is undone by reading them back).
 fn receive_all(
     doc: &mut PlaylistDoc,
     id: &str,
+    dir: Option<&Path>,
     envelopes: Vec<Envelope>,
     waiting: &mut Vec<Envelope>,
     strikes: &mut Strikes,
@@ -1593,8 +1605,9 @@ fn receive_all(
         let mut still = Vec::new();
         for envelope in queue {
             let started = std::time::Instant::now();
-            match receive_unless_barred(doc, id, &envelope, |author| strikes.barred(author, now_ms))
-            {
+            let barred = |author: &str| strikes.barred(author, now_ms);
+            let copy_before = || dir.and_then(|dir| read_back(dir, &accepted));
+            match receive_unless_barred(doc, id, &envelope, barred, copy_before) {
                 Ok(Received::Applied(_)) => {
                     accepted.push(envelope);
                     progress = true;
@@ -1617,6 +1630,32 @@ fn receive_all(
     queue.truncate(MAX_WAITING);
     *waiting = queue;
     (accepted, rejected)
+}
+
+/// The playlist in `dir` as its files hold it (snapshot, then update log), with `since`
+/// imported after: what a refused update is undone to, read back rather than forked (see
+/// [`receive_unless_barred`]; at 10,000 tracks a fork took 0.2 s). None when the files
+/// cannot be read whole.
+fn read_back(dir: &Path, since: &[Envelope]) -> Option<PlaylistDoc> {
+    let doc = PlaylistDoc::empty();
+    match fs::read(dir.join("snapshot.loro")) {
+        Ok(bytes) => doc.import(&decode_snapshot(&bytes).ok()?).ok()?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => return None,
+    }
+    let log = crate::log::decode_records(&fs::read(dir.join("updates.log")).ok()?);
+    if !log.damaged.is_empty() || log.torn.is_some() {
+        return None;
+    }
+    for record in log
+        .records
+        .iter()
+        .map(Vec::as_slice)
+        .chain(since.iter().map(|e| e.updates.as_slice()))
+    {
+        doc.import(record).ok()?;
+    }
+    Some(doc)
 }
 
 /// A new document holding an exported playlist, after checking it.
