@@ -358,6 +358,11 @@ fn growth_tables(grown: &Value) -> (Value, String) {
                     "read_after_later_edit_ms",
                     "read all after a later edit, ms",
                 ),
+                (
+                    "member_refusal_received_ms",
+                    "a member's edit refused (applied, judged, undone), ms",
+                ),
+                ("read_after_refusal_ms", "read all after a refusal, ms"),
                 ("disk_bytes", "bytes on disk"),
             ],
         ),
