@@ -2,7 +2,8 @@
 //! decode every document: `listing.json` (its summary and the people it names) and
 //! `playlist.cache` (the whole playlist as plain values, LZ4-compressed JSON: every element
 //! of the track list, and the removed ids that hide some, so that a document loaded later
-//! can take its first read from it, see `PlaylistDoc::follow_from`).
+//! can take its first read from it, see `PlaylistDoc::follow_from`; and the signed log's
+//! index, so that loading it decodes no envelope, see `signed_log::Index`).
 //!
 //! Both are caches, derived from the snapshot and never the other way round. They are
 //! written after a compaction, when the update log is empty, and they name the files they
@@ -97,6 +98,8 @@ pub(crate) struct Cached {
     pub every_element: Playlist,
     /// The removed ids that hide some of them.
     pub hidden: Vec<String>,
+    /// Where each envelope of the signed log is and the version it reaches.
+    pub signed: crate::signed_log::Index,
 }
 
 impl Cached {

@@ -401,7 +401,7 @@ impl Store {
                 store.listed.insert(name, listed);
                 continue;
             }
-            match load_entry(&path, &name, now_ms) {
+            match load_entry(&path, &name, now_ms, None) {
                 Ok(Some(loaded)) => {
                     report.torn_tails.extend(loaded.torn_tail);
                     store.problems.extend(loaded.problems);
@@ -460,7 +460,7 @@ impl Store {
         // The listing vouches for its cache as this very version of the document: the
         // document's first read takes every track it did not change since from there.
         let cached = listing::read_cached(&dir, &listed);
-        match load_entry(&dir, id, now_ms()) {
+        match load_entry(&dir, id, now_ms(), cached.as_ref().map(|c| &c.signed)) {
             Ok(Some(loaded)) => {
                 if let Some(torn) = loaded.torn_tail {
                     tracing::warn!(
@@ -591,7 +591,7 @@ impl Store {
         let key = self.key_for(&id).clone();
         let created = write_snapshot_checked(&dir, &doc, &doc.version())
             .and_then(|()| UpdateLog::open(&dir.join("updates.log"), 0))
-            .and_then(|(log, _)| Ok((log, SignedLog::open(&dir, 0)?.0)))
+            .and_then(|(log, _)| Ok((log, SignedLog::open(&dir, 0, None)?.0)))
             .and_then(|(log, mut signed)| {
                 // Ours from the start (signed as one envelope), or as the members sent it.
                 match received {
@@ -734,7 +734,7 @@ impl Store {
         sync_dir(&dir);
         write_snapshot_checked(&dir, &doc, &doc.version())?;
         let (log, _) = UpdateLog::open(&dir.join("updates.log"), now_ms)?;
-        let (mut signed, _) = SignedLog::open(&dir, now_ms)?;
+        let (mut signed, _) = SignedLog::open(&dir, now_ms, None)?;
         let key = self.key_for(id).clone();
         let to = doc.version().get(&peer).copied().unwrap_or(0);
         let envelope = Envelope::sign(
@@ -1457,7 +1457,7 @@ impl Store {
                 && entry.waiting.is_empty()
                 && !entry.doc.has_pending();
             if clean && !listing::is_current(&dir, id) {
-                let cached = cache_of(id, &entry.doc);
+                let cached = cache_of(id, entry);
                 if let Err(err) = listing::write(&dir, &cached, &entry.summary, &entry.people) {
                     // Only a cache: the next start reads the document instead.
                     tracing::warn!("could not write the listing of playlist {id}: {err}");
@@ -1498,7 +1498,7 @@ impl Store {
             let listed = match listing::read_listing(&dir, id) {
                 Some(listed) => Some(listed),
                 None => {
-                    let cached = cache_of(id, &entry.doc);
+                    let cached = cache_of(id, entry);
                     match listing::write(&dir, &cached, &entry.summary, &entry.people) {
                         Ok(()) => listing::read_listing(&dir, id),
                         Err(err) => {
@@ -1518,6 +1518,11 @@ impl Store {
             self.listed.insert(id, listed);
         }
         count
+    }
+
+    #[cfg(test)]
+    pub(crate) fn signed_index(&self, id: &str) -> Option<crate::signed_log::Index> {
+        self.playlists.get(id).map(|entry| entry.signed.index())
     }
 
     #[cfg(test)]
@@ -1740,12 +1745,13 @@ fn compact(entry: &mut Entry, dir: &Path) -> Result<(), StoreError> {
 }
 
 /// What the listing's cache keeps of playlist `id` (see [`listing::Cached`]).
-fn cache_of(id: &str, doc: &PlaylistDoc) -> listing::Cached {
-    let (mut every_element, hidden) = doc.read_with_hidden();
+fn cache_of(id: &str, entry: &Entry) -> listing::Cached {
+    let (mut every_element, hidden) = entry.doc.read_with_hidden();
     every_element.id = id.to_string();
     listing::Cached {
         every_element,
         hidden,
+        signed: entry.signed.index(),
     }
 }
 
@@ -1792,7 +1798,14 @@ fn is_interrupted_creation(dir: &Path) -> Result<bool, StoreError> {
     Ok(true)
 }
 
-fn load_entry(dir: &Path, id: &str, now_ms: u64) -> Result<Option<Loaded>, StoreError> {
+/// Loads the playlist in `dir`. `signed_index`: what the listing's cache knows of its signed
+/// log (see [`crate::signed_log::Index`]).
+fn load_entry(
+    dir: &Path,
+    id: &str,
+    now_ms: u64,
+    signed_index: Option<&crate::signed_log::Index>,
+) -> Result<Option<Loaded>, StoreError> {
     if is_interrupted_creation(dir)? {
         tracing::info!(
             "{} holds no playlist (its creation was interrupted); moved to the trash",
@@ -1901,7 +1914,7 @@ fn load_entry(dir: &Path, id: &str, now_ms: u64) -> Result<Option<Loaded>, Store
             earlier.as_deref(),
         ));
     }
-    let (signed, unreadable_envelopes) = SignedLog::open(dir, now_ms)?;
+    let (signed, unreadable_envelopes) = SignedLog::open(dir, now_ms, signed_index)?;
     if unreadable_envelopes > 0 {
         tracing::warn!(
             "{}: {unreadable_envelopes} signed updates could not be read; members get those changes from each other",

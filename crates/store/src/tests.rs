@@ -1484,6 +1484,73 @@ fn reads_start_from_the_tracks_a_loaded_document_was_given() {
     let _ = doc.read();
 }
 
+/// Where each signed envelope is and the version it reaches is kept in the listing's cache,
+/// and taken from there while the signed log is unchanged: loading the playlist then decodes
+/// no envelope. A log that changed since is read as before.
+#[test]
+fn the_signed_logs_index_is_taken_from_the_cache_while_the_log_is_unchanged() {
+    use crate::signed_log::SignedLog;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
+    let id = store.create("Signed", "", &me(), 10).expect("create");
+    for (i, title) in ["A", "B", "C"].iter().enumerate() {
+        store
+            .add_tracks(&id, &[track(title)], &me(), 11 + i as u64)
+            .expect("add");
+    }
+    store.compact_all().expect("compact");
+    drop(store);
+    let playlist_dir = dir.path().join(&id);
+    let decoded = || {
+        SignedLog::open(&playlist_dir, 1, None)
+            .expect("open the signed log")
+            .0
+            .index()
+    };
+    let index = decoded();
+    assert!(index.kept.len() >= 4, "{index:?}");
+
+    // Loaded for an edit, the playlist's signed log is the cache's index, which is the log's.
+    let (mut store, _) = Store::open_as(dir.path(), 2, key(1)).expect("reopen");
+    assert!(is_listed_only(&store, &id));
+    let everything = store.export_since(&id, &[]).expect("export");
+    assert!(!is_listed_only(&store, &id));
+    assert_eq!(store.signed_index(&id), Some(index.clone()));
+    drop(store);
+
+    // The index is believed while the log is unchanged (a made-up version shows)…
+    let mut made_up = index.clone();
+    made_up.kept[0].1 = vec![(42, 7)];
+    let (opened, _) = SignedLog::open(&playlist_dir, 3, Some(&made_up)).expect("open");
+    assert_eq!(
+        opened.covered().get(&42),
+        Some(&7),
+        "the index was not taken"
+    );
+    // …and not once the log has changed.
+    let (mut store, _) = Store::open_as(dir.path(), 4, key(1)).expect("reopen");
+    store
+        .add_tracks(&id, &[track("D")], &me(), 20)
+        .expect("add");
+    drop(store);
+    let (opened, _) = SignedLog::open(&playlist_dir, 5, Some(&made_up)).expect("open");
+    assert_eq!(opened.covered().get(&42), None, "a stale index was taken");
+    assert_eq!(opened.index(), decoded());
+    // What was sent on before is still sent on.
+    let (mut store, _) = Store::open_as(dir.path(), 6, key(1)).expect("reopen");
+    let now = store.export_since(&id, &[]).expect("export");
+    let envelopes = |body: &[u8]| -> Vec<Vec<u8>> {
+        whatnext_protocol::signed::decode_envelopes(body)
+            .expect("envelopes")
+            .iter()
+            .map(|e| e.encode())
+            .collect()
+    };
+    let (before, after) = (envelopes(&everything), envelopes(&now));
+    assert_eq!(after.len(), before.len() + 1);
+    assert_eq!(after[..before.len()], before[..]);
+}
+
 #[test]
 fn damaged_or_outdated_caches_fall_back_to_the_document() {
     let dir = tempfile::tempdir().expect("tempdir");
