@@ -933,7 +933,13 @@ impl Store {
                 if !entry.is_signed_by(&home_key) {
                     entry.assign_peer(&home_key);
                 }
-                entry.refresh(id);
+                // Nothing new (e.g. every update refused): the summary stands. Refreshing it
+                // would count the tracks again, which after a refusal's undo reads every id.
+                let unchanged =
+                    entry.doc.version() == before && !was_incomplete && !entry.doc.has_pending();
+                if !unchanged {
+                    entry.refresh(id);
+                }
                 let restored = was_damaged && !entry.damaged;
                 let due = restored
                     || entry.records >= COMPACT_EVERY_RECORDS
