@@ -28,8 +28,10 @@ use crate::signed_log;
 
 pub(crate) const LISTING: &str = "listing.json";
 pub(crate) const CACHE: &str = "playlist.cache";
-/// Bumped whenever what the files hold changes meaning: an older one is then ignored.
-const CACHE_FORMAT: u32 = 2;
+/// Bumped whenever what `listing.json` holds changes meaning: an older one is then ignored.
+const CACHE_FORMAT: u32 = 1;
+/// What `playlist.cache` holds: `WNC1` the playlist as shown, `WNC2` a [`Cached`]. A cache
+/// of another kind is not read (the playlist is read from its document, once).
 const CACHE_MAGIC: &[u8; 4] = b"WNC2";
 /// A cached playlist larger than this when decompressed is damage, not data.
 const MAX_CACHE: usize = 1 << 30;

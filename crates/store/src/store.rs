@@ -1544,9 +1544,9 @@ impl Store {
 
 /// Refused updates per author, for one playlist. Refusing an update its author had no right
 /// to make costs the receiver the whole document read back (the update is undone, see
-/// [`read_back`]) and its checks: 12 ms at 1,000 tracks, 80-95 ms at 10,000 and 1 s at
-/// 100,000 (release, this project's 2-core machines; a fork, where the copy read back does
-/// not fit, 0.24 s and 4.6 s). So an author refused
+/// [`read_back`]) and its checks: 6 ms at 1,000 tracks, 46 ms at 10,000 and 0.54 s at
+/// 100,000 (release, this project's 2-core machines; with a fork, where the copy read back
+/// does not fit, 0.24 s and 4.6 s). So an author refused
 /// [`MAX_REFUSED`] times, or whose refusals took [`REFUSAL_BUDGET`] of the receiver's
 /// time, within [`REFUSAL_WINDOW_MS`] of the first, has every update refused unread until
 /// that window ends. An honest app is refused only when its update raced a rule change,

@@ -1594,6 +1594,28 @@ fn damaged_or_outdated_caches_fall_back_to_the_document() {
     assert!(!is_listed_only(&store, &id));
     assert_eq!(store.get(&id).expect("get"), before);
 
+    // A cache of the earlier kind (the playlist as shown, "WNC1"), its listing vouching for
+    // it: the listing still lists the playlist, and reading it reads the document.
+    drop(store);
+    let (mut store, _) = Store::open_as(dir.path(), 5, key(1)).expect("reopen");
+    store.compact_all().expect("compact");
+    drop(store);
+    let mut old = b"WNC1".to_vec();
+    old.extend(lz4_flex::compress_prepend_size(
+        &serde_json::to_vec(&before).expect("json"),
+    ));
+    std::fs::write(&cache, &old).expect("an earlier cache");
+    let listing_path = playlist_dir.join("listing.json");
+    let mut listing: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&listing_path).expect("listing")).expect("json");
+    listing["cache_len"] = serde_json::json!(old.len());
+    std::fs::write(&listing_path, serde_json::to_vec(&listing).expect("json")).expect("write");
+    let (mut store, _) = Store::open_as(dir.path(), 6, key(1)).expect("reopen");
+    assert!(is_listed_only(&store, &id), "the listing still lists it");
+    assert_eq!(store.list()[0].track_count, 2);
+    assert_eq!(store.get(&id).expect("get"), before);
+    assert!(!is_listed_only(&store, &id), "its document was read");
+
     // A listing that is not JSON is ignored too.
     drop(store);
     std::fs::write(playlist_dir.join("listing.json"), b"{not json").expect("damage");
