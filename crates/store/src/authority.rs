@@ -231,13 +231,17 @@ fn undo(
         && copy.version() == *to
         && copy.pending_updates().ok().flatten().as_deref() == pending
     {
+        copy.take_reads_from(doc);
         *doc = copy;
         return;
     }
     #[cfg(test)]
     UNDONE_BY_FORK.with(|forks| forks.set(forks.get() + 1));
     match doc.fork_at_version(to, pending) {
-        Ok(back) => *doc = back,
+        Ok(back) => {
+            back.take_reads_from(doc);
+            *doc = back;
+        }
         // Cannot happen for a version the document passed through; if it did, the caller's
         // durability check (the store compares versions) catches the difference.
         Err(err) => tracing::error!("could not undo a rejected update: {err}"),

@@ -155,6 +155,27 @@ impl FollowedTracks {
         mirror.changed.clear();
     }
 
+    /// The tracks as last read that have not changed since, by container, taken out (what
+    /// is left follows from scratch). Any other version of the document that holds these
+    /// containers holds them as they are here: a container's content is its ops, and these
+    /// saw none since they were read.
+    pub(crate) fn take_unchanged(&self) -> std::collections::HashMap<ContainerID, Slot> {
+        let mut mirror = self.mirror.lock().unwrap_or_else(PoisonError::into_inner);
+        let Mirror { slots, changed } = &mut *mirror;
+        let unchanged = slots
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|slot| {
+                let track = slot.track.clone()?;
+                (!slot.stale && slot.read.is_some() && !changed.contains(&track))
+                    .then_some((track, slot))
+            })
+            .collect();
+        changed.clear();
+        unchanged
+    }
+
     /// The elements of `list` (in `doc`'s current state), in list order, given to `with`:
     /// as last read, with every element that changed since marked (`stale`, `read` None).
     /// `fresh` lists the elements, unread, when there is nothing to follow from. What is

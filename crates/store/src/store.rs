@@ -982,6 +982,7 @@ impl Store {
                 if dirty {
                     match entry.doc.fork_at_version(&entry.saved, pending.as_deref()) {
                         Ok(doc) => {
+                            doc.take_reads_from(&entry.doc);
                             entry.doc = doc;
                             entry.assign_peer(&home_key);
                             entry.refresh(id);
