@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]\n       whatnext-bench pipe-hop --whatnext BIN [--iters GROUPS]\n       whatnext-bench playback --whatnext BIN\n       whatnext-bench store-growth [--quick] [--iters TRACKS]\n       whatnext-bench home --whatnext BIN --iters PLAYLISTS [--quick]\n       whatnext-bench join --whatnext BIN --iters TRACKS\n       whatnext-bench growth --whatnext BIN [--quick]\n       whatnext-bench store-open STORE_DIR PLAYLIST_ID"
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]\n       whatnext-bench pipe-hop --whatnext BIN [--iters GROUPS]\n       whatnext-bench playback --whatnext BIN\n       whatnext-bench big-playlist --whatnext BIN [--iters TRACKS]\n       whatnext-bench store-growth [--quick] [--iters TRACKS]\n       whatnext-bench home --whatnext BIN --iters PLAYLISTS [--quick]\n       whatnext-bench join --whatnext BIN --iters TRACKS\n       whatnext-bench growth --whatnext BIN [--quick]\n       whatnext-bench store-open STORE_DIR PLAYLIST_ID"
     );
     std::process::exit(2)
 }
@@ -118,6 +118,15 @@ fn main() -> anyhow::Result<()> {
         "transfer" => lifecycle::transfer(&args.whatnext, args.iters.min(1_000) as u64)?,
         "stream-copy" => stream_copy::run(args.iters.min(1_000) as u64)?,
         "playback" => playback(&args.whatnext).context("the playback benchmark did not run")?,
+        "big-playlist" => big_playlist(
+            &args.whatnext,
+            if args.iters == 20_000 {
+                10_000
+            } else {
+                args.iters
+            },
+        )
+        .context("the big playlist benchmark did not run")?,
         "pipe-hop" => ipc::pipe_hop(&args.whatnext, args.iters.min(10_000), args.placement)?,
         "home" => lifecycle::home(
             &args.whatnext,
@@ -215,6 +224,24 @@ fn playback(whatnext: &std::path::Path) -> Option<Value> {
         .output();
     script_json(
         "playback benchmark",
+        out,
+        "install node, and run `npm ci` in ui-tests/",
+    )
+}
+
+/// The view with a long playlist in Chromium (ui-tests/bench-big-playlist.mjs): open, add
+/// and remove, each until the page shows it. None, with a note, when it cannot run.
+fn big_playlist(whatnext: &std::path::Path, tracks: usize) -> Option<Value> {
+    let ui = concat!(env!("CARGO_MANIFEST_DIR"), "/../ui-tests");
+    let whatnext = std::fs::canonicalize(whatnext).unwrap_or_else(|_| whatnext.to_path_buf());
+    let out = Command::new("node")
+        .arg("bench-big-playlist.mjs")
+        .env("WHATNEXT_BIN", whatnext)
+        .env("TRACKS", tracks.to_string())
+        .current_dir(ui)
+        .output();
+    script_json(
+        "big playlist benchmark",
         out,
         "install node, and run `npm ci` in ui-tests/",
     )
@@ -863,6 +890,24 @@ fn all(args: &Args) -> anyhow::Result<()> {
             )],
         );
         raw.insert("playback".into(), play);
+    }
+    let tracks = if quick() { 500 } else { 10_000 };
+    eprintln!("measuring the view with a {tracks}-track playlist in Chromium …");
+    if let Some(big) = big_playlist(&args.whatnext, tracks) {
+        figures(
+            &mut rows,
+            &big,
+            &[
+                ("open_ms", "the view: open a 10,000-track playlist", "ms"),
+                ("add_ms", "the view: an add shown in that playlist", "ms"),
+                (
+                    "remove_ms",
+                    "the view: a removal shown in that playlist",
+                    "ms",
+                ),
+            ],
+        );
+        raw.insert("big_playlist".into(), big);
     }
     raw.insert("transfer".into(), transfer);
 
