@@ -207,43 +207,45 @@ fn script_json(
     }
 }
 
-/// Two members' players in Chromium (ui-tests/bench-playback.mjs, with ui-tests' Playwright
-/// and Debian's Chromium): skew over a minute, play → sound. None, with a note, when it
-/// cannot run.
-fn playback(whatnext: &std::path::Path) -> Option<Value> {
+/// Runs `script` (a Node script in ui-tests/, with its Playwright and Debian's Chromium)
+/// against `whatnext` with `env`; its JSON line, or None with a note when it cannot run.
+fn ui_script(
+    script: &str,
+    whatnext: &std::path::Path,
+    env: &[(&str, String)],
+    what: &str,
+) -> Option<Value> {
     let ui = concat!(env!("CARGO_MANIFEST_DIR"), "/../ui-tests");
     let whatnext = std::fs::canonicalize(whatnext).unwrap_or_else(|_| whatnext.to_path_buf());
-    let mut command = Command::new("node");
-    if quick() {
-        command.env("PHASE_MS", "1500");
-    }
-    let out = command
-        .arg("bench-playback.mjs")
+    let out = Command::new("node")
+        .arg(script)
         .env("WHATNEXT_BIN", whatnext)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .current_dir(ui)
         .output();
-    script_json(
-        "playback benchmark",
-        out,
-        "install node, and run `npm ci` in ui-tests/",
-    )
+    script_json(what, out, "install node, and run `npm ci` in ui-tests/")
+}
+
+/// Two members' players in Chromium (ui-tests/bench-playback.mjs): skew over a minute,
+/// play → sound. None, with a note, when it cannot run.
+fn playback(whatnext: &std::path::Path) -> Option<Value> {
+    let phase = if quick() {
+        vec![("PHASE_MS", "1500".to_string())]
+    } else {
+        Vec::new()
+    };
+    ui_script("bench-playback.mjs", whatnext, &phase, "playback benchmark")
 }
 
 /// The view with a long playlist in Chromium (ui-tests/bench-big-playlist.mjs): open, add
 /// and remove, each until the page shows it. None, with a note, when it cannot run.
 fn big_playlist(whatnext: &std::path::Path, tracks: usize) -> Option<Value> {
-    let ui = concat!(env!("CARGO_MANIFEST_DIR"), "/../ui-tests");
-    let whatnext = std::fs::canonicalize(whatnext).unwrap_or_else(|_| whatnext.to_path_buf());
-    let out = Command::new("node")
-        .arg("bench-big-playlist.mjs")
-        .env("WHATNEXT_BIN", whatnext)
-        .env("TRACKS", tracks.to_string())
-        .current_dir(ui)
-        .output();
-    script_json(
+    let tracks = vec![("TRACKS", tracks.to_string())];
+    ui_script(
+        "bench-big-playlist.mjs",
+        whatnext,
+        &tracks,
         "big playlist benchmark",
-        out,
-        "install node, and run `npm ci` in ui-tests/",
     )
 }
 
@@ -898,7 +900,11 @@ fn all(args: &Args) -> anyhow::Result<()> {
             &mut rows,
             &big,
             &[
-                ("open_ms", "the view: open a 10,000-track playlist", "ms"),
+                (
+                    "open_ms",
+                    "the view: open a playlist of 10,000 tracks (500 when quick)",
+                    "ms",
+                ),
                 ("add_ms", "the view: an add shown in that playlist", "ms"),
                 (
                     "remove_ms",
