@@ -3,7 +3,10 @@
 // - open: from the click on its name to every row drawn;
 // - add: from the add form's submit to the new row drawn (the playlist read and redrawn);
 // - remove: from a row's ✕ to the row gone.
-// Prints one JSON line. Env: WHATNEXT_BIN, CHROMIUM, TRACKS.
+// Prints one JSON line, and leaves a screenshot of row 5,000 in target/ui-shots/.
+// Env: WHATNEXT_BIN, CHROMIUM, TRACKS; to look into the view: ASSETS_DIR (its files from that
+// folder instead of the binary, to try a change without a build), PROFILE=1 (the add's
+// JavaScript profile, by function, on stderr), TRACE=FILE (the add's Chrome trace).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cli, tempDir, startNode, login, cleanUp, SHOTS } from './harness.mjs';
