@@ -24,7 +24,7 @@ use whatnext_protocol::playlist::{
 
 use crate::{
     error::StoreError,
-    followed_tracks::{FollowedTracks, Slot},
+    followed_tracks::{FollowedTracks, Slot, track_map},
 };
 
 pub struct PlaylistDoc {
@@ -220,15 +220,7 @@ pub(crate) struct TrackEntry {
 
 /// The containers of the track maps in `list` (no field is read).
 fn track_containers(list: &LoroMovableList) -> HashSet<loro::ContainerID> {
-    list_items(list)
-        .into_iter()
-        .filter_map(|item| match item {
-            ValueOrContainer::Container(container @ loro::Container::Map(_)) => {
-                Some(loro::ContainerTrait::id(&container))
-            }
-            _ => None,
-        })
-        .collect()
+    list_items(list).iter().filter_map(track_map).collect()
 }
 
 /// The text under `key` in the map `track`, as its decoded value would hold it: a string,
@@ -398,13 +390,8 @@ impl PlaylistDoc {
             &list,
             || {
                 list_items(&list)
-                    .into_iter()
-                    .map(|item| match item {
-                        ValueOrContainer::Container(container @ loro::Container::Map(_)) => {
-                            Slot::unread(Some(loro::ContainerTrait::id(&container)))
-                        }
-                        _ => Slot::unread(None),
-                    })
+                    .iter()
+                    .map(|item| Slot::unread(track_map(item)))
                     .collect()
             },
             |slots| {
@@ -1088,12 +1075,7 @@ impl PlaylistDoc {
             .into_iter()
             .zip(tracks)
             .map(|(item, track)| {
-                let container = match item {
-                    ValueOrContainer::Container(container @ loro::Container::Map(_)) => {
-                        Some(loro::ContainerTrait::id(&container))
-                    }
-                    _ => None,
-                };
+                let container = track_map(&item);
                 // A track without an id reads as "" whether its map has an empty id or
                 // none: which one is read again when asked.
                 let id = (container.is_some() && !track.id.is_empty()).then(|| track.id.clone());
@@ -1120,15 +1102,12 @@ impl PlaylistDoc {
         let list = self.tracks();
         self.doc.commit();
         let slots = list_items(&list)
-            .into_iter()
-            .map(|item| match item {
-                ValueOrContainer::Container(container @ loro::Container::Map(_)) => {
-                    let track = loro::ContainerTrait::id(&container);
-                    unchanged
-                        .remove(&track)
-                        .unwrap_or_else(|| Slot::unread(Some(track)))
-                }
-                _ => Slot::unread(None),
+            .iter()
+            .map(|item| match track_map(item) {
+                Some(track) => unchanged
+                    .remove(&track)
+                    .unwrap_or_else(|| Slot::unread(Some(track))),
+                None => Slot::unread(None),
             })
             .collect();
         self.followed.start_from(&self.doc, &list, slots);

@@ -35,6 +35,14 @@ pub(crate) struct Slot {
     pub read: Option<Box<Track>>,
 }
 
+/// The container of a list element that is a track map; None for any other element.
+pub(crate) fn track_map(item: &ValueOrContainer) -> Option<ContainerID> {
+    match item {
+        ValueOrContainer::Container(container @ loro::Container::Map(_)) => Some(container.id()),
+        _ => None,
+    }
+}
+
 impl Slot {
     /// An element not read yet.
     pub fn unread(track: Option<ContainerID>) -> Self {
@@ -104,12 +112,7 @@ impl Mirror {
                     if at > slots.len() {
                         return false;
                     }
-                    let new = insert.iter().map(|item| match item {
-                        ValueOrContainer::Container(container @ loro::Container::Map(_)) => {
-                            Slot::unread(Some(container.id()))
-                        }
-                        _ => Slot::unread(None),
-                    });
+                    let new = insert.iter().map(|item| Slot::unread(track_map(item)));
                     let count = insert.len();
                     slots.splice(at..at, new);
                     at += count;

@@ -76,11 +76,7 @@ impl SignedLog {
         });
         if let Some(index) = unchanged {
             for (at, end) in &index.kept {
-                let mut version = VersionVector::default();
-                for &(peer, counter) in end {
-                    version.insert(peer, counter);
-                }
-                signed.keep(*at, version);
+                signed.keep(*at, end.iter().copied().collect());
             }
             return Ok((signed, 0));
         }
