@@ -25,6 +25,7 @@ use whatnext_protocol::playlist::{
 use crate::{
     error::StoreError,
     followed_tracks::{FollowedTracks, Slot, track_map},
+    kept_track::KeptTrack,
 };
 
 pub struct PlaylistDoc {
@@ -170,6 +171,25 @@ fn list_items(list: &LoroMovableList) -> Vec<ValueOrContainer> {
     let mut items = Vec::with_capacity(list.len());
     list.for_each(|item| items.push(item));
     items
+}
+
+/// The container of every element of `list` that is a map (a track), in list order; None
+/// for other elements. Read from the list's own value, which names its elements'
+/// containers: asking for the elements themselves would make Loro decode every track's
+/// state (~4 MB at 10,000 tracks).
+fn list_maps(list: &LoroMovableList) -> Vec<Option<loro::ContainerID>> {
+    match list.get_value() {
+        LoroValue::List(items) => items
+            .iter()
+            .map(|item| match item {
+                LoroValue::Container(id) if id.container_type() == loro::ContainerType::Map => {
+                    Some(id.clone())
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The indexes of `elements` (each an index and its container, if it is one) in the order
@@ -350,7 +370,7 @@ impl PlaylistDoc {
             |slot, track| {
                 let (id, read) = read_track(track);
                 slot.id = id;
-                slot.read = Some(Box::new(read));
+                slot.read = KeptTrack::new(&read);
                 #[cfg(test)]
                 TRACKS_READ.with(|count| count.set(count.get() + 1));
             },
@@ -360,13 +380,15 @@ impl PlaylistDoc {
                     .iter_mut()
                     .enumerate()
                     .map(|(at, slot)| {
+                        if let Some(track) = slot.read.as_ref().and_then(KeptTrack::track) {
+                            return track;
+                        }
                         // Elements that are not maps never change: read once, by place.
-                        Track::clone(slot.read.get_or_insert_with(|| {
-                            Box::new(list.get(at).map_or_else(
-                                || track_from(&LoroValue::Null),
-                                |item| track_of(&item),
-                            ))
-                        }))
+                        let track = list
+                            .get(at)
+                            .map_or_else(|| track_from(&LoroValue::Null), |item| track_of(&item));
+                        slot.read = KeptTrack::new(&track);
+                        track
                     })
                     .collect()
             },
@@ -388,12 +410,7 @@ impl PlaylistDoc {
         self.followed.with(
             &self.doc,
             &list,
-            || {
-                list_items(&list)
-                    .iter()
-                    .map(|item| Slot::unread(track_map(item)))
-                    .collect()
-            },
+            || list_maps(&list).into_iter().map(Slot::unread).collect(),
             |slots| {
                 let due = slots
                     .iter()
@@ -1067,15 +1084,14 @@ impl PlaylistDoc {
     pub(crate) fn follow_from(&self, tracks: Vec<Track>) -> bool {
         let list = self.tracks();
         self.doc.commit();
-        let items = list_items(&list);
+        let items = list_maps(&list);
         if items.len() != tracks.len() {
             return false;
         }
         let slots = items
             .into_iter()
             .zip(tracks)
-            .map(|(item, track)| {
-                let container = track_map(&item);
+            .map(|(container, track)| {
                 // A track without an id reads as "" whether its map has an empty id or
                 // none: which one is read again when asked.
                 let id = (container.is_some() && !track.id.is_empty()).then(|| track.id.clone());
@@ -1083,7 +1099,7 @@ impl PlaylistDoc {
                     stale: container.is_some() && id.is_none(),
                     track: container,
                     id,
-                    read: Some(Box::new(track)),
+                    read: KeptTrack::new(&track),
                 }
             })
             .collect();
@@ -1101,9 +1117,9 @@ impl PlaylistDoc {
         }
         let list = self.tracks();
         self.doc.commit();
-        let slots = list_items(&list)
-            .iter()
-            .map(|item| match track_map(item) {
+        let slots = list_maps(&list)
+            .into_iter()
+            .map(|track| match track {
                 Some(track) => unchanged
                     .remove(&track)
                     .unwrap_or_else(|| Slot::unread(Some(track))),

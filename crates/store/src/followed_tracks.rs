@@ -19,7 +19,8 @@ use loro::{
     ContainerID, ContainerTrait as _, LoroDoc, LoroMovableList, Subscription, ValueOrContainer,
     event::{Diff, DiffEvent, ListDiffItem},
 };
-use whatnext_protocol::playlist::Track;
+
+use crate::kept_track::KeptTrack;
 
 /// One element of the list, as last read.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,9 +31,10 @@ pub(crate) struct Slot {
     pub id: Option<String>,
     /// Its id is to be read again.
     pub stale: bool,
-    /// The whole track; None until read, and again whenever it changes. (Boxed: the
-    /// count scans every slot after each change, and a slot's size is that scan's cost.)
-    pub read: Option<Box<Track>>,
+    /// The whole track; None until read, and again whenever it changes. (Kept in one
+    /// allocation: see [`KeptTrack`]. The count scans every slot after each change, so a
+    /// slot's size is also that scan's cost.)
+    pub read: Option<KeptTrack>,
 }
 
 /// The container of a list element that is a track map; None for any other element.

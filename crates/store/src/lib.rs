@@ -9,6 +9,7 @@
 //! * [`authority`]: the same rules checked by every receiver, against each signed update's author.
 //! * `signed_log`: the signed updates kept byte for byte, for sync.
 //! * `followed_tracks`: a playlist's track list as last read, followed through Loro's events.
+//! * `kept_track`: a track as the followed list keeps it, in one allocation.
 //!
 //! Invariant: only the controller process writes the store, and a write returns `Ok` only
 //! once it is durable.
@@ -18,6 +19,7 @@ pub mod doc;
 pub mod error;
 mod followed_tracks;
 pub mod formats;
+mod kept_track;
 mod listing;
 pub mod log;
 pub mod markdown;
