@@ -1,8 +1,9 @@
 // Benchmark, not a test: the view with a long playlist, in real Chromium on loopback. A
 // playlist of TRACKS tracks (default 10,000) is imported from a CSV, then:
-// - open: from the click on its name to every row drawn;
-// - add: from the add form's submit to the new row drawn (the playlist read and redrawn);
-// - remove: from a row's ✕ to the row gone.
+// - open: from the click on its name to its rows drawn (a long playlist draws those near the
+//   screen, each saying its place in the whole list);
+// - add: from the add form's submit to the rows drawn again, the new track counted;
+// - remove: scrolled to the end (the rows there drawn), from the last row's ✕ to the row gone.
 // Prints one JSON line, and leaves a screenshot of row 5,000 in target/ui-shots/.
 // Env: WHATNEXT_BIN, CHROMIUM, TRACKS; to look into the view: ASSETS_DIR (its files from that
 // folder instead of the binary, to try a change without a build), PROFILE=1 (the add's
@@ -35,10 +36,16 @@ try {
   await page.waitForSelector(`#playlists button.pl`, { timeout: 60000 });
   let t = Date.now();
   await page.click('#playlists button.pl');
-  await page.waitForFunction((n) => document.getElementById('tracks').children.length >= n, TRACKS, { timeout: 120000, polling: 'raf' });
+  // The rows drawn, and how long the list they are drawn from is.
+  const drawnOf = (n) => document.querySelector('#tracks li')?.getAttribute('aria-setsize') === String(n);
+  await page.waitForFunction(drawnOf, TRACKS, { timeout: 120000, polling: 'raf' });
   const openMs = Date.now() - t;
-  // A look at rows far down the list (numbered by CSS counters, laid out when scrolled to).
-  await page.evaluate(() => document.querySelector('#tracks li:nth-child(5000)')?.scrollIntoView());
+  // A look at rows far down the list: scrolled there, the rows there are drawn.
+  await page.evaluate((n) => {
+    const list = document.getElementById('tracks');
+    window.scrollTo(0, window.scrollY + list.getBoundingClientRect().top + (list.getBoundingClientRect().height * 4999) / n);
+  }, TRACKS);
+  await page.waitForFunction(() => [...document.querySelectorAll('#tracks li')].some((li) => li.getAttribute('aria-posinset') === '5000'), null, { timeout: 20000, polling: 'raf' });
   await page.screenshot({ path: join(SHOTS, 'bench-big-playlist.png') });
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.fill('#add-form input[name=title]', 'One more');
@@ -54,7 +61,7 @@ try {
   t = Date.now();
   await page.click('#add-form button[type=submit]');
   // (Cheap checks: a text selector over 10,000 rows costs more than drawing them.)
-  await page.waitForFunction(() => document.querySelector('#tracks li:last-child')?.textContent.includes('One more'), null, { timeout: 120000, polling: 'raf' });
+  await page.waitForFunction(drawnOf, TRACKS + 1, { timeout: 120000, polling: 'raf' });
   const addMs = Date.now() - t;
   if (process.env.TRACE) await page.context().browser().stopTracing();
   if (cdp) {
@@ -71,9 +78,11 @@ try {
     const total = profile.samples.length;
     console.error([...self].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([k, c]) => `${(100 * c / total).toFixed(1)}% ${k}`).join('\n'));
   }
+  await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
+  await page.waitForFunction(() => document.querySelector('#tracks li:last-child')?.textContent.includes('One more'), null, { timeout: 20000, polling: 'raf' });
   t = Date.now();
   await page.click('#tracks li:last-child button.remove');
-  await page.waitForFunction((n) => document.getElementById('tracks').children.length === n, TRACKS, { timeout: 120000, polling: 'raf' });
+  await page.waitForFunction(drawnOf, TRACKS, { timeout: 120000, polling: 'raf' });
   const removeMs = Date.now() - t;
   // What the server's answers take, asked from the page (3 times each, the fastest).
   const listed = JSON.parse(cli(node.home, ['playlist', 'list', '--json']));

@@ -437,3 +437,76 @@ test('now playing plays the audio of a track from the library, following the hol
   assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
   assert.deepEqual(severeA11y, [], 'no serious or critical accessibility finding (axe-core)');
 }));
+
+test('a long playlist draws the rows near the screen, and scrolls, moves and removes as a short one does', { timeout: 120000 }, diagnosed(async () => {
+  const TRACKS = 1000;
+  const n = await startNode('long');
+  const csv = join(tempDir('long-csv'), 'long.csv');
+  writeFileSync(csv, ['title,artist,album,duration,uri', ...Array.from({ length: TRACKS }, (_, i) => `Song ${i},Artist ${i % 50},Album ${i % 20},${180 + (i % 60)},`)].join('\n') + '\n');
+  const id = JSON.parse(cli(n.home, ['playlist', 'import', csv, '--json'])).id;
+  const order = () => JSON.parse(cli(n.home, ['playlist', 'show', id, '--json'])).tracks.map((t) => t.title);
+  const page = await login(n);
+  await page.click('#playlists button.pl');
+  await page.waitForFunction((count) => document.querySelector('#tracks li')?.getAttribute('aria-setsize') === String(count), TRACKS, { timeout: 20000 });
+  /** The rows drawn: each one's place in the whole list, its title, and the list's first number. */
+  const drawn = () => page.evaluate(() => ({
+    rows: [...document.querySelectorAll('#tracks li')].map((li) => [Number(li.getAttribute('aria-posinset')), li.querySelector('strong').textContent]),
+    counter: document.getElementById('tracks').style.counterReset,
+  }));
+  /** The rows drawn are consecutive tracks of the list, in its order, numbered from there. */
+  const assertConsecutive = ({ rows, counter }, titles) => {
+    const first = rows[0][0];
+    assert.deepEqual(rows, titles.slice(first - 1, first - 1 + rows.length).map((title, k) => [first + k, title]));
+    assert.equal(counter, first > 1 ? `track ${first - 1}` : '', 'the numbers start at the first row drawn');
+  };
+  let titles = order();
+  let shown = await drawn();
+  assert.ok(shown.rows.length > 10 && shown.rows.length < 200, `${shown.rows.length} of ${TRACKS} rows drawn`);
+  assertConsecutive(shown, titles);
+  assert.equal(shown.rows[0][0], 1);
+  // Up next lists the next few, not a thousand.
+  const upNext = await page.$$eval('#up-next li', (items) => items.map((li) => li.textContent));
+  assert.ok(upNext.length <= 31 && /and 970 more/.test(upNext.at(-1)), `up next: ${upNext.length} rows, the last "${upNext.at(-1)}"`);
+  await page.screenshot({ path: join(SHOTS, 'long-playlist-top.png') });
+  await page.locator('#up-next').screenshot({ path: join(SHOTS, 'long-playlist-up-next.png') });
+
+  // Scrolled to the middle, then to the list's end: the rows there are drawn, the page as
+  // tall as the whole list.
+  const height = await page.evaluate(() => document.documentElement.scrollHeight);
+  await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight / 2));
+  await page.waitForFunction(() => Number(document.querySelector('#tracks li')?.getAttribute('aria-posinset')) > 300, null, { timeout: 10000 });
+  assertConsecutive(await drawn(), titles);
+  await page.evaluate(() => window.scrollBy(0, document.getElementById('tracks').getBoundingClientRect().bottom - window.innerHeight));
+  await page.waitForFunction((count) => document.querySelector('#tracks li:last-child')?.getAttribute('aria-posinset') === String(count), TRACKS, { timeout: 10000 });
+  shown = await drawn();
+  assertConsecutive(shown, titles);
+  const onScreen = await page.evaluate(() => [...document.querySelectorAll('#tracks li')].filter((li) => {
+    const box = li.getBoundingClientRect();
+    return box.bottom > 0 && box.top < window.innerHeight;
+  }).length);
+  assert.ok(onScreen > 3, `${onScreen} rows on the last screen`);
+  const tallNow = await page.evaluate(() => document.documentElement.scrollHeight);
+  assert.ok(Math.abs(tallNow - height) < height * 0.1, `the page keeps its height (${height} → ${tallNow} px)`);
+  await page.screenshot({ path: join(SHOTS, 'long-playlist-end.png') });
+
+  // The last track moved up one with the keyboard: it lands there, keeps the focus.
+  await page.focus('#tracks li:last-child .handle');
+  await page.keyboard.press('ArrowUp');
+  await page.waitForFunction((count) => document.querySelector('#tracks li:nth-last-child(2) strong')?.textContent === `Song ${count - 1}`, TRACKS, { timeout: 10000 });
+  titles = order();
+  assert.deepEqual(titles.slice(-2), [`Song ${TRACKS - 1}`, `Song ${TRACKS - 2}`]);
+  assert.equal(await page.evaluate(() => document.activeElement?.closest('li')?.querySelector('strong')?.textContent), `Song ${TRACKS - 1}`);
+  assertConsecutive(await drawn(), titles);
+  // Removed from there: gone from the list, the rows drawn still the list's.
+  await page.click('#tracks li:last-child button.remove');
+  await page.waitForFunction((count) => document.querySelector('#tracks li')?.getAttribute('aria-setsize') === String(count), TRACKS - 1, { timeout: 10000 });
+  titles = order();
+  assert.equal(titles.length, TRACKS - 1);
+  assert.ok(!titles.includes(`Song ${TRACKS - 2}`));
+  assertConsecutive(await drawn(), titles);
+  // Back at the top: the first rows again, from 1.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.waitForFunction(() => document.querySelector('#tracks li')?.getAttribute('aria-posinset') === '1', null, { timeout: 10000 });
+  assertConsecutive(await drawn(), titles);
+  assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
+}));

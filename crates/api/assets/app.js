@@ -95,7 +95,7 @@ function patchChildren(node, items) {
  *  @param {EventTarget | null} node */
 function rowIndex(node) {
   const row = /** @type {HTMLElement | null} */ (node)?.closest('#tracks li');
-  return row ? [...$('tracks').children].indexOf(row) : -1;
+  return row ? drawnRows.first + [...$('tracks').children].indexOf(row) : -1;
 }
 
 /** @param {AppState} s */
@@ -346,7 +346,12 @@ function showPage(name) {
 async function openPlaylist(id) {
   openId = id;
   openVersion = -1;
-  if (id !== shownPlaylist?.id) shownSession = null;
+  if (id !== shownPlaylist?.id) {
+    shownSession = null;
+    // Another playlist's rows are not this one's: it starts from its top.
+    $('tracks').replaceChildren();
+    Object.assign(drawnRows, { first: 0, last: 0 });
+  }
   hideToast();
   showPage('music');
   await refreshPlaylist();
@@ -425,14 +430,75 @@ function renderPlaylistHead(p) {
     el('span', { class: 'sr-only' }, m.online ? ', online' : ', offline'))));
 }
 
+/** Playlists up to this long are drawn whole; a longer one draws only the rows near the
+ *  screen (a 10,000-track playlist drawn whole took 1.5-2 s to open and again after every
+ *  change, most of it laying out rows nobody sees). */
+const DRAW_ALL_UP_TO = 300;
+
+/** The rows drawn: tracks [first, last) of the playlist shown, and their height, measured
+ *  (px; the rows not drawn are this tall each, as the list's padding). */
+const drawnRows = { first: 0, last: 0, height: 0 };
+
+/** The rows to draw for a list of `count` tracks: every one, or those within a screen's
+ *  height of what is on screen (`onScreen`: the first row there; `perScreen`: how many fit).
+ *  Where rows are drawn, they say where they are; beyond, rows are counted in measured
+ *  row heights.
+ *  @param {number} count @param {number} [keep] a row to draw in any case (the focused one) */
+function rowsToDraw(count, keep = -1) {
+  if (count <= DRAW_ALL_UP_TO) return { first: 0, last: count, onScreen: 0, perScreen: count };
+  const list = $('tracks');
+  const height = rowHeight();
+  const top = list.getBoundingClientRect().top + parseFloat(list.style.paddingTop || '0');
+  const screen = window.innerHeight;
+  const rows = [...list.children];
+  let onScreen = rows.findIndex((row) => row.getBoundingClientRect().bottom > 0);
+  if (!list.getClientRects().length) onScreen = drawnRows.first; // not shown (yet): as it was
+  else if (onScreen >= 0 && rows[onScreen].getBoundingClientRect().top < screen) onScreen += drawnRows.first;
+  else {
+    const drawnEnd = top + rows.reduce((sum, row) => sum + row.getBoundingClientRect().height, 0);
+    onScreen = drawnEnd <= 0 ? drawnRows.first + rows.length + Math.floor(-drawnEnd / height)
+      : drawnRows.first - Math.ceil(top / height);
+  }
+  onScreen = Math.max(0, Math.min(count - 1, onScreen));
+  const perScreen = Math.ceil(screen / height);
+  let first = Math.max(0, onScreen - perScreen);
+  let last = Math.min(count, onScreen + 2 * perScreen);
+  if (keep >= 0) { first = Math.min(first, keep); last = Math.max(last, keep + 1); }
+  return { first, last, onScreen, perScreen };
+}
+
+/** How tall a track row is (px): as measured, or as the style says rows start. */
+const rowHeight = () => drawnRows.height || 3.2 * parseFloat(getComputedStyle(document.documentElement).fontSize);
+
+/** Draws the rows near the screen again once less than half a screen of drawn rows is
+ *  left beyond what is on screen. */
+function followScroll() {
+  const p = shownPlaylist;
+  if (!p || p.tracks.length <= DRAW_ALL_UP_TO) return;
+  const { onScreen, perScreen } = rowsToDraw(p.tracks.length);
+  const nearTop = drawnRows.first > 0 && onScreen - drawnRows.first < perScreen / 2;
+  const nearEnd = drawnRows.last < p.tracks.length && drawnRows.last - (onScreen + perScreen) < perScreen / 2;
+  if (nearTop || nearEnd) renderTracks(p, shownSession?.view ?? null);
+}
+let scrollPending = false;
+for (const event of ['scroll', 'resize']) {
+  window.addEventListener(event, () => {
+    if (scrollPending) return;
+    scrollPending = true;
+    requestAnimationFrame(() => { scrollPending = false; followScroll(); });
+  }, { passive: true });
+}
+
 /** A row per track: position, title and artist, album, who added it, length, votes (when
- *  the room votes), and a handle to move it.
+ *  the room votes), and a handle to move it. A long playlist draws the rows near the screen
+ *  (see {@link rowsToDraw}); the rest of the list is padding as tall as they would be.
  *  @param {import('./api').PlaylistView} p @param {import('./api').SessionView | null} v */
 function renderTracks(p, v) {
   const voting = v?.mode === 'vote';
   /** @type {Map<string, import('./api').UpNext>} */
   const queued = new Map((v?.up_next || []).map((u) => [u.track_id, u]));
   const playing = v?.now_playing?.track_id;
+  const list = $('tracks');
   $('no-tracks').hidden = p.tracks.length > 0;
   /** @type {HTMLElement} */ (document.querySelector('.track-head')).hidden = p.tracks.length === 0;
   // The rows are redrawn on every change, a friend's too: a focused control keeps the focus
@@ -440,12 +506,14 @@ function renderTracks(p, v) {
   const focused = /** @type {HTMLElement | null} */ (document.activeElement);
   const focusedRow = focused?.closest('#tracks li')?.getAttribute('data-track');
   const focusedClass = focused?.classList[0];
+  const { first, last } = rowsToDraw(p.tracks.length, focusedRow ? p.tracks.findIndex((t) => t.id === focusedRow) : -1);
   // A row that shows the same as before is kept, not built again, and stays in the page
   // (a long playlist changes a row or two at a time). Rows hold no position: the numbers
-  // are CSS counters, and a row asks where it is when it is moved.
+  // are CSS counters (starting at the first row drawn), and a row asks where it is when
+  // it is moved.
   /** @type {Map<string, HTMLElement>} */
-  const drawn = new Map([...$('tracks').children].map((li) => [li.getAttribute('data-track') || '', /** @type {HTMLElement} */ (li)]));
-  patchChildren($('tracks'), p.tracks.map((t) => {
+  const drawn = new Map([...list.children].map((li) => [li.getAttribute('data-track') || '', /** @type {HTMLElement} */ (li)]));
+  patchChildren(list, p.tracks.slice(first, last).map((t) => {
     const by = t.added_by.display_name || t.added_by.peer_id.slice(0, 12);
     const up = voting ? queued.get(t.id) : undefined;
     const shows = JSON.stringify([t.title, t.artists, t.album, by, t.duration_ms, t.id === playing, up?.score, up?.my_vote]);
@@ -480,6 +548,25 @@ function renderTracks(p, v) {
       }, `▲ ${up.score}`, el('span', { class: 'sr-only' }, `: vote for ${t.title}`)) : el('span', { class: 'vote' }),
       el('button', { type: 'button', class: 'small ghost remove', 'aria-label': `Remove ${t.title}`, onclick: () => removeTrack(t.id) }, '✕'));
   }));
+  drawnRows.first = first;
+  drawnRows.last = last;
+  if (last - first < p.tracks.length) {
+    // The rows not drawn, as padding of their height (measured on those drawn: rows wrap
+    // on a narrow screen).
+    const rows = [...list.children];
+    const height = rows.reduce((sum, row) => sum + row.getBoundingClientRect().height, 0) / Math.max(1, rows.length);
+    if (height > 0) drawnRows.height = height;
+    list.style.paddingTop = `${first * rowHeight()}px`;
+    list.style.paddingBottom = `${(p.tracks.length - last) * rowHeight()}px`;
+  } else {
+    list.style.paddingTop = list.style.paddingBottom = '';
+  }
+  list.style.counterReset = first ? `track ${first}` : '';
+  // Assistive technology hears each row's place in the whole list, drawn or not.
+  for (const [k, row] of [...list.children].entries()) {
+    row.setAttribute('aria-posinset', String(first + k + 1));
+    row.setAttribute('aria-setsize', String(p.tracks.length));
+  }
   if (focusedRow && focusedClass) {
     /** @type {HTMLElement | null} */ (document.querySelector(`#tracks li[data-track="${CSS.escape(focusedRow)}"] .${CSS.escape(focusedClass)}`))?.focus();
   }
@@ -501,11 +588,14 @@ function dragByHandle(e, trackId, from) {
   let to = from;
   /** @param {PointerEvent} ev */
   const over = (ev) => {
+    // Among the rows drawn (a long playlist draws those near the screen).
     const rows = [...list.children];
+    const start = drawnRows.first;
     const at = rows.findIndex((r) => { const box = r.getBoundingClientRect(); return ev.clientY < box.top + box.height / 2; });
-    to = at === -1 ? rows.length - 1 : (at > from ? at - 1 : at);
-    for (const [k, r] of rows.entries()) r.classList.toggle('drop-before', k === (to > from ? to + 1 : to) && k !== from);
-    list.classList.toggle('drop-end', to === rows.length - 1 && to !== from);
+    const drawnTo = at === -1 ? rows.length - 1 : (at + start > from ? at - 1 : at);
+    to = start + drawnTo;
+    for (const [k, r] of rows.entries()) r.classList.toggle('drop-before', k === (to > from ? drawnTo + 1 : drawnTo) && start + k !== from);
+    list.classList.toggle('drop-end', drawnTo === rows.length - 1 && to !== from);
   };
   const done = () => {
     handle.removeEventListener('pointermove', over);
@@ -534,6 +624,9 @@ const clock = (ms) => {
   const s = Math.floor(ms / 1000);
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 };
+
+/** How many tracks of up next are listed under now playing. */
+const UP_NEXT_SHOWN = 30;
 
 /** The listening session: now playing, who picks, up next, comments, reactions.
  *  @param {import('./api').SessionView} v @param {Record<string, string>} names peer id → name */
@@ -593,13 +686,16 @@ function renderSession(v, names) {
   /** @type {HTMLSelectElement} */ ($('session-mode')).disabled = v.my_role === 'member';
   const voting = v.mode === 'vote';
   $('no-up-next').hidden = v.up_next.length > 0;
-  replaceChildren($('up-next'), v.up_next.map((u) => el('li', { 'data-track': u.track_id },
+  // The next few; the whole order is the playlist's (a long one would be thousands here).
+  const more = v.up_next.length - UP_NEXT_SHOWN;
+  replaceChildren($('up-next'), v.up_next.slice(0, UP_NEXT_SHOWN).map((u) => el('li', { 'data-track': u.track_id },
     el('span', { class: 'what' }, el('strong', {}, u.title), u.artists.length ? ` — ${u.artists.join(', ')}` : '',
       el('br'), el('span', { class: 'by' }, `added by ${who(u.added_by)}`)),
     voting ? el('button', { type: 'button', class: `small ghost${u.my_vote > 0 ? ' voted' : ''}`, 'aria-label': `Vote ${u.title} up`, 'aria-pressed': String(u.my_vote > 0), onclick: () => act({ action: 'vote', track_id: u.track_id, vote: u.my_vote > 0 ? 0 : 1 }) }, '▲') : '',
     voting ? el('span', { class: 'score', 'aria-label': `score ${u.score}` }, String(u.score)) : '',
     voting ? el('button', { type: 'button', class: `small ghost${u.my_vote < 0 ? ' voted' : ''}`, 'aria-label': `Vote ${u.title} down`, 'aria-pressed': String(u.my_vote < 0), onclick: () => act({ action: 'vote', track_id: u.track_id, vote: u.my_vote < 0 ? 0 : -1 }) }, '▼') : '',
-    mine ? el('button', { type: 'button', class: 'small ghost', 'aria-label': `Play ${u.title} now`, onclick: () => act({ action: 'play', track_id: u.track_id }) }, '▶') : '')));
+    mine ? el('button', { type: 'button', class: 'small ghost', 'aria-label': `Play ${u.title} now`, onclick: () => act({ action: 'play', track_id: u.track_id }) }, '▶') : ''))
+    .concat(more > 0 ? [el('li', { class: 'hint more' }, `and ${more.toLocaleString()} more${voting ? ', to vote on in the playlist below' : ''}`)] : []));
 }
 
 /** Where now playing is, in ms, as of now: from when playback (re)started when the
@@ -747,7 +843,7 @@ async function act(action) {
  * @param {number} to
  */
 async function move(trackId, to) {
-  const count = $('tracks').children.length;
+  const count = shownPlaylist?.tracks.length ?? 0;
   if (!openId || to < 0 || to >= count) return;
   try { await api.moveTrack(openId, { track_id: trackId, to }); }
   catch (e) { $('playlist-result').textContent = message(e); }
