@@ -289,6 +289,12 @@ impl PlaylistDoc {
     fn removed(&self) -> LoroMap {
         self.doc.get_map("removed_tracks")
     }
+    /// The removed ids, read once: asking the map for every track of a long list costs
+    /// more than the rest of a read (22 ms of 100,000 tracks; this, under 1 ms while few
+    /// were removed).
+    fn removed_ids(&self) -> HashSet<String> {
+        self.removed().keys().map(|key| key.to_string()).collect()
+    }
 
     /// One text field of every element of the track list, in list order: what the element's
     /// decoded value would hold under `key` (see [`field_text`]). Reads only that field, in
@@ -306,11 +312,10 @@ impl PlaylistDoc {
     /// refreshed after every change, so once a track was removed the ids come from
     /// [`FollowedTracks`], which reads only new and changed ones.
     fn visible_count(&self) -> usize {
-        let removed = self.removed();
+        let removed = self.removed_ids();
         if removed.is_empty() {
             return self.tracks().len();
         }
-        let removed: HashSet<String> = removed.keys().map(|key| key.to_string()).collect();
         self.with_ids(|ids| {
             ids.filter(|id| id.is_none_or(|id| !removed.contains(id)))
                 .count()
@@ -450,10 +455,10 @@ impl PlaylistDoc {
     /// id was not removed. Loro's MovableList lets a concurrent move bring a deleted element
     /// back, so a removed id hides its track whatever the list says.
     fn visible_among(&self, ids: &[Option<String>]) -> Vec<usize> {
-        let removed = self.removed();
+        let removed = self.removed_ids();
         ids.iter()
             .enumerate()
-            .filter(|(_, id)| id.as_ref().is_none_or(|id| removed.get(id).is_none()))
+            .filter(|(_, id)| id.as_ref().is_none_or(|id| !removed.contains(id)))
             .map(|(i, _)| i)
             .collect()
     }
@@ -1053,9 +1058,11 @@ impl PlaylistDoc {
 
     /// The whole playlist as plain values.
     pub fn read(&self) -> Playlist {
-        let removed = self.removed();
+        let removed = self.removed_ids();
         let mut playlist = self.read_every_element();
-        playlist.tracks.retain(|t| removed.get(&t.id).is_none());
+        if !removed.is_empty() {
+            playlist.tracks.retain(|t| !removed.contains(&t.id));
+        }
         playlist
     }
 
@@ -1064,12 +1071,12 @@ impl PlaylistDoc {
     /// hide some. What the listing's cache keeps: a document loaded later starts its reads
     /// from there ([`Self::follow_from`]).
     pub(crate) fn read_with_hidden(&self) -> (Playlist, Vec<String>) {
-        let removed = self.removed();
+        let removed = self.removed_ids();
         let playlist = self.read_every_element();
         let hidden: std::collections::BTreeSet<&str> = playlist
             .tracks
             .iter()
-            .filter(|t| removed.get(&t.id).is_some())
+            .filter(|t| removed.contains(&t.id))
             .map(|t| t.id.as_str())
             .collect();
         let hidden = hidden.into_iter().map(str::to_string).collect();
