@@ -351,6 +351,7 @@ async function openPlaylist(id) {
     // Another playlist's rows are not this one's: it starts from its top.
     $('tracks').replaceChildren();
     Object.assign(drawnRows, { first: 0, last: 0 });
+    forgetRowHeights();
   }
   hideToast();
   showPage('music');
@@ -435,51 +436,71 @@ function renderPlaylistHead(p) {
  *  change, most of it laying out rows nobody sees). */
 const DRAW_ALL_UP_TO = 300;
 
-/** The rows drawn: tracks [first, last) of the playlist shown, and their height, measured
- *  (px; the rows not drawn are this tall each, as the list's padding). */
-const drawnRows = { first: 0, last: 0, height: 0 };
+/** The rows drawn: tracks [first, last) of the playlist shown; and how tall each row drawn
+ *  so far was (px, by track id: titles wrap, so rows differ), with the heights' sum. The
+ *  rows not drawn are the list's padding: as tall as they were, or the mean when never
+ *  drawn. Positions of rows seen stay put however the mean moves. */
+const drawnRows = { first: 0, last: 0, /** @type {Map<string, number>} */ heights: new Map(), sum: 0 };
 
-/** The rows to draw for a list of `count` tracks: every one, or those within a screen's
- *  height of what is on screen (`onScreen`: the first row there; `perScreen`: how many fit).
- *  Where rows are drawn, they say where they are; beyond, rows are counted in measured
- *  row heights.
- *  @param {number} count @param {number} [keep] a row to draw in any case (the focused one) */
-function rowsToDraw(count, keep = -1) {
+/** Forgets the rows' heights (another playlist is shown). */
+function forgetRowHeights() {
+  drawnRows.heights.clear();
+  drawnRows.sum = 0;
+}
+
+/** How tall a row not drawn is taken to be: the mean of those drawn, or at first what the
+ *  style makes a one-line row. */
+const meanRowHeight = () => (drawnRows.heights.size ? drawnRows.sum / drawnRows.heights.size
+  : 3.2 * parseFloat(getComputedStyle(document.documentElement).fontSize));
+
+/** The height of the rows of `tracks`: as drawn, or the mean.
+ *  @param {import('./api').Track[]} tracks */
+function rowsHeight(tracks) {
+  const mean = meanRowHeight();
+  return tracks.reduce((sum, t) => sum + (drawnRows.heights.get(t.id) ?? mean), 0);
+}
+
+/** The rows to draw of `tracks`: every one, or those within a screen's height of what is on
+ *  screen (`onScreen`: the first row there; `perScreen`: how many fit).
+ *  @param {import('./api').Track[]} tracks @param {number} [keep] a row to draw in any case (the focused one) */
+function rowsToDraw(tracks, keep = -1) {
+  const count = tracks.length;
   if (count <= DRAW_ALL_UP_TO) return { first: 0, last: count, onScreen: 0, perScreen: count };
   const list = $('tracks');
-  const height = rowHeight();
-  const top = list.getBoundingClientRect().top + parseFloat(list.style.paddingTop || '0');
-  const screen = window.innerHeight;
-  const rows = [...list.children];
-  let onScreen = rows.findIndex((row) => row.getBoundingClientRect().bottom > 0);
-  if (!list.getClientRects().length) onScreen = drawnRows.first; // not shown (yet): as it was
-  else if (onScreen >= 0 && rows[onScreen].getBoundingClientRect().top < screen) onScreen += drawnRows.first;
-  else {
-    const drawnEnd = top + rows.reduce((sum, row) => sum + row.getBoundingClientRect().height, 0);
-    onScreen = drawnEnd <= 0 ? drawnRows.first + rows.length + Math.floor(-drawnEnd / height)
-      : drawnRows.first - Math.ceil(top / height);
+  const mean = meanRowHeight();
+  let onScreen = drawnRows.first; // not shown (yet): as it was
+  if (list.getClientRects().length) {
+    // Down the rows from the list's top (the padding is the rows above those drawn, as
+    // tall as they are taken to be) to the screen's top.
+    const screenTop = -list.getBoundingClientRect().top;
+    let y = 0;
+    onScreen = 0;
+    while (onScreen < count - 1) {
+      const height = drawnRows.heights.get(tracks[onScreen].id) ?? mean;
+      if (y + height > screenTop) break;
+      y += height;
+      onScreen += 1;
+    }
   }
-  onScreen = Math.max(0, Math.min(count - 1, onScreen));
-  const perScreen = Math.ceil(screen / height);
+  const perScreen = Math.ceil(window.innerHeight / mean);
   let first = Math.max(0, onScreen - perScreen);
   let last = Math.min(count, onScreen + 2 * perScreen);
   if (keep >= 0) { first = Math.min(first, keep); last = Math.max(last, keep + 1); }
   return { first, last, onScreen, perScreen };
 }
 
-/** How tall a track row is (px): as measured, or as the style says rows start. */
-const rowHeight = () => drawnRows.height || 3.2 * parseFloat(getComputedStyle(document.documentElement).fontSize);
-
 /** Draws the rows near the screen again once less than half a screen of drawn rows is
  *  left beyond what is on screen. */
 function followScroll() {
   const p = shownPlaylist;
   if (!p || p.tracks.length <= DRAW_ALL_UP_TO) return;
-  const { onScreen, perScreen } = rowsToDraw(p.tracks.length);
+  const { onScreen, perScreen } = rowsToDraw(p.tracks);
   const nearTop = drawnRows.first > 0 && onScreen - drawnRows.first < perScreen / 2;
   const nearEnd = drawnRows.last < p.tracks.length && drawnRows.last - (onScreen + perScreen) < perScreen / 2;
   if (nearTop || nearEnd) renderTracks(p, shownSession?.view ?? null);
 }
+// (At another width rows wrap anew: each is measured again when drawn. Forgetting them all
+// would move every row not drawn at once, and the screen with them.)
 let scrollPending = false;
 for (const event of ['scroll', 'resize']) {
   window.addEventListener(event, () => {
@@ -492,8 +513,9 @@ for (const event of ['scroll', 'resize']) {
 /** A row per track: position, title and artist, album, who added it, length, votes (when
  *  the room votes), and a handle to move it. A long playlist draws the rows near the screen
  *  (see {@link rowsToDraw}); the rest of the list is padding as tall as they would be.
- *  @param {import('./api').PlaylistView} p @param {import('./api').SessionView | null} v */
-function renderTracks(p, v) {
+ *  @param {import('./api').PlaylistView} p @param {import('./api').SessionView | null} v
+ *  @param {number} [redrawn] how many times in a row the rows drawn missed the screen */
+function renderTracks(p, v, redrawn = 0) {
   const voting = v?.mode === 'vote';
   /** @type {Map<string, import('./api').UpNext>} */
   const queued = new Map((v?.up_next || []).map((u) => [u.track_id, u]));
@@ -506,7 +528,7 @@ function renderTracks(p, v) {
   const focused = /** @type {HTMLElement | null} */ (document.activeElement);
   const focusedRow = focused?.closest('#tracks li')?.getAttribute('data-track');
   const focusedClass = focused?.classList[0];
-  const { first, last } = rowsToDraw(p.tracks.length, focusedRow ? p.tracks.findIndex((t) => t.id === focusedRow) : -1);
+  const { first, last } = rowsToDraw(p.tracks, focusedRow ? p.tracks.findIndex((t) => t.id === focusedRow) : -1);
   // A row that shows the same as before is kept, not built again, and stays in the page
   // (a long playlist changes a row or two at a time). Rows hold no position: the numbers
   // are CSS counters (starting at the first row drawn), and a row asks where it is when
@@ -551,17 +573,30 @@ function renderTracks(p, v) {
   drawnRows.first = first;
   drawnRows.last = last;
   if (last - first < p.tracks.length) {
-    // The rows not drawn, as padding of their height (measured on those drawn: rows wrap
-    // on a narrow screen).
-    const rows = [...list.children];
-    const height = rows.reduce((sum, row) => sum + row.getBoundingClientRect().height, 0) / Math.max(1, rows.length);
-    if (height > 0) drawnRows.height = height;
-    list.style.paddingTop = `${first * rowHeight()}px`;
-    list.style.paddingBottom = `${(p.tracks.length - last) * rowHeight()}px`;
+    // The rows not drawn, as padding of their height.
+    for (const row of list.children) {
+      const height = row.getBoundingClientRect().height;
+      const id = row.getAttribute('data-track') || '';
+      if (height <= 0) continue; // not laid out (the playlist not shown yet)
+      drawnRows.sum += height - (drawnRows.heights.get(id) ?? 0);
+      drawnRows.heights.set(id, height);
+    }
+    list.style.paddingTop = `${rowsHeight(p.tracks.slice(0, first))}px`;
+    list.style.paddingBottom = `${rowsHeight(p.tracks.slice(last))}px`;
   } else {
     list.style.paddingTop = list.style.paddingBottom = '';
   }
   list.style.counterReset = first ? `track ${first}` : '';
+  // Heights just measured move where the drawn rows are (after a jump, into rows never
+  // drawn): once they miss the screen, the rows there are drawn instead (it settles within
+  // a try or two).
+  if (last - first < p.tracks.length && redrawn < 3) {
+    const { onScreen } = rowsToDraw(p.tracks);
+    if (onScreen < first || onScreen >= last) {
+      renderTracks(p, v, redrawn + 1);
+      return;
+    }
+  }
   // Assistive technology hears each row's place in the whole list, drawn or not.
   for (const [k, row] of [...list.children].entries()) {
     row.setAttribute('aria-posinset', String(first + k + 1));
