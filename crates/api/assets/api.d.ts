@@ -728,7 +728,13 @@ my_name: string,
 /**
  * The owner, the members and the guests.
  */
-people: Array<GuestPerson>, playlist_id: string, mode: SessionMode, 
+people: Array<GuestPerson>, 
+/**
+ * How many tracks up next holds: the session's `up_next` here lists only the first
+ * [`GUEST_UP_NEXT`] (a phone draws them at every change, and a guest page through a
+ * relay answers within [`MAX_TUNNEL_BODY`]).
+ */
+up_next_total: number, playlist_id: string, mode: SessionMode, 
 /**
  * In `turn_taking`: tracks per turn.
  */

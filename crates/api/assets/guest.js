@@ -83,10 +83,6 @@ const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0'))
 /** @param {string} text */
 const unhex = (text) => Uint8Array.from(text.match(/../g) || [], (b) => parseInt(b, 16));
 
-/** How many tracks of up next are listed: a phone drawing thousands of rows at every
- *  change would stall. */
-const UP_NEXT_SHOWN = 100;
-
 /** Who this page signs as: its guest's peer id, once in. */
 let me = '';
 
@@ -198,8 +194,9 @@ function render(s) {
   $('reactions').textContent = s.reactions.slice(-6).reverse().map((r) => `${r.emoji} ${who(r.peer_id)}`).join('  ');
   const voting = s.mode === 'vote';
   $('no-next').hidden = s.up_next.length > 0;
-  const more = s.up_next.length - UP_NEXT_SHOWN;
-  $('up-next').replaceChildren(...s.up_next.slice(0, UP_NEXT_SHOWN).map((u) => el('li', { 'data-track': u.track_id },
+  // The host lists the first hundred (a phone drawing thousands at every change would stall).
+  const more = s.up_next_total - s.up_next.length;
+  $('up-next').replaceChildren(...s.up_next.map((u) => el('li', { 'data-track': u.track_id },
     el('span', { class: 'what' }, el('strong', {}, u.title), el('small', {}, [u.artists.join(', '), `added by ${who(u.added_by)}`].filter(Boolean).join(' · '))),
     ...(voting ? [
       el('button', { type: 'button', class: `ghost${u.my_vote > 0 ? ' voted' : ''}`, 'aria-pressed': String(u.my_vote > 0), 'aria-label': `Vote ${u.title} up`, onclick: () => vote(u.track_id, u.my_vote > 0 ? 'clear' : 'up') }, '▲'),

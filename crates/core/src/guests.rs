@@ -775,11 +775,17 @@ impl crate::Core {
                         guest: guests.contains_key(&a.peer_id),
                     })
                     .collect();
+                let mut session = session;
+                let up_next_total = session.up_next.len();
+                session
+                    .up_next
+                    .truncate(whatnext_protocol::guest::GUEST_UP_NEXT);
                 Ok(GuestState {
                     version: snapshot.version,
                     playlist: name,
                     my_name,
                     people,
+                    up_next_total,
                     session,
                 })
             })

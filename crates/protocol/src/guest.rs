@@ -180,10 +180,17 @@ pub struct GuestState {
     pub my_name: String,
     /// The owner, the members and the guests.
     pub people: Vec<GuestPerson>,
+    /// How many tracks up next holds: the session's `up_next` here lists only the first
+    /// [`GUEST_UP_NEXT`] (a phone draws them at every change, and a guest page through a
+    /// relay answers within [`MAX_TUNNEL_BODY`]).
+    pub up_next_total: usize,
     #[serde(flatten)]
     #[ts(flatten)]
     pub session: SessionView,
 }
+
+/// How many tracks of up next a guest's state lists (~15 kB of JSON).
+pub const GUEST_UP_NEXT: usize = 100;
 
 /// The guest tunnel between a relay and a host behind NAT: the relay serves guests'
 /// browsers on `whatnext relay --guest-http PORT` and forwards each request to the host over

@@ -706,6 +706,37 @@ fn a_guest_joins_through_the_relay_and_the_tunnel_closes_when_the_host_goes() {
         delays[delays.len() - 1]
     );
 
+    // A long playlist: the guest's state lists the first hundred of up next and says how
+    // many there are, so it still fits through the tunnel (listed whole, 2,000 tracks made
+    // an answer past its limit: a 502).
+    let (url, token) = a.api();
+    let host = url.trim_start_matches("http://").to_string();
+    let auth = format!("Bearer {token}");
+    let batch: Vec<Value> = (0..2000)
+        .map(|i| json!({"title": format!("Long list {i}"), "artists": ["Someone"]}))
+        .collect();
+    let (status, body) = http(
+        &url,
+        "POST",
+        &format!("/api/playlists/{id}/tracks"),
+        &[
+            ("Host", &host),
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        &json!({ "tracks": batch }).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let state = page.state(&dee);
+    let listed = state["up_next"].as_array().map(Vec::len);
+    assert_eq!(
+        listed,
+        Some(whatnext_protocol::guest::GUEST_UP_NEXT),
+        "up next as a guest sees it"
+    );
+    let total = state["up_next_total"].as_u64().unwrap_or(0);
+    assert!(total >= 2000, "up next holds {total} tracks");
+
     // The host's network service dies: the controller restarts it, it reconnects to the
     // relay and registers the page again; the same link works.
     let service = a.service_pid();
