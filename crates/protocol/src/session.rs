@@ -50,7 +50,17 @@ pub enum SyncRequest {
     /// "Here is my version of `session`; send me what I lack." `version` is a base64 Loro
     /// version vector; `updates` fields are base64 of an LZ4 block (size-prefixed) of
     /// encoded signed envelopes ([`crate::signed::encode_envelopes`]).
-    Hello { session: String, version: String },
+    ///
+    /// `part`: the asker takes what it lacks in parts of [`SYNC_PART_BYTES`], and asks for
+    /// this one (0 first; the answer's `parts` says how many there are). Without it the
+    /// answer is whole, as peers before parts expect — and past [`MAX_APP_MESSAGE`] it
+    /// cannot be sent at all (~45,000 tracks with their files' ids).
+    Hello {
+        session: String,
+        version: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        part: Option<u32>,
+    },
     /// New updates for `session`. `version` (base64 Loro version vector) is what the sender
     /// has with them: the receiver then knows what not to send back.
     Push {
@@ -78,6 +88,9 @@ pub enum SyncResponse {
     Updates {
         session: String,
         updates: String,
+        /// When the hello asked for a part: which whole this part is of.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parts: Option<Parts>,
     },
     /// The answer to `clock`: the asker's `sent_ms` back, and our clock when the question
     /// came and when the answer left.
@@ -90,6 +103,41 @@ pub enum SyncResponse {
     Refused {
         reason: String,
     },
+}
+
+/// The whole a part of an answer to `hello` belongs to: the encoded envelopes the asker
+/// lacks, cut into `count` parts of [`SYNC_PART_BYTES`] (the last one shorter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parts {
+    pub count: u32,
+    /// How many bytes the whole holds.
+    pub len: u64,
+    /// The answerer's version (base64) when it cut them: a part cut from another version
+    /// may belong to another whole, so the asker starts again.
+    pub of: String,
+}
+
+/// The size of a part of an answer to `hello`, before packing (packed, at most a third
+/// more: well under [`MAX_APP_MESSAGE`]).
+pub const SYNC_PART_BYTES: usize = 4 * 1024 * 1024;
+
+/// Most parts an asker takes (the whole, at most [`MAX_UNPACKED`]): an answerer claiming
+/// more is not asked on.
+pub const MAX_SYNC_PARTS: u32 = 4096;
+
+/// How many parts of `part_bytes` a whole of `len` bytes has (one when empty).
+pub fn part_count(len: usize, part_bytes: usize) -> usize {
+    len.div_ceil(part_bytes.max(1)).max(1)
+}
+
+/// Part `index` of `whole`, cut in parts of `part_bytes`; None past the last.
+pub fn part_of(whole: &[u8], index: usize, part_bytes: usize) -> Option<&[u8]> {
+    let part_bytes = part_bytes.max(1);
+    if index >= part_count(whole.len(), part_bytes) {
+        return None;
+    }
+    let start = index * part_bytes;
+    Some(&whole[start..whole.len().min(start + part_bytes)])
 }
 
 /// Updates travel LZ4-compressed: Loro's encoding leaves repeated strings as they are, and
@@ -121,6 +169,32 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn hellos_and_answers_of_peers_before_parts_still_read() {
+        let hello: SyncRequest =
+            serde_json::from_str(r#"{"type":"hello","session":"s","version":""}"#).expect("hello");
+        assert!(matches!(hello, SyncRequest::Hello { part: None, .. }));
+        let answer: SyncResponse =
+            serde_json::from_str(r#"{"type":"updates","session":"s","updates":""}"#)
+                .expect("updates");
+        assert!(matches!(answer, SyncResponse::Updates { parts: None, .. }));
+        // And a hello without a part is written as those peers write it.
+        let written = serde_json::to_string(&SyncRequest::Hello {
+            session: "s".into(),
+            version: String::new(),
+            part: None,
+        })
+        .expect("json");
+        assert_eq!(written, r#"{"type":"hello","session":"s","version":""}"#);
+    }
+
+    #[test]
+    fn a_part_fits_a_message_and_the_largest_whole_fits_the_parts_limit() {
+        let part = vec![0xA5u8; SYNC_PART_BYTES];
+        assert!((pack(&part).len() as u64) < MAX_APP_MESSAGE / 2);
+        assert!(MAX_UNPACKED / SYNC_PART_BYTES <= MAX_SYNC_PARTS as usize);
+    }
+
+    #[test]
     fn a_hostile_size_prefix_is_refused_before_allocating() {
         let mut bytes = u32::MAX.to_le_bytes().to_vec();
         bytes.extend_from_slice(b"tiny");
@@ -131,6 +205,23 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_parts_of_a_whole_put_together_are_the_whole(
+            whole in proptest::collection::vec(any::<u8>(), 0..2000),
+            part_bytes in 1usize..300,
+        ) {
+            let count = part_count(whole.len(), part_bytes);
+            let mut joined = Vec::new();
+            for index in 0..count {
+                let part = part_of(&whole, index, part_bytes).expect("a part");
+                prop_assert!(!part.is_empty() || whole.is_empty());
+                prop_assert!(part.len() <= part_bytes);
+                joined.extend_from_slice(part);
+            }
+            prop_assert!(part_of(&whole, count, part_bytes).is_none());
+            prop_assert_eq!(joined, whole);
+        }
+
         #[test]
         fn packed_updates_unpack_to_themselves(updates in proptest::collection::vec(any::<u8>(), 0..4096)) {
             prop_assert_eq!(unpack(&pack(&updates)), Ok(updates));

@@ -1263,6 +1263,43 @@ impl Store {
         Ok(encode_envelopes(&lacking))
     }
 
+    /// What [`Self::export_since`] gives, in groups of whole envelopes (each encoded as
+    /// such) of at most `group_bytes`, in order; an envelope larger than that is a group
+    /// alone. Empty when nothing is lacking. For pushes: each group is one message.
+    pub fn export_since_grouped(
+        &mut self,
+        id: &str,
+        their_version: &[u8],
+        group_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let whole = self.export_since(id, their_version)?;
+        if whole.len() <= group_bytes {
+            return Ok(if whole.is_empty() {
+                Vec::new()
+            } else {
+                vec![whole]
+            });
+        }
+        let envelopes = decode_envelopes(&whole).map_err(StoreError::Internal)?;
+        let mut groups = Vec::new();
+        let mut group: Vec<Envelope> = Vec::new();
+        let mut size = 0;
+        for envelope in envelopes {
+            let one = encode_envelopes(std::slice::from_ref(&envelope)).len();
+            if !group.is_empty() && size + one > group_bytes {
+                groups.push(encode_envelopes(&group));
+                group.clear();
+                size = 0;
+            }
+            size += one;
+            group.push(envelope);
+        }
+        if !group.is_empty() {
+            groups.push(encode_envelopes(&group));
+        }
+        Ok(groups)
+    }
+
     /// Applies signed updates (encoded envelopes) from a member and makes them durable.
     /// Each envelope is checked first ([`crate::authority`]): one that is forged or goes
     /// beyond its author's rights is rejected whole — not applied, not kept, so never sent

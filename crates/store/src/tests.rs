@@ -3,7 +3,10 @@
 
 use proptest::prelude::*;
 
-use whatnext_protocol::playlist::{Author, NewTrack, Track};
+use whatnext_protocol::{
+    playlist::{Author, NewTrack, Track},
+    signed::{decode_envelopes, encode_envelopes},
+};
 
 use crate::{
     doc::PlaylistDoc,
@@ -1540,7 +1543,7 @@ fn the_signed_logs_index_is_taken_from_the_cache_while_the_log_is_unchanged() {
     let (mut store, _) = Store::open_as(dir.path(), 6, key(1)).expect("reopen");
     let now = store.export_since(&id, &[]).expect("export");
     let envelopes = |body: &[u8]| -> Vec<Vec<u8>> {
-        whatnext_protocol::signed::decode_envelopes(body)
+        decode_envelopes(body)
             .expect("envelopes")
             .iter()
             .map(|e| e.encode())
@@ -1697,4 +1700,56 @@ fn a_playlist_loaded_from_a_snapshot_reads_as_the_one_that_wrote_it() {
             .any(|t| t.id == ids[200] || t.id == ids[5])
     );
     assert_eq!(read.tracks.len(), 998);
+}
+
+/// Pushes go in groups of whole envelopes: each group at most the size asked (an envelope
+/// larger than that alone), in order, all of them together what the whole export holds,
+/// and applied group by group they bring a new member everything.
+#[test]
+fn an_export_in_groups_is_the_whole_export_in_order_and_applies_group_by_group() {
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let (mut a, _) = Store::open_as(dir_a.path(), 1, key(1)).expect("open A");
+    let id = a.create("Grouped", "", &me(), 1).expect("create");
+    for i in 0..12 {
+        let batch: Vec<NewTrack> = (0..1 + i % 3 * 40)
+            .map(|j| track(&format!("t{i}-{j}")))
+            .collect();
+        a.add_tracks(&id, &batch, &me(), 2).expect("add");
+    }
+    let whole = a.export_since(&id, &[]).expect("export");
+    let envelopes = decode_envelopes(&whole).expect("envelopes");
+    let largest = envelopes
+        .iter()
+        .map(|e| encode_envelopes(std::slice::from_ref(e)).len())
+        .max()
+        .expect("some");
+    for group_bytes in [1, largest / 2, largest, largest * 3, whole.len()] {
+        let groups = a
+            .export_since_grouped(&id, &[], group_bytes)
+            .expect("groups");
+        let mut joined = Vec::new();
+        for group in &groups {
+            let in_group = decode_envelopes(group).expect("a group decodes");
+            assert!(
+                group.len() <= group_bytes || in_group.len() == 1,
+                "a group of {} bytes ({} envelopes) past {group_bytes}",
+                group.len(),
+                in_group.len()
+            );
+            joined.extend(in_group);
+        }
+        assert_eq!(joined, envelopes, "groups of {group_bytes} bytes");
+        let dir_b = tempfile::tempdir().expect("tempdir");
+        let (mut b, _) = Store::open_as(dir_b.path(), 1, key(2)).expect("open B");
+        for group in &groups {
+            b.apply_remote(&id, group, 3).expect("a group applies");
+        }
+        assert_eq!(titles_of(&mut b, &id), titles_of(&mut a, &id));
+    }
+    let all_of_it = a.version(&id).expect("version");
+    assert!(
+        a.export_since_grouped(&id, &all_of_it, 10)
+            .expect("nothing lacking")
+            .is_empty()
+    );
 }

@@ -444,3 +444,68 @@ fn a_rename_shows_on_past_attributions_and_namesakes_differ() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("  Bea via "), "{text}");
 }
+
+/// A playlist whose updates are more than one message may carry (~45,000 tracks with their
+/// files' ids) reaches a friend who joins: the answer comes in parts, put together, then
+/// applied. Here the parts are made small (32 kB), so 2,000 tracks take dozens of them;
+/// the edits after the join still reach the friend.
+#[test]
+fn a_playlist_longer_than_a_message_reaches_a_joining_friend_in_parts() {
+    let a = Node::start_with_env(&[("WHATNEXT_SYNC_PART_BYTES", "32768")]);
+    let b = Node::start();
+    let (id, link) = create_shared(&a, "Everything");
+    let (url, token) = a.api();
+    let host = url.trim_start_matches("http://").to_string();
+    let auth = format!("Bearer {token}");
+    let add_batch = |from: usize, count: usize| {
+        let batch: Vec<Value> = (from..from + count)
+            .map(|i| serde_json::json!({"title": format!("Track {i}"), "artists": ["Someone"], "album": "All of them"}))
+            .collect();
+        let (status, body) = http(
+            &url,
+            "POST",
+            &format!("/api/playlists/{id}/tracks"),
+            &[
+                ("Host", &host),
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &serde_json::json!({ "tracks": batch }).to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+    add_batch(0, 2000);
+    let on_a = titles(&show(&a, &id).expect("a shows it"));
+    assert_eq!(on_a.len(), 2000);
+    join(&b, &link);
+    let on_b = wait_until("every track on the friend", Duration::from_secs(60), || {
+        let shown = titles(&show(&b, &id)?);
+        (shown.len() == on_a.len()).then_some(shown)
+    });
+    assert_eq!(on_b, on_a, "the same tracks in the same order");
+    let log = a.log();
+    let parts = log
+        .lines()
+        .find_map(|line| {
+            let (_, rest) = line.split_once(&format!("sent playlist {id} to "))?;
+            let (_, rest) = rest.split_once(" in ")?;
+            rest.split_whitespace().next()?.parse::<u32>().ok()
+        })
+        .unwrap_or(0);
+    assert!(parts > 10, "the join came in {parts} parts:\n{log}");
+    // A batch after the join, one envelope larger than a part, is pushed alone; a small
+    // edit as before.
+    add_batch(2000, 1000);
+    wait_until(
+        "the later batch on the friend",
+        Duration::from_secs(60),
+        || (titles(&show(&b, &id)?).len() == 3000).then_some(()),
+    );
+    add_track(&a, &id, "After the join");
+    wait_until("the later edit on the friend", PATIENCE, || {
+        titles(&show(&b, &id)?)
+            .iter()
+            .any(|t| t == "After the join")
+            .then_some(())
+    });
+}

@@ -1129,11 +1129,11 @@ impl Actor {
                 SyncRequest::React { .. } | SyncRequest::Clock { .. } => {
                     refuse("answered above".into())
                 }
-                SyncRequest::Hello { version, .. } => match B64.decode(version) {
-                    Ok(version) => {
-                        serde_json::to_value(ctx.answer_hello(&via, &peer, session, version).await)
-                            .unwrap_or(Value::Null)
-                    }
+                SyncRequest::Hello { version, part, .. } => match B64.decode(version) {
+                    Ok(version) => serde_json::to_value(
+                        ctx.answer_hello(&via, &peer, session, version, part).await,
+                    )
+                    .unwrap_or(Value::Null),
                     Err(_) => refuse("undecodable version".into()),
                 },
                 SyncRequest::Push {

@@ -15,7 +15,9 @@ use whatnext_protocol::{
     ipc::AppProtocol,
     playlist::Author,
     session::{
-        HandshakeRequest, HandshakeResponse, SessionProof, SyncRequest, SyncResponse, pack, unpack,
+        HandshakeRequest, HandshakeResponse, MAX_APP_MESSAGE, MAX_SYNC_PARTS, MAX_UNPACKED, Parts,
+        SYNC_PART_BYTES, SessionProof, SyncRequest, SyncResponse, pack, part_count, part_of,
+        unpack,
     },
 };
 
@@ -171,26 +173,76 @@ impl Ctx {
             })
             .await
             .map_err(|e| e.to_string())?;
-        let body = serde_json::to_value(SyncRequest::Hello {
-            session: session.into(),
-            version: B64.encode(version),
-        })
-        .map_err(|e| e.to_string())?;
-        let reply = self.request(via, peer, AppProtocol::Sync, body).await?;
-        match serde_json::from_value::<SyncResponse>(reply) {
-            Ok(SyncResponse::Updates {
-                session: s,
-                updates,
-            }) if s == session => {
-                let updates = unpack(&updates)
+        let version = B64.encode(version);
+        // What we lack comes in parts (a long playlist's whole is more than one message
+        // may carry), put together, then applied. Parts cut from another version of the
+        // answerer's may belong to another whole: then it starts again, a few times.
+        let mut restarts = 0;
+        'whole: loop {
+            let mut whole = Vec::new();
+            let mut first: Option<Parts> = None;
+            let mut index = 0u32;
+            loop {
+                let body = serde_json::to_value(SyncRequest::Hello {
+                    session: session.into(),
+                    version: version.clone(),
+                    part: Some(index),
+                })
+                .map_err(|e| e.to_string())?;
+                let reply = self.request(via, peer, AppProtocol::Sync, body).await?;
+                let (updates, parts) = match serde_json::from_value::<SyncResponse>(reply) {
+                    Ok(SyncResponse::Updates {
+                        session: s,
+                        updates,
+                        parts,
+                    }) if s == session => (updates, parts),
+                    Ok(SyncResponse::Refused { reason }) => {
+                        return Err(format!("{peer} refused to sync {session}: {reason}"));
+                    }
+                    Ok(other) => return Err(format!("{peer} answered hello with {other:?}")),
+                    Err(e) => return Err(format!("{peer} answered hello with garbage ({e})")),
+                };
+                let piece = unpack(&updates)
                     .map_err(|e| format!("{peer} sent undecodable updates: {e}"))?;
-                self.apply(peer, session, updates).await
+                let Some(parts) = parts else {
+                    // A peer from before parts: its answer is the whole.
+                    return self.apply(peer, session, piece).await;
+                };
+                match &first {
+                    None if parts.count == 0
+                        || parts.count > MAX_SYNC_PARTS
+                        || parts.len > MAX_UNPACKED as u64 =>
+                    {
+                        return Err(format!(
+                            "{peer} offered {session} in {} parts of {} bytes in all: refused",
+                            parts.count, parts.len
+                        ));
+                    }
+                    None => first = Some(parts),
+                    Some(known) if *known == parts => {}
+                    Some(_) => {
+                        restarts += 1;
+                        if restarts > 3 {
+                            return Err(format!(
+                                "{session} kept changing on {peer} while it was sent"
+                            ));
+                        }
+                        continue 'whole;
+                    }
+                }
+                whole.extend_from_slice(&piece);
+                index += 1;
+                let Some(known) = &first else { continue };
+                if whole.len() as u64 > known.len {
+                    return Err(format!("{peer} sent more of {session} than it said"));
+                }
+                if index == known.count {
+                    if whole.len() as u64 != known.len {
+                        return Err(format!("{peer}'s parts of {session} did not add up"));
+                    }
+                    return self.apply(peer, session, whole).await;
+                }
             }
-            Ok(SyncResponse::Refused { reason }) => {
-                Err(format!("{peer} refused to sync {session}: {reason}"))
-            }
-            Ok(other) => Err(format!("{peer} answered hello with {other:?}")),
-            Err(e) => Err(format!("{peer} answered hello with garbage ({e})")),
         }
     }
 
@@ -231,7 +283,8 @@ impl Ctx {
         }
     }
 
-    /// Answers a peer's `hello`: what it lacks, and (to the sessions task) that it will have
+    /// Answers a peer's `hello` (the part it asks for of what it lacks, or the whole from
+    /// a peer before parts), and (to the sessions task) that it will have
     /// everything we have once it applies this.
     pub async fn answer_hello(
         &self,
@@ -239,6 +292,7 @@ impl Ctx {
         peer: &str,
         session: String,
         version: Vec<u8>,
+        part: Option<u32>,
     ) -> SyncResponse {
         let id = session.clone();
         let exported = self
@@ -253,15 +307,51 @@ impl Ctx {
             .await;
         match exported {
             Ok((updates, ours)) => {
-                self.tell(Msg::Known {
-                    service: via.name.clone(),
-                    peer: peer.to_string(),
-                    session: session.clone(),
-                    version: ours,
-                });
+                let Some(index) = part else {
+                    // An asker from before parts: the whole, as it expects.
+                    self.tell(Msg::Known {
+                        service: via.name.clone(),
+                        peer: peer.to_string(),
+                        session: session.clone(),
+                        version: ours,
+                    });
+                    return SyncResponse::Updates {
+                        session,
+                        updates: pack(&updates),
+                        parts: None,
+                    };
+                };
+                let part_bytes = sync_part_bytes();
+                let count = part_count(updates.len(), part_bytes);
+                let Some(piece) = part_of(&updates, index as usize, part_bytes) else {
+                    return SyncResponse::Refused {
+                        reason: format!("there is no part {index} of {count}"),
+                    };
+                };
+                let parts = Parts {
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                    len: updates.len() as u64,
+                    of: B64.encode(&ours),
+                };
+                if index as usize + 1 == count {
+                    if count > 1 {
+                        tracing::info!(
+                            "sent playlist {session} to {peer} in {count} parts ({} bytes)",
+                            updates.len()
+                        );
+                    }
+                    // With the last part the peer has everything we have.
+                    self.tell(Msg::Known {
+                        service: via.name.clone(),
+                        peer: peer.to_string(),
+                        session: session.clone(),
+                        version: ours,
+                    });
+                }
                 SyncResponse::Updates {
                     session,
-                    updates: pack(&updates),
+                    updates: pack(piece),
+                    parts: Some(parts),
                 }
             }
             Err(err) => SyncResponse::Refused {
@@ -270,37 +360,59 @@ impl Ctx {
         }
     }
 
-    /// Sends `peer` the updates of `session` newer than `known`.
+    /// Sends `peer` the updates of `session` newer than `known`: in one message, or in
+    /// several of whole envelopes when they are more than a part ([`SYNC_PART_BYTES`]);
+    /// an envelope that alone is more than a message may carry is left to the peer's next
+    /// pull (the anti-entropy round), which takes it in parts.
     pub async fn push_to(&self, via: &ServiceHandle, peer: &str, session: &str, known: Vec<u8>) {
         let id = session.to_string();
+        let part_bytes = sync_part_bytes();
         let exported = self
             .library
-            .read(move |store| Ok((store.export_since(&id, &known)?, store.version(&id)?)))
+            .read(move |store| {
+                Ok((
+                    store.export_since_grouped(&id, &known, part_bytes)?,
+                    store.version(&id)?,
+                ))
+            })
             .await;
-        let Ok((updates, version)) = exported else {
+        let Ok((groups, version)) = exported else {
             return;
         };
-        if updates.is_empty() {
-            return;
-        }
-        let body = serde_json::to_value(SyncRequest::Push {
-            session: session.into(),
-            updates: pack(&updates),
-            version: Some(B64.encode(&version)),
-        })
-        .unwrap_or(Value::Null);
-        match self
-            .request(via, peer, AppProtocol::Sync, body)
-            .await
-            .map(serde_json::from_value::<SyncResponse>)
-        {
-            Ok(Ok(SyncResponse::Ack)) => self.tell(Msg::Known {
-                service: via.name.clone(),
-                peer: peer.to_string(),
-                session: session.to_string(),
-                version,
-            }),
-            other => tracing::debug!("push of {session} to {peer}: {other:?}"),
+        let count = groups.len();
+        for (index, updates) in groups.into_iter().enumerate() {
+            let last = index + 1 == count;
+            let updates = pack(&updates);
+            if updates.len() as u64 >= MAX_APP_MESSAGE {
+                tracing::debug!(
+                    "{session}: an update too large to push to {peer}, left to its pull"
+                );
+                return;
+            }
+            let body = serde_json::to_value(SyncRequest::Push {
+                session: session.into(),
+                updates,
+                // What we have is theirs only with the last group.
+                version: last.then(|| B64.encode(&version)),
+            })
+            .unwrap_or(Value::Null);
+            match self
+                .request(via, peer, AppProtocol::Sync, body)
+                .await
+                .map(serde_json::from_value::<SyncResponse>)
+            {
+                Ok(Ok(SyncResponse::Ack)) if last => self.tell(Msg::Known {
+                    service: via.name.clone(),
+                    peer: peer.to_string(),
+                    session: session.to_string(),
+                    version: version.clone(),
+                }),
+                Ok(Ok(SyncResponse::Ack)) => {}
+                other => {
+                    tracing::debug!("push of {session} to {peer}: {other:?}");
+                    return;
+                }
+            }
         }
     }
 
@@ -443,4 +555,17 @@ impl Ctx {
             Err(err) => tracing::warn!("could not record member {peer} of {session}: {err}"),
         }
     }
+}
+
+/// The size of the parts a hello's answer is cut in: [`SYNC_PART_BYTES`], or less with
+/// `WHATNEXT_SYNC_PART_BYTES` (tests send a small playlist in many parts with it).
+fn sync_part_bytes() -> usize {
+    static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| {
+        std::env::var("WHATNEXT_SYNC_PART_BYTES")
+            .ok()
+            .and_then(|bytes| bytes.parse().ok())
+            .filter(|bytes| (1..=SYNC_PART_BYTES).contains(bytes))
+            .unwrap_or(SYNC_PART_BYTES)
+    })
 }

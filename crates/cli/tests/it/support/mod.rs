@@ -123,6 +123,20 @@ impl Node {
         node
     }
 
+    /// A node in a temp home of its own, run with these environment variables, and waits
+    /// for it to run.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Node {
+        let tempdir = tempfile::tempdir().expect("temp home");
+        let home = tempdir.path().to_path_buf();
+        std::fs::write(home.join("config.toml"), "music_dirs = []\n").expect("config.toml");
+        let mut command = command_in(None);
+        command.envs(env.iter().copied());
+        let mut node = Node::spawn_command(command, &home, &LOOPBACK_RUN_ARGS);
+        node._tempdir = Some(tempdir);
+        node.wait_running();
+        node
+    }
+
     /// Starts `whatnext --home HOME ARGS…` and waits for the node to run.
     pub fn start_in(home: &Path, args: &[&str]) -> Node {
         let node = Node::spawn(home, args);
