@@ -709,24 +709,7 @@ fn a_guest_joins_through_the_relay_and_the_tunnel_closes_when_the_host_goes() {
     // A long playlist: the guest's state lists the first hundred of up next and says how
     // many there are, so it still fits through the tunnel (listed whole, 2,000 tracks made
     // an answer past its limit: a 502).
-    let (url, token) = a.api();
-    let host = url.trim_start_matches("http://").to_string();
-    let auth = format!("Bearer {token}");
-    let batch: Vec<Value> = (0..2000)
-        .map(|i| json!({"title": format!("Long list {i}"), "artists": ["Someone"]}))
-        .collect();
-    let (status, body) = http(
-        &url,
-        "POST",
-        &format!("/api/playlists/{id}/tracks"),
-        &[
-            ("Host", &host),
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        &json!({ "tracks": batch }).to_string(),
-    );
-    assert_eq!(status, 200, "{body}");
+    add_batch(&a, &id, (0..2000).map(|i| format!("Long list {i}")));
     let state = page.state(&dee);
     let listed = state["up_next"].as_array().map(Vec::len);
     assert_eq!(

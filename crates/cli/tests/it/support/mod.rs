@@ -676,6 +676,30 @@ pub fn join(node: &Node, link: &str) {
     );
 }
 
+/// Adds one track per title (by "Someone") to playlist `id` through `node`'s API, in one
+/// batch, as a paste or an import does.
+pub fn add_batch(node: &Node, id: &str, titles: impl IntoIterator<Item = String>) {
+    let (url, token) = node.api();
+    let host = url.trim_start_matches("http://").to_string();
+    let auth = format!("Bearer {token}");
+    let batch: Vec<Value> = titles
+        .into_iter()
+        .map(|title| serde_json::json!({"title": title, "artists": ["Someone"]}))
+        .collect();
+    let (status, body) = http(
+        &url,
+        "POST",
+        &format!("/api/playlists/{id}/tracks"),
+        &[
+            ("Host", &host),
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        &serde_json::json!({ "tracks": batch }).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
 /// `playlist show ID --json` on `node`, or None when it fails.
 pub fn show(node: &Node, id: &str) -> Option<Value> {
     let out = node.cli(&["playlist", "show", id, "--json"]);
