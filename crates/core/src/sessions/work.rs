@@ -383,7 +383,8 @@ impl Ctx {
         for (index, updates) in groups.into_iter().enumerate() {
             let last = index + 1 == count;
             let updates = pack(&updates);
-            if updates.len() as u64 >= MAX_APP_MESSAGE {
+            // (The message is the packed updates and a few hundred bytes of JSON.)
+            if updates.len() as u64 + 64 * 1024 > MAX_APP_MESSAGE {
                 tracing::debug!(
                     "{session}: an update too large to push to {peer}, left to its pull"
                 );
