@@ -758,7 +758,7 @@ impl crate::Core {
         let mut state = self
             .library
             .read(move |store| {
-                let session = listening::view_now(store, &id, &me, online, now_ms(), &offsets)?;
+                let mut session = listening::view_now(store, &id, &me, online, now_ms(), &offsets)?;
                 let (name, people) = store.people_of(&id)?;
                 let guests = store.session_facts(&id)?.guests;
                 let mut seen = std::collections::HashSet::new();
@@ -775,7 +775,7 @@ impl crate::Core {
                         guest: guests.contains_key(&a.peer_id),
                     })
                     .collect();
-                let mut session = session;
+                // A guest's page lists the first few (see `GUEST_UP_NEXT`).
                 let up_next_total = session.up_next.len();
                 session
                     .up_next
