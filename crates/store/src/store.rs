@@ -1249,14 +1249,7 @@ impl Store {
 
     /// The signed updates (encoded envelopes) the holder of `their_version` lacks.
     pub fn export_since(&mut self, id: &str, their_version: &[u8]) -> Result<Vec<u8>, StoreError> {
-        // An empty version is a peer that has nothing yet: it gets everything.
-        let vv = if their_version.is_empty() {
-            VersionVector::default()
-        } else {
-            VersionVector::decode(their_version)
-                .map_err(|e| StoreError::Crdt(format!("bad version vector: {e}")))?
-        };
-        let lacking = self.entry(id)?.signed.lacking(&vv);
+        let lacking = self.lacking_since(id, their_version)?;
         if lacking.is_empty() {
             return Ok(Vec::new());
         }
@@ -1272,19 +1265,10 @@ impl Store {
         their_version: &[u8],
         group_bytes: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let whole = self.export_since(id, their_version)?;
-        if whole.len() <= group_bytes {
-            return Ok(if whole.is_empty() {
-                Vec::new()
-            } else {
-                vec![whole]
-            });
-        }
-        let envelopes = decode_envelopes(&whole).map_err(StoreError::Internal)?;
         let mut groups = Vec::new();
         let mut group: Vec<Envelope> = Vec::new();
         let mut size = 0;
-        for envelope in envelopes {
+        for envelope in self.lacking_since(id, their_version)? {
             let one = encode_envelopes(std::slice::from_ref(&envelope)).len();
             if !group.is_empty() && size + one > group_bytes {
                 groups.push(encode_envelopes(&group));
@@ -1298,6 +1282,22 @@ impl Store {
             groups.push(encode_envelopes(&group));
         }
         Ok(groups)
+    }
+
+    /// The signed envelopes the holder of `their_version` (encoded) lacks, in order.
+    fn lacking_since(
+        &mut self,
+        id: &str,
+        their_version: &[u8],
+    ) -> Result<Vec<Envelope>, StoreError> {
+        // An empty version is a peer that has nothing yet: it gets everything.
+        let vv = if their_version.is_empty() {
+            VersionVector::default()
+        } else {
+            VersionVector::decode(their_version)
+                .map_err(|e| StoreError::Crdt(format!("bad version vector: {e}")))?
+        };
+        Ok(self.entry(id)?.signed.lacking(&vv))
     }
 
     /// Applies signed updates (encoded envelopes) from a member and makes them durable.
