@@ -514,6 +514,47 @@ test('a long playlist draws the rows near the screen, and scrolls, moves and rem
   assert.equal(titles.length, TRACKS - 1);
   assert.ok(!titles.includes(title(TRACKS - 2)));
   assertConsecutive(await drawn(), titles);
+  // Ctrl+F finds in the playlist (the page's own find would see only the rows drawn): in
+  // titles, artists and albums, whatever the case and accents, every word. The tracks
+  // found keep their numbers.
+  await page.keyboard.press('Control+f');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'track-find');
+  /** The tracks of the playlist that `query` finds: [number, title]. */
+  const found = (query) => {
+    const words = query.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase().split(/\s+/).filter(Boolean);
+    const tracks = JSON.parse(cli(n.home, ['playlist', 'show', id, '--json'])).tracks;
+    return tracks.map((t, k) => [String(k + 1), t.title, [t.title, ...t.artists, t.album, t.added_by.display_name].join(' ').toLowerCase()])
+      .filter(([, , text]) => words.every((w) => text.includes(w))).map(([place, title]) => [place, title]);
+  };
+  const foundRows = () => page.$$eval('#tracks li', (rows) => rows.map((li) => [li.querySelector('.pos').textContent, li.querySelector('strong').textContent]));
+  await page.fill('#track-find', 'SÓNG 77');
+  let expected = found('song 77');
+  assert.ok(expected.length > 10 && expected.length < 40, `${expected.length} tracks found`);
+  await page.waitForFunction((count) => document.querySelectorAll('#tracks li').length === count, expected.length, { timeout: 10000 });
+  assert.deepEqual(await foundRows(), expected);
+  assert.equal(await page.textContent('#track-find-count'), `${expected.length} of 999 tracks`);
+  assert.equal(await page.locator('#tracks li button.handle').count(), 0, 'no track is moved among those found');
+  await page.screenshot({ path: join(SHOTS, 'long-playlist-find.png') });
+  // One found removed: gone, here and in the playlist; the others keep their numbers.
+  const gone = expected[1][1];
+  await page.click(`#tracks li:nth-child(2) button.remove`);
+  await page.waitForFunction((count) => document.querySelectorAll('#tracks li').length === count, expected.length - 1, { timeout: 10000 });
+  assert.ok(!order().includes(gone));
+  expected = found('song 77');
+  assert.deepEqual(await foundRows(), expected);
+  assert.equal(await page.textContent('#track-find-count'), `${expected.length} of 998 tracks`);
+  // Nothing found says so; Escape shows every track again, numbered from 1.
+  await page.fill('#track-find', 'no such song');
+  await page.waitForFunction(() => !document.getElementById('no-match').hidden, null, { timeout: 10000 });
+  assert.match(await page.textContent('#no-match'), /No track in this playlist matches “no such song”/);
+  assert.equal(await page.locator('#tracks li').count(), 0);
+  await page.press('#track-find', 'Escape');
+  await page.waitForFunction(() => document.querySelector('#tracks li')?.getAttribute('aria-setsize') === '998', null, { timeout: 10000 });
+  assert.equal(await page.inputValue('#track-find'), '');
+  assert.ok(await page.locator('#no-match').isHidden());
+  titles = order();
+  assertConsecutive(await drawn(), titles);
+  assert.ok(await page.locator('#tracks li button.handle').count() > 0, 'tracks move again');
   // Back at the top: the first rows again, from 1.
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.waitForFunction(() => document.querySelector('#tracks li')?.getAttribute('aria-posinset') === '1', null, { timeout: 10000 });

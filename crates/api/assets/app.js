@@ -352,6 +352,9 @@ async function openPlaylist(id) {
     $('tracks').replaceChildren();
     Object.assign(drawnRows, { first: 0, last: 0 });
     forgetRowHeights();
+    findText.clear();
+    $input('track-find').value = '';
+    findWords = [];
   }
   hideToast();
   showPage('music');
@@ -431,6 +434,59 @@ function renderPlaylistHead(p) {
     el('span', { class: 'sr-only' }, m.online ? ', online' : ', offline'))));
 }
 
+/** The words asked for in the playlist's find field, folded (see {@link folded}): a track
+ *  is shown when each is in its title, artists, album or who added it. None: every track. */
+let findWords = /** @type {string[]} */ ([]);
+
+/** Lower case without accents: "Beyoncé" is found by "beyonce". @param {string} text */
+const folded = (text) => text.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
+
+/** What find looks through, folded, by track id, with what it was folded from (a track
+ *  edited is folded again; a 10,000-track playlist is folded once, not at every key). */
+const findText = /** @type {Map<string, [string, string]>} */ (new Map());
+
+/** @param {import('./api').Track} t */
+function foundIn(t) {
+  const source = [t.title, t.artists.join(' '), t.album || '', t.added_by.display_name || ''].join('\n');
+  const known = findText.get(t.id);
+  if (known?.[0] === source) return known[1];
+  const text = folded(source);
+  findText.set(t.id, [source, text]);
+  return text;
+}
+
+/** The tracks the list shows: every one, or those found, each with its place in the
+ *  playlist (`places`, null when every track is shown: the place is the index).
+ *  @param {import('./api').PlaylistView} p */
+function shownTracks(p) {
+  if (!findWords.length) return { tracks: p.tracks, places: null };
+  const tracks = [];
+  const places = [];
+  for (const [place, t] of p.tracks.entries()) {
+    const text = foundIn(t);
+    if (findWords.every((w) => text.includes(w))) { tracks.push(t); places.push(place); }
+  }
+  return { tracks, places };
+}
+
+/** Takes what the find field holds, and shows the tracks found (from the list's top). */
+function findInPlaylist() {
+  const words = folded($input('track-find').value).split(/\s+/).filter(Boolean);
+  if (words.join(' ') === findWords.join(' ')) return;
+  findWords = words;
+  Object.assign(drawnRows, { first: 0, last: 0 });
+  const list = $('tracks');
+  // The list shrinks to what is found: from its top, the field still in view.
+  if (list.getBoundingClientRect().top < 0) $('find-row').scrollIntoView({ block: 'start' });
+  if (shownPlaylist) renderTracks(shownPlaylist, shownSession?.view ?? null);
+}
+
+/** Empties the find field: every track shown again. */
+function stopFinding() {
+  $input('track-find').value = '';
+  findInPlaylist();
+}
+
 /** Playlists up to this long are drawn whole; a longer one draws only the rows near the
  *  screen (a 10,000-track playlist drawn whole took 1.5-2 s to open and again after every
  *  change, most of it laying out rows nobody sees). */
@@ -493,10 +549,12 @@ function rowsToDraw(tracks, keep = -1) {
  *  left beyond what is on screen. */
 function followScroll() {
   const p = shownPlaylist;
-  if (!p || p.tracks.length <= DRAW_ALL_UP_TO) return;
-  const { onScreen, perScreen } = rowsToDraw(p.tracks);
+  if (!p) return;
+  const { tracks } = shownTracks(p);
+  if (tracks.length <= DRAW_ALL_UP_TO) return;
+  const { onScreen, perScreen } = rowsToDraw(tracks);
   const nearTop = drawnRows.first > 0 && onScreen - drawnRows.first < perScreen / 2;
-  const nearEnd = drawnRows.last < p.tracks.length && drawnRows.last - (onScreen + perScreen) < perScreen / 2;
+  const nearEnd = drawnRows.last < tracks.length && drawnRows.last - (onScreen + perScreen) < perScreen / 2;
   if (nearTop || nearEnd) renderTracks(p, shownSession?.view ?? null);
 }
 // (At another width rows wrap anew: each is measured again when drawn. Forgetting them all
@@ -521,43 +579,56 @@ function renderTracks(p, v, redrawn = 0) {
   const queued = new Map((v?.up_next || []).map((u) => [u.track_id, u]));
   const playing = v?.now_playing?.track_id;
   const list = $('tracks');
+  // Those found, when finding: they keep their numbers (their places in the playlist) and
+  // stay where they are (moving one among those found would say nothing of where it lands).
+  const { tracks, places } = shownTracks(p);
   $('no-tracks').hidden = p.tracks.length > 0;
-  /** @type {HTMLElement} */ (document.querySelector('.track-head')).hidden = p.tracks.length === 0;
+  $('find-row').hidden = p.tracks.length === 0;
+  $('track-find-count').textContent = places ? `${tracks.length} of ${p.tracks.length.toLocaleString('en')} tracks` : '';
+  $('no-match').hidden = !places || tracks.length > 0;
+  if (places && !tracks.length) $('no-match').textContent = `No track in this playlist matches “${$input('track-find').value.trim()}”.`;
+  /** @type {HTMLElement} */ (document.querySelector('.track-head')).hidden = tracks.length === 0;
+  list.classList.toggle('found', Boolean(places));
   // The rows are redrawn on every change, a friend's too: a focused control keeps the focus
   // (in its row, wherever the row went).
   const focused = /** @type {HTMLElement | null} */ (document.activeElement);
   const focusedRow = focused?.closest('#tracks li')?.getAttribute('data-track');
   const focusedClass = focused?.classList[0];
-  const { first, last } = rowsToDraw(p.tracks, focusedRow ? p.tracks.findIndex((t) => t.id === focusedRow) : -1);
+  const { first, last } = rowsToDraw(tracks, focusedRow ? tracks.findIndex((t) => t.id === focusedRow) : -1);
   // A row that shows the same as before is kept, not built again, and stays in the page
   // (a long playlist changes a row or two at a time). Rows hold no position: the numbers
   // are CSS counters (starting at the first row drawn), and a row asks where it is when
   // it is moved.
   /** @type {Map<string, HTMLElement>} */
   const drawn = new Map([...list.children].map((li) => [li.getAttribute('data-track') || '', /** @type {HTMLElement} */ (li)]));
-  patchChildren(list, p.tracks.slice(first, last).map((t) => {
+  patchChildren(list, tracks.slice(first, last).map((t, k) => {
     const by = t.added_by.display_name || t.added_by.peer_id.slice(0, 12);
     const up = voting ? queued.get(t.id) : undefined;
-    const shows = JSON.stringify([t.title, t.artists, t.album, by, t.duration_ms, t.id === playing, up?.score, up?.my_vote]);
+    // The number is counted by CSS, unless the row is one found (then it is written).
+    const pos = t.id === playing ? '♪' : places ? String(places[first + k] + 1) : '';
+    const shows = JSON.stringify([t.title, t.artists, t.album, by, t.duration_ms, pos, up?.score, up?.my_vote]);
     const kept = drawn.get(t.id);
     if (kept && kept.dataset.shows === shows) return kept;
+    const movable = !places;
     return el('li', {
       'data-shows': shows,
       'data-track': t.id,
       class: t.id === playing ? 'playing' : '',
-      draggable: 'true',
-      ondragstart: (/** @type {DragEvent} */ e) => { e.dataTransfer?.setData('text/plain', t.id); if (e.dataTransfer) e.dataTransfer.effectAllowed = 'move'; },
-      ondragover: (/** @type {DragEvent} */ e) => { e.preventDefault(); if (e.dataTransfer) e.dataTransfer.dropEffect = 'move'; },
-      ondrop: (/** @type {DragEvent} */ e) => { e.preventDefault(); const id = e.dataTransfer?.getData('text/plain'); if (id && id !== t.id) move(id, rowIndex(e.currentTarget)); },
+      ...(movable ? {
+        draggable: 'true',
+        ondragstart: (/** @type {DragEvent} */ e) => { e.dataTransfer?.setData('text/plain', t.id); if (e.dataTransfer) e.dataTransfer.effectAllowed = 'move'; },
+        ondragover: (/** @type {DragEvent} */ e) => { e.preventDefault(); if (e.dataTransfer) e.dataTransfer.dropEffect = 'move'; },
+        ondrop: (/** @type {DragEvent} */ e) => { e.preventDefault(); const id = e.dataTransfer?.getData('text/plain'); if (id && id !== t.id) move(id, rowIndex(e.currentTarget)); },
+      } : {}),
     },
-      el('button', {
+      !movable ? el('span', { class: 'handle', 'aria-hidden': 'true' }) : el('button', {
         type: 'button', class: 'handle ghost', 'aria-label': `Move ${t.title}: drag, or press the up and down arrow keys`,
         onkeydown: (/** @type {KeyboardEvent} */ e) => {
           if (e.key === 'ArrowUp' || e.key === 'ArrowDown') { e.preventDefault(); move(t.id, rowIndex(e.currentTarget) + (e.key === 'ArrowUp' ? -1 : 1)); }
         },
         onpointerdown: (/** @type {PointerEvent} */ e) => dragByHandle(e, t.id, rowIndex(e.currentTarget)),
       }, '⠿'),
-      el('span', { class: 'pos' }, t.id === playing ? '♪' : ''),
+      el('span', { class: 'pos' }, pos),
       el('span', { class: 'what' }, el('strong', {}, t.title),
         el('br'), el('span', { class: 'by' }, t.artists.join(', ') || 'Unknown artist',
           el('span', { class: 'phone-only' }, ` · added by ${by}`))),
@@ -572,7 +643,7 @@ function renderTracks(p, v, redrawn = 0) {
   }));
   drawnRows.first = first;
   drawnRows.last = last;
-  if (last - first < p.tracks.length) {
+  if (last - first < tracks.length) {
     // The rows not drawn, as padding of their height.
     for (const row of list.children) {
       const height = row.getBoundingClientRect().height;
@@ -581,26 +652,27 @@ function renderTracks(p, v, redrawn = 0) {
       drawnRows.sum += height - (drawnRows.heights.get(id) ?? 0);
       drawnRows.heights.set(id, height);
     }
-    list.style.paddingTop = `${rowsHeight(p.tracks.slice(0, first))}px`;
-    list.style.paddingBottom = `${rowsHeight(p.tracks.slice(last))}px`;
+    list.style.paddingTop = `${rowsHeight(tracks.slice(0, first))}px`;
+    list.style.paddingBottom = `${rowsHeight(tracks.slice(last))}px`;
   } else {
     list.style.paddingTop = list.style.paddingBottom = '';
   }
-  list.style.counterReset = first ? `track ${first}` : '';
+  list.style.counterReset = first && !places ? `track ${first}` : '';
   // Heights just measured move where the drawn rows are (after a jump, into rows never
   // drawn): once they miss the screen, the rows there are drawn instead (it settles within
   // a try or two).
-  if (last - first < p.tracks.length && redrawn < 3) {
-    const { onScreen } = rowsToDraw(p.tracks);
+  if (last - first < tracks.length && redrawn < 3) {
+    const { onScreen } = rowsToDraw(tracks);
     if (onScreen < first || onScreen >= last) {
       renderTracks(p, v, redrawn + 1);
       return;
     }
   }
-  // Assistive technology hears each row's place in the whole list, drawn or not.
+  // Assistive technology hears each row's place in the whole list (of those found, when
+  // finding), drawn or not.
   for (const [k, row] of [...list.children].entries()) {
     row.setAttribute('aria-posinset', String(first + k + 1));
-    row.setAttribute('aria-setsize', String(p.tracks.length));
+    row.setAttribute('aria-setsize', String(tracks.length));
   }
   if (focusedRow && focusedClass) {
     /** @type {HTMLElement | null} */ (document.querySelector(`#tracks li[data-track="${CSS.escape(focusedRow)}"] .${CSS.escape(focusedClass)}`))?.focus();
@@ -1132,6 +1204,18 @@ function wire() {
     $input('invite-link').select();
   });
   $('back').addEventListener('click', closePlaylist);
+  $('track-find').addEventListener('input', findInPlaylist);
+  $('track-find').addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && $input('track-find').value) { e.preventDefault(); stopFinding(); }
+  });
+  // Ctrl+F (⌘F) finds in the playlist open: the page's own find sees only the rows drawn.
+  document.addEventListener('keydown', (e) => {
+    if (e.key !== 'f' || !(e.ctrlKey || e.metaKey) || e.altKey || e.shiftKey) return;
+    if ($('playlist').hidden || $('find-row').hidden || document.querySelector('dialog[open]')) return;
+    e.preventDefault();
+    $input('track-find').focus();
+    $input('track-find').select();
+  });
   $('guests-panel').addEventListener('toggle', () => refreshGuests());
   $('guests-on').addEventListener('click', async () => {
     if (!openId) return;
