@@ -22,6 +22,7 @@
 
 mod admission;
 pub mod clock;
+mod exports;
 mod msg;
 mod reactions;
 mod work;
@@ -171,6 +172,7 @@ impl Sessions {
                 guests,
                 guest_tunnel,
                 hellos: Arc::default(),
+                exports: Arc::default(),
             },
             saver,
             reactions: Reactions::default(),

@@ -21,7 +21,7 @@ use whatnext_protocol::{
     },
 };
 
-use super::msg::Msg;
+use super::{exports::PartExports, msg::Msg};
 use crate::{
     invite::member_addrs,
     library::Library,
@@ -50,6 +50,8 @@ pub(super) struct Ctx {
     /// (another would be answered with the same updates again, and a join through a slow
     /// relay takes seconds).
     pub hellos: Arc<std::sync::Mutex<HashMap<HelloKey, usize>>>,
+    /// The exports being answered in parts, kept from the first part to the last.
+    pub exports: Arc<PartExports>,
 }
 
 type HelloKey = (String, String, String);
@@ -295,18 +297,25 @@ impl Ctx {
         part: Option<u32>,
     ) -> SyncResponse {
         let id = session.clone();
+        let since = version.clone();
+        let exports = Arc::clone(&self.exports);
         let exported = self
             .library
             .read(move |store| {
-                if store.contains(&id) {
-                    Ok((store.export_since(&id, &version)?, store.version(&id)?))
-                } else {
-                    Ok((Vec::new(), version))
+                if !store.contains(&id) {
+                    return Ok((Arc::default(), version, false));
                 }
+                let ours = store.version(&id)?;
+                // A later part of an export under way: the same bytes, unless the playlist
+                // changed since.
+                Ok(match exports.get(&id, &version, &ours) {
+                    Some(kept) => (kept, ours, false),
+                    None => (Arc::new(store.export_since(&id, &version)?), ours, true),
+                })
             })
             .await;
         match exported {
-            Ok((updates, ours)) => {
+            Ok((updates, ours, fresh)) => {
                 let Some(index) = part else {
                     // An asker from before parts: the whole, as it expects.
                     self.tell(Msg::Known {
@@ -333,6 +342,15 @@ impl Ctx {
                     len: updates.len() as u64,
                     of: B64.encode(&ours),
                 };
+                if index as usize + 1 < count {
+                    if fresh {
+                        self.exports
+                            .keep(&session, &since, &ours, Arc::clone(&updates));
+                        self.exports.expire();
+                    }
+                } else {
+                    self.exports.forget(&session, &since);
+                }
                 if index as usize + 1 == count {
                     if count > 1 {
                         tracing::info!(
