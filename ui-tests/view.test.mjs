@@ -256,6 +256,7 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await assertFirstTrackInView(pageB);
   await shots(pageA, 'a-shared');
   await shots(pageB, 'b-shared');
+  assert.ok(await pageA.isHidden('#find-row'), 'a playlist seen at a glance has no find field');
 
   // An empty playlist says how to fill it; deleting one asks first.
   await pageA.fill('#new-name', 'Scratch');

@@ -438,6 +438,9 @@ function renderPlaylistHead(p) {
  *  is shown when each is in its title, artists, album or who added it. None: every track. */
 let findWords = /** @type {string[]} */ ([]);
 
+/** Playlists longer than this have a find field. */
+const FIND_FROM = 12;
+
 /** Lower case without accents: "Beyoncé" is found by "beyonce". @param {string} text */
 const folded = (text) => text.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
 
@@ -583,7 +586,9 @@ function renderTracks(p, v, redrawn = 0) {
   // stay where they are (moving one among those found would say nothing of where it lands).
   const { tracks, places } = shownTracks(p);
   $('no-tracks').hidden = p.tracks.length > 0;
-  $('find-row').hidden = p.tracks.length === 0;
+  // A playlist longer than a screen has the find field (a shorter one is seen at a glance);
+  // it stays while finding, however few are left.
+  $('find-row').hidden = p.tracks.length <= FIND_FROM && !places;
   $('track-find-count').textContent = places ? `${tracks.length} of ${p.tracks.length.toLocaleString('en')} tracks` : '';
   $('no-match').hidden = !places || tracks.length > 0;
   if (places && !tracks.length) $('no-match').textContent = `No track in this playlist matches “${$input('track-find').value.trim()}”.`;
