@@ -352,16 +352,34 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
 test('now playing plays the audio of a track from the library, following the holder', { timeout: 60000 }, diagnosed(async () => {
   const music = tempDir('music');
   writeFileSync(join(music, 'Test Tones - Long Tone.wav'), toneWav(30, COVER_PNG));
+  writeFileSync(join(music, 'Test Tones - Short Beep.wav'), toneWav(2));
   const m = await startNode('m', newHome('m', music));
   const scan = JSON.parse(cli(m.home, ['library', 'scan', '--json']));
-  assert.equal(scan.files, 1, JSON.stringify(scan));
+  assert.equal(scan.files, 2, JSON.stringify(scan));
   const id = JSON.parse(cli(m.home, ['playlist', 'create', 'Tones', '--json'])).id;
-  const added = JSON.parse(cli(m.home, ['playlist', 'add', id, '--from-library', 'long tone', '--json']));
-  assert.equal(added.file.title, 'Long Tone');
-  cli(m.home, ['playlist', 'add', id, '--title', 'Only a link', '--uri', 'https://example.com/song']);
   const page = await login(m);
   await page.click('#playlists button.pl:text("Tones")');
   await page.waitForSelector('#playlist:not([hidden])');
+  // Added from the view's search of your music: whatever the case and accents, the words
+  // typed find the song; Add adds it, with its file.
+  await page.waitForFunction(() => /among 2 songs/.test(document.getElementById('library-q').placeholder), null, { timeout: 10000 });
+  await page.fill('#library-q', 'tones LÔNG');
+  await page.waitForFunction(() => document.querySelectorAll('#library-hits li').length === 1, null, { timeout: 10000 });
+  assert.match(await page.textContent('#library-hits li'), /Long Tone[\s\S]*Test Tones[\s\S]*0:30/);
+  await page.screenshot({ path: join(SHOTS, 'library-search.png') });
+  await page.click('#library-hits button:text("Add")');
+  await page.waitForFunction(() => document.querySelector('#tracks li strong')?.textContent === 'Long Tone', null, { timeout: 10000 });
+  assert.equal(await page.textContent('#library-hits button'), '✓ Added');
+  const added = { file: JSON.parse(cli(m.home, ['playlist', 'show', id, '--json'])).tracks[0] };
+  assert.equal(added.file.title, 'Long Tone');
+  assert.ok(Math.abs(added.file.duration_ms - 30000) < 100, `${added.file.duration_ms} ms`);
+  assert.match(added.file.content?.blake3 ?? '', /^[0-9a-f]{64}$/, 'the track carries its file');
+  // Nothing found says so.
+  await page.fill('#library-q', 'no such tune');
+  await page.waitForFunction(() => /Nothing in your music matches “no such tune”/.test(document.getElementById('library-note').textContent), null, { timeout: 10000 });
+  assert.equal(await page.locator('#library-hits li').count(), 0);
+  await page.press('#library-q', 'Escape');
+  cli(m.home, ['playlist', 'add', id, '--title', 'Only a link', '--uri', 'https://example.com/song']);
   cli(m.home, ['session', 'play', id]);
   await page.waitForFunction(() => document.getElementById('np-title').textContent === 'Long Tone', null, { timeout: 10000 });
   // The audio element plays the file from /media/<blake3>, and time moves.

@@ -326,6 +326,7 @@ function render(s) {
     loadInvite();
   }
   renderTransfer(s);
+  renderLibraryNote(s);
   $('raw-state').textContent = JSON.stringify(s, null, 2);
   if (/** @type {HTMLDetailsElement} */ ($('debug')).open) refreshIpcLog();
   if (openId && openVersion !== s.version) refreshPlaylist();
@@ -437,6 +438,66 @@ function renderPlaylistHead(p) {
 /** The words asked for in the playlist's find field, folded (see {@link folded}): a track
  *  is shown when each is in its title, artists, album or who added it. None: every track. */
 let findWords = /** @type {string[]} */ ([]);
+
+/** Songs of your music a search shows (the most likely first). */
+const LIBRARY_HITS_SHOWN = 8;
+
+/** Searches of your music asked so far: only the newest one's answer is drawn. */
+let librarySearches = 0;
+
+/** What the search of your music says while nothing is asked: a scan under way, or where
+ *  to put music when there is none. @param {AppState} s */
+function renderLibraryNote(s) {
+  const { files, dirs, scanning } = s.library;
+  const search = $input('library-q');
+  search.placeholder = files ? `Title, artist or album, among ${files.toLocaleString('en')} song${files === 1 ? '' : 's'}` : 'Title, artist or album';
+  if (search.value.trim()) return; // the search's answer is showing
+  const where = dirs.length ? dirs.join(', ') : 'your music folder';
+  $('library-note').textContent = scanning ? `Reading your music… ${scanning.done} of ${scanning.total} files.`
+    : files ? '' : `No music in ${where} yet: put audio files there (config.toml's music_dirs names the folders), or add a track by hand below.`;
+}
+
+/** Shows the songs of your music that what is typed finds, each with a button to add it. */
+async function searchLibrary() {
+  const q = $input('library-q').value.trim();
+  const asked = ++librarySearches;
+  if (!q) {
+    $('library-hits').replaceChildren();
+    if (state) renderLibraryNote(state);
+    return;
+  }
+  /** @type {import('./api').LibraryReply} */
+  let reply;
+  try { reply = await api.library(q); } catch (e) {
+    if (asked === librarySearches) $('library-note').textContent = message(e);
+    return;
+  }
+  if (asked !== librarySearches) return; // typed on since
+  const hits = reply.entries.slice(0, LIBRARY_HITS_SHOWN);
+  $('library-note').textContent = !hits.length ? `Nothing in your music matches “${q}”.`
+    : reply.entries.length > hits.length ? `More than ${hits.length} found, the first shown: another word finds fewer.` : '';
+  $('library-hits').replaceChildren(...hits.map((h) => el('li', {},
+    el('span', { class: 'what' }, el('strong', {}, h.title), el('br'),
+      el('span', { class: 'by' }, [h.artists.join(', ') || 'Unknown artist', h.album].filter(Boolean).join(' · '))),
+    el('span', { class: 'dur' }, h.duration_ms ? clock(h.duration_ms) : ''),
+    el('button', { type: 'button', class: 'small', 'aria-label': `Add ${h.title}`, onclick: (/** @type {MouseEvent} */ e) => addFromLibrary(h, /** @type {HTMLButtonElement} */ (e.currentTarget)) }, 'Add'))));
+}
+
+/** Adds a song of your music to the open playlist: the track carries the file's content
+ *  id, so it plays here and friends fetch it.
+ *  @param {import('./api').LibraryEntry} h @param {HTMLButtonElement} button */
+async function addFromLibrary(h, button) {
+  if (!openId) return;
+  button.disabled = true;
+  try {
+    await api.addTrack(openId, { title: h.title, artists: h.artists, album: h.album, duration_ms: h.duration_ms, uri: null, content: h.content });
+    button.textContent = '✓ Added';
+    $('playlist-result').textContent = '';
+  } catch (e) {
+    button.disabled = false;
+    $('playlist-result').textContent = message(e);
+  }
+}
 
 /** Playlists longer than this have a find field. */
 const FIND_FROM = 12;
@@ -1210,6 +1271,12 @@ function wire() {
   });
   $('back').addEventListener('click', closePlaylist);
   $('track-find').addEventListener('input', findInPlaylist);
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let typing;
+  $('library-q').addEventListener('input', () => { clearTimeout(typing); typing = setTimeout(searchLibrary, 150); });
+  $('library-q').addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && $input('library-q').value) { e.preventDefault(); $input('library-q').value = ''; searchLibrary(); }
+  });
   $('track-find').addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && $input('track-find').value) { e.preventDefault(); stopFinding(); }
   });

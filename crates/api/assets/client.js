@@ -98,6 +98,14 @@ export const showPlaylist = (id) => call(playlist(id));
 export const addTrack = (id, track) => call(`${playlist(id)}/tracks`, { method: 'POST', body: track });
 
 /**
+ * The music library's files: those matching `q` (title, artists, album, file name), or
+ * the first ones.
+ * @param {string} q
+ * @returns {Promise<import('./api').LibraryReply>}
+ */
+export const library = (q) => call(`/api/library${q ? `?q=${encodeURIComponent(q)}` : ''}`);
+
+/**
  * @param {string} id
  * @param {import('./api').MoveRequest} request
  * @returns {Promise<OkReply>}

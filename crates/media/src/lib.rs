@@ -392,16 +392,16 @@ impl MusicLibrary {
     /// Entries whose title, artists, album or file name contain every word of `query`
     /// (case-insensitive), best first: title matches before the others.
     pub fn search(&self, query: &str) -> Vec<LibraryEntry> {
-        let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+        let words: Vec<String> = query.split_whitespace().map(folded).collect();
         let mut found: Vec<(bool, &LibraryEntry)> = self
             .entries()
             .filter_map(|e| {
-                let title = e.title.to_lowercase();
+                let title = folded(&e.title);
                 let haystack = format!(
                     "{title} {} {} {}",
-                    e.artists.join(" ").to_lowercase(),
-                    e.album.as_deref().unwrap_or("").to_lowercase(),
-                    e.path.to_lowercase()
+                    folded(&e.artists.join(" ")),
+                    folded(e.album.as_deref().unwrap_or("")),
+                    folded(&e.path)
                 );
                 words
                     .iter()
@@ -451,6 +451,16 @@ impl MusicLibrary {
 
 pub mod outboard;
 pub mod tone;
+
+/// `text` as a search compares it: lower case, accents gone ("Björk" is found by "bjork",
+/// "Beyoncé" by "BEYONCE").
+fn folded(text: &str) -> String {
+    use unicode_normalization::{UnicodeNormalization as _, char::is_combining_mark};
+    text.nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
 
 #[cfg(test)]
 mod tests;

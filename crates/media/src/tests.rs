@@ -72,6 +72,12 @@ fn a_scan_reads_tags_and_durations_and_reports_what_it_cannot_read() {
         .expect("found by artist and title");
     assert_eq!(second.artists, ["Bea", "Cid"]);
     assert!(library.search("nothing like this").is_empty());
+    // Whatever the case and accents, on either side.
+    assert_eq!(library.search("FÏRST ÄNN").len(), 1);
+    assert_eq!(
+        folded("Björk Guðmundsdóttir, BEYONCÉ"),
+        "bjork guðmundsdottir, beyonce"
+    );
     // Untagged: the file's name says "Artist - Title".
     std::fs::write(
         music.join("Dee Dee - Untagged Tune.wav"),
