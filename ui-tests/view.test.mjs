@@ -352,17 +352,21 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
 test('now playing plays the audio of a track from the library, following the holder', { timeout: 60000 }, diagnosed(async () => {
   const music = tempDir('music');
   writeFileSync(join(music, 'Test Tones - Long Tone.wav'), toneWav(30, COVER_PNG));
-  writeFileSync(join(music, 'Test Tones - Short Beep.wav'), toneWav(2));
+  for (let i = 1; i <= 9; i++) writeFileSync(join(music, `Test Tones - Short Beep ${i}.wav`), toneWav(1));
   const m = await startNode('m', newHome('m', music));
   const scan = JSON.parse(cli(m.home, ['library', 'scan', '--json']));
-  assert.equal(scan.files, 2, JSON.stringify(scan));
+  assert.equal(scan.files, 10, JSON.stringify(scan));
   const id = JSON.parse(cli(m.home, ['playlist', 'create', 'Tones', '--json'])).id;
   const page = await login(m);
   await page.click('#playlists button.pl:text("Tones")');
   await page.waitForSelector('#playlist:not([hidden])');
   // Added from the view's search of your music: whatever the case and accents, the words
   // typed find the song; Add adds it, with its file.
-  await page.waitForFunction(() => /among 2 songs/.test(document.getElementById('library-q').placeholder), null, { timeout: 10000 });
+  await page.waitForFunction(() => /among 10 songs/.test(document.getElementById('library-q').placeholder), null, { timeout: 10000 });
+  // Many found: the first few, and how many there are.
+  await page.fill('#library-q', 'beep');
+  await page.waitForFunction(() => /The first 8 of 9 found/.test(document.getElementById('library-note').textContent), null, { timeout: 10000 });
+  assert.equal(await page.locator('#library-hits li').count(), 8);
   await page.fill('#library-q', 'tones LÔNG');
   await page.waitForFunction(() => document.querySelectorAll('#library-hits li').length === 1, null, { timeout: 10000 });
   assert.match(await page.textContent('#library-hits li'), /Long Tone[\s\S]*Test Tones[\s\S]*0:30/);

@@ -426,7 +426,11 @@ export type LibraryReply = { entries: Array<LibraryEntry>,
 /**
  * Files in the library in all (the reply may hold fewer).
  */
-total: number, };
+total: number, 
+/**
+ * Files that match the query (all of them without one): `entries` holds the first.
+ */
+found: number, };
 
 export type LibraryFileRequest = { path: string, };
 

@@ -468,14 +468,14 @@ async function searchLibrary() {
   }
   /** @type {import('./api').LibraryReply} */
   let reply;
-  try { reply = await api.library(q); } catch (e) {
+  try { reply = await api.library(q, LIBRARY_HITS_SHOWN); } catch (e) {
     if (asked === librarySearches) $('library-note').textContent = message(e);
     return;
   }
   if (asked !== librarySearches) return; // typed on since
-  const hits = reply.entries.slice(0, LIBRARY_HITS_SHOWN);
+  const hits = reply.entries;
   $('library-note').textContent = !hits.length ? `Nothing in your music matches “${q}”.`
-    : reply.entries.length > hits.length ? `More than ${hits.length} found, the first shown: another word finds fewer.` : '';
+    : reply.found > hits.length ? `The first ${hits.length} of ${reply.found.toLocaleString('en')} found: another word finds fewer.` : '';
   $('library-hits').replaceChildren(...hits.map((h) => el('li', {},
     el('span', { class: 'what' }, el('strong', {}, h.title), el('br'),
       el('span', { class: 'by' }, [h.artists.join(', ') || 'Unknown artist', h.album].filter(Boolean).join(' · '))),

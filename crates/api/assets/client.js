@@ -98,12 +98,13 @@ export const showPlaylist = (id) => call(playlist(id));
 export const addTrack = (id, track) => call(`${playlist(id)}/tracks`, { method: 'POST', body: track });
 
 /**
- * The music library's files: those matching `q` (title, artists, album, file name), or
- * the first ones.
+ * The music library's files: the first `limit` of those matching `q` (title, artists,
+ * album, file name), best first, and how many match (`found`).
  * @param {string} q
+ * @param {number} limit
  * @returns {Promise<import('./api').LibraryReply>}
  */
-export const library = (q) => call(`/api/library${q ? `?q=${encodeURIComponent(q)}` : ''}`);
+export const library = (q, limit) => call(`/api/library?q=${encodeURIComponent(q)}&limit=${limit}`);
 
 /**
  * @param {string} id

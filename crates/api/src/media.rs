@@ -1,5 +1,5 @@
 //! The music library and its audio over HTTP: `POST /api/library/scan`, `GET /api/library
-//! [?q=…]`, `POST /api/library/file`, and `GET /media/<blake3>` — the bytes of a file this
+//! [?q=…][&limit=N]`, `POST /api/library/file`, and `GET /media/<blake3>` — the bytes of a file this
 //! home has, with HTTP Range (the view's `<audio>` element seeks with it) and the file's
 //! type, and `GET /media/<blake3>/cover` — the cover picture in its tags. Same guard as every route: the token or the view's cookie.
 
@@ -49,10 +49,13 @@ impl From<MusicError> for ApiError {
 #[derive(Deserialize)]
 struct Search {
     q: Option<String>,
+    /// At most this many entries (and at most `MAX_LISTED`, the default).
+    limit: Option<usize>,
 }
 
 async fn list(State(api): State<Arc<Api>>, Query(search): Query<Search>) -> Reply {
-    Ok(Json(api.core().music().find(search.q.as_deref())).into_response())
+    let limit = search.limit.unwrap_or(usize::MAX);
+    Ok(Json(api.core().music().find(search.q.as_deref(), limit, true)).into_response())
 }
 
 async fn scan(State(api): State<Arc<Api>>) -> Reply {

@@ -120,6 +120,12 @@ fn show(reply: LibraryReply, json: bool) -> anyhow::Result<()> {
     for entry in &reply.entries {
         println!("{}", line(entry));
     }
+    if reply.found > reply.entries.len() {
+        println!(
+            "… and {} more (another word finds fewer)",
+            reply.found - reply.entries.len()
+        );
+    }
     Ok(())
 }
 

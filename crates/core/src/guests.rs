@@ -822,26 +822,14 @@ impl crate::Core {
     /// The host's library as a guest may search it: by title, artists and album only (a
     /// file's path says nothing to a guest and is never shown), at most 20 hits.
     pub fn guest_library(&self, query: &str) -> GuestLibraryReply {
-        let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
-        if words.is_empty() {
+        if query.trim().is_empty() {
             return GuestLibraryReply { hits: vec![] };
         }
         let hits = self
             .music
-            .find(Some(query))
+            .find(Some(query), MAX_LIBRARY_HITS, false)
             .entries
             .into_iter()
-            .filter(|e| {
-                let tags = format!(
-                    "{} {} {}",
-                    e.title,
-                    e.artists.join(" "),
-                    e.album.as_deref().unwrap_or("")
-                )
-                .to_lowercase();
-                words.iter().all(|w| tags.contains(w.as_str()))
-            })
-            .take(MAX_LIBRARY_HITS)
             .map(|e| GuestLibraryHit {
                 title: e.title,
                 artists: e.artists,

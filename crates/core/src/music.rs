@@ -155,17 +155,26 @@ impl Music {
         Ok(entry)
     }
 
-    /// The library, or what matches `query`, at most [`MAX_LISTED`] entries.
-    pub fn find(&self, query: Option<&str>) -> LibraryReply {
+    /// The library, or what matches `query` (in tags and file names; with `paths` false,
+    /// in tags only), best first: at most `limit` entries, and [`MAX_LISTED`].
+    pub fn find(&self, query: Option<&str>, limit: usize, paths: bool) -> LibraryReply {
         let library = self.lock();
-        let mut entries = match query.map(str::trim).filter(|q| !q.is_empty()) {
-            Some(query) => library.search(query),
-            None => library.list(),
+        let limit = limit.min(MAX_LISTED);
+        let (entries, found) = match query.map(str::trim).filter(|q| !q.is_empty()) {
+            Some(query) => {
+                let found = library.matches(query, paths);
+                let count = found.len();
+                (found.into_iter().take(limit).cloned().collect(), count)
+            }
+            None => (
+                library.list().into_iter().take(limit).collect(),
+                library.len(),
+            ),
         };
-        entries.truncate(MAX_LISTED);
         LibraryReply {
             entries,
             total: library.len(),
+            found,
         }
     }
 

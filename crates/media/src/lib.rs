@@ -389,20 +389,31 @@ impl MusicLibrary {
         self.entries().cloned().collect()
     }
 
-    /// Entries whose title, artists, album or file name contain every word of `query`
-    /// (case-insensitive), best first: title matches before the others.
+    /// Entries whose title, artists, album or file name hold every word of `query`
+    /// (compared [`folded`]: case and accents aside), best first: title matches before the
+    /// others.
     pub fn search(&self, query: &str) -> Vec<LibraryEntry> {
+        self.matches(query, true).into_iter().cloned().collect()
+    }
+
+    /// [`MusicLibrary::search`] without copying: the entries found, in the same order; with
+    /// `paths` false, in their tags only (not their file names: for guests, who are not
+    /// to learn the names of the host's folders).
+    pub fn matches(&self, query: &str, paths: bool) -> Vec<&LibraryEntry> {
         let words: Vec<String> = query.split_whitespace().map(folded).collect();
         let mut found: Vec<(bool, &LibraryEntry)> = self
             .entries()
             .filter_map(|e| {
                 let title = folded(&e.title);
-                let haystack = format!(
-                    "{title} {} {} {}",
+                let mut haystack = format!(
+                    "{title} {} {}",
                     folded(&e.artists.join(" ")),
-                    folded(e.album.as_deref().unwrap_or("")),
-                    folded(&e.path)
+                    folded(e.album.as_deref().unwrap_or(""))
                 );
+                if paths {
+                    haystack.push(' ');
+                    haystack.push_str(&folded(&e.path));
+                }
                 words
                     .iter()
                     .all(|w| haystack.contains(w.as_str()))
@@ -410,7 +421,7 @@ impl MusicLibrary {
             })
             .collect();
         found.sort_by_key(|(title_match, _)| std::cmp::Reverse(*title_match));
-        found.into_iter().map(|(_, e)| e.clone()).collect()
+        found.into_iter().map(|(_, e)| e).collect()
     }
 
     /// Where the bytes with BLAKE3 id `blake3` are, if a file of the library still holds
@@ -454,7 +465,7 @@ pub mod tone;
 
 /// `text` as a search compares it: lower case, accents gone ("Björk" is found by "bjork",
 /// "Beyoncé" by "BEYONCE").
-fn folded(text: &str) -> String {
+pub fn folded(text: &str) -> String {
     use unicode_normalization::{UnicodeNormalization as _, char::is_combining_mark};
     text.nfd()
         .filter(|c| !is_combining_mark(*c))

@@ -64,6 +64,9 @@ pub struct LibraryReply {
     pub entries: Vec<LibraryEntry>,
     /// Files in the library in all (the reply may hold fewer).
     pub total: usize,
+    /// Files that match the query (all of them without one): `entries` holds the first.
+    #[serde(default)]
+    pub found: usize,
 }
 
 /// `POST /api/library/file`: scan one file (anywhere) into the library.

@@ -90,6 +90,10 @@ fn a_library_scan_feeds_playlists_and_its_audio_is_served_with_range_to_the_owne
     assert_eq!(found[0]["artists"], serde_json::json!(["Ann Artist"]));
     let ms = found[0]["duration_ms"].as_u64().expect("duration");
     assert!((1_900..=2_100).contains(&ms), "{ms}");
+    // Case and accents aside; `found` counts the matches.
+    let folded = cli_json(&a, &["library", "search", "FÏRST Änn"]);
+    assert_eq!(entries(&folded).len(), 1, "{folded}");
+    assert_eq!(folded["found"], 1, "{folded}");
 
     // One file changes: a rescan reads it (alone: the others are unchanged; the watcher may
     // have read it first, after the write).
