@@ -597,3 +597,27 @@ test('a long playlist draws the rows near the screen, and scrolls, moves and rem
   await page.setViewportSize({ width: 1280, height: 900 });
   assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
 }));
+
+test('a home of many playlists finds one by its name', { timeout: 60000 }, diagnosed(async () => {
+  const n = await startNode('many');
+  for (let i = 1; i <= 13; i++) cli(n.home, ['playlist', 'create', `Road trip ${i}`]);
+  cli(n.home, ['playlist', 'create', 'Jazz évening']);
+  const page = await login(n);
+  await page.waitForFunction(() => document.querySelectorAll('#playlists li').length === 14, null, { timeout: 10000 });
+  assert.ok(await page.isVisible('#playlist-find'), 'many playlists have a find field');
+  // By its name, case and accents aside; the one found opens.
+  await page.fill('#playlist-find', 'JAZZ EVENING');
+  await page.waitForFunction(() => document.querySelectorAll('#playlists li').length === 1, null, { timeout: 10000 });
+  assert.equal(await page.textContent('#playlists button.pl'), 'Jazz évening');
+  await page.screenshot({ path: join(SHOTS, 'many-playlists-find.png') });
+  await page.click('#playlists button.pl');
+  await page.waitForFunction(() => document.getElementById('pl-name').textContent === 'Jazz évening', null, { timeout: 10000 });
+  // Nothing found says so; Escape shows them all again.
+  await page.fill('#playlist-find', 'nothing like it');
+  await page.waitForFunction(() => !document.getElementById('no-playlist-match').hidden, null, { timeout: 10000 });
+  assert.match(await page.textContent('#no-playlist-match'), /No playlist is called anything like “nothing like it”/);
+  await page.press('#playlist-find', 'Escape');
+  await page.waitForFunction(() => document.querySelectorAll('#playlists li').length === 14, null, { timeout: 10000 });
+  assert.ok(await page.isHidden('#no-playlist-match'));
+  assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
+}));

@@ -129,13 +129,28 @@ function renderPeers(s) {
 
 /** @param {AppState} s */
 function renderPlaylists(s) {
-  const items = s.playlists.map((p) => el('li', { class: p.id === openId ? 'current' : '' },
-    tile(p.name, 'small'),
-    el('span', { class: 'what' },
-      el('button', { type: 'button', class: 'pl', onclick: () => openPlaylist(p.id) }, p.name),
-      el('br'),
-      el('span', { class: 'by' }, `${p.track_count} track${p.track_count === 1 ? '' : 's'}${p.damaged ? ' · damaged, being repaired' : ''}`))));
-  replaceChildren($('playlists'), items, $('no-playlists'));
+  // Many playlists have a find field (by name, case and accents aside); it stays while
+  // it holds something.
+  const find = $input('playlist-find');
+  const words = folded(find.value).split(/\s+/).filter(Boolean);
+  find.hidden = s.playlists.length <= FIND_FROM && !words.length;
+  const shown = words.length ? s.playlists.filter((p) => { const name = folded(p.name); return words.every((w) => name.includes(w)); }) : s.playlists;
+  $('no-playlist-match').hidden = shown.length > 0 || !words.length;
+  $('no-playlist-match').textContent = shown.length || !words.length ? '' : `No playlist is called anything like “${find.value.trim()}”.`;
+  $('no-playlists').hidden = s.playlists.length > 0;
+  // A row that shows the same as before is kept (a home of a thousand playlists is redrawn
+  // at every change of any of them).
+  /** @type {Map<string, HTMLElement>} */
+  const drawn = new Map([...$('playlists').children].map((li) => [/** @type {HTMLElement} */ (li).dataset.shows || '', /** @type {HTMLElement} */ (li)]));
+  patchChildren($('playlists'), shown.map((p) => {
+    const shows = JSON.stringify([p.id, p.name, p.track_count, p.damaged, p.id === openId]);
+    return drawn.get(shows) ?? el('li', { class: p.id === openId ? 'current' : '', 'data-shows': shows },
+      tile(p.name, 'small'),
+      el('span', { class: 'what' },
+        el('button', { type: 'button', class: 'pl', onclick: () => openPlaylist(p.id) }, p.name),
+        el('br'),
+        el('span', { class: 'by' }, `${p.track_count} track${p.track_count === 1 ? '' : 's'}${p.damaged ? ' · damaged, being repaired' : ''}`)));
+  }));
 }
 
 /** A short notice when the store found damage; `whatnext doctor` has the details. @param {AppState} s */
@@ -1271,6 +1286,10 @@ function wire() {
   });
   $('back').addEventListener('click', closePlaylist);
   $('track-find').addEventListener('input', findInPlaylist);
+  $('playlist-find').addEventListener('input', () => { if (state) renderPlaylists(state); });
+  $('playlist-find').addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && $input('playlist-find').value) { e.preventDefault(); $input('playlist-find').value = ''; if (state) renderPlaylists(state); }
+  });
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let typing;
   $('library-q').addEventListener('input', () => { clearTimeout(typing); typing = setTimeout(searchLibrary, 150); });
