@@ -621,3 +621,42 @@ test('a home of many playlists finds one by its name', { timeout: 60000 }, diagn
   assert.ok(await page.isHidden('#no-playlist-match'));
   assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
 }));
+
+test('playlist files of other apps come in, and a playlist goes out as a file', { timeout: 60000 }, diagnosed(async () => {
+  const n = await startNode('files');
+  const dir = tempDir('files');
+  const m3u = join(dir, 'Road songs.m3u');
+  writeFileSync(m3u, '#EXTM3U\n#EXTINF:185,Nina Simone - Feeling Good\nhttps://example.com/feeling-good.mp3\n#EXTINF:562,Miles Davis - So What\nhttps://example.com/so-what.mp3\n');
+  const page = await login(n);
+  // Imported from the list of playlists: named after the file, opened.
+  await page.setInputFiles('#import-file', m3u);
+  await page.waitForFunction(() => document.getElementById('pl-name').textContent === 'Road songs' && document.querySelectorAll('#tracks li').length === 2, null, { timeout: 10000 });
+  assert.deepEqual(await page.$$eval('#tracks li strong', (titles) => titles.map((t) => t.textContent)), ['Feeling Good', 'So What']);
+  // Saved as a file in each format: the links give the playlist, named after it.
+  await page.click('#more summary');
+  await page.screenshot({ path: join(SHOTS, 'playlist-files-more.png') });
+  const saved = await page.evaluate(async () => Object.fromEntries(await Promise.all(['m3u', 'xspf', 'md'].map(async (format) => {
+    const link = /** @type {HTMLAnchorElement} */ (document.getElementById(`export-${format}`));
+    return [format, { name: link.download, text: await (await fetch(link.href)).text() }];
+  }))));
+  assert.equal(saved.m3u.name, 'Road songs.m3u');
+  assert.match(saved.m3u.text, /#EXTM3U[\s\S]*Nina Simone - Feeling Good/);
+  assert.match(saved.xspf.text, /<title>So What<\/title>/);
+  assert.match(saved.md.text, /^---[\s\S]*Feeling Good/);
+  // Our own export of a playlist that is here already: a copy, when asked for.
+  const md = join(dir, 'Road songs.md');
+  writeFileSync(md, saved.md.text);
+  await page.setInputFiles('#import-file', md);
+  await page.waitForSelector('#import-result button:text("Import a copy")', { timeout: 10000 });
+  assert.match(await page.textContent('#import-result'), /Road songs\.md is a playlist you have here already/);
+  await page.click('#import-result button');
+  await page.waitForFunction(() => document.querySelectorAll('#playlists li').length === 2, null, { timeout: 10000 });
+  const names = JSON.parse(cli(n.home, ['playlist', 'list', '--json'])).map((p) => p.name);
+  assert.deepEqual(names.sort(), ['Road songs', 'Road songs']);
+  // A file that holds no playlist says why.
+  const empty = join(dir, 'empty.m3u');
+  writeFileSync(empty, '#EXTM3U\n');
+  await page.setInputFiles('#import-file', empty);
+  await page.waitForFunction(() => /empty\.m3u could not be imported: .*lists no track/.test(document.getElementById('import-result').textContent), null, { timeout: 10000 });
+  assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
+}));

@@ -436,6 +436,13 @@ const rowFacts = (v) => (v ? JSON.stringify([v.now_playing?.track_id, v.mode ===
 /** Name, cover, who is in it, what it holds. @param {import('./api').PlaylistView} p */
 function renderPlaylistHead(p) {
   $('pl-name').textContent = p.name;
+  // The name, as far as a file's name may hold it.
+  const file = p.name.replace(/[\\/:*?"<>|\u0000-\u001f]+/g, ' ').trim() || 'playlist';
+  for (const [format, extension] of [['m3u', 'm3u'], ['xspf', 'xspf'], ['md', 'md']]) {
+    const link = /** @type {HTMLAnchorElement} */ ($(`export-${format}`));
+    link.href = api.exportUrl(p.id, format);
+    link.download = `${file}.${extension}`;
+  }
   $('pl-kind').textContent = p.shared ? 'Shared playlist' : 'Playlist';
   const total = p.tracks.reduce((sum, t) => sum + (t.duration_ms || 0), 0);
   const length = total >= 3600000 ? `${Math.floor(total / 3600000)} h ${Math.round((total % 3600000) / 60000)} min`
@@ -467,9 +474,10 @@ function renderLibraryNote(s) {
   const search = $input('library-q');
   search.placeholder = files ? `Title, artist or album, among ${files.toLocaleString('en')} song${files === 1 ? '' : 's'}` : 'Title, artist or album';
   if (search.value.trim()) return; // the search's answer is showing
-  const where = dirs.length ? dirs.join(', ') : 'your music folder';
   $('library-note').textContent = scanning ? `Reading your music… ${scanning.done} of ${scanning.total} files.`
-    : files ? '' : `No music in ${where} yet: put audio files there (config.toml's music_dirs names the folders), or add a track by hand below.`;
+    : files ? ''
+    : dirs.length ? `No music in ${dirs.join(', ')} yet: put audio files there (config.toml's music_dirs names the folders), or add a track by hand below.`
+    : 'No music folder here: name yours in config.toml (music_dirs), or add a track by hand below.';
 }
 
 /** Shows the songs of your music that what is typed finds, each with a button to add it. */
@@ -511,6 +519,27 @@ async function addFromLibrary(h, button) {
   } catch (e) {
     button.disabled = false;
     $('playlist-result').textContent = message(e);
+  }
+}
+
+/** Makes a playlist of a file from another app (M3U/M3U8, XSPF, CSV) or a WhatNext
+ *  export, and opens it; one that is here already can come in as a copy.
+ *  @param {File} file @param {boolean} [asNew] */
+async function importFile(file, asNew = false) {
+  const out = $('import-result');
+  out.replaceChildren(`Reading ${file.name}…`);
+  try {
+    const text = await file.text();
+    const { id } = await api.importPlaylist({ markdown: text, name: file.name.replace(/\.[^.]*$/, ''), as_new: asNew });
+    out.replaceChildren();
+    await openPlaylist(id);
+  } catch (e) {
+    if (/** @type {{ status?: number }} */ (e).status === 409) {
+      out.replaceChildren(`${file.name} is a playlist you have here already. `,
+        el('button', { type: 'button', class: 'small ghost', onclick: () => importFile(file, true) }, 'Import a copy'));
+    } else {
+      out.replaceChildren(`${file.name} could not be imported: ${message(e)}`);
+    }
   }
 }
 
@@ -1286,6 +1315,12 @@ function wire() {
   });
   $('back').addEventListener('click', closePlaylist);
   $('track-find').addEventListener('input', findInPlaylist);
+  $('import-button').addEventListener('click', () => $input('import-file').click());
+  $('import-file').addEventListener('change', () => {
+    const file = $input('import-file').files?.[0];
+    $input('import-file').value = ''; // the same file again is a change too
+    if (file) importFile(file);
+  });
   $('playlist-find').addEventListener('input', () => { if (state) renderPlaylists(state); });
   $('playlist-find').addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && $input('playlist-find').value) { e.preventDefault(); $input('playlist-find').value = ''; if (state) renderPlaylists(state); }

@@ -40,7 +40,8 @@ async function call(path, options = {}) {
   try { body = JSON.parse(text); } catch { /* plain text */ }
   if (!response.ok) {
     const error = /** @type {Partial<ErrorReply>} */ (body && typeof body === 'object' ? body : {}).error;
-    throw new Error(error || `${response.status} ${text}`);
+    // The status goes along: a caller may answer a conflict (409) otherwise.
+    throw Object.assign(new Error(error || `${response.status} ${text}`), { status: response.status });
   }
   return /** @type {T} */ (body);
 }
@@ -83,6 +84,17 @@ export const ipcLog = () => call('/api/debug/ipc');
  * @returns {Promise<CreatedReply>}
  */
 export const createPlaylist = (request) => call('/api/playlists', { method: 'POST', body: request });
+
+/**
+ * A playlist file made a playlist here: M3U/M3U8, XSPF, CSV or WhatNext Markdown.
+ * @param {import('./api').ImportRequest} request
+ * @returns {Promise<CreatedReply>}
+ */
+export const importPlaylist = (request) => call('/api/playlists/import', { method: 'POST', body: request });
+
+/** Where a playlist is saved as a file: `md`, `m3u` or `xspf`.
+ *  @param {string} id @param {string} format */
+export const exportUrl = (id, format) => `${playlist(id)}/export?format=${format}`;
 
 /**
  * @param {string} id
