@@ -257,6 +257,9 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await shots(pageA, 'a-shared');
   await shots(pageB, 'b-shared');
   assert.ok(await pageA.isHidden('#find-row'), 'a playlist seen at a glance has no find field');
+  // Without any music here, no search of it: adding by hand says where songs would come from.
+  assert.ok(await pageA.isHidden('#from-library'));
+  assert.match(await pageA.textContent('#by-hand'), /can be added here once it has some/);
 
   // An empty playlist says how to fill it; deleting one asks first.
   await pageA.fill('#new-name', 'Scratch');

@@ -467,17 +467,21 @@ const LIBRARY_HITS_SHOWN = 8;
 /** Searches of your music asked so far: only the newest one's answer is drawn. */
 let librarySearches = 0;
 
-/** What the search of your music says while nothing is asked: a scan under way, or where
- *  to put music when there is none. @param {AppState} s */
+/** The search of your music, while nothing is asked: how many songs, a scan under way;
+ *  without any music, only adding by hand, and where music would come from.
+ *  @param {AppState} s */
 function renderLibraryNote(s) {
   const { files, dirs, scanning } = s.library;
   const search = $input('library-q');
   search.placeholder = files ? `Title, artist or album, among ${files.toLocaleString('en')} song${files === 1 ? '' : 's'}` : 'Title, artist or album';
+  const none = !files && !scanning;
+  $('from-library').hidden = none && !search.value.trim();
+  const where = dirs.length ? dirs.join(', ') : "your music folder (music_dirs in config.toml)";
+  $('by-hand').textContent = none
+    ? `Add a track: a title is enough, a link plays in its app. The songs of ${where} can be added here once it has some.`
+    : 'Or add one by hand — a title is enough, a link plays in its app:';
   if (search.value.trim()) return; // the search's answer is showing
-  $('library-note').textContent = scanning ? `Reading your music… ${scanning.done} of ${scanning.total} files.`
-    : files ? ''
-    : dirs.length ? `No music in ${dirs.join(', ')} yet: put audio files there (config.toml's music_dirs names the folders), or add a track by hand below.`
-    : 'No music folder here: name yours in config.toml (music_dirs), or add a track by hand below.';
+  $('library-note').textContent = scanning ? `Reading your music… ${scanning.done} of ${scanning.total} files.` : '';
 }
 
 /** Shows the songs of your music that what is typed finds, each with a button to add it. */
