@@ -656,6 +656,14 @@ test('playlist files of other apps come in, and a playlist goes out as a file', 
   await page.waitForFunction(() => document.querySelectorAll('#playlists li').length === 2, null, { timeout: 10000 });
   const names = JSON.parse(cli(n.home, ['playlist', 'list', '--json'])).map((p) => p.name);
   assert.deepEqual(names.sort(), ['Road songs', 'Road songs']);
+  // A file dropped on the page comes in as well.
+  await page.evaluate(() => {
+    const files = new DataTransfer();
+    files.items.add(new File(['title,artist\nBlue in Green,Miles Davis\n'], 'Dropped.csv', { type: 'text/csv' }));
+    document.body.dispatchEvent(new DragEvent('dragover', { dataTransfer: files, bubbles: true, cancelable: true }));
+    document.body.dispatchEvent(new DragEvent('drop', { dataTransfer: files, bubbles: true, cancelable: true }));
+  });
+  await page.waitForFunction(() => document.getElementById('pl-name').textContent === 'Dropped' && document.querySelector('#tracks li strong')?.textContent === 'Blue in Green', null, { timeout: 10000 });
   // A file that holds no playlist says why.
   const empty = join(dir, 'empty.m3u');
   writeFileSync(empty, '#EXTM3U\n');

@@ -1320,6 +1320,20 @@ function wire() {
   $('back').addEventListener('click', closePlaylist);
   $('track-find').addEventListener('input', findInPlaylist);
   $('import-button').addEventListener('click', () => $input('import-file').click());
+  // A playlist file dropped anywhere on the page is imported too (a dragged track row
+  // carries no file, and is left to its list).
+  /** @param {DragEvent} e */
+  const carriesFiles = (e) => Boolean(e.dataTransfer?.types.includes('Files'));
+  window.addEventListener('dragover', (e) => {
+    if (!carriesFiles(e)) return;
+    e.preventDefault();
+    if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
+  });
+  window.addEventListener('drop', (e) => {
+    if (!carriesFiles(e)) return;
+    e.preventDefault();
+    for (const file of e.dataTransfer?.files ?? []) importFile(file);
+  });
   $('import-file').addEventListener('change', () => {
     const file = $input('import-file').files?.[0];
     $input('import-file').value = ''; // the same file again is a change too
