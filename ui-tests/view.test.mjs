@@ -569,6 +569,14 @@ test('a long playlist draws the rows near the screen, and scrolls, moves and rem
   expected = found('song 77');
   assert.deepEqual(await foundRows(), expected);
   assert.equal(await page.textContent('#track-find-count'), `${expected.length} of 998 tracks`);
+  // Found in hundreds: drawn near the screen as the whole list is, numbered as in it.
+  await page.fill('#track-find', 'song');
+  await page.waitForFunction(() => document.getElementById('track-find-count').textContent === '998 of 998 tracks', null, { timeout: 10000 });
+  const many = await foundRows();
+  assert.ok(many.length > 10 && many.length < 200, `${many.length} rows drawn of 998 found`);
+  assert.equal(many[0][0], '1');
+  await page.evaluate(() => window.scrollBy(0, document.getElementById('tracks').getBoundingClientRect().bottom - window.innerHeight));
+  await page.waitForFunction(() => document.querySelector('#tracks li:last-child .pos')?.textContent === '998', null, { timeout: 10000 });
   // Nothing found says so; Escape shows every track again, numbered from 1.
   await page.fill('#track-find', 'no such song');
   await page.waitForFunction(() => !document.getElementById('no-match').hidden, null, { timeout: 10000 });
