@@ -672,6 +672,11 @@ test('playlist files of other apps come in, and a playlist goes out as a file', 
     document.body.dispatchEvent(new DragEvent('drop', { dataTransfer: files, bubbles: true, cancelable: true }));
   });
   await page.waitForFunction(() => document.getElementById('pl-name').textContent === 'Dropped' && document.querySelector('#tracks li strong')?.textContent === 'Blue in Green', null, { timeout: 10000 });
+  // A song is not a playlist file.
+  const song = join(dir, 'song.wav');
+  writeFileSync(song, toneWav(1));
+  await page.setInputFiles('#import-file', song);
+  await page.waitForFunction(() => /song\.wav is a song, not a playlist file/.test(document.getElementById('import-result').textContent), null, { timeout: 10000 });
   // A file that holds no playlist says why.
   const empty = join(dir, 'empty.m3u');
   writeFileSync(empty, '#EXTM3U\n');

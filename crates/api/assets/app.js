@@ -526,11 +526,25 @@ async function addFromLibrary(h, button) {
   }
 }
 
+/** The largest playlist file the controller imports (`MAX_IMPORT_BYTES`): a bigger one is
+ *  not read into the page. */
+const IMPORT_MAX_BYTES = 64 * 1024 * 1024;
+
 /** Makes a playlist of a file from another app (M3U/M3U8, XSPF, CSV) or a WhatNext
  *  export, and opens it; one that is here already can come in as a copy.
  *  @param {File} file @param {boolean} [asNew] */
 async function importFile(file, asNew = false) {
   const out = $('import-result');
+  // (An M3U is audio/x-mpegurl to a browser: a playlist by its name, a song by its type.)
+  const playlistFile = /\.(m3u8?|xspf|csv|md|markdown|txt)$/i.test(file.name) || /mpegurl|xspf|csv|markdown|^text\//i.test(file.type);
+  if (!playlistFile && /^(audio|video)\//.test(file.type)) {
+    out.replaceChildren(`${file.name} is a song, not a playlist file: songs come from your music folder (Add from your music, under a playlist).`);
+    return;
+  }
+  if (file.size > IMPORT_MAX_BYTES) {
+    out.replaceChildren(`${file.name} is ${Math.round(file.size / 1048576)} MB: a playlist file is at most 64 MB. Is it a playlist?`);
+    return;
+  }
   out.replaceChildren(`Reading ${file.name}…`);
   try {
     const text = await file.text();
