@@ -102,7 +102,13 @@ impl Controller {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // WHATNEXT_BENCH_LOGS=1 shows the controllers' logs (what they did, e.g. in how
+            // many parts a join went); quiet otherwise, as the figures are the output.
+            .stderr(if std::env::var_os("WHATNEXT_BENCH_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()?;
         let api = home.path().join("api.json");
         let info: Value = loop {
