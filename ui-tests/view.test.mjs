@@ -374,6 +374,8 @@ test('now playing plays the audio of a track from the library, following the hol
   await page.waitForFunction(() => document.querySelectorAll('#library-hits li').length === 1, null, { timeout: 10000 });
   assert.match(await page.textContent('#library-hits li'), /Long Tone[\s\S]*Test Tones[\s\S]*0:30/);
   await page.screenshot({ path: join(SHOTS, 'library-search.png') });
+  const searchA11y = await accessibility(page);
+  assert.deepEqual(searchA11y.severe, [], 'no serious or critical accessibility finding with songs found');
   await page.click('#library-hits button:text("Add")');
   await page.waitForFunction(() => document.querySelector('#tracks li strong')?.textContent === 'Long Tone', null, { timeout: 10000 });
   assert.equal(await page.textContent('#library-hits button'), '✓ Added');
@@ -559,6 +561,8 @@ test('a long playlist draws the rows near the screen, and scrolls, moves and rem
   await page.waitForFunction((count) => document.querySelectorAll('#tracks li').length === count, expected.length, { timeout: 10000 });
   assert.deepEqual(await foundRows(), expected);
   assert.equal(await page.textContent('#track-find-count'), `${expected.length} of 999 tracks`);
+  const findA11y = await accessibility(page);
+  assert.deepEqual(findA11y.severe, [], 'no serious or critical accessibility finding while finding');
   assert.equal(await page.locator('#tracks li button.handle').count(), 0, 'no track is moved among those found');
   await page.screenshot({ path: join(SHOTS, 'long-playlist-find.png') });
   // One found removed: gone, here and in the playlist; the others keep their numbers.

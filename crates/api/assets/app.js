@@ -604,7 +604,7 @@ function findInPlaylist() {
   const list = $('tracks');
   // The list shrinks to what is found: from its top, the field still in view.
   if (list.getBoundingClientRect().top < 0) $('find-row').scrollIntoView({ block: 'start' });
-  if (shownPlaylist) renderTracks(shownPlaylist, shownSession?.view ?? null);
+  if (shownPlaylist) renderTracks(shownPlaylist, shownSession?.view ?? null, 0, false);
 }
 
 /** Empties the find field: every track shown again. */
@@ -671,6 +671,16 @@ function rowsToDraw(tracks, keep = -1) {
   return { first, last, onScreen, perScreen };
 }
 
+/** The first track row drawn that is on screen, and how far from the screen's top (px).
+ *  @param {HTMLElement} list */
+function rowAtScreenTop(list) {
+  for (const row of list.children) {
+    const box = row.getBoundingClientRect();
+    if (box.bottom > 0 && box.top < window.innerHeight) return { id: row.getAttribute('data-track') || '', top: box.top };
+  }
+  return null;
+}
+
 /** Draws the rows near the screen again once less than half a screen of drawn rows is
  *  left beyond what is on screen. */
 function followScroll() {
@@ -698,8 +708,10 @@ for (const event of ['scroll', 'resize']) {
  *  the room votes), and a handle to move it. A long playlist draws the rows near the screen
  *  (see {@link rowsToDraw}); the rest of the list is padding as tall as they would be.
  *  @param {import('./api').PlaylistView} p @param {import('./api').SessionView | null} v
- *  @param {number} [redrawn] how many times in a row the rows drawn missed the screen */
-function renderTracks(p, v, redrawn = 0) {
+ *  @param {number} [redrawn] how many times in a row the rows drawn missed the screen
+ *  @param {boolean} [inPlace] whether what is on screen stays where it is (not when the
+ *  list shown is another: a find) */
+function renderTracks(p, v, redrawn = 0, inPlace = true) {
   const voting = v?.mode === 'vote';
   /** @type {Map<string, import('./api').UpNext>} */
   const queued = new Map((v?.up_next || []).map((u) => [u.track_id, u]));
@@ -723,6 +735,11 @@ function renderTracks(p, v, redrawn = 0) {
   const focusedRow = focused?.closest('#tracks li')?.getAttribute('data-track');
   const focusedClass = focused?.classList[0];
   const { first, last } = rowsToDraw(tracks, focusedRow ? tracks.findIndex((t) => t.id === focusedRow) : -1);
+  // The row at the screen's top, and where: it stays there. The rows above those drawn are
+  // padding of their height as last measured (or the mean), and a redraw measures rows
+  // anew; without this, what is on screen would move by the difference. (The browser's own
+  // scroll anchoring gives up when the list's padding changes.)
+  const anchor = inPlace && tracks.length > DRAW_ALL_UP_TO ? rowAtScreenTop(list) : null;
   // A row that shows the same as before is kept, not built again, and stays in the page
   // (a long playlist changes a row or two at a time). Rows hold no position: the numbers
   // are CSS counters (starting at the first row drawn), and a row asks where it is when
@@ -786,13 +803,18 @@ function renderTracks(p, v, redrawn = 0) {
     list.style.paddingTop = list.style.paddingBottom = '';
   }
   list.style.counterReset = first && !places ? `track ${first}` : '';
+  const anchored = anchor && list.querySelector(`li[data-track="${CSS.escape(anchor.id)}"]`);
+  if (anchor && anchored) {
+    const moved = anchored.getBoundingClientRect().top - anchor.top;
+    if (Math.abs(moved) >= 1) window.scrollBy(0, moved);
+  }
   // Heights just measured move where the drawn rows are (after a jump, into rows never
   // drawn): once they miss the screen, the rows there are drawn instead (it settles within
   // a try or two).
   if (last - first < tracks.length && redrawn < 3) {
     const { onScreen } = rowsToDraw(tracks);
     if (onScreen < first || onScreen >= last) {
-      renderTracks(p, v, redrawn + 1);
+      renderTracks(p, v, redrawn + 1, inPlace);
       return;
     }
   }
