@@ -370,6 +370,17 @@ test('now playing plays the audio of a track from the library, following the hol
   await page.fill('#library-q', 'beep');
   await page.waitForFunction(() => /The first 8 of 9 found/.test(document.getElementById('library-note').textContent), null, { timeout: 10000 });
   assert.equal(await page.locator('#library-hits li').count(), 8);
+  // All nine at once, in the order found, in a playlist of their own.
+  const beeps = JSON.parse(cli(m.home, ['playlist', 'create', 'Beeps', '--json'])).id;
+  await page.click('#playlists button.pl:text("Beeps")');
+  await page.waitForFunction(() => document.getElementById('pl-name').textContent === 'Beeps', null, { timeout: 10000 });
+  await page.click('#library-note button:text("Add all 9")');
+  await page.waitForFunction(() => document.querySelectorAll('#tracks li').length === 9, null, { timeout: 10000 });
+  assert.equal(await page.textContent('#library-note button'), '✓ Added 9');
+  const beepTitles = JSON.parse(cli(m.home, ['playlist', 'show', beeps, '--json'])).tracks.map((t) => t.title);
+  assert.deepEqual(beepTitles, Array.from({ length: 9 }, (_, i) => `Short Beep ${i + 1}`));
+  await page.click('#playlists button.pl:text("Tones")');
+  await page.waitForFunction(() => document.getElementById('pl-name').textContent === 'Tones', null, { timeout: 10000 });
   await page.fill('#library-q', 'tones LÔNG');
   await page.waitForFunction(() => document.querySelectorAll('#library-hits li').length === 1, null, { timeout: 10000 });
   assert.match(await page.textContent('#library-hits li'), /Long Tone[\s\S]*Test Tones[\s\S]*0:30/);

@@ -464,6 +464,9 @@ let findWords = /** @type {string[]} */ ([]);
 /** Songs of your music a search shows (the most likely first). */
 const LIBRARY_HITS_SHOWN = 8;
 
+/** Songs found at most for "Add all" (an album, a few; not half the library by mistake). */
+const ADD_ALL_UP_TO = 100;
+
 /** Searches of your music asked so far: only the newest one's answer is drawn. */
 let librarySearches = 0;
 
@@ -501,13 +504,34 @@ async function searchLibrary() {
   }
   if (asked !== librarySearches) return; // typed on since
   const hits = reply.entries;
-  $('library-note').textContent = !hits.length ? `Nothing in your music matches “${q}”.`
+  const note = !hits.length ? `Nothing in your music matches “${q}”.`
     : reply.found > hits.length ? `The first ${hits.length} of ${reply.found.toLocaleString('en')} found: another word finds fewer.` : '';
+  // An album, or a few songs: all of them at once.
+  const all = reply.found > 1 && reply.found <= ADD_ALL_UP_TO
+    ? el('button', { type: 'button', class: 'small ghost', onclick: (/** @type {MouseEvent} */ e) => addAllFound(q, reply.found, /** @type {HTMLButtonElement} */ (e.currentTarget)) }, `Add all ${reply.found}`)
+    : null;
+  $('library-note').replaceChildren(note, ...(all ? [note ? ' ' : '', all] : []));
   $('library-hits').replaceChildren(...hits.map((h) => el('li', {},
     el('span', { class: 'what' }, el('strong', {}, h.title), el('br'),
       el('span', { class: 'by' }, [h.artists.join(', ') || 'Unknown artist', h.album].filter(Boolean).join(' · '))),
     el('span', { class: 'dur' }, h.duration_ms ? clock(h.duration_ms) : ''),
     el('button', { type: 'button', class: 'small', 'aria-label': `Add ${h.title}`, onclick: (/** @type {MouseEvent} */ e) => addFromLibrary(h, /** @type {HTMLButtonElement} */ (e.currentTarget)) }, 'Add'))));
+}
+
+/** Adds every song the search `q` finds (`count` of them), in the order found, in one
+ *  change. @param {string} q @param {number} count @param {HTMLButtonElement} button */
+async function addAllFound(q, count, button) {
+  if (!openId) return;
+  button.disabled = true;
+  try {
+    const { entries } = await api.library(q, count);
+    await api.addTracks(openId, entries.map((h) => ({ title: h.title, artists: h.artists, album: h.album, duration_ms: h.duration_ms, uri: null, content: h.content })));
+    button.textContent = `✓ Added ${entries.length}`;
+    $('playlist-result').textContent = '';
+  } catch (e) {
+    button.disabled = false;
+    $('playlist-result').textContent = message(e);
+  }
 }
 
 /** Adds a song of your music to the open playlist: the track carries the file's content

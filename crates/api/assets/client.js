@@ -110,6 +110,14 @@ export const showPlaylist = (id) => call(playlist(id));
 export const addTrack = (id, track) => call(`${playlist(id)}/tracks`, { method: 'POST', body: track });
 
 /**
+ * Several tracks in one change, in order.
+ * @param {string} id
+ * @param {NewTrack[]} tracks
+ * @returns {Promise<import('./api').AddedTracks>}
+ */
+export const addTracks = (id, tracks) => call(`${playlist(id)}/tracks`, { method: 'POST', body: { tracks } });
+
+/**
  * The music library's files: the first `limit` of those matching `q` (title, artists,
  * album, file name), best first, and how many match (`found`).
  * @param {string} q
