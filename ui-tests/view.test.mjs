@@ -473,6 +473,15 @@ test('now playing plays the audio of a track from the library, following the hol
   assert.equal(await page.getAttribute('#np-open', 'href'), 'https://example.com/song');
   assert.equal(await page.evaluate(() => document.getElementById('np-audio').paused), true);
   await shots(page, 'm-playing');
+  // Who holds playback plays a track from the list: its number, or a double click.
+  await page.hover('#tracks li:first-child');
+  await page.locator('#tracks').screenshot({ path: join(SHOTS, 'track-play-hover.png') });
+  await page.click('#tracks li:first-child button.pos');
+  await page.waitForFunction(() => document.getElementById('np-title').textContent === 'Long Tone', null, { timeout: 10000 });
+  await page.dblclick('#tracks li:nth-child(2) .what');
+  await page.waitForFunction(() => document.getElementById('np-title').textContent === 'Only a link', null, { timeout: 10000 });
+  // Not the holder: no such button.
+  assert.equal(await pageF.locator('#tracks li button.pos').count(), 0);
   assert.deepEqual(pageErrors, [], 'no script error, nothing the CSP blocked');
   assert.deepEqual(severeA11y, [], 'no serious or critical accessibility finding (axe-core)');
 }));

@@ -431,7 +431,7 @@ async function refreshPlaylist() {
 
 /** What of a session the track rows show: now playing, and the votes when the room votes.
  *  @param {import('./api').SessionView | null} v */
-const rowFacts = (v) => (v ? JSON.stringify([v.now_playing?.track_id, v.mode === 'vote' && v.up_next.map((u) => [u.track_id, u.score, u.my_vote])]) : '');
+const rowFacts = (v) => (v ? JSON.stringify([v.now_playing?.track_id, v.playback_owner === v.me, v.mode === 'vote' && v.up_next.map((u) => [u.track_id, u.score, u.my_vote])]) : '');
 
 /** Name, cover, who is in it, what it holds. @param {import('./api').PlaylistView} p */
 function renderPlaylistHead(p) {
@@ -740,6 +740,9 @@ function renderTracks(p, v, redrawn = 0, inPlace = true) {
   /** @type {Map<string, import('./api').UpNext>} */
   const queued = new Map((v?.up_next || []).map((u) => [u.track_id, u]));
   const playing = v?.now_playing?.track_id;
+  // Who holds playback plays any track at once: its number (▶ under the pointer), or a
+  // double click on its row.
+  const canPlay = Boolean(v) && v?.playback_owner === v?.me;
   const list = $('tracks');
   // Those found, when finding: they keep their numbers (their places in the playlist) and
   // stay where they are (moving one among those found would say nothing of where it lands).
@@ -775,7 +778,7 @@ function renderTracks(p, v, redrawn = 0, inPlace = true) {
     const up = voting ? queued.get(t.id) : undefined;
     // The number is counted by CSS, unless the row is one found (then it is written).
     const pos = t.id === playing ? '♪' : places ? String(places[first + k] + 1) : '';
-    const shows = JSON.stringify([t.title, t.artists, t.album, by, t.duration_ms, pos, up?.score, up?.my_vote]);
+    const shows = JSON.stringify([t.title, t.artists, t.album, by, t.duration_ms, pos, canPlay, up?.score, up?.my_vote]);
     const kept = drawn.get(t.id);
     if (kept && kept.dataset.shows === shows) return kept;
     const movable = !places;
@@ -783,6 +786,7 @@ function renderTracks(p, v, redrawn = 0, inPlace = true) {
       'data-shows': shows,
       'data-track': t.id,
       class: t.id === playing ? 'playing' : '',
+      ...(canPlay ? { ondblclick: (/** @type {MouseEvent} */ e) => { if (!(/** @type {HTMLElement} */ (e.target)).closest('button')) act({ action: 'play', track_id: t.id }); } } : {}),
       ...(movable ? {
         draggable: 'true',
         ondragstart: (/** @type {DragEvent} */ e) => { e.dataTransfer?.setData('text/plain', t.id); if (e.dataTransfer) e.dataTransfer.effectAllowed = 'move'; },
@@ -797,7 +801,9 @@ function renderTracks(p, v, redrawn = 0, inPlace = true) {
         },
         onpointerdown: (/** @type {PointerEvent} */ e) => dragByHandle(e, t.id, rowIndex(e.currentTarget)),
       }, '⠿'),
-      el('span', { class: 'pos' }, pos),
+      canPlay
+        ? el('button', { type: 'button', class: 'pos play', 'aria-label': `${pos ? `${pos}: play` : 'Play'} ${t.title} now`, onclick: () => act({ action: 'play', track_id: t.id }) }, el('span', { class: 'num' }, pos))
+        : el('span', { class: 'pos' }, el('span', { class: 'num' }, pos)),
       el('span', { class: 'what' }, el('strong', {}, t.title),
         el('br'), el('span', { class: 'by' }, t.artists.join(', ') || 'Unknown artist',
           el('span', { class: 'phone-only' }, ` · added by ${by}`))),
