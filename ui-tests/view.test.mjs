@@ -613,6 +613,19 @@ test('a long playlist draws the rows near the screen, and scrolls, moves and rem
   titles = order();
   assertConsecutive(await drawn(), titles);
   assert.ok(await page.locator('#tracks li button.handle').count() > 0, 'tracks move again');
+  // What plays shows its row, however far down: its title in now playing brings it on screen.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const farTrack = JSON.parse(cli(n.home, ['playlist', 'show', id, '--json'])).tracks[900];
+  cli(n.home, ['session', 'play', id, farTrack.id]);
+  await page.waitForFunction((t) => document.getElementById('np-title').textContent === t, farTrack.title, { timeout: 10000 });
+  await page.click('#np-title');
+  await page.waitForFunction((trackId) => {
+    const row = document.querySelector(`#tracks li[data-track="${trackId}"]`);
+    const box = row?.getBoundingClientRect();
+    return box && box.top >= 0 && box.bottom <= window.innerHeight;
+  }, farTrack.id, { timeout: 10000 });
+  assert.equal(await page.textContent(`#tracks li[data-track="${farTrack.id}"] .pos`), '♪');
+  cli(n.home, ['session', 'pause', id]);
   // Back at the top: the first rows again, from 1.
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.waitForFunction(() => document.querySelector('#tracks li')?.getAttribute('aria-posinset') === '1', null, { timeout: 10000 });

@@ -705,6 +705,26 @@ function rowAtScreenTop(list) {
   return null;
 }
 
+/** Brings the row of a track to the screen, drawn first in a long playlist (and every track
+ *  shown again if a find hid it). @param {string} trackId */
+function showTrack(trackId) {
+  const p = shownPlaylist;
+  if (!p) return;
+  const shown = () => shownTracks(p).tracks.findIndex((t) => t.id === trackId);
+  if (shown() < 0 && findWords.length) stopFinding();
+  const index = shown();
+  if (index < 0) return;
+  const row = () => document.querySelector(`#tracks li[data-track="${CSS.escape(trackId)}"]`);
+  if (!row()) {
+    // Not drawn: to where it is taken to be, and the rows there drawn.
+    const list = $('tracks');
+    const above = rowsHeight(shownTracks(p).tracks.slice(0, index));
+    window.scrollTo(0, list.getBoundingClientRect().top + window.scrollY + above - window.innerHeight / 3);
+    renderTracks(p, shownSession?.view ?? null, 0, false);
+  }
+  row()?.scrollIntoView({ block: 'center' });
+}
+
 /** Draws the rows near the screen again once less than half a screen of drawn rows is
  *  left beyond what is on screen. */
 function followScroll() {
@@ -1384,6 +1404,10 @@ function wire() {
     $input('invite-link').select();
   });
   $('back').addEventListener('click', closePlaylist);
+  $('np-title').addEventListener('click', () => {
+    const playing = shownSession?.view.now_playing?.track_id;
+    if (playing) showTrack(playing);
+  });
   $('track-find').addEventListener('input', findInPlaylist);
   $('import-button').addEventListener('click', () => $input('import-file').click());
   // A playlist file dropped anywhere on the page is imported too (a dragged track row
