@@ -39,8 +39,8 @@ impl PartExports {
     /// version `of`.
     pub fn get(&self, session: &str, since: &[u8], of: &[u8]) -> Option<Arc<Vec<u8>>> {
         let mut kept = self.lock();
+        forget_stale(&mut kept);
         let now = Instant::now();
-        kept.retain(|k| now.duration_since(k.used) < KEPT_FOR);
         let found = kept
             .iter_mut()
             .find(|k| k.session == session && k.since == since && k.of == of)?;
@@ -80,8 +80,7 @@ impl PartExports {
             loop {
                 tokio::time::sleep(KEPT_FOR).await;
                 let mut kept = exports.lock();
-                let now = Instant::now();
-                kept.retain(|k| now.duration_since(k.used) < KEPT_FOR);
+                forget_stale(&mut kept);
                 if kept.is_empty() {
                     break;
                 }
@@ -92,6 +91,12 @@ impl PartExports {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Kept>> {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Drops the exports that waited longer than [`KEPT_FOR`] for their next part.
+fn forget_stale(kept: &mut Vec<Kept>) {
+    let now = Instant::now();
+    kept.retain(|k| now.duration_since(k.used) < KEPT_FOR);
 }
 
 #[cfg(test)]

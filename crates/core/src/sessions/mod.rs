@@ -1145,12 +1145,7 @@ impl Actor {
                         Ok(()) => {
                             // The sender has (at least) this: pushes to it start from here.
                             if let Some(version) = version.and_then(|v| B64.decode(v).ok()) {
-                                ctx.tell(Msg::Known {
-                                    service: via.name.clone(),
-                                    peer: peer.clone(),
-                                    session: session.clone(),
-                                    version,
-                                });
+                                ctx.tell_known(&via, &peer, &session, version);
                             }
                             serde_json::to_value(SyncResponse::Ack).unwrap_or(Value::Null)
                         }

@@ -102,6 +102,17 @@ impl Ctx {
         let _ = self.tx.send(msg);
     }
 
+    /// Tells the sessions task that `peer` (through `via`) has `session` at least at
+    /// `version`: pushes to it start from there.
+    pub fn tell_known(&self, via: &ServiceHandle, peer: &str, session: &str, version: Vec<u8>) {
+        self.tell(Msg::Known {
+            service: via.name.clone(),
+            peer: peer.to_string(),
+            session: session.to_string(),
+            version,
+        });
+    }
+
     async fn request(
         &self,
         via: &ServiceHandle,
@@ -318,12 +329,7 @@ impl Ctx {
             Ok((updates, ours, fresh)) => {
                 let Some(index) = part else {
                     // An asker from before parts: the whole, as it expects.
-                    self.tell(Msg::Known {
-                        service: via.name.clone(),
-                        peer: peer.to_string(),
-                        session: session.clone(),
-                        version: ours,
-                    });
+                    self.tell_known(via, peer, &session, ours);
                     return SyncResponse::Updates {
                         session,
                         updates: pack(&updates),
@@ -349,22 +355,16 @@ impl Ctx {
                         self.exports.expire();
                     }
                 } else {
+                    // The last part: the export is done with, and the peer has everything
+                    // we have.
                     self.exports.forget(&session, &since);
-                }
-                if index as usize + 1 == count {
                     if count > 1 {
                         tracing::info!(
                             "sent playlist {session} to {peer} in {count} parts ({} bytes)",
                             updates.len()
                         );
                     }
-                    // With the last part the peer has everything we have.
-                    self.tell(Msg::Known {
-                        service: via.name.clone(),
-                        peer: peer.to_string(),
-                        session: session.clone(),
-                        version: ours,
-                    });
+                    self.tell_known(via, peer, &session, ours);
                 }
                 SyncResponse::Updates {
                     session,
@@ -420,12 +420,9 @@ impl Ctx {
                 .await
                 .map(serde_json::from_value::<SyncResponse>)
             {
-                Ok(Ok(SyncResponse::Ack)) if last => self.tell(Msg::Known {
-                    service: via.name.clone(),
-                    peer: peer.to_string(),
-                    session: session.to_string(),
-                    version: version.clone(),
-                }),
+                Ok(Ok(SyncResponse::Ack)) if last => {
+                    self.tell_known(via, peer, session, version.clone());
+                }
                 Ok(Ok(SyncResponse::Ack)) => {}
                 other => {
                     tracing::debug!("push of {session} to {peer}: {other:?}");
