@@ -132,7 +132,7 @@ function renderPlaylists(s) {
   // Many playlists have a find field (by name, case and accents aside); it stays while
   // it holds something.
   const find = $input('playlist-find');
-  const words = folded(find.value).split(/\s+/).filter(Boolean);
+  const words = wordsOf(find.value);
   find.hidden = s.playlists.length <= FIND_FROM && !words.length;
   const shown = words.length ? s.playlists.filter((p) => { const name = folded(p.name); return words.every((w) => name.includes(w)); }) : s.playlists;
   $('no-playlist-match').hidden = shown.length > 0 || !words.length;
@@ -591,6 +591,9 @@ const FIND_FROM = 12;
 /** Lower case without accents: "Beyoncé" is found by "beyonce". @param {string} text */
 const folded = (text) => text.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
 
+/** The words a find field asks for, folded. @param {string} text */
+const wordsOf = (text) => folded(text).split(/\s+/).filter(Boolean);
+
 /** What find looks through, folded, by track id, with what it was folded from (a track
  *  edited is folded again; a 10,000-track playlist is folded once, not at every key). */
 const findText = /** @type {Map<string, [string, string]>} */ (new Map());
@@ -610,18 +613,25 @@ function foundIn(t) {
  *  @param {import('./api').PlaylistView} p */
 function shownTracks(p) {
   if (!findWords.length) return { tracks: p.tracks, places: null };
+  // Asked at every frame of a scroll: filtered once per playlist fetched and words asked.
+  if (lastFound.p === p && lastFound.words === findWords) return lastFound.shown;
   const tracks = [];
   const places = [];
   for (const [place, t] of p.tracks.entries()) {
     const text = foundIn(t);
     if (findWords.every((w) => text.includes(w))) { tracks.push(t); places.push(place); }
   }
-  return { tracks, places };
+  Object.assign(lastFound, { p, words: findWords, shown: { tracks, places } });
+  return lastFound.shown;
 }
+
+/** The last tracks found: for which playlist (as fetched) and words.
+ *  @type {{ p: unknown, words: unknown, shown: { tracks: import('./api').Track[], places: number[] | null } }} */
+const lastFound = { p: null, words: null, shown: { tracks: [], places: null } };
 
 /** Takes what the find field holds, and shows the tracks found (from the list's top). */
 function findInPlaylist() {
-  const words = folded($input('track-find').value).split(/\s+/).filter(Boolean);
+  const words = wordsOf($input('track-find').value);
   if (words.join(' ') === findWords.join(' ')) return;
   findWords = words;
   Object.assign(drawnRows, { first: 0, last: 0 });
@@ -629,6 +639,17 @@ function findInPlaylist() {
   // The list shrinks to what is found: from its top, the field still in view.
   if (list.getBoundingClientRect().top < 0) $('find-row').scrollIntoView({ block: 'start' });
   if (shownPlaylist) renderTracks(shownPlaylist, shownSession?.view ?? null, 0, false);
+}
+
+/** Escape in a search field that holds something empties it, then `then` shows what it hid.
+ *  @param {string} id @param {() => void} then */
+function clearOnEscape(id, then) {
+  $(id).addEventListener('keydown', (e) => {
+    if (e.key !== 'Escape' || !$input(id).value) return;
+    e.preventDefault();
+    $input(id).value = '';
+    then();
+  });
 }
 
 /** Empties the find field: every track shown again. */
@@ -1430,18 +1451,12 @@ function wire() {
     if (file) importFile(file);
   });
   $('playlist-find').addEventListener('input', () => { if (state) renderPlaylists(state); });
-  $('playlist-find').addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && $input('playlist-find').value) { e.preventDefault(); $input('playlist-find').value = ''; if (state) renderPlaylists(state); }
-  });
+  clearOnEscape('playlist-find', () => { if (state) renderPlaylists(state); });
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let typing;
   $('library-q').addEventListener('input', () => { clearTimeout(typing); typing = setTimeout(searchLibrary, 150); });
-  $('library-q').addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && $input('library-q').value) { e.preventDefault(); $input('library-q').value = ''; searchLibrary(); }
-  });
-  $('track-find').addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && $input('track-find').value) { e.preventDefault(); stopFinding(); }
-  });
+  clearOnEscape('library-q', searchLibrary);
+  clearOnEscape('track-find', findInPlaylist);
   // Ctrl+F (⌘F) finds in the playlist open: the page's own find sees only the rows drawn.
   document.addEventListener('keydown', (e) => {
     if (e.key !== 'f' || !(e.ctrlKey || e.metaKey) || e.altKey || e.shiftKey) return;
