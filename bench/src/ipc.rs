@@ -289,3 +289,79 @@ pub fn pipelined(whatnext: &Path, total: usize, placement: Placement) -> anyhow:
         Ok(json!({"messages": per_task * IN_FLIGHT, "seconds": secs, "msgs_per_sec": (per_task * IN_FLIGHT) as f64 / secs}))
     })
 }
+
+/// Child side of the event-loop floor: the echo as a minimal tokio loop on async pipes.
+pub fn echo_loop_child() -> anyhow::Result<()> {
+    use std::os::fd::AsFd as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
+        let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
+        let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(stdin)?;
+        let mut writer = tokio::net::unix::pipe::Sender::from_owned_fd(stdout)?;
+        let pong = pong_frame(1);
+        let mut header = [0u8; 4];
+        let mut buf = Vec::new();
+        loop {
+            if reader.read_exact(&mut header).await.is_err() {
+                return Ok(());
+            }
+            buf.resize(u32::from_be_bytes(header) as usize, 0);
+            reader.read_exact(&mut buf).await?;
+            writer.write_all(&pong).await?;
+        }
+    })
+}
+
+/// The event-loop floor: the same frames, both ends a minimal tokio loop (epoll) on the
+/// same pipes — what any event-driven design pays before doing any work of its own. On one
+/// core each end makes three system calls a round trip (`epoll_wait`, `read`, `write`)
+/// where the blocking floor makes two.
+pub fn loop_floor(iters: usize, placement: Placement) -> anyhow::Result<Value> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    placement.pin_self()?;
+    let me = std::env::current_exe()?;
+    let samples = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let mut child = tokio::process::Command::new(me)
+                .arg("echo-loop")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()?;
+            let pid = child.id().context("child pid")?;
+            let mut stdin = child.stdin.take().context("stdin")?;
+            let mut stdout = child.stdout.take().context("stdout")?;
+            // One round trip first: the child's runtime is up and can be pinned whole.
+            stdin.write_all(&ping_frame(1)).await?;
+            let mut header = [0u8; 4];
+            let mut buf = Vec::new();
+            stdout.read_exact(&mut header).await?;
+            buf.resize(u32::from_be_bytes(header) as usize, 0);
+            stdout.read_exact(&mut buf).await?;
+            pin_all_threads(pid, placement.child)?;
+            let samples = tokio::spawn(async move {
+                let mut samples = Vec::with_capacity(iters);
+                for i in 0..(iters + WARMUP) {
+                    let frame = ping_frame(i as u64 + 1_000_000);
+                    let t = Instant::now();
+                    stdin.write_all(&frame).await?;
+                    stdout.read_exact(&mut header).await?;
+                    buf.resize(u32::from_be_bytes(header) as usize, 0);
+                    stdout.read_exact(&mut buf).await?;
+                    if i >= WARMUP {
+                        samples.push(t.elapsed().as_secs_f64() * 1e6);
+                    }
+                }
+                anyhow::Ok(samples)
+            })
+            .await??;
+            let _ = child.start_kill();
+            anyhow::Ok(samples)
+        })?;
+    Ok(summary(samples))
+}

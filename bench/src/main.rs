@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]\n       whatnext-bench pipe-hop --whatnext BIN [--iters GROUPS]\n       whatnext-bench playback --whatnext BIN\n       whatnext-bench big-playlist --whatnext BIN [--iters TRACKS]\n       whatnext-bench store-growth [--quick] [--iters TRACKS]\n       whatnext-bench home --whatnext BIN --iters PLAYLISTS [--quick]\n       whatnext-bench join --whatnext BIN --iters TRACKS\n       whatnext-bench growth --whatnext BIN [--quick]\n       whatnext-bench store-open STORE_DIR PLAYLIST_ID"
+        "usage: whatnext-bench all --whatnext BIN [--out FILE]\n       whatnext-bench ipc-floor|ipc-loop-floor|ipc-direct|ipc-controller|pipelined --whatnext BIN [--iters N]\n       whatnext-bench lifecycle|store|sync|freshness --whatnext BIN\n       whatnext-bench session --whatnext BIN [--iters MEMBERS]\n       whatnext-bench signing [--iters N]\n       whatnext-bench library [--iters FILES]\n       whatnext-bench transfer --whatnext BIN [--iters MB]\n       whatnext-bench stream-copy [--iters MB]\n       whatnext-bench pipe-hop --whatnext BIN [--iters GROUPS]\n       whatnext-bench playback --whatnext BIN\n       whatnext-bench big-playlist --whatnext BIN [--iters TRACKS]\n       whatnext-bench store-growth [--quick] [--iters TRACKS]\n       whatnext-bench home --whatnext BIN --iters PLAYLISTS [--quick]\n       whatnext-bench join --whatnext BIN --iters TRACKS\n       whatnext-bench growth --whatnext BIN [--quick]\n       whatnext-bench store-open STORE_DIR PLAYLIST_ID"
     );
     std::process::exit(2)
 }
@@ -97,6 +97,8 @@ fn main() -> anyhow::Result<()> {
     }
     let result = match args.command.as_str() {
         "echo" => return ipc::echo_child(),
+        "echo-loop" => return ipc::echo_loop_child(),
+        "ipc-loop-floor" => ipc::loop_floor(args.iters, args.placement)?,
         "ipc-floor" => ipc::floor(args.iters, args.placement)?,
         "ipc-direct" => ipc::direct(&args.whatnext, args.iters, args.placement)?,
         "ipc-controller" => ipc::through_controller(&args.whatnext, args.iters, args.placement)?,
@@ -524,6 +526,7 @@ fn all(args: &Args) -> anyhow::Result<()> {
     for (label, placement) in [("across 2 cores", cross), ("on 1 core", same)] {
         eprintln!("measuring IPC round trips {label} …");
         let floor = placed(&["ipc-floor", "--iters", &iters], placement)?;
+        let loop_floor = placed(&["ipc-loop-floor", "--iters", &iters], placement)?;
         let direct = placed(
             &["ipc-direct", "--whatnext", bin, "--iters", &iters],
             placement,
@@ -544,6 +547,13 @@ fn all(args: &Args) -> anyhow::Result<()> {
                 unit: "µs",
             });
             rows.push(Row {
+                figure: format!("IPC round trip {quantile}, controller path, {label}"),
+                ours: ctrl[q].as_f64().unwrap_or(f64::NAN),
+                baseline: loop_floor[q].as_f64(),
+                baseline_name: "event-loop floor (tokio both ends)",
+                unit: "µs",
+            });
+            rows.push(Row {
                 figure: format!("IPC round trip {quantile}, service only, {label}"),
                 ours: direct[q].as_f64().unwrap_or(f64::NAN),
                 baseline: floor_q,
@@ -560,7 +570,7 @@ fn all(args: &Args) -> anyhow::Result<()> {
         }
         raw.insert(
             format!("ipc {label}"),
-            json!({"floor": floor, "direct": direct, "controller": ctrl, "node_fork": node}),
+            json!({"floor": floor, "loop_floor": loop_floor, "direct": direct, "controller": ctrl, "node_fork": node}),
         );
     }
     eprintln!("measuring pipelined throughput …");
