@@ -700,7 +700,8 @@ test('playlist files of other apps come in, and a playlist goes out as a file', 
   await page.click('#import-result button');
   await page.waitForFunction(() => document.querySelectorAll('#playlists li').length === 2, null, { timeout: 10000 });
   const names = JSON.parse(cli(n.home, ['playlist', 'list', '--json'])).map((p) => p.name);
-  assert.deepEqual(names.sort(), ['Road songs', 'Road songs']);
+  assert.deepEqual(names.sort(), ['Road songs', 'Road songs (copy)']);
+  await page.waitForFunction(() => document.getElementById('pl-name').textContent === 'Road songs (copy)', null, { timeout: 10000 });
   // A file dropped on the page comes in as well.
   await page.evaluate(() => {
     const files = new DataTransfer();

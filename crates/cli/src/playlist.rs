@@ -173,7 +173,8 @@ pub enum PlaylistCommand {
     Import {
         /// The file to read.
         file: PathBuf,
-        /// Give it a new id (e.g. to import a copy of a playlist you already have).
+        /// Give it a new id (e.g. to import a copy of a playlist you already have: the copy is
+        /// named "NAME (copy)", "NAME (copy 2)", …).
         #[arg(long)]
         as_new: bool,
         /// Print the new playlist's id as JSON.

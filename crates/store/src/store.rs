@@ -683,10 +683,34 @@ impl Store {
         if self.contains(&id) {
             return Err(StoreError::Exists(id));
         }
+        // A copy of a playlist that is here says so in its name: two of the same name in
+        // the list would leave the user guessing which is which.
+        let name = if as_new && self.contains(&playlist.id) {
+            self.copy_name(&playlist.name)
+        } else {
+            playlist.name.clone()
+        };
         let (peer, nonce) = self.fresh_peer(&id);
-        let doc = build_imported(&id, playlist, peer)?;
+        let doc = build_imported(&id, playlist, &name, peer)?;
         self.insert_new(id.clone(), doc, nonce, None)?;
         Ok(id)
+    }
+
+    /// A name for a copy of playlist `name` that no playlist here has: "name (copy)", then
+    /// "name (copy 2)", … (a copy of a copy is named after the original). A name already at
+    /// the length limit stays as it is.
+    fn copy_name(&self, name: &str) -> String {
+        let original = strip_copy_suffix(name.trim());
+        let taken: HashSet<String> = self.list().into_iter().map(|s| s.name).collect();
+        // Among n playlists one of the first n + 1 candidates is free.
+        (1..=taken.len() + 1)
+            .map(|n| match n {
+                1 => format!("{original} (copy)"),
+                n => format!("{original} (copy {n})"),
+            })
+            .find(|candidate| !taken.contains(candidate))
+            .filter(|candidate| candidate.len() <= crate::doc::MAX_TEXT)
+            .unwrap_or_else(|| name.to_string())
     }
 
     /// Replaces a damaged playlist that was never shared by the copy in its Markdown mirror
@@ -720,7 +744,7 @@ impl Store {
             )));
         }
         let (peer, nonce) = self.fresh_peer(id);
-        let doc = build_imported(id, playlist, peer)?;
+        let doc = build_imported(id, playlist, &playlist.name, peer)?;
         let dir = self.dir(id);
         let mut kept = Vec::new();
         for name in ["updates.log", "snapshot.loro", crate::signed_log::FILE] {
@@ -1708,12 +1732,31 @@ fn read_back(dir: &Path, since: &[Envelope]) -> Option<PlaylistDoc> {
 }
 
 /// A new document holding an exported playlist, after checking it.
-fn build_imported(id: &str, playlist: &Playlist, peer: u64) -> Result<PlaylistDoc, StoreError> {
+/// `name` without a " (copy)" or " (copy N)" that [`Store::copy_name`] put at its end.
+pub(crate) fn strip_copy_suffix(name: &str) -> &str {
+    let Some(rest) = name.strip_suffix(')') else {
+        return name;
+    };
+    if let Some(original) = rest.strip_suffix(" (copy") {
+        return original;
+    }
+    match rest.rsplit_once(" (copy ") {
+        Some((original, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => original,
+        _ => name,
+    }
+}
+
+fn build_imported(
+    id: &str,
+    playlist: &Playlist,
+    name: &str,
+    peer: u64,
+) -> Result<PlaylistDoc, StoreError> {
     validate_import(playlist)?;
     let doc = PlaylistDoc::create_as(
         Some(peer),
         id,
-        &playlist.name,
+        name,
         &playlist.description,
         &playlist.owner,
         playlist.created_at,

@@ -1026,6 +1026,58 @@ fn import_refuses_duplicate_and_unsafe_ids_and_bad_peer_ids() {
 }
 
 #[test]
+fn a_copy_of_a_playlist_that_is_here_says_so_in_its_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");
+    let id = store.create("Road trip", "", &me(), 1).expect("create");
+    let original = store.get(&id).expect("get");
+    let name_of = |store: &mut Store, id: &str| store.get(id).expect("get").name;
+
+    let first = store.import(&original, true, 2).expect("copy");
+    assert_eq!(name_of(&mut store, &first), "Road trip (copy)");
+    let second = store.import(&original, true, 3).expect("copy");
+    assert_eq!(name_of(&mut store, &second), "Road trip (copy 2)");
+    // A copy of a copy is a third copy of the original, not "(copy) (copy)".
+    let of_copy = store.get(&first).expect("get");
+    let third = store.import(&of_copy, true, 4).expect("copy");
+    assert_eq!(name_of(&mut store, &third), "Road trip (copy 3)");
+    // A name freed is used again.
+    store.delete(&first, 5).expect("delete");
+    let fourth = store.import(&original, true, 5).expect("copy");
+    assert_eq!(name_of(&mut store, &fourth), "Road trip (copy)");
+
+    // A playlist that is not here comes in under its own name, even as a new one.
+    let mut elsewhere = original.clone();
+    elsewhere.id = "some-playlist-from-elsewhere".into();
+    elsewhere.name = "Mixtape (copy 7)".into();
+    let other = store.import(&elsewhere, true, 6).expect("import");
+    assert_eq!(name_of(&mut store, &other), "Mixtape (copy 7)");
+
+    // A name at the length limit has no room for the word: it stays as it is.
+    let mut long = original.clone();
+    long.name = "n".repeat(crate::doc::MAX_TEXT);
+    let long_id = store.import(&long, true, 7).expect("import");
+    let long = store.get(&long_id).expect("get");
+    let copy = store.import(&long, true, 8).expect("copy");
+    assert_eq!(name_of(&mut store, &copy), long.name);
+}
+
+#[test]
+fn copy_suffixes_come_off_only_when_they_are_ours() {
+    for (name, original) in [
+        ("Mix (copy)", "Mix"),
+        ("Mix (copy 12)", "Mix"),
+        ("Mix (copy x)", "Mix (copy x)"),
+        ("Mix (copy )", "Mix (copy )"),
+        ("Mix (live)", "Mix (live)"),
+        ("(copy)", "(copy)"),
+        ("Mix", "Mix"),
+    ] {
+        assert_eq!(crate::store::strip_copy_suffix(name), original, "{name}");
+    }
+}
+
+#[test]
 fn a_new_playlist_never_overwrites_a_directory_on_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut a, _) = Store::open_as(dir.path(), 1, key(1)).expect("open");

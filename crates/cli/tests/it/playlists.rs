@@ -323,6 +323,12 @@ fn export_then_import_in_another_home_keeps_every_field() {
         ],
     );
     assert_ne!(copy["id"], id.as_str());
+    let copy_id = copy["id"].as_str().expect("id");
+    let name = |id: &str| cli_json(&b, &["playlist", "show", id])["name"].clone();
+    assert_eq!(
+        name(copy_id),
+        format!("{} (copy)", name(&id).as_str().expect("name"))
+    );
 }
 
 /// A playlist is named by its id, the start of it, or its name; lengths are typed as m:ss;
