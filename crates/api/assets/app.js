@@ -1006,6 +1006,8 @@ function renderSession(v, names) {
         : ''), ...thread(c.id, depth + 1)]);
   $('no-comments').hidden = v.comments.length > 0;
   replaceChildren($('comments'), thread(null, 0));
+  // Reactions are to the music: none to send while nothing plays (those sent stay shown).
+  $('react-row').hidden = !np && v.reactions.length === 0;
   // Reactions of the last 30 s, newest first, with who sent them.
   $('reactions').textContent = v.reactions.slice(-8).reverse().map((r) => `${r.emoji} ${who(r.peer_id)}`).join('  ');
   const turn = v.turn ? ` · ${v.turn.peer_id === v.me ? 'your turn' : `${who(v.turn.peer_id)}'s turn`} (${v.turn.tracks_left} left)` : '';
