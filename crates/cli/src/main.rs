@@ -71,7 +71,7 @@ enum Commands {
         /// e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…
         addr: String,
         /// Seconds to wait for the connection.
-        #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+        #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = seconds)]
         timeout: f64,
         /// Print the connection (peer id, address, dial time) as JSON.
         #[arg(long)]
@@ -92,11 +92,18 @@ enum Commands {
         #[arg(long)]
         wait: bool,
         /// Seconds to wait for the connection.
-        #[arg(long, default_value_t = 15.0, value_name = "SECS")]
+        #[arg(long, default_value_t = 15.0, value_name = "SECS", value_parser = seconds)]
         timeout: f64,
         /// Print the link attempt (status, steps, error) as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Stop the running WhatNext: the controller and its network service (what a clicked
+    /// link started in the background, too). Friends reach you again once it runs.
+    Stop {
+        /// Seconds to wait for it to finish.
+        #[arg(long, default_value_t = 15.0, value_name = "SECS", value_parser = seconds)]
+        timeout: f64,
     },
     /// Open the view in the browser with a fresh one-time login link.
     Ui {
@@ -172,6 +179,20 @@ struct RunArgs {
     /// Port of the loopback API and view (default: any free port).
     #[arg(long, value_name = "PORT")]
     api_port: Option<u16>,
+}
+
+/// The longest wait a `--timeout` takes: a day.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
+/// A `--timeout`: seconds, more than 0 and at most a day (a `Duration` cannot hold every
+/// number a user can type).
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= MAX_TIMEOUT_SECS => Ok(secs),
+        _ => Err(format!(
+            "expected a number of seconds above 0 and at most {MAX_TIMEOUT_SECS} (a day), e.g. 15 or 2.5"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -287,6 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Commands::Doctor { json } => return doctor(&home, json),
+        Commands::Stop { timeout } => stop(&home, timeout)?,
         Commands::Status { json } => {
             let state = Client::for_home(&home)?.state()?;
             if json {
@@ -315,6 +337,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `whatnext stop`: asks the running controller to stop, and waits until it has (its
+/// `api.json` goes once the service is stopped and the store is on disk).
+fn stop(home: &Home, timeout: f64) -> anyhow::Result<()> {
+    let client = match Client::for_home(home) {
+        Ok(client) => client,
+        Err(whatnext_client::ClientError::Home(HomeError::NotRunning { .. })) => {
+            println!("WhatNext is not running (home {})", home.dir().display());
+            return Ok(());
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let pid = client.pid();
+    let gone = || match home.read_api_info() {
+        Ok(info) => info.pid != pid,
+        Err(HomeError::NotRunning { .. }) => true,
+        Err(_) => false,
+    };
+    if let Err(err) = client.shutdown() {
+        if gone() {
+            println!("WhatNext is not running (home {})", home.dir().display());
+            return Ok(());
+        }
+        return Err(anyhow::Error::from(err).context(format!(
+            "could not ask WhatNext (pid {pid}) to stop; if it no longer answers, `kill {pid}` ends it (nothing acknowledged is lost)"
+        )));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(timeout);
+    while !gone() {
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "WhatNext (pid {pid}) was asked to stop but had not finished after {timeout} s; `whatnext status` says whether it still runs, and `kill {pid}` ends it (nothing acknowledged is lost)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("stopped WhatNext (pid {pid})");
+    Ok(())
 }
 
 /// `whatnext doctor`: the running controller's diagnosis, or, when none runs, what can be
@@ -419,9 +480,8 @@ fn open(home: &Home, url: &str, wait: bool, timeout: f64, json: bool) -> anyhow:
             whatnext_core::state::clip(&whatnext_core::links::redact_key(url), 100)
         )
     })?;
-    let timeout_secs = (timeout.is_finite() && timeout > 0.0)
-        .then_some(timeout)
-        .context("--timeout must be a positive number of seconds")?;
+    // (`--timeout` is checked when parsed: above 0, at most a day.)
+    let timeout_secs = timeout;
     let request = LocalRequest::Open {
         url: url.to_string(),
         wait,

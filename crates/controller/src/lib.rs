@@ -236,7 +236,7 @@ async fn serve(
         "WhatNext is running (peer id {peer_id}); API at {url}; home {}",
         home.dir().display()
     );
-    println!("Stop it with Ctrl-C. `whatnext status` shows the node.");
+    println!("Stop it with Ctrl-C or `whatnext stop`. `whatnext status` shows the node.");
     let login = api.access().new_login_url();
     println!("Open the view: {login}");
     if let Some(ui) = &ui {

@@ -116,6 +116,49 @@ fn controller_restart_keeps_the_peer_id_and_sigterm_stops_the_service() {
     assert_eq!(second.peer_id(), peer_id);
 }
 
+/// `whatnext stop` ends the controller and its service, and returns once they are done;
+/// with nothing running it says so and succeeds (a script may stop twice).
+#[test]
+fn stop_ends_the_controller_and_its_service_and_says_so() {
+    let home = tempfile::tempdir().expect("temp home");
+    let a = Node::start_in(home.path(), &LOOPBACK_RUN_ARGS);
+    let (controller, service) = (a.pid(), a.service_pid());
+    let out = a.cli(&["stop"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        a.log()
+    );
+    assert!(
+        text.contains(&format!("stopped WhatNext (pid {controller})")),
+        "{text}"
+    );
+    // Returned once the controller had finished: its api.json is gone already.
+    assert!(!home.path().join("api.json").exists(), "api.json is left");
+    wait_until("the controller and service to exit", PATIENCE, || {
+        (!alive(controller) && !alive(service)).then_some(())
+    });
+    assert!(a.log().contains("stopped"), "an orderly stop: {}", a.log());
+
+    let out = a.cli(&["stop"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not running"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A timeout a `Duration` cannot hold is refused when parsed, not a panic.
+    for bad in ["1e300", "-1", "0", "NaN", "soon"] {
+        let out = a.cli(&["stop", &format!("--timeout={bad}")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("number of seconds"), "{bad}: {err}");
+        assert!(!err.contains("panicked"), "{bad}: {err}");
+    }
+}
+
 #[test]
 fn a_second_run_on_a_busy_home_hands_over_and_starts_nothing() {
     let a = Node::start();
