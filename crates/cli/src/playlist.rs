@@ -327,12 +327,13 @@ pub(crate) fn write_export(text: &str, out: Option<PathBuf>) -> anyhow::Result<(
 
 /// `m:ss` or `h:mm:ss`, as milliseconds.
 fn parse_duration(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!("{text:?} is not a length; give m:ss (3:45), or milliseconds with --duration-ms")
+    };
     if !text.contains(':') {
-        return Err(format!(
-            "{text:?} is not a length; give m:ss (3:45), or milliseconds with --duration-ms"
-        ));
+        return Err(bad());
     }
-    crate::session::parse_position(text)
+    crate::session::parse_position(text).map_err(|_| bad())
 }
 
 /// `m:ss`.
