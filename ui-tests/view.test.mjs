@@ -158,7 +158,10 @@ test('two users connect and edit a shared playlist live in the view', { timeout:
   await pageB.fill('#add-form input[name=title]', 'So What');
   await pageB.fill('#add-form input[name=artist]', 'Miles Davis');
   await pageB.fill('#add-form input[name=album]', 'Kind of Blue');
-  await pageB.fill('#add-form input[name=duration]', '562');
+  // A length as people write it; one that is not a length is refused before it is sent.
+  await pageB.fill('#add-form input[name=duration]', '9:75');
+  assert.equal(await pageB.$eval('#add-form input[name=duration]', (i) => /** @type {HTMLInputElement} */ (i).checkValidity()), false);
+  await pageB.fill('#add-form input[name=duration]', '9:22');
   const started = Date.now();
   await pageB.click('#add-form button[type=submit]');
   const item = await pageA.waitForSelector('#tracks li:has-text("So What")', { timeout: 20000 });

@@ -1332,7 +1332,8 @@ function wire() {
     /** @param {string} name */
     const field = (name) => /** @type {HTMLInputElement} */ (form.elements.namedItem(name));
     const f = { title: field('title'), artist: field('artist'), album: field('album'), duration: field('duration'), uri: field('uri') };
-    const seconds = Number(f.duration.value);
+    // "3:45", "1:02:03" or "225" (seconds); the field's pattern lets nothing else through.
+    const seconds = f.duration.value.trim().split(':').reduce((sum, part) => sum * 60 + Number(part), 0);
     /** @type {import('./api').NewTrack} */
     const track = {
       title: f.title.value,
