@@ -11,7 +11,7 @@ use whatnext_protocol::{
         CreatePlaylistRequest, ImportRequest, MAX_IMPORT_BYTES, MoveRequest, RenameRequest,
         RevokeRequest, ShareRequest,
     },
-    playlist::NewTrack,
+    playlist::{NewTrack, QueueMode},
 };
 
 use crate::{
@@ -278,9 +278,14 @@ pub(crate) fn print_show(
         for line in playlist.description.lines() {
             println!("{}", safe(line));
         }
+        // In the words of `whatnext session mode`, which sets it.
+        let mode = match playlist.queue_mode {
+            QueueMode::FreeForAll => "free (anyone adds)",
+            QueueMode::TurnTaking => "turns (members take turns)",
+            QueueMode::VoteBased => "vote (up next ordered by votes)",
+        };
         println!(
-            "queue: {}, owner: {}",
-            playlist.queue_mode.as_str(),
+            "mode: {mode}, owner: {}",
             safe(&playlist.owner.display_name)
         );
         if playlist.tracks.is_empty() {
