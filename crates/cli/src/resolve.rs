@@ -17,13 +17,6 @@ pub fn playlist_id(playlists: &[PlaylistSummary], given: &str) -> anyhow::Result
         .iter()
         .filter(|p| !given.is_empty() && p.id.starts_with(given))
         .collect();
-    let list = |found: &[&PlaylistSummary]| {
-        found
-            .iter()
-            .map(|p| format!("{} ({})", p.id, safe(&p.name)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     match (named.as_slice(), started.as_slice()) {
         ([one], _) | ([], [one]) => Ok(one.id.clone()),
         ([], []) => loosely_named(playlists, given).map(|p| p.id.clone()),
@@ -31,15 +24,24 @@ pub fn playlist_id(playlists: &[PlaylistSummary], given: &str) -> anyhow::Result
             "{:?} starts the ids of {} playlists: {}; give more of the id",
             safe(given),
             several.len(),
-            list(several)
+            listed(several)
         ),
         (several, _) => anyhow::bail!(
             "{} playlists are called {:?}: {}; name one by its id",
             several.len(),
             safe(given),
-            list(several)
+            listed(several)
         ),
     }
+}
+
+/// "id (name), id (name)": the playlists a name could be, for the user to pick from.
+fn listed(found: &[&PlaylistSummary]) -> String {
+    found
+        .iter()
+        .map(|p| format!("{} ({})", p.id, safe(&p.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The playlist `given` names loosely, when nothing is named so exactly: its name whatever
@@ -73,11 +75,7 @@ fn loosely_named<'a>(
             "{:?} could be any of {} playlists: {}; give more of the name, or the id",
             safe(given),
             several.len(),
-            several
-                .iter()
-                .map(|p| format!("{} ({})", p.id, safe(&p.name)))
-                .collect::<Vec<_>>()
-                .join(", ")
+            listed(several)
         ),
     }
 }
