@@ -492,6 +492,62 @@ fn a_member_takes_out_only_its_own_tracks_whatever_ids_they_claim() {
     rejected(&mut owner, &id, &framed, "changes who wrote a comment");
 }
 
+/// A member's removal of its own track is judged without checking the document out (a
+/// checkout is O(the playlist): 0.11 s at 100,000 tracks, for every removal received) —
+/// also the first update of a Loro peer new to the document, which Loro imports another
+/// way — and a removal that takes out another's track is still refused.
+#[test]
+fn a_members_own_removal_is_judged_without_a_checkout() {
+    let (_dir, mut owner, mut bob, id, mallory) = party();
+    let checkouts = || crate::authority::CHECKOUTS.with(std::cell::Cell::get);
+    let (_, own) = mallory.sign(&id, |d| {
+        mallory.add_track_map(d, "m1", "mallory's");
+        mallory.add_track_map(d, "m2", "mallory's too");
+    });
+    accepted(&mut owner, &id, &own);
+    accepted(&mut bob, &id, &own);
+    let at = |store: &mut Store, track: &str| {
+        store
+            .get(&id)
+            .expect("get")
+            .tracks
+            .iter()
+            .position(|t| t.id == track)
+            .expect("in the list")
+    };
+    // A later update of the same peer, then the first of a new one (Mallory's app again).
+    let index = at(&mut owner, "m1");
+    let (_, removal) = mallory.sign(&id, |d| remove_at(d, index, "m1"));
+    let index = at(&mut owner, "m2") - 1;
+    let (_, from_new_peer) =
+        Modified::join(3, &mut owner, &id).sign(&id, |d| remove_at(d, index, "m2"));
+    for store in [&mut owner, &mut bob] {
+        let before = checkouts();
+        accepted(store, &id, &removal);
+        accepted(store, &id, &from_new_peer);
+        assert_eq!(checkouts(), before, "judged without a checkout");
+        let ids: Vec<String> = store
+            .get(&id)
+            .expect("get")
+            .tracks
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert!(!ids.iter().any(|t| t == "m1" || t == "m2"), "{ids:?}");
+    }
+    // Alice's track taken out, under Mallory's name or her own id: refused all the same.
+    let alice_at = 0;
+    assert_eq!(
+        owner.get(&id).expect("get").tracks[alice_at].title,
+        "alice's"
+    );
+    let mallory = Modified::join(3, &mut owner, &id);
+    let (_, own_again) = mallory.sign(&id, |d| mallory.add_track_map(d, "m3", "a third"));
+    accepted(&mut owner, &id, &own_again);
+    let (_, swapped) = mallory.sign(&id, |d| remove_at(d, alice_at, "m3"));
+    rejected(&mut owner, &id, &swapped, "it deletes track");
+}
+
 /// What an update writes into the fields that decide who may edit a map is judged as they
 /// were before it: a history entry that names Mallory as who played it does not become a
 /// comment of hers (which she could edit) by her giving it a text.

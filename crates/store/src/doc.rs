@@ -234,8 +234,22 @@ thread_local! {
 /// A track map in the list as the rules read it: its id and who added it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TrackEntry {
+    /// The track's map.
+    pub map: loro::ContainerID,
     pub id: Option<String>,
     pub adder: Option<String>,
+}
+
+impl TrackEntry {
+    /// The id and adder of track map `map`, as the document holds them now (for a map taken
+    /// out of the list too: Loro keeps a deleted container's last state).
+    pub(crate) fn of(map: &LoroMap) -> Self {
+        TrackEntry {
+            map: loro::ContainerTrait::id(map),
+            id: field_text(map, "id"),
+            adder: field_text(map, "added_by_peer"),
+        }
+    }
 }
 
 /// The containers of the track maps in `list` (no field is read).
@@ -351,11 +365,7 @@ impl PlaylistDoc {
     /// The containers of the track maps in the list (in the document's current state,
     /// checked out or not), from [`FollowedTracks`]: no element is read.
     pub(crate) fn track_maps(&self) -> HashSet<loro::ContainerID> {
-        let maps: HashSet<loro::ContainerID> = self.with_followed(
-            |_| false,
-            |_, _| {},
-            |slots| slots.iter().filter_map(|slot| slot.track.clone()).collect(),
-        );
+        let maps: HashSet<loro::ContainerID> = self.track_map_list().into_iter().collect();
         if cfg!(debug_assertions) {
             // Every use in a debug build checks them against the list read whole.
             assert_eq!(
@@ -365,6 +375,16 @@ impl PlaylistDoc {
             );
         }
         maps
+    }
+
+    /// The containers of the track maps in the list, in list order, from
+    /// [`FollowedTracks`] (~1 ms at 100,000 tracks: no element is read).
+    pub(crate) fn track_map_list(&self) -> Vec<loro::ContainerID> {
+        self.with_followed(
+            |_| false,
+            |_, _| {},
+            |slots| slots.iter().filter_map(|slot| slot.track.clone()).collect(),
+        )
     }
 
     /// Every track of the list, in list order (those with a removed id too), from
@@ -757,10 +777,9 @@ impl PlaylistDoc {
         let tracks = self.tracks();
         at.into_iter()
             .filter_map(|at| match tracks.get(at)? {
-                ValueOrContainer::Container(loro::Container::Map(track)) => Some(TrackEntry {
-                    id: field_text(&track, "id"),
-                    adder: field_text(&track, "added_by_peer"),
-                }),
+                ValueOrContainer::Container(loro::Container::Map(track)) => {
+                    Some(TrackEntry::of(&track))
+                }
                 _ => None,
             })
             .collect()
