@@ -275,8 +275,30 @@ fn parse_addr(param: &'static str, raw: &str, peer: &PeerId) -> Result<Multiaddr
         }
         addr.pop();
     }
+    stripped_once(param, given.clone(), &addr, |last| {
+        matches!(last, Protocol::P2p(_))
+    })?;
     nothing_to_dial(param, given, &addr)?;
     Ok(addr)
+}
+
+/// The parser drops one trailing `/p2p/<peer>` (or `/p2p-circuit` from a relay); an address
+/// that still ends in one after that would lose it again when the link is read back, so the
+/// link would not survive being passed on (found by the fuzzer: `…/p2p/<peer>/p2p/<peer>`).
+fn stripped_once(
+    param: &'static str,
+    given: String,
+    addr: &Multiaddr,
+    is_stripped: impl Fn(&Protocol<'_>) -> bool,
+) -> Result<(), LinkError> {
+    if addr.iter().last().is_some_and(|last| is_stripped(&last)) {
+        return Err(LinkError::Multiaddr {
+            param,
+            value: given,
+            reason: "it ends in two peer ids or two circuits; give each address once".into(),
+        });
+    }
+    Ok(())
 }
 
 /// An address that was only the peer's id (`/p2p/<id>`) or a circuit marker leaves nothing
@@ -301,6 +323,9 @@ fn parse_relay(raw: &str) -> Result<Multiaddr, LinkError> {
     if let Some(Protocol::P2pCircuit) = addr.iter().last() {
         addr.pop();
     }
+    stripped_once("relay", given.clone(), &addr, |last| {
+        matches!(last, Protocol::P2pCircuit)
+    })?;
     nothing_to_dial("relay", given, &addr)?;
     Ok(addr)
 }
@@ -395,6 +420,18 @@ mod tests {
             (
                 format!("whtnxt://connect/{PEER}?addr=/ip4/1.2.3.4/tcp/1/p2p/{OTHER}"),
                 "names peer",
+            ),
+            // Found by the fuzzer: the peer id twice at the end lost one each time the link
+            // was read, so a link passed on was not the link received.
+            (
+                format!("whtnxt://connect/{PEER}?addr=/ip4/1.2.3.4/tcp/1/p2p/{PEER}/p2p/{PEER}"),
+                "two peer ids or two circuits",
+            ),
+            (
+                format!(
+                    "whtnxt://connect/{PEER}?relay=/ip4/1.2.3.4/tcp/1/p2p/{OTHER}/p2p-circuit/p2p-circuit"
+                ),
+                "two peer ids or two circuits",
             ),
             (format!("whtnxt://connect/{PEER}?relay=nonsense"), "relay="),
             (
