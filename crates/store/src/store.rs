@@ -1731,7 +1731,6 @@ fn read_back(dir: &Path, since: &[Envelope]) -> Option<PlaylistDoc> {
     Some(doc)
 }
 
-/// A new document holding an exported playlist, after checking it.
 /// `name` without a " (copy)" or " (copy N)" that [`Store::copy_name`] put at its end.
 pub(crate) fn strip_copy_suffix(name: &str) -> &str {
     let Some(rest) = name.strip_suffix(')') else {
@@ -1746,6 +1745,7 @@ pub(crate) fn strip_copy_suffix(name: &str) -> &str {
     }
 }
 
+/// A new document holding an exported playlist, after checking it, named `name`.
 fn build_imported(
     id: &str,
     playlist: &Playlist,
