@@ -542,8 +542,10 @@ impl PlaylistDoc {
     /// from new peers therefore go into the history first (the document detached) and reach
     /// its state only once every container they touch is one Loro can hold; others import
     /// as usual (a detached import and the re-attach cost more: 100 ms instead of 4 on a
-    /// 10,000-track playlist). On an error the history may hold the refused changes: the
-    /// caller puts the document back (`fork_at_version`).
+    /// 10,000-track playlist). A batch that builds on older history is no safer: Loro reads
+    /// the root names before it looks at the batch's dependencies (tried: a bad root made on
+    /// top of the playlist still panicked the import). On an error the history may hold the
+    /// refused changes: the caller puts the document back (`fork_at_version`).
     /// `meta` is what `LoroDoc::decode_import_blob_meta` read of `bytes`.
     pub fn import_untrusted(
         &self,
