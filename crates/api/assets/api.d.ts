@@ -338,7 +338,11 @@ wait?: boolean, timeout_secs?: number | null, };
 
 export type LoginLinkReply = { url: string, };
 
-export type ConfigChange = { display_name?: string | null, };
+export type ConfigChange = { display_name?: string | null, 
+/**
+ * The music folders, absolute paths of folders that exist (an empty list: none).
+ */
+music_dirs?: Array<string> | null, };
 
 export type CreatePlaylistRequest = { name: string, description?: string, };
 

@@ -479,7 +479,7 @@ function renderLibraryNote(s) {
   search.placeholder = files ? `Title, artist or album, among ${files.toLocaleString('en')} song${files === 1 ? '' : 's'}` : 'Title, artist or album';
   const none = !files && !scanning;
   $('from-library').hidden = none && !search.value.trim();
-  const where = dirs.length ? dirs.join(', ') : "your music folder (music_dirs in config.toml)";
+  const where = dirs.length ? dirs.join(', ') : "your music folder (`whatnext config set music-dirs DIR` picks it)";
   $('by-hand').textContent = none
     ? `Add a track: a title is enough, a link plays in its app. The songs of ${where} can be added here once it has some.`
     : 'Or add one by hand — a title is enough, a link plays in its app:';

@@ -163,10 +163,27 @@ async fn set_config(
     State(api): State<Arc<Api>>,
     Json(change): Json<ConfigChange>,
 ) -> Result<Json<OkReply>, ApiError> {
-    if let Some(name) = change.display_name {
-        let name = whatnext_home::config::check_display_name(&name)
-            .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+    // Everything is checked before anything is applied: a refusal changes nothing.
+    let name = change
+        .display_name
+        .map(|name| whatnext_home::config::check_display_name(&name))
+        .transpose()
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+    let music_dirs = change
+        .music_dirs
+        .map(|dirs| whatnext_home::config::check_music_dirs(&dirs))
+        .transpose()
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+    if let Some(name) = name {
         api.core().set_display_name(name).await;
+    }
+    if let Some(dirs) = music_dirs {
+        api.core().set_music_dirs(dirs).await.map_err(|message| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the music folders could not be changed: {message}"),
+            )
+        })?;
     }
     Ok(Json(OkReply::OK))
 }

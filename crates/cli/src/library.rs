@@ -1,5 +1,5 @@
 //! `whatnext library …`: the music library of the running controller (the audio files in
-//! the music folders, config `music_dirs`).
+//! the music folders, `config set music-dirs`).
 
 use std::{io::IsTerminal as _, time::Duration};
 
@@ -80,7 +80,7 @@ pub fn run(client: &Client, command: LibraryCommand) -> anyhow::Result<()> {
                 "{} audio files in {}: {} added, {} updated, {} removed",
                 report.files,
                 if report.dirs.is_empty() {
-                    "no music folder (set music_dirs in config.toml)".to_string()
+                    "no music folder (`whatnext config set music-dirs DIR` sets one)".to_string()
                 } else {
                     report
                         .dirs

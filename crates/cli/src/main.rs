@@ -117,7 +117,7 @@ enum Commands {
     /// The listening session of a shared playlist: play, turns, votes, skips, comments.
     #[command(subcommand)]
     Session(session::SessionCommand),
-    /// The music library: the audio files in your music folders (config `music_dirs`).
+    /// The music library: the audio files in your music folders (`config set music-dirs`).
     #[command(subcommand)]
     Library(library::LibraryCommand),
     /// Change a setting in <home>/config.toml (and in the running controller).
@@ -138,9 +138,10 @@ enum Commands {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Set KEY to VALUE. Keys: display-name (the name friends see next to what you add).
+    /// Set KEY to VALUE. Keys: display-name (the name friends see next to what you add),
+    /// music-dirs (the folders of your music, separated by ':' — ';' on Windows; "" for none).
     Set {
-        /// The setting: display-name.
+        /// The setting: display-name or music-dirs.
         key: String,
         /// Its new value.
         value: String,
@@ -548,22 +549,46 @@ fn report_open(
 
 /// `config set`: edits config.toml, then tells a running controller.
 fn config_set(home: &Home, key: &str, value: &str) -> anyhow::Result<()> {
-    if !matches!(key, "display-name" | "display_name") {
-        anyhow::bail!("unknown setting {key:?}; settable: display-name");
-    }
-    let value = whatnext_home::config::check_display_name(value).map_err(anyhow::Error::msg)?;
-    let value = value.as_str();
+    use whatnext_home::config;
+    let (change, shown, music_dirs) = match key {
+        "display-name" | "display_name" => {
+            let name = config::check_display_name(value).map_err(anyhow::Error::msg)?;
+            let shown = format!("\"{}\"", safe(&name));
+            let change = ConfigChange {
+                display_name: Some(name),
+                ..ConfigChange::default()
+            };
+            (change, shown, None)
+        }
+        "music-dirs" | "music_dirs" => {
+            let dirs = music_dirs_given(value)?;
+            let checked = config::check_music_dirs(&dirs).map_err(anyhow::Error::msg)?;
+            let shown = checked
+                .iter()
+                .map(|dir| format!("\"{}\"", safe(&dir.display().to_string())))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let change = ConfigChange {
+                music_dirs: Some(dirs),
+                ..ConfigChange::default()
+            };
+            (change, format!("[{shown}]"), Some(checked))
+        }
+        _ => anyhow::bail!("unknown setting {key:?}; settable: display-name, music-dirs"),
+    };
     home.create()?;
     for note in home.take_notes() {
         eprintln!("note: {note}");
     }
     let path = home.config_path();
-    whatnext_home::config::write_display_name(&path, value).map_err(anyhow::Error::msg)?;
-    println!("{key} = \"{}\" (in {})", safe(value), path.display());
+    if let Some(name) = &change.display_name {
+        config::write_display_name(&path, name).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(dirs) = &music_dirs {
+        config::write_music_dirs(&path, dirs).map_err(anyhow::Error::msg)?;
+    }
+    println!("{key} = {shown} (in {})", path.display());
     if let Ok(client) = Client::for_home(home) {
-        let change = ConfigChange {
-            display_name: Some(value.to_string()),
-        };
         match client.set_config(&change) {
             Ok(_) => println!("the running WhatNext uses it from now on"),
             Err(err) => eprintln!(
@@ -573,6 +598,25 @@ fn config_set(home: &Home, key: &str, value: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The folders of `config set music-dirs VALUE`: separated as in PATH, each made absolute
+/// (from `~/` or the current folder), as the running controller cannot know either.
+fn music_dirs_given(value: &str) -> anyhow::Result<Vec<String>> {
+    let cwd = std::env::current_dir().context("cannot read the current folder")?;
+    let home_dir = directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf());
+    std::env::split_paths(value.trim())
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| {
+            let dir = match (dir.strip_prefix("~"), &home_dir) {
+                (Ok(rest), Some(home_dir)) => home_dir.join(rest),
+                _ => cwd.join(dir),
+            };
+            dir.into_os_string().into_string().map_err(|dir| {
+                anyhow::anyhow!("the music folder {dir:?} is not valid UTF-8; rename it or link it")
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -333,6 +333,13 @@ impl Core {
         listening::save_history(&self.library, id, name).await
     }
 
+    /// Makes `dirs` (checked: `whatnext_home::config::check_music_dirs`) the music folders,
+    /// now and at the next start: the library reads them and forgets the folders let go.
+    pub async fn set_music_dirs(&self, dirs: Vec<std::path::PathBuf>) -> Result<(), String> {
+        whatnext_home::config::write_music_dirs(&self.config_path, &dirs)?;
+        self.music.set_dirs(dirs).await.map_err(|e| e.to_string())
+    }
+
     /// Takes `name` as ours from now on (local edits and handshakes carry it), and records it in every playlist that names us
     /// (as owner or member), so members see it on everything we did.
     pub async fn set_display_name(&self, name: String) {

@@ -39,6 +39,9 @@ pub struct Music {
     outboards: Mutex<HashMap<String, Arc<Vec<ChainingValue>>>>,
     /// The largest audio moved to or from a member.
     pub max_media_bytes: u64,
+    /// The music folders, for the watch task: when they change, it watches the new ones and
+    /// rescans (read here, not from the library, which a scan holds while it reads).
+    dirs: tokio::sync::watch::Sender<Vec<PathBuf>>,
 }
 
 /// Where the bytes of a content id are, and what they are.
@@ -70,7 +73,7 @@ impl Music {
             let aside = index.with_extension(format!("json.damaged-{}", now_ms()));
             tracing::warn!("{err}; moved to {} and rebuilt by a scan", aside.display());
             let _ = std::fs::rename(index, &aside);
-            MusicLibrary::empty(index, dirs)
+            MusicLibrary::empty(index, dirs.clone())
         });
         let fetched = read_fetched(&media_dir);
         let music = Arc::new(Music {
@@ -80,6 +83,7 @@ impl Music {
             fetched: Mutex::new(fetched),
             outboards: Mutex::new(HashMap::new()),
             max_media_bytes,
+            dirs: tokio::sync::watch::Sender::new(dirs),
         });
         music.publish(None);
         music
@@ -275,40 +279,40 @@ impl Music {
         .map_err(|e| e.to_string())?
     }
 
-    /// Rescans now, then whenever a music folder changes, until `shutdown`.
+    /// Makes `dirs` the music folders (checked by the caller): shown at once, then watched
+    /// and scanned by [`Music::watch`]'s task, which drops the files of folders let go.
+    pub async fn set_dirs(self: &Arc<Self>, dirs: Vec<PathBuf>) -> Result<(), MusicError> {
+        let music = Arc::clone(self);
+        // Off the runtime: a scan holds the library while it reads.
+        let watched = dirs.clone();
+        tokio::task::spawn_blocking(move || {
+            music.lock().set_dirs(dirs);
+            music.publish(None);
+        })
+        .await
+        .map_err(|e| MusicError::Internal(e.to_string()))?;
+        self.dirs.send_replace(watched);
+        Ok(())
+    }
+
+    /// Rescans now, then whenever a music folder changes or the folders are changed
+    /// ([`Music::set_dirs`]), until `shutdown`.
     pub fn watch(self: &Arc<Self>, shutdown: CancellationToken) {
         let music = Arc::clone(self);
         let (tx, mut changed) = mpsc::unbounded_channel::<()>();
-        let dirs: Vec<PathBuf> = self.lock().dirs().to_vec();
-        // The watcher lives as long as this task; it reports on its own thread.
-        let watcher = {
-            use notify::Watcher as _;
-            let tx = tx.clone();
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok_and(|e| !e.kind.is_access()) {
-                    let _ = tx.send(());
-                }
-            })
-            .map(|mut watcher| {
-                for dir in &dirs {
-                    if let Err(err) = watcher.watch(dir, notify::RecursiveMode::Recursive) {
-                        tracing::info!("not watching {} for new music: {err}", dir.display());
-                    }
-                }
-                watcher
-            })
-        };
-        if let Err(err) = &watcher {
-            tracing::info!(
-                "the music folders are not watched ({err}); `whatnext library scan` rescans them"
-            );
-        }
         let _ = tx.send(());
         tokio::spawn(async move {
-            let _watcher = watcher;
+            // The watcher lives as long as this task; it reports on its own thread.
+            let mut dirs = music.dirs.subscribe();
+            let mut _watcher = watch_folders(&dirs.borrow_and_update(), &tx);
             loop {
                 tokio::select! {
                     got = changed.recv() => if got.is_none() { return },
+                    Ok(()) = dirs.changed() => {
+                        _watcher = watch_folders(&dirs.borrow_and_update(), &tx);
+                        let _ = tx.send(());
+                        continue;
+                    }
                     () = shutdown.cancelled() => return,
                 }
                 // Let a burst of changes settle, then scan once.
@@ -330,6 +334,37 @@ impl Music {
                 }
             }
         });
+    }
+}
+
+/// A watcher that sends on `tx` at each change under `dirs` (none when the platform has no
+/// watcher: then `whatnext library scan` rescans).
+fn watch_folders(
+    dirs: &[PathBuf],
+    tx: &mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let tx = tx.clone();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    });
+    match watcher {
+        Ok(mut watcher) => {
+            for dir in dirs {
+                if let Err(err) = watcher.watch(dir, notify::RecursiveMode::Recursive) {
+                    tracing::info!("not watching {} for new music: {err}", dir.display());
+                }
+            }
+            Some(watcher)
+        }
+        Err(err) => {
+            tracing::info!(
+                "the music folders are not watched ({err}); `whatnext library scan` rescans them"
+            );
+            None
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Settings of `run`: `<home>/config.toml`, overridden by command-line flags, so that a
 //! controller started indirectly (by a link) behaves like one started by hand.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -131,9 +131,59 @@ pub fn default_music_dir() -> Option<std::path::PathBuf> {
     )
 }
 
+/// Most music folders a library reads (each is walked at every scan and watched).
+pub const MAX_MUSIC_DIRS: usize = 32;
+
+/// Music folders as they will be used, or why they are refused. The one rule for
+/// `whatnext config set music-dirs` and `POST /api/config`: each an absolute path to a
+/// folder that is there (a typo would leave the library quietly empty), at most
+/// [`MAX_MUSIC_DIRS`], repeats dropped. None at all is allowed: no music library.
+pub fn check_music_dirs(dirs: &[String]) -> Result<Vec<PathBuf>, String> {
+    if dirs.len() > MAX_MUSIC_DIRS {
+        return Err(format!(
+            "{} music folders given; at most {MAX_MUSIC_DIRS} are read",
+            dirs.len()
+        ));
+    }
+    let mut checked: Vec<PathBuf> = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let path = PathBuf::from(dir.trim());
+        if !path.is_absolute() {
+            return Err(format!(
+                "the music folder {dir:?} is not an absolute path; give the whole path, e.g. /home/you/Music"
+            ));
+        }
+        if !path.is_dir() {
+            return Err(format!(
+                "the music folder {} is not a folder on this computer; check its spelling",
+                path.display()
+            ));
+        }
+        if !checked.contains(&path) {
+            checked.push(path);
+        }
+    }
+    Ok(checked)
+}
+
+/// Sets `music_dirs` in the config file at `path` (creating it), keeping its other
+/// settings; `dirs` must have passed [`check_music_dirs`].
+pub fn write_music_dirs(path: &Path, dirs: &[PathBuf]) -> Result<(), String> {
+    let dirs = dirs
+        .iter()
+        .map(|dir| toml::Value::String(dir.display().to_string()))
+        .collect();
+    write_setting(path, "music_dirs", toml::Value::Array(dirs))
+}
+
 /// Sets `display_name` in the config file at `path` (creating it), keeping its other
 /// settings; `name` must have passed [`check_display_name`].
 pub fn write_display_name(path: &Path, name: &str) -> Result<(), String> {
+    write_setting(path, "display_name", toml::Value::String(name.to_string()))
+}
+
+/// Sets `key` to `value` in the config file at `path` (creating it), keeping the rest.
+fn write_setting(path: &Path, key: &str, value: toml::Value) -> Result<(), String> {
     let mut table: toml::Table = match std::fs::read_to_string(path) {
         Ok(text) => text
             .parse()
@@ -141,7 +191,7 @@ pub fn write_display_name(path: &Path, name: &str) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    table.insert("display_name".into(), toml::Value::String(name.to_string()));
+    table.insert(key.into(), value);
     let text = toml::to_string(&table).map_err(|e| e.to_string())?;
     crate::files::write_private_file(path, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))

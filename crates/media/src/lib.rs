@@ -259,6 +259,12 @@ impl MusicLibrary {
         &self.dirs
     }
 
+    /// Makes `dirs` the music folders; the next [`MusicLibrary::scan`] reads what is new in
+    /// them and forgets the files of folders no longer among them.
+    pub fn set_dirs(&mut self, dirs: Vec<PathBuf>) {
+        self.dirs = dirs;
+    }
+
     /// The audio files under the music folders, sorted.
     fn find_files(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();

@@ -94,6 +94,10 @@ pub struct ConfigChange {
     #[serde(default)]
     #[ts(optional = nullable)]
     pub display_name: Option<String>,
+    /// The music folders, absolute paths of folders that exist (an empty list: none).
+    #[serde(default)]
+    #[ts(optional = nullable)]
+    pub music_dirs: Option<Vec<String>>,
 }
 
 /// `POST /api/playlists`.

@@ -549,3 +549,86 @@ fn damaged_files_and_hostile_tags_are_survived() {
     });
     assert!(a.status().is_some());
 }
+
+/// The music folders are set from the command line while the app runs: the library reads
+/// the new ones and forgets those let go, config.toml keeps them for the next start, and a
+/// folder that is not there is refused with nothing changed (from the CLI and the API).
+#[test]
+fn music_folders_set_while_running_are_read_and_kept() {
+    let (alpha, beta) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    write_tagged_tone(&alpha.path().join("a.wav"), 500, "Alpha", "Ann", "A").expect("tone");
+    write_tagged_tone(&beta.path().join("b.wav"), 500, "Beta", "Bea", "B").expect("tone");
+    let a = Node::start();
+    let found = |query: &str| entries(&cli_json(&a, &["library", "search", query])).len();
+    let set = |value: &str| a.cli(&["config", "set", "music-dirs", value]);
+    let config = || std::fs::read_to_string(a.home.join("config.toml")).expect("config.toml");
+
+    let out = set(&alpha.path().display().to_string());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("uses it from now on"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("Alpha to be read", PATIENCE, || {
+        (found("alpha") == 1).then_some(())
+    });
+    assert!(
+        config().contains(&alpha.path().display().to_string()),
+        "{}",
+        config()
+    );
+
+    // Two folders, separated as in PATH.
+    let both = format!("{}:{}", alpha.path().display(), beta.path().display());
+    assert!(set(&both).status.success());
+    wait_until("Beta to be read", PATIENCE, || {
+        (found("beta") == 1).then_some(())
+    });
+    assert_eq!(found("alpha"), 1);
+
+    // A folder let go leaves the library.
+    assert!(set(&beta.path().display().to_string()).status.success());
+    wait_until("Alpha to be forgotten", PATIENCE, || {
+        (found("alpha") == 0).then_some(())
+    });
+    assert_eq!(found("beta"), 1);
+
+    // A typo is refused, and nothing changes.
+    let before = config();
+    let missing = beta.path().join("no such folder");
+    let out = set(&missing.display().to_string());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a folder on this computer"), "{err}");
+    assert_eq!(config(), before);
+    let (url, token) = a.api();
+    let host = url.trim_start_matches("http://").to_string();
+    let auth = format!("Bearer {token}");
+    for bad in [serde_json::json!(["Music"]), serde_json::json!([missing])] {
+        let (status, body) = http(
+            &url,
+            "POST",
+            "/api/config",
+            &[
+                ("Host", &host),
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &serde_json::json!({ "music_dirs": bad }).to_string(),
+        );
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    assert_eq!(config(), before);
+    assert_eq!(found("beta"), 1);
+
+    // None at all: the library empties.
+    assert!(set("").status.success());
+    wait_until("the library to empty", PATIENCE, || {
+        (found("beta") == 0).then_some(())
+    });
+    assert!(config().contains("music_dirs = []"), "{}", config());
+}
