@@ -99,7 +99,7 @@ enum Commands {
         json: bool,
     },
     /// Stop the running WhatNext: the controller and its network service (what a clicked
-    /// link started in the background, too). Friends reach you again once it runs.
+    /// link started in the background, too). Friends cannot reach you until it runs again.
     Stop {
         /// Seconds to wait for it to finish.
         #[arg(long, default_value_t = 15.0, value_name = "SECS", value_parser = seconds)]

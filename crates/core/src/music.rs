@@ -284,15 +284,16 @@ impl Music {
     pub async fn set_dirs(self: &Arc<Self>, dirs: Vec<PathBuf>) -> Result<(), MusicError> {
         let music = Arc::clone(self);
         // Off the runtime: a scan holds the library while it reads.
-        let watched = dirs.clone();
         tokio::task::spawn_blocking(move || {
-            music.lock().set_dirs(dirs);
+            let mut library = music.lock();
+            library.set_dirs(dirs.clone());
+            // Under the library's lock: two changes at once end in the same order in both.
+            music.dirs.send_replace(dirs);
+            drop(library);
             music.publish(None);
         })
         .await
-        .map_err(|e| MusicError::Internal(e.to_string()))?;
-        self.dirs.send_replace(watched);
-        Ok(())
+        .map_err(|e| MusicError::Internal(e.to_string()))
     }
 
     /// Rescans now, then whenever a music folder changes or the folders are changed
