@@ -359,13 +359,24 @@ test('now playing plays the audio of a track from the library, following the hol
   const music = tempDir('music');
   writeFileSync(join(music, 'Test Tones - Long Tone.wav'), toneWav(30, COVER_PNG));
   for (let i = 1; i <= 9; i++) writeFileSync(join(music, `Test Tones - Short Beep ${i}.wav`), toneWav(1));
-  const m = await startNode('m', newHome('m', music));
-  const scan = JSON.parse(cli(m.home, ['library', 'scan', '--json']));
-  assert.equal(scan.files, 10, JSON.stringify(scan));
+  const m = await startNode('m', newHome('m'));
   const id = JSON.parse(cli(m.home, ['playlist', 'create', 'Tones', '--json'])).id;
   const page = await login(m);
   await page.click('#playlists button.pl:text("Tones")');
   await page.waitForSelector('#playlist:not([hidden])');
+  // No music folder yet: the view says where songs would come from, and takes the folder.
+  assert.equal(await page.textContent('#music-folders-summary'), 'Choose where your music is');
+  await page.click('#music-folders-summary');
+  await page.fill('#music-dirs', join(music, 'no such folder'));
+  await page.click('#music-folders-form button');
+  await page.waitForFunction(() => /is not a folder on this computer/.test(document.getElementById('music-dirs-note').textContent), null, { timeout: 10000 });
+  await page.fill('#music-dirs', music);
+  await page.click('#music-folders-form button');
+  await page.waitForFunction((dir) => document.getElementById('music-folders-summary').textContent === `Your music folders: ${dir}`, music, { timeout: 10000 });
+  await page.waitForFunction(() => /among 10 songs/.test(document.getElementById('library-q').placeholder), null, { timeout: 20000 });
+  await page.screenshot({ path: join(SHOTS, 'music-folders.png') });
+  const scan = JSON.parse(cli(m.home, ['library', 'scan', '--json']));
+  assert.equal(scan.files, 10, JSON.stringify(scan));
   // Added from the view's search of your music: whatever the case and accents, the words
   // typed find the song; Add adds it, with its file.
   await page.waitForFunction(() => /among 10 songs/.test(document.getElementById('library-q').placeholder), null, { timeout: 10000 });

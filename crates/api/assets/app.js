@@ -479,12 +479,28 @@ function renderLibraryNote(s) {
   search.placeholder = files ? `Title, artist or album, among ${files.toLocaleString('en')} song${files === 1 ? '' : 's'}` : 'Title, artist or album';
   const none = !files && !scanning;
   $('from-library').hidden = none && !search.value.trim();
-  const where = dirs.length ? dirs.join(', ') : "your music folder (`whatnext config set music-dirs DIR` picks it)";
+  const where = dirs.length ? dirs.join(', ') : 'your music folders (choose them above)';
   $('by-hand').textContent = none
     ? `Add a track: a title is enough, a link plays in its app. The songs of ${where} can be added here once it has some.`
     : 'Or add one by hand — a title is enough, a link plays in its app:';
+  $('music-folders-summary').textContent = dirs.length ? `Your music folders: ${dirs.join(', ')}` : 'Choose where your music is';
+  const field = /** @type {HTMLTextAreaElement} */ ($('music-dirs'));
+  // What the user is typing is theirs until they send it.
+  if (document.activeElement !== field && !field.dataset.editing) field.value = dirs.join('\n');
   if (search.value.trim()) return; // the search's answer is showing
   $('library-note').textContent = scanning ? `Reading your music… ${scanning.done} of ${scanning.total} files.` : '';
+}
+
+/** Sends the music folders typed (one a line); the library reads them, and says so. */
+async function setMusicFolders() {
+  const field = /** @type {HTMLTextAreaElement} */ ($('music-dirs'));
+  const dirs = field.value.split('\n').map((line) => line.trim()).filter(Boolean);
+  const note = $('music-dirs-note');
+  try {
+    await api.setConfig({ music_dirs: dirs });
+    delete field.dataset.editing;
+    note.textContent = dirs.length ? 'Your music will be read from there: its songs appear as they are found.' : 'No music folders: songs are added by hand.';
+  } catch (e) { note.textContent = message(e); }
 }
 
 /** Shows the songs of your music that what is typed finds, each with a button to add it. */
@@ -1458,6 +1474,8 @@ function wire() {
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let typing;
   $('library-q').addEventListener('input', () => { clearTimeout(typing); typing = setTimeout(searchLibrary, 150); });
+  $('music-dirs').addEventListener('input', () => { $('music-dirs').dataset.editing = 'yes'; });
+  $('music-folders-form').addEventListener('submit', (e) => { e.preventDefault(); setMusicFolders(); });
   clearOnEscape('library-q', searchLibrary);
   clearOnEscape('track-find', findInPlaylist);
   // Ctrl+F (⌘F) finds in the playlist open: the page's own find sees only the rows drawn.
