@@ -125,24 +125,28 @@ impl Music {
     pub async fn scan(self: &Arc<Self>) -> Result<ScanReport, MusicError> {
         let music = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            let mut library = music.lock();
-            let dirs: Vec<String> = library
-                .dirs()
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect();
-            let files = library.len();
+            // The library is held only to plan and to take the result in: while files are
+            // read (minutes for a big first scan) it answers searches and serves audio, and
+            // the controller's one thread never waits on it.
+            let (plan, dirs, files) = {
+                let library = music.lock();
+                let dirs: Vec<String> = library
+                    .dirs()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect();
+                (library.scan_plan(), dirs, library.len())
+            };
             let mut last = std::time::Instant::now();
-            let report = library.scan(&mut |done, total| {
+            let read = plan.read(&mut |done, total| {
                 // The state is published a few times a second, not per file.
                 if done == 0 || done == total || last.elapsed() >= Duration::from_millis(200) {
                     last = std::time::Instant::now();
                     music.publish_status(files, dirs.clone(), Some(ScanProgress { done, total }));
                 }
             });
-            let files = library.len();
-            drop(library);
-            music.publish_status(files, dirs, None);
+            let report = music.lock().apply_scan(read);
+            music.publish(None);
             report.map_err(MusicError::from)
         })
         .await

@@ -228,6 +228,104 @@ pub fn hash_file(path: &Path) -> Result<(String, u64), MediaError> {
     Ok((hasher.finalize().to_hex().to_string(), size))
 }
 
+/// The start of a scan ([`MusicLibrary::scan_plan`]): the folders and the files known then.
+pub struct ScanPlan {
+    dirs: Vec<PathBuf>,
+    known: BTreeMap<PathBuf, Indexed>,
+}
+
+/// What a scan read ([`ScanPlan::read`]), for [`MusicLibrary::apply_scan`].
+pub struct ScanRead {
+    dirs: Vec<PathBuf>,
+    files: BTreeMap<PathBuf, Indexed>,
+    report: ScanReport,
+}
+
+impl ScanPlan {
+    /// The audio files under the music folders, sorted.
+    fn find_files(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for dir in &self.dirs {
+            for entry in walkdir::WalkDir::new(dir).follow_links(true).into_iter() {
+                match entry {
+                    Ok(e) if e.file_type().is_file() && has_audio_extension(e.path()) => {
+                        found.push(e.into_path());
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::debug!("while scanning {}: {err}", dir.display()),
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    /// Walks the folders and reads the files that are new or changed since the plan was
+    /// made (the slow part: tags and BLAKE3 of each); `progress(done, total)` as it goes.
+    pub fn read(mut self, progress: &mut dyn FnMut(usize, usize)) -> ScanRead {
+        let files = self.find_files();
+        let total = files.len();
+        let mut report = ScanReport {
+            files: total,
+            dirs: self.dirs.iter().map(|d| d.display().to_string()).collect(),
+            ..ScanReport::default()
+        };
+        let mut kept = BTreeMap::new();
+        for (done, path) in files.into_iter().enumerate() {
+            progress(done, total);
+            let meta = match fs::metadata(&path) {
+                Ok(meta) => meta,
+                Err(err) => {
+                    report.failed.push(ScanFailure {
+                        path: path.display().to_string(),
+                        reason: err.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let (size, mtime_ms) = (meta.len(), mtime_ms(&meta));
+            let known = self.known.remove(&path);
+            let was_known = known.is_some();
+            if let Some(known) = known.filter(|k| k.size == size && k.mtime_ms == mtime_ms) {
+                kept.insert(path, known);
+                continue;
+            }
+            match read_file(&path) {
+                Ok(entry) => {
+                    if was_known {
+                        report.updated += 1;
+                    } else {
+                        report.added += 1;
+                    }
+                    kept.insert(
+                        path,
+                        Indexed {
+                            size,
+                            mtime_ms,
+                            entry,
+                        },
+                    );
+                }
+                Err(err) => report.failed.push(ScanFailure {
+                    path: path.display().to_string(),
+                    reason: match err {
+                        MediaError::NotAudio { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                }),
+            }
+        }
+        progress(total, total);
+        report.removed = self.known.len();
+        ScanRead {
+            dirs: self.dirs,
+            files: kept,
+            report,
+        }
+    }
+}
+
 impl MusicLibrary {
     /// The library indexed at `index_path` (created empty when missing) over `dirs`.
     pub fn open(index_path: &Path, dirs: Vec<PathBuf>) -> Result<MusicLibrary, MediaError> {
@@ -265,88 +363,40 @@ impl MusicLibrary {
         self.dirs = dirs;
     }
 
-    /// The audio files under the music folders, sorted.
-    fn find_files(&self) -> Vec<PathBuf> {
-        let mut found = Vec::new();
-        for dir in &self.dirs {
-            for entry in walkdir::WalkDir::new(dir).follow_links(true).into_iter() {
-                match entry {
-                    Ok(e) if e.file_type().is_file() && has_audio_extension(e.path()) => {
-                        found.push(e.into_path());
-                    }
-                    Ok(_) => {}
-                    Err(err) => tracing::debug!("while scanning {}: {err}", dir.display()),
-                }
-            }
-        }
-        found.sort();
-        found.dedup();
-        found
-    }
-
     /// Scans the music folders: reads new and changed files, forgets vanished ones, saves
     /// the index. `progress(done, total)` is called as files are looked at.
     pub fn scan(
         &mut self,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<ScanReport, MediaError> {
-        let files = self.find_files();
-        let total = files.len();
-        let mut report = ScanReport {
-            files: total,
-            dirs: self.dirs.iter().map(|d| d.display().to_string()).collect(),
-            ..ScanReport::default()
-        };
-        let mut kept = BTreeMap::new();
-        for (done, path) in files.into_iter().enumerate() {
-            progress(done, total);
-            let meta = match fs::metadata(&path) {
-                Ok(meta) => meta,
-                Err(err) => {
-                    report.failed.push(ScanFailure {
-                        path: path.display().to_string(),
-                        reason: err.to_string(),
-                    });
-                    continue;
-                }
-            };
-            let (size, mtime_ms) = (meta.len(), mtime_ms(&meta));
-            let known = self.index.files.remove(&path);
-            let was_known = known.is_some();
-            if let Some(known) = known.filter(|k| k.size == size && k.mtime_ms == mtime_ms) {
-                kept.insert(path, known);
-                continue;
-            }
-            match read_file(&path) {
-                Ok(entry) => {
-                    if was_known {
-                        report.updated += 1;
-                    } else {
-                        report.added += 1;
-                    }
-                    kept.insert(
-                        path,
-                        Indexed {
-                            size,
-                            mtime_ms,
-                            entry,
-                        },
-                    );
-                }
-                Err(err) => report.failed.push(ScanFailure {
-                    path: path.display().to_string(),
-                    reason: match err {
-                        MediaError::NotAudio { reason, .. } => reason,
-                        other => other.to_string(),
-                    },
-                }),
-            }
+        let read = self.scan_plan().read(progress);
+        self.apply_scan(read)
+    }
+
+    /// What a scan starts from: the folders and the files known. Taken under the caller's
+    /// lock (a clone of the index, milliseconds), so the slow part, [`ScanPlan::read`],
+    /// runs without it and the library answers searches and serves audio meanwhile.
+    pub fn scan_plan(&self) -> ScanPlan {
+        ScanPlan {
+            dirs: self.dirs.clone(),
+            known: self.index.files.clone(),
         }
-        progress(total, total);
-        report.removed = self.index.files.len();
-        self.index.files = kept;
+    }
+
+    /// Takes in what [`ScanPlan::read`] found and saves the index. A scan of folders that are
+    /// no longer the music folders (they changed while it read) is not taken: the change
+    /// brings a scan of its own.
+    pub fn apply_scan(&mut self, read: ScanRead) -> Result<ScanReport, MediaError> {
+        if read.dirs != self.dirs {
+            return Ok(ScanReport {
+                files: self.index.files.len(),
+                dirs: self.dirs.iter().map(|d| d.display().to_string()).collect(),
+                ..ScanReport::default()
+            });
+        }
+        self.index.files = read.files;
         self.save()?;
-        Ok(report)
+        Ok(read.report)
     }
 
     /// Reads one file (anywhere) into the library; its entry.

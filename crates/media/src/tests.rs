@@ -165,3 +165,57 @@ fn a_files_cover_is_read_from_its_tags_and_a_file_without_one_has_none() {
     std::fs::write(&text, "not audio").expect("w");
     assert!(matches!(cover_art(&text), Err(MediaError::NotAudio { .. })));
 }
+
+/// A scan reads its files without the library (the controller searches it and serves its
+/// audio meanwhile): what is known stays searchable while the scan reads, a file added
+/// meanwhile is kept when the scan is taken in, and a scan of folders changed meanwhile is
+/// not taken (the change brings its own).
+#[test]
+fn a_scan_reads_without_holding_the_library_and_keeps_what_changed_meanwhile() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (music, other) = (home.path().join("Music"), home.path().join("Other"));
+    std::fs::create_dir_all(&music).expect("dir");
+    std::fs::create_dir_all(&other).expect("dir");
+    song(&music, "one.wav", "First Song", "Ann", 500);
+    let elsewhere = song(home.path(), "loose.wav", "Loose Song", "Cid", 500);
+    let index = home.path().join("library.json");
+    let mut library = MusicLibrary::open(&index, vec![music.clone()]).expect("open");
+    library.scan(&mut |_, _| {}).expect("first scan");
+    song(&music, "two.wav", "Second Song", "Bea", 500);
+
+    let plan = library.scan_plan();
+    let mut searched_during = None;
+    let read = plan.read(&mut |done, _| {
+        if done == 0 {
+            // The library is not borrowed by the scan: it answers, and takes a file.
+            searched_during = Some(library.search("first").len());
+            library.add_file(&elsewhere).expect("add a file");
+        }
+    });
+    assert_eq!(searched_during, Some(1));
+    let report = library.apply_scan(read).expect("taken in");
+    assert_eq!((report.files, report.added), (2, 1), "{report:?}");
+    assert_eq!(library.search("second").len(), 1);
+    assert_eq!(library.search("loose").len(), 1, "the file added meanwhile");
+    assert_eq!(library.len(), 3);
+
+    // The folders change while a scan reads: its result is not taken.
+    let read = library.scan_plan().read(&mut |_, _| {});
+    library.set_dirs(vec![other]);
+    library.apply_scan(read).expect("answered");
+    assert_eq!(
+        library.search("first").len(),
+        1,
+        "nothing taken from the old scan"
+    );
+    let report = library
+        .scan(&mut |_, _| {})
+        .expect("the scan of the new folders");
+    assert_eq!((report.files, report.removed), (0, 2), "{report:?}");
+    assert_eq!(library.search("first").len(), 0);
+    assert_eq!(
+        library.search("loose").len(),
+        1,
+        "added by hand: not a folder's"
+    );
+}
