@@ -67,6 +67,19 @@ fn read_frame(reader: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<()> 
     reader.read_exact(buf)
 }
 
+/// [`read_frame`] for the event-loop floor's tokio pipes.
+async fn read_frame_async(
+    reader: &mut (impl tokio::io::AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt as _;
+    let mut header = [0u8; 4];
+    reader.read_exact(&mut header).await?;
+    buf.resize(u32::from_be_bytes(header) as usize, 0);
+    reader.read_exact(buf).await?;
+    Ok(())
+}
+
 /// Child side of the floor: echo a pong frame of the same size for every frame.
 pub fn echo_child() -> anyhow::Result<()> {
     let mut stdin = std::io::stdin().lock();
@@ -293,7 +306,7 @@ pub fn pipelined(whatnext: &Path, total: usize, placement: Placement) -> anyhow:
 /// Child side of the event-loop floor: the echo as a minimal tokio loop on async pipes.
 pub fn echo_loop_child() -> anyhow::Result<()> {
     use std::os::fd::AsFd as _;
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -303,16 +316,11 @@ pub fn echo_loop_child() -> anyhow::Result<()> {
         let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(stdin)?;
         let mut writer = tokio::net::unix::pipe::Sender::from_owned_fd(stdout)?;
         let pong = pong_frame(1);
-        let mut header = [0u8; 4];
         let mut buf = Vec::new();
-        loop {
-            if reader.read_exact(&mut header).await.is_err() {
-                return Ok(());
-            }
-            buf.resize(u32::from_be_bytes(header) as usize, 0);
-            reader.read_exact(&mut buf).await?;
+        while read_frame_async(&mut reader, &mut buf).await.is_ok() {
             writer.write_all(&pong).await?;
         }
+        Ok(())
     })
 }
 
@@ -321,7 +329,7 @@ pub fn echo_loop_child() -> anyhow::Result<()> {
 /// core each end makes three system calls a round trip (`epoll_wait`, `read`, `write`)
 /// where the blocking floor makes two.
 pub fn loop_floor(iters: usize, placement: Placement) -> anyhow::Result<Value> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     placement.pin_self()?;
     let me = std::env::current_exe()?;
     let samples = tokio::runtime::Builder::new_current_thread()
@@ -338,11 +346,8 @@ pub fn loop_floor(iters: usize, placement: Placement) -> anyhow::Result<Value> {
             let mut stdout = child.stdout.take().context("stdout")?;
             // One round trip first: the child's runtime is up and can be pinned whole.
             stdin.write_all(&ping_frame(1)).await?;
-            let mut header = [0u8; 4];
             let mut buf = Vec::new();
-            stdout.read_exact(&mut header).await?;
-            buf.resize(u32::from_be_bytes(header) as usize, 0);
-            stdout.read_exact(&mut buf).await?;
+            read_frame_async(&mut stdout, &mut buf).await?;
             pin_all_threads(pid, placement.child)?;
             let samples = tokio::spawn(async move {
                 let mut samples = Vec::with_capacity(iters);
@@ -350,9 +355,7 @@ pub fn loop_floor(iters: usize, placement: Placement) -> anyhow::Result<Value> {
                     let frame = ping_frame(i as u64 + 1_000_000);
                     let t = Instant::now();
                     stdin.write_all(&frame).await?;
-                    stdout.read_exact(&mut header).await?;
-                    buf.resize(u32::from_be_bytes(header) as usize, 0);
-                    stdout.read_exact(&mut buf).await?;
+                    read_frame_async(&mut stdout, &mut buf).await?;
                     if i >= WARMUP {
                         samples.push(t.elapsed().as_secs_f64() * 1e6);
                     }
